@@ -1,0 +1,384 @@
+//! Accounts: members, passwords, login tokens, profiles and the company name.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::ids::MemberId;
+use crate::model::{Caller, Member, MemberState, Photo, Profile, Role};
+use crate::store::{now_ms, settings};
+use crate::tenant::{Tenant, clean_name};
+
+const TOKEN_PREFIX: &str = "wt_";
+const TOKEN_BYTES: usize = 32;
+pub const MIN_PASSWORD_CHARS: usize = 8;
+const MAX_PASSWORD_BYTES: usize = 1024;
+const MAX_DISPLAY_NAME_CHARS: usize = 100;
+const MAX_COMPANY_CHARS: usize = 100;
+
+/// A fresh login token for a member.
+pub struct Login {
+    pub token: String,
+    pub member: MemberId,
+    pub expires_at_ms: i64,
+}
+
+pub fn check_password_rules(password: &str) -> Result<()> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(Error::invalid(
+            "password",
+            format!("must be at least {MIN_PASSWORD_CHARS} characters"),
+        ));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(Error::invalid(
+            "password",
+            format!("must be at most {MAX_PASSWORD_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Argon2id with the crate's recommended parameters, off the async runtime.
+async fn hash_password(password: &str) -> Result<String> {
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut salt = [0u8; 16];
+        rand::rng().fill_bytes(&mut salt);
+        let salt = SaltString::encode_b64(&salt)
+            .map_err(|e| Error::Internal(format!("password salt: {e}")))?;
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| Error::Internal(format!("password hash: {e}")))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("password hash task: {e}")))?
+}
+
+async fn verify_password(password: &str, stored: &str) -> Result<bool> {
+    let password = password.to_string();
+    let stored = stored.to_string();
+    tokio::task::spawn_blocking(move || {
+        let parsed = PasswordHash::new(&stored)
+            .map_err(|e| Error::Internal(format!("stored password hash: {e}")))?;
+        Ok(Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok())
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("password check task: {e}")))?
+}
+
+fn token_hash(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks a token's shape before any lookup, so garbage never reaches storage.
+fn parse_token(token: &str) -> Result<&str> {
+    let body = token
+        .strip_prefix(TOKEN_PREFIX)
+        .ok_or_else(|| Error::Unauthenticated("malformed token".into()))?;
+    match URL_SAFE_NO_PAD.decode(body) {
+        Ok(bytes) if bytes.len() == TOKEN_BYTES => Ok(token),
+        _ => Err(Error::Unauthenticated("malformed token".into())),
+    }
+}
+
+/// Generates a random password for the first admin.
+pub fn generate_password() -> String {
+    let mut bytes = [0u8; 18];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Checks an uploaded photo: size and an image type known by its magic bytes.
+pub fn check_photo(bytes: Vec<u8>, max_bytes: usize) -> Result<Photo> {
+    if bytes.len() > max_bytes {
+        return Err(Error::ResourceExhausted(format!(
+            "photo is {} bytes; the limit is {max_bytes}",
+            bytes.len()
+        )));
+    }
+    let content_type = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        "image/png"
+    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        "image/jpeg"
+    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        "image/gif"
+    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        "image/webp"
+    } else {
+        return Err(Error::invalid("photo", "must be a PNG, JPEG, GIF or WebP image"));
+    };
+    Ok(Photo {
+        bytes,
+        content_type: content_type.into(),
+    })
+}
+
+impl Caller {
+    pub fn require_admin(&self) -> Result<()> {
+        match self.role {
+            Role::Admin => Ok(()),
+            Role::Member => Err(Error::PermissionDenied(
+                "this operation needs the admin role".into(),
+            )),
+        }
+    }
+}
+
+impl Tenant {
+    /// Parses a member id and checks it belongs to this company.
+    pub fn local_member_id(&self, field: &'static str, input: &str) -> Result<MemberId> {
+        let id = MemberId::parse(input).map_err(Error::bad_id(field))?;
+        if !id.belongs_to(&self.id) {
+            return Err(Error::invalid(
+                field,
+                format!("{id} is not a member of {}", self.id),
+            ));
+        }
+        Ok(id)
+    }
+
+    /// Creates a member; used by `init` for the first admin and by admins.
+    pub async fn create_member(
+        &self,
+        name: &str,
+        display_name: &str,
+        password: &str,
+        role: Role,
+    ) -> Result<Member> {
+        let id = if name.contains('@') {
+            self.local_member_id("name", name)?
+        } else {
+            MemberId::with_name(name, &self.id).map_err(Error::bad_id("name"))?
+        };
+        let display_name = clean_name("display_name", display_name, MAX_DISPLAY_NAME_CHARS)?;
+        check_password_rules(password)?;
+        let hash = hash_password(password).await?;
+        let member = self.store.insert_member(&id, &display_name, &hash, role).await?;
+        tracing::info!(member = %member.id, ?role, "member added");
+        Ok(member)
+    }
+
+    pub async fn add_member(
+        &self,
+        caller: &Caller,
+        name: &str,
+        display_name: &str,
+        password: &str,
+        role: Role,
+    ) -> Result<Member> {
+        caller.require_admin()?;
+        self.create_member(name, display_name, password, role).await
+    }
+
+    pub async fn list_members(&self, caller: &Caller) -> Result<Vec<Member>> {
+        caller.require_admin()?;
+        self.store.list_members().await
+    }
+
+    pub async fn set_member_state(
+        &self,
+        caller: &Caller,
+        member: &str,
+        state: MemberState,
+    ) -> Result<Member> {
+        caller.require_admin()?;
+        let id = self.local_member_id("member_id", member)?;
+        if id == caller.member && state == MemberState::Suspended {
+            return Err(Error::FailedPrecondition(
+                "an admin cannot suspend their own account".into(),
+            ));
+        }
+        let member = self.store.set_member_state(&id, state).await?;
+        if state == MemberState::Suspended {
+            self.hub.suspended(id.clone());
+        }
+        tracing::info!(member = %id, ?state, by = %caller.member, "member state changed");
+        Ok(member)
+    }
+
+    pub async fn login(&self, member: &str, password: &str) -> Result<Login> {
+        let wrong = || Error::Unauthenticated("wrong member id or password".into());
+        let id = MemberId::parse(member).map_err(Error::bad_id("member_id"))?;
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(wrong());
+        }
+        let Some(creds) = self.store.credentials(&id).await? else {
+            // Spend the same time as a real check so timing tells nothing.
+            let _ = hash_password(password).await;
+            return Err(wrong());
+        };
+        if !verify_password(password, &creds.password_hash).await? {
+            tracing::info!(member = %id, "login refused: wrong password");
+            return Err(wrong());
+        }
+        if creds.member.state == MemberState::Suspended {
+            return Err(Error::PermissionDenied(format!("member {id} is suspended")));
+        }
+        let mut bytes = [0u8; TOKEN_BYTES];
+        rand::rng().fill_bytes(&mut bytes);
+        let token = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
+        let ttl_ms = i64::try_from(self.limits.token_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let expires_at_ms = now_ms().saturating_add(ttl_ms);
+        self.store
+            .insert_session(&token_hash(&token), &id, expires_at_ms)
+            .await?;
+        tracing::info!(member = %id, "login");
+        Ok(Login {
+            token,
+            member: id,
+            expires_at_ms,
+        })
+    }
+
+    /// Resolves a bearer token to its caller.
+    pub async fn authenticate(&self, token: &str) -> Result<Caller> {
+        let token = parse_token(token)?;
+        let hash = token_hash(token);
+        let session = self
+            .store
+            .session(&hash)
+            .await?
+            .ok_or_else(|| Error::Unauthenticated("invalid or revoked token".into()))?;
+        if session.expires_at_ms <= now_ms() {
+            self.store.delete_session(&hash).await?;
+            return Err(Error::Unauthenticated("token expired; log in again".into()));
+        }
+        let id = MemberId::parse(&session.member_id)
+            .map_err(|e| Error::Internal(format!("stored session member: {e}")))?;
+        let member = self
+            .store
+            .member(&id)
+            .await?
+            .ok_or_else(|| Error::Unauthenticated("invalid or revoked token".into()))?;
+        if member.state == MemberState::Suspended {
+            return Err(Error::PermissionDenied(format!("member {id} is suspended")));
+        }
+        Ok(Caller {
+            member: id,
+            role: member.role,
+        })
+    }
+
+    pub async fn logout(&self, token: &str) -> Result<()> {
+        let token = parse_token(token)?;
+        self.store.delete_session(&token_hash(token)).await?;
+        Ok(())
+    }
+
+    pub async fn whoami(&self, caller: &Caller) -> Result<Member> {
+        self.store
+            .member(&caller.member)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("member {}", caller.member)))
+    }
+
+    pub async fn company_name(&self) -> Result<String> {
+        Ok(self
+            .store
+            .setting(settings::COMPANY_NAME)
+            .await?
+            .unwrap_or_else(|| self.id.to_string()))
+    }
+
+    pub async fn set_company_name(&self, caller: &Caller, name: &str) -> Result<String> {
+        caller.require_admin()?;
+        let name = clean_name("name", name, MAX_COMPANY_CHARS)?;
+        self.store.set_setting(settings::COMPANY_NAME, &name).await?;
+        tracing::info!(company = %name, by = %caller.member, "company name set");
+        Ok(name)
+    }
+
+    /// Sets the company name at `init`, before any admin exists.
+    pub async fn init_company_name(&self, name: &str) -> Result<()> {
+        let name = clean_name("company", name, MAX_COMPANY_CHARS)?;
+        self.store.set_setting(settings::COMPANY_NAME, &name).await
+    }
+
+    pub async fn profile(&self, caller: &Caller, member: Option<&str>) -> Result<Profile> {
+        let id = match member {
+            Some(m) => self.local_member_id("member_id", m)?,
+            None => caller.member.clone(),
+        };
+        let member = self
+            .store
+            .member(&id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("member {id}")))?;
+        let photo = if member.has_photo {
+            self.store.member_photo(&id).await?
+        } else {
+            None
+        };
+        Ok(Profile {
+            member_id: id,
+            display_name: member.display_name,
+            photo,
+            company: self.company_name().await?,
+        })
+    }
+
+    /// Changes the caller's own display name and/or photo.
+    pub async fn set_profile(
+        &self,
+        caller: &Caller,
+        display_name: Option<&str>,
+        photo: Option<Vec<u8>>,
+        clear_photo: bool,
+    ) -> Result<Profile> {
+        let display_name = display_name
+            .map(|n| clean_name("display_name", n, MAX_DISPLAY_NAME_CHARS))
+            .transpose()?;
+        let photo = match (photo, clear_photo) {
+            (Some(_), true) => {
+                return Err(Error::invalid(
+                    "photo",
+                    "give a photo or clear_photo, not both",
+                ));
+            }
+            (Some(bytes), false) => Some(Some(check_photo(bytes, self.limits.max_photo_bytes)?)),
+            (None, true) => Some(None),
+            (None, false) => None,
+        };
+        self.store
+            .update_profile(&caller.member, display_name.as_deref(), photo.as_ref().map(|p| p.as_ref()))
+            .await?;
+        self.profile(caller, None).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_checked_for_shape() {
+        assert!(parse_token("nope").is_err());
+        assert!(parse_token("wt_short").is_err());
+        assert!(parse_token(&format!("wt_{}", URL_SAFE_NO_PAD.encode([7u8; 32]))).is_ok());
+        assert!(parse_token(&format!("wt_{}", URL_SAFE_NO_PAD.encode([7u8; 31]))).is_err());
+    }
+
+    #[test]
+    fn photos_must_be_images_within_the_limit() {
+        let png = b"\x89PNG\r\n\x1a\n rest".to_vec();
+        assert_eq!(check_photo(png.clone(), 100).unwrap().content_type, "image/png");
+        assert!(matches!(check_photo(png, 4), Err(Error::ResourceExhausted(_))));
+        assert!(matches!(check_photo(b"hello".to_vec(), 100), Err(Error::Invalid { .. })));
+    }
+
+    #[test]
+    fn password_rules() {
+        assert!(check_password_rules("short").is_err());
+        assert!(check_password_rules("long enough").is_ok());
+        assert!(check_password_rules(&"x".repeat(2000)).is_err());
+    }
+}

@@ -1,0 +1,283 @@
+//! Node configuration: a TOML file in the data directory, with defaults and an
+//! environment overlay. Parsing does no I/O beyond reading the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::TenantId;
+
+pub const CONFIG_FILE: &str = "node.toml";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The company's tenant id, e.g. `acme.example`.
+    pub tenant: String,
+    #[serde(default)]
+    pub api: ApiConfig,
+    #[serde(default)]
+    pub bridge: BridgeConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Where the client gRPC API listens.
+    #[serde(default = "default_api_listen")]
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeConfig {
+    /// Where the node-to-node bridge listens (mutual TLS).
+    #[serde(default = "default_bridge_listen")]
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `sqlite://PATH` (relative paths are under the data directory) or
+    /// `postgres://...` for several replicas sharing one database.
+    #[serde(default = "default_database_url")]
+    pub url: String,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest text message, in bytes of UTF-8.
+    #[serde(default = "default_max_text_bytes")]
+    pub max_text_bytes: usize,
+    /// Largest profile photo, in bytes.
+    #[serde(default = "default_max_photo_bytes")]
+    pub max_photo_bytes: usize,
+    /// Largest number of members in a group room.
+    #[serde(default = "default_max_room_members")]
+    pub max_room_members: usize,
+    /// How long a login token stays valid, in seconds.
+    #[serde(default = "default_token_ttl_secs")]
+    pub token_ttl_secs: u64,
+}
+
+fn default_api_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 4780))
+}
+fn default_bridge_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 4781))
+}
+fn default_database_url() -> String {
+    "sqlite://node.db".into()
+}
+fn default_max_connections() -> u32 {
+    8
+}
+fn default_max_text_bytes() -> usize {
+    16 * 1024
+}
+fn default_max_photo_bytes() -> usize {
+    1024 * 1024
+}
+fn default_max_room_members() -> usize {
+    500
+}
+fn default_token_ttl_secs() -> u64 {
+    30 * 24 * 3600
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: default_api_listen(),
+        }
+    }
+}
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        BridgeConfig {
+            listen: default_bridge_listen(),
+        }
+    }
+}
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            url: default_database_url(),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_text_bytes: default_max_text_bytes(),
+            max_photo_bytes: default_max_photo_bytes(),
+            max_room_members: default_max_room_members(),
+            token_ttl_secs: default_token_ttl_secs(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid node configuration: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+impl Config {
+    /// A configuration with every default, for `init` and for tests.
+    pub fn new(tenant: &TenantId) -> Self {
+        Config {
+            tenant: tenant.to_string(),
+            api: ApiConfig::default(),
+            bridge: BridgeConfig::default(),
+            storage: StorageConfig::default(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Reads `node.toml` from the data directory, then applies the environment
+    /// overlay (`WORKS_API_LISTEN`, `WORKS_BRIDGE_LISTEN`, `WORKS_DATABASE_URL`).
+    pub fn load(data_dir: &Path) -> Result<Self, ConfigError> {
+        let path = data_dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let mut config = Self::parse(&text).map_err(|source| ConfigError::Parse {
+            path,
+            source: Box::new(source),
+        })?;
+        config.apply_env(|key| std::env::var(key).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Overrides settings from variables; the lookup is a parameter so tests
+    /// never touch the process environment.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let addr = |key: &'static str, value: String| {
+            value.parse::<std::net::SocketAddr>().map_err(|e| ConfigError::Invalid {
+                key,
+                reason: format!("{value:?}: {e}"),
+            })
+        };
+        if let Some(v) = var("WORKS_API_LISTEN") {
+            self.api.listen = addr("WORKS_API_LISTEN", v)?;
+        }
+        if let Some(v) = var("WORKS_BRIDGE_LISTEN") {
+            self.bridge.listen = addr("WORKS_BRIDGE_LISTEN", v)?;
+        }
+        if let Some(v) = var("WORKS_DATABASE_URL") {
+            self.storage.url = v;
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.tenant_id()?;
+        if self.limits.max_text_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_text_bytes",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.limits.max_room_members < 2 {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_room_members",
+                reason: "must be at least 2".into(),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn tenant_id(&self) -> Result<TenantId, ConfigError> {
+        TenantId::parse(&self.tenant).map_err(|e| ConfigError::Invalid {
+            key: "tenant",
+            reason: e.to_string(),
+        })
+    }
+
+    /// The database URL with a relative SQLite path resolved under `data_dir`.
+    pub fn database_url(&self, data_dir: &Path) -> String {
+        match self.storage.url.strip_prefix("sqlite://") {
+            Some(path) if !Path::new(path).is_absolute() && !path.starts_with(':') => {
+                format!("sqlite://{}", data_dir.join(path).display())
+            }
+            _ => self.storage.url.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_file_gets_defaults() {
+        let config = Config::parse("tenant = \"acme.example\"\n").unwrap();
+        assert_eq!(config.limits.max_text_bytes, 16 * 1024);
+        assert_eq!(config.api.listen.port(), 4780);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let config = Config::new(&TenantId::parse("acme.example").unwrap());
+        let again = Config::parse(&config.to_toml()).unwrap();
+        assert_eq!(again.tenant, "acme.example");
+        assert_eq!(again.storage.url, "sqlite://node.db");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Config::parse("tenant = \"a.b\"\nlistne = 1\n").unwrap_err();
+        assert!(err.to_string().contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn environment_overlay() {
+        let mut config = Config::new(&TenantId::parse("acme.example").unwrap());
+        config
+            .apply_env(|k| (k == "WORKS_API_LISTEN").then(|| "127.0.0.1:9999".to_string()))
+            .unwrap();
+        assert_eq!(config.api.listen.port(), 9999);
+        let err = config
+            .apply_env(|k| (k == "WORKS_BRIDGE_LISTEN").then(|| "nowhere".to_string()))
+            .unwrap_err();
+        assert!(err.to_string().contains("WORKS_BRIDGE_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn relative_sqlite_path_is_under_data_dir() {
+        let config = Config::new(&TenantId::parse("acme.example").unwrap());
+        assert_eq!(config.database_url(Path::new("/srv/acme")), "sqlite:///srv/acme/node.db");
+    }
+}

@@ -1,0 +1,51 @@
+//! The node's error type. Each variant says what went wrong in terms a caller
+//! can act on; `grpc::status` maps them to gRPC codes in one place.
+
+use crate::ids::IdError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A malformed or out-of-range field in the request.
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    /// No valid credentials: missing, malformed, expired, revoked or forged.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Authenticated, but not allowed to do this.
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The request is well-formed but the current state does not allow it.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A size or rate limit was exceeded.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// The storage layer failed; details are logged, never sent to callers.
+    #[error("storage error: {0}")]
+    Storage(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// A bug or an unexpected state; details are logged, never sent to callers.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Error::Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// Adapts an id parse error to the field it came from.
+    pub fn bad_id(field: &'static str) -> impl FnOnce(IdError) -> Self {
+        move |e| Error::invalid(field, e.to_string())
+    }
+}

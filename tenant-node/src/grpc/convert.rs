@@ -1,0 +1,110 @@
+//! Domain types to protobuf and back. Nothing else in the node touches `pb`.
+
+use works_proto::client::v1 as pb;
+
+use crate::error::{Error, Result};
+use crate::model::{EventBody, Member, MemberState, Profile, Role, Room, RoomEvent, RoomKind};
+
+pub fn role_from_pb(value: i32) -> Result<Role> {
+    match pb::Role::try_from(value) {
+        Ok(pb::Role::Unspecified) | Ok(pb::Role::Member) => Ok(Role::Member),
+        Ok(pb::Role::Admin) => Ok(Role::Admin),
+        Err(_) => Err(Error::invalid("role", format!("unknown role {value}"))),
+    }
+}
+
+pub fn room_kind_from_pb(value: i32) -> Result<RoomKind> {
+    match pb::RoomKind::try_from(value) {
+        Ok(pb::RoomKind::Direct) => Ok(RoomKind::Direct),
+        Ok(pb::RoomKind::Group) => Ok(RoomKind::Group),
+        Ok(pb::RoomKind::Unspecified) => Err(Error::invalid("kind", "say whether the room is direct or group")),
+        Err(_) => Err(Error::invalid("kind", format!("unknown room kind {value}"))),
+    }
+}
+
+fn room_kind_to_pb(kind: RoomKind) -> pb::RoomKind {
+    match kind {
+        RoomKind::Direct => pb::RoomKind::Direct,
+        RoomKind::Group => pb::RoomKind::Group,
+    }
+}
+
+impl From<Member> for pb::Member {
+    fn from(m: Member) -> Self {
+        pb::Member {
+            id: m.id.to_string(),
+            display_name: m.display_name,
+            has_photo: m.has_photo,
+            role: match m.role {
+                Role::Member => pb::Role::Member,
+                Role::Admin => pb::Role::Admin,
+            } as i32,
+            state: match m.state {
+                MemberState::Active => pb::MemberState::Active,
+                MemberState::Suspended => pb::MemberState::Suspended,
+            } as i32,
+            created_at_ms: m.created_at_ms,
+        }
+    }
+}
+
+impl From<Profile> for pb::Profile {
+    fn from(p: Profile) -> Self {
+        let (photo, photo_content_type) = match p.photo {
+            Some(photo) => (photo.bytes, photo.content_type),
+            None => (Vec::new(), String::new()),
+        };
+        pb::Profile {
+            member_id: p.member_id.to_string(),
+            display_name: p.display_name,
+            photo,
+            photo_content_type,
+            company: p.company,
+        }
+    }
+}
+
+impl From<Room> for pb::Room {
+    fn from(r: Room) -> Self {
+        pb::Room {
+            id: r.id.to_string(),
+            kind: room_kind_to_pb(r.kind) as i32,
+            name: r.name,
+            members: r.members.iter().map(ToString::to_string).collect(),
+            master: r.master.map(|m| m.to_string()).unwrap_or_default(),
+            last_seq: r.last_seq,
+            last_read_seq: r.last_read_seq,
+            unread: r.unread,
+            created_at_ms: r.created_at_ms,
+            last_event_at_ms: r.last_event_at_ms,
+        }
+    }
+}
+
+impl From<RoomEvent> for pb::RoomEvent {
+    fn from(e: RoomEvent) -> Self {
+        use pb::room_event::Body;
+        let body = match e.body {
+            EventBody::Text { text } => Body::Text(pb::TextMessage { text }),
+            EventBody::Created { room_kind, name, members } => Body::Created(pb::RoomCreated {
+                kind: room_kind_to_pb(room_kind) as i32,
+                name,
+                members,
+            }),
+            EventBody::Joined { members } => Body::Joined(pb::MembersJoined { members }),
+            EventBody::Left { new_master } => Body::Left(pb::MemberLeft {
+                new_master: new_master.unwrap_or_default(),
+            }),
+            EventBody::Removed { member } => Body::Removed(pb::MemberRemoved { member }),
+            EventBody::Renamed { name } => Body::Renamed(pb::RoomRenamed { name }),
+        };
+        pb::RoomEvent {
+            event_id: e.id.to_string(),
+            room_id: e.room.to_string(),
+            seq: e.seq,
+            sender: e.sender.to_string(),
+            at_ms: e.at_ms,
+            body: Some(body),
+        }
+    }
+}

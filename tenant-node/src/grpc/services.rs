@@ -1,0 +1,259 @@
+//! Service implementations: parse, authenticate, call the domain, convert.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status};
+use works_proto::client::v1 as pb;
+
+use super::convert::{role_from_pb, room_kind_from_pb};
+use super::{bearer, caller};
+use crate::model::MemberState;
+use crate::rooms::HistoryQuery;
+use crate::tenant::Tenant;
+use crate::watch::WatchRequest;
+
+type Reply<T> = Result<Response<T>, Status>;
+
+pub struct AuthApi(pub Arc<Tenant>);
+pub struct AdminApi(pub Arc<Tenant>);
+pub struct ProfilesApi(pub Arc<Tenant>);
+pub struct RoomsApi(pub Arc<Tenant>);
+
+#[tonic::async_trait]
+impl pb::auth_server::Auth for AuthApi {
+    async fn login(&self, request: Request<pb::LoginRequest>) -> Reply<pb::LoginResponse> {
+        let r = request.into_inner();
+        let login = self.0.login(&r.member_id, &r.password).await?;
+        Ok(Response::new(pb::LoginResponse {
+            token: login.token,
+            member_id: login.member.to_string(),
+            expires_at_ms: login.expires_at_ms,
+        }))
+    }
+
+    async fn logout(&self, request: Request<pb::LogoutRequest>) -> Reply<pb::LogoutResponse> {
+        caller(&self.0, &request).await?;
+        self.0.logout(bearer(&request)?).await?;
+        Ok(Response::new(pb::LogoutResponse {}))
+    }
+
+    async fn who_am_i(&self, request: Request<pb::WhoAmIRequest>) -> Reply<pb::Member> {
+        let who = caller(&self.0, &request).await?;
+        Ok(Response::new(self.0.whoami(&who).await?.into()))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::admin_server::Admin for AdminApi {
+    async fn add_member(&self, request: Request<pb::AddMemberRequest>) -> Reply<pb::Member> {
+        let who = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let role = role_from_pb(r.role)?;
+        let member = self
+            .0
+            .add_member(&who, &r.name, &r.display_name, &r.password, role)
+            .await?;
+        Ok(Response::new(member.into()))
+    }
+
+    async fn list_members(
+        &self,
+        request: Request<pb::ListMembersRequest>,
+    ) -> Reply<pb::ListMembersResponse> {
+        let who = caller(&self.0, &request).await?;
+        let members = self.0.list_members(&who).await?;
+        Ok(Response::new(pb::ListMembersResponse {
+            members: members.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn suspend_member(&self, request: Request<pb::SuspendMemberRequest>) -> Reply<pb::Member> {
+        let who = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let member = self
+            .0
+            .set_member_state(&who, &r.member_id, MemberState::Suspended)
+            .await?;
+        Ok(Response::new(member.into()))
+    }
+
+    async fn unsuspend_member(
+        &self,
+        request: Request<pb::UnsuspendMemberRequest>,
+    ) -> Reply<pb::Member> {
+        let who = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let member = self
+            .0
+            .set_member_state(&who, &r.member_id, MemberState::Active)
+            .await?;
+        Ok(Response::new(member.into()))
+    }
+
+    async fn get_company(&self, request: Request<pb::GetCompanyRequest>) -> Reply<pb::Company> {
+        caller(&self.0, &request).await?;
+        Ok(Response::new(pb::Company {
+            tenant: self.0.id.to_string(),
+            name: self.0.company_name().await?,
+        }))
+    }
+
+    async fn set_company(&self, request: Request<pb::SetCompanyRequest>) -> Reply<pb::Company> {
+        let who = caller(&self.0, &request).await?;
+        let name = self.0.set_company_name(&who, &request.into_inner().name).await?;
+        Ok(Response::new(pb::Company {
+            tenant: self.0.id.to_string(),
+            name,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::profiles_server::Profiles for ProfilesApi {
+    async fn get_profile(&self, request: Request<pb::GetProfileRequest>) -> Reply<pb::Profile> {
+        let who = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let member = (!r.member_id.trim().is_empty()).then_some(r.member_id.as_str());
+        Ok(Response::new(self.0.profile(&who, member).await?.into()))
+    }
+
+    async fn set_profile(&self, request: Request<pb::SetProfileRequest>) -> Reply<pb::Profile> {
+        let who = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let profile = self
+            .0
+            .set_profile(&who, r.display_name.as_deref(), r.photo, r.clear_photo)
+            .await?;
+        Ok(Response::new(profile.into()))
+    }
+}
+
+type WatchResponseStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::rooms_server::Rooms for RoomsApi {
+    async fn create_room(&self, request: Request<pb::CreateRoomRequest>) -> Reply<pb::Room> {
+        let who = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let kind = room_kind_from_pb(r.kind)?;
+        let room = self.0.create_room(&who, kind, &r.name, &r.members).await?;
+        Ok(Response::new(room.into()))
+    }
+
+    async fn list_rooms(&self, request: Request<pb::ListRoomsRequest>) -> Reply<pb::ListRoomsResponse> {
+        let who = caller(&self.0, &request).await?;
+        let rooms = self.0.list_rooms(&who).await?;
+        Ok(Response::new(pb::ListRoomsResponse {
+            rooms: rooms.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn get_room(&self, request: Request<pb::GetRoomRequest>) -> Reply<pb::Room> {
+        let who = caller(&self.0, &request).await?;
+        let room = self.0.room(&who, &request.into_inner().room_id).await?;
+        Ok(Response::new(room.into()))
+    }
+
+    async fn invite_members(&self, request: Request<pb::InviteMembersRequest>) -> Reply<pb::Room> {
+        let who = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let room = self.0.invite_members(&who, &r.room_id, &r.members).await?;
+        Ok(Response::new(room.into()))
+    }
+
+    async fn remove_member(&self, request: Request<pb::RemoveMemberRequest>) -> Reply<pb::Room> {
+        let who = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let room = self.0.remove_member(&who, &r.room_id, &r.member_id).await?;
+        Ok(Response::new(room.into()))
+    }
+
+    async fn leave_room(&self, request: Request<pb::LeaveRoomRequest>) -> Reply<pb::LeaveRoomResponse> {
+        let who = caller(&self.0, &request).await?;
+        let event = self.0.leave_room(&who, &request.into_inner().room_id).await?;
+        Ok(Response::new(pb::LeaveRoomResponse {
+            event: Some(event.into()),
+        }))
+    }
+
+    async fn rename_room(&self, request: Request<pb::RenameRoomRequest>) -> Reply<pb::Room> {
+        let who = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let room = self.0.rename_room(&who, &r.room_id, &r.name).await?;
+        Ok(Response::new(room.into()))
+    }
+
+    async fn send_message(
+        &self,
+        request: Request<pb::SendMessageRequest>,
+    ) -> Reply<pb::SendMessageResponse> {
+        let who = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let sent = self
+            .0
+            .send_text(&who, &r.room_id, &r.idempotency_key, &r.text)
+            .await?;
+        Ok(Response::new(pb::SendMessageResponse {
+            event: Some(sent.event.into()),
+            duplicate: sent.duplicate,
+        }))
+    }
+
+    async fn history(&self, request: Request<pb::HistoryRequest>) -> Reply<pb::HistoryResponse> {
+        let who = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let page = self
+            .0
+            .history(
+                &who,
+                &r.room_id,
+                HistoryQuery {
+                    after_seq: r.after_seq,
+                    before_seq: r.before_seq,
+                    limit: r.limit,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::HistoryResponse {
+            events: page.events.into_iter().map(Into::into).collect(),
+            has_more: page.has_more,
+        }))
+    }
+
+    async fn mark_read(&self, request: Request<pb::MarkReadRequest>) -> Reply<pb::MarkReadResponse> {
+        let who = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let (last_read_seq, unread) = self.0.mark_read(&who, &r.room_id, r.seq).await?;
+        Ok(Response::new(pb::MarkReadResponse {
+            last_read_seq,
+            unread,
+        }))
+    }
+
+    type WatchStream = WatchResponseStream;
+
+    async fn watch(&self, request: Request<pb::WatchRequest>) -> Reply<Self::WatchStream> {
+        let who = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let room = (!r.room_id.trim().is_empty()).then_some(r.room_id);
+        let events = self
+            .0
+            .watch(
+                who,
+                WatchRequest {
+                    cursors: r.cursors.into_iter().map(|c| (c.room_id, c.seq)).collect(),
+                    room,
+                },
+            )
+            .await?;
+        let stream = ReceiverStream::new(events).map(|item| {
+            item.map(|event| pb::WatchEvent {
+                kind: Some(pb::watch_event::Kind::RoomEvent(event.into())),
+            })
+            .map_err(Status::from)
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

@@ -1,0 +1,60 @@
+//! The one place where node errors become gRPC statuses.
+//!
+//! Callers get a precise code and a message they can act on; storage and
+//! internal details are logged here and leave the node only as INTERNAL.
+
+use tonic::{Code, Status};
+
+use crate::error::Error;
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Status {
+        let code = match &error {
+            Error::Invalid { .. } => Code::InvalidArgument,
+            Error::Unauthenticated(_) => Code::Unauthenticated,
+            Error::PermissionDenied(_) => Code::PermissionDenied,
+            Error::NotFound(_) => Code::NotFound,
+            Error::AlreadyExists(_) => Code::AlreadyExists,
+            Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::ResourceExhausted(_) => Code::ResourceExhausted,
+            Error::Storage(_) | Error::Migration(_) | Error::Internal(_) => {
+                tracing::error!(error = %error, "internal error");
+                return Status::internal("internal error; the node's log has the details");
+            }
+        };
+        tracing::info!(code = ?code, error = %error, "request refused");
+        Status::new(code, error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(error: Error, code: Code, message: &str) {
+        let status = Status::from(error);
+        assert_eq!(status.code(), code);
+        assert_eq!(status.message(), message);
+    }
+
+    #[test]
+    fn each_error_has_its_code() {
+        check(Error::invalid("room_id", "is empty"), Code::InvalidArgument, "invalid room_id: is empty");
+        check(Error::Unauthenticated("token expired".into()), Code::Unauthenticated, "token expired");
+        check(Error::PermissionDenied("no".into()), Code::PermissionDenied, "no");
+        check(Error::NotFound("room X".into()), Code::NotFound, "room X not found");
+        check(Error::AlreadyExists("dup".into()), Code::AlreadyExists, "dup");
+        check(Error::FailedPrecondition("state".into()), Code::FailedPrecondition, "state");
+        check(Error::ResourceExhausted("big".into()), Code::ResourceExhausted, "big");
+    }
+
+    #[test]
+    fn internal_details_do_not_leave_the_node() {
+        let status = Status::from(Error::Internal("secret path /var/db".into()));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("secret"));
+        let status = Status::from(Error::Storage(sqlx::Error::RowNotFound));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("row"));
+    }
+}

@@ -1,0 +1,252 @@
+//! Identities: tenants, members, rooms and events.
+//!
+//! Ids arriving from clients (and later from peers) are parsed here, once, into
+//! typed values; everything past the edge works with these types only.
+
+use std::fmt;
+use std::str::FromStr;
+
+use ulid::Ulid;
+
+/// Why an id was refused; the message is safe to return to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct IdError(String);
+
+/// A company's tenant id: a lowercase DNS-style name such as `acme.example`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub fn parse(input: &str) -> Result<Self, IdError> {
+        let name = input.trim().to_ascii_lowercase();
+        if name.is_empty() {
+            return Err(IdError("tenant id is empty".into()));
+        }
+        if name.len() > 253 {
+            return Err(IdError("tenant id is longer than 253 characters".into()));
+        }
+        let labels: Vec<&str> = name.split('.').collect();
+        if labels.len() < 2 {
+            return Err(IdError(format!(
+                "tenant id {name:?} must be a domain name with at least two labels, like acme.example"
+            )));
+        }
+        for label in labels {
+            let valid_chars = label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if label.is_empty()
+                || label.len() > 63
+                || !valid_chars
+                || label.starts_with('-')
+                || label.ends_with('-')
+            {
+                return Err(IdError(format!(
+                    "tenant id {name:?} has an invalid label {label:?}: use 1 to 63 letters, digits or inner hyphens"
+                )));
+            }
+        }
+        Ok(TenantId(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for TenantId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+/// A member id (the "WORKS ID"): `name@tenant`, case-insensitive, stored lowercase.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MemberId {
+    full: String,
+    at: usize,
+}
+
+impl MemberId {
+    pub const MAX_NAME_LEN: usize = 64;
+
+    pub fn parse(input: &str) -> Result<Self, IdError> {
+        let trimmed = input.trim();
+        let Some((name, tenant)) = trimmed.rsplit_once('@') else {
+            return Err(IdError(format!(
+                "member id {trimmed:?} must have the form name@tenant"
+            )));
+        };
+        let name = Self::parse_name(name)?;
+        let tenant = TenantId::parse(tenant)?;
+        Ok(Self::new(&name, &tenant))
+    }
+
+    /// Builds `name@tenant` from a local name that is validated here.
+    pub fn with_name(name: &str, tenant: &TenantId) -> Result<Self, IdError> {
+        Ok(Self::new(&Self::parse_name(name)?, tenant))
+    }
+
+    fn new(name: &str, tenant: &TenantId) -> Self {
+        MemberId {
+            full: format!("{name}@{tenant}"),
+            at: name.len(),
+        }
+    }
+
+    fn parse_name(input: &str) -> Result<String, IdError> {
+        let name = input.trim().to_ascii_lowercase();
+        if name.is_empty() {
+            return Err(IdError("member name is empty".into()));
+        }
+        if name.len() > Self::MAX_NAME_LEN {
+            return Err(IdError(format!(
+                "member name is longer than {} characters",
+                Self::MAX_NAME_LEN
+            )));
+        }
+        let first_ok = name.as_bytes()[0].is_ascii_alphanumeric();
+        let rest_ok = name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+        if !first_ok || !rest_ok {
+            return Err(IdError(format!(
+                "member name {name:?} may hold only letters, digits, '.', '_' and '-', starting with a letter or digit"
+            )));
+        }
+        Ok(name)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.full[..self.at]
+    }
+
+    pub fn tenant(&self) -> TenantId {
+        TenantId(self.full[self.at + 1..].to_string())
+    }
+
+    pub fn belongs_to(&self, tenant: &TenantId) -> bool {
+        &self.full[self.at + 1..] == tenant.as_str()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.full
+    }
+}
+
+impl fmt::Display for MemberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.full)
+    }
+}
+
+impl FromStr for MemberId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+macro_rules! ulid_id {
+    ($name:ident, $what:literal) => {
+        #[doc = concat!("A ", $what, " id: a ULID, unique across every node.")]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Ulid);
+
+        impl $name {
+            pub fn generate() -> Self {
+                $name(Ulid::new())
+            }
+
+            pub fn parse(input: &str) -> Result<Self, IdError> {
+                let trimmed = input.trim();
+                if trimmed.is_empty() {
+                    return Err(IdError(concat!($what, " id is empty").into()));
+                }
+                Ulid::from_string(trimmed)
+                    .map($name)
+                    .map_err(|_| IdError(format!(concat!($what, " id {:?} is not a valid ULID"), trimmed)))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+    };
+}
+
+ulid_id!(RoomId, "room");
+ulid_id!(EventId, "event");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_member(input: &str, expected: Result<&str, &str>) {
+        let got = MemberId::parse(input).map(|m| m.to_string()).map_err(|e| e.to_string());
+        match expected {
+            Ok(id) => assert_eq!(got, Ok(id.to_string()), "input {input:?}"),
+            Err(fragment) => {
+                let err = got.expect_err(input);
+                assert!(err.contains(fragment), "input {input:?}: {err:?} lacks {fragment:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn member_ids_are_canonical_lowercase() {
+        check_member("Alice@ACME.example", Ok("alice@acme.example"));
+        check_member("  bob.smith_2@corp.co.jp ", Ok("bob.smith_2@corp.co.jp"));
+        check_member("a-b@x.y", Ok("a-b@x.y"));
+    }
+
+    #[test]
+    fn malformed_member_ids_say_what_is_wrong() {
+        check_member("", Err("name@tenant"));
+        check_member("alice", Err("name@tenant"));
+        check_member("@acme.example", Err("member name is empty"));
+        check_member("alice@", Err("tenant id is empty"));
+        check_member("alice@localhost", Err("at least two labels"));
+        check_member("al ice@acme.example", Err("may hold only"));
+        check_member(".alice@acme.example", Err("starting with a letter"));
+        check_member("alice@acme..example", Err("invalid label"));
+        check_member("alice@-acme.example", Err("invalid label"));
+        check_member("al@ice@acme.example", Err("may hold only"));
+        check_member(&format!("{}@acme.example", "a".repeat(65)), Err("longer than 64"));
+        check_member("ålice@acme.example", Err("may hold only"));
+    }
+
+    #[test]
+    fn member_parts() {
+        let id = MemberId::parse("alice@acme.example").unwrap();
+        assert_eq!(id.name(), "alice");
+        assert_eq!(id.tenant().as_str(), "acme.example");
+        assert!(id.belongs_to(&TenantId::parse("ACME.example").unwrap()));
+        assert!(!id.belongs_to(&TenantId::parse("other.example").unwrap()));
+    }
+
+    #[test]
+    fn room_ids_are_ulids() {
+        let id = RoomId::generate();
+        assert_eq!(RoomId::parse(&id.to_string()), Ok(id));
+        assert!(RoomId::parse("").unwrap_err().to_string().contains("empty"));
+        assert!(RoomId::parse("not-a-room").unwrap_err().to_string().contains("not a valid ULID"));
+    }
+}

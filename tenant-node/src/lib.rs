@@ -1,0 +1,28 @@
+//! A tenant node: one company's messaging server.
+//!
+//! # Layout
+//!
+//! - `config`, `init`, `node`: configuration, data directory set-up, start-up.
+//! - `ids`, `model`, `error`: typed ids, domain types, the error enum.
+//! - `tenant` with `accounts`, `rooms`, `watch`: the domain rules.
+//! - `hub`: in-process fan-out of stored events to live streams.
+//! - `store`: SQL over sqlx (SQLite or PostgreSQL); no rules.
+//! - `grpc`: the client API edge; the only module that sees protobuf types.
+//! - `cli`, `demo`: the `tenant-node` command line.
+#![forbid(unsafe_code)]
+
+pub mod accounts;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod grpc;
+pub mod hub;
+pub mod ids;
+pub mod init;
+pub mod model;
+pub mod node;
+pub mod rooms;
+pub mod store;
+pub mod tenant;
+pub mod watch;

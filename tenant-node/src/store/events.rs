@@ -1,0 +1,132 @@
+//! Room events: appended with the room's next sequence number, never changed.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AssertSqlSafe, Row};
+
+use super::rooms::stored;
+use crate::error::{Error, Result};
+use crate::ids::{EventId, MemberId, RoomId};
+use crate::model::{EventBody, RoomEvent};
+
+const EVENT_COLUMNS: &str = "room_id, seq, event_id, sender, body, at";
+
+fn event_from_row(row: &AnyRow) -> Result<RoomEvent> {
+    let room: String = row.try_get("room_id")?;
+    let id: String = row.try_get("event_id")?;
+    let sender: String = row.try_get("sender")?;
+    let body: String = row.try_get("body")?;
+    Ok(RoomEvent {
+        id: stored("event id", EventId::parse(&id))?,
+        room: stored("room id", RoomId::parse(&room))?,
+        seq: row.try_get::<i64, _>("seq")? as u64,
+        sender: stored("sender", MemberId::parse(&sender))?,
+        at_ms: row.try_get("at")?,
+        body: stored("event body", serde_json::from_str::<EventBody>(&body))?,
+    })
+}
+
+/// Appends an event as the room's next in sequence.
+pub async fn append(
+    conn: &mut AnyConnection,
+    room: &RoomId,
+    sender: &MemberId,
+    body: EventBody,
+    idempotency_key: Option<&str>,
+    at_ms: i64,
+) -> Result<RoomEvent> {
+    let row = sqlx::query(
+        "UPDATE rooms SET last_seq = last_seq + 1, last_event_at = $1 WHERE id = $2 RETURNING last_seq",
+    )
+    .bind(at_ms)
+    .bind(room.to_string())
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| Error::NotFound(format!("room {room}")))?;
+    let seq = row.try_get::<i64, _>("last_seq")? as u64;
+    let id = EventId::generate();
+    let json = serde_json::to_string(&body)
+        .map_err(|e| Error::Internal(format!("cannot encode event body: {e}")))?;
+    sqlx::query(
+        "INSERT INTO events (room_id, seq, event_id, sender, kind, body, at, idempotency_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(room.to_string())
+    .bind(seq as i64)
+    .bind(id.to_string())
+    .bind(sender.as_str())
+    .bind(body.kind())
+    .bind(json)
+    .bind(at_ms)
+    .bind(idempotency_key)
+    .execute(&mut *conn)
+    .await?;
+    Ok(RoomEvent {
+        id,
+        room: *room,
+        seq,
+        sender: sender.clone(),
+        at_ms,
+        body,
+    })
+}
+
+/// The event a sender stored earlier under this idempotency key, if any.
+pub async fn by_idempotency_key(
+    conn: &mut AnyConnection,
+    room: &RoomId,
+    sender: &MemberId,
+    key: &str,
+) -> Result<Option<RoomEvent>> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = $1 AND sender = $2 AND idempotency_key = $3"
+    )))
+    .bind(room.to_string())
+    .bind(sender.as_str())
+    .bind(key)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(event_from_row).transpose()
+}
+
+/// Events with `after < seq <= upto`, oldest first, at most `limit`.
+pub async fn range(
+    conn: &mut AnyConnection,
+    room: &RoomId,
+    after: u64,
+    upto: u64,
+    limit: u32,
+) -> Result<Vec<RoomEvent>> {
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = $1 AND seq > $2 AND seq <= $3 \
+         ORDER BY seq LIMIT $4"
+    )))
+    .bind(room.to_string())
+    .bind(after.min(i64::MAX as u64) as i64)
+    .bind(upto.min(i64::MAX as u64) as i64)
+    .bind(i64::from(limit))
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(event_from_row).collect()
+}
+
+/// The `limit` events just before `before` (all the latest when `None`), oldest first.
+pub async fn page_before(
+    conn: &mut AnyConnection,
+    room: &RoomId,
+    before: Option<u64>,
+    limit: u32,
+) -> Result<Vec<RoomEvent>> {
+    let before = before.unwrap_or(i64::MAX as u64).min(i64::MAX as u64) as i64;
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = $1 AND seq < $2 \
+         ORDER BY seq DESC LIMIT $3"
+    )))
+    .bind(room.to_string())
+    .bind(before)
+    .bind(i64::from(limit))
+    .fetch_all(conn)
+    .await?;
+    let mut events = rows.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
+    events.reverse();
+    Ok(events)
+}

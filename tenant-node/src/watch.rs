@@ -1,0 +1,240 @@
+//! A member's live event stream: replay from cursors, then live events, with
+//! no gap and no duplicate per room.
+//!
+//! The watcher subscribes to the hub before it reads storage, keeps the last
+//! delivered seq of every room, skips what it already sent and fills any gap
+//! (a reordered or lagged hub) from storage before delivering.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc};
+
+use crate::error::{Error, Result};
+use crate::hub::Live;
+use crate::ids::RoomId;
+use crate::model::{Caller, EventBody, RoomEvent};
+use crate::store::{events, rooms};
+use crate::tenant::Tenant;
+
+const REPLAY_PAGE: u32 = 500;
+const STREAM_BUFFER: usize = 128;
+
+pub struct WatchRequest {
+    /// (room, last seq the client has) pairs, as given by the client.
+    pub cursors: Vec<(String, u64)>,
+    /// Only this room, when set.
+    pub room: Option<String>,
+}
+
+pub type WatchStream = mpsc::Receiver<Result<RoomEvent>>;
+
+struct Watcher {
+    tenant: Arc<Tenant>,
+    caller: Caller,
+    only: Option<RoomId>,
+    /// Last delivered seq per room the member is in.
+    cursors: HashMap<RoomId, u64>,
+    out: mpsc::Sender<Result<RoomEvent>>,
+}
+
+/// Why the watcher stopped.
+enum Stop {
+    /// The client went away.
+    Gone,
+    Failed(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Stop::Failed(e)
+    }
+}
+
+impl Tenant {
+    pub async fn watch(self: &Arc<Self>, caller: Caller, request: WatchRequest) -> Result<WatchStream> {
+        let only = request.room.as_deref().map(|r| self.parse_room_id(r)).transpose()?;
+        let mut given = HashMap::new();
+        for (room, seq) in &request.cursors {
+            given.insert(self.parse_room_id(room)?, *seq);
+        }
+        // Subscribe first: whatever commits from now on reaches us live.
+        let live = self.hub.subscribe();
+        let mut conn = self.store.pool().acquire().await?;
+        let mine = rooms::rooms_of(&mut conn, &caller.member).await?;
+        for room in given.keys() {
+            if !mine.iter().any(|(r, _)| &r.id == room) {
+                return Err(Error::PermissionDenied(format!(
+                    "{} is not a member of room {room}",
+                    caller.member
+                )));
+            }
+        }
+        if let Some(room) = &only {
+            if rooms::room(&mut conn, room).await?.is_none() {
+                return Err(Error::NotFound(format!("room {room}")));
+            }
+            if !mine.iter().any(|(r, _)| &r.id == room) {
+                return Err(Error::PermissionDenied(format!(
+                    "{} is not a member of room {room}",
+                    caller.member
+                )));
+            }
+        }
+        drop(conn);
+        let cursors = mine
+            .iter()
+            .filter(|(r, _)| only.is_none_or(|o| o == r.id))
+            .map(|(r, m)| (r.id, given.get(&r.id).copied().unwrap_or(m.last_read_seq)))
+            .collect();
+        let (out, rx) = mpsc::channel(STREAM_BUFFER);
+        let watcher = Watcher {
+            tenant: Arc::clone(self),
+            caller,
+            only,
+            cursors,
+            out,
+        };
+        tokio::spawn(watcher.run(live));
+        Ok(rx)
+    }
+}
+
+impl Watcher {
+    async fn run(mut self, mut live: broadcast::Receiver<Live>) {
+        let member = self.caller.member.clone();
+        let result = self.serve(&mut live).await;
+        match result {
+            Err(Stop::Gone) | Ok(()) => {
+                tracing::debug!(member = %member, "watch stream closed");
+            }
+            Err(Stop::Failed(e)) => {
+                tracing::info!(member = %member, error = %e, "watch stream ended");
+                let _ = self.out.send(Err(e)).await;
+            }
+        }
+    }
+
+    async fn serve(&mut self, live: &mut broadcast::Receiver<Live>) -> Result<(), Stop> {
+        self.replay_all().await?;
+        loop {
+            tokio::select! {
+                _ = self.out.closed() => return Err(Stop::Gone),
+                received = live.recv() => match received {
+                    Ok(Live::Event { event, recipients }) => {
+                        if recipients.contains(&self.caller.member) {
+                            self.deliver(&event).await?;
+                        }
+                    }
+                    Ok(Live::Suspended(member)) if member == self.caller.member => {
+                        return Err(Stop::Failed(Error::PermissionDenied(format!(
+                            "member {member} is suspended"
+                        ))));
+                    }
+                    Ok(Live::Suspended(_)) => {}
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::debug!(member = %self.caller.member, missed, "watcher lagged; resyncing from storage");
+                        self.refresh_rooms().await?;
+                        self.replay_all().await?;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+            }
+        }
+    }
+
+    async fn send(&mut self, event: RoomEvent) -> Result<(), Stop> {
+        let room = event.room;
+        let seq = event.seq;
+        let ends_membership = match &event.body {
+            EventBody::Left { .. } => event.sender == self.caller.member,
+            EventBody::Removed { member } => member == self.caller.member.as_str(),
+            _ => false,
+        };
+        self.out.send(Ok(event)).await.map_err(|_| Stop::Gone)?;
+        if ends_membership {
+            // Nothing after our own departure is ours to see.
+            self.cursors.remove(&room);
+        } else {
+            self.cursors.insert(room, seq);
+        }
+        Ok(())
+    }
+
+    /// Sends every stored event after each room's cursor.
+    async fn replay_all(&mut self) -> Result<(), Stop> {
+        let rooms: Vec<RoomId> = self.cursors.keys().copied().collect();
+        for room in rooms {
+            self.replay(room, u64::MAX).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends stored events of `room` after its cursor, up to `upto`.
+    async fn replay(&mut self, room: RoomId, upto: u64) -> Result<(), Stop> {
+        loop {
+            let Some(after) = self.cursors.get(&room).copied() else {
+                return Ok(());
+            };
+            if after >= upto {
+                return Ok(());
+            }
+            let page = {
+                let mut conn = self.tenant.store.pool().acquire().await.map_err(Error::from)?;
+                events::range(&mut conn, &room, after, upto, REPLAY_PAGE).await?
+            };
+            let full = page.len() == REPLAY_PAGE as usize;
+            for event in page {
+                self.send(event).await?;
+                if !self.cursors.contains_key(&room) {
+                    return Ok(());
+                }
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Picks up rooms joined while we were not looking.
+    async fn refresh_rooms(&mut self) -> Result<(), Stop> {
+        let mut conn = self.tenant.store.pool().acquire().await.map_err(Error::from)?;
+        for (row, membership) in rooms::rooms_of(&mut conn, &self.caller.member).await? {
+            if self.only.is_none_or(|o| o == row.id) {
+                self.cursors
+                    .entry(row.id)
+                    .or_insert(membership.joined_seq.saturating_sub(1));
+            }
+        }
+        Ok(())
+    }
+
+    async fn deliver(&mut self, event: &RoomEvent) -> Result<(), Stop> {
+        if self.only.is_some_and(|o| o != event.room) {
+            return Ok(());
+        }
+        let cursor = match self.cursors.get(&event.room) {
+            Some(c) => *c,
+            None => {
+                // A room we just joined: start where our membership starts.
+                let mut conn = self.tenant.store.pool().acquire().await.map_err(Error::from)?;
+                let joined = rooms::membership(&mut conn, &event.room, &self.caller.member)
+                    .await?
+                    .map(|m| m.joined_seq)
+                    .unwrap_or(event.seq);
+                let start = joined.min(event.seq).saturating_sub(1);
+                self.cursors.insert(event.room, start);
+                start
+            }
+        };
+        if event.seq <= cursor {
+            return Ok(());
+        }
+        if event.seq == cursor + 1 {
+            self.send(event.clone()).await?;
+        } else {
+            self.replay(event.room, event.seq).await?;
+        }
+        Ok(())
+    }
+}
