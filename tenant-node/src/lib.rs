@@ -13,6 +13,7 @@
 
 pub mod accounts;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod demo;
 pub mod error;

@@ -108,7 +108,11 @@ impl Tenant {
                 }
             }
             RoomKind::Group => {
-                let name = clean_name("name", name, MAX_ROOM_NAME_CHARS)?;
+                let name = if name.trim().is_empty() {
+                    default_group_name(&caller.member, &invitees)
+                } else {
+                    clean_name("name", name, MAX_ROOM_NAME_CHARS)?
+                };
                 if invitees.len() + 1 > self.limits.max_room_members {
                     return Err(Error::ResourceExhausted(format!(
                         "a room holds at most {} members",
@@ -417,6 +421,20 @@ impl Tenant {
             .unwrap_or(0);
         Ok((marker, unread))
     }
+}
+
+/// "alice, bob, carol": a group's name until someone renames it.
+fn default_group_name(creator: &MemberId, others: &[MemberId]) -> String {
+    let mut name = creator.name().to_string();
+    for other in others {
+        if name.chars().count() + other.name().len() + 2 > MAX_ROOM_NAME_CHARS {
+            name.push_str(", …");
+            break;
+        }
+        name.push_str(", ");
+        name.push_str(other.name());
+    }
+    name
 }
 
 pub(crate) async fn require_member(

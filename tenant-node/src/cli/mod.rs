@@ -1,1 +1,237 @@
-pub fn main() -> std::process::ExitCode { std::process::ExitCode::SUCCESS }
+//! The `tenant-node` command line: server commands (`init`, `serve`, `demo`)
+//! and client subcommands that admins and members script against.
+//!
+//! Client subcommands take `--node URL` (env `WORKS_NODE`), `--token T` (env
+//! `WORKS_TOKEN`) and `--json` (one JSON document on stdout; errors go to
+//! stderr with a non-zero exit).
+
+mod commands;
+mod output;
+
+pub use commands::status_error;
+pub use output::event_line;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "tenant-node", version, about = "A company's messaging server and its command-line client")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+pub struct ClientOpts {
+    /// The node's client API.
+    #[arg(long, env = "WORKS_NODE", default_value = "http://127.0.0.1:4780", global = true)]
+    node: String,
+    /// A token from `tenant-node login`.
+    #[arg(long, env = "WORKS_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// Print one JSON document instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a data directory: config, database and the first admin.
+    Init {
+        #[arg(long)]
+        data: PathBuf,
+        /// The company's tenant id, a domain name such as acme.example.
+        #[arg(long)]
+        tenant: String,
+        /// The company's name as members of other companies will see it.
+        #[arg(long)]
+        company: String,
+        /// Client API address (default 127.0.0.1:4780).
+        #[arg(long)]
+        api: Option<SocketAddr>,
+        /// Bridge address for peering (default 127.0.0.1:4781).
+        #[arg(long)]
+        bridge: Option<SocketAddr>,
+        /// The first admin's password; generated and printed once when absent.
+        #[arg(long, env = "WORKS_ADMIN_PASSWORD", hide_env_values = true)]
+        admin_password: Option<String>,
+    },
+    /// Run the node until SIGINT or SIGTERM.
+    Serve {
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Start a node on a temporary directory and play a conversation.
+    Demo,
+    /// Log in and print a token (use it as WORKS_TOKEN).
+    Login {
+        #[arg(long)]
+        user: String,
+        #[arg(long, env = "WORKS_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Revoke the current token.
+    Logout {
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Show who the token belongs to.
+    Whoami {
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Your profile, or another member's.
+    Profile {
+        #[command(subcommand)]
+        command: ProfileCommand,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Admin console.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Rooms and messages.
+    Room {
+        #[command(subcommand)]
+        command: RoomCommand,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ProfileCommand {
+    /// Show a profile (yours when no id is given).
+    Show { member: Option<String> },
+    /// Change your display name or photo.
+    Set {
+        #[arg(long)]
+        display_name: Option<String>,
+        /// A PNG, JPEG, GIF or WebP file.
+        #[arg(long, conflicts_with = "clear_photo")]
+        photo: Option<PathBuf>,
+        #[arg(long)]
+        clear_photo: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Members of the company.
+    Member {
+        #[command(subcommand)]
+        command: MemberCommand,
+    },
+    /// The company name.
+    Company {
+        #[command(subcommand)]
+        command: CompanyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum MemberCommand {
+    /// Add a member (NAME is the part before @tenant).
+    Add {
+        name: String,
+        #[arg(long)]
+        display_name: String,
+        #[arg(long, env = "WORKS_MEMBER_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// Give the member the admin role.
+        #[arg(long)]
+        admin: bool,
+    },
+    List,
+    Suspend { id: String },
+    Unsuspend { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum CompanyCommand {
+    Show,
+    Set { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum RoomCommand {
+    /// Your rooms, most recently active first, with unread counts.
+    List,
+    /// Create a room: one MEMBER without --name makes a 1:1 room; otherwise a group.
+    Create {
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    Show { room: String },
+    /// Add members to a group room (group master only).
+    Invite {
+        room: String,
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// Remove a member from a group room (group master only).
+    Remove { room: String, member: String },
+    Leave { room: String },
+    Rename { room: String, name: String },
+    /// Send a text message.
+    Send {
+        room: String,
+        text: String,
+        /// Idempotency key; a retry with the same key is stored once.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// A room's messages, oldest first.
+    History {
+        room: String,
+        /// Only events after this sequence number.
+        #[arg(long)]
+        since: Option<u64>,
+        /// Only events before this sequence number.
+        #[arg(long, conflicts_with = "since")]
+        before: Option<u64>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Mark a room read up to SEQ (default: everything).
+    Read { room: String, seq: Option<u64> },
+    /// Stream events as they arrive (unread ones first).
+    Watch {
+        room: Option<String>,
+        /// Start after this sequence number (needs ROOM).
+        #[arg(long, requires = "room")]
+        since: Option<u64>,
+        /// Exit after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

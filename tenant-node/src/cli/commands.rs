@@ -1,0 +1,387 @@
+//! What each subcommand does.
+
+use anyhow::{Context, anyhow};
+use serde_json::json;
+use tokio_stream::StreamExt;
+use works_proto::client::v1 as pb;
+
+use super::output::{self, print};
+use super::{AdminCommand, ClientOpts, Command, CompanyCommand, MemberCommand, ProfileCommand, RoomCommand};
+use crate::client::Client;
+use crate::config::Config;
+use crate::init::{InitOptions, init};
+use crate::node::Node;
+
+/// A gRPC status as the CLI reports it: `not found: room … not found`.
+fn rpc<T>(result: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Result<T> {
+    result.map(tonic::Response::into_inner).map_err(status_error)
+}
+
+pub fn status_error(status: tonic::Status) -> anyhow::Error {
+    anyhow!("{}: {}", status.code().description().to_lowercase(), status.message())
+}
+
+async fn connect(opts: &ClientOpts) -> anyhow::Result<Client> {
+    Ok(Client::connect(&opts.node, opts.token.as_deref()).await?)
+}
+
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Init {
+            data,
+            tenant,
+            company,
+            api,
+            bridge,
+            admin_password,
+        } => {
+            let done = init(InitOptions {
+                data_dir: data.clone(),
+                tenant,
+                company,
+                api,
+                bridge,
+                admin_password,
+            })
+            .await?;
+            println!("initialised {}", data.display());
+            println!("config:   {}", done.config_path.display());
+            println!("admin:    {}", done.admin);
+            if done.password_generated {
+                println!("password: {}", done.admin_password);
+                println!("(shown once: store it now, then run `tenant-node serve --data {}`)", data.display());
+            }
+            Ok(())
+        }
+        Command::Serve { data } => serve(&data).await,
+        Command::Demo => crate::demo::run().await,
+        Command::Login { user, password, client } => {
+            let c = connect(&client).await?;
+            let login = rpc(
+                c.auth
+                    .clone()
+                    .login(pb::LoginRequest {
+                        member_id: user,
+                        password,
+                    })
+                    .await,
+            )?;
+            print(
+                client.json,
+                json!({"token": login.token, "member_id": login.member_id, "expires_at_ms": login.expires_at_ms}),
+                || login.token.clone(),
+            );
+            Ok(())
+        }
+        Command::Logout { client } => {
+            let c = connect(&client).await?;
+            rpc(c.auth.clone().logout(pb::LogoutRequest {}).await)?;
+            print(client.json, json!({"logged_out": true}), || "logged out".into());
+            Ok(())
+        }
+        Command::Whoami { client } => {
+            let c = connect(&client).await?;
+            let me = rpc(c.auth.clone().who_am_i(pb::WhoAmIRequest {}).await)?;
+            print(client.json, output::member_json(&me), || output::member_line(&me));
+            Ok(())
+        }
+        Command::Profile { command, client } => profile(command, &client).await,
+        Command::Admin { command, client } => admin(command, &client).await,
+        Command::Room { command, client } => room(command, &client).await,
+    }
+}
+
+async fn serve(data: &std::path::Path) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,h2=warn,tower=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = Config::load(data)?;
+    let listen = config.api.listen;
+    let node = Node::open(config, data).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(tenant = %node.tenant.id, api = %addr, "node started");
+    // Scripts and tests read this line to find an ephemeral port.
+    println!("api listening on {addr}");
+    node.serve(listener, shutdown_signal()).await?;
+    tracing::info!("node stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; stop with SIGINT");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down: finishing calls in flight");
+}
+
+async fn profile(command: ProfileCommand, opts: &ClientOpts) -> anyhow::Result<()> {
+    let c = connect(opts).await?;
+    let profile = match command {
+        ProfileCommand::Show { member } => rpc(
+            c.profiles
+                .clone()
+                .get_profile(pb::GetProfileRequest {
+                    member_id: member.unwrap_or_default(),
+                })
+                .await,
+        )?,
+        ProfileCommand::Set {
+            display_name,
+            photo,
+            clear_photo,
+        } => {
+            let photo = match photo {
+                Some(path) => Some(
+                    std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
+                ),
+                None => None,
+            };
+            rpc(
+                c.profiles
+                    .clone()
+                    .set_profile(pb::SetProfileRequest {
+                        display_name,
+                        photo,
+                        clear_photo,
+                    })
+                    .await,
+            )?
+        }
+    };
+    print(opts.json, output::profile_json(&profile), || output::profile_text(&profile));
+    Ok(())
+}
+
+async fn admin(command: AdminCommand, opts: &ClientOpts) -> anyhow::Result<()> {
+    let c = connect(opts).await?;
+    let mut admin = c.admin.clone();
+    match command {
+        AdminCommand::Member { command } => {
+            let member = match command {
+                MemberCommand::Add {
+                    name,
+                    display_name,
+                    password,
+                    admin: is_admin,
+                } => rpc(
+                    admin
+                        .add_member(pb::AddMemberRequest {
+                            name,
+                            display_name,
+                            password,
+                            role: if is_admin { pb::Role::Admin } else { pb::Role::Member } as i32,
+                        })
+                        .await,
+                )?,
+                MemberCommand::List => {
+                    let list = rpc(admin.list_members(pb::ListMembersRequest {}).await)?;
+                    print(
+                        opts.json,
+                        json!({"members": list.members.iter().map(output::member_json).collect::<Vec<_>>()}),
+                        || {
+                            list.members
+                                .iter()
+                                .map(output::member_line)
+                                .collect::<Vec<_>>()
+                                .join("\n")
+                        },
+                    );
+                    return Ok(());
+                }
+                MemberCommand::Suspend { id } => {
+                    rpc(admin.suspend_member(pb::SuspendMemberRequest { member_id: id }).await)?
+                }
+                MemberCommand::Unsuspend { id } => {
+                    rpc(admin.unsuspend_member(pb::UnsuspendMemberRequest { member_id: id }).await)?
+                }
+            };
+            print(opts.json, output::member_json(&member), || output::member_line(&member));
+        }
+        AdminCommand::Company { command } => {
+            let company = match command {
+                CompanyCommand::Show => rpc(admin.get_company(pb::GetCompanyRequest {}).await)?,
+                CompanyCommand::Set { name } => rpc(admin.set_company(pb::SetCompanyRequest { name }).await)?,
+            };
+            print(
+                opts.json,
+                json!({"tenant": company.tenant, "name": company.name}),
+                || format!("{} ({})", company.name, company.tenant),
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn room(command: RoomCommand, opts: &ClientOpts) -> anyhow::Result<()> {
+    let c = connect(opts).await?;
+    let mut rooms = c.rooms.clone();
+    let show_room = |room: pb::Room| {
+        print(opts.json, output::room_json(&room), || output::room_text(&room));
+    };
+    match command {
+        RoomCommand::List => {
+            let me = rpc(c.auth.clone().who_am_i(pb::WhoAmIRequest {}).await)?;
+            let list = rpc(rooms.list_rooms(pb::ListRoomsRequest {}).await)?;
+            print(
+                opts.json,
+                json!({"rooms": list.rooms.iter().map(output::room_json).collect::<Vec<_>>()}),
+                || {
+                    list.rooms
+                        .iter()
+                        .map(|r| output::room_line(r, Some(&me.id)))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+            );
+        }
+        RoomCommand::Create { name, members } => {
+            let kind = if name.is_none() && members.len() == 1 {
+                pb::RoomKind::Direct
+            } else {
+                pb::RoomKind::Group
+            };
+            show_room(rpc(
+                rooms
+                    .create_room(pb::CreateRoomRequest {
+                        kind: kind as i32,
+                        name: name.unwrap_or_default(),
+                        members,
+                    })
+                    .await,
+            )?);
+        }
+        RoomCommand::Show { room } => {
+            show_room(rpc(rooms.get_room(pb::GetRoomRequest { room_id: room }).await)?);
+        }
+        RoomCommand::Invite { room, members } => {
+            show_room(rpc(
+                rooms
+                    .invite_members(pb::InviteMembersRequest { room_id: room, members })
+                    .await,
+            )?);
+        }
+        RoomCommand::Remove { room, member } => {
+            show_room(rpc(
+                rooms
+                    .remove_member(pb::RemoveMemberRequest {
+                        room_id: room,
+                        member_id: member,
+                    })
+                    .await,
+            )?);
+        }
+        RoomCommand::Rename { room, name } => {
+            show_room(rpc(rooms.rename_room(pb::RenameRoomRequest { room_id: room, name }).await)?);
+        }
+        RoomCommand::Leave { room } => {
+            let left = rpc(rooms.leave_room(pb::LeaveRoomRequest { room_id: room }).await)?;
+            let event = left.event.unwrap_or_default();
+            print(opts.json, output::event_json(&event), || output::event_line(&event));
+        }
+        RoomCommand::Send { room, text, key } => {
+            let sent = rpc(
+                rooms
+                    .send_message(pb::SendMessageRequest {
+                        room_id: room,
+                        idempotency_key: key.unwrap_or_else(|| ulid::Ulid::new().to_string()),
+                        text,
+                    })
+                    .await,
+            )?;
+            let event = sent.event.unwrap_or_default();
+            let mut value = output::event_json(&event);
+            value["duplicate"] = json!(sent.duplicate);
+            print(opts.json, value, || {
+                let note = if sent.duplicate { " (already stored)" } else { "" };
+                format!("{}{note}", output::event_line(&event))
+            });
+        }
+        RoomCommand::History {
+            room,
+            since,
+            before,
+            limit,
+        } => {
+            let page = rpc(
+                rooms
+                    .history(pb::HistoryRequest {
+                        room_id: room,
+                        after_seq: since,
+                        before_seq: before,
+                        limit,
+                    })
+                    .await,
+            )?;
+            print(
+                opts.json,
+                json!({"events": page.events.iter().map(output::event_json).collect::<Vec<_>>(), "has_more": page.has_more}),
+                || page.events.iter().map(output::event_line).collect::<Vec<_>>().join("\n"),
+            );
+        }
+        RoomCommand::Read { room, seq } => {
+            let read = rpc(
+                rooms
+                    .mark_read(pb::MarkReadRequest {
+                        room_id: room,
+                        seq: seq.unwrap_or(u64::MAX),
+                    })
+                    .await,
+            )?;
+            print(
+                opts.json,
+                json!({"last_read_seq": read.last_read_seq, "unread": read.unread}),
+                || format!("read up to #{}; {} unread", read.last_read_seq, read.unread),
+            );
+        }
+        RoomCommand::Watch { room, since, count } => {
+            let cursors = match (&room, since) {
+                (Some(room), Some(seq)) => vec![pb::RoomCursor {
+                    room_id: room.clone(),
+                    seq,
+                }],
+                _ => Vec::new(),
+            };
+            let mut stream = rpc(
+                rooms
+                    .watch(pb::WatchRequest {
+                        cursors,
+                        room_id: room.unwrap_or_default(),
+                    })
+                    .await,
+            )?;
+            let mut seen = 0u64;
+            while count.is_none_or(|n| seen < n) {
+                let Some(item) = stream.next().await else { break };
+                let item = item.map_err(status_error)?;
+                if let Some(pb::watch_event::Kind::RoomEvent(event)) = item.kind {
+                    // One JSON document per line: a stream of events.
+                    print(opts.json, output::event_json(&event), || output::event_line(&event));
+                    seen += 1;
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! How client subcommands print: a line per item for people, one JSON
+//! document for scripts (`--json`).
+
+use serde_json::{Value, json};
+use works_proto::client::v1 as pb;
+
+pub fn print(json_mode: bool, value: Value, text: impl FnOnce() -> String) {
+    if json_mode {
+        println!("{value}");
+    } else {
+        println!("{}", text());
+    }
+}
+
+pub fn member_json(m: &pb::Member) -> Value {
+    json!({
+        "id": m.id,
+        "display_name": m.display_name,
+        "has_photo": m.has_photo,
+        "role": role_name(m.role),
+        "state": state_name(m.state),
+        "created_at_ms": m.created_at_ms,
+    })
+}
+
+pub fn member_line(m: &pb::Member) -> String {
+    format!(
+        "{:<32} {:<24} {:<6} {}",
+        m.id,
+        m.display_name,
+        role_name(m.role),
+        state_name(m.state)
+    )
+}
+
+fn role_name(role: i32) -> &'static str {
+    match pb::Role::try_from(role) {
+        Ok(pb::Role::Admin) => "admin",
+        _ => "member",
+    }
+}
+
+fn state_name(state: i32) -> &'static str {
+    match pb::MemberState::try_from(state) {
+        Ok(pb::MemberState::Suspended) => "suspended",
+        _ => "active",
+    }
+}
+
+fn kind_name(kind: i32) -> &'static str {
+    match pb::RoomKind::try_from(kind) {
+        Ok(pb::RoomKind::Direct) => "direct",
+        Ok(pb::RoomKind::Group) => "group",
+        _ => "unknown",
+    }
+}
+
+pub fn profile_json(p: &pb::Profile) -> Value {
+    json!({
+        "member_id": p.member_id,
+        "display_name": p.display_name,
+        "company": p.company,
+        "photo_content_type": p.photo_content_type,
+        "photo_bytes": p.photo.len(),
+    })
+}
+
+pub fn profile_text(p: &pb::Profile) -> String {
+    let photo = if p.photo.is_empty() {
+        "none".to_string()
+    } else {
+        format!("{} ({} bytes)", p.photo_content_type, p.photo.len())
+    };
+    format!(
+        "id:           {}\nname:         {}\ncompany:      {}\nphoto:        {}",
+        p.member_id, p.display_name, p.company, photo
+    )
+}
+
+pub fn room_json(r: &pb::Room) -> Value {
+    json!({
+        "id": r.id,
+        "kind": kind_name(r.kind),
+        "name": r.name,
+        "members": r.members,
+        "master": (!r.master.is_empty()).then_some(&r.master),
+        "last_seq": r.last_seq,
+        "last_read_seq": r.last_read_seq,
+        "unread": r.unread,
+        "created_at_ms": r.created_at_ms,
+        "last_event_at_ms": r.last_event_at_ms,
+    })
+}
+
+/// The name a member sees for a room: a 1:1 room is named after the other.
+pub fn room_title(r: &pb::Room, me: Option<&str>) -> String {
+    if pb::RoomKind::try_from(r.kind) == Ok(pb::RoomKind::Direct) {
+        let other = r.members.iter().find(|m| Some(m.as_str()) != me);
+        return format!("1:1 with {}", other.map(String::as_str).unwrap_or("nobody"));
+    }
+    r.name.clone()
+}
+
+pub fn room_line(r: &pb::Room, me: Option<&str>) -> String {
+    let unread = if r.unread > 0 {
+        format!("{} unread", r.unread)
+    } else {
+        String::new()
+    };
+    format!(
+        "{}  {:<40} {:>3} members  {}",
+        r.id,
+        room_title(r, me),
+        r.members.len(),
+        unread
+    )
+}
+
+pub fn room_text(r: &pb::Room) -> String {
+    let master = if r.master.is_empty() {
+        String::new()
+    } else {
+        format!("\nmaster:   {}", r.master)
+    };
+    format!(
+        "room:     {}\nkind:     {}\nname:     {}{}\nmembers:  {}\nlast seq: {}\nunread:   {}",
+        r.id,
+        kind_name(r.kind),
+        r.name,
+        master,
+        r.members.join(", "),
+        r.last_seq,
+        r.unread
+    )
+}
+
+pub fn event_json(e: &pb::RoomEvent) -> Value {
+    use pb::room_event::Body;
+    let (kind, body) = match &e.body {
+        Some(Body::Text(t)) => ("text", json!({"text": t.text})),
+        Some(Body::Created(c)) => (
+            "created",
+            json!({"room_kind": kind_name(c.kind), "name": c.name, "members": c.members}),
+        ),
+        Some(Body::Joined(j)) => ("joined", json!({"members": j.members})),
+        Some(Body::Left(l)) => (
+            "left",
+            json!({"new_master": (!l.new_master.is_empty()).then_some(&l.new_master)}),
+        ),
+        Some(Body::Removed(r)) => ("removed", json!({"member": r.member})),
+        Some(Body::Renamed(r)) => ("renamed", json!({"name": r.name})),
+        None => ("unknown", Value::Null),
+    };
+    json!({
+        "event_id": e.event_id,
+        "room_id": e.room_id,
+        "seq": e.seq,
+        "sender": e.sender,
+        "at_ms": e.at_ms,
+        "kind": kind,
+        "body": body,
+    })
+}
+
+/// `#seq sender: text` for messages, `#seq * sender did something` for the rest.
+pub fn event_line(e: &pb::RoomEvent) -> String {
+    use pb::room_event::Body;
+    let what = match &e.body {
+        Some(Body::Text(t)) => return format!("#{} {}: {}", e.seq, e.sender, t.text),
+        Some(Body::Created(c)) if c.name.is_empty() => {
+            format!("started a 1:1 room with {}", c.members.join(", "))
+        }
+        Some(Body::Created(c)) => format!("created {:?} with {}", c.name, c.members.join(", ")),
+        Some(Body::Joined(j)) => format!("added {}", j.members.join(", ")),
+        Some(Body::Left(l)) if !l.new_master.is_empty() => {
+            format!("left; {} is the group master now", l.new_master)
+        }
+        Some(Body::Left(_)) => "left".to_string(),
+        Some(Body::Removed(r)) => format!("removed {}", r.member),
+        Some(Body::Renamed(r)) => format!("renamed the room to {:?}", r.name),
+        None => "did something this client does not know".to_string(),
+    };
+    format!("#{} * {} {}", e.seq, e.sender, what)
+}
