@@ -1,7 +1,7 @@
 //! Accounts: members, passwords, login tokens, profiles and the company name.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
@@ -114,7 +114,10 @@ pub fn check_photo(bytes: Vec<u8>, max_bytes: usize) -> Result<Photo> {
     } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
         "image/webp"
     } else {
-        return Err(Error::invalid("photo", "must be a PNG, JPEG, GIF or WebP image"));
+        return Err(Error::invalid(
+            "photo",
+            "must be a PNG, JPEG, GIF or WebP image",
+        ));
     };
     Ok(Photo {
         bytes,
@@ -162,7 +165,10 @@ impl Tenant {
         let display_name = clean_name("display_name", display_name, MAX_DISPLAY_NAME_CHARS)?;
         check_password_rules(password)?;
         let hash = hash_password(password).await?;
-        let member = self.store.insert_member(&id, &display_name, &hash, role).await?;
+        let member = self
+            .store
+            .insert_member(&id, &display_name, &hash, role)
+            .await?;
         tracing::info!(member = %member.id, ?role, "member added");
         Ok(member)
     }
@@ -226,7 +232,8 @@ impl Tenant {
         let mut bytes = [0u8; TOKEN_BYTES];
         rand::rng().fill_bytes(&mut bytes);
         let token = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
-        let ttl_ms = i64::try_from(self.limits.token_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let ttl_ms =
+            i64::try_from(self.limits.token_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         let expires_at_ms = now_ms().saturating_add(ttl_ms);
         self.store
             .insert_session(&token_hash(&token), &id, expires_at_ms)
@@ -292,7 +299,9 @@ impl Tenant {
     pub async fn set_company_name(&self, caller: &Caller, name: &str) -> Result<String> {
         caller.require_admin()?;
         let name = clean_name("name", name, MAX_COMPANY_CHARS)?;
-        self.store.set_setting(settings::COMPANY_NAME, &name).await?;
+        self.store
+            .set_setting(settings::COMPANY_NAME, &name)
+            .await?;
         tracing::info!(company = %name, by = %caller.member, "company name set");
         Ok(name)
     }
@@ -349,7 +358,11 @@ impl Tenant {
             (None, false) => None,
         };
         self.store
-            .update_profile(&caller.member, display_name.as_deref(), photo.as_ref().map(|p| p.as_ref()))
+            .update_profile(
+                &caller.member,
+                display_name.as_deref(),
+                photo.as_ref().map(|p| p.as_ref()),
+            )
             .await?;
         self.profile(caller, None).await
     }
@@ -370,9 +383,18 @@ mod tests {
     #[test]
     fn photos_must_be_images_within_the_limit() {
         let png = b"\x89PNG\r\n\x1a\n rest".to_vec();
-        assert_eq!(check_photo(png.clone(), 100).unwrap().content_type, "image/png");
-        assert!(matches!(check_photo(png, 4), Err(Error::ResourceExhausted(_))));
-        assert!(matches!(check_photo(b"hello".to_vec(), 100), Err(Error::Invalid { .. })));
+        assert_eq!(
+            check_photo(png.clone(), 100).unwrap().content_type,
+            "image/png"
+        );
+        assert!(matches!(
+            check_photo(png, 4),
+            Err(Error::ResourceExhausted(_))
+        ));
+        assert!(matches!(
+            check_photo(b"hello".to_vec(), 100),
+            Err(Error::Invalid { .. })
+        ));
     }
 
     #[test]

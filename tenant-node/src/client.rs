@@ -16,7 +16,9 @@ pub struct BearerToken(Option<MetadataValue<tonic::metadata::Ascii>>);
 impl Interceptor for BearerToken {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
         }
         Ok(request)
     }
@@ -63,13 +65,20 @@ impl Client {
 
     pub fn with_channel(channel: Channel, token: Option<&str>) -> Result<Client, ConnectError> {
         let header = token
-            .map(|t| format!("Bearer {t}").parse().map_err(|_| ConnectError::Token))
+            .map(|t| {
+                format!("Bearer {t}")
+                    .parse()
+                    .map_err(|_| ConnectError::Token)
+            })
             .transpose()?;
         let auth = BearerToken(header);
         Ok(Client {
             auth: pb::auth_client::AuthClient::with_interceptor(channel.clone(), auth.clone()),
             admin: pb::admin_client::AdminClient::with_interceptor(channel.clone(), auth.clone()),
-            profiles: pb::profiles_client::ProfilesClient::with_interceptor(channel.clone(), auth.clone()),
+            profiles: pb::profiles_client::ProfilesClient::with_interceptor(
+                channel.clone(),
+                auth.clone(),
+            ),
             rooms: pb::rooms_client::RoomsClient::with_interceptor(channel.clone(), auth),
             channel,
         })

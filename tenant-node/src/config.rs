@@ -184,10 +184,12 @@ impl Config {
     /// never touch the process environment.
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         let addr = |key: &'static str, value: String| {
-            value.parse::<std::net::SocketAddr>().map_err(|e| ConfigError::Invalid {
-                key,
-                reason: format!("{value:?}: {e}"),
-            })
+            value
+                .parse::<std::net::SocketAddr>()
+                .map_err(|e| ConfigError::Invalid {
+                    key,
+                    reason: format!("{value:?}: {e}"),
+                })
         };
         if let Some(v) = var("WORKS_API_LISTEN") {
             self.api.listen = addr("WORKS_API_LISTEN", v)?;
@@ -278,6 +280,9 @@ mod tests {
     #[test]
     fn relative_sqlite_path_is_under_data_dir() {
         let config = Config::new(&TenantId::parse("acme.example").unwrap());
-        assert_eq!(config.database_url(Path::new("/srv/acme")), "sqlite:///srv/acme/node.db");
+        assert_eq!(
+            config.database_url(Path::new("/srv/acme")),
+            "sqlite:///srv/acme/node.db"
+        );
     }
 }

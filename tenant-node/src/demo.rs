@@ -46,7 +46,12 @@ pub async fn run() -> anyhow::Result<()> {
     }));
     println!("   client API on {addr}\n");
 
-    let story = play(&format!("http://{addr}"), &done.admin.to_string(), &done.admin_password).await;
+    let story = play(
+        &format!("http://{addr}"),
+        &done.admin.to_string(),
+        &done.admin_password,
+    )
+    .await;
     let _ = stop.send(());
     server.await.context("node task")??;
     story?;
@@ -56,7 +61,10 @@ pub async fn run() -> anyhow::Result<()> {
 
 async fn play(url: &str, admin_id: &str, admin_password: &str) -> anyhow::Result<()> {
     let anonymous = Client::connect(url, None).await?;
-    let admin = anonymous.login(admin_id, admin_password).await.map_err(status_error)?;
+    let admin = anonymous
+        .login(admin_id, admin_password)
+        .await
+        .map_err(status_error)?;
     for (name, display) in [("alice", "Alice Adams"), ("bob", "Bob Brown")] {
         let member = admin
             .admin
@@ -70,10 +78,19 @@ async fn play(url: &str, admin_id: &str, admin_password: &str) -> anyhow::Result
             .await
             .map_err(status_error)?
             .into_inner();
-        say("admin", format!("added {} ({})", member.id, member.display_name));
+        say(
+            "admin",
+            format!("added {} ({})", member.id, member.display_name),
+        );
     }
-    let alice = anonymous.login("alice@acme.example", PASSWORD).await.map_err(status_error)?;
-    let bob = anonymous.login("bob@acme.example", PASSWORD).await.map_err(status_error)?;
+    let alice = anonymous
+        .login("alice@acme.example", PASSWORD)
+        .await
+        .map_err(status_error)?;
+    let bob = anonymous
+        .login("bob@acme.example", PASSWORD)
+        .await
+        .map_err(status_error)?;
     say("alice", "logged in");
     say("bob", "logged in");
 
@@ -111,22 +128,44 @@ async fn play(url: &str, admin_id: &str, admin_password: &str) -> anyhow::Result
     send(&alice, "a-1", "Hi Bob! Is the Q3 report ready?").await?;
     say("alice", "sent: Hi Bob! Is the Q3 report ready?");
     // A retry with the same key (say, after a dropped connection) stores nothing new.
-    let retry = send(&alice, "a-1", "Hi Bob! Is the Q3 report ready?").await?.into_inner();
-    say("alice", format!("retried the same send: duplicate={}", retry.duplicate));
+    let retry = send(&alice, "a-1", "Hi Bob! Is the Q3 report ready?")
+        .await?
+        .into_inner();
+    say(
+        "alice",
+        format!("retried the same send: duplicate={}", retry.duplicate),
+    );
 
     for _ in 0..2 {
         let event = next_event(&mut bob_stream).await?;
         say("bob", format!("sees {}", crate::cli::event_line(&event)));
     }
-    let rooms = bob.rooms.clone().list_rooms(pb::ListRoomsRequest {}).await.map_err(status_error)?.into_inner();
+    let rooms = bob
+        .rooms
+        .clone()
+        .list_rooms(pb::ListRoomsRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner();
     for r in &rooms.rooms {
-        say("bob", format!("room list: 1:1 with alice, {} unread", r.unread));
+        say(
+            "bob",
+            format!("room list: 1:1 with alice, {} unread", r.unread),
+        );
     }
-    send(&bob, "b-1", "Yes, it's in the shared folder. Numbers look good.").await?;
+    send(
+        &bob,
+        "b-1",
+        "Yes, it's in the shared folder. Numbers look good.",
+    )
+    .await?;
     say("bob", "replied");
     bob.rooms
         .clone()
-        .mark_read(pb::MarkReadRequest { room_id: room.id.clone(), seq: u64::MAX })
+        .mark_read(pb::MarkReadRequest {
+            room_id: room.id.clone(),
+            seq: u64::MAX,
+        })
         .await
         .map_err(status_error)?;
     send(&alice, "a-2", "Great, thanks!").await?;
@@ -134,7 +173,10 @@ async fn play(url: &str, admin_id: &str, admin_password: &str) -> anyhow::Result
     let history = alice
         .rooms
         .clone()
-        .history(pb::HistoryRequest { room_id: room.id.clone(), ..Default::default() })
+        .history(pb::HistoryRequest {
+            room_id: room.id.clone(),
+            ..Default::default()
+        })
         .await
         .map_err(status_error)?
         .into_inner();
@@ -146,14 +188,25 @@ async fn play(url: &str, admin_id: &str, admin_password: &str) -> anyhow::Result
         let event = next_event(&mut bob_stream).await?;
         say("bob", format!("sees {}", crate::cli::event_line(&event)));
     }
-    let rooms = bob.rooms.clone().list_rooms(pb::ListRoomsRequest {}).await.map_err(status_error)?.into_inner();
+    let rooms = bob
+        .rooms
+        .clone()
+        .list_rooms(pb::ListRoomsRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner();
     for r in &rooms.rooms {
-        say("bob", format!("room list: 1:1 with alice, {} unread", r.unread));
+        say(
+            "bob",
+            format!("room list: 1:1 with alice, {} unread", r.unread),
+        );
     }
     Ok(())
 }
 
-async fn next_event(stream: &mut tonic::Streaming<pb::WatchEvent>) -> anyhow::Result<pb::RoomEvent> {
+async fn next_event(
+    stream: &mut tonic::Streaming<pb::WatchEvent>,
+) -> anyhow::Result<pb::RoomEvent> {
     let item = tokio::time::timeout(Duration::from_secs(10), stream.next())
         .await
         .context("no event within 10 s")?

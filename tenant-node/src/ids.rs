@@ -114,9 +114,9 @@ impl MemberId {
             )));
         }
         let first_ok = name.as_bytes()[0].is_ascii_alphanumeric();
-        let rest_ok = name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+        let rest_ok = name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        });
         if !first_ok || !rest_ok {
             return Err(IdError(format!(
                 "member name {name:?} may hold only letters, digits, '.', '_' and '-', starting with a letter or digit"
@@ -171,9 +171,12 @@ macro_rules! ulid_id {
                 if trimmed.is_empty() {
                     return Err(IdError(concat!($what, " id is empty").into()));
                 }
-                Ulid::from_string(trimmed)
-                    .map($name)
-                    .map_err(|_| IdError(format!(concat!($what, " id {:?} is not a valid ULID"), trimmed)))
+                Ulid::from_string(trimmed).map($name).map_err(|_| {
+                    IdError(format!(
+                        concat!($what, " id {:?} is not a valid ULID"),
+                        trimmed
+                    ))
+                })
             }
         }
 
@@ -200,12 +203,17 @@ mod tests {
     use super::*;
 
     fn check_member(input: &str, expected: Result<&str, &str>) {
-        let got = MemberId::parse(input).map(|m| m.to_string()).map_err(|e| e.to_string());
+        let got = MemberId::parse(input)
+            .map(|m| m.to_string())
+            .map_err(|e| e.to_string());
         match expected {
             Ok(id) => assert_eq!(got, Ok(id.to_string()), "input {input:?}"),
             Err(fragment) => {
                 let err = got.expect_err(input);
-                assert!(err.contains(fragment), "input {input:?}: {err:?} lacks {fragment:?}");
+                assert!(
+                    err.contains(fragment),
+                    "input {input:?}: {err:?} lacks {fragment:?}"
+                );
             }
         }
     }
@@ -229,7 +237,10 @@ mod tests {
         check_member("alice@acme..example", Err("invalid label"));
         check_member("alice@-acme.example", Err("invalid label"));
         check_member("al@ice@acme.example", Err("may hold only"));
-        check_member(&format!("{}@acme.example", "a".repeat(65)), Err("longer than 64"));
+        check_member(
+            &format!("{}@acme.example", "a".repeat(65)),
+            Err("longer than 64"),
+        );
         check_member("ålice@acme.example", Err("may hold only"));
     }
 
@@ -247,6 +258,11 @@ mod tests {
         let id = RoomId::generate();
         assert_eq!(RoomId::parse(&id.to_string()), Ok(id));
         assert!(RoomId::parse("").unwrap_err().to_string().contains("empty"));
-        assert!(RoomId::parse("not-a-room").unwrap_err().to_string().contains("not a valid ULID"));
+        assert!(
+            RoomId::parse("not-a-room")
+                .unwrap_err()
+                .to_string()
+                .contains("not a valid ULID")
+        );
     }
 }

@@ -55,7 +55,9 @@ impl Tenant {
             match self.store.member(id).await? {
                 None => return Err(Error::NotFound(format!("member {id}"))),
                 Some(m) if m.state == MemberState::Suspended => {
-                    return Err(Error::FailedPrecondition(format!("member {id} is suspended")));
+                    return Err(Error::FailedPrecondition(format!(
+                        "member {id} is suspended"
+                    )));
                 }
                 Some(_) => {}
             }
@@ -94,7 +96,9 @@ impl Tenant {
                         if missing.is_empty() {
                             (existing, None)
                         } else {
-                            let event = add_members(&mut w, &existing, &caller.member, &missing, at).await?;
+                            let event =
+                                add_members(&mut w, &existing, &caller.member, &missing, at)
+                                    .await?;
                             (existing, Some(event))
                         }
                     }
@@ -122,7 +126,8 @@ impl Tenant {
                 let id = RoomId::generate();
                 let mut all = vec![caller.member.clone()];
                 all.extend(invitees.iter().cloned());
-                rooms::insert_room(&mut w.tx, &id, kind, &name, Some(&caller.member), None, at).await?;
+                rooms::insert_room(&mut w.tx, &id, kind, &name, Some(&caller.member), None, at)
+                    .await?;
                 let event = created(&mut w, &id, caller, kind, &name, &all, at).await?;
                 (id, Some(event))
             }
@@ -187,20 +192,33 @@ impl Tenant {
         Ok(out)
     }
 
-    pub async fn invite_members(&self, caller: &Caller, room: &str, members: &[String]) -> Result<Room> {
+    pub async fn invite_members(
+        &self,
+        caller: &Caller,
+        room: &str,
+        members: &[String],
+    ) -> Result<Room> {
         let id = self.parse_room_id(room)?;
         let invitees = self.resolve_invitees(caller, members).await?;
         if invitees.is_empty() {
-            return Err(Error::invalid("members", "name at least one member to invite"));
+            return Err(Error::invalid(
+                "members",
+                "name at least one member to invite",
+            ));
         }
         let at = now_ms();
         let mut w = self.store.begin_write().await?;
         let row = load_group_as_master(&mut w.tx, &id, caller, "add members").await?;
         let _ = row;
         let current = rooms::member_ids(&mut w.tx, &id).await?;
-        let new: Vec<MemberId> = invitees.into_iter().filter(|m| !current.contains(m)).collect();
+        let new: Vec<MemberId> = invitees
+            .into_iter()
+            .filter(|m| !current.contains(m))
+            .collect();
         if new.is_empty() {
-            return Err(Error::AlreadyExists("every invited member is already in the room".into()));
+            return Err(Error::AlreadyExists(
+                "every invited member is already in the room".into(),
+            ));
         }
         if current.len() + new.len() > self.limits.max_room_members {
             return Err(Error::ResourceExhausted(format!(
@@ -220,7 +238,10 @@ impl Tenant {
         let id = self.parse_room_id(room)?;
         let target = MemberId::parse(member).map_err(Error::bad_id("member_id"))?;
         if target == caller.member {
-            return Err(Error::invalid("member_id", "to remove yourself, leave the room"));
+            return Err(Error::invalid(
+                "member_id",
+                "to remove yourself, leave the room",
+            ));
         }
         let at = now_ms();
         let mut w = self.store.begin_write().await?;
@@ -232,7 +253,9 @@ impl Tenant {
             &mut w.tx,
             &id,
             &caller.member,
-            EventBody::Removed { member: target.to_string() },
+            EventBody::Removed {
+                member: target.to_string(),
+            },
             None,
             at,
         )
@@ -269,7 +292,9 @@ impl Tenant {
             &mut w.tx,
             &id,
             &caller.member,
-            EventBody::Left { new_master: new_master.map(|m| m.to_string()) },
+            EventBody::Left {
+                new_master: new_master.map(|m| m.to_string()),
+            },
             None,
             at,
         )
@@ -301,7 +326,15 @@ impl Tenant {
             return self.room(caller, room).await;
         }
         rooms::set_name(&mut w.tx, &id, &name).await?;
-        let event = events::append(&mut w.tx, &id, &caller.member, EventBody::Renamed { name }, None, at).await?;
+        let event = events::append(
+            &mut w.tx,
+            &id,
+            &caller.member,
+            EventBody::Renamed { name },
+            None,
+            at,
+        )
+        .await?;
         let recipients = rooms::member_ids(&mut w.tx, &id).await?;
         w.commit().await?;
         self.hub.publish(event, recipients);
@@ -341,20 +374,27 @@ impl Tenant {
             return Err(Error::NotFound(format!("room {id}")));
         }
         require_member(&mut w.tx, &id, &caller.member).await?;
-        if let Some(earlier) = events::by_idempotency_key(&mut w.tx, &id, &caller.member, key).await? {
+        if let Some(earlier) =
+            events::by_idempotency_key(&mut w.tx, &id, &caller.member, key).await?
+        {
             let same = matches!(&earlier.body, EventBody::Text { text: t } if t == text);
             if !same {
                 return Err(Error::AlreadyExists(format!(
                     "idempotency key {key:?} was already used for a different message"
                 )));
             }
-            return Ok(Sent { event: earlier, duplicate: true });
+            return Ok(Sent {
+                event: earlier,
+                duplicate: true,
+            });
         }
         let event = events::append(
             &mut w.tx,
             &id,
             &caller.member,
-            EventBody::Text { text: text.to_string() },
+            EventBody::Text {
+                text: text.to_string(),
+            },
             Some(key),
             at,
         )
@@ -364,15 +404,26 @@ impl Tenant {
         w.commit().await?;
         tracing::debug!(room = %id, seq = event.seq, sender = %caller.member, "message stored");
         self.hub.publish(event.clone(), recipients);
-        Ok(Sent { event, duplicate: false })
+        Ok(Sent {
+            event,
+            duplicate: false,
+        })
     }
 
-    pub async fn history(&self, caller: &Caller, room: &str, query: HistoryQuery) -> Result<HistoryPage> {
+    pub async fn history(
+        &self,
+        caller: &Caller,
+        room: &str,
+        query: HistoryQuery,
+    ) -> Result<HistoryPage> {
         let id = self.parse_room_id(room)?;
         let limit = match query.limit {
             0 => DEFAULT_PAGE,
             n if n > MAX_PAGE => {
-                return Err(Error::invalid("limit", format!("must be at most {MAX_PAGE}")));
+                return Err(Error::invalid(
+                    "limit",
+                    format!("must be at most {MAX_PAGE}"),
+                ));
             }
             n => n,
         };
@@ -411,7 +462,8 @@ impl Tenant {
             .await?
             .ok_or_else(|| Error::NotFound(format!("room {id}")))?;
         require_member(&mut w.tx, &id, &caller.member).await?;
-        let marker = rooms::advance_read(&mut w.tx, &id, &caller.member, seq.min(row.last_seq)).await?;
+        let marker =
+            rooms::advance_read(&mut w.tx, &id, &caller.member, seq.min(row.last_seq)).await?;
         w.commit().await?;
         let mut conn = self.store.pool().acquire().await?;
         let unread = rooms::unread_counts(&mut conn, &caller.member)
@@ -510,7 +562,9 @@ async fn add_members(
         &mut w.tx,
         id,
         by,
-        EventBody::Joined { members: new.iter().map(ToString::to_string).collect() },
+        EventBody::Joined {
+            members: new.iter().map(ToString::to_string).collect(),
+        },
         None,
         at,
     )

@@ -52,8 +52,16 @@ impl From<Error> for Stop {
 }
 
 impl Tenant {
-    pub async fn watch(self: &Arc<Self>, caller: Caller, request: WatchRequest) -> Result<WatchStream> {
-        let only = request.room.as_deref().map(|r| self.parse_room_id(r)).transpose()?;
+    pub async fn watch(
+        self: &Arc<Self>,
+        caller: Caller,
+        request: WatchRequest,
+    ) -> Result<WatchStream> {
+        let only = request
+            .room
+            .as_deref()
+            .map(|r| self.parse_room_id(r))
+            .transpose()?;
         let mut given = HashMap::new();
         for (room, seq) in &request.cursors {
             given.insert(self.parse_room_id(room)?, *seq);
@@ -180,7 +188,13 @@ impl Watcher {
                 return Ok(());
             }
             let page = {
-                let mut conn = self.tenant.store.pool().acquire().await.map_err(Error::from)?;
+                let mut conn = self
+                    .tenant
+                    .store
+                    .pool()
+                    .acquire()
+                    .await
+                    .map_err(Error::from)?;
                 events::range(&mut conn, &room, after, upto, REPLAY_PAGE).await?
             };
             let full = page.len() == REPLAY_PAGE as usize;
@@ -198,7 +212,13 @@ impl Watcher {
 
     /// Picks up rooms joined while we were not looking.
     async fn refresh_rooms(&mut self) -> Result<(), Stop> {
-        let mut conn = self.tenant.store.pool().acquire().await.map_err(Error::from)?;
+        let mut conn = self
+            .tenant
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(Error::from)?;
         for (row, membership) in rooms::rooms_of(&mut conn, &self.caller.member).await? {
             if self.only.is_none_or(|o| o == row.id) {
                 self.cursors
@@ -217,7 +237,13 @@ impl Watcher {
             Some(c) => *c,
             None => {
                 // A room we just joined: start where our membership starts.
-                let mut conn = self.tenant.store.pool().acquire().await.map_err(Error::from)?;
+                let mut conn = self
+                    .tenant
+                    .store
+                    .pool()
+                    .acquire()
+                    .await
+                    .map_err(Error::from)?;
                 let joined = rooms::membership(&mut conn, &event.room, &self.caller.member)
                     .await?
                     .map(|m| m.joined_seq)

@@ -6,7 +6,9 @@ use tokio_stream::StreamExt;
 use works_proto::client::v1 as pb;
 
 use super::output::{self, print};
-use super::{AdminCommand, ClientOpts, Command, CompanyCommand, MemberCommand, ProfileCommand, RoomCommand};
+use super::{
+    AdminCommand, ClientOpts, Command, CompanyCommand, MemberCommand, ProfileCommand, RoomCommand,
+};
 use crate::client::Client;
 use crate::config::Config;
 use crate::init::{InitOptions, init};
@@ -14,11 +16,25 @@ use crate::node::Node;
 
 /// A gRPC status as the CLI reports it: `not found: room … not found`.
 fn rpc<T>(result: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Result<T> {
-    result.map(tonic::Response::into_inner).map_err(status_error)
+    result
+        .map(tonic::Response::into_inner)
+        .map_err(status_error)
 }
 
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
-    anyhow!("{}: {}", status.code().description().to_lowercase(), status.message())
+    anyhow!("{}: {}", code_name(status.code()), status.message())
+}
+
+/// `PermissionDenied` → `permission denied`.
+fn code_name(code: tonic::Code) -> String {
+    let mut name = String::new();
+    for (i, c) in format!("{code:?}").chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            name.push(' ');
+        }
+        name.push(c.to_ascii_lowercase());
+    }
+    name
 }
 
 async fn connect(opts: &ClientOpts) -> anyhow::Result<Client> {
@@ -49,23 +65,29 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             println!("admin:    {}", done.admin);
             if done.password_generated {
                 println!("password: {}", done.admin_password);
-                println!("(shown once: store it now, then run `tenant-node serve --data {}`)", data.display());
+                println!(
+                    "(shown once: store it now, then run `tenant-node serve --data {}`)",
+                    data.display()
+                );
             }
             Ok(())
         }
         Command::Serve { data } => serve(&data).await,
         Command::Demo => crate::demo::run().await,
-        Command::Login { user, password, client } => {
+        Command::Login {
+            user,
+            password,
+            client,
+        } => {
             let c = connect(&client).await?;
-            let login = rpc(
-                c.auth
-                    .clone()
-                    .login(pb::LoginRequest {
-                        member_id: user,
-                        password,
-                    })
-                    .await,
-            )?;
+            let login = rpc(c
+                .auth
+                .clone()
+                .login(pb::LoginRequest {
+                    member_id: user,
+                    password,
+                })
+                .await)?;
             print(
                 client.json,
                 json!({"token": login.token, "member_id": login.member_id, "expires_at_ms": login.expires_at_ms}),
@@ -76,13 +98,17 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Logout { client } => {
             let c = connect(&client).await?;
             rpc(c.auth.clone().logout(pb::LogoutRequest {}).await)?;
-            print(client.json, json!({"logged_out": true}), || "logged out".into());
+            print(client.json, json!({"logged_out": true}), || {
+                "logged out".into()
+            });
             Ok(())
         }
         Command::Whoami { client } => {
             let c = connect(&client).await?;
             let me = rpc(c.auth.clone().who_am_i(pb::WhoAmIRequest {}).await)?;
-            print(client.json, output::member_json(&me), || output::member_line(&me));
+            print(client.json, output::member_json(&me), || {
+                output::member_line(&me)
+            });
             Ok(())
         }
         Command::Profile { command, client } => profile(command, &client).await,
@@ -118,14 +144,15 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; stop with SIGINT");
-                let _ = interrupt.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM; stop with SIGINT");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = interrupt => {}
             _ = term.recv() => {}
@@ -139,14 +166,13 @@ async fn shutdown_signal() {
 async fn profile(command: ProfileCommand, opts: &ClientOpts) -> anyhow::Result<()> {
     let c = connect(opts).await?;
     let profile = match command {
-        ProfileCommand::Show { member } => rpc(
-            c.profiles
-                .clone()
-                .get_profile(pb::GetProfileRequest {
-                    member_id: member.unwrap_or_default(),
-                })
-                .await,
-        )?,
+        ProfileCommand::Show { member } => rpc(c
+            .profiles
+            .clone()
+            .get_profile(pb::GetProfileRequest {
+                member_id: member.unwrap_or_default(),
+            })
+            .await)?,
         ProfileCommand::Set {
             display_name,
             photo,
@@ -154,23 +180,25 @@ async fn profile(command: ProfileCommand, opts: &ClientOpts) -> anyhow::Result<(
         } => {
             let photo = match photo {
                 Some(path) => Some(
-                    std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
+                    std::fs::read(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?,
                 ),
                 None => None,
             };
-            rpc(
-                c.profiles
-                    .clone()
-                    .set_profile(pb::SetProfileRequest {
-                        display_name,
-                        photo,
-                        clear_photo,
-                    })
-                    .await,
-            )?
+            rpc(c
+                .profiles
+                .clone()
+                .set_profile(pb::SetProfileRequest {
+                    display_name,
+                    photo,
+                    clear_photo,
+                })
+                .await)?
         }
     };
-    print(opts.json, output::profile_json(&profile), || output::profile_text(&profile));
+    print(opts.json, output::profile_json(&profile), || {
+        output::profile_text(&profile)
+    });
     Ok(())
 }
 
@@ -185,16 +213,18 @@ async fn admin(command: AdminCommand, opts: &ClientOpts) -> anyhow::Result<()> {
                     display_name,
                     password,
                     admin: is_admin,
-                } => rpc(
-                    admin
-                        .add_member(pb::AddMemberRequest {
-                            name,
-                            display_name,
-                            password,
-                            role: if is_admin { pb::Role::Admin } else { pb::Role::Member } as i32,
-                        })
-                        .await,
-                )?,
+                } => rpc(admin
+                    .add_member(pb::AddMemberRequest {
+                        name,
+                        display_name,
+                        password,
+                        role: if is_admin {
+                            pb::Role::Admin
+                        } else {
+                            pb::Role::Member
+                        } as i32,
+                    })
+                    .await)?,
                 MemberCommand::List => {
                     let list = rpc(admin.list_members(pb::ListMembersRequest {}).await)?;
                     print(
@@ -210,19 +240,23 @@ async fn admin(command: AdminCommand, opts: &ClientOpts) -> anyhow::Result<()> {
                     );
                     return Ok(());
                 }
-                MemberCommand::Suspend { id } => {
-                    rpc(admin.suspend_member(pb::SuspendMemberRequest { member_id: id }).await)?
-                }
-                MemberCommand::Unsuspend { id } => {
-                    rpc(admin.unsuspend_member(pb::UnsuspendMemberRequest { member_id: id }).await)?
-                }
+                MemberCommand::Suspend { id } => rpc(admin
+                    .suspend_member(pb::SuspendMemberRequest { member_id: id })
+                    .await)?,
+                MemberCommand::Unsuspend { id } => rpc(admin
+                    .unsuspend_member(pb::UnsuspendMemberRequest { member_id: id })
+                    .await)?,
             };
-            print(opts.json, output::member_json(&member), || output::member_line(&member));
+            print(opts.json, output::member_json(&member), || {
+                output::member_line(&member)
+            });
         }
         AdminCommand::Company { command } => {
             let company = match command {
                 CompanyCommand::Show => rpc(admin.get_company(pb::GetCompanyRequest {}).await)?,
-                CompanyCommand::Set { name } => rpc(admin.set_company(pb::SetCompanyRequest { name }).await)?,
+                CompanyCommand::Set { name } => {
+                    rpc(admin.set_company(pb::SetCompanyRequest { name }).await)?
+                }
             };
             print(
                 opts.json,
@@ -238,7 +272,9 @@ async fn room(command: RoomCommand, opts: &ClientOpts) -> anyhow::Result<()> {
     let c = connect(opts).await?;
     let mut rooms = c.rooms.clone();
     let show_room = |room: pb::Room| {
-        print(opts.json, output::room_json(&room), || output::room_text(&room));
+        print(opts.json, output::room_json(&room), || {
+            output::room_text(&room)
+        });
     };
     match command {
         RoomCommand::List => {
@@ -262,59 +298,69 @@ async fn room(command: RoomCommand, opts: &ClientOpts) -> anyhow::Result<()> {
             } else {
                 pb::RoomKind::Group
             };
-            show_room(rpc(
-                rooms
-                    .create_room(pb::CreateRoomRequest {
-                        kind: kind as i32,
-                        name: name.unwrap_or_default(),
-                        members,
-                    })
-                    .await,
-            )?);
+            show_room(rpc(rooms
+                .create_room(pb::CreateRoomRequest {
+                    kind: kind as i32,
+                    name: name.unwrap_or_default(),
+                    members,
+                })
+                .await)?);
         }
         RoomCommand::Show { room } => {
-            show_room(rpc(rooms.get_room(pb::GetRoomRequest { room_id: room }).await)?);
+            show_room(rpc(rooms
+                .get_room(pb::GetRoomRequest { room_id: room })
+                .await)?);
         }
         RoomCommand::Invite { room, members } => {
-            show_room(rpc(
-                rooms
-                    .invite_members(pb::InviteMembersRequest { room_id: room, members })
-                    .await,
-            )?);
+            show_room(rpc(rooms
+                .invite_members(pb::InviteMembersRequest {
+                    room_id: room,
+                    members,
+                })
+                .await)?);
         }
         RoomCommand::Remove { room, member } => {
-            show_room(rpc(
-                rooms
-                    .remove_member(pb::RemoveMemberRequest {
-                        room_id: room,
-                        member_id: member,
-                    })
-                    .await,
-            )?);
+            show_room(rpc(rooms
+                .remove_member(pb::RemoveMemberRequest {
+                    room_id: room,
+                    member_id: member,
+                })
+                .await)?);
         }
         RoomCommand::Rename { room, name } => {
-            show_room(rpc(rooms.rename_room(pb::RenameRoomRequest { room_id: room, name }).await)?);
+            show_room(rpc(rooms
+                .rename_room(pb::RenameRoomRequest {
+                    room_id: room,
+                    name,
+                })
+                .await)?);
         }
         RoomCommand::Leave { room } => {
-            let left = rpc(rooms.leave_room(pb::LeaveRoomRequest { room_id: room }).await)?;
+            let left = rpc(rooms
+                .leave_room(pb::LeaveRoomRequest { room_id: room })
+                .await)?;
             let event = left.event.unwrap_or_default();
-            print(opts.json, output::event_json(&event), || output::event_line(&event));
+            print(opts.json, output::event_json(&event), || {
+                output::event_line(&event)
+            });
         }
         RoomCommand::Send { room, text, key } => {
-            let sent = rpc(
-                rooms
-                    .send_message(pb::SendMessageRequest {
-                        room_id: room,
-                        idempotency_key: key.unwrap_or_else(|| ulid::Ulid::new().to_string()),
-                        text,
-                    })
-                    .await,
-            )?;
+            let sent = rpc(rooms
+                .send_message(pb::SendMessageRequest {
+                    room_id: room,
+                    idempotency_key: key.unwrap_or_else(|| ulid::Ulid::new().to_string()),
+                    text,
+                })
+                .await)?;
             let event = sent.event.unwrap_or_default();
             let mut value = output::event_json(&event);
             value["duplicate"] = json!(sent.duplicate);
             print(opts.json, value, || {
-                let note = if sent.duplicate { " (already stored)" } else { "" };
+                let note = if sent.duplicate {
+                    " (already stored)"
+                } else {
+                    ""
+                };
                 format!("{}{note}", output::event_line(&event))
             });
         }
@@ -324,31 +370,33 @@ async fn room(command: RoomCommand, opts: &ClientOpts) -> anyhow::Result<()> {
             before,
             limit,
         } => {
-            let page = rpc(
-                rooms
-                    .history(pb::HistoryRequest {
-                        room_id: room,
-                        after_seq: since,
-                        before_seq: before,
-                        limit,
-                    })
-                    .await,
-            )?;
+            let page = rpc(rooms
+                .history(pb::HistoryRequest {
+                    room_id: room,
+                    after_seq: since,
+                    before_seq: before,
+                    limit,
+                })
+                .await)?;
             print(
                 opts.json,
                 json!({"events": page.events.iter().map(output::event_json).collect::<Vec<_>>(), "has_more": page.has_more}),
-                || page.events.iter().map(output::event_line).collect::<Vec<_>>().join("\n"),
+                || {
+                    page.events
+                        .iter()
+                        .map(output::event_line)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
             );
         }
         RoomCommand::Read { room, seq } => {
-            let read = rpc(
-                rooms
-                    .mark_read(pb::MarkReadRequest {
-                        room_id: room,
-                        seq: seq.unwrap_or(u64::MAX),
-                    })
-                    .await,
-            )?;
+            let read = rpc(rooms
+                .mark_read(pb::MarkReadRequest {
+                    room_id: room,
+                    seq: seq.unwrap_or(u64::MAX),
+                })
+                .await)?;
             print(
                 opts.json,
                 json!({"last_read_seq": read.last_read_seq, "unread": read.unread}),
@@ -363,21 +411,23 @@ async fn room(command: RoomCommand, opts: &ClientOpts) -> anyhow::Result<()> {
                 }],
                 _ => Vec::new(),
             };
-            let mut stream = rpc(
-                rooms
-                    .watch(pb::WatchRequest {
-                        cursors,
-                        room_id: room.unwrap_or_default(),
-                    })
-                    .await,
-            )?;
+            let mut stream = rpc(rooms
+                .watch(pb::WatchRequest {
+                    cursors,
+                    room_id: room.unwrap_or_default(),
+                })
+                .await)?;
             let mut seen = 0u64;
             while count.is_none_or(|n| seen < n) {
-                let Some(item) = stream.next().await else { break };
+                let Some(item) = stream.next().await else {
+                    break;
+                };
                 let item = item.map_err(status_error)?;
                 if let Some(pb::watch_event::Kind::RoomEvent(event)) = item.kind {
                     // One JSON document per line: a stream of events.
-                    print(opts.json, output::event_json(&event), || output::event_line(&event));
+                    print(opts.json, output::event_json(&event), || {
+                        output::event_line(&event)
+                    });
                     seen += 1;
                 }
             }

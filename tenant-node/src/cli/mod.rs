@@ -18,7 +18,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "tenant-node", version, about = "A company's messaging server and its command-line client")]
+#[command(
+    name = "tenant-node",
+    version,
+    about = "A company's messaging server and its command-line client"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,7 +31,12 @@ pub struct Cli {
 #[derive(Args, Clone)]
 pub struct ClientOpts {
     /// The node's client API.
-    #[arg(long, env = "WORKS_NODE", default_value = "http://127.0.0.1:4780", global = true)]
+    #[arg(
+        long,
+        env = "WORKS_NODE",
+        default_value = "http://127.0.0.1:4780",
+        global = true
+    )]
     node: String,
     /// A token from `tenant-node login`.
     #[arg(long, env = "WORKS_TOKEN", hide_env_values = true, global = true)]
@@ -152,8 +161,12 @@ pub enum MemberCommand {
         admin: bool,
     },
     List,
-    Suspend { id: String },
-    Unsuspend { id: String },
+    Suspend {
+        id: String,
+    },
+    Unsuspend {
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -173,7 +186,9 @@ pub enum RoomCommand {
         #[arg(required = true)]
         members: Vec<String>,
     },
-    Show { room: String },
+    Show {
+        room: String,
+    },
     /// Add members to a group room (group master only).
     Invite {
         room: String,
@@ -181,9 +196,17 @@ pub enum RoomCommand {
         members: Vec<String>,
     },
     /// Remove a member from a group room (group master only).
-    Remove { room: String, member: String },
-    Leave { room: String },
-    Rename { room: String, name: String },
+    Remove {
+        room: String,
+        member: String,
+    },
+    Leave {
+        room: String,
+    },
+    Rename {
+        room: String,
+        name: String,
+    },
     /// Send a text message.
     Send {
         room: String,
@@ -205,7 +228,10 @@ pub enum RoomCommand {
         limit: u32,
     },
     /// Mark a room read up to SEQ (default: everything).
-    Read { room: String, seq: Option<u64> },
+    Read {
+        room: String,
+        seq: Option<u64>,
+    },
     /// Stream events as they arrive (unread ones first).
     Watch {
         room: Option<String>,
@@ -220,7 +246,10 @@ pub enum RoomCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -17,7 +17,10 @@ pub fn room_kind_from_pb(value: i32) -> Result<RoomKind> {
     match pb::RoomKind::try_from(value) {
         Ok(pb::RoomKind::Direct) => Ok(RoomKind::Direct),
         Ok(pb::RoomKind::Group) => Ok(RoomKind::Group),
-        Ok(pb::RoomKind::Unspecified) => Err(Error::invalid("kind", "say whether the room is direct or group")),
+        Ok(pb::RoomKind::Unspecified) => Err(Error::invalid(
+            "kind",
+            "say whether the room is direct or group",
+        )),
         Err(_) => Err(Error::invalid("kind", format!("unknown room kind {value}"))),
     }
 }
@@ -86,7 +89,11 @@ impl From<RoomEvent> for pb::RoomEvent {
         use pb::room_event::Body;
         let body = match e.body {
             EventBody::Text { text } => Body::Text(pb::TextMessage { text }),
-            EventBody::Created { room_kind, name, members } => Body::Created(pb::RoomCreated {
+            EventBody::Created {
+                room_kind,
+                name,
+                members,
+            } => Body::Created(pb::RoomCreated {
                 kind: room_kind_to_pb(room_kind) as i32,
                 name,
                 members,

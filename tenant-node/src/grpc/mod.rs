@@ -22,10 +22,11 @@ const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// The bearer token of a request, if it carries a well-formed header.
 fn bearer<T>(request: &tonic::Request<T>) -> Result<&str> {
-    let value = request
-        .metadata()
-        .get("authorization")
-        .ok_or_else(|| Error::Unauthenticated("missing authorization: log in and send `authorization: Bearer TOKEN`".into()))?;
+    let value = request.metadata().get("authorization").ok_or_else(|| {
+        Error::Unauthenticated(
+            "missing authorization: log in and send `authorization: Bearer TOKEN`".into(),
+        )
+    })?;
     let value = value
         .to_str()
         .map_err(|_| Error::Unauthenticated("malformed authorization header".into()))?;

@@ -69,7 +69,10 @@ impl pb::admin_server::Admin for AdminApi {
         }))
     }
 
-    async fn suspend_member(&self, request: Request<pb::SuspendMemberRequest>) -> Reply<pb::Member> {
+    async fn suspend_member(
+        &self,
+        request: Request<pb::SuspendMemberRequest>,
+    ) -> Reply<pb::Member> {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
         let member = self
@@ -102,7 +105,10 @@ impl pb::admin_server::Admin for AdminApi {
 
     async fn set_company(&self, request: Request<pb::SetCompanyRequest>) -> Reply<pb::Company> {
         let who = caller(&self.0, &request).await?;
-        let name = self.0.set_company_name(&who, &request.into_inner().name).await?;
+        let name = self
+            .0
+            .set_company_name(&who, &request.into_inner().name)
+            .await?;
         Ok(Response::new(pb::Company {
             tenant: self.0.id.to_string(),
             name,
@@ -142,7 +148,10 @@ impl pb::rooms_server::Rooms for RoomsApi {
         Ok(Response::new(room.into()))
     }
 
-    async fn list_rooms(&self, request: Request<pb::ListRoomsRequest>) -> Reply<pb::ListRoomsResponse> {
+    async fn list_rooms(
+        &self,
+        request: Request<pb::ListRoomsRequest>,
+    ) -> Reply<pb::ListRoomsResponse> {
         let who = caller(&self.0, &request).await?;
         let rooms = self.0.list_rooms(&who).await?;
         Ok(Response::new(pb::ListRoomsResponse {
@@ -170,9 +179,15 @@ impl pb::rooms_server::Rooms for RoomsApi {
         Ok(Response::new(room.into()))
     }
 
-    async fn leave_room(&self, request: Request<pb::LeaveRoomRequest>) -> Reply<pb::LeaveRoomResponse> {
+    async fn leave_room(
+        &self,
+        request: Request<pb::LeaveRoomRequest>,
+    ) -> Reply<pb::LeaveRoomResponse> {
         let who = caller(&self.0, &request).await?;
-        let event = self.0.leave_room(&who, &request.into_inner().room_id).await?;
+        let event = self
+            .0
+            .leave_room(&who, &request.into_inner().room_id)
+            .await?;
         Ok(Response::new(pb::LeaveRoomResponse {
             event: Some(event.into()),
         }))
@@ -222,7 +237,10 @@ impl pb::rooms_server::Rooms for RoomsApi {
         }))
     }
 
-    async fn mark_read(&self, request: Request<pb::MarkReadRequest>) -> Reply<pb::MarkReadResponse> {
+    async fn mark_read(
+        &self,
+        request: Request<pb::MarkReadRequest>,
+    ) -> Reply<pb::MarkReadResponse> {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
         let (last_read_seq, unread) = self.0.mark_read(&who, &r.room_id, r.seq).await?;

@@ -39,13 +39,41 @@ mod tests {
 
     #[test]
     fn each_error_has_its_code() {
-        check(Error::invalid("room_id", "is empty"), Code::InvalidArgument, "invalid room_id: is empty");
-        check(Error::Unauthenticated("token expired".into()), Code::Unauthenticated, "token expired");
-        check(Error::PermissionDenied("no".into()), Code::PermissionDenied, "no");
-        check(Error::NotFound("room X".into()), Code::NotFound, "room X not found");
-        check(Error::AlreadyExists("dup".into()), Code::AlreadyExists, "dup");
-        check(Error::FailedPrecondition("state".into()), Code::FailedPrecondition, "state");
-        check(Error::ResourceExhausted("big".into()), Code::ResourceExhausted, "big");
+        check(
+            Error::invalid("room_id", "is empty"),
+            Code::InvalidArgument,
+            "invalid room_id: is empty",
+        );
+        check(
+            Error::Unauthenticated("token expired".into()),
+            Code::Unauthenticated,
+            "token expired",
+        );
+        check(
+            Error::PermissionDenied("no".into()),
+            Code::PermissionDenied,
+            "no",
+        );
+        check(
+            Error::NotFound("room X".into()),
+            Code::NotFound,
+            "room X not found",
+        );
+        check(
+            Error::AlreadyExists("dup".into()),
+            Code::AlreadyExists,
+            "dup",
+        );
+        check(
+            Error::FailedPrecondition("state".into()),
+            Code::FailedPrecondition,
+            "state",
+        );
+        check(
+            Error::ResourceExhausted("big".into()),
+            Code::ResourceExhausted,
+            "big",
+        );
     }
 
     #[test]

@@ -126,7 +126,10 @@ pub async fn page_before(
     .bind(i64::from(limit))
     .fetch_all(conn)
     .await?;
-    let mut events = rows.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
+    let mut events = rows
+        .iter()
+        .map(event_from_row)
+        .collect::<Result<Vec<_>>>()?;
     events.reverse();
     Ok(events)
 }

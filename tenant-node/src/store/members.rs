@@ -1,7 +1,7 @@
 //! Members and their profiles.
 
-use sqlx::{AssertSqlSafe, Row};
 use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 
 use super::{Store, now_ms};
 use crate::error::{Error, Result};
@@ -43,7 +43,11 @@ fn member_from_row(row: &AnyRow) -> Result<Member> {
         id: MemberId::parse(&id).map_err(|e| Error::Internal(format!("stored member id: {e}")))?,
         display_name: row.try_get("display_name")?,
         has_photo,
-        role: if role == "admin" { Role::Admin } else { Role::Member },
+        role: if role == "admin" {
+            Role::Admin
+        } else {
+            Role::Member
+        },
         state: if state == "suspended" {
             MemberState::Suspended
         } else {
@@ -85,10 +89,12 @@ impl Store {
     }
 
     pub async fn member(&self, id: &MemberId) -> Result<Option<Member>> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {MEMBER_COLUMNS} FROM members WHERE id = $1")))
-            .bind(id.as_str())
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {MEMBER_COLUMNS} FROM members WHERE id = $1"
+        )))
+        .bind(id.as_str())
+        .fetch_optional(self.pool())
+        .await?;
         row.as_ref().map(member_from_row).transpose()
     }
 
@@ -109,14 +115,17 @@ impl Store {
     }
 
     pub async fn list_members(&self) -> Result<Vec<Member>> {
-        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {MEMBER_COLUMNS} FROM members ORDER BY id")))
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {MEMBER_COLUMNS} FROM members ORDER BY id"
+        )))
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(member_from_row).collect()
     }
 
-
-    /// Sets a member's state; suspending also revokes every session.
+    /// Sets a member's state. Sessions are kept through a suspension, so the
+    /// member is told precisely why calls fail, and revoked when it ends, so
+    /// nothing issued before it works again.
     pub async fn set_member_state(&self, id: &MemberId, state: MemberState) -> Result<Member> {
         let mut w = self.begin_write().await?;
         let updated = sqlx::query("UPDATE members SET state = $1 WHERE id = $2")
@@ -128,7 +137,7 @@ impl Store {
         if updated == 0 {
             return Err(Error::NotFound(format!("member {id}")));
         }
-        if state == MemberState::Suspended {
+        if state == MemberState::Active {
             sqlx::query("DELETE FROM sessions WHERE member_id = $1")
                 .bind(id.as_str())
                 .execute(&mut *w.tx)

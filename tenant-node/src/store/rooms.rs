@@ -26,7 +26,8 @@ pub struct Membership {
     pub last_read_seq: u64,
 }
 
-const ROOM_COLUMNS: &str = "r.id, r.kind, r.name, r.master, r.last_seq, r.created_at, r.last_event_at";
+const ROOM_COLUMNS: &str =
+    "r.id, r.kind, r.name, r.master, r.last_seq, r.created_at, r.last_event_at";
 
 pub(crate) fn stored<T, E: std::fmt::Display>(what: &str, parsed: Result<T, E>) -> Result<T> {
     parsed.map_err(|e| Error::Internal(format!("stored {what} is invalid: {e}")))
@@ -100,10 +101,12 @@ pub async fn direct_room(conn: &mut AnyConnection, key: &str) -> Result<Option<R
 }
 
 pub async fn room(conn: &mut AnyConnection, id: &RoomId) -> Result<Option<RoomRow>> {
-    let row = sqlx::query(AssertSqlSafe(format!("SELECT {ROOM_COLUMNS} FROM rooms r WHERE r.id = $1")))
-        .bind(id.to_string())
-        .fetch_optional(conn)
-        .await?;
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {ROOM_COLUMNS} FROM rooms r WHERE r.id = $1"
+    )))
+    .bind(id.to_string())
+    .fetch_optional(conn)
+    .await?;
     row.as_ref().map(room_from_row).transpose()
 }
 
@@ -116,7 +119,12 @@ pub async fn member_ids(conn: &mut AnyConnection, room: &RoomId) -> Result<Vec<M
     .fetch_all(conn)
     .await?;
     rows.iter()
-        .map(|r| stored("member id", MemberId::parse(&r.try_get::<String, _>("member_id")?)))
+        .map(|r| {
+            stored(
+                "member id",
+                MemberId::parse(&r.try_get::<String, _>("member_id")?),
+            )
+        })
         .collect()
 }
 
@@ -266,7 +274,10 @@ pub async fn unread_counts(
     rows.iter()
         .map(|row| {
             let id: String = row.try_get("room_id")?;
-            Ok((stored("room id", RoomId::parse(&id))?, row.try_get::<i64, _>("unread")? as u64))
+            Ok((
+                stored("room id", RoomId::parse(&id))?,
+                row.try_get::<i64, _>("unread")? as u64,
+            ))
         })
         .collect()
 }

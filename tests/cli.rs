@@ -1,0 +1,272 @@
+//! The command line as admins and members script it: `--json` on stdout,
+//! errors on stderr with a non-zero exit.
+
+mod support;
+
+use std::process::Stdio;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+async fn run(args: &[&str], node: Option<&str>, token: Option<&str>) -> Run {
+    let mut cmd = Command::new(support::binary());
+    cmd.args(args)
+        .env_remove("WORKS_TOKEN")
+        .env_remove("WORKS_NODE");
+    if let Some(node) = node {
+        cmd.env("WORKS_NODE", node);
+    }
+    if let Some(token) = token {
+        cmd.env("WORKS_TOKEN", token);
+    }
+    let out = cmd.output().await.expect("run cli");
+    Run {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+async fn json(args: &[&str], node: &str, token: &str) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = run(&all, Some(node), Some(token)).await;
+    assert!(out.ok, "{args:?} failed: {}", out.stderr);
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {}", out.stdout))
+}
+
+#[tokio::test]
+async fn init_serve_and_chat_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("acme");
+    let data_arg = data.to_str().unwrap();
+    let init_args = [
+        "init",
+        "--data",
+        data_arg,
+        "--tenant",
+        "Acme.Example",
+        "--company",
+        "Acme Corp",
+        "--api",
+        "127.0.0.1:0",
+    ];
+    let init = run(&init_args, None, None).await;
+    assert!(init.ok, "{}", init.stderr);
+    assert!(
+        init.stdout.contains("admin:    admin@acme.example"),
+        "{}",
+        init.stdout
+    );
+    let password = init
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .expect("a generated password is shown once")
+        .to_string();
+    let again = run(&init_args, None, None).await;
+    assert!(!again.ok);
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+
+    let mut server = Command::new(support::binary())
+        .args(["serve", "--data", data_arg])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("serve printed its address");
+        if let Some(addr) = line.strip_prefix("api listening on ") {
+            break addr.to_string();
+        }
+    };
+    let node = format!("http://{addr}");
+
+    let login = run(
+        &[
+            "login",
+            "--user",
+            "admin@acme.example",
+            "--password",
+            &password,
+        ],
+        Some(&node),
+        None,
+    )
+    .await;
+    assert!(login.ok, "{}", login.stderr);
+    let admin = login.stdout.trim().to_string();
+    for name in ["alice", "bob"] {
+        let member = json(
+            &[
+                "admin",
+                "member",
+                "add",
+                name,
+                "--display-name",
+                name,
+                "--password",
+                support::PASSWORD,
+            ],
+            &node,
+            &admin,
+        )
+        .await;
+        assert_eq!(member["id"], format!("{name}@acme.example"));
+    }
+    let members = json(&["admin", "member", "list"], &node, &admin).await;
+    assert_eq!(members["members"].as_array().unwrap().len(), 3);
+
+    let token = |user: &str| {
+        let node = node.clone();
+        let user = user.to_string();
+        async move {
+            let out = run(
+                &[
+                    "login",
+                    "--user",
+                    &user,
+                    "--password",
+                    support::PASSWORD,
+                    "--json",
+                ],
+                Some(&node),
+                None,
+            )
+            .await;
+            assert!(out.ok, "{}", out.stderr);
+            serde_json::from_str::<Value>(&out.stdout).unwrap()["token"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let alice = token("alice@acme.example").await;
+    let bob = token("bob@acme.example").await;
+
+    let room = json(&["room", "create", "bob@acme.example"], &node, &alice).await;
+    assert_eq!(room["kind"], "direct");
+    let room_id = room["id"].as_str().unwrap().to_string();
+    let sent = json(
+        &[
+            "room",
+            "send",
+            &room_id,
+            "hello from the shell",
+            "--key",
+            "k1",
+        ],
+        &node,
+        &alice,
+    )
+    .await;
+    assert_eq!(
+        (sent["seq"].as_u64(), sent["duplicate"].as_bool()),
+        (Some(2), Some(false))
+    );
+    let resent = json(
+        &[
+            "room",
+            "send",
+            &room_id,
+            "hello from the shell",
+            "--key",
+            "k1",
+        ],
+        &node,
+        &alice,
+    )
+    .await;
+    assert_eq!(resent["duplicate"], true);
+
+    let listed = json(&["room", "list"], &node, &bob).await;
+    assert_eq!(listed["rooms"][0]["unread"], 1);
+    let history = json(&["room", "history", &room_id], &node, &bob).await;
+    let events = history["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1]["body"]["text"], "hello from the shell");
+
+    let watched = run(
+        &[
+            "room", "watch", &room_id, "--since", "0", "--count", "2", "--json",
+        ],
+        Some(&node),
+        Some(&bob),
+    )
+    .await;
+    assert!(watched.ok, "{}", watched.stderr);
+    let seqs: Vec<u64> = watched
+        .stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, vec![1, 2]);
+
+    let read = json(&["room", "read", &room_id], &node, &bob).await;
+    assert_eq!(read["unread"], 0);
+
+    // Errors: stderr names the status and the reason; stdout stays empty.
+    let bad = run(
+        &["room", "send", "not-a-room", "hi"],
+        Some(&node),
+        Some(&alice),
+    )
+    .await;
+    assert!(!bad.ok);
+    assert!(bad.stdout.is_empty());
+    assert!(
+        bad.stderr.contains("invalid argument: invalid room_id"),
+        "{}",
+        bad.stderr
+    );
+    let denied = run(&["admin", "member", "list"], Some(&node), Some(&alice)).await;
+    assert!(!denied.ok);
+    assert!(
+        denied.stderr.contains("permission denied"),
+        "{}",
+        denied.stderr
+    );
+    let unreachable = run(&["room", "list"], Some("http://127.0.0.1:1"), Some(&alice)).await;
+    assert!(!unreachable.ok);
+    assert!(
+        unreachable.stderr.contains("cannot reach the node"),
+        "{}",
+        unreachable.stderr
+    );
+}
+
+#[tokio::test]
+async fn the_demo_runs_to_the_end_by_itself() {
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        run(&["demo"], None, None),
+    )
+    .await
+    .expect("demo finished on its own");
+    assert!(out.ok, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("[bob  ] sees #2 alice@acme.example: Hi Bob! Is the Q3 report ready?"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("duplicate=true"), "{}", out.stdout);
+}

@@ -1,0 +1,377 @@
+//! Test harness: real tenant nodes as child processes on ephemeral loopback
+//! ports, each with its own temporary data directory, driven only through
+//! the public gRPC API (and the CLI in `cli.rs`).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tempfile::TempDir;
+use tenant_node::client::Client;
+use tenant_node::config::{CONFIG_FILE, Config};
+use tenant_node::init::{InitOptions, init};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_stream::StreamExt;
+use tonic::Code;
+use works_proto::client::v1 as pb;
+
+pub const PASSWORD: &str = "correct horse battery";
+const ADMIN_PASSWORD: &str = "admin password 1";
+const START_DEADLINE: Duration = Duration::from_secs(20);
+pub const EVENT_DEADLINE: Duration = Duration::from_secs(10);
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_node-under-test")
+}
+
+pub struct TestNode {
+    pub tenant: String,
+    pub url: String,
+    pub admin_id: String,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl TestNode {
+    pub async fn start(tenant: &str) -> TestNode {
+        Self::start_with(tenant, |_| {}).await
+    }
+
+    /// Initialises a data directory, lets the test adjust the config, and
+    /// starts `serve` on it.
+    pub async fn start_with(tenant: &str, adjust: impl FnOnce(&mut Config)) -> TestNode {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let done = init(InitOptions {
+            data_dir: data.clone(),
+            tenant: tenant.into(),
+            company: format!("{tenant} Inc."),
+            api: Some(([127, 0, 0, 1], 0).into()),
+            bridge: Some(([127, 0, 0, 1], 0).into()),
+            admin_password: Some(ADMIN_PASSWORD.into()),
+        })
+        .await
+        .expect("init");
+        let mut config = Config::load(&data).expect("config");
+        adjust(&mut config);
+        std::fs::write(data.join(CONFIG_FILE), config.to_toml()).expect("write config");
+        let mut node = TestNode {
+            tenant: tenant.into(),
+            url: String::new(),
+            admin_id: done.admin.to_string(),
+            dir,
+            child: None,
+        };
+        node.spawn().await;
+        node
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("node.log"))
+            .expect("log file");
+        let mut child = Command::new(binary())
+            .arg("serve")
+            .arg("--data")
+            .arg(self.data_dir())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn node");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = tokio::time::timeout(START_DEADLINE, async {
+            while let Some(line) = lines.next_line().await.expect("read stdout") {
+                if let Some(addr) = line.strip_prefix("api listening on ") {
+                    return addr.to_string();
+                }
+            }
+            panic!("node exited before listening; log:\n{}", self.log());
+        })
+        .await
+        .expect("node did not start in time");
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.url = format!("http://{addr}");
+        self.child = Some(child);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("node.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL: no shutdown code runs, as in a crash or a power cut of the process.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("kill");
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = child.id().expect("pid");
+        let status = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        tokio::time::timeout(START_DEADLINE, child.wait())
+            .await
+            .expect("node did not stop after SIGTERM")
+            .expect("wait")
+    }
+
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        self.spawn().await;
+    }
+
+    pub async fn anonymous(&self) -> Client {
+        Client::connect(&self.url, None).await.expect("connect")
+    }
+
+    pub async fn admin(&self) -> Client {
+        self.anonymous()
+            .await
+            .login(&self.admin_id, ADMIN_PASSWORD)
+            .await
+            .expect("admin login")
+    }
+
+    /// Adds a member through the admin API and logs them in.
+    pub async fn member(&self, name: &str) -> Member {
+        let admin = self.admin().await;
+        let added = admin
+            .admin
+            .clone()
+            .add_member(pb::AddMemberRequest {
+                name: name.into(),
+                display_name: capitalise(name),
+                password: PASSWORD.into(),
+                role: pb::Role::Member as i32,
+            })
+            .await
+            .expect("add member")
+            .into_inner();
+        let client = self
+            .anonymous()
+            .await
+            .login(&added.id, PASSWORD)
+            .await
+            .expect("login");
+        Member {
+            id: added.id,
+            client,
+        }
+    }
+
+    /// Logs in an existing member again (after a restart, say).
+    pub async fn login(&self, id: &str) -> Member {
+        let client = self
+            .anonymous()
+            .await
+            .login(id, PASSWORD)
+            .await
+            .expect("login");
+        Member {
+            id: id.into(),
+            client,
+        }
+    }
+}
+
+fn capitalise(name: &str) -> String {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+pub struct Member {
+    pub id: String,
+    pub client: Client,
+}
+
+impl Member {
+    pub async fn direct_room(&self, other: &str) -> pb::Room {
+        self.create_room(pb::RoomKind::Direct, "", &[other])
+            .await
+            .expect("create direct room")
+    }
+
+    pub async fn group_room(&self, name: &str, others: &[&str]) -> pb::Room {
+        self.create_room(pb::RoomKind::Group, name, others)
+            .await
+            .expect("create group room")
+    }
+
+    pub async fn create_room(
+        &self,
+        kind: pb::RoomKind,
+        name: &str,
+        others: &[&str],
+    ) -> Result<pb::Room, tonic::Status> {
+        self.client
+            .rooms
+            .clone()
+            .create_room(pb::CreateRoomRequest {
+                kind: kind as i32,
+                name: name.into(),
+                members: others.iter().map(|s| s.to_string()).collect(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn send(&self, room: &str, text: &str) -> Result<pb::RoomEvent, tonic::Status> {
+        self.send_keyed(room, &ulid::Ulid::new().to_string(), text)
+            .await
+            .map(|r| r.event.expect("event"))
+    }
+
+    pub async fn send_keyed(
+        &self,
+        room: &str,
+        key: &str,
+        text: &str,
+    ) -> Result<pb::SendMessageResponse, tonic::Status> {
+        self.client
+            .rooms
+            .clone()
+            .send_message(pb::SendMessageRequest {
+                room_id: room.into(),
+                idempotency_key: key.into(),
+                text: text.into(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Every event of a room, paging forward from the start.
+    pub async fn history(&self, room: &str) -> Result<Vec<pb::RoomEvent>, tonic::Status> {
+        let mut all = Vec::new();
+        loop {
+            let page = self
+                .client
+                .rooms
+                .clone()
+                .history(pb::HistoryRequest {
+                    room_id: room.into(),
+                    after_seq: Some(all.last().map_or(0, |e: &pb::RoomEvent| e.seq)),
+                    before_seq: None,
+                    limit: 1000,
+                })
+                .await?
+                .into_inner();
+            all.extend(page.events);
+            if !page.has_more {
+                return Ok(all);
+            }
+        }
+    }
+
+    pub async fn rooms(&self) -> Vec<pb::Room> {
+        self.client
+            .rooms
+            .clone()
+            .list_rooms(pb::ListRoomsRequest {})
+            .await
+            .expect("list rooms")
+            .into_inner()
+            .rooms
+    }
+
+    pub async fn watch(&self, cursors: &[(&str, u64)]) -> Result<Watch, tonic::Status> {
+        let stream = self
+            .client
+            .rooms
+            .clone()
+            .watch(pb::WatchRequest {
+                cursors: cursors
+                    .iter()
+                    .map(|(room, seq)| pb::RoomCursor {
+                        room_id: room.to_string(),
+                        seq: *seq,
+                    })
+                    .collect(),
+                room_id: String::new(),
+            })
+            .await?
+            .into_inner();
+        Ok(Watch(stream))
+    }
+}
+
+pub struct Watch(pub tonic::Streaming<pb::WatchEvent>);
+
+impl Watch {
+    /// The next event, failing the test when none arrives in time.
+    pub async fn next(&mut self) -> pb::RoomEvent {
+        match self.try_next().await {
+            Ok(event) => event,
+            Err(status) => panic!("stream failed: {status:?}"),
+        }
+    }
+
+    pub async fn try_next(&mut self) -> Result<pb::RoomEvent, tonic::Status> {
+        let item = tokio::time::timeout(EVENT_DEADLINE, self.0.next())
+            .await
+            .expect("no event within the deadline")
+            .expect("stream ended")?;
+        match item.kind {
+            Some(pb::watch_event::Kind::RoomEvent(e)) => Ok(e),
+            None => panic!("empty watch item"),
+        }
+    }
+
+    pub async fn take(&mut self, n: usize) -> Vec<pb::RoomEvent> {
+        let mut events = Vec::with_capacity(n);
+        for _ in 0..n {
+            events.push(self.next().await);
+        }
+        events
+    }
+
+    /// Asserts nothing more arrives within a short quiet period.
+    pub async fn assert_quiet(&mut self, quiet: Duration) {
+        if let Ok(item) = tokio::time::timeout(quiet, self.0.next()).await {
+            panic!("expected no more events, got {item:?}");
+        }
+    }
+}
+
+pub fn text(event: &pb::RoomEvent) -> Option<&str> {
+    match &event.body {
+        Some(pb::room_event::Body::Text(t)) => Some(&t.text),
+        _ => None,
+    }
+}
+
+/// Asserts a call failed with `code` and a message containing `fragment`.
+#[track_caller]
+pub fn check<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, fragment: &str) {
+    match result {
+        Ok(value) => panic!("expected {code:?} ({fragment}), got Ok({value:?})"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "status: {status:?}");
+            assert!(
+                status.message().contains(fragment),
+                "message {:?} lacks {fragment:?}",
+                status.message()
+            );
+        }
+    }
+}
