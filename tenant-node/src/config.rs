@@ -259,6 +259,13 @@ mod tests {
     }
 
     #[test]
+    fn the_committed_example_is_valid_and_matches_the_defaults() {
+        let example = Config::parse(include_str!("../node.example.toml")).unwrap();
+        let defaults = Config::new(&TenantId::parse("acme.example").unwrap());
+        assert_eq!(example.to_toml(), defaults.to_toml());
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let err = Config::parse("tenant = \"a.b\"\nlistne = 1\n").unwrap_err();
         assert!(err.to_string().contains("listne"), "{err}");
