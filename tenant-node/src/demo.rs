@@ -33,6 +33,7 @@ pub async fn run() -> anyhow::Result<()> {
         api: None,
         bridge: None,
         admin_password: None,
+        database_url: None,
     })
     .await?;
     let mut config = Config::new(&TenantId::parse(TENANT)?);

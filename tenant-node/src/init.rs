@@ -20,6 +20,8 @@ pub struct InitOptions {
     pub api: Option<SocketAddr>,
     pub bridge: Option<SocketAddr>,
     pub admin_password: Option<String>,
+    /// Where the data lives; the embedded SQLite file when absent.
+    pub database_url: Option<String>,
 }
 
 pub struct Initialized {
@@ -46,6 +48,9 @@ pub async fn init(options: InitOptions) -> anyhow::Result<Initialized> {
     }
     if let Some(bridge) = options.bridge {
         config.bridge.listen = bridge;
+    }
+    if let Some(url) = options.database_url {
+        config.storage.url = url;
     }
     let (admin_password, password_generated) = match options.admin_password {
         Some(p) => (p, false),

@@ -368,6 +368,30 @@ impl Tenant {
                 self.limits.max_text_bytes
             )));
         }
+        match self.store_text(caller, &id, key, text).await {
+            // A concurrent retry with the same key committed first (PostgreSQL
+            // runs writers in parallel): answer with the event it stored.
+            Err(Error::Storage(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+                let mut conn = self.store.pool().acquire().await?;
+                match events::by_idempotency_key(&mut conn, &id, &caller.member, key).await? {
+                    Some(earlier) => same_text(earlier, key, text),
+                    None => Err(Error::Internal(format!(
+                        "unique violation without a stored event: {e}"
+                    ))),
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn store_text(
+        &self,
+        caller: &Caller,
+        id: &RoomId,
+        key: &str,
+        text: &str,
+    ) -> Result<Sent> {
+        let id = *id;
         let at = now_ms();
         let mut w = self.store.begin_write().await?;
         if rooms::room(&mut w.tx, &id).await?.is_none() {
@@ -377,16 +401,7 @@ impl Tenant {
         if let Some(earlier) =
             events::by_idempotency_key(&mut w.tx, &id, &caller.member, key).await?
         {
-            let same = matches!(&earlier.body, EventBody::Text { text: t } if t == text);
-            if !same {
-                return Err(Error::AlreadyExists(format!(
-                    "idempotency key {key:?} was already used for a different message"
-                )));
-            }
-            return Ok(Sent {
-                event: earlier,
-                duplicate: true,
-            });
+            return same_text(earlier, key, text);
         }
         let event = events::append(
             &mut w.tx,
@@ -472,6 +487,19 @@ impl Tenant {
             .copied()
             .unwrap_or(0);
         Ok((marker, unread))
+    }
+}
+
+/// The answer to a retried send: the stored event, if it is the same message.
+fn same_text(earlier: RoomEvent, key: &str, text: &str) -> Result<Sent> {
+    match &earlier.body {
+        EventBody::Text { text: stored } if stored == text => Ok(Sent {
+            event: earlier,
+            duplicate: true,
+        }),
+        _ => Err(Error::AlreadyExists(format!(
+            "idempotency key {key:?} was already used for a different message"
+        ))),
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 use tenant_node::client::Client;
 use tenant_node::config::{CONFIG_FILE, Config};
+use tenant_node::ids::TenantId;
 use tenant_node::init::{InitOptions, init};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -44,6 +45,8 @@ impl TestNode {
     pub async fn start_with(tenant: &str, adjust: impl FnOnce(&mut Config)) -> TestNode {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
+        let mut wanted = Config::new(&TenantId::parse(tenant).expect("tenant id"));
+        adjust(&mut wanted);
         let done = init(InitOptions {
             data_dir: data.clone(),
             tenant: tenant.into(),
@@ -51,11 +54,13 @@ impl TestNode {
             api: Some(([127, 0, 0, 1], 0).into()),
             bridge: Some(([127, 0, 0, 1], 0).into()),
             admin_password: Some(ADMIN_PASSWORD.into()),
+            database_url: Some(wanted.storage.url.clone()),
         })
         .await
         .expect("init");
         let mut config = Config::load(&data).expect("config");
-        adjust(&mut config);
+        config.storage = wanted.storage;
+        config.limits = wanted.limits;
         std::fs::write(data.join(CONFIG_FILE), config.to_toml()).expect("write config");
         let mut node = TestNode {
             tenant: tenant.into(),

@@ -50,6 +50,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             api,
             bridge,
             admin_password,
+            database_url,
         } => {
             let done = init(InitOptions {
                 data_dir: data.clone(),
@@ -58,6 +59,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 api,
                 bridge,
                 admin_password,
+                database_url,
             })
             .await?;
             println!("initialised {}", data.display());

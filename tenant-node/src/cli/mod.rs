@@ -67,6 +67,9 @@ enum Command {
         /// The first admin's password; generated and printed once when absent.
         #[arg(long, env = "WORKS_ADMIN_PASSWORD", hide_env_values = true)]
         admin_password: Option<String>,
+        /// Keep the data in this database (postgres://...) instead of SQLite.
+        #[arg(long, env = "WORKS_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
     },
     /// Run the node until SIGINT or SIGTERM.
     Serve {
