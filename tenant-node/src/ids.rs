@@ -7,72 +7,19 @@ use std::fmt;
 use std::str::FromStr;
 
 use ulid::Ulid;
+pub use works_certs::TenantId;
 
 /// Why an id was refused; the message is safe to return to the caller.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct IdError(String);
 
-/// A company's tenant id: a lowercase DNS-style name such as `acme.example`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TenantId(String);
-
-impl TenantId {
-    pub fn parse(input: &str) -> Result<Self, IdError> {
-        let name = input.trim().to_ascii_lowercase();
-        if name.is_empty() {
-            return Err(IdError("tenant id is empty".into()));
-        }
-        if name.len() > 253 {
-            return Err(IdError("tenant id is longer than 253 characters".into()));
-        }
-        let labels: Vec<&str> = name.split('.').collect();
-        if labels.len() < 2 {
-            return Err(IdError(format!(
-                "tenant id {name:?} must be a domain name with at least two labels, like acme.example"
-            )));
-        }
-        for label in labels {
-            let valid_chars = label
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-            if label.is_empty()
-                || label.len() > 63
-                || !valid_chars
-                || label.starts_with('-')
-                || label.ends_with('-')
-            {
-                return Err(IdError(format!(
-                    "tenant id {name:?} has an invalid label {label:?}: use 1 to 63 letters, digits or inner hyphens"
-                )));
-            }
-        }
-        Ok(TenantId(name))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl FromStr for TenantId {
-    type Err = IdError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
-
 /// A member id (the "WORKS ID"): `name@tenant`, case-insensitive, stored lowercase.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MemberId {
     full: String,
     at: usize,
+    tenant: TenantId,
 }
 
 impl MemberId {
@@ -86,7 +33,7 @@ impl MemberId {
             )));
         };
         let name = Self::parse_name(name)?;
-        let tenant = TenantId::parse(tenant)?;
+        let tenant = TenantId::parse(tenant).map_err(|e| IdError(e.to_string()))?;
         Ok(Self::new(&name, &tenant))
     }
 
@@ -99,6 +46,7 @@ impl MemberId {
         MemberId {
             full: format!("{name}@{tenant}"),
             at: name.len(),
+            tenant: tenant.clone(),
         }
     }
 
@@ -129,12 +77,12 @@ impl MemberId {
         &self.full[..self.at]
     }
 
-    pub fn tenant(&self) -> TenantId {
-        TenantId(self.full[self.at + 1..].to_string())
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
     }
 
     pub fn belongs_to(&self, tenant: &TenantId) -> bool {
-        &self.full[self.at + 1..] == tenant.as_str()
+        &self.tenant == tenant
     }
 
     pub fn as_str(&self) -> &str {

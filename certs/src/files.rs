@@ -1,0 +1,117 @@
+//! A node's TLS files in its data directory: `tls/ca.pem`, `tls/ca.key`,
+//! `tls/node.pem` (chain), `tls/node.key`. Keys are written 0600.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::{CertError, NodeCert, TenantCa, TenantId, Validity};
+
+pub struct NodeTlsFiles {
+    dir: PathBuf,
+}
+
+impl NodeTlsFiles {
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        NodeTlsFiles { dir: dir.into() }
+    }
+
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+    pub fn ca_key(&self) -> PathBuf {
+        self.dir.join("ca.key")
+    }
+    pub fn node_chain(&self) -> PathBuf {
+        self.dir.join("node.pem")
+    }
+    pub fn node_key(&self) -> PathBuf {
+        self.dir.join("node.key")
+    }
+
+    pub fn exist(&self) -> bool {
+        self.ca_cert().exists() && self.node_chain().exists() && self.node_key().exists()
+    }
+
+    /// Mints a new CA and a node certificate for `tenant` and writes them.
+    pub fn create(&self, tenant: &TenantId, hosts: &[String]) -> Result<(TenantCa, NodeCert), CertError> {
+        let ca = TenantCa::generate(tenant, Validity::from_now(crate::CA_VALIDITY))?;
+        let node = ca.issue_node(tenant, hosts, Validity::from_now(crate::NODE_VALIDITY))?;
+        self.write(&ca, &node)?;
+        Ok((ca, node))
+    }
+
+    pub fn write(&self, ca: &TenantCa, node: &NodeCert) -> Result<(), CertError> {
+        std::fs::create_dir_all(&self.dir).map_err(|source| io(&self.dir, source))?;
+        write_public(&self.ca_cert(), ca.cert_pem())?;
+        write_private(&self.ca_key(), ca.key_pem())?;
+        write_public(&self.node_chain(), &node.chain_pem)?;
+        write_private(&self.node_key(), &node.key_pem)?;
+        Ok(())
+    }
+
+    pub fn load_ca(&self) -> Result<TenantCa, CertError> {
+        TenantCa::from_pem(&read(&self.ca_cert())?, &read(&self.ca_key())?)
+    }
+
+    pub fn load_node(&self) -> Result<NodeCert, CertError> {
+        Ok(NodeCert {
+            chain_pem: read(&self.node_chain())?,
+            key_pem: read(&self.node_key())?,
+        })
+    }
+}
+
+fn io(path: &Path, source: std::io::Error) -> CertError {
+    CertError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn read(path: &Path) -> Result<String, CertError> {
+    std::fs::read_to_string(path).map_err(|source| io(path, source))
+}
+
+fn write_public(path: &Path, text: &str) -> Result<(), CertError> {
+    std::fs::write(path, text).map_err(|source| io(path, source))
+}
+
+/// Writes a secret readable by its owner only (0600), replacing any old file.
+pub fn write_private(path: &Path, text: &str) -> Result<(), CertError> {
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&tmp).map_err(|source| io(&tmp, source))?;
+    file.write_all(text.as_bytes()).map_err(|source| io(&tmp, source))?;
+    file.sync_all().map_err(|source| io(&tmp, source))?;
+    std::fs::rename(&tmp, path).map_err(|source| io(path, source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_private_and_files_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = NodeTlsFiles::in_dir(dir.path().join("tls"));
+        let tenant = TenantId::parse("acme.example").unwrap();
+        let (ca, node) = files.create(&tenant, &[]).unwrap();
+        assert!(files.exist());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for key in [files.ca_key(), files.node_key()] {
+                let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{}", key.display());
+            }
+        }
+        assert_eq!(files.load_ca().unwrap().fingerprint(), ca.fingerprint());
+        assert_eq!(files.load_node().unwrap().chain_pem, node.chain_pem);
+    }
+}
