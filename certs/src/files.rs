@@ -33,7 +33,11 @@ impl NodeTlsFiles {
     }
 
     /// Mints a new CA and a node certificate for `tenant` and writes them.
-    pub fn create(&self, tenant: &TenantId, hosts: &[String]) -> Result<(TenantCa, NodeCert), CertError> {
+    pub fn create(
+        &self,
+        tenant: &TenantId,
+        hosts: &[String],
+    ) -> Result<(TenantCa, NodeCert), CertError> {
         let ca = TenantCa::generate(tenant, Validity::from_now(crate::CA_VALIDITY))?;
         let node = ca.issue_node(tenant, hosts, Validity::from_now(crate::NODE_VALIDITY))?;
         self.write(&ca, &node)?;
@@ -87,7 +91,8 @@ pub fn write_private(path: &Path, text: &str) -> Result<(), CertError> {
         options.mode(0o600);
     }
     let mut file = options.open(&tmp).map_err(|source| io(&tmp, source))?;
-    file.write_all(text.as_bytes()).map_err(|source| io(&tmp, source))?;
+    file.write_all(text.as_bytes())
+        .map_err(|source| io(&tmp, source))?;
     file.sync_all().map_err(|source| io(&tmp, source))?;
     std::fs::rename(&tmp, path).map_err(|source| io(path, source))
 }

@@ -91,7 +91,11 @@ impl TenantCa {
         name.push(DnType::OrganizationName, tenant.as_str());
         params.distinguished_name = name;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         params.serial_number = Some(random_serial());
         validity.apply(&mut params);
         let cert = params.self_signed(&key)?;
@@ -133,7 +137,12 @@ impl TenantCa {
     ///
     /// The CA does not refuse another tenant's name: a peer must, and tests
     /// use this to build spoofing certificates.
-    pub fn issue_node(&self, tenant: &TenantId, extra_hosts: &[String], validity: Validity) -> Result<NodeCert, CertError> {
+    pub fn issue_node(
+        &self,
+        tenant: &TenantId,
+        extra_hosts: &[String],
+        validity: Validity,
+    ) -> Result<NodeCert, CertError> {
         let key = KeyPair::generate()?;
         let mut names = vec![tenant.to_string()];
         names.extend(extra_hosts.iter().cloned());
@@ -142,7 +151,10 @@ impl TenantCa {
         dn.push(DnType::CommonName, tenant.as_str());
         params.distinguished_name = dn;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         params.serial_number = Some(random_serial());
         params.use_authority_key_identifier_extension = true;
         validity.apply(&mut params);
@@ -180,7 +192,10 @@ pub fn certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, CertError
 }
 
 pub fn first_certificate(pem: &str) -> Result<CertificateDer<'static>, CertError> {
-    certificates(pem)?.into_iter().next().ok_or(CertError::NoCertificate)
+    certificates(pem)?
+        .into_iter()
+        .next()
+        .ok_or(CertError::NoCertificate)
 }
 
 /// A DER certificate as PEM text.
@@ -242,9 +257,14 @@ mod tests {
 
     #[test]
     fn node_certificates_name_the_tenant_and_chain_to_the_ca() {
-        let ca = TenantCa::generate(&tenant("acme.example"), Validity::from_now(CA_VALIDITY)).unwrap();
+        let ca =
+            TenantCa::generate(&tenant("acme.example"), Validity::from_now(CA_VALIDITY)).unwrap();
         let node = ca
-            .issue_node(&tenant("acme.example"), &["localhost".into()], Validity::from_now(NODE_VALIDITY))
+            .issue_node(
+                &tenant("acme.example"),
+                &["localhost".into()],
+                Validity::from_now(NODE_VALIDITY),
+            )
             .unwrap();
         let chain = certificates(&node.chain_pem).unwrap();
         assert_eq!(chain.len(), 2);
@@ -258,24 +278,31 @@ mod tests {
 
     #[test]
     fn a_ca_reloads_from_pem_and_keeps_its_fingerprint() {
-        let ca = TenantCa::generate(&tenant("acme.example"), Validity::from_now(CA_VALIDITY)).unwrap();
+        let ca =
+            TenantCa::generate(&tenant("acme.example"), Validity::from_now(CA_VALIDITY)).unwrap();
         let again = TenantCa::from_pem(ca.cert_pem(), ca.key_pem()).unwrap();
         assert_eq!(again.fingerprint(), ca.fingerprint());
         assert_eq!(ca.fingerprint().len(), 64);
-        let other = TenantCa::generate(&tenant("acme.example"), Validity::from_now(CA_VALIDITY)).unwrap();
+        let other =
+            TenantCa::generate(&tenant("acme.example"), Validity::from_now(CA_VALIDITY)).unwrap();
         assert_ne!(other.fingerprint(), ca.fingerprint());
     }
 
     #[test]
     fn pem_round_trip() {
-        let ca = TenantCa::generate(&tenant("acme.example"), Validity::from_now(CA_VALIDITY)).unwrap();
+        let ca =
+            TenantCa::generate(&tenant("acme.example"), Validity::from_now(CA_VALIDITY)).unwrap();
         assert_eq!(first_certificate(&to_pem(ca.der())).unwrap(), *ca.der());
-        assert!(matches!(certificates("nothing here"), Err(CertError::NoCertificate)));
+        assert!(matches!(
+            certificates("nothing here"),
+            Err(CertError::NoCertificate)
+        ));
     }
 
     #[test]
     fn validity_can_lie_in_the_past() {
-        let ca = TenantCa::generate(&tenant("acme.example"), Validity::from_now(CA_VALIDITY)).unwrap();
+        let ca =
+            TenantCa::generate(&tenant("acme.example"), Validity::from_now(CA_VALIDITY)).unwrap();
         let past = Validity {
             not_before: SystemTime::now() - Duration::from_secs(7200),
             not_after: SystemTime::now() - Duration::from_secs(3600),

@@ -20,7 +20,9 @@ impl TenantId {
             return Err(TenantIdError("tenant id is empty".into()));
         }
         if name.len() > 253 {
-            return Err(TenantIdError("tenant id is longer than 253 characters".into()));
+            return Err(TenantIdError(
+                "tenant id is longer than 253 characters".into(),
+            ));
         }
         let labels: Vec<&str> = name.split('.').collect();
         if labels.len() < 2 {
@@ -70,8 +72,19 @@ mod tests {
 
     #[test]
     fn tenant_ids_are_lowercase_domain_names() {
-        assert_eq!(TenantId::parse(" ACME.example ").unwrap().as_str(), "acme.example");
-        for bad in ["", "localhost", "acme..example", "-acme.example", "acme-.example", "ac me.example", "acme.example/x"] {
+        assert_eq!(
+            TenantId::parse(" ACME.example ").unwrap().as_str(),
+            "acme.example"
+        );
+        for bad in [
+            "",
+            "localhost",
+            "acme..example",
+            "-acme.example",
+            "acme-.example",
+            "ac me.example",
+            "acme.example/x",
+        ] {
             assert!(TenantId::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(TenantId::parse(&format!("{}.example", "a".repeat(64))).is_err());

@@ -11,5 +11,15 @@ pub mod client {
     }
 }
 
-/// Encoded `FileDescriptorSet` of every service, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("works_descriptor");
+pub mod federation {
+    pub mod v1 {
+        tonic::include_proto!("works.federation.v1");
+    }
+}
+
+/// Encoded `FileDescriptorSet` of the client API, for gRPC server reflection.
+pub const CLIENT_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("client_descriptor");
+
+/// Encoded `FileDescriptorSet` of the bridge, for gRPC server reflection.
+pub const FEDERATION_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("federation_descriptor");

@@ -52,7 +52,7 @@ pub async fn serve_api(
         .set_serving::<pb::rooms_server::RoomsServer<services::RoomsApi>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(works_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(works_proto::CLIENT_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let tenant_id = tenant.id.to_string();

@@ -1,0 +1,204 @@
+//! Dialing a peer's bridge and calling it.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tonic::transport::{Channel, Endpoint, Uri};
+use works_certs::TenantId;
+use works_proto::federation::v1 as pb;
+
+use crate::error::BridgeError;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A connection to one peer's bridge.
+pub struct PeerClient {
+    inner: pb::bridge_client::BridgeClient<Channel>,
+    endpoint: String,
+    /// The certificate chain the peer's server presented.
+    pub server_chain: Vec<CertificateDer<'static>>,
+}
+
+/// What `Ping` tells about a peering.
+#[derive(Debug, Clone)]
+pub struct PingReport {
+    pub tenant: String,
+    pub round_trip: Duration,
+    /// The peer's clock minus ours, corrected for half the round trip.
+    pub clock_skew_ms: i64,
+    pub version: String,
+    pub peer_cert_not_after: Option<SystemTime>,
+}
+
+#[derive(Default)]
+struct Handshake {
+    failure: Option<BridgeError>,
+    server_chain: Vec<CertificateDer<'static>>,
+}
+
+impl PeerClient {
+    /// Connects to `endpoint` (`host:port`) expecting a server certificate
+    /// that `config` accepts for the name `server_tenant`.
+    pub async fn connect(
+        endpoint: &str,
+        server_tenant: &TenantId,
+        config: Arc<ClientConfig>,
+    ) -> Result<PeerClient, BridgeError> {
+        let endpoint = endpoint.trim().to_string();
+        let server_name = ServerName::try_from(server_tenant.to_string())
+            .map_err(|e| BridgeError::Endpoint(endpoint.clone(), e.to_string()))?;
+        let uri: Uri = format!("http://{endpoint}").parse().map_err(
+            |e: tonic::codegen::http::uri::InvalidUri| {
+                BridgeError::Endpoint(endpoint.clone(), e.to_string())
+            },
+        )?;
+        let handshake = Arc::new(Mutex::new(Handshake::default()));
+        let connector = {
+            let handshake = handshake.clone();
+            let endpoint = endpoint.clone();
+            tower::service_fn(move |_: Uri| {
+                let handshake = handshake.clone();
+                let endpoint = endpoint.clone();
+                let config = config.clone();
+                let server_name = server_name.clone();
+                async move {
+                    let record = |e: BridgeError| {
+                        let text = e.to_string();
+                        if let Ok(mut h) = handshake.lock() {
+                            h.failure = Some(e);
+                        }
+                        std::io::Error::other(text)
+                    };
+                    let tcp = TcpStream::connect(&endpoint).await.map_err(|e| {
+                        record(BridgeError::Unreachable {
+                            endpoint: endpoint.clone(),
+                            reason: e.to_string(),
+                        })
+                    })?;
+                    let _ = tcp.set_nodelay(true);
+                    let tls = TlsConnector::from(config)
+                        .connect(server_name, tcp)
+                        .await
+                        .map_err(|e| {
+                            record(BridgeError::Handshake {
+                                endpoint: endpoint.clone(),
+                                reason: e.to_string(),
+                            })
+                        })?;
+                    if let Ok(mut h) = handshake.lock() {
+                        h.server_chain = tls
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                            .unwrap_or_default();
+                    }
+                    Ok::<_, std::io::Error>(TokioIo::new(tls))
+                }
+            })
+        };
+        let channel = Endpoint::from(uri)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(CALL_TIMEOUT)
+            .tcp_nodelay(true)
+            .connect_with_connector(connector)
+            .await;
+        let mut state = handshake
+            .lock()
+            .map(|mut h| std::mem::take(&mut *h))
+            .unwrap_or_default();
+        let channel = match channel {
+            Ok(channel) => channel,
+            Err(e) => {
+                return Err(state
+                    .failure
+                    .take()
+                    .unwrap_or_else(|| BridgeError::Unreachable {
+                        endpoint: endpoint.clone(),
+                        reason: e.to_string(),
+                    }));
+            }
+        };
+        Ok(PeerClient {
+            inner: pb::bridge_client::BridgeClient::new(channel),
+            endpoint,
+            server_chain: state.server_chain,
+        })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub async fn redeem(
+        &mut self,
+        secret: Vec<u8>,
+        me: &TenantId,
+        my_endpoint: &str,
+        my_ca: &CertificateDer<'_>,
+    ) -> Result<String, BridgeError> {
+        let response = self
+            .inner
+            .redeem(pb::RedeemRequest {
+                secret,
+                tenant: me.to_string(),
+                endpoint: my_endpoint.to_string(),
+                ca_certificate: my_ca.to_vec(),
+            })
+            .await
+            .map_err(BridgeError::Refused)?;
+        Ok(response.into_inner().tenant)
+    }
+
+    pub async fn ping(&mut self, me: &TenantId) -> Result<PingReport, BridgeError> {
+        let sent_at = SystemTime::now();
+        let started = Instant::now();
+        let response = self
+            .inner
+            .ping(pb::PingRequest {
+                from_tenant: me.to_string(),
+                sent_at_ms: crate::server::now_ms(),
+            })
+            .await
+            .map_err(BridgeError::Refused)?
+            .into_inner();
+        let round_trip = started.elapsed();
+        let midpoint = sent_at + round_trip / 2;
+        let ours = midpoint
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        Ok(PingReport {
+            tenant: response.tenant,
+            round_trip,
+            clock_skew_ms: response.now_ms - ours,
+            version: response.version,
+            peer_cert_not_after: self
+                .server_chain
+                .first()
+                .and_then(|leaf| works_certs::inspect(leaf).ok())
+                .map(|info| info.not_after),
+        })
+    }
+
+    pub async fn unpeer(&mut self, me: &TenantId) -> Result<(), BridgeError> {
+        self.inner
+            .unpeer(pb::UnpeerRequest {
+                from_tenant: me.to_string(),
+            })
+            .await
+            .map_err(BridgeError::Refused)?;
+        Ok(())
+    }
+
+    /// The raw generated client, for calls this wrapper does not cover yet.
+    pub fn raw(&mut self) -> &mut pb::bridge_client::BridgeClient<Channel> {
+        &mut self.inner
+    }
+}

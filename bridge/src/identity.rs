@@ -1,0 +1,191 @@
+//! Who is calling: the peer's tenant id, from its verified certificate only.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use rustls::RootCertStore;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use works_certs::TenantId;
+
+use crate::tls::provider;
+
+/// The CAs pinned for each peer tenant: one, or two during a CA change-over.
+#[derive(Clone, Default)]
+pub struct TrustStore {
+    pins: Arc<RwLock<HashMap<TenantId, Vec<CertificateDer<'static>>>>>,
+}
+
+impl TrustStore {
+    pub fn new() -> TrustStore {
+        TrustStore::default()
+    }
+
+    /// Trusts exactly these CAs for `tenant`, replacing what was pinned.
+    pub fn pin(&self, tenant: TenantId, cas: Vec<CertificateDer<'static>>) {
+        if let Ok(mut pins) = self.pins.write() {
+            pins.insert(tenant, cas);
+        }
+    }
+
+    pub fn unpin(&self, tenant: &TenantId) {
+        if let Ok(mut pins) = self.pins.write() {
+            pins.remove(tenant);
+        }
+    }
+
+    pub fn anchors(&self, tenant: &TenantId) -> Option<Vec<CertificateDer<'static>>> {
+        self.pins.read().ok()?.get(tenant).cloned()
+    }
+
+    pub fn tenants(&self) -> Vec<TenantId> {
+        self.pins
+            .read()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Resolves a client's certificate chain to the peer tenant it proves.
+    pub fn identify(&self, certs: &PeerCerts) -> Result<TenantId, IdentityError> {
+        let pins = self
+            .pins
+            .read()
+            .map_err(|_| IdentityError::Unknown("trust store unavailable".into()))?;
+        let mut closest: Option<IdentityError> = None;
+        for (tenant, anchors) in pins.iter() {
+            match verify_chain(&certs.chain, anchors) {
+                Ok(()) => {
+                    return if names(&certs.chain[0], tenant) {
+                        Ok(tenant.clone())
+                    } else {
+                        Err(IdentityError::Spoofing {
+                            pinned_for: tenant.clone(),
+                            names: dns_names(&certs.chain[0]),
+                        })
+                    };
+                }
+                Err(reason) if !reason.contains("UnknownIssuer") => {
+                    closest = Some(IdentityError::Invalid(reason));
+                }
+                Err(_) => {}
+            }
+        }
+        Err(closest.unwrap_or_else(|| {
+            IdentityError::Unknown(
+                "the certificate is not issued by the CA of any peer of this node".into(),
+            )
+        }))
+    }
+}
+
+/// The certificate chain a TLS client presented, attached to each request.
+#[derive(Debug, Clone)]
+pub struct PeerCerts {
+    pub chain: Arc<[CertificateDer<'static>]>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IdentityError {
+    #[error("{0}")]
+    Unknown(String),
+    #[error("the certificate is not valid: {0}")]
+    Invalid(String),
+    #[error("the certificate chains to the CA pinned for {pinned_for} but names {}", .names.join(", "))]
+    Spoofing {
+        pinned_for: TenantId,
+        names: Vec<String>,
+    },
+}
+
+/// Checks `chain` (leaf first) against `anchors` for client authentication,
+/// with validity dates as of now.
+pub fn verify_chain(
+    chain: &[CertificateDer<'static>],
+    anchors: &[CertificateDer<'static>],
+) -> Result<(), String> {
+    let Some((leaf, intermediates)) = chain.split_first() else {
+        return Err("no certificate".into());
+    };
+    let mut roots = RootCertStore::empty();
+    for anchor in anchors {
+        roots.add(anchor.clone()).map_err(|e| e.to_string())?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| e.to_string())?;
+    verifier
+        .verify_client_cert(leaf, intermediates, UnixTime::now())
+        .map(|_| ())
+        .map_err(|e| format!("{e:?}"))
+}
+
+/// Whether the certificate carries `tenant` as a DNS subject alternative name.
+pub fn names(leaf: &CertificateDer<'_>, tenant: &TenantId) -> bool {
+    dns_names(leaf)
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(tenant.as_str()))
+}
+
+pub fn dns_names(leaf: &CertificateDer<'_>) -> Vec<String> {
+    works_certs::inspect(leaf)
+        .map(|info| info.dns_names)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use works_certs::{CA_VALIDITY, NODE_VALIDITY, TenantCa, Validity, certificates};
+
+    fn tenant(s: &str) -> TenantId {
+        TenantId::parse(s).unwrap()
+    }
+
+    fn chain_of(ca: &TenantCa, name: &str, validity: Validity) -> PeerCerts {
+        let node = ca.issue_node(&tenant(name), &[], validity).unwrap();
+        PeerCerts {
+            chain: certificates(&node.chain_pem).unwrap().into(),
+        }
+    }
+
+    #[test]
+    fn identity_comes_from_the_pinned_ca_and_the_san() {
+        let a = TenantCa::generate(&tenant("a.example"), Validity::from_now(CA_VALIDITY)).unwrap();
+        let b = TenantCa::generate(&tenant("b.example"), Validity::from_now(CA_VALIDITY)).unwrap();
+        let trust = TrustStore::new();
+        trust.pin(tenant("a.example"), vec![a.der().clone()]);
+
+        let good = chain_of(&a, "a.example", Validity::from_now(NODE_VALIDITY));
+        assert_eq!(trust.identify(&good).unwrap(), tenant("a.example"));
+
+        let spoof = chain_of(&a, "c.example", Validity::from_now(NODE_VALIDITY));
+        assert!(matches!(
+            trust.identify(&spoof),
+            Err(IdentityError::Spoofing { .. })
+        ));
+
+        let stranger = chain_of(&b, "b.example", Validity::from_now(NODE_VALIDITY));
+        assert!(matches!(
+            trust.identify(&stranger),
+            Err(IdentityError::Unknown(_))
+        ));
+
+        let past = Validity {
+            not_before: std::time::SystemTime::now() - std::time::Duration::from_secs(7200),
+            not_after: std::time::SystemTime::now() - std::time::Duration::from_secs(3600),
+        };
+        let expired = chain_of(&a, "a.example", past);
+        let err = trust.identify(&expired).unwrap_err().to_string();
+        assert!(err.contains("Expired"), "{err}");
+
+        // Two anchors during a CA change-over: both are accepted.
+        let a2 = TenantCa::generate(&tenant("a.example"), Validity::from_now(CA_VALIDITY)).unwrap();
+        trust.pin(tenant("a.example"), vec![a.der().clone(), a2.der().clone()]);
+        let rotated = chain_of(&a2, "a.example", Validity::from_now(NODE_VALIDITY));
+        assert_eq!(trust.identify(&rotated).unwrap(), tenant("a.example"));
+        assert_eq!(trust.identify(&good).unwrap(), tenant("a.example"));
+
+        trust.unpin(&tenant("a.example"));
+        assert!(trust.identify(&good).is_err());
+    }
+}

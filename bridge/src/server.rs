@@ -1,0 +1,326 @@
+//! The bridge server: a TLS accept loop feeding a tonic service that
+//! identifies the calling peer on every call.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use rustls::pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::Connected;
+use tonic::{Request, Response, Status, Streaming};
+use works_certs::TenantId;
+use works_proto::federation::v1 as pb;
+
+use crate::error::{BridgeError, HandlerError};
+use crate::identity::{IdentityError, PeerCerts, TrustStore, names, verify_chain};
+
+/// How long a client may take to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once; more wait their turn in the TCP backlog.
+const MAX_HANDSHAKES: usize = 256;
+
+/// A peer that proved, with a valid invitation secret, who it is.
+#[derive(Debug, Clone)]
+pub struct NewPeer {
+    pub tenant: TenantId,
+    pub endpoint: String,
+    /// The CA its certificate chains to; pin it.
+    pub ca: CertificateDer<'static>,
+    pub secret: Vec<u8>,
+}
+
+/// What a node decides; the bridge has established who is asking.
+#[tonic::async_trait]
+pub trait BridgeHandler: Send + Sync + 'static {
+    /// This node's tenant.
+    fn tenant(&self) -> &TenantId;
+    /// Checks the invitation secret and, when valid, pins the new peer.
+    async fn redeem(&self, peer: NewPeer) -> Result<(), HandlerError>;
+    /// Records a successful contact from a verified peer.
+    async fn contact(&self, peer: &TenantId) -> Result<(), HandlerError>;
+    /// The peer ended the peering.
+    async fn unpeer(&self, peer: &TenantId) -> Result<(), HandlerError>;
+}
+
+/// Serves the bridge on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    trust: TrustStore,
+    handler: Arc<dyn BridgeHandler>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), BridgeError> {
+    let (conns, incoming) = mpsc::channel::<io::Result<BridgeConn>>(64);
+    let acceptor = tokio::spawn(accept_loop(listener, TlsAcceptor::from(tls), conns));
+    let service = BridgeService { trust, handler };
+    let served = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .trace_fn(|req| {
+            tracing::info_span!("bridge", rpc = %req.uri().path(), request_id = %ulid::Ulid::new())
+        })
+        .add_service(pb::bridge_server::BridgeServer::new(service))
+        .serve_with_incoming_shutdown(ReceiverStream::new(incoming), shutdown)
+        .await;
+    acceptor.abort();
+    served.map_err(|e| BridgeError::Tls(format!("bridge server: {e}")))
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    conns: mpsc::Sender<io::Result<BridgeConn>>,
+) {
+    let permits = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let (tcp, addr) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "bridge accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let conns = conns.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = tcp.set_nodelay(true);
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => {
+                    let chain: Arc<[CertificateDer<'static>]> = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                        .unwrap_or_default();
+                    let _ = conns
+                        .send(Ok(BridgeConn {
+                            tls,
+                            certs: PeerCerts { chain },
+                        }))
+                        .await;
+                }
+                Ok(Err(e)) => {
+                    tracing::info!(peer_addr = %addr, error = %e, "bridge handshake refused")
+                }
+                Err(_) => tracing::info!(peer_addr = %addr, "bridge handshake timed out"),
+            }
+        });
+    }
+}
+
+/// A verified TLS connection with the client's certificate chain.
+pub struct BridgeConn {
+    tls: TlsStream<TcpStream>,
+    certs: PeerCerts,
+}
+
+impl Connected for BridgeConn {
+    type ConnectInfo = PeerCerts;
+    fn connect_info(&self) -> PeerCerts {
+        self.certs.clone()
+    }
+}
+
+impl AsyncRead for BridgeConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tls).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for BridgeConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tls).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tls).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tls).poll_shutdown(cx)
+    }
+}
+
+struct BridgeService {
+    trust: TrustStore,
+    handler: Arc<dyn BridgeHandler>,
+}
+
+fn certs_of<T>(request: &Request<T>) -> Result<&PeerCerts, Status> {
+    request
+        .extensions()
+        .get::<PeerCerts>()
+        .filter(|c| !c.chain.is_empty())
+        .ok_or_else(|| Status::unauthenticated("no client certificate"))
+}
+
+impl BridgeService {
+    /// The calling peer's tenant, from its verified certificate only.
+    fn peer<T>(&self, request: &Request<T>) -> Result<TenantId, Status> {
+        let certs = certs_of(request)?;
+        self.trust.identify(certs).map_err(|e| {
+            tracing::warn!(error = %e, "bridge call refused: peer not identified");
+            match e {
+                IdentityError::Spoofing { .. } => Status::permission_denied(e.to_string()),
+                IdentityError::Unknown(_) | IdentityError::Invalid(_) => {
+                    Status::unauthenticated(e.to_string())
+                }
+            }
+        })
+    }
+
+    /// Checks that a tenant named in the request is the caller's own.
+    fn claim(peer: &TenantId, field: &str, claimed: &str) -> Result<(), Status> {
+        let claimed = TenantId::parse(claimed)
+            .map_err(|e| Status::invalid_argument(format!("invalid {field}: {e}")))?;
+        if &claimed != peer {
+            tracing::warn!(peer = %peer, claimed = %claimed, field, "bridge call refused: spoofed tenant");
+            return Err(Status::permission_denied(format!(
+                "{field} names {claimed}, but the caller's certificate is {peer}'s"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks that a member id named in the request belongs to the caller.
+    fn claim_member(peer: &TenantId, field: &str, member: &str) -> Result<(), Status> {
+        let tenant = member.rsplit_once('@').map(|(_, t)| t).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "invalid {field}: {member:?} must have the form name@tenant"
+            ))
+        })?;
+        Self::claim(peer, field, tenant)
+    }
+}
+
+#[tonic::async_trait]
+impl pb::bridge_server::Bridge for BridgeService {
+    async fn redeem(
+        &self,
+        request: Request<pb::RedeemRequest>,
+    ) -> Result<Response<pb::RedeemResponse>, Status> {
+        let chain = certs_of(&request)?.chain.clone();
+        let r = request.into_inner();
+        let tenant = TenantId::parse(&r.tenant)
+            .map_err(|e| Status::invalid_argument(format!("invalid tenant: {e}")))?;
+        if &tenant == self.handler.tenant() {
+            return Err(Status::invalid_argument(
+                "a node cannot peer with its own tenant",
+            ));
+        }
+        if r.ca_certificate.is_empty() {
+            return Err(Status::invalid_argument("ca_certificate is missing"));
+        }
+        let ca = CertificateDer::from(r.ca_certificate);
+        verify_chain(&chain, std::slice::from_ref(&ca)).map_err(|reason| {
+            tracing::warn!(tenant = %tenant, reason, "redeem refused: certificate does not chain to the presented CA");
+            Status::unauthenticated(format!("the client certificate does not chain to the presented CA: {reason}"))
+        })?;
+        if !names(&chain[0], &tenant) {
+            tracing::warn!(tenant = %tenant, "redeem refused: certificate names another tenant");
+            return Err(Status::permission_denied(format!(
+                "the client certificate does not name {tenant}"
+            )));
+        }
+        if r.endpoint.trim().is_empty() {
+            return Err(Status::invalid_argument("endpoint is missing"));
+        }
+        self.handler
+            .redeem(NewPeer {
+                tenant,
+                endpoint: r.endpoint.trim().to_string(),
+                ca,
+                secret: r.secret,
+            })
+            .await?;
+        Ok(Response::new(pb::RedeemResponse {
+            tenant: self.handler.tenant().to_string(),
+        }))
+    }
+
+    async fn ping(
+        &self,
+        request: Request<pb::PingRequest>,
+    ) -> Result<Response<pb::PingResponse>, Status> {
+        let peer = self.peer(&request)?;
+        Self::claim(&peer, "from_tenant", &request.get_ref().from_tenant)?;
+        self.handler.contact(&peer).await?;
+        Ok(Response::new(pb::PingResponse {
+            tenant: self.handler.tenant().to_string(),
+            now_ms: now_ms(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }))
+    }
+
+    async fn unpeer(
+        &self,
+        request: Request<pb::UnpeerRequest>,
+    ) -> Result<Response<pb::UnpeerResponse>, Status> {
+        let peer = self.peer(&request)?;
+        Self::claim(&peer, "from_tenant", &request.get_ref().from_tenant)?;
+        self.handler.unpeer(&peer).await?;
+        Ok(Response::new(pb::UnpeerResponse {}))
+    }
+
+    async fn lookup_user(
+        &self,
+        request: Request<pb::LookupUserRequest>,
+    ) -> Result<Response<pb::LookupUserResponse>, Status> {
+        let peer = self.peer(&request)?;
+        Self::claim_member(&peer, "requester", &request.get_ref().requester)?;
+        Err(HandlerError::Unimplemented("user lookup is not served by this node yet".into()).into())
+    }
+
+    type RelayStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::Ack, Status>> + Send>>;
+
+    async fn relay(
+        &self,
+        request: Request<Streaming<pb::EnvelopeBatch>>,
+    ) -> Result<Response<Self::RelayStream>, Status> {
+        let _peer = self.peer(&request)?;
+        Err(HandlerError::Unimplemented("event relay is not served by this node yet".into()).into())
+    }
+
+    type FetchAttachmentStream =
+        Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::AttachmentChunk, Status>> + Send>>;
+
+    async fn fetch_attachment(
+        &self,
+        request: Request<pb::FetchAttachmentRequest>,
+    ) -> Result<Response<Self::FetchAttachmentStream>, Status> {
+        let peer = self.peer(&request)?;
+        Self::claim_member(&peer, "requester", &request.get_ref().requester)?;
+        Err(
+            HandlerError::Unimplemented("attachments are not served by this node yet".into())
+                .into(),
+        )
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
