@@ -32,6 +32,7 @@ pub struct Client {
     pub admin: pb::admin_client::AdminClient<Svc>,
     pub profiles: pb::profiles_client::ProfilesClient<Svc>,
     pub rooms: pb::rooms_client::RoomsClient<Svc>,
+    pub peering: pb::peering_client::PeeringClient<Svc>,
     channel: Channel,
 }
 
@@ -79,7 +80,8 @@ impl Client {
                 channel.clone(),
                 auth.clone(),
             ),
-            rooms: pb::rooms_client::RoomsClient::with_interceptor(channel.clone(), auth),
+            rooms: pb::rooms_client::RoomsClient::with_interceptor(channel.clone(), auth.clone()),
+            peering: pb::peering_client::PeeringClient::with_interceptor(channel.clone(), auth),
             channel,
         })
     }

@@ -23,6 +23,20 @@ pub struct Config {
     pub storage: StorageConfig,
     #[serde(default)]
     pub limits: Limits,
+    /// Peers declared here rather than by invitation (deployments as code).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<DeclaredPeer>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredPeer {
+    pub tenant: String,
+    /// host:port of the peer's bridge.
+    pub endpoint: String,
+    /// The peer's CA certificate files (PEM; relative paths are under the
+    /// data directory). Two during a CA change-over.
+    pub ca_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,6 +53,13 @@ pub struct BridgeConfig {
     /// Where the node-to-node bridge listens (mutual TLS).
     #[serde(default = "default_bridge_listen")]
     pub listen: SocketAddr,
+    /// host:port that peers dial, put in peering invitations; the listening
+    /// address when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<String>,
+    /// The node's CA and certificate (relative to the data directory).
+    #[serde(default = "default_tls_dir")]
+    pub tls_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -75,6 +96,9 @@ fn default_api_listen() -> SocketAddr {
 fn default_bridge_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 4781))
 }
+fn default_tls_dir() -> PathBuf {
+    PathBuf::from("tls")
+}
 fn default_database_url() -> String {
     "sqlite://node.db".into()
 }
@@ -105,6 +129,8 @@ impl Default for BridgeConfig {
     fn default() -> Self {
         BridgeConfig {
             listen: default_bridge_listen(),
+            advertise: None,
+            tls_dir: default_tls_dir(),
         }
     }
 }
@@ -152,6 +178,7 @@ impl Config {
             bridge: BridgeConfig::default(),
             storage: StorageConfig::default(),
             limits: Limits::default(),
+            peers: Vec::new(),
         }
     }
 
@@ -211,6 +238,21 @@ impl Config {
                 reason: "must be at least 1".into(),
             });
         }
+        for peer in &self.peers {
+            TenantId::parse(&peer.tenant).map_err(|e| ConfigError::Invalid {
+                key: "peers.tenant",
+                reason: e.to_string(),
+            })?;
+            if peer.ca_files.is_empty() || peer.ca_files.len() > 2 {
+                return Err(ConfigError::Invalid {
+                    key: "peers.ca_files",
+                    reason: format!(
+                        "{} needs one CA file, or two during a change-over",
+                        peer.tenant
+                    ),
+                });
+            }
+        }
         if self.limits.max_room_members < 2 {
             return Err(ConfigError::Invalid {
                 key: "limits.max_room_members",
@@ -218,6 +260,15 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// A path from the config, resolved under the data directory when relative.
+    pub fn resolve(data_dir: &Path, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            data_dir.join(path)
+        }
     }
 
     pub fn tenant_id(&self) -> Result<TenantId, ConfigError> {

@@ -2,6 +2,7 @@
 //! talking through the client API, printing what each of them sees. It exits
 //! by itself; nothing is left behind.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -11,9 +12,8 @@ use works_proto::client::v1 as pb;
 use crate::cli::status_error;
 use crate::client::Client;
 use crate::config::Config;
-use crate::ids::TenantId;
 use crate::init::{InitOptions, init};
-use crate::node::Node;
+use crate::node::{Listeners, Node};
 
 const TENANT: &str = "acme.example";
 const PASSWORD: &str = "correct horse battery";
@@ -22,41 +22,194 @@ fn say(who: &str, line: impl AsRef<str>) {
     println!("[{who:<5}] {}", line.as_ref());
 }
 
-pub async fn run() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let data = dir.path().join("acme");
-    println!("== one company, one node: {TENANT} on a temporary data directory");
+/// A node of the demo, running in this process on loopback ports.
+struct DemoNode {
+    tenant: &'static str,
+    url: String,
+    admin_id: String,
+    admin_password: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn start_node(root: &Path, tenant: &'static str, company: &str) -> anyhow::Result<DemoNode> {
+    let data = root.join(tenant);
     let done = init(InitOptions {
         data_dir: data.clone(),
-        tenant: TENANT.into(),
-        company: "Acme Corp".into(),
-        api: None,
-        bridge: None,
+        tenant: tenant.into(),
+        company: company.into(),
+        api: Some(([127, 0, 0, 1], 0).into()),
+        bridge: Some(([127, 0, 0, 1], 0).into()),
         admin_password: None,
         database_url: None,
     })
     .await?;
-    let mut config = Config::new(&TenantId::parse(TENANT)?);
-    config.api.listen = ([127, 0, 0, 1], 0).into();
+    let config = Config::load(&data)?;
+    let listeners = Listeners::bind(&config).await?;
+    let api = listeners.api.local_addr()?;
+    let bridge = listeners.bridge.local_addr()?;
     let node = Node::open(config, &data).await?;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-    let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(node.serve(listener, async {
+    let task = tokio::spawn(node.serve(listeners, async {
         let _ = stopped.await;
     }));
-    println!("   client API on {addr}\n");
+    println!(
+        "   {tenant} ({company}): client API {api}, bridge {bridge}, CA sha256 {}…",
+        &done.ca_fingerprint[..16]
+    );
+    Ok(DemoNode {
+        tenant,
+        url: format!("http://{api}"),
+        admin_id: done.admin.to_string(),
+        admin_password: done.admin_password,
+        stop,
+        task,
+    })
+}
 
-    let story = play(
-        &format!("http://{addr}"),
-        &done.admin.to_string(),
-        &done.admin_password,
-    )
+impl DemoNode {
+    async fn admin(&self) -> anyhow::Result<Client> {
+        Client::connect(&self.url, None)
+            .await?
+            .login(&self.admin_id, &self.admin_password)
+            .await
+            .map_err(status_error)
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.context("node task")?
+    }
+}
+
+pub async fn run() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    println!("== two companies, each with its own node and CA, on this machine");
+    let acme = start_node(dir.path(), TENANT, "Acme Corp").await?;
+    let globex = start_node(dir.path(), "globex.example", "Globex Inc.").await?;
+
+    println!("\n== inside {}: two members chat", acme.tenant);
+    let story = async {
+        play(&acme.url, &acme.admin_id, &acme.admin_password).await?;
+        println!(
+            "\n== {} and {} peer their nodes",
+            acme.tenant, globex.tenant
+        );
+        peer(&acme, &globex).await
+    }
     .await;
-    let _ = stop.send(());
-    server.await.context("node task")??;
+    acme.stop().await?;
+    globex.stop().await?;
     story?;
-    println!("\n== done: the node stopped and its temporary directory is removed");
+    println!("\n== done: both nodes stopped and their temporary directories are removed");
+    Ok(())
+}
+
+async fn peer(inviter: &DemoNode, acceptor: &DemoNode) -> anyhow::Result<()> {
+    let inviter_admin = inviter.admin().await?;
+    let acceptor_admin = acceptor.admin().await?;
+    let who_invites = format!("{} admin", inviter.tenant);
+    let who_accepts = format!("{} admin", acceptor.tenant);
+    let invitation = inviter_admin
+        .peering
+        .clone()
+        .invite_peer(pb::InvitePeerRequest {
+            for_tenant: String::new(),
+            ttl_secs: 600,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    say(
+        &who_invites,
+        format!(
+            "peer invite → {}… (one-time, expires in 10 minutes)",
+            &invitation.token[..40]
+        ),
+    );
+    let peer = acceptor_admin
+        .peering
+        .clone()
+        .accept_peer(pb::AcceptPeerRequest {
+            token: invitation.token.clone(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    say(
+        &who_accepts,
+        format!(
+            "peer accept → peered with {} at {}, its CA pinned (sha256 {}…)",
+            peer.tenant,
+            peer.endpoint,
+            &peer.ca_fingerprints[0][..16]
+        ),
+    );
+    for (who, admin) in [
+        (&who_invites, &inviter_admin),
+        (&who_accepts, &acceptor_admin),
+    ] {
+        let peers = admin
+            .peering
+            .clone()
+            .list_peers(pb::ListPeersRequest {})
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        for p in peers.peers {
+            say(
+                who,
+                format!(
+                    "peer list: {} {} via {} (queue {})",
+                    p.tenant, p.state, p.source, p.queue_depth
+                ),
+            );
+        }
+    }
+    let report = acceptor_admin
+        .peering
+        .clone()
+        .test_peer(pb::TestPeerRequest {
+            tenant: inviter.tenant.into(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    say(
+        &who_accepts,
+        format!(
+            "peer test {}: {}",
+            report.tenant,
+            if report.ok { "ok" } else { "PROBLEMS" }
+        ),
+    );
+    for check in report.checks {
+        say(
+            &who_accepts,
+            format!(
+                "  {} {:<16} {}",
+                if check.ok { "✓" } else { "✗" },
+                check.name,
+                check.detail
+            ),
+        );
+    }
+    let replay = acceptor_admin
+        .peering
+        .clone()
+        .accept_peer(pb::AcceptPeerRequest {
+            token: invitation.token,
+        })
+        .await;
+    if let Err(status) = replay {
+        say(
+            &who_accepts,
+            format!(
+                "accepting the same token again is refused: {}",
+                status.message()
+            ),
+        );
+    }
     Ok(())
 }
 

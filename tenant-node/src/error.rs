@@ -26,6 +26,9 @@ pub enum Error {
     /// A size or rate limit was exceeded.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A peer node could not be reached or did not answer in time.
+    #[error("{0}")]
+    Unavailable(String),
     /// The storage layer failed; details are logged, never sent to callers.
     #[error("storage error: {0}")]
     Storage(#[from] sqlx::Error),

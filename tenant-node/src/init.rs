@@ -10,6 +10,7 @@ use crate::config::{CONFIG_FILE, Config};
 use crate::ids::{MemberId, TenantId};
 use crate::model::Role;
 use crate::node::Node;
+use works_certs::NodeTlsFiles;
 
 pub const ADMIN_NAME: &str = "admin";
 
@@ -26,6 +27,8 @@ pub struct InitOptions {
 
 pub struct Initialized {
     pub config_path: PathBuf,
+    /// SHA-256 of the new CA certificate; peers pin it.
+    pub ca_fingerprint: String,
     pub admin: MemberId,
     pub admin_password: String,
     /// True when the password was generated here and must be shown once.
@@ -58,6 +61,10 @@ pub async fn init(options: InitOptions) -> anyhow::Result<Initialized> {
     };
     crate::accounts::check_password_rules(&admin_password).context("invalid --admin-password")?;
 
+    let tls = NodeTlsFiles::in_dir(Config::resolve(&options.data_dir, &config.bridge.tls_dir));
+    let (ca, _) = tls
+        .create(&tenant, &[])
+        .context("cannot create the node's CA and certificate")?;
     let node = Node::open(config.clone(), &options.data_dir).await?;
     node.tenant
         .init_company_name(&options.company)
@@ -73,6 +80,7 @@ pub async fn init(options: InitOptions) -> anyhow::Result<Initialized> {
     std::fs::write(&config_path, config.to_toml())
         .with_context(|| format!("cannot write {}", config_path.display()))?;
     Ok(Initialized {
+        ca_fingerprint: ca.fingerprint(),
         config_path,
         admin: admin.id,
         admin_password,

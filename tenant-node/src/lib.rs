@@ -4,7 +4,8 @@
 //!
 //! - `config`, `init`, `node`: configuration, data directory set-up, start-up.
 //! - `ids`, `model`, `error`: typed ids, domain types, the error enum.
-//! - `tenant` with `accounts`, `rooms`, `watch`: the domain rules.
+//! - `tenant` with `accounts`, `rooms`, `watch`, `peers`: the domain rules.
+//! - `federation`: this node's answers on the bridge (`works-bridge`).
 //! - `hub`: in-process fan-out of stored events to live streams.
 //! - `store`: SQL over sqlx (SQLite or PostgreSQL); no rules.
 //! - `grpc`: the client API edge; the only module that sees protobuf types.
@@ -17,12 +18,14 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod federation;
 pub mod grpc;
 pub mod hub;
 pub mod ids;
 pub mod init;
 pub mod model;
 pub mod node;
+pub mod peers;
 pub mod rooms;
 pub mod store;
 pub mod tenant;

@@ -1,6 +1,6 @@
 //! Start-up in stages: `Config` (parsed, no I/O) → `Node::open` (pool,
-//! migrations) → `Node::serve(listener, shutdown)`. The caller binds, so tests
-//! use port 0.
+//! migrations, TLS identity, peers) → `Node::serve(listeners, shutdown)`. The
+//! caller binds, so tests use port 0.
 
 use std::future::Future;
 use std::path::Path;
@@ -8,8 +8,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use works_bridge::NodeIdentity;
+use works_certs::NodeTlsFiles;
 
 use crate::config::Config;
+use crate::federation::NodeBridge;
+use crate::ids::TenantId;
 use crate::store::Store;
 use crate::tenant::Tenant;
 
@@ -18,29 +22,109 @@ pub struct Node {
     pub config: Config,
 }
 
+/// The two sockets a node serves on.
+pub struct Listeners {
+    pub api: TcpListener,
+    pub bridge: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
+        let api = TcpListener::bind(config.api.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (api)", config.api.listen))?;
+        let bridge = TcpListener::bind(config.bridge.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (bridge)", config.bridge.listen))?;
+        Ok(Listeners { api, bridge })
+    }
+}
+
 impl Node {
     pub async fn open(config: Config, data_dir: &Path) -> anyhow::Result<Node> {
         let tenant_id = config.tenant_id()?;
+        let files = NodeTlsFiles::in_dir(Config::resolve(data_dir, &config.bridge.tls_dir));
+        let node_cert = files
+            .load_node()
+            .with_context(|| format!("cannot load the node certificate of {tenant_id}"))?;
+        let identity = NodeIdentity::from_node_cert(&node_cert)?;
         let url = config.database_url(data_dir);
         let store = Store::open(&url, config.storage.max_connections)
             .await
             .with_context(|| format!("cannot open the database of {tenant_id}"))?;
-        let tenant = Arc::new(Tenant::new(tenant_id, store, config.limits.clone()));
+        let tenant = Arc::new(Tenant::new(
+            tenant_id,
+            store,
+            config.limits.clone(),
+            identity,
+        ));
+        let mut declared = Vec::new();
+        for peer in &config.peers {
+            let mut pem = String::new();
+            for file in &peer.ca_files {
+                let path = Config::resolve(data_dir, file);
+                pem.push_str(&std::fs::read_to_string(&path).with_context(|| {
+                    format!(
+                        "cannot read CA file {} of peer {}",
+                        path.display(),
+                        peer.tenant
+                    )
+                })?);
+            }
+            works_certs::certificates(&pem)
+                .with_context(|| format!("CA files of peer {}", peer.tenant))?;
+            declared.push((TenantId::parse(&peer.tenant)?, peer.endpoint.clone(), pem));
+        }
+        tenant.load_peers(&declared).await?;
         Ok(Node { tenant, config })
     }
 
-    /// Serves the client API until `shutdown` resolves, then closes storage.
+    /// Serves the client API and the bridge until `shutdown` resolves, then
+    /// closes storage.
     pub async fn serve(
         self,
-        api: TcpListener,
+        listeners: Listeners,
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
+        let bridge_addr = listeners.bridge.local_addr()?;
+        self.tenant.set_bridge_endpoint(
+            self.config
+                .bridge
+                .advertise
+                .clone()
+                .unwrap_or_else(|| bridge_addr.to_string()),
+        );
         let store = self.tenant.store.clone();
+        let (stop, _) = tokio::sync::watch::channel(false);
+        let stopped = |stop: &tokio::sync::watch::Sender<bool>| {
+            let mut rx = stop.subscribe();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let tls = works_bridge::tls::server_config(&self.tenant.identity)?;
+        let bridge = tokio::spawn(works_bridge::serve(
+            listeners.bridge,
+            tls,
+            self.tenant.trust.clone(),
+            Arc::new(NodeBridge(self.tenant.clone())),
+            stopped(&stop),
+        ));
         let purge = tokio::spawn(purge_sessions(self.tenant.clone()));
-        let served = crate::grpc::serve_api(self.tenant, api, shutdown).await;
+        let api = tokio::spawn(crate::grpc::serve_api(
+            self.tenant,
+            listeners.api,
+            stopped(&stop),
+        ));
+        shutdown.await;
+        let _ = stop.send(true);
+        let api_result = api.await.context("api task")?;
+        let bridge_result = bridge.await.context("bridge task")?;
         purge.abort();
         store.close().await;
-        served
+        api_result?;
+        bridge_result?;
+        Ok(())
     }
 }
 

@@ -4,6 +4,10 @@
 //! checks its rules and calls `store`. gRPC handlers call these methods and
 //! nothing below them.
 
+use std::sync::RwLock;
+
+use works_bridge::{NodeIdentity, TrustStore};
+
 use crate::config::Limits;
 use crate::hub::Hub;
 use crate::ids::TenantId;
@@ -14,15 +18,37 @@ pub struct Tenant {
     pub store: Store,
     pub hub: Hub,
     pub limits: Limits,
+    /// This node's certificate chain and key on the bridge.
+    pub identity: NodeIdentity,
+    /// The CAs pinned for each peer; kept in step with the `peers` table.
+    pub trust: TrustStore,
+    /// host:port peers dial; known once the bridge is bound.
+    bridge_endpoint: RwLock<String>,
 }
 
 impl Tenant {
-    pub fn new(id: TenantId, store: Store, limits: Limits) -> Self {
+    pub fn new(id: TenantId, store: Store, limits: Limits, identity: NodeIdentity) -> Self {
         Tenant {
             id,
             store,
             hub: Hub::new(4096),
             limits,
+            identity,
+            trust: TrustStore::new(),
+            bridge_endpoint: RwLock::new(String::new()),
+        }
+    }
+
+    pub fn bridge_endpoint(&self) -> String {
+        self.bridge_endpoint
+            .read()
+            .map(|e| e.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn set_bridge_endpoint(&self, endpoint: String) {
+        if let Ok(mut slot) = self.bridge_endpoint.write() {
+            *slot = endpoint;
         }
     }
 }

@@ -12,7 +12,7 @@ use super::{
 use crate::client::Client;
 use crate::config::Config;
 use crate::init::{InitOptions, init};
-use crate::node::Node;
+use crate::node::{Listeners, Node};
 
 /// A gRPC status as the CLI reports it: `not found: room … not found`.
 fn rpc<T>(result: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Result<T> {
@@ -65,6 +65,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             println!("initialised {}", data.display());
             println!("config:   {}", done.config_path.display());
             println!("admin:    {}", done.admin);
+            println!("CA:       sha256 {}", done.ca_fingerprint);
             if done.password_generated {
                 println!("password: {}", done.admin_password);
                 println!(
@@ -128,16 +129,15 @@ async fn serve(data: &std::path::Path) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let config = Config::load(data)?;
-    let listen = config.api.listen;
+    let listeners = Listeners::bind(&config).await?;
     let node = Node::open(config, data).await?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let addr = listener.local_addr()?;
-    tracing::info!(tenant = %node.tenant.id, api = %addr, "node started");
-    // Scripts and tests read this line to find an ephemeral port.
-    println!("api listening on {addr}");
-    node.serve(listener, shutdown_signal()).await?;
+    let api = listeners.api.local_addr()?;
+    let bridge = listeners.bridge.local_addr()?;
+    tracing::info!(tenant = %node.tenant.id, %api, %bridge, "node started");
+    // Scripts and tests read these lines to find ephemeral ports.
+    println!("api listening on {api}");
+    println!("bridge listening on {bridge}");
+    node.serve(listeners, shutdown_signal()).await?;
     tracing::info!("node stopped");
     Ok(())
 }

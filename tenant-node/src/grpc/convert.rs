@@ -4,6 +4,8 @@ use works_proto::client::v1 as pb;
 
 use crate::error::{Error, Result};
 use crate::model::{EventBody, Member, MemberState, Profile, Role, Room, RoomEvent, RoomKind};
+use crate::peers::{PeerStatus, PeerTest};
+use crate::store::peers::PeerSource;
 
 pub fn role_from_pb(value: i32) -> Result<Role> {
     match pb::Role::try_from(value) {
@@ -112,6 +114,45 @@ impl From<RoomEvent> for pb::RoomEvent {
             sender: e.sender.to_string(),
             at_ms: e.at_ms,
             body: Some(body),
+        }
+    }
+}
+
+impl From<PeerStatus> for pb::Peer {
+    fn from(p: PeerStatus) -> Self {
+        pb::Peer {
+            tenant: p.tenant.to_string(),
+            endpoint: p.endpoint,
+            state: p.state.to_string(),
+            source: match p.source {
+                PeerSource::Invitation => "invitation",
+                PeerSource::Config => "config",
+            }
+            .to_string(),
+            created_at_ms: p.created_at_ms,
+            last_contact_at_ms: p.last_contact_at_ms.unwrap_or(0),
+            last_error: p.last_error.unwrap_or_default(),
+            queue_depth: p.queue_depth,
+            lag_ms: p.lag_ms,
+            ca_fingerprints: p.ca_fingerprints,
+        }
+    }
+}
+
+impl From<PeerTest> for pb::PeerTestReport {
+    fn from(t: PeerTest) -> Self {
+        pb::PeerTestReport {
+            tenant: t.tenant.to_string(),
+            ok: t.ok,
+            checks: t
+                .checks
+                .into_iter()
+                .map(|c| pb::PeerCheck {
+                    name: c.name.to_string(),
+                    ok: c.ok,
+                    detail: c.detail,
+                })
+                .collect(),
         }
     }
 }

@@ -80,6 +80,10 @@ pub async fn serve_api(
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
+            pb::peering_server::PeeringServer::new(services::PeeringApi(tenant.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
             pb::rooms_server::RoomsServer::new(services::RoomsApi(tenant))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )

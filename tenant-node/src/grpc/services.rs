@@ -20,6 +20,7 @@ pub struct AuthApi(pub Arc<Tenant>);
 pub struct AdminApi(pub Arc<Tenant>);
 pub struct ProfilesApi(pub Arc<Tenant>);
 pub struct RoomsApi(pub Arc<Tenant>);
+pub struct PeeringApi(pub Arc<Tenant>);
 
 #[tonic::async_trait]
 impl pb::auth_server::Auth for AuthApi {
@@ -133,6 +134,61 @@ impl pb::profiles_server::Profiles for ProfilesApi {
             .set_profile(&who, r.display_name.as_deref(), r.photo, r.clear_photo)
             .await?;
         Ok(Response::new(profile.into()))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::peering_server::Peering for PeeringApi {
+    async fn invite_peer(
+        &self,
+        request: Request<pb::InvitePeerRequest>,
+    ) -> Reply<pb::PeerInvitation> {
+        let who = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let ttl = (r.ttl_secs > 0).then(|| std::time::Duration::from_secs(r.ttl_secs));
+        let invitation = self.0.invite_peer(&who, Some(&r.for_tenant), ttl).await?;
+        Ok(Response::new(pb::PeerInvitation {
+            token: invitation.token,
+            expires_at_ms: invitation.expires_at_ms,
+        }))
+    }
+
+    async fn accept_peer(&self, request: Request<pb::AcceptPeerRequest>) -> Reply<pb::Peer> {
+        let who = caller(&self.0, &request).await?;
+        let peer = self
+            .0
+            .accept_peer(&who, &request.into_inner().token)
+            .await?;
+        Ok(Response::new(peer.into()))
+    }
+
+    async fn list_peers(
+        &self,
+        request: Request<pb::ListPeersRequest>,
+    ) -> Reply<pb::ListPeersResponse> {
+        let who = caller(&self.0, &request).await?;
+        let peers = self.0.list_peers(&who).await?;
+        Ok(Response::new(pb::ListPeersResponse {
+            peers: peers.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn test_peer(&self, request: Request<pb::TestPeerRequest>) -> Reply<pb::PeerTestReport> {
+        let who = caller(&self.0, &request).await?;
+        let report = self.0.test_peer(&who, &request.into_inner().tenant).await?;
+        Ok(Response::new(report.into()))
+    }
+
+    async fn remove_peer(
+        &self,
+        request: Request<pb::RemovePeerRequest>,
+    ) -> Reply<pb::RemovePeerResponse> {
+        let who = caller(&self.0, &request).await?;
+        let (peer_told, detail) = self
+            .0
+            .remove_peer(&who, &request.into_inner().tenant)
+            .await?;
+        Ok(Response::new(pb::RemovePeerResponse { peer_told, detail }))
     }
 }
 

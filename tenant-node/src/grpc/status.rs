@@ -17,6 +17,7 @@ impl From<Error> for Status {
             Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::ResourceExhausted(_) => Code::ResourceExhausted,
+            Error::Unavailable(_) => Code::Unavailable,
             Error::Storage(_) | Error::Migration(_) | Error::Internal(_) => {
                 tracing::error!(error = %error, "internal error");
                 return Status::internal("internal error; the node's log has the details");

@@ -6,6 +6,7 @@
 
 pub mod events;
 pub mod members;
+pub mod peers;
 pub mod rooms;
 pub mod sessions;
 pub mod settings;

@@ -1,0 +1,52 @@
+//! This node's side of the bridge: what it answers to verified peers.
+//!
+//! The bridge crate has established who is calling; here the node applies
+//! its own rules and storage, and maps its errors to the bridge's.
+
+use std::sync::Arc;
+
+use works_bridge::{BridgeHandler, HandlerError, NewPeer};
+
+use crate::error::Error;
+use crate::ids::TenantId;
+use crate::tenant::Tenant;
+
+pub struct NodeBridge(pub Arc<Tenant>);
+
+fn handler_error(e: Error) -> HandlerError {
+    match e {
+        Error::Invalid { .. } => HandlerError::InvalidArgument(e.to_string()),
+        Error::Unauthenticated(m) | Error::PermissionDenied(m) => HandlerError::PermissionDenied(m),
+        Error::NotFound(_) => HandlerError::NotFound(e.to_string()),
+        Error::AlreadyExists(m) | Error::FailedPrecondition(m) => {
+            HandlerError::FailedPrecondition(m)
+        }
+        other => HandlerError::Internal(other.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl BridgeHandler for NodeBridge {
+    fn tenant(&self) -> &TenantId {
+        &self.0.id
+    }
+
+    async fn redeem(&self, peer: NewPeer) -> Result<(), HandlerError> {
+        self.0
+            .redeem_invitation(&peer.tenant, &peer.endpoint, peer.ca, &peer.secret)
+            .await
+            .map_err(handler_error)
+    }
+
+    async fn contact(&self, peer: &TenantId) -> Result<(), HandlerError> {
+        self.0
+            .store
+            .peer_contacted(peer)
+            .await
+            .map_err(handler_error)
+    }
+
+    async fn unpeer(&self, peer: &TenantId) -> Result<(), HandlerError> {
+        self.0.peer_ended(peer).await.map_err(handler_error)
+    }
+}

@@ -1,0 +1,561 @@
+//! Peering with other companies' nodes: invitations, accepting them, listing,
+//! testing and removing peers. Admins only.
+//!
+//! An invitation token carries this node's tenant id, bridge endpoint, CA
+//! fingerprint and a one-time secret; only the secret's hash is stored here.
+
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use rustls::pki_types::CertificateDer;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use works_bridge::{BridgeError, PeerClient, tls};
+
+use crate::error::{Error, Result};
+use crate::ids::TenantId;
+use crate::model::Caller;
+use crate::store::now_ms;
+use crate::store::peers::{self as peer_store, PeerRow, PeerSource};
+use crate::tenant::Tenant;
+
+const TOKEN_PREFIX: &str = "wpi1.";
+pub const DEFAULT_INVITATION_TTL: Duration = Duration::from_secs(24 * 3600);
+const MAX_INVITATION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// A certificate closer than this to its end is reported by `peer test`.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Clocks further apart than this are reported by `peer test`.
+pub const SKEW_WARNING_MS: i64 = 30_000;
+
+/// What an invitation token carries.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InvitationToken {
+    pub tenant: String,
+    pub endpoint: String,
+    pub ca_sha256: String,
+    pub secret: String,
+    pub expires_at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_tenant: Option<String>,
+}
+
+impl InvitationToken {
+    pub fn encode(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(json))
+    }
+
+    pub fn decode(token: &str) -> Result<InvitationToken> {
+        let bad = |why: &str| Error::invalid("token", format!("not a peering invitation: {why}"));
+        let body = token
+            .trim()
+            .strip_prefix(TOKEN_PREFIX)
+            .ok_or_else(|| bad("it must start with wpi1."))?;
+        let json = URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| bad("it is not base64url"))?;
+        let token: InvitationToken =
+            serde_json::from_slice(&json).map_err(|_| bad("its fields are malformed"))?;
+        TenantId::parse(&token.tenant).map_err(|e| bad(&e.to_string()))?;
+        if token.ca_sha256.len() != 64 || !token.ca_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad("the CA fingerprint is not a SHA-256 hex digest"));
+        }
+        if token.endpoint.trim().is_empty() {
+            return Err(bad("the endpoint is empty"));
+        }
+        Ok(token)
+    }
+
+    fn secret_bytes(&self) -> Result<Vec<u8>> {
+        URL_SAFE_NO_PAD.decode(&self.secret).map_err(|_| {
+            Error::invalid("token", "not a peering invitation: the secret is malformed")
+        })
+    }
+}
+
+pub fn secret_hash(secret: &[u8]) -> String {
+    hex_digest(&Sha256::digest(secret))
+}
+
+fn hex_digest(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub struct Invitation {
+    pub token: String,
+    pub expires_at_ms: i64,
+}
+
+/// A peer as an admin sees it.
+#[derive(Debug, Clone)]
+pub struct PeerStatus {
+    pub tenant: TenantId,
+    pub endpoint: String,
+    pub source: PeerSource,
+    /// `active`, or `failing` when the last attempt failed after the last contact.
+    pub state: &'static str,
+    pub created_at_ms: i64,
+    pub last_contact_at_ms: Option<i64>,
+    pub last_error: Option<String>,
+    /// Events waiting in the outbox for this peer, and the age of the oldest.
+    pub queue_depth: u64,
+    pub lag_ms: u64,
+    pub ca_fingerprints: Vec<String>,
+}
+
+/// One line of `peer test`.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+pub struct PeerTest {
+    pub tenant: TenantId,
+    pub ok: bool,
+    pub checks: Vec<Check>,
+}
+
+impl Tenant {
+    pub async fn invite_peer(
+        &self,
+        caller: &Caller,
+        for_tenant: Option<&str>,
+        ttl: Option<Duration>,
+    ) -> Result<Invitation> {
+        caller.require_admin()?;
+        let for_tenant = for_tenant
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| TenantId::parse(t).map_err(|e| Error::invalid("for_tenant", e.to_string())))
+            .transpose()?;
+        if for_tenant.as_ref() == Some(&self.id) {
+            return Err(Error::invalid(
+                "for_tenant",
+                "a node cannot peer with its own tenant",
+            ));
+        }
+        let ttl = ttl.unwrap_or(DEFAULT_INVITATION_TTL);
+        if ttl.is_zero() || ttl > MAX_INVITATION_TTL {
+            return Err(Error::invalid(
+                "ttl",
+                "must be between 1 second and 30 days",
+            ));
+        }
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut secret);
+        let expires_at_ms = now_ms() + ttl.as_millis() as i64;
+        self.store
+            .insert_invitation(
+                &secret_hash(&secret),
+                for_tenant.as_ref(),
+                caller.member.as_str(),
+                expires_at_ms,
+            )
+            .await?;
+        let token = InvitationToken {
+            tenant: self.id.to_string(),
+            endpoint: self.bridge_endpoint(),
+            ca_sha256: works_certs::fingerprint(self.identity.ca()),
+            secret: URL_SAFE_NO_PAD.encode(secret),
+            expires_at_ms,
+            for_tenant: for_tenant.map(|t| t.to_string()),
+        };
+        tracing::info!(by = %caller.member, expires_at_ms, "peering invitation issued");
+        Ok(Invitation {
+            token: token.encode(),
+            expires_at_ms,
+        })
+    }
+
+    /// Dials the inviting node, checks its CA against the token's
+    /// fingerprint, redeems the secret and pins the peer on both sides.
+    pub async fn accept_peer(&self, caller: &Caller, token: &str) -> Result<PeerStatus> {
+        caller.require_admin()?;
+        let token = InvitationToken::decode(token)?;
+        let peer =
+            TenantId::parse(&token.tenant).map_err(|e| Error::invalid("token", e.to_string()))?;
+        if peer == self.id {
+            return Err(Error::invalid(
+                "token",
+                "this invitation is from this node's own tenant",
+            ));
+        }
+        if self.store.peer(&peer).await?.is_some() {
+            return Err(Error::AlreadyExists(format!(
+                "already peered with {peer}; remove that peering first"
+            )));
+        }
+        if token.expires_at_ms <= now_ms() {
+            return Err(Error::FailedPrecondition(format!(
+                "the invitation from {peer} has expired; ask for a new one"
+            )));
+        }
+        let seen_ca = std::sync::Arc::new(std::sync::Mutex::new(None::<CertificateDer<'static>>));
+        let config =
+            tls::client_config_fingerprint(&self.identity, &token.ca_sha256, seen_ca.clone())
+                .map_err(|e| Error::Internal(e.to_string()))?;
+        let mut client = PeerClient::connect(&token.endpoint, &peer, config)
+            .await
+            .map_err(|e| bridge_error(&peer, e))?;
+        client
+            .redeem(
+                token.secret_bytes()?,
+                &self.id,
+                &self.bridge_endpoint(),
+                self.identity.ca(),
+            )
+            .await
+            .map_err(|e| bridge_error(&peer, e))?;
+        let ca = seen_ca
+            .lock()
+            .ok()
+            .and_then(|mut slot| slot.take())
+            .ok_or_else(|| {
+                Error::Internal("the peer's CA was not captured during the handshake".into())
+            })?;
+        let ca_pem = works_certs::to_pem(&ca);
+        let mut w = self.store.begin_write().await?;
+        peer_store::insert_peer(
+            &mut w.tx,
+            &peer,
+            &token.endpoint,
+            &ca_pem,
+            PeerSource::Invitation,
+        )
+        .await?;
+        w.commit().await?;
+        self.trust.pin(peer.clone(), vec![ca]);
+        tracing::info!(peer = %peer, by = %caller.member, "peering accepted");
+        self.peer_status(&peer).await
+    }
+
+    /// Redeems an invitation this node issued (called through the bridge).
+    pub async fn redeem_invitation(
+        &self,
+        peer: &TenantId,
+        endpoint: &str,
+        ca: CertificateDer<'static>,
+        secret: &[u8],
+    ) -> Result<()> {
+        let hash = secret_hash(secret);
+        let mut w = self.store.begin_write().await?;
+        let Some(invitation) = peer_store::invitation(&mut w.tx, &hash).await? else {
+            return Err(Error::PermissionDenied("unknown invitation secret".into()));
+        };
+        if invitation.used_at_ms.is_some() {
+            return Err(Error::PermissionDenied(
+                "this invitation was already used".into(),
+            ));
+        }
+        if invitation.expires_at_ms <= now_ms() {
+            return Err(Error::PermissionDenied(
+                "this invitation has expired".into(),
+            ));
+        }
+        if let Some(intended) = &invitation.for_tenant
+            && intended != peer.as_str()
+        {
+            return Err(Error::PermissionDenied(format!(
+                "this invitation is for {intended}, not {peer}"
+            )));
+        }
+        if !peer_store::use_invitation(&mut w.tx, &hash, peer).await? {
+            return Err(Error::PermissionDenied(
+                "this invitation was already used".into(),
+            ));
+        }
+        peer_store::insert_peer(
+            &mut w.tx,
+            peer,
+            endpoint,
+            &works_certs::to_pem(&ca),
+            PeerSource::Invitation,
+        )
+        .await?;
+        w.commit().await?;
+        self.trust.pin(peer.clone(), vec![ca]);
+        tracing::info!(peer = %peer, "peering invitation redeemed");
+        Ok(())
+    }
+
+    pub async fn list_peers(&self, caller: &Caller) -> Result<Vec<PeerStatus>> {
+        caller.require_admin()?;
+        Ok(self
+            .store
+            .peers()
+            .await?
+            .into_iter()
+            .map(status_of)
+            .collect())
+    }
+
+    async fn peer_status(&self, peer: &TenantId) -> Result<PeerStatus> {
+        self.store
+            .peer(peer)
+            .await?
+            .map(status_of)
+            .ok_or_else(|| Error::NotFound(format!("peer {peer}")))
+    }
+
+    /// A client to a pinned peer.
+    pub async fn dial(&self, peer: &PeerRow) -> std::result::Result<PeerClient, BridgeError> {
+        let anchors =
+            works_certs::certificates(&peer.ca_pem).map_err(|e| BridgeError::Tls(e.to_string()))?;
+        let config = tls::client_config_pinned(&self.identity, &anchors)?;
+        PeerClient::connect(&peer.endpoint, &peer.tenant, config).await
+    }
+
+    /// Checks a peering end to end and says precisely what is wrong.
+    pub async fn test_peer(&self, caller: &Caller, tenant: &str) -> Result<PeerTest> {
+        caller.require_admin()?;
+        let tenant =
+            TenantId::parse(tenant).map_err(|e| Error::invalid("tenant", e.to_string()))?;
+        let row = self
+            .store
+            .peer(&tenant)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("peer {tenant}")))?;
+        let mut checks = Vec::new();
+        let own_expiry = self
+            .identity
+            .chain
+            .first()
+            .and_then(|c| works_certs::inspect(c).ok())
+            .map(|i| i.not_after);
+        if let Some(not_after) = own_expiry {
+            checks.push(expiry_check("own certificate", not_after));
+        }
+        match self.dial(&row).await {
+            Err(e) => {
+                let name = match &e {
+                    BridgeError::Unreachable { .. } | BridgeError::Endpoint(..) => "reachable",
+                    _ => "handshake",
+                };
+                checks.push(Check {
+                    name,
+                    ok: false,
+                    detail: e.to_string(),
+                });
+                self.store.peer_failed(&tenant, &e.to_string()).await?;
+            }
+            Ok(mut client) => {
+                checks.push(Check {
+                    name: "reachable",
+                    ok: true,
+                    detail: row.endpoint.clone(),
+                });
+                checks.push(Check {
+                    name: "handshake",
+                    ok: true,
+                    detail: format!(
+                        "TLS 1.3, certificate of {tenant} verified against the pinned CA"
+                    ),
+                });
+                match client.ping(&self.id).await {
+                    Err(e) => {
+                        checks.push(Check {
+                            name: "accepted",
+                            ok: false,
+                            detail: e.to_string(),
+                        });
+                        self.store.peer_failed(&tenant, &e.to_string()).await?;
+                    }
+                    Ok(report) => {
+                        checks.push(Check {
+                            name: "accepted",
+                            ok: true,
+                            detail: format!(
+                                "{} answers as a peer (version {})",
+                                report.tenant, report.version
+                            ),
+                        });
+                        checks.push(Check {
+                            name: "round trip",
+                            ok: true,
+                            detail: format!("{:.1} ms", report.round_trip.as_secs_f64() * 1000.0),
+                        });
+                        checks.push(Check {
+                            name: "clock skew",
+                            ok: report.clock_skew_ms.abs() <= SKEW_WARNING_MS,
+                            detail: format!(
+                                "{:+} ms (tolerated: ±{} ms)",
+                                report.clock_skew_ms, SKEW_WARNING_MS
+                            ),
+                        });
+                        if let Some(not_after) = report.peer_cert_not_after {
+                            checks.push(expiry_check("peer certificate", not_after));
+                        }
+                        self.store.peer_contacted(&tenant).await?;
+                    }
+                }
+            }
+        }
+        Ok(PeerTest {
+            ok: checks.iter().all(|c| c.ok),
+            tenant,
+            checks,
+        })
+    }
+
+    /// Ends a peering on both sides; returns whether the peer was told.
+    pub async fn remove_peer(&self, caller: &Caller, tenant: &str) -> Result<(bool, String)> {
+        caller.require_admin()?;
+        let tenant =
+            TenantId::parse(tenant).map_err(|e| Error::invalid("tenant", e.to_string()))?;
+        let row = self
+            .store
+            .peer(&tenant)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("peer {tenant}")))?;
+        if row.source == PeerSource::Config {
+            return Err(Error::FailedPrecondition(format!(
+                "{tenant} is declared in node.toml; remove it there and restart"
+            )));
+        }
+        let told = match self.dial(&row).await {
+            Ok(mut client) => client.unpeer(&self.id).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        self.store.delete_peer(&tenant).await?;
+        self.trust.unpin(&tenant);
+        tracing::info!(peer = %tenant, by = %caller.member, told = told.is_ok(), "peering removed");
+        Ok(match told {
+            Ok(()) => (true, format!("{tenant} removed this node too")),
+            Err(e) => (
+                false,
+                format!("removed here, but {tenant} could not be told: {e}"),
+            ),
+        })
+    }
+
+    /// The peer ended the peering (called through the bridge).
+    pub async fn peer_ended(&self, peer: &TenantId) -> Result<()> {
+        self.store.delete_peer(peer).await?;
+        self.trust.unpin(peer);
+        tracing::info!(peer = %peer, "peer ended the peering");
+        Ok(())
+    }
+
+    /// Pins every stored peer and applies the peers declared in the config.
+    pub async fn load_peers(&self, declared: &[(TenantId, String, String)]) -> Result<()> {
+        for (tenant, endpoint, ca_pem) in declared {
+            self.store
+                .upsert_declared_peer(tenant, endpoint, ca_pem)
+                .await?;
+        }
+        for peer in self.store.peers().await? {
+            match works_certs::certificates(&peer.ca_pem) {
+                Ok(cas) => self.trust.pin(peer.tenant.clone(), cas),
+                Err(e) => {
+                    tracing::error!(peer = %peer.tenant, error = %e, "stored peer CA is unreadable; peer not trusted")
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn status_of(row: PeerRow) -> PeerStatus {
+    let failing = match (row.last_error_at_ms, row.last_contact_at_ms) {
+        (Some(err), Some(ok)) => err > ok,
+        (Some(_), None) => true,
+        _ => false,
+    };
+    PeerStatus {
+        ca_fingerprints: works_certs::certificates(&row.ca_pem)
+            .map(|cas| cas.iter().map(|c| works_certs::fingerprint(c)).collect())
+            .unwrap_or_default(),
+        tenant: row.tenant,
+        endpoint: row.endpoint,
+        source: row.source,
+        state: if failing { "failing" } else { "active" },
+        created_at_ms: row.created_at_ms,
+        last_contact_at_ms: row.last_contact_at_ms,
+        last_error: if failing { row.last_error } else { None },
+        // No events are relayed between nodes yet, so nothing can queue.
+        queue_depth: 0,
+        lag_ms: 0,
+    }
+}
+
+fn expiry_check(name: &'static str, not_after: SystemTime) -> Check {
+    let now = SystemTime::now();
+    match not_after.duration_since(now) {
+        Err(_) => Check {
+            name,
+            ok: false,
+            detail: "expired".into(),
+        },
+        Ok(left) => Check {
+            name,
+            ok: left > EXPIRY_WARNING,
+            detail: format!("valid for {} more days", left.as_secs() / 86_400),
+        },
+    }
+}
+
+/// A bridge failure as this node's error, naming the peer.
+pub fn bridge_error(peer: &TenantId, error: BridgeError) -> Error {
+    use tonic::Code;
+    match error {
+        BridgeError::Refused(status) => {
+            let message = format!("{peer} refused: {}", status.message());
+            match status.code() {
+                Code::PermissionDenied | Code::Unauthenticated => Error::PermissionDenied(message),
+                Code::NotFound => Error::NotFound(message),
+                Code::AlreadyExists => Error::AlreadyExists(message),
+                Code::InvalidArgument | Code::FailedPrecondition => {
+                    Error::FailedPrecondition(message)
+                }
+                _ => Error::Unavailable(message),
+            }
+        }
+        BridgeError::Handshake { .. } => {
+            Error::FailedPrecondition(format!("cannot peer with {peer}: {error}"))
+        }
+        BridgeError::Unreachable { .. } | BridgeError::Endpoint(..) => {
+            Error::Unavailable(format!("{peer}: {error}"))
+        }
+        BridgeError::Malformed(_) | BridgeError::Tls(_) => {
+            Error::Internal(format!("{peer}: {error}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token() -> InvitationToken {
+        InvitationToken {
+            tenant: "globex.example".into(),
+            endpoint: "127.0.0.1:4781".into(),
+            ca_sha256: "ab".repeat(32),
+            secret: URL_SAFE_NO_PAD.encode([1u8; 32]),
+            expires_at_ms: 1,
+            for_tenant: None,
+        }
+    }
+
+    #[test]
+    fn tokens_round_trip_and_refuse_tampering() {
+        let t = token();
+        assert_eq!(InvitationToken::decode(&t.encode()).unwrap(), t);
+        for bad in [
+            "",
+            "wpi1.",
+            "wpi1.!!!",
+            "xyz.abc",
+            &format!("wpi1.{}", URL_SAFE_NO_PAD.encode(b"{}")),
+        ] {
+            let err = InvitationToken::decode(bad).unwrap_err().to_string();
+            assert!(err.contains("not a peering invitation"), "{bad:?}: {err}");
+        }
+        let mut short = token();
+        short.ca_sha256 = "abc".into();
+        assert!(InvitationToken::decode(&short.encode()).is_err());
+    }
+}
