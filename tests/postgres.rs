@@ -54,7 +54,7 @@ impl Database {
 async fn postgres_backend_keeps_order_idempotency_and_durability() {
     let db = Database::create().await;
     let url = db.url();
-    let mut node = TestNode::start_with("acme.example", |c| c.storage.url = url).await;
+    let mut node = TestNode::start_with("acme.example", |c| c.storage.url = url.clone()).await;
     let alice = node.member("alice").await;
     let bob = node.member("bob").await;
     let room = alice.direct_room(&bob.id).await;

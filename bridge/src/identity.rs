@@ -64,10 +64,10 @@ impl TrustStore {
                         })
                     };
                 }
-                Err(reason) if !reason.contains("UnknownIssuer") => {
-                    closest = Some(IdentityError::Invalid(reason));
-                }
-                Err(_) => {}
+                // Another CA's certificate, possibly one with the same name.
+                Err(reason)
+                    if reason.contains("UnknownIssuer") || reason.contains("BadSignature") => {}
+                Err(reason) => closest = Some(IdentityError::Invalid(reason)),
             }
         }
         Err(closest.unwrap_or_else(|| {

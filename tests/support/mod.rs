@@ -30,6 +30,8 @@ pub fn binary() -> &'static str {
 pub struct TestNode {
     pub tenant: String,
     pub url: String,
+    /// host:port of the bridge (mutual TLS).
+    pub bridge: String,
     pub admin_id: String,
     dir: TempDir,
     child: Option<Child>,
@@ -42,7 +44,7 @@ impl TestNode {
 
     /// Initialises a data directory, lets the test adjust the config, and
     /// starts `serve` on it.
-    pub async fn start_with(tenant: &str, adjust: impl FnOnce(&mut Config)) -> TestNode {
+    pub async fn start_with(tenant: &str, adjust: impl Fn(&mut Config)) -> TestNode {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         let mut wanted = Config::new(&TenantId::parse(tenant).expect("tenant id"));
@@ -59,12 +61,12 @@ impl TestNode {
         .await
         .expect("init");
         let mut config = Config::load(&data).expect("config");
-        config.storage = wanted.storage;
-        config.limits = wanted.limits;
+        adjust(&mut config);
         std::fs::write(data.join(CONFIG_FILE), config.to_toml()).expect("write config");
         let mut node = TestNode {
             tenant: tenant.into(),
             url: String::new(),
+            bridge: String::new(),
             admin_id: done.admin.to_string(),
             dir,
             child: None,
@@ -95,20 +97,36 @@ impl TestNode {
             .expect("spawn node");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let addr = tokio::time::timeout(START_DEADLINE, async {
+        let (addr, bridge) = tokio::time::timeout(START_DEADLINE, async {
+            let mut api = None;
             while let Some(line) = lines.next_line().await.expect("read stdout") {
                 if let Some(addr) = line.strip_prefix("api listening on ") {
-                    return addr.to_string();
+                    api = Some(addr.to_string());
+                }
+                if let Some(addr) = line.strip_prefix("bridge listening on ") {
+                    return (api.expect("api line first"), addr.to_string());
                 }
             }
             panic!("node exited before listening; log:\n{}", self.log());
         })
         .await
         .expect("node did not start in time");
+        self.bridge = bridge;
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         self.url = format!("http://{addr}");
         self.child = Some(child);
+    }
+
+    pub fn tls_files(&self) -> works_certs::NodeTlsFiles {
+        works_certs::NodeTlsFiles::in_dir(self.data_dir().join("tls"))
+    }
+
+    /// Rewrites node.toml; takes effect at the next (re)start.
+    pub fn edit_config(&self, edit: impl FnOnce(&mut Config)) {
+        let mut config = Config::load(&self.data_dir()).expect("config");
+        edit(&mut config);
+        std::fs::write(self.data_dir().join(CONFIG_FILE), config.to_toml()).expect("write config");
     }
 
     pub fn log(&self) -> String {
@@ -378,5 +396,17 @@ pub fn check<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, f
                 status.message()
             );
         }
+    }
+}
+
+/// Polls `condition` until it holds, failing the test at the deadline.
+pub async fn eventually(condition: impl Fn() -> bool, what: &str) {
+    let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

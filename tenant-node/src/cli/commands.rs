@@ -7,7 +7,8 @@ use works_proto::client::v1 as pb;
 
 use super::output::{self, print};
 use super::{
-    AdminCommand, ClientOpts, Command, CompanyCommand, MemberCommand, ProfileCommand, RoomCommand,
+    AdminCommand, ClientOpts, Command, CompanyCommand, MemberCommand, PeerCommand, ProfileCommand,
+    RoomCommand,
 };
 use crate::client::Client;
 use crate::config::Config;
@@ -264,6 +265,64 @@ async fn admin(command: AdminCommand, opts: &ClientOpts) -> anyhow::Result<()> {
                 opts.json,
                 json!({"tenant": company.tenant, "name": company.name}),
                 || format!("{} ({})", company.name, company.tenant),
+            );
+        }
+        AdminCommand::Peer { command } => peer(command, &c, opts).await?,
+    }
+    Ok(())
+}
+
+async fn peer(command: PeerCommand, c: &Client, opts: &ClientOpts) -> anyhow::Result<()> {
+    let mut peering = c.peering.clone();
+    match command {
+        PeerCommand::Invite { for_tenant, ttl } => {
+            let invitation = rpc(peering
+                .invite_peer(pb::InvitePeerRequest {
+                    for_tenant: for_tenant.unwrap_or_default(),
+                    ttl_secs: ttl.unwrap_or(0),
+                })
+                .await)?;
+            print(
+                opts.json,
+                json!({"token": invitation.token, "expires_at_ms": invitation.expires_at_ms}),
+                || invitation.token.clone(),
+            );
+        }
+        PeerCommand::Accept { token } => {
+            let peer = rpc(peering.accept_peer(pb::AcceptPeerRequest { token }).await)?;
+            print(opts.json, output::peer_json(&peer), || {
+                format!("peered with {} at {}", peer.tenant, peer.endpoint)
+            });
+        }
+        PeerCommand::List => {
+            let list = rpc(peering.list_peers(pb::ListPeersRequest {}).await)?;
+            print(
+                opts.json,
+                json!({"peers": list.peers.iter().map(output::peer_json).collect::<Vec<_>>()}),
+                || {
+                    list.peers
+                        .iter()
+                        .map(output::peer_line)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+            );
+        }
+        PeerCommand::Test { tenant } => {
+            let report = rpc(peering.test_peer(pb::TestPeerRequest { tenant }).await)?;
+            print(opts.json, output::peer_test_json(&report), || {
+                output::peer_test_text(&report)
+            });
+            if !report.ok {
+                return Err(anyhow!("the peering with {} has problems", report.tenant));
+            }
+        }
+        PeerCommand::Remove { tenant } => {
+            let removed = rpc(peering.remove_peer(pb::RemovePeerRequest { tenant }).await)?;
+            print(
+                opts.json,
+                json!({"peer_told": removed.peer_told, "detail": removed.detail}),
+                || removed.detail.clone(),
             );
         }
     }

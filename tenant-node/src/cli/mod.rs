@@ -148,6 +148,32 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: CompanyCommand,
     },
+    /// Peering with other companies' nodes.
+    Peer {
+        #[command(subcommand)]
+        command: PeerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PeerCommand {
+    /// Print a one-time, expiring invitation token for another company's admin.
+    Invite {
+        /// Only this tenant may redeem it.
+        #[arg(long = "for")]
+        for_tenant: Option<String>,
+        /// Lifetime in seconds (default one day).
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
+    /// Redeem another node's invitation and pin each other's CA.
+    Accept { token: String },
+    /// Peers with state, last contact, queue depth and lag.
+    List,
+    /// Check a peering end to end.
+    Test { tenant: String },
+    /// End a peering on both sides.
+    Remove { tenant: String },
 }
 
 #[derive(Subcommand)]

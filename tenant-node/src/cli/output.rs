@@ -182,3 +182,68 @@ pub fn event_line(e: &pb::RoomEvent) -> String {
     };
     format!("#{} * {} {}", e.seq, e.sender, what)
 }
+
+pub fn peer_json(p: &pb::Peer) -> Value {
+    json!({
+        "tenant": p.tenant,
+        "endpoint": p.endpoint,
+        "state": p.state,
+        "source": p.source,
+        "created_at_ms": p.created_at_ms,
+        "last_contact_at_ms": (p.last_contact_at_ms > 0).then_some(p.last_contact_at_ms),
+        "last_error": (!p.last_error.is_empty()).then_some(&p.last_error),
+        "queue_depth": p.queue_depth,
+        "lag_ms": p.lag_ms,
+        "ca_fingerprints": p.ca_fingerprints,
+    })
+}
+
+pub fn peer_line(p: &pb::Peer) -> String {
+    let contact = if p.last_contact_at_ms > 0 {
+        let ago = (now_ms() - p.last_contact_at_ms).max(0) / 1000;
+        format!("last contact {ago}s ago")
+    } else {
+        "never contacted".to_string()
+    };
+    let error = if p.last_error.is_empty() {
+        String::new()
+    } else {
+        format!("  error: {}", p.last_error)
+    };
+    format!(
+        "{:<28} {:<8} {:<24} {:<22} queue {} lag {}ms  ({}){}",
+        p.tenant, p.state, p.endpoint, contact, p.queue_depth, p.lag_ms, p.source, error
+    )
+}
+
+pub fn peer_test_json(r: &pb::PeerTestReport) -> Value {
+    json!({
+        "tenant": r.tenant,
+        "ok": r.ok,
+        "checks": r.checks.iter().map(|c| json!({"name": c.name, "ok": c.ok, "detail": c.detail})).collect::<Vec<_>>(),
+    })
+}
+
+pub fn peer_test_text(r: &pb::PeerTestReport) -> String {
+    let mut text = format!(
+        "peering with {}: {}",
+        r.tenant,
+        if r.ok { "ok" } else { "PROBLEMS" }
+    );
+    for c in &r.checks {
+        text.push_str(&format!(
+            "\n  {} {:<16} {}",
+            if c.ok { "ok  " } else { "FAIL" },
+            c.name,
+            c.detail
+        ));
+    }
+    text
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
