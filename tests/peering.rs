@@ -579,21 +579,26 @@ async fn peers_declared_in_the_config_file_trust_each_other() {
             }];
         });
     }
-    // Restarted nodes get new ports; point each at the other's new bridge.
     a.restart().await;
     b.restart().await;
-    for (node, other) in [(&a, &b), (&b, &a)] {
-        let endpoint = other.bridge.clone();
-        node.edit_config(|c| c.peers[0].endpoint = endpoint);
-    }
-    a.restart().await;
     let a_admin = a.admin().await;
-    // B still has A's old endpoint but A dials B, which is what is tested here.
     let report = a_admin
         .peering
         .clone()
         .test_peer(pb::TestPeerRequest {
             tenant: "b.example".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(report.ok, "{report:?}");
+    let report = b
+        .admin()
+        .await
+        .peering
+        .clone()
+        .test_peer(pb::TestPeerRequest {
+            tenant: "a.example".into(),
         })
         .await
         .unwrap()
@@ -614,5 +619,159 @@ async fn peers_declared_in_the_config_file_trust_each_other() {
             .await,
         Code::FailedPrecondition,
         "declared in node.toml",
+    );
+}
+
+#[tokio::test]
+async fn a_ca_change_over_keeps_the_peering_alive() {
+    let mut a = TestNode::start("a.example").await;
+    let b = TestNode::start("b.example").await;
+    peer(&a, &b).await;
+    let (a_admin, b_admin) = (a.admin().await, b.admin().await);
+    let old_cert = a.tls_files().load_node().unwrap();
+    let old_fp = a.tls_files().load_ca().unwrap().fingerprint();
+    let test = |admin: Client, other: &'static str| async move {
+        admin
+            .peering
+            .clone()
+            .test_peer(pb::TestPeerRequest {
+                tenant: other.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    };
+
+    check(
+        a_admin
+            .peering
+            .clone()
+            .retire_ca(pb::RetireCaRequest {})
+            .await,
+        Code::FailedPrecondition,
+        "no CA change-over",
+    );
+    let change = a_admin
+        .peering
+        .clone()
+        .rotate_ca(pb::RotateCaRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let ca = change.ca.unwrap();
+    assert_eq!(ca.previous_fingerprint, old_fp);
+    assert_ne!(ca.fingerprint, old_fp);
+    assert_eq!(change.peers.len(), 1);
+    assert!(change.peers[0].told, "{:?}", change.peers);
+    check(
+        a_admin
+            .peering
+            .clone()
+            .rotate_ca(pb::RotateCaRequest {})
+            .await,
+        Code::FailedPrecondition,
+        "already under way",
+    );
+
+    // During the change-over B trusts both, and both directions work.
+    assert_eq!(
+        peers(&b_admin).await[0].ca_fingerprints,
+        vec![old_fp.clone(), ca.fingerprint.clone()]
+    );
+    assert!(test(b_admin.clone(), "a.example").await.ok);
+    assert!(test(a_admin.clone(), "b.example").await.ok);
+    bridge_client(&b, &old_cert)
+        .await
+        .ping(&tenant("a.example"))
+        .await
+        .unwrap();
+
+    // A restart keeps the new certificate.
+    a.restart().await;
+    let a_admin = a.admin().await;
+    assert!(test(a_admin.clone(), "b.example").await.ok);
+
+    let retired = a_admin
+        .peering
+        .clone()
+        .retire_ca(pb::RetireCaRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(retired.peers[0].told, "{:?}", retired.peers);
+    assert!(retired.ca.unwrap().previous_fingerprint.is_empty());
+    assert_eq!(
+        peers(&b_admin).await[0].ca_fingerprints,
+        vec![ca.fingerprint.clone()]
+    );
+    match bridge_client(&b, &old_cert)
+        .await
+        .ping(&tenant("a.example"))
+        .await
+    {
+        Err(works_bridge::BridgeError::Refused(status)) => {
+            assert_eq!(status.code(), Code::Unauthenticated)
+        }
+        other => panic!("the retired CA's certificate must be refused, got {other:?}"),
+    }
+    assert!(test(b_admin.clone(), "a.example").await.ok);
+
+    // Renewal: a new node certificate from the same CA.
+    let renewed = a_admin
+        .peering
+        .clone()
+        .renew_node_certificate(pb::RenewNodeCertificateRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(renewed.fingerprint, ca.fingerprint);
+    assert_ne!(
+        a.tls_files().load_node().unwrap().chain_pem,
+        old_cert.chain_pem
+    );
+    assert!(test(b_admin.clone(), "a.example").await.ok);
+    assert!(test(a_admin.clone(), "b.example").await.ok);
+
+    // A peer cannot announce CAs that would lock it out, or that are not CAs.
+    let mut client = bridge_client(&b, &a.tls_files().load_node().unwrap()).await;
+    let stranger = TenantCa::generate(
+        &tenant("a.example"),
+        Validity::from_now(Duration::from_secs(3600)),
+    )
+    .unwrap();
+    let announce = |cas: Vec<Vec<u8>>| fed::AnnounceCaRequest {
+        from_tenant: "a.example".into(),
+        ca_certificates: cas,
+    };
+    check(
+        client
+            .raw()
+            .announce_ca(announce(vec![stranger.der().to_vec()]))
+            .await,
+        Code::FailedPrecondition,
+        "lock itself out",
+    );
+    check(
+        client.raw().announce_ca(announce(vec![])).await,
+        Code::InvalidArgument,
+        "one CA",
+    );
+    let leaf = works_certs::certificates(&a.tls_files().load_node().unwrap().chain_pem).unwrap()[0]
+        .to_vec();
+    check(
+        client.raw().announce_ca(announce(vec![leaf])).await,
+        Code::InvalidArgument,
+        "not a CA",
+    );
+    check(
+        client
+            .raw()
+            .announce_ca(fed::AnnounceCaRequest {
+                from_tenant: "c.example".into(),
+                ca_certificates: vec![],
+            })
+            .await,
+        Code::PermissionDenied,
+        "from_tenant names c.example",
     );
 }

@@ -197,6 +197,22 @@ impl PeerClient {
         Ok(())
     }
 
+    /// Tells the peer which of our CAs to trust from now on.
+    pub async fn announce_cas(
+        &mut self,
+        me: &TenantId,
+        cas: &[CertificateDer<'static>],
+    ) -> Result<(), BridgeError> {
+        self.inner
+            .announce_ca(pb::AnnounceCaRequest {
+                from_tenant: me.to_string(),
+                ca_certificates: cas.iter().map(|c| c.to_vec()).collect(),
+            })
+            .await
+            .map_err(BridgeError::Refused)?;
+        Ok(())
+    }
+
     /// The raw generated client, for calls this wrapper does not cover yet.
     pub fn raw(&mut self) -> &mut pb::bridge_client::BridgeClient<Channel> {
         &mut self.inner

@@ -50,6 +50,12 @@ pub trait BridgeHandler: Send + Sync + 'static {
     async fn contact(&self, peer: &TenantId) -> Result<(), HandlerError>;
     /// The peer ended the peering.
     async fn unpeer(&self, peer: &TenantId) -> Result<(), HandlerError>;
+    /// The peer rotates its CA: trust exactly these CAs for it from now on.
+    async fn replace_cas(
+        &self,
+        peer: &TenantId,
+        cas: Vec<CertificateDer<'static>>,
+    ) -> Result<(), HandlerError>;
 }
 
 /// Serves the bridge on `listener` until `shutdown` resolves.
@@ -281,6 +287,48 @@ impl pb::bridge_server::Bridge for BridgeService {
         Self::claim(&peer, "from_tenant", &request.get_ref().from_tenant)?;
         self.handler.unpeer(&peer).await?;
         Ok(Response::new(pb::UnpeerResponse {}))
+    }
+
+    async fn announce_ca(
+        &self,
+        request: Request<pb::AnnounceCaRequest>,
+    ) -> Result<Response<pb::AnnounceCaResponse>, Status> {
+        let peer = self.peer(&request)?;
+        let chain = certs_of(&request)?.chain.clone();
+        let r = request.into_inner();
+        Self::claim(&peer, "from_tenant", &r.from_tenant)?;
+        if r.ca_certificates.is_empty() || r.ca_certificates.len() > 2 {
+            return Err(Status::invalid_argument(
+                "name one CA, or two during a change-over",
+            ));
+        }
+        let cas: Vec<CertificateDer<'static>> = r
+            .ca_certificates
+            .into_iter()
+            .map(CertificateDer::from)
+            .collect();
+        for ca in &cas {
+            match works_certs::inspect(ca) {
+                Ok(info) if info.is_ca => {}
+                Ok(_) => {
+                    return Err(Status::invalid_argument(
+                        "ca_certificates holds a certificate that is not a CA",
+                    ));
+                }
+                Err(e) => {
+                    return Err(Status::invalid_argument(format!(
+                        "ca_certificates holds a malformed certificate: {e}"
+                    )));
+                }
+            }
+        }
+        verify_chain(&chain, &cas).map_err(|reason| {
+            Status::failed_precondition(format!(
+                "the caller's own certificate does not chain to the announced CAs ({reason}); it would lock itself out"
+            ))
+        })?;
+        self.handler.replace_cas(&peer, cas).await?;
+        Ok(Response::new(pb::AnnounceCaResponse {}))
     }
 
     async fn lookup_user(

@@ -5,13 +5,15 @@
 //! call by `identity` against the current trust store, so that a node with an
 //! unknown certificate can still redeem an invitation and nothing else.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::{
     ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
     SignatureScheme,
@@ -64,15 +66,45 @@ fn tls(e: rustls::Error) -> BridgeError {
     BridgeError::Tls(e.to_string())
 }
 
+/// The certificate the bridge server presents, replaced in place when the
+/// node's certificate is renewed or its CA rotated.
+#[derive(Debug)]
+pub struct ServerCert(RwLock<Arc<CertifiedKey>>);
+
+impl ServerCert {
+    pub fn new(identity: &NodeIdentity) -> Result<Arc<ServerCert>, BridgeError> {
+        Ok(Arc::new(ServerCert(RwLock::new(certified_key(identity)?))))
+    }
+
+    pub fn replace(&self, identity: &NodeIdentity) -> Result<(), BridgeError> {
+        let key = certified_key(identity)?;
+        if let Ok(mut slot) = self.0.write() {
+            *slot = key;
+        }
+        Ok(())
+    }
+}
+
+impl ResolvesServerCert for ServerCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.0.read().ok().map(|k| k.clone())
+    }
+}
+
+fn certified_key(identity: &NodeIdentity) -> Result<Arc<CertifiedKey>, BridgeError> {
+    CertifiedKey::from_der(identity.chain.clone(), identity.key(), &provider())
+        .map(Arc::new)
+        .map_err(tls)
+}
+
 /// The bridge server: TLS 1.3, a client certificate required.
-pub fn server_config(identity: &NodeIdentity) -> Result<Arc<ServerConfig>, BridgeError> {
+pub fn server_config(cert: Arc<ServerCert>) -> Result<Arc<ServerConfig>, BridgeError> {
     let provider = provider();
     let mut config = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls)?
         .with_client_cert_verifier(Arc::new(RequireClientCert { provider }))
-        .with_single_cert(identity.chain.clone(), identity.key())
-        .map_err(tls)?;
+        .with_cert_resolver(cert);
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
 }

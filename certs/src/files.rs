@@ -21,6 +21,10 @@ impl NodeTlsFiles {
     pub fn ca_key(&self) -> PathBuf {
         self.dir.join("ca.key")
     }
+    /// The CA being retired during a change-over, while peers still trust it.
+    pub fn previous_ca_cert(&self) -> PathBuf {
+        self.dir.join("ca.prev.pem")
+    }
     pub fn node_chain(&self) -> PathBuf {
         self.dir.join("node.pem")
     }
@@ -51,6 +55,47 @@ impl NodeTlsFiles {
         write_public(&self.node_chain(), &node.chain_pem)?;
         write_private(&self.node_key(), &node.key_pem)?;
         Ok(())
+    }
+
+    /// Starts a CA change-over: the current CA is kept as the previous one,
+    /// a new CA and node certificate replace the current ones.
+    pub fn rotate(
+        &self,
+        tenant: &TenantId,
+        hosts: &[String],
+    ) -> Result<(TenantCa, NodeCert), CertError> {
+        let old = read(&self.ca_cert())?;
+        let ca = TenantCa::generate(tenant, Validity::from_now(crate::CA_VALIDITY))?;
+        let node = ca.issue_node(tenant, hosts, Validity::from_now(crate::NODE_VALIDITY))?;
+        write_public(&self.previous_ca_cert(), &old)?;
+        self.write(&ca, &node)?;
+        Ok((ca, node))
+    }
+
+    /// Ends a change-over: the previous CA is forgotten.
+    pub fn retire_previous(&self) -> Result<(), CertError> {
+        match std::fs::remove_file(self.previous_ca_cert()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(io(&self.previous_ca_cert(), source)),
+        }
+    }
+
+    pub fn load_previous_ca(&self) -> Result<Option<String>, CertError> {
+        match std::fs::read_to_string(self.previous_ca_cert()) {
+            Ok(pem) => Ok(Some(pem)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(io(&self.previous_ca_cert(), source)),
+        }
+    }
+
+    /// Re-issues the node certificate from the current CA (renewal).
+    pub fn renew_node(&self, tenant: &TenantId, hosts: &[String]) -> Result<NodeCert, CertError> {
+        let ca = self.load_ca()?;
+        let node = ca.issue_node(tenant, hosts, Validity::from_now(crate::NODE_VALIDITY))?;
+        write_public(&self.node_chain(), &node.chain_pem)?;
+        write_private(&self.node_key(), &node.key_pem)?;
+        Ok(node)
     }
 
     pub fn load_ca(&self) -> Result<TenantCa, CertError> {
@@ -118,5 +163,20 @@ mod tests {
         }
         assert_eq!(files.load_ca().unwrap().fingerprint(), ca.fingerprint());
         assert_eq!(files.load_node().unwrap().chain_pem, node.chain_pem);
+
+        let (new_ca, _) = files.rotate(&tenant, &[]).unwrap();
+        assert_ne!(new_ca.fingerprint(), ca.fingerprint());
+        assert_eq!(
+            files.load_previous_ca().unwrap().as_deref(),
+            Some(ca.cert_pem())
+        );
+        assert_eq!(files.load_ca().unwrap().fingerprint(), new_ca.fingerprint());
+        let renewed = files.renew_node(&tenant, &[]).unwrap();
+        assert_eq!(
+            crate::certificates(&renewed.chain_pem).unwrap()[1],
+            *new_ca.der()
+        );
+        files.retire_previous().unwrap();
+        assert!(files.load_previous_ca().unwrap().is_none());
     }
 }

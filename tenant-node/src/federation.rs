@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use rustls::pki_types::CertificateDer;
 use works_bridge::{BridgeHandler, HandlerError, NewPeer};
 
 use crate::error::Error;
@@ -48,5 +49,16 @@ impl BridgeHandler for NodeBridge {
 
     async fn unpeer(&self, peer: &TenantId) -> Result<(), HandlerError> {
         self.0.peer_ended(peer).await.map_err(handler_error)
+    }
+
+    async fn replace_cas(
+        &self,
+        peer: &TenantId,
+        cas: Vec<CertificateDer<'static>>,
+    ) -> Result<(), HandlerError> {
+        self.0
+            .replace_peer_cas(peer, cas)
+            .await
+            .map_err(handler_error)
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use works_bridge::NodeIdentity;
+use works_bridge::tls::ServerCert;
 use works_certs::NodeTlsFiles;
 
 use crate::config::Config;
@@ -48,6 +49,7 @@ impl Node {
             .load_node()
             .with_context(|| format!("cannot load the node certificate of {tenant_id}"))?;
         let identity = NodeIdentity::from_node_cert(&node_cert)?;
+        let server_cert = ServerCert::new(&identity)?;
         let url = config.database_url(data_dir);
         let store = Store::open(&url, config.storage.max_connections)
             .await
@@ -56,7 +58,9 @@ impl Node {
             tenant_id,
             store,
             config.limits.clone(),
+            files,
             identity,
+            server_cert,
         ));
         let mut declared = Vec::new();
         for peer in &config.peers {
@@ -102,7 +106,7 @@ impl Node {
                 let _ = rx.wait_for(|s| *s).await;
             }
         };
-        let tls = works_bridge::tls::server_config(&self.tenant.identity)?;
+        let tls = works_bridge::tls::server_config(self.tenant.server_cert.clone())?;
         let bridge = tokio::spawn(works_bridge::serve(
             listeners.bridge,
             tls,

@@ -105,6 +105,24 @@ pub struct PeerStatus {
     pub ca_fingerprints: Vec<String>,
 }
 
+/// This node's CA, as admins see it.
+#[derive(Debug, Clone)]
+pub struct CaStatus {
+    pub fingerprint: String,
+    pub not_after_ms: i64,
+    pub node_cert_not_after_ms: i64,
+    /// The CA being retired, while a change-over is under way.
+    pub previous_fingerprint: Option<String>,
+}
+
+/// What each peer said to a CA announcement.
+#[derive(Debug, Clone)]
+pub struct PeerNotice {
+    pub tenant: TenantId,
+    pub told: bool,
+    pub detail: String,
+}
+
 /// One line of `peer test`.
 #[derive(Debug, Clone)]
 pub struct Check {
@@ -158,7 +176,7 @@ impl Tenant {
         let token = InvitationToken {
             tenant: self.id.to_string(),
             endpoint: self.bridge_endpoint(),
-            ca_sha256: works_certs::fingerprint(self.identity.ca()),
+            ca_sha256: works_certs::fingerprint(self.identity().ca()),
             secret: URL_SAFE_NO_PAD.encode(secret),
             expires_at_ms,
             for_tenant: for_tenant.map(|t| t.to_string()),
@@ -195,7 +213,7 @@ impl Tenant {
         }
         let seen_ca = std::sync::Arc::new(std::sync::Mutex::new(None::<CertificateDer<'static>>));
         let config =
-            tls::client_config_fingerprint(&self.identity, &token.ca_sha256, seen_ca.clone())
+            tls::client_config_fingerprint(&self.identity(), &token.ca_sha256, seen_ca.clone())
                 .map_err(|e| Error::Internal(e.to_string()))?;
         let mut client = PeerClient::connect(&token.endpoint, &peer, config)
             .await
@@ -205,7 +223,7 @@ impl Tenant {
                 token.secret_bytes()?,
                 &self.id,
                 &self.bridge_endpoint(),
-                self.identity.ca(),
+                self.identity().ca(),
             )
             .await
             .map_err(|e| bridge_error(&peer, e))?;
@@ -304,7 +322,7 @@ impl Tenant {
     pub async fn dial(&self, peer: &PeerRow) -> std::result::Result<PeerClient, BridgeError> {
         let anchors =
             works_certs::certificates(&peer.ca_pem).map_err(|e| BridgeError::Tls(e.to_string()))?;
-        let config = tls::client_config_pinned(&self.identity, &anchors)?;
+        let config = tls::client_config_pinned(&self.identity(), &anchors)?;
         PeerClient::connect(&peer.endpoint, &peer.tenant, config).await
     }
 
@@ -320,7 +338,7 @@ impl Tenant {
             .ok_or_else(|| Error::NotFound(format!("peer {tenant}")))?;
         let mut checks = Vec::new();
         let own_expiry = self
-            .identity
+            .identity()
             .chain
             .first()
             .and_then(|c| works_certs::inspect(c).ok())
@@ -454,6 +472,157 @@ impl Tenant {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+impl Tenant {
+    pub fn ca_status(&self, caller: &Caller) -> Result<CaStatus> {
+        caller.require_admin()?;
+        let ca = self
+            .tls_files
+            .load_ca()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let previous = self
+            .tls_files
+            .load_previous_ca()
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .and_then(|pem| works_certs::first_certificate(&pem).ok())
+            .map(|der| works_certs::fingerprint(&der));
+        let ms = |der: &[u8]| {
+            works_certs::inspect(der)
+                .ok()
+                .and_then(|i| i.not_after.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0)
+        };
+        let identity = self.identity();
+        Ok(CaStatus {
+            fingerprint: ca.fingerprint(),
+            not_after_ms: ms(ca.der()),
+            node_cert_not_after_ms: identity.chain.first().map(|c| ms(c)).unwrap_or(0),
+            previous_fingerprint: previous,
+        })
+    }
+
+    /// Starts a CA change-over: a new CA and node certificate; every peer is
+    /// told to trust both CAs, then this node switches to the new one.
+    pub async fn rotate_ca(&self, caller: &Caller) -> Result<(CaStatus, Vec<PeerNotice>)> {
+        caller.require_admin()?;
+        if self
+            .tls_files
+            .load_previous_ca()
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .is_some()
+        {
+            return Err(Error::FailedPrecondition(
+                "a CA change-over is already under way; retire the previous CA first".into(),
+            ));
+        }
+        let old_ca = self.identity().ca().clone();
+        let (new_ca, node) = self
+            .tls_files
+            .rotate(&self.id, &[])
+            .map_err(|e| Error::Internal(format!("cannot rotate the CA: {e}")))?;
+        let both = vec![old_ca, new_ca.der().clone()];
+        // Told while still presenting the old certificate, which they trust.
+        let notices = self.announce_cas(&both).await?;
+        let identity = works_bridge::NodeIdentity::from_node_cert(&node)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        self.set_identity(identity)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        tracing::info!(by = %caller.member, ca = %new_ca.fingerprint(), "CA change-over started");
+        Ok((self.ca_status(caller)?, notices))
+    }
+
+    /// Ends a change-over: peers are told to trust the new CA alone.
+    pub async fn retire_previous_ca(&self, caller: &Caller) -> Result<(CaStatus, Vec<PeerNotice>)> {
+        caller.require_admin()?;
+        if self
+            .tls_files
+            .load_previous_ca()
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .is_none()
+        {
+            return Err(Error::FailedPrecondition(
+                "no CA change-over is under way".into(),
+            ));
+        }
+        let current = self.identity().ca().clone();
+        let notices = self.announce_cas(&[current]).await?;
+        self.tls_files
+            .retire_previous()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        tracing::info!(by = %caller.member, "previous CA retired");
+        Ok((self.ca_status(caller)?, notices))
+    }
+
+    /// Re-issues this node's certificate from the current CA.
+    pub fn renew_node_certificate(&self, caller: &Caller) -> Result<CaStatus> {
+        caller.require_admin()?;
+        let node = self
+            .tls_files
+            .renew_node(&self.id, &[])
+            .map_err(|e| Error::Internal(format!("cannot renew the node certificate: {e}")))?;
+        let identity = works_bridge::NodeIdentity::from_node_cert(&node)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        self.set_identity(identity)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        tracing::info!(by = %caller.member, "node certificate renewed");
+        self.ca_status(caller)
+    }
+
+    async fn announce_cas(&self, cas: &[CertificateDer<'static>]) -> Result<Vec<PeerNotice>> {
+        let mut notices = Vec::new();
+        for peer in self.store.peers().await? {
+            let told = match self.dial(&peer).await {
+                Ok(mut client) => client
+                    .announce_cas(&self.id, cas)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = &told {
+                self.store.peer_failed(&peer.tenant, e).await?;
+            }
+            notices.push(PeerNotice {
+                told: told.is_ok(),
+                detail: match told {
+                    Ok(()) => format!(
+                        "{} now trusts {} CA(s) for {}",
+                        peer.tenant,
+                        cas.len(),
+                        self.id
+                    ),
+                    Err(e) => format!("{} was not told: {e}", peer.tenant),
+                },
+                tenant: peer.tenant,
+            });
+        }
+        Ok(notices)
+    }
+
+    /// A peer rotates its CA (called through the bridge).
+    pub async fn replace_peer_cas(
+        &self,
+        peer: &TenantId,
+        cas: Vec<CertificateDer<'static>>,
+    ) -> Result<()> {
+        let row = self
+            .store
+            .peer(peer)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("peer {peer}")))?;
+        if row.source == PeerSource::Config {
+            return Err(Error::FailedPrecondition(format!(
+                "{} declares {peer} in its config file; its admin must update ca_files there",
+                self.id
+            )));
+        }
+        let pem: String = cas.iter().map(|c| works_certs::to_pem(c)).collect();
+        self.store.update_peer_cas(peer, &pem).await?;
+        self.trust.pin(peer.clone(), cas);
+        tracing::info!(peer = %peer, "peer CAs replaced");
         Ok(())
     }
 }

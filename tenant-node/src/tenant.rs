@@ -4,9 +4,11 @@
 //! checks its rules and calls `store`. gRPC handlers call these methods and
 //! nothing below them.
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
+use works_bridge::tls::ServerCert;
 use works_bridge::{NodeIdentity, TrustStore};
+use works_certs::NodeTlsFiles;
 
 use crate::config::Limits;
 use crate::hub::Hub;
@@ -18,8 +20,12 @@ pub struct Tenant {
     pub store: Store,
     pub hub: Hub,
     pub limits: Limits,
-    /// This node's certificate chain and key on the bridge.
-    pub identity: NodeIdentity,
+    /// This node's certificate chain and key on the bridge, as a client.
+    identity: RwLock<NodeIdentity>,
+    /// The same, as the bridge server presents it.
+    pub server_cert: Arc<ServerCert>,
+    /// Where the CA and node certificate live.
+    pub tls_files: NodeTlsFiles,
     /// The CAs pinned for each peer; kept in step with the `peers` table.
     pub trust: TrustStore,
     /// host:port peers dial; known once the bridge is bound.
@@ -27,16 +33,41 @@ pub struct Tenant {
 }
 
 impl Tenant {
-    pub fn new(id: TenantId, store: Store, limits: Limits, identity: NodeIdentity) -> Self {
+    pub fn new(
+        id: TenantId,
+        store: Store,
+        limits: Limits,
+        tls_files: NodeTlsFiles,
+        identity: NodeIdentity,
+        server_cert: Arc<ServerCert>,
+    ) -> Self {
         Tenant {
             id,
             store,
             hub: Hub::new(4096),
             limits,
-            identity,
+            identity: RwLock::new(identity),
+            server_cert,
+            tls_files,
             trust: TrustStore::new(),
             bridge_endpoint: RwLock::new(String::new()),
         }
+    }
+
+    pub fn identity(&self) -> NodeIdentity {
+        match self.identity.read() {
+            Ok(identity) => identity.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Switches the bridge, both ends, to a new certificate.
+    pub fn set_identity(&self, identity: NodeIdentity) -> Result<(), works_bridge::BridgeError> {
+        self.server_cert.replace(&identity)?;
+        if let Ok(mut slot) = self.identity.write() {
+            *slot = identity;
+        }
+        Ok(())
     }
 
     pub fn bridge_endpoint(&self) -> String {

@@ -72,6 +72,15 @@ impl TestNode {
             child: None,
         };
         node.spawn().await;
+        // Restarts come back on the same ports, as a real node would.
+        let (api, bridge) = (
+            node.url.trim_start_matches("http://").parse().unwrap(),
+            node.bridge.parse().unwrap(),
+        );
+        node.edit_config(|c| {
+            c.api.listen = api;
+            c.bridge.listen = bridge;
+        });
         node
     }
 

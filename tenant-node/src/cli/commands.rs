@@ -7,8 +7,8 @@ use works_proto::client::v1 as pb;
 
 use super::output::{self, print};
 use super::{
-    AdminCommand, ClientOpts, Command, CompanyCommand, MemberCommand, PeerCommand, ProfileCommand,
-    RoomCommand,
+    AdminCommand, CaCommand, ClientOpts, Command, CompanyCommand, MemberCommand, PeerCommand,
+    ProfileCommand, RoomCommand,
 };
 use crate::client::Client;
 use crate::config::Config;
@@ -268,6 +268,29 @@ async fn admin(command: AdminCommand, opts: &ClientOpts) -> anyhow::Result<()> {
             );
         }
         AdminCommand::Peer { command } => peer(command, &c, opts).await?,
+        AdminCommand::Ca { command } => {
+            let mut peering = c.peering.clone();
+            let (ca, notices) = match command {
+                CaCommand::Show => (rpc(peering.get_ca(pb::GetCaRequest {}).await)?, Vec::new()),
+                CaCommand::Renew => (
+                    rpc(peering
+                        .renew_node_certificate(pb::RenewNodeCertificateRequest {})
+                        .await)?,
+                    Vec::new(),
+                ),
+                CaCommand::Rotate => {
+                    let change = rpc(peering.rotate_ca(pb::RotateCaRequest {}).await)?;
+                    (change.ca.unwrap_or_default(), change.peers)
+                }
+                CaCommand::Retire => {
+                    let change = rpc(peering.retire_ca(pb::RetireCaRequest {}).await)?;
+                    (change.ca.unwrap_or_default(), change.peers)
+                }
+            };
+            print(opts.json, output::ca_json(&ca, &notices), || {
+                output::ca_text(&ca, &notices)
+            });
+        }
     }
     Ok(())
 }

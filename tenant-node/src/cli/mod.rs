@@ -153,6 +153,23 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: PeerCommand,
     },
+    /// This node's CA and certificate: show, rotate, retire, renew.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CaCommand {
+    /// Fingerprints and expiry dates.
+    Show,
+    /// Start a change-over to a new CA; peers trust both until `retire`.
+    Rotate,
+    /// End the change-over: peers trust the new CA alone.
+    Retire,
+    /// Re-issue this node's certificate from the current CA.
+    Renew,
 }
 
 #[derive(Subcommand)]

@@ -247,3 +247,37 @@ fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+pub fn ca_json(ca: &pb::CaStatus, notices: &[pb::PeerNotice]) -> Value {
+    json!({
+        "fingerprint": ca.fingerprint,
+        "not_after_ms": ca.not_after_ms,
+        "node_cert_not_after_ms": ca.node_cert_not_after_ms,
+        "previous_fingerprint": (!ca.previous_fingerprint.is_empty()).then_some(&ca.previous_fingerprint),
+        "peers": notices.iter().map(|n| json!({"tenant": n.tenant, "told": n.told, "detail": n.detail})).collect::<Vec<_>>(),
+    })
+}
+
+pub fn ca_text(ca: &pb::CaStatus, notices: &[pb::PeerNotice]) -> String {
+    let days = |ms: i64| (ms - now_ms()) / 86_400_000;
+    let mut text = format!(
+        "CA:               sha256 {} (valid {} more days)\nnode certificate: valid {} more days",
+        ca.fingerprint,
+        days(ca.not_after_ms),
+        days(ca.node_cert_not_after_ms)
+    );
+    if !ca.previous_fingerprint.is_empty() {
+        text.push_str(&format!(
+            "\nchange-over:      peers still trust the previous CA sha256 {} until `admin ca retire`",
+            ca.previous_fingerprint
+        ));
+    }
+    for n in notices {
+        text.push_str(&format!(
+            "\n  {} {}",
+            if n.told { "told" } else { "NOT TOLD" },
+            n.detail
+        ));
+    }
+    text
+}

@@ -4,7 +4,7 @@ use works_proto::client::v1 as pb;
 
 use crate::error::{Error, Result};
 use crate::model::{EventBody, Member, MemberState, Profile, Role, Room, RoomEvent, RoomKind};
-use crate::peers::{PeerStatus, PeerTest};
+use crate::peers::{CaStatus, PeerNotice, PeerStatus, PeerTest};
 use crate::store::peers::PeerSource;
 
 pub fn role_from_pb(value: i32) -> Result<Role> {
@@ -154,5 +154,33 @@ impl From<PeerTest> for pb::PeerTestReport {
                 })
                 .collect(),
         }
+    }
+}
+
+impl From<CaStatus> for pb::CaStatus {
+    fn from(c: CaStatus) -> Self {
+        pb::CaStatus {
+            fingerprint: c.fingerprint,
+            not_after_ms: c.not_after_ms,
+            node_cert_not_after_ms: c.node_cert_not_after_ms,
+            previous_fingerprint: c.previous_fingerprint.unwrap_or_default(),
+        }
+    }
+}
+
+impl From<PeerNotice> for pb::PeerNotice {
+    fn from(n: PeerNotice) -> Self {
+        pb::PeerNotice {
+            tenant: n.tenant.to_string(),
+            told: n.told,
+            detail: n.detail,
+        }
+    }
+}
+
+pub fn ca_change(ca: CaStatus, notices: Vec<PeerNotice>) -> pb::CaChange {
+    pb::CaChange {
+        ca: Some(ca.into()),
+        peers: notices.into_iter().map(Into::into).collect(),
     }
 }

@@ -7,7 +7,7 @@ use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 use works_proto::client::v1 as pb;
 
-use super::convert::{role_from_pb, room_kind_from_pb};
+use super::convert::{ca_change, role_from_pb, room_kind_from_pb};
 use super::{bearer, caller};
 use crate::model::MemberState;
 use crate::rooms::HistoryQuery;
@@ -189,6 +189,31 @@ impl pb::peering_server::Peering for PeeringApi {
             .remove_peer(&who, &request.into_inner().tenant)
             .await?;
         Ok(Response::new(pb::RemovePeerResponse { peer_told, detail }))
+    }
+
+    async fn get_ca(&self, request: Request<pb::GetCaRequest>) -> Reply<pb::CaStatus> {
+        let who = caller(&self.0, &request).await?;
+        Ok(Response::new(self.0.ca_status(&who)?.into()))
+    }
+
+    async fn rotate_ca(&self, request: Request<pb::RotateCaRequest>) -> Reply<pb::CaChange> {
+        let who = caller(&self.0, &request).await?;
+        let (ca, notices) = self.0.rotate_ca(&who).await?;
+        Ok(Response::new(ca_change(ca, notices)))
+    }
+
+    async fn retire_ca(&self, request: Request<pb::RetireCaRequest>) -> Reply<pb::CaChange> {
+        let who = caller(&self.0, &request).await?;
+        let (ca, notices) = self.0.retire_previous_ca(&who).await?;
+        Ok(Response::new(ca_change(ca, notices)))
+    }
+
+    async fn renew_node_certificate(
+        &self,
+        request: Request<pb::RenewNodeCertificateRequest>,
+    ) -> Reply<pb::CaStatus> {
+        let who = caller(&self.0, &request).await?;
+        Ok(Response::new(self.0.renew_node_certificate(&who)?.into()))
     }
 }
 

@@ -110,6 +110,16 @@ impl Store {
         Ok(n > 0)
     }
 
+    pub async fn update_peer_cas(&self, tenant: &TenantId, ca_pem: &str) -> Result<()> {
+        let mut w = self.begin_write().await?;
+        sqlx::query("UPDATE peers SET ca_pem = $1 WHERE tenant = $2")
+            .bind(ca_pem)
+            .bind(tenant.as_str())
+            .execute(&mut *w.tx)
+            .await?;
+        w.commit().await
+    }
+
     pub async fn peer_contacted(&self, tenant: &TenantId) -> Result<()> {
         let mut w = self.begin_write().await?;
         sqlx::query("UPDATE peers SET last_contact_at = $1 WHERE tenant = $2")
