@@ -270,3 +270,47 @@ async fn the_demo_runs_to_the_end_by_itself() {
     );
     assert!(out.stdout.contains("duplicate=true"), "{}", out.stdout);
 }
+
+#[tokio::test]
+async fn admins_peer_two_nodes_from_the_command_line() {
+    let a = support::TestNode::start("a.example").await;
+    let b = support::TestNode::start("b.example").await;
+    let token = |node: &support::TestNode| {
+        let url = node.url.clone();
+        let admin = node.admin_id.clone();
+        async move {
+            let out = run(&["login", "--user", &admin, "--password", "admin password 1"], Some(&url), None).await;
+            assert!(out.ok, "{}", out.stderr);
+            out.stdout.trim().to_string()
+        }
+    };
+    let (a_token, b_token) = (token(&a).await, token(&b).await);
+
+    let invite = run(&["admin", "peer", "invite", "--for", "a.example", "--ttl", "600"], Some(&b.url), Some(&b_token)).await;
+    assert!(invite.ok, "{}", invite.stderr);
+    let invitation = invite.stdout.trim().to_string();
+    assert!(invitation.starts_with("wpi1."), "{invitation}");
+
+    let accepted = json(&["admin", "peer", "accept", &invitation], &a.url, &a_token).await;
+    assert_eq!(accepted["tenant"], "b.example");
+    let listed = json(&["admin", "peer", "list"], &b.url, &b_token).await;
+    assert_eq!(listed["peers"][0]["tenant"], "a.example");
+    assert_eq!(listed["peers"][0]["state"], "active");
+    let tested = json(&["admin", "peer", "test", "b.example"], &a.url, &a_token).await;
+    assert_eq!(tested["ok"], true);
+    let text = run(&["admin", "peer", "test", "b.example"], Some(&a.url), Some(&a_token)).await;
+    assert!(text.ok && text.stdout.contains("clock skew"), "{}", text.stdout);
+    let ca = json(&["admin", "ca", "show"], &a.url, &a_token).await;
+    assert_eq!(ca["fingerprint"].as_str().unwrap().len(), 64);
+
+    let replay = run(&["admin", "peer", "accept", &invitation], Some(&a.url), Some(&a_token)).await;
+    assert!(!replay.ok);
+    assert!(replay.stderr.contains("already exists: already peered with b.example"), "{}", replay.stderr);
+    let unknown = run(&["admin", "peer", "test", "z.example"], Some(&a.url), Some(&a_token)).await;
+    assert!(!unknown.ok && unknown.stderr.contains("not found: peer z.example"), "{}", unknown.stderr);
+
+    let removed = json(&["admin", "peer", "remove", "b.example"], &a.url, &a_token).await;
+    assert_eq!(removed["peer_told"], true);
+    let listed = json(&["admin", "peer", "list"], &b.url, &b_token).await;
+    assert!(listed["peers"].as_array().unwrap().is_empty());
+}

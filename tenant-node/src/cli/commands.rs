@@ -311,8 +311,8 @@ async fn peer(command: PeerCommand, c: &Client, opts: &ClientOpts) -> anyhow::Re
                 || invitation.token.clone(),
             );
         }
-        PeerCommand::Accept { token } => {
-            let peer = rpc(peering.accept_peer(pb::AcceptPeerRequest { token }).await)?;
+        PeerCommand::Accept { invitation } => {
+            let peer = rpc(peering.accept_peer(pb::AcceptPeerRequest { token: invitation }).await)?;
             print(opts.json, output::peer_json(&peer), || {
                 format!("peered with {} at {}", peer.tenant, peer.endpoint)
             });

@@ -184,7 +184,10 @@ pub enum PeerCommand {
         ttl: Option<u64>,
     },
     /// Redeem another node's invitation and pin each other's CA.
-    Accept { token: String },
+    Accept {
+        #[arg(value_name = "TOKEN")]
+        invitation: String,
+    },
     /// Peers with state, last contact, queue depth and lag.
     List,
     /// Check a peering end to end.
@@ -308,5 +311,15 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
     }
 }
