@@ -279,14 +279,32 @@ async fn admins_peer_two_nodes_from_the_command_line() {
         let url = node.url.clone();
         let admin = node.admin_id.clone();
         async move {
-            let out = run(&["login", "--user", &admin, "--password", "admin password 1"], Some(&url), None).await;
+            let out = run(
+                &["login", "--user", &admin, "--password", "admin password 1"],
+                Some(&url),
+                None,
+            )
+            .await;
             assert!(out.ok, "{}", out.stderr);
             out.stdout.trim().to_string()
         }
     };
     let (a_token, b_token) = (token(&a).await, token(&b).await);
 
-    let invite = run(&["admin", "peer", "invite", "--for", "a.example", "--ttl", "600"], Some(&b.url), Some(&b_token)).await;
+    let invite = run(
+        &[
+            "admin",
+            "peer",
+            "invite",
+            "--for",
+            "a.example",
+            "--ttl",
+            "600",
+        ],
+        Some(&b.url),
+        Some(&b_token),
+    )
+    .await;
     assert!(invite.ok, "{}", invite.stderr);
     let invitation = invite.stdout.trim().to_string();
     assert!(invitation.starts_with("wpi1."), "{invitation}");
@@ -298,16 +316,45 @@ async fn admins_peer_two_nodes_from_the_command_line() {
     assert_eq!(listed["peers"][0]["state"], "active");
     let tested = json(&["admin", "peer", "test", "b.example"], &a.url, &a_token).await;
     assert_eq!(tested["ok"], true);
-    let text = run(&["admin", "peer", "test", "b.example"], Some(&a.url), Some(&a_token)).await;
-    assert!(text.ok && text.stdout.contains("clock skew"), "{}", text.stdout);
+    let text = run(
+        &["admin", "peer", "test", "b.example"],
+        Some(&a.url),
+        Some(&a_token),
+    )
+    .await;
+    assert!(
+        text.ok && text.stdout.contains("clock skew"),
+        "{}",
+        text.stdout
+    );
     let ca = json(&["admin", "ca", "show"], &a.url, &a_token).await;
     assert_eq!(ca["fingerprint"].as_str().unwrap().len(), 64);
 
-    let replay = run(&["admin", "peer", "accept", &invitation], Some(&a.url), Some(&a_token)).await;
+    let replay = run(
+        &["admin", "peer", "accept", &invitation],
+        Some(&a.url),
+        Some(&a_token),
+    )
+    .await;
     assert!(!replay.ok);
-    assert!(replay.stderr.contains("already exists: already peered with b.example"), "{}", replay.stderr);
-    let unknown = run(&["admin", "peer", "test", "z.example"], Some(&a.url), Some(&a_token)).await;
-    assert!(!unknown.ok && unknown.stderr.contains("not found: peer z.example"), "{}", unknown.stderr);
+    assert!(
+        replay
+            .stderr
+            .contains("already exists: already peered with b.example"),
+        "{}",
+        replay.stderr
+    );
+    let unknown = run(
+        &["admin", "peer", "test", "z.example"],
+        Some(&a.url),
+        Some(&a_token),
+    )
+    .await;
+    assert!(
+        !unknown.ok && unknown.stderr.contains("not found: peer z.example"),
+        "{}",
+        unknown.stderr
+    );
 
     let removed = json(&["admin", "peer", "remove", "b.example"], &a.url, &a_token).await;
     assert_eq!(removed["peer_told"], true);

@@ -312,7 +312,9 @@ async fn peer(command: PeerCommand, c: &Client, opts: &ClientOpts) -> anyhow::Re
             );
         }
         PeerCommand::Accept { invitation } => {
-            let peer = rpc(peering.accept_peer(pb::AcceptPeerRequest { token: invitation }).await)?;
+            let peer = rpc(peering
+                .accept_peer(pb::AcceptPeerRequest { token: invitation })
+                .await)?;
             print(opts.json, output::peer_json(&peer), || {
                 format!("peered with {} at {}", peer.tenant, peer.endpoint)
             });
