@@ -109,6 +109,39 @@ async fn postgres_backend_keeps_order_idempotency_and_durability() {
         history.iter().filter(|e| text(e) == Some("once")).count(),
         1
     );
+    // Policy and the hash-chained audit log on PostgreSQL.
+    let admin = node.admin().await;
+    admin
+        .external
+        .clone()
+        .add_connected(works_proto::client::v1::AddConnectedRequest {
+            member_id: bob.id.clone(),
+        })
+        .await
+        .unwrap();
+    let found = admin
+        .audit
+        .clone()
+        .search_audit(works_proto::client::v1::AuditSearchRequest {
+            member: bob.id.clone(),
+            text: "connected".into(),
+            since_ms: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].kind, "connected.added");
+    let verified = admin
+        .audit
+        .clone()
+        .verify_audit(works_proto::client::v1::VerifyAuditRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(verified.ok && verified.entries == 1, "{verified:?}");
     node.kill().await;
     db.drop_it().await;
 }

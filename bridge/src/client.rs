@@ -197,6 +197,30 @@ impl PeerClient {
         Ok(())
     }
 
+    /// Asks the peer for one of its members' public profile.
+    pub async fn lookup_user(
+        &mut self,
+        requester: &str,
+        user: &str,
+    ) -> Result<crate::PublicProfile, BridgeError> {
+        let r = self
+            .inner
+            .lookup_user(pb::LookupUserRequest {
+                requester: requester.to_string(),
+                user: user.to_string(),
+            })
+            .await
+            .map_err(BridgeError::Refused)?
+            .into_inner();
+        Ok(crate::PublicProfile {
+            user: r.user,
+            display_name: r.display_name,
+            photo: r.photo,
+            photo_content_type: r.photo_content_type,
+            company: r.company,
+        })
+    }
+
     /// Tells the peer which of our CAs to trust from now on.
     pub async fn announce_cas(
         &mut self,

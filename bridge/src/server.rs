@@ -39,6 +39,17 @@ pub struct NewPeer {
     pub secret: Vec<u8>,
 }
 
+/// A member's public profile, as their company publishes it to a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicProfile {
+    pub user: String,
+    pub display_name: String,
+    pub photo: Vec<u8>,
+    pub photo_content_type: String,
+    /// The company name: the fixed status shown to other companies.
+    pub company: String,
+}
+
 /// What a node decides; the bridge has established who is asking.
 #[tonic::async_trait]
 pub trait BridgeHandler: Send + Sync + 'static {
@@ -50,6 +61,14 @@ pub trait BridgeHandler: Send + Sync + 'static {
     async fn contact(&self, peer: &TenantId) -> Result<(), HandlerError>;
     /// The peer ended the peering.
     async fn unpeer(&self, peer: &TenantId) -> Result<(), HandlerError>;
+    /// A member of the peer asks for one of this node's members. `requester`
+    /// is checked to belong to `peer` before this is called.
+    async fn lookup_user(
+        &self,
+        peer: &TenantId,
+        requester: &str,
+        user: &str,
+    ) -> Result<PublicProfile, HandlerError>;
     /// The peer rotates its CA: trust exactly these CAs for it from now on.
     async fn replace_cas(
         &self,
@@ -336,8 +355,19 @@ impl pb::bridge_server::Bridge for BridgeService {
         request: Request<pb::LookupUserRequest>,
     ) -> Result<Response<pb::LookupUserResponse>, Status> {
         let peer = self.peer(&request)?;
-        Self::claim_member(&peer, "requester", &request.get_ref().requester)?;
-        Err(HandlerError::Unimplemented("user lookup is not served by this node yet".into()).into())
+        let r = request.into_inner();
+        Self::claim_member(&peer, "requester", &r.requester)?;
+        let profile = self
+            .handler
+            .lookup_user(&peer, &r.requester, &r.user)
+            .await?;
+        Ok(Response::new(pb::LookupUserResponse {
+            user: profile.user,
+            display_name: profile.display_name,
+            photo: profile.photo,
+            photo_content_type: profile.photo_content_type,
+            company: profile.company,
+        }))
     }
 
     type RelayStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::Ack, Status>> + Send>>;

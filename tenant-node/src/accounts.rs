@@ -182,7 +182,11 @@ impl Tenant {
         role: Role,
     ) -> Result<Member> {
         caller.require_admin()?;
-        self.create_member(name, display_name, password, role).await
+        let member = self
+            .create_member(name, display_name, password, role)
+            .await?;
+        self.auto_grant(&member.id, caller.member.as_str()).await?;
+        Ok(member)
     }
 
     pub async fn list_members(&self, caller: &Caller) -> Result<Vec<Member>> {

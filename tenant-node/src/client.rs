@@ -33,6 +33,9 @@ pub struct Client {
     pub profiles: pb::profiles_client::ProfilesClient<Svc>,
     pub rooms: pb::rooms_client::RoomsClient<Svc>,
     pub peering: pb::peering_client::PeeringClient<Svc>,
+    pub external: pb::external_policy_client::ExternalPolicyClient<Svc>,
+    pub audit: pb::audit_client::AuditClient<Svc>,
+    pub contacts: pb::contacts_client::ContactsClient<Svc>,
     channel: Channel,
 }
 
@@ -81,7 +84,16 @@ impl Client {
                 auth.clone(),
             ),
             rooms: pb::rooms_client::RoomsClient::with_interceptor(channel.clone(), auth.clone()),
-            peering: pb::peering_client::PeeringClient::with_interceptor(channel.clone(), auth),
+            peering: pb::peering_client::PeeringClient::with_interceptor(
+                channel.clone(),
+                auth.clone(),
+            ),
+            external: pb::external_policy_client::ExternalPolicyClient::with_interceptor(
+                channel.clone(),
+                auth.clone(),
+            ),
+            audit: pb::audit_client::AuditClient::with_interceptor(channel.clone(), auth.clone()),
+            contacts: pb::contacts_client::ContactsClient::with_interceptor(channel.clone(), auth),
             channel,
         })
     }

@@ -368,6 +368,9 @@ async fn next_event(
         .map_err(status_error)?;
     match item.kind {
         Some(pb::watch_event::Kind::RoomEvent(event)) => Ok(event),
+        Some(pb::watch_event::Kind::Notice(notice)) => {
+            Err(anyhow!("unexpected notice: {}", notice.text))
+        }
         None => Err(anyhow!("an empty stream item")),
     }
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use rustls::pki_types::CertificateDer;
-use works_bridge::{BridgeHandler, HandlerError, NewPeer};
+use works_bridge::{BridgeHandler, HandlerError, NewPeer, PublicProfile};
 
 use crate::error::Error;
 use crate::ids::TenantId;
@@ -49,6 +49,18 @@ impl BridgeHandler for NodeBridge {
 
     async fn unpeer(&self, peer: &TenantId) -> Result<(), HandlerError> {
         self.0.peer_ended(peer).await.map_err(handler_error)
+    }
+
+    async fn lookup_user(
+        &self,
+        peer: &TenantId,
+        requester: &str,
+        user: &str,
+    ) -> Result<PublicProfile, HandlerError> {
+        self.0
+            .answer_lookup(peer, requester, user)
+            .await
+            .map_err(handler_error)
     }
 
     async fn replace_cas(

@@ -11,6 +11,7 @@ use tokio::sync::broadcast;
 
 use crate::ids::MemberId;
 use crate::model::RoomEvent;
+use crate::store::policy::NoticeRow;
 
 #[derive(Debug, Clone)]
 pub enum Live {
@@ -21,6 +22,8 @@ pub enum Live {
     },
     /// The member was suspended: their streams end.
     Suspended(MemberId),
+    /// A notice for one member (already stored).
+    Notice(Arc<NoticeRow>),
 }
 
 #[derive(Clone)]
@@ -44,6 +47,10 @@ impl Hub {
             event: Arc::new(event),
             recipients: recipients.into(),
         });
+    }
+
+    pub fn notice(&self, notice: NoticeRow) {
+        let _ = self.tx.send(Live::Notice(Arc::new(notice)));
     }
 
     pub fn suspended(&self, member: MemberId) {

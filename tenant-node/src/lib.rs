@@ -4,7 +4,9 @@
 //!
 //! - `config`, `init`, `node`: configuration, data directory set-up, start-up.
 //! - `ids`, `model`, `error`: typed ids, domain types, the error enum.
-//! - `tenant` with `accounts`, `rooms`, `watch`, `peers`: the domain rules.
+//! - `tenant` with `accounts`, `rooms`, `watch`, `peers`, `policy`, `audit`,
+//!   `contacts`: the domain rules; `admission` decides who may talk across
+//!   companies, in one place.
 //! - `federation`: this node's answers on the bridge (`works-bridge`).
 //! - `hub`: in-process fan-out of stored events to live streams.
 //! - `store`: SQL over sqlx (SQLite or PostgreSQL); no rules.
@@ -13,9 +15,12 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod admission;
+pub mod audit;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod contacts;
 pub mod demo;
 pub mod error;
 pub mod federation;
@@ -26,6 +31,7 @@ pub mod init;
 pub mod model;
 pub mod node;
 pub mod peers;
+pub mod policy;
 pub mod rooms;
 pub mod store;
 pub mod tenant;

@@ -17,6 +17,7 @@ use works_bridge::{BridgeError, PeerClient, tls};
 use crate::error::{Error, Result};
 use crate::ids::TenantId;
 use crate::model::Caller;
+use crate::store::audit::{self, NewEntry};
 use crate::store::now_ms;
 use crate::store::peers::{self as peer_store, PeerRow, PeerSource};
 use crate::tenant::Tenant;
@@ -181,6 +182,13 @@ impl Tenant {
             expires_at_ms,
             for_tenant: for_tenant.map(|t| t.to_string()),
         };
+        self.record(NewEntry::new("peer.invited", &caller.member).detail(
+            match &token.for_tenant {
+                Some(t) => format!("invitation for {t}, expires at {expires_at_ms}"),
+                None => format!("invitation for any tenant, expires at {expires_at_ms}"),
+            },
+        ))
+        .await?;
         tracing::info!(by = %caller.member, expires_at_ms, "peering invitation issued");
         Ok(Invitation {
             token: token.encode(),
@@ -244,6 +252,11 @@ impl Tenant {
             PeerSource::Invitation,
         )
         .await?;
+        let detail = format!("endpoint {}, CA sha256 {}", token.endpoint, token.ca_sha256);
+        let entry = NewEntry::new("peer.accepted", &caller.member)
+            .peer(&peer)
+            .detail(detail);
+        audit::append(&mut w.tx, &entry, now_ms()).await?;
         w.commit().await?;
         self.trust.pin(peer.clone(), vec![ca]);
         tracing::info!(peer = %peer, by = %caller.member, "peering accepted");
@@ -293,6 +306,14 @@ impl Tenant {
             PeerSource::Invitation,
         )
         .await?;
+        let detail = format!(
+            "endpoint {endpoint}, CA sha256 {}",
+            works_certs::fingerprint(&ca)
+        );
+        let entry = NewEntry::new("peer.redeemed", format!("peer:{peer}"))
+            .peer(peer)
+            .detail(detail);
+        audit::append(&mut w.tx, &entry, now_ms()).await?;
         w.commit().await?;
         self.trust.pin(peer.clone(), vec![ca]);
         tracing::info!(peer = %peer, "peering invitation redeemed");
@@ -439,6 +460,16 @@ impl Tenant {
         };
         self.store.delete_peer(&tenant).await?;
         self.trust.unpin(&tenant);
+        let detail = match &told {
+            Ok(()) => "the peer was told".to_string(),
+            Err(e) => format!("the peer could not be told: {e}"),
+        };
+        self.record(
+            NewEntry::new("peer.removed", &caller.member)
+                .peer(&tenant)
+                .detail(detail),
+        )
+        .await?;
         tracing::info!(peer = %tenant, by = %caller.member, told = told.is_ok(), "peering removed");
         Ok(match told {
             Ok(()) => (true, format!("{tenant} removed this node too")),
@@ -453,6 +484,8 @@ impl Tenant {
     pub async fn peer_ended(&self, peer: &TenantId) -> Result<()> {
         self.store.delete_peer(peer).await?;
         self.trust.unpin(peer);
+        self.record(NewEntry::new("peer.ended", format!("peer:{peer}")).peer(peer))
+            .await?;
         tracing::info!(peer = %peer, "peer ended the peering");
         Ok(())
     }
@@ -531,6 +564,11 @@ impl Tenant {
             .map_err(|e| Error::Internal(e.to_string()))?;
         self.set_identity(identity)
             .map_err(|e| Error::Internal(e.to_string()))?;
+        self.record(
+            NewEntry::new("ca.rotated", &caller.member)
+                .detail(format!("new CA sha256 {}", new_ca.fingerprint())),
+        )
+        .await?;
         tracing::info!(by = %caller.member, ca = %new_ca.fingerprint(), "CA change-over started");
         Ok((self.ca_status(caller)?, notices))
     }
@@ -553,6 +591,8 @@ impl Tenant {
         self.tls_files
             .retire_previous()
             .map_err(|e| Error::Internal(e.to_string()))?;
+        self.record(NewEntry::new("ca.retired", &caller.member))
+            .await?;
         tracing::info!(by = %caller.member, "previous CA retired");
         Ok((self.ca_status(caller)?, notices))
     }
@@ -621,7 +661,19 @@ impl Tenant {
         }
         let pem: String = cas.iter().map(|c| works_certs::to_pem(c)).collect();
         self.store.update_peer_cas(peer, &pem).await?;
+        let cas_fingerprints: Vec<String> =
+            cas.iter().map(|c| works_certs::fingerprint(c)).collect();
         self.trust.pin(peer.clone(), cas);
+        let fingerprints: Vec<String> = cas_fingerprints;
+        self.record(
+            NewEntry::new("peer.ca_changed", format!("peer:{peer}"))
+                .peer(peer)
+                .detail(format!(
+                    "trusted CAs now sha256 {}",
+                    fingerprints.join(", ")
+                )),
+        )
+        .await?;
         tracing::info!(peer = %peer, "peer CAs replaced");
         Ok(())
     }

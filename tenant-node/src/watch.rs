@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::hub::Live;
 use crate::ids::RoomId;
 use crate::model::{Caller, EventBody, RoomEvent};
+use crate::policy::{Notice, notice_of};
 use crate::store::{events, rooms};
 use crate::tenant::Tenant;
 
@@ -27,7 +28,14 @@ pub struct WatchRequest {
     pub room: Option<String>,
 }
 
-pub type WatchStream = mpsc::Receiver<Result<RoomEvent>>;
+/// What a live stream carries.
+#[derive(Debug, Clone)]
+pub enum WatchItem {
+    Room(RoomEvent),
+    Notice(Notice),
+}
+
+pub type WatchStream = mpsc::Receiver<Result<WatchItem>>;
 
 struct Watcher {
     tenant: Arc<Tenant>,
@@ -35,7 +43,7 @@ struct Watcher {
     only: Option<RoomId>,
     /// Last delivered seq per room the member is in.
     cursors: HashMap<RoomId, u64>,
-    out: mpsc::Sender<Result<RoomEvent>>,
+    out: mpsc::Sender<Result<WatchItem>>,
 }
 
 /// Why the watcher stopped.
@@ -140,6 +148,12 @@ impl Watcher {
                         ))));
                     }
                     Ok(Live::Suspended(_)) => {}
+                    Ok(Live::Notice(notice)) => {
+                        if notice.member == self.caller.member.as_str() {
+                            let item = WatchItem::Notice(notice_of((*notice).clone()));
+                            self.out.send(Ok(item)).await.map_err(|_| Stop::Gone)?;
+                        }
+                    }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::debug!(member = %self.caller.member, missed, "watcher lagged; resyncing from storage");
                         self.refresh_rooms().await?;
@@ -159,7 +173,10 @@ impl Watcher {
             EventBody::Removed { member } => member == self.caller.member.as_str(),
             _ => false,
         };
-        self.out.send(Ok(event)).await.map_err(|_| Stop::Gone)?;
+        self.out
+            .send(Ok(WatchItem::Room(event)))
+            .await
+            .map_err(|_| Stop::Gone)?;
         if ends_membership {
             // Nothing after our own departure is ours to see.
             self.cursors.remove(&room);

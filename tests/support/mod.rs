@@ -365,7 +365,22 @@ impl Watch {
             .expect("stream ended")?;
         match item.kind {
             Some(pb::watch_event::Kind::RoomEvent(e)) => Ok(e),
+            Some(pb::watch_event::Kind::Notice(n)) => {
+                panic!("expected a room event, got notice {n:?}")
+            }
             None => panic!("empty watch item"),
+        }
+    }
+
+    pub async fn next_notice(&mut self) -> pb::Notice {
+        let item = tokio::time::timeout(EVENT_DEADLINE, self.0.next())
+            .await
+            .expect("no notice within the deadline")
+            .expect("stream ended")
+            .expect("stream failed");
+        match item.kind {
+            Some(pb::watch_event::Kind::Notice(n)) => n,
+            other => panic!("expected a notice, got {other:?}"),
         }
     }
 

@@ -7,7 +7,8 @@ use works_proto::client::v1 as pb;
 
 use super::output::{self, print};
 use super::{
-    AdminCommand, CaCommand, ClientOpts, Command, CompanyCommand, MemberCommand, PeerCommand,
+    AdminCommand, AuditCommand, AuditFilter, CaCommand, ClientOpts, Command, CompanyCommand,
+    ConnectedCommand, ContactCommand, ExportFormat, ExternalCommand, MemberCommand, PeerCommand,
     ProfileCommand, RoomCommand,
 };
 use crate::client::Client;
@@ -118,6 +119,25 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Profile { command, client } => profile(command, &client).await,
         Command::Admin { command, client } => admin(command, &client).await,
         Command::Room { command, client } => room(command, &client).await,
+        Command::Contact { command, client } => {
+            let c = connect(&client).await?;
+            match command {
+                ContactCommand::Find { id } => {
+                    let p = rpc(c
+                        .contacts
+                        .clone()
+                        .find_user(pb::FindUserRequest { user_id: id })
+                        .await)?;
+                    print(
+                        client.json,
+                        json!({"user_id": p.user_id, "display_name": p.display_name, "company": p.company,
+                               "photo_content_type": p.photo_content_type, "photo_bytes": p.photo.len()}),
+                        || format!("{}  {}  ({})", p.user_id, p.display_name, p.company),
+                    );
+                }
+            }
+            Ok(())
+        }
     }
 }
 
@@ -268,6 +288,88 @@ async fn admin(command: AdminCommand, opts: &ClientOpts) -> anyhow::Result<()> {
             );
         }
         AdminCommand::Peer { command } => peer(command, &c, opts).await?,
+        AdminCommand::External { command } => {
+            let mut external = c.external.clone();
+            let settings = match command {
+                ExternalCommand::Show => rpc(external
+                    .get_external_settings(pb::GetExternalSettingsRequest {})
+                    .await)?,
+                ExternalCommand::Set {
+                    enabled,
+                    auto_grant,
+                    restrict_files,
+                    company,
+                } => rpc(external
+                    .set_external_settings(pb::SetExternalSettingsRequest {
+                        enabled: enabled.map(|v| v.is_on()),
+                        auto_grant: auto_grant.map(|v| v.is_on()),
+                        restrict_files: restrict_files.map(|v| v.is_on()),
+                        company,
+                    })
+                    .await)?,
+            };
+            let on = |b: bool| if b { "on" } else { "off" };
+            print(
+                opts.json,
+                json!({"enabled": settings.enabled, "auto_grant": settings.auto_grant,
+                       "restrict_files": settings.restrict_files, "company": settings.company}),
+                || {
+                    format!(
+                        "chat with other companies: {}\nauto-grant new members:    {}\nrestrict files:            {}\ncompany name (status):     {}",
+                        on(settings.enabled),
+                        on(settings.auto_grant),
+                        on(settings.restrict_files),
+                        settings.company
+                    )
+                },
+            );
+        }
+        AdminCommand::Connected { command } => {
+            let mut external = c.external.clone();
+            match command {
+                ConnectedCommand::Add { id } => {
+                    rpc(external
+                        .add_connected(pb::AddConnectedRequest {
+                            member_id: id.clone(),
+                        })
+                        .await)?;
+                    print(opts.json, json!({"connected": id}), || {
+                        format!("{id} may now talk with other companies")
+                    });
+                }
+                ConnectedCommand::Remove { id } => {
+                    rpc(external
+                        .remove_connected(pb::RemoveConnectedRequest {
+                            member_id: id.clone(),
+                        })
+                        .await)?;
+                    print(opts.json, json!({"disconnected": id}), || {
+                        format!("{id} may no longer talk with other companies")
+                    });
+                }
+                ConnectedCommand::List => {
+                    let list = rpc(external.list_connected(pb::ListConnectedRequest {}).await)?;
+                    print(
+                        opts.json,
+                        json!({"members": list.members.iter().map(|m| json!({"member_id": m.member_id, "display_name": m.display_name,
+                            "granted_by": m.granted_by, "granted_at_ms": m.granted_at_ms})).collect::<Vec<_>>()}),
+                        || {
+                            list.members
+                                .iter()
+                                .map(|m| {
+                                    format!(
+                                        "{:<32} {:<24} granted by {}",
+                                        m.member_id, m.display_name, m.granted_by
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                                .join("\n")
+                        },
+                    );
+                }
+            }
+        }
+        AdminCommand::Audit { command } => audit(command, &c, opts).await?,
         AdminCommand::Ca { command } => {
             let mut peering = c.peering.clone();
             let (ca, notices) = match command {
@@ -516,6 +618,95 @@ async fn room(command: RoomCommand, opts: &ClientOpts) -> anyhow::Result<()> {
                     });
                     seen += 1;
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_time(flag: &str, value: &Option<String>) -> anyhow::Result<i64> {
+    let Some(value) = value else { return Ok(0) };
+    if let Ok(ms) = value.parse::<i64>() {
+        return Ok(ms);
+    }
+    let t = time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| {
+            anyhow!("--{flag} {value:?} is neither RFC 3339 nor unix milliseconds: {e}")
+        })?;
+    Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+fn audit_request(filter: &AuditFilter, limit: u32) -> anyhow::Result<pb::AuditSearchRequest> {
+    Ok(pb::AuditSearchRequest {
+        member: filter.member.clone().unwrap_or_default(),
+        external_user: filter.external.clone().unwrap_or_default(),
+        peer_tenant: filter.peer.clone().unwrap_or_default(),
+        text: filter.text.clone().unwrap_or_default(),
+        since_ms: parse_time("since", &filter.since)?,
+        until_ms: parse_time("until", &filter.until)?,
+        after_seq: 0,
+        limit,
+    })
+}
+
+async fn audit(command: AuditCommand, c: &Client, opts: &ClientOpts) -> anyhow::Result<()> {
+    let mut audit = c.audit.clone();
+    match command {
+        AuditCommand::Search { filter, limit } => {
+            let found = rpc(audit.search_audit(audit_request(&filter, limit)?).await)?;
+            print(
+                opts.json,
+                json!({"entries": found.entries.iter().map(output::audit_json).collect::<Vec<_>>()}),
+                || {
+                    found
+                        .entries
+                        .iter()
+                        .map(output::audit_line)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+            );
+        }
+        AuditCommand::Export { format, filter } => {
+            let mut stream = rpc(audit.export_audit(audit_request(&filter, 0)?).await)?;
+            let stdout = std::io::stdout();
+            let mut csv = match format {
+                ExportFormat::Csv => {
+                    let mut w = csv::Writer::from_writer(stdout.lock());
+                    w.write_record(output::AUDIT_CSV_HEADER)?;
+                    Some(w)
+                }
+                ExportFormat::Jsonl => None,
+            };
+            while let Some(entry) = stream.next().await {
+                let entry = entry.map_err(status_error)?;
+                match &mut csv {
+                    Some(w) => w.write_record(output::audit_csv_record(&entry))?,
+                    None => println!("{}", output::audit_json(&entry)),
+                }
+            }
+            if let Some(mut w) = csv {
+                w.flush()?;
+            }
+        }
+        AuditCommand::Verify => {
+            let v = rpc(audit.verify_audit(pb::VerifyAuditRequest {}).await)?;
+            print(
+                opts.json,
+                json!({"ok": v.ok, "entries": v.entries, "broken_at": (!v.ok).then_some(v.broken_at), "reason": (!v.ok).then_some(&v.reason)}),
+                || {
+                    if v.ok {
+                        format!(
+                            "audit log intact: {} entries, hash chain verified",
+                            v.entries
+                        )
+                    } else {
+                        format!("AUDIT LOG BROKEN at entry {}: {}", v.broken_at, v.reason)
+                    }
+                },
+            );
+            if !v.ok {
+                return Err(anyhow!("the audit log does not verify"));
             }
         }
     }

@@ -111,6 +111,13 @@ enum Command {
         #[command(flatten)]
         client: ClientOpts,
     },
+    /// Members of other companies.
+    Contact {
+        #[command(subcommand)]
+        command: ContactCommand,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
     /// Rooms and messages.
     Room {
         #[command(subcommand)]
@@ -118,6 +125,12 @@ enum Command {
         #[command(flatten)]
         client: ClientOpts,
     },
+}
+
+#[derive(Subcommand)]
+pub enum ContactCommand {
+    /// Find a member of another company by exact id.
+    Find { id: String },
 }
 
 #[derive(Subcommand)]
@@ -148,6 +161,21 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: CompanyCommand,
     },
+    /// "Chat with WORKS users from other companies": the settings.
+    External {
+        #[command(subcommand)]
+        command: ExternalCommand,
+    },
+    /// Members allowed to talk with other companies.
+    Connected {
+        #[command(subcommand)]
+        command: ConnectedCommand,
+    },
+    /// The audit log of external events.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Peering with other companies' nodes.
     Peer {
         #[command(subcommand)]
@@ -158,6 +186,88 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: CaCommand,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+impl OnOff {
+    fn is_on(self) -> bool {
+        matches!(self, OnOff::On)
+    }
+}
+
+#[derive(Subcommand)]
+pub enum ExternalCommand {
+    Show,
+    /// Change the settings given; the others stay as they are.
+    Set {
+        /// Use status.
+        #[arg(long)]
+        enabled: Option<OnOff>,
+        /// Connect new members automatically.
+        #[arg(long)]
+        auto_grant: Option<OnOff>,
+        /// Forbid attachments in rooms with other companies.
+        #[arg(long)]
+        restrict_files: Option<OnOff>,
+        /// The company name other companies see as the fixed status.
+        #[arg(long)]
+        company: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ConnectedCommand {
+    Add { id: String },
+    Remove { id: String },
+    List,
+}
+
+#[derive(Args, Clone)]
+pub struct AuditFilter {
+    #[arg(long)]
+    member: Option<String>,
+    #[arg(long)]
+    external: Option<String>,
+    #[arg(long)]
+    peer: Option<String>,
+    /// Case-insensitive text in the entry.
+    #[arg(long)]
+    text: Option<String>,
+    /// RFC 3339 time or unix milliseconds.
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long)]
+    until: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    Search {
+        #[command(flatten)]
+        filter: AuditFilter,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Every matching entry as JSON lines or CSV on stdout.
+    Export {
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        #[command(flatten)]
+        filter: AuditFilter,
+    },
+    /// Recompute the hash chain.
+    Verify,
 }
 
 #[derive(Subcommand)]

@@ -281,3 +281,71 @@ pub fn ca_text(ca: &pb::CaStatus, notices: &[pb::PeerNotice]) -> String {
     }
     text
 }
+
+pub fn audit_json(e: &pb::AuditEntry) -> Value {
+    let opt = |s: &String| (!s.is_empty()).then(|| s.clone());
+    json!({
+        "seq": e.seq,
+        "at_ms": e.at_ms,
+        "kind": e.kind,
+        "actor": e.actor,
+        "member": opt(&e.member),
+        "external_user": opt(&e.external_user),
+        "peer_tenant": opt(&e.peer_tenant),
+        "detail": e.detail,
+        "prev_hash": e.prev_hash,
+        "hash": e.hash,
+    })
+}
+
+pub fn audit_line(e: &pb::AuditEntry) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(e.at_ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| e.at_ms.to_string());
+    let mut parts = vec![format!("#{:<5} {at}  {:<18} by {}", e.seq, e.kind, e.actor)];
+    for (label, value) in [
+        ("member", &e.member),
+        ("external", &e.external_user),
+        ("peer", &e.peer_tenant),
+    ] {
+        if !value.is_empty() {
+            parts.push(format!("{label} {value}"));
+        }
+    }
+    if !e.detail.is_empty() {
+        parts.push(format!("— {}", e.detail));
+    }
+    parts.join("  ")
+}
+
+pub const AUDIT_CSV_HEADER: [&str; 10] = [
+    "seq",
+    "at_ms",
+    "kind",
+    "actor",
+    "member",
+    "external_user",
+    "peer_tenant",
+    "detail",
+    "prev_hash",
+    "hash",
+];
+
+pub fn audit_csv_record(e: &pb::AuditEntry) -> [String; 10] {
+    [
+        e.seq.to_string(),
+        e.at_ms.to_string(),
+        e.kind.clone(),
+        e.actor.clone(),
+        e.member.clone(),
+        e.external_user.clone(),
+        e.peer_tenant.clone(),
+        e.detail.clone(),
+        e.prev_hash.clone(),
+        e.hash.clone(),
+    ]
+}

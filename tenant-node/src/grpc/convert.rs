@@ -5,7 +5,10 @@ use works_proto::client::v1 as pb;
 use crate::error::{Error, Result};
 use crate::model::{EventBody, Member, MemberState, Profile, Role, Room, RoomEvent, RoomKind};
 use crate::peers::{CaStatus, PeerNotice, PeerStatus, PeerTest};
+use crate::policy::{Connected, ExternalSettings, Notice};
+use crate::store::audit::{Entry, Filter};
 use crate::store::peers::PeerSource;
+use crate::watch::WatchItem;
 
 pub fn role_from_pb(value: i32) -> Result<Role> {
     match pb::Role::try_from(value) {
@@ -182,5 +185,93 @@ pub fn ca_change(ca: CaStatus, notices: Vec<PeerNotice>) -> pb::CaChange {
     pb::CaChange {
         ca: Some(ca.into()),
         peers: notices.into_iter().map(Into::into).collect(),
+    }
+}
+
+impl From<Notice> for pb::Notice {
+    fn from(n: Notice) -> Self {
+        pb::Notice {
+            id: n.id,
+            kind: n.kind,
+            text: n.text,
+            at_ms: n.at_ms,
+        }
+    }
+}
+
+impl From<WatchItem> for pb::WatchEvent {
+    fn from(item: WatchItem) -> Self {
+        let kind = match item {
+            WatchItem::Room(event) => pb::watch_event::Kind::RoomEvent(event.into()),
+            WatchItem::Notice(notice) => pb::watch_event::Kind::Notice(notice.into()),
+        };
+        pb::WatchEvent { kind: Some(kind) }
+    }
+}
+
+impl From<ExternalSettings> for pb::ExternalSettings {
+    fn from(s: ExternalSettings) -> Self {
+        pb::ExternalSettings {
+            enabled: s.enabled,
+            auto_grant: s.auto_grant,
+            restrict_files: s.restrict_files,
+            company: s.company,
+        }
+    }
+}
+
+impl From<Connected> for pb::ConnectedMember {
+    fn from(c: Connected) -> Self {
+        pb::ConnectedMember {
+            member_id: c.member.to_string(),
+            display_name: c.display_name,
+            granted_by: c.granted_by,
+            granted_at_ms: c.granted_at_ms,
+        }
+    }
+}
+
+impl From<Entry> for pb::AuditEntry {
+    fn from(e: Entry) -> Self {
+        pb::AuditEntry {
+            seq: e.seq,
+            at_ms: e.at_ms,
+            kind: e.kind,
+            actor: e.actor,
+            member: e.member.unwrap_or_default(),
+            external_user: e.external_user.unwrap_or_default(),
+            peer_tenant: e.peer_tenant.unwrap_or_default(),
+            detail: e.detail,
+            prev_hash: e.prev_hash,
+            hash: e.hash,
+        }
+    }
+}
+
+/// Empty strings and zeros mean "no filter".
+pub fn audit_filter(r: &pb::AuditSearchRequest) -> Filter {
+    let text = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_lowercase());
+    let time = |t: i64| (t != 0).then_some(t);
+    Filter {
+        member: text(&r.member),
+        external_user: text(&r.external_user),
+        peer_tenant: text(&r.peer_tenant),
+        text: text(&r.text),
+        since_ms: time(r.since_ms),
+        until_ms: time(r.until_ms),
+        after_seq: r.after_seq.max(0),
+        limit: i64::from(r.limit),
+    }
+}
+
+pub fn external_profile(p: works_bridge::PublicProfile) -> pb::ExternalProfile {
+    {
+        pb::ExternalProfile {
+            user_id: p.user,
+            display_name: p.display_name,
+            photo: p.photo,
+            photo_content_type: p.photo_content_type,
+            company: p.company,
+        }
     }
 }

@@ -83,6 +83,15 @@ pub async fn serve_api(
             pb::peering_server::PeeringServer::new(services::PeeringApi(tenant.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
+        .add_service(pb::external_policy_server::ExternalPolicyServer::new(
+            services::ExternalPolicyApi(tenant.clone()),
+        ))
+        .add_service(pb::audit_server::AuditServer::new(services::AuditApi(
+            tenant.clone(),
+        )))
+        .add_service(pb::contacts_server::ContactsServer::new(
+            services::ContactsApi(tenant.clone()),
+        ))
         .add_service(
             pb::rooms_server::RoomsServer::new(services::RoomsApi(tenant))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),

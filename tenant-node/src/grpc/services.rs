@@ -7,9 +7,10 @@ use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 use works_proto::client::v1 as pb;
 
-use super::convert::{ca_change, role_from_pb, room_kind_from_pb};
+use super::convert::{audit_filter, ca_change, external_profile, role_from_pb, room_kind_from_pb};
 use super::{bearer, caller};
 use crate::model::MemberState;
+use crate::policy::SettingsChange;
 use crate::rooms::HistoryQuery;
 use crate::tenant::Tenant;
 use crate::watch::WatchRequest;
@@ -21,6 +22,9 @@ pub struct AdminApi(pub Arc<Tenant>);
 pub struct ProfilesApi(pub Arc<Tenant>);
 pub struct RoomsApi(pub Arc<Tenant>);
 pub struct PeeringApi(pub Arc<Tenant>);
+pub struct ExternalPolicyApi(pub Arc<Tenant>);
+pub struct AuditApi(pub Arc<Tenant>);
+pub struct ContactsApi(pub Arc<Tenant>);
 
 #[tonic::async_trait]
 impl pb::auth_server::Auth for AuthApi {
@@ -134,6 +138,17 @@ impl pb::profiles_server::Profiles for ProfilesApi {
             .set_profile(&who, r.display_name.as_deref(), r.photo, r.clear_photo)
             .await?;
         Ok(Response::new(profile.into()))
+    }
+
+    async fn list_notices(
+        &self,
+        request: Request<pb::ListNoticesRequest>,
+    ) -> Reply<pb::ListNoticesResponse> {
+        let who = caller(&self.0, &request).await?;
+        let notices = self.0.notices(&who).await?;
+        Ok(Response::new(pb::ListNoticesResponse {
+            notices: notices.into_iter().map(Into::into).collect(),
+        }))
     }
 }
 
@@ -347,12 +362,158 @@ impl pb::rooms_server::Rooms for RoomsApi {
                 },
             )
             .await?;
-        let stream = ReceiverStream::new(events).map(|item| {
-            item.map(|event| pb::WatchEvent {
-                kind: Some(pb::watch_event::Kind::RoomEvent(event.into())),
-            })
-            .map_err(Status::from)
-        });
+        let stream =
+            ReceiverStream::new(events).map(|item| item.map(Into::into).map_err(Status::from));
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::external_policy_server::ExternalPolicy for ExternalPolicyApi {
+    async fn get_external_settings(
+        &self,
+        request: Request<pb::GetExternalSettingsRequest>,
+    ) -> Reply<pb::ExternalSettings> {
+        let who = caller(&self.0, &request).await?;
+        Ok(Response::new(self.0.external_settings(&who).await?.into()))
+    }
+
+    async fn set_external_settings(
+        &self,
+        request: Request<pb::SetExternalSettingsRequest>,
+    ) -> Reply<pb::ExternalSettings> {
+        let who = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let change = SettingsChange {
+            enabled: r.enabled,
+            auto_grant: r.auto_grant,
+            restrict_files: r.restrict_files,
+            company: r.company,
+        };
+        Ok(Response::new(
+            self.0.set_external_settings(&who, change).await?.into(),
+        ))
+    }
+
+    async fn list_connected(
+        &self,
+        request: Request<pb::ListConnectedRequest>,
+    ) -> Reply<pb::ListConnectedResponse> {
+        let who = caller(&self.0, &request).await?;
+        let members = self.0.connected_members(&who).await?;
+        Ok(Response::new(pb::ListConnectedResponse {
+            members: members.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn add_connected(
+        &self,
+        request: Request<pb::AddConnectedRequest>,
+    ) -> Reply<pb::AddConnectedResponse> {
+        let who = caller(&self.0, &request).await?;
+        self.0
+            .add_connected(&who, &request.into_inner().member_id)
+            .await?;
+        Ok(Response::new(pb::AddConnectedResponse {}))
+    }
+
+    async fn remove_connected(
+        &self,
+        request: Request<pb::RemoveConnectedRequest>,
+    ) -> Reply<pb::RemoveConnectedResponse> {
+        let who = caller(&self.0, &request).await?;
+        self.0
+            .remove_connected(&who, &request.into_inner().member_id)
+            .await?;
+        Ok(Response::new(pb::RemoveConnectedResponse {}))
+    }
+}
+
+type AuditStream = Pin<Box<dyn Stream<Item = Result<pb::AuditEntry, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::audit_server::Audit for AuditApi {
+    async fn search_audit(
+        &self,
+        request: Request<pb::AuditSearchRequest>,
+    ) -> Reply<pb::AuditSearchResponse> {
+        let who = caller(&self.0, &request).await?;
+        let entries = self
+            .0
+            .audit_search(&who, audit_filter(request.get_ref()))
+            .await?;
+        Ok(Response::new(pb::AuditSearchResponse {
+            entries: entries.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    type ExportAuditStream = AuditStream;
+
+    async fn export_audit(
+        &self,
+        request: Request<pb::AuditSearchRequest>,
+    ) -> Reply<Self::ExportAuditStream> {
+        let who = caller(&self.0, &request).await?;
+        let mut filter = audit_filter(request.get_ref());
+        filter.limit = crate::audit::MAX_PAGE;
+        // Check access and filters now, so a refusal is the call's status.
+        let first = self.0.audit_search(&who, filter.clone()).await?;
+        let tenant = self.0.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut page = first;
+            loop {
+                let Some(last) = page.last().map(|e| e.seq) else {
+                    return;
+                };
+                for entry in page {
+                    if tx.send(Ok(entry.into())).await.is_err() {
+                        return;
+                    }
+                }
+                filter.after_seq = last;
+                page = match tenant.audit_search(&who, filter.clone()).await {
+                    Ok(page) => page,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::from(e))).await;
+                        return;
+                    }
+                };
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn verify_audit(
+        &self,
+        request: Request<pb::VerifyAuditRequest>,
+    ) -> Reply<pb::VerifyAuditResponse> {
+        let who = caller(&self.0, &request).await?;
+        Ok(Response::new(match self.0.audit_verify(&who).await? {
+            Ok(entries) => pb::VerifyAuditResponse {
+                ok: true,
+                entries,
+                broken_at: 0,
+                reason: String::new(),
+            },
+            Err((broken_at, reason)) => pb::VerifyAuditResponse {
+                ok: false,
+                entries: 0,
+                broken_at,
+                reason,
+            },
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::contacts_server::Contacts for ContactsApi {
+    async fn find_user(&self, request: Request<pb::FindUserRequest>) -> Reply<pb::ExternalProfile> {
+        let who = caller(&self.0, &request).await?;
+        let profile = self
+            .0
+            .find_external(&who, &request.into_inner().user_id)
+            .await?;
+        Ok(Response::new(external_profile(profile)))
     }
 }

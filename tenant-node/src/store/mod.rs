@@ -4,9 +4,11 @@
 //! Architecture invariant: nothing outside `store` writes SQL, and nothing in
 //! `store` makes a policy decision.
 
+pub mod audit;
 pub mod events;
 pub mod members;
 pub mod peers;
+pub mod policy;
 pub mod rooms;
 pub mod sessions;
 pub mod settings;

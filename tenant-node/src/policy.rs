@@ -1,0 +1,248 @@
+//! External-messaging policy (admin): use status, connected members,
+//! auto-grant, file restriction, company name; and members' notices.
+
+use crate::error::{Error, Result};
+use crate::ids::MemberId;
+use crate::model::{Caller, MemberState};
+use crate::store::audit::{self, NewEntry};
+use crate::store::{WriteTx, now_ms, policy};
+use crate::tenant::Tenant;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalSettings {
+    pub enabled: bool,
+    pub auto_grant: bool,
+    pub restrict_files: bool,
+    pub company: String,
+}
+
+/// A change to the settings; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Default)]
+pub struct SettingsChange {
+    pub enabled: Option<bool>,
+    pub auto_grant: Option<bool>,
+    pub restrict_files: Option<bool>,
+    pub company: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Connected {
+    pub member: MemberId,
+    pub display_name: String,
+    pub granted_by: String,
+    pub granted_at_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub id: String,
+    pub member: String,
+    pub kind: String,
+    pub text: String,
+    pub at_ms: i64,
+}
+
+fn on_off(v: bool) -> &'static str {
+    if v { "on" } else { "off" }
+}
+
+impl Tenant {
+    pub async fn external_settings(&self, caller: &Caller) -> Result<ExternalSettings> {
+        caller.require_admin()?;
+        self.read_external_settings().await
+    }
+
+    async fn read_external_settings(&self) -> Result<ExternalSettings> {
+        let mut conn = self.store.pool().acquire().await?;
+        Ok(ExternalSettings {
+            enabled: policy::flag(&mut conn, policy::EXTERNAL_ENABLED).await?,
+            auto_grant: policy::flag(&mut conn, policy::EXTERNAL_AUTO_GRANT).await?,
+            restrict_files: policy::flag(&mut conn, policy::EXTERNAL_RESTRICT_FILES).await?,
+            company: self.company_name().await?,
+        })
+    }
+
+    pub async fn set_external_settings(
+        &self,
+        caller: &Caller,
+        change: SettingsChange,
+    ) -> Result<ExternalSettings> {
+        caller.require_admin()?;
+        let company = change
+            .company
+            .as_deref()
+            .map(|c| crate::tenant::clean_name("company", c, 100))
+            .transpose()?;
+        let before = self.read_external_settings().await?;
+        let mut w = self.store.begin_write().await?;
+        let mut changed = Vec::new();
+        for (key, label, new, old) in [
+            (
+                policy::EXTERNAL_ENABLED,
+                "use status",
+                change.enabled,
+                before.enabled,
+            ),
+            (
+                policy::EXTERNAL_AUTO_GRANT,
+                "auto-grant",
+                change.auto_grant,
+                before.auto_grant,
+            ),
+            (
+                policy::EXTERNAL_RESTRICT_FILES,
+                "restrict files",
+                change.restrict_files,
+                before.restrict_files,
+            ),
+        ] {
+            if let Some(new) = new
+                && new != old
+            {
+                policy::set_setting(&mut w.tx, key, on_off(new)).await?;
+                changed.push(format!("{label} {}", on_off(new)));
+            }
+        }
+        if let Some(company) = &company
+            && company != &before.company
+        {
+            policy::set_setting(&mut w.tx, crate::store::settings::COMPANY_NAME, company).await?;
+            changed.push(format!("company name {company:?}"));
+        }
+        if !changed.is_empty() {
+            audit::append(
+                &mut w.tx,
+                &NewEntry::new("policy.changed", &caller.member).detail(changed.join(", ")),
+                now_ms(),
+            )
+            .await?;
+        }
+        w.commit().await?;
+        if !changed.is_empty() {
+            tracing::info!(by = %caller.member, change = %changed.join(", "), "external messaging settings changed");
+        }
+        self.read_external_settings().await
+    }
+
+    pub async fn connected_members(&self, caller: &Caller) -> Result<Vec<Connected>> {
+        caller.require_admin()?;
+        let mut conn = self.store.pool().acquire().await?;
+        Ok(policy::connected(&mut conn)
+            .await?
+            .into_iter()
+            .map(|r| Connected {
+                member: r.member,
+                display_name: r.display_name,
+                granted_by: r.granted_by,
+                granted_at_ms: r.granted_at_ms,
+            })
+            .collect())
+    }
+
+    pub async fn add_connected(&self, caller: &Caller, member: &str) -> Result<()> {
+        caller.require_admin()?;
+        let id = self.local_member_id("member_id", member)?;
+        match self.store.member(&id).await? {
+            None => return Err(Error::NotFound(format!("member {id}"))),
+            Some(m) if m.state == MemberState::Suspended => {
+                return Err(Error::FailedPrecondition(format!(
+                    "member {id} is suspended"
+                )));
+            }
+            Some(_) => {}
+        }
+        let mut w = self.store.begin_write().await?;
+        if !policy::connect(&mut w.tx, &id, caller.member.as_str(), now_ms()).await? {
+            return Err(Error::AlreadyExists(format!(
+                "{id} is already a connected member"
+            )));
+        }
+        let notice = self.grant(&mut w, &id, caller.member.as_str()).await?;
+        w.commit().await?;
+        self.hub.notice(notice);
+        Ok(())
+    }
+
+    /// Records a grant and the member's notice, inside the caller's transaction.
+    async fn grant(&self, w: &mut WriteTx, id: &MemberId, by: &str) -> Result<policy::NoticeRow> {
+        audit::append(
+            &mut w.tx,
+            &NewEntry::new("connected.added", by).member(id),
+            now_ms(),
+        )
+        .await?;
+        let notice = policy::NoticeRow {
+            id: ulid::Ulid::new().to_string(),
+            member: id.to_string(),
+            kind: "external_granted".into(),
+            text: "your admin allowed you to talk with members of other companies".into(),
+            at_ms: now_ms(),
+        };
+        policy::insert_notice(&mut w.tx, &notice).await?;
+        tracing::info!(member = %id, by, "connected member added");
+        Ok(notice)
+    }
+
+    pub async fn remove_connected(&self, caller: &Caller, member: &str) -> Result<()> {
+        caller.require_admin()?;
+        let id = self.local_member_id("member_id", member)?;
+        let mut w = self.store.begin_write().await?;
+        if !policy::disconnect(&mut w.tx, &id).await? {
+            return Err(Error::NotFound(format!("connected member {id}")));
+        }
+        audit::append(
+            &mut w.tx,
+            &NewEntry::new("connected.removed", &caller.member).member(&id),
+            now_ms(),
+        )
+        .await?;
+        let notice = policy::NoticeRow {
+            id: ulid::Ulid::new().to_string(),
+            member: id.to_string(),
+            kind: "external_revoked".into(),
+            text: "your admin no longer allows you to talk with members of other companies".into(),
+            at_ms: now_ms(),
+        };
+        policy::insert_notice(&mut w.tx, &notice).await?;
+        w.commit().await?;
+        tracing::info!(member = %id, by = %caller.member, "connected member removed");
+        self.hub.notice(notice);
+        Ok(())
+    }
+
+    /// Grants a newly added member when the admin chose automatic grants.
+    pub(crate) async fn auto_grant(&self, id: &MemberId, by: &str) -> Result<()> {
+        let mut w = self.store.begin_write().await?;
+        if !(policy::external_enabled(&mut w.tx).await?
+            && policy::flag(&mut w.tx, policy::EXTERNAL_AUTO_GRANT).await?)
+        {
+            return Ok(());
+        }
+        if !policy::connect(&mut w.tx, id, by, now_ms()).await? {
+            return Ok(());
+        }
+        let notice = self.grant(&mut w, id, by).await?;
+        w.commit().await?;
+        self.hub.notice(notice);
+        Ok(())
+    }
+
+    pub async fn notices(&self, caller: &Caller) -> Result<Vec<Notice>> {
+        let mut conn = self.store.pool().acquire().await?;
+        Ok(policy::notices(&mut conn, &caller.member, 100)
+            .await?
+            .into_iter()
+            .map(notice_of)
+            .collect())
+    }
+}
+
+pub fn notice_of(r: policy::NoticeRow) -> Notice {
+    Notice {
+        id: r.id,
+        member: r.member,
+        kind: r.kind,
+        text: r.text,
+        at_ms: r.at_ms,
+    }
+}

@@ -1,0 +1,221 @@
+//! The audit log: append-only and hash-chained. Each row's hash covers the
+//! previous row's hash and every field, so a changed, removed or reordered
+//! row breaks the chain from there on.
+
+use sha2::{Digest, Sha256};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use crate::error::Result;
+
+/// An entry to append.
+#[derive(Debug, Clone, Default)]
+pub struct NewEntry {
+    pub kind: String,
+    /// Who did it: a member id, `peer:TENANT`, or `system`.
+    pub actor: String,
+    /// The local member it concerns.
+    pub member: Option<String>,
+    pub external_user: Option<String>,
+    pub peer_tenant: Option<String>,
+    pub detail: String,
+}
+
+impl NewEntry {
+    pub fn new(kind: &str, actor: impl ToString) -> NewEntry {
+        NewEntry {
+            kind: kind.into(),
+            actor: actor.to_string(),
+            ..NewEntry::default()
+        }
+    }
+    pub fn member(mut self, member: impl ToString) -> Self {
+        self.member = Some(member.to_string());
+        self
+    }
+    pub fn external(mut self, user: impl ToString) -> Self {
+        self.external_user = Some(user.to_string());
+        self
+    }
+    pub fn peer(mut self, tenant: impl ToString) -> Self {
+        self.peer_tenant = Some(tenant.to_string());
+        self
+    }
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into();
+        self
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub seq: i64,
+    pub at_ms: i64,
+    pub kind: String,
+    pub actor: String,
+    pub member: Option<String>,
+    pub external_user: Option<String>,
+    pub peer_tenant: Option<String>,
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub member: Option<String>,
+    pub external_user: Option<String>,
+    pub peer_tenant: Option<String>,
+    pub text: Option<String>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub after_seq: i64,
+    pub limit: i64,
+}
+
+pub fn chain_hash(prev: &str, seq: i64, at_ms: i64, e: &NewEntry) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        prev,
+        &seq.to_string(),
+        &at_ms.to_string(),
+        &e.kind,
+        &e.actor,
+        e.member.as_deref().unwrap_or(""),
+        e.external_user.as_deref().unwrap_or(""),
+        e.peer_tenant.as_deref().unwrap_or(""),
+        &e.detail,
+    ] {
+        // Length-prefixed, so no two field lists hash alike.
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Appends within the caller's transaction, so the entry commits (or not)
+/// with the change it records.
+pub async fn append(conn: &mut AnyConnection, entry: &NewEntry, at_ms: i64) -> Result<i64> {
+    // Locks the head row: appends serialise on every backend.
+    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+        .fetch_one(&mut *conn)
+        .await?;
+    let seq: i64 = head.try_get("seq")?;
+    let prev: String = head.try_get("hash")?;
+    let hash = chain_hash(&prev, seq, at_ms, entry);
+    sqlx::query(
+        "INSERT INTO audit_log (seq, at, kind, actor, member, external_user, peer_tenant, detail, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(seq)
+    .bind(at_ms)
+    .bind(&entry.kind)
+    .bind(&entry.actor)
+    .bind(entry.member.as_deref())
+    .bind(entry.external_user.as_deref())
+    .bind(entry.peer_tenant.as_deref())
+    .bind(&entry.detail)
+    .bind(&prev)
+    .bind(&hash)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        .bind(&hash)
+        .execute(&mut *conn)
+        .await?;
+    Ok(seq)
+}
+
+fn entry_from_row(r: &AnyRow) -> Result<Entry> {
+    Ok(Entry {
+        seq: r.try_get("seq")?,
+        at_ms: r.try_get("at")?,
+        kind: r.try_get("kind")?,
+        actor: r.try_get("actor")?,
+        member: r.try_get("member")?,
+        external_user: r.try_get("external_user")?,
+        peer_tenant: r.try_get("peer_tenant")?,
+        detail: r.try_get("detail")?,
+        prev_hash: r.try_get("prev_hash")?,
+        hash: r.try_get("hash")?,
+    })
+}
+
+const COLUMNS: &str =
+    "seq, at, kind, actor, member, external_user, peer_tenant, detail, prev_hash, hash";
+
+/// Entries matching every given filter, oldest first.
+pub async fn search(conn: &mut AnyConnection, f: &Filter) -> Result<Vec<Entry>> {
+    // Absent filters bind NULL and match everything; the SQL stays static.
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM audit_log WHERE seq > $1 \
+         AND ($2 IS NULL OR member = $2) \
+         AND ($3 IS NULL OR external_user = $3) \
+         AND ($4 IS NULL OR peer_tenant = $4) \
+         AND ($5 IS NULL OR LOWER(detail) LIKE $5 OR LOWER(kind) LIKE $5) \
+         AND ($6 IS NULL OR at >= $6) \
+         AND ($7 IS NULL OR at < $7) \
+         ORDER BY seq LIMIT $8"
+    )))
+    .bind(f.after_seq)
+    .bind(f.member.as_deref())
+    .bind(f.external_user.as_deref())
+    .bind(f.peer_tenant.as_deref())
+    .bind(f.text.as_ref().map(|t| format!("%{}%", t.to_lowercase())))
+    .bind(f.since_ms)
+    .bind(f.until_ms)
+    .bind(f.limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(entry_from_row).collect()
+}
+
+/// Walks the whole chain; returns the number of entries, or the first seq
+/// whose hash or link does not hold.
+pub async fn verify(conn: &mut AnyConnection) -> Result<Result<i64, (i64, String)>> {
+    let mut prev = String::new();
+    let mut after = 0i64;
+    let mut count = 0i64;
+    loop {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT 1000"
+        )))
+        .bind(after)
+        .fetch_all(&mut *conn)
+        .await?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            let e = entry_from_row(row)?;
+            if e.seq != after + 1 {
+                return Ok(Err((after + 1, format!("entry {} is missing", after + 1))));
+            }
+            if e.prev_hash != prev {
+                return Ok(Err((e.seq, "does not link to the entry before it".into())));
+            }
+            let new = NewEntry {
+                kind: e.kind.clone(),
+                actor: e.actor.clone(),
+                member: e.member.clone(),
+                external_user: e.external_user.clone(),
+                peer_tenant: e.peer_tenant.clone(),
+                detail: e.detail.clone(),
+            };
+            if chain_hash(&prev, e.seq, e.at_ms, &new) != e.hash {
+                return Ok(Err((e.seq, "its contents do not match its hash".into())));
+            }
+            prev = e.hash;
+            after = e.seq;
+            count += 1;
+        }
+    }
+    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_one(&mut *conn)
+        .await?;
+    let (head_seq, head_hash): (i64, String) = (head.try_get("seq")?, head.try_get("hash")?);
+    if head_seq != after || head_hash != prev {
+        return Ok(Err((head_seq, "the newest entries were removed".into())));
+    }
+    Ok(Ok(count))
+}

@@ -1,0 +1,173 @@
+//! External-messaging settings, connected members, blocks and notices.
+
+use sqlx::{AnyConnection, Row};
+
+use super::rooms::stored;
+use crate::error::Result;
+use crate::ids::MemberId;
+
+pub const EXTERNAL_ENABLED: &str = "external.enabled";
+pub const EXTERNAL_AUTO_GRANT: &str = "external.auto_grant";
+pub const EXTERNAL_RESTRICT_FILES: &str = "external.restrict_files";
+
+pub async fn setting(conn: &mut AnyConnection, key: &str) -> Result<Option<String>> {
+    let row = sqlx::query("SELECT value FROM settings WHERE key = $1")
+        .bind(key)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(|r| r.try_get("value")).transpose()?)
+}
+
+pub async fn flag(conn: &mut AnyConnection, key: &str) -> Result<bool> {
+    Ok(setting(conn, key).await?.as_deref() == Some("on"))
+}
+
+pub async fn set_setting(conn: &mut AnyConnection, key: &str, value: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO settings (key, value) VALUES ($1, $2) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(key)
+    .bind(value)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn external_enabled(conn: &mut AnyConnection) -> Result<bool> {
+    flag(conn, EXTERNAL_ENABLED).await
+}
+
+/// Connected and active: a suspended member is not reachable from outside.
+pub async fn is_connected(conn: &mut AnyConnection, member: &MemberId) -> Result<bool> {
+    let row = sqlx::query(
+        "SELECT 1 AS one FROM connected_members c JOIN members m ON m.id = c.member_id \
+         WHERE c.member_id = $1 AND m.state = 'active'",
+    )
+    .bind(member.as_str())
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.is_some())
+}
+
+pub async fn is_blocked(
+    conn: &mut AnyConnection,
+    member: &MemberId,
+    other: &MemberId,
+) -> Result<bool> {
+    let row = sqlx::query("SELECT 1 AS one FROM blocks WHERE member_id = $1 AND blocked = $2")
+        .bind(member.as_str())
+        .bind(other.as_str())
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Adds a member to the connected list; false when already there.
+pub async fn connect(
+    conn: &mut AnyConnection,
+    member: &MemberId,
+    by: &str,
+    at_ms: i64,
+) -> Result<bool> {
+    let n = sqlx::query(
+        "INSERT INTO connected_members (member_id, granted_by, granted_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (member_id) DO NOTHING",
+    )
+    .bind(member.as_str())
+    .bind(by)
+    .bind(at_ms)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// Removes a member from the connected list; false when not there.
+pub async fn disconnect(conn: &mut AnyConnection, member: &MemberId) -> Result<bool> {
+    let n = sqlx::query("DELETE FROM connected_members WHERE member_id = $1")
+        .bind(member.as_str())
+        .execute(conn)
+        .await?
+        .rows_affected();
+    Ok(n == 1)
+}
+
+pub struct ConnectedRow {
+    pub member: MemberId,
+    pub display_name: String,
+    pub granted_by: String,
+    pub granted_at_ms: i64,
+}
+
+pub async fn connected(conn: &mut AnyConnection) -> Result<Vec<ConnectedRow>> {
+    let rows = sqlx::query(
+        "SELECT c.member_id, m.display_name, c.granted_by, c.granted_at FROM connected_members c \
+         JOIN members m ON m.id = c.member_id ORDER BY c.member_id",
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ConnectedRow {
+                member: stored(
+                    "member id",
+                    MemberId::parse(&r.try_get::<String, _>("member_id")?),
+                )?,
+                display_name: r.try_get("display_name")?,
+                granted_by: r.try_get("granted_by")?,
+                granted_at_ms: r.try_get("granted_at")?,
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone)]
+pub struct NoticeRow {
+    pub id: String,
+    pub member: String,
+    pub kind: String,
+    pub text: String,
+    pub at_ms: i64,
+}
+
+pub async fn insert_notice(conn: &mut AnyConnection, notice: &NoticeRow) -> Result<()> {
+    sqlx::query("INSERT INTO notices (id, member_id, kind, text, at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(&notice.id)
+        .bind(&notice.member)
+        .bind(&notice.kind)
+        .bind(&notice.text)
+        .bind(notice.at_ms)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A member's notices, newest last, at most `limit`.
+pub async fn notices(
+    conn: &mut AnyConnection,
+    member: &MemberId,
+    limit: i64,
+) -> Result<Vec<NoticeRow>> {
+    let rows = sqlx::query(
+        "SELECT id, member_id, kind, text, at FROM notices WHERE member_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
+    )
+    .bind(member.as_str())
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    let mut out = rows
+        .iter()
+        .map(|r| {
+            Ok(NoticeRow {
+                id: r.try_get("id")?,
+                member: r.try_get("member_id")?,
+                kind: r.try_get("kind")?,
+                text: r.try_get("text")?,
+                at_ms: r.try_get("at")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    out.reverse();
+    Ok(out)
+}
