@@ -269,6 +269,23 @@ async fn the_demo_runs_to_the_end_by_itself() {
         out.stdout
     );
     assert!(out.stdout.contains("duplicate=true"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("peer test acme.example: ok"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("[alice] find carol@globex.example → Carol Chen (Globex Inc.)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("find dave@globex.example → user dave@globex.example not found"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! Members of other companies: finding them by exact id. Every step goes
 //! through `admission`, on the way out and on the way in.
 
-use works_bridge::PublicProfile;
+use works_bridge::{BridgeError, PublicProfile};
 
 use crate::error::{Error, Result};
 use crate::ids::{MemberId, TenantId};
@@ -65,6 +65,9 @@ impl Tenant {
                 permit.peer(),
                 profile.user
             ))),
+            Err(BridgeError::Refused(status)) if status.code() == tonic::Code::NotFound => {
+                Err(Error::NotFound(format!("user {external}")))
+            }
             Err(e) => Err(bridge_error(permit.peer(), e)),
         }
     }

@@ -95,13 +95,133 @@ pub async fn run() -> anyhow::Result<()> {
             "\n== {} and {} peer their nodes",
             acme.tenant, globex.tenant
         );
-        peer(&acme, &globex).await
+        peer(&acme, &globex).await?;
+        println!("\n== both admins allow one member each to talk with the other company");
+        allow_external(&acme, &globex).await
     }
     .await;
     acme.stop().await?;
     globex.stop().await?;
     story?;
     println!("\n== done: both nodes stopped and their temporary directories are removed");
+    Ok(())
+}
+
+async fn allow_external(acme: &DemoNode, globex: &DemoNode) -> anyhow::Result<()> {
+    let anonymous = Client::connect(&globex.url, None).await?;
+    let globex_admin = globex.admin().await?;
+    globex_admin
+        .admin
+        .clone()
+        .add_member(pb::AddMemberRequest {
+            name: "carol".into(),
+            display_name: "Carol Chen".into(),
+            password: PASSWORD.into(),
+            role: pb::Role::Member as i32,
+        })
+        .await
+        .map_err(status_error)?;
+    let carol = anonymous
+        .login("carol@globex.example", PASSWORD)
+        .await
+        .map_err(status_error)?;
+    let alice = Client::connect(&acme.url, None)
+        .await?
+        .login("alice@acme.example", PASSWORD)
+        .await
+        .map_err(status_error)?;
+    let find = |client: &Client, user: &str| {
+        let mut contacts = client.contacts.clone();
+        let user_id = user.to_string();
+        async move { contacts.find_user(pb::FindUserRequest { user_id }).await }
+    };
+    match find(&alice, "carol@globex.example").await {
+        Ok(_) => say("alice", "found carol before anyone allowed it (a bug)"),
+        Err(status) => say(
+            "alice",
+            format!(
+                "find carol@globex.example before the admins agree: {}",
+                status.message()
+            ),
+        ),
+    }
+    for (node, member) in [
+        (acme, "alice@acme.example"),
+        (globex, "carol@globex.example"),
+    ] {
+        let admin = node.admin().await?;
+        let who = format!("{} admin", node.tenant);
+        admin
+            .external
+            .clone()
+            .set_external_settings(pb::SetExternalSettingsRequest {
+                enabled: Some(true),
+                ..Default::default()
+            })
+            .await
+            .map_err(status_error)?;
+        say(&who, "admin external set --enabled on");
+        admin
+            .external
+            .clone()
+            .add_connected(pb::AddConnectedRequest {
+                member_id: member.into(),
+            })
+            .await
+            .map_err(status_error)?;
+        say(&who, format!("admin connected add {member}"));
+    }
+    let notices = carol
+        .profiles
+        .clone()
+        .list_notices(pb::ListNoticesRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    for n in notices.notices {
+        say("carol", format!("notice: {}", n.text));
+    }
+    let found = find(&alice, "carol@globex.example")
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    say(
+        "alice",
+        format!(
+            "find carol@globex.example → {} ({}), as her company publishes it",
+            found.display_name, found.company
+        ),
+    );
+    match find(&alice, "dave@globex.example").await {
+        Ok(_) => say("alice", "found a member who is not connected (a bug)"),
+        Err(status) => say(
+            "alice",
+            format!("find dave@globex.example → {}", status.message()),
+        ),
+    }
+    let audit = globex_admin
+        .audit
+        .clone()
+        .search_audit(pb::AuditSearchRequest {
+            peer_tenant: acme.tenant.into(),
+            ..Default::default()
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    say(
+        &format!("{} admin", globex.tenant),
+        "admin audit search --peer acme.example:",
+    );
+    for e in audit.entries {
+        say(
+            &format!("{} admin", globex.tenant),
+            format!(
+                "  #{} {} by {} {} {}",
+                e.seq, e.kind, e.actor, e.member, e.detail
+            ),
+        );
+    }
     Ok(())
 }
 
