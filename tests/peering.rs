@@ -84,6 +84,23 @@ async fn bridge_client(target: &TestNode, cert: &NodeCert) -> PeerClient {
         .unwrap()
 }
 
+/// Redeems a made-up secret, claiming `tenant` and presenting `ca_of`'s CA.
+async fn redeem(
+    client: &mut PeerClient,
+    tenant: &str,
+    ca_of: &TestNode,
+) -> Result<tonic::Response<fed::RedeemResponse>, tonic::Status> {
+    client
+        .raw()
+        .redeem(fed::RedeemRequest {
+            secret: vec![1; 32],
+            tenant: tenant.into(),
+            endpoint: "127.0.0.1:9".into(),
+            ca_certificate: ca_of.tls_files().load_ca().unwrap().der().to_vec(),
+        })
+        .await
+}
+
 fn issued_by(node: &TestNode, name: &str, validity: Validity) -> NodeCert {
     node.tls_files()
         .load_ca()
@@ -426,42 +443,18 @@ async fn the_bridge_trusts_only_the_pinned_ca_and_the_name_it_signed() {
         "not issued by the CA of any peer",
     );
     check(
-        unpeered
-            .raw()
-            .redeem(fed::RedeemRequest {
-                secret: vec![1; 32],
-                tenant: "c.example".into(),
-                endpoint: c.bridge.clone(),
-                ca_certificate: c.tls_files().load_ca().unwrap().der().to_vec(),
-            })
-            .await,
+        redeem(&mut unpeered, "c.example", &c).await,
         Code::PermissionDenied,
         "unknown invitation secret",
     );
     // Redeeming in another tenant's name, or with a CA that did not sign the certificate.
     check(
-        unpeered
-            .raw()
-            .redeem(fed::RedeemRequest {
-                secret: vec![1; 32],
-                tenant: "d.example".into(),
-                endpoint: c.bridge.clone(),
-                ca_certificate: c.tls_files().load_ca().unwrap().der().to_vec(),
-            })
-            .await,
+        redeem(&mut unpeered, "d.example", &c).await,
         Code::PermissionDenied,
         "does not name d.example",
     );
     check(
-        unpeered
-            .raw()
-            .redeem(fed::RedeemRequest {
-                secret: vec![1; 32],
-                tenant: "c.example".into(),
-                endpoint: c.bridge.clone(),
-                ca_certificate: a.tls_files().load_ca().unwrap().der().to_vec(),
-            })
-            .await,
+        redeem(&mut unpeered, "c.example", &a).await,
         Code::Unauthenticated,
         "does not chain to the presented CA",
     );

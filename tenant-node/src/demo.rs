@@ -410,23 +410,8 @@ async fn play(url: &str, admin_id: &str, admin_password: &str) -> anyhow::Result
         format!("retried the same send: duplicate={}", retry.duplicate),
     );
 
-    for _ in 0..2 {
-        let event = next_event(&mut bob_stream).await?;
-        say("bob", format!("sees {}", crate::cli::event_line(&event)));
-    }
-    let rooms = bob
-        .rooms
-        .clone()
-        .list_rooms(pb::ListRoomsRequest {})
-        .await
-        .map_err(status_error)?
-        .into_inner();
-    for r in &rooms.rooms {
-        say(
-            "bob",
-            format!("room list: 1:1 with alice, {} unread", r.unread),
-        );
-    }
+    bob_sees(&mut bob_stream, 2).await?;
+    bob_lists_rooms(&bob).await?;
     send(
         &bob,
         "b-1",
@@ -458,10 +443,20 @@ async fn play(url: &str, admin_id: &str, admin_password: &str) -> anyhow::Result
     for event in &history.events {
         say("alice", format!("  {}", crate::cli::event_line(event)));
     }
-    for _ in 0..2 {
-        let event = next_event(&mut bob_stream).await?;
+    bob_sees(&mut bob_stream, 2).await?;
+    bob_lists_rooms(&bob).await?;
+    Ok(())
+}
+
+async fn bob_sees(stream: &mut tonic::Streaming<pb::WatchEvent>, n: usize) -> anyhow::Result<()> {
+    for _ in 0..n {
+        let event = next_event(stream).await?;
         say("bob", format!("sees {}", crate::cli::event_line(&event)));
     }
+    Ok(())
+}
+
+async fn bob_lists_rooms(bob: &Client) -> anyhow::Result<()> {
     let rooms = bob
         .rooms
         .clone()

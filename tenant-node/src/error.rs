@@ -52,3 +52,9 @@ impl Error {
         move |e| Error::invalid(field, e.to_string())
     }
 }
+
+impl From<works_certs::CertError> for Error {
+    fn from(e: works_certs::CertError) -> Self {
+        Error::Internal(format!("certificates: {e}"))
+    }
+}

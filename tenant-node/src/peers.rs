@@ -538,16 +538,23 @@ impl Tenant {
         })
     }
 
+    fn in_change_over(&self) -> Result<bool> {
+        Ok(self.tls_files.load_previous_ca()?.is_some())
+    }
+
+    /// Presents `node` on the bridge from now on, as server and as client.
+    fn switch_to(&self, node: &works_certs::NodeCert) -> Result<()> {
+        let identity = works_bridge::NodeIdentity::from_node_cert(node)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        self.set_identity(identity)
+            .map_err(|e| Error::Internal(e.to_string()))
+    }
+
     /// Starts a CA change-over: a new CA and node certificate; every peer is
     /// told to trust both CAs, then this node switches to the new one.
     pub async fn rotate_ca(&self, caller: &Caller) -> Result<(CaStatus, Vec<PeerNotice>)> {
         caller.require_admin()?;
-        if self
-            .tls_files
-            .load_previous_ca()
-            .map_err(|e| Error::Internal(e.to_string()))?
-            .is_some()
-        {
+        if self.in_change_over()? {
             return Err(Error::FailedPrecondition(
                 "a CA change-over is already under way; retire the previous CA first".into(),
             ));
@@ -560,10 +567,7 @@ impl Tenant {
         let both = vec![old_ca, new_ca.der().clone()];
         // Told while still presenting the old certificate, which they trust.
         let notices = self.announce_cas(&both).await?;
-        let identity = works_bridge::NodeIdentity::from_node_cert(&node)
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        self.set_identity(identity)
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        self.switch_to(&node)?;
         self.record(
             NewEntry::new("ca.rotated", &caller.member)
                 .detail(format!("new CA sha256 {}", new_ca.fingerprint())),
@@ -576,12 +580,7 @@ impl Tenant {
     /// Ends a change-over: peers are told to trust the new CA alone.
     pub async fn retire_previous_ca(&self, caller: &Caller) -> Result<(CaStatus, Vec<PeerNotice>)> {
         caller.require_admin()?;
-        if self
-            .tls_files
-            .load_previous_ca()
-            .map_err(|e| Error::Internal(e.to_string()))?
-            .is_none()
-        {
+        if !self.in_change_over()? {
             return Err(Error::FailedPrecondition(
                 "no CA change-over is under way".into(),
             ));
@@ -604,10 +603,7 @@ impl Tenant {
             .tls_files
             .renew_node(&self.id, &[])
             .map_err(|e| Error::Internal(format!("cannot renew the node certificate: {e}")))?;
-        let identity = works_bridge::NodeIdentity::from_node_cert(&node)
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        self.set_identity(identity)
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        self.switch_to(&node)?;
         tracing::info!(by = %caller.member, "node certificate renewed");
         self.ca_status(caller)
     }

@@ -24,19 +24,11 @@ fn rpc<T>(result: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Result<T
 }
 
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
-    anyhow!("{}: {}", code_name(status.code()), status.message())
-}
-
-/// `PermissionDenied` → `permission denied`.
-fn code_name(code: tonic::Code) -> String {
-    let mut name = String::new();
-    for (i, c) in format!("{code:?}").chars().enumerate() {
-        if c.is_uppercase() && i > 0 {
-            name.push(' ');
-        }
-        name.push(c.to_ascii_lowercase());
-    }
-    name
+    anyhow!(
+        "{}: {}",
+        works_bridge::error::code_name(status.code()),
+        status.message()
+    )
 }
 
 async fn connect(opts: &ClientOpts) -> anyhow::Result<Client> {
