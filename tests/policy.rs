@@ -445,9 +445,14 @@ async fn the_audit_log_finds_every_external_event_and_detects_tampering() {
         vec![
             "peer.accepted",
             "policy.changed",
+            "peer.notified",
             "connected.added",
+            "peer.notified",
+            "peer.reachability",
+            "peer.reachability",
             "lookup",
-            "lookup"
+            "peer.reachability",
+            "lookup.refused"
         ],
         "{everything:#?}"
     );
@@ -459,7 +464,7 @@ async fn the_audit_log_finds_every_external_event_and_detects_tampering() {
         },
     )
     .await;
-    assert_eq!(kinds(&by_external), vec!["lookup", "lookup"]);
+    assert_eq!(kinds(&by_external), vec!["lookup", "lookup.refused"]);
     assert_eq!(by_external[0].detail, "found");
     let by_member = audit(
         &a_admin,
@@ -471,7 +476,7 @@ async fn the_audit_log_finds_every_external_event_and_detects_tampering() {
     .await;
     assert_eq!(
         kinds(&by_member),
-        vec!["connected.added", "lookup", "lookup"]
+        vec!["connected.added", "lookup", "lookup.refused"]
     );
     let by_peer = audit(
         &a_admin,
@@ -481,7 +486,24 @@ async fn the_audit_log_finds_every_external_event_and_detects_tampering() {
         },
     )
     .await;
-    assert_eq!(kinds(&by_peer), vec!["peer.accepted", "lookup", "lookup"]);
+    assert_eq!(
+        kinds(&by_peer),
+        vec![
+            "peer.accepted",
+            "peer.notified",
+            "peer.notified",
+            "peer.reachability",
+            "peer.reachability",
+            "lookup",
+            "peer.reachability",
+            "lookup.refused"
+        ]
+    );
+    // B told A that bob is gone: A answered "unknown" itself and sent B nothing.
+    assert_eq!(
+        by_external[1].detail,
+        "shown as unknown: their company withdrew them"
+    );
     let by_text = audit(
         &a_admin,
         pb::AuditSearchRequest {
@@ -540,13 +562,7 @@ async fn the_audit_log_finds_every_external_event_and_detects_tampering() {
     )
     .await;
     let details: Vec<&str> = incoming.iter().map(|e| e.detail.as_str()).collect();
-    assert_eq!(
-        details,
-        vec![
-            "answered with the public profile",
-            "answered not found (member not connected)"
-        ]
-    );
+    assert_eq!(details, vec!["answered with the public profile"]);
     assert!(
         incoming
             .iter()
@@ -603,8 +619,8 @@ async fn the_audit_log_finds_every_external_event_and_detects_tampering() {
         .map(|l| serde_json::from_str(l).expect("each line is JSON"))
         .collect();
     assert_eq!(lines.len(), everything.len());
-    assert_eq!(lines[3]["kind"], "lookup");
-    assert_eq!(lines[3]["external_user"], "bob@b.example");
+    assert_eq!(lines[7]["kind"], "lookup");
+    assert_eq!(lines[7]["external_user"], "bob@b.example");
     let csv_text = export("csv").await;
     let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
     assert_eq!(
@@ -613,7 +629,7 @@ async fn the_audit_log_finds_every_external_event_and_detects_tampering() {
     );
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
     assert_eq!(rows.len(), everything.len());
-    assert_eq!(&rows[3][2], "lookup");
+    assert_eq!(&rows[7][2], "lookup");
 
     // Tampering with a stored entry is detected, at that entry.
     let db = a.data_dir().join("node.db");
@@ -623,7 +639,7 @@ async fn the_audit_log_finds_every_external_event_and_detects_tampering() {
     ))
     .await
     .unwrap();
-    sqlx::query("UPDATE audit_log SET detail = 'nothing to see' WHERE seq = 4")
+    sqlx::query("UPDATE audit_log SET detail = 'nothing to see' WHERE seq = 8")
         .execute(&mut conn)
         .await
         .unwrap();
@@ -635,18 +651,18 @@ async fn the_audit_log_finds_every_external_event_and_detects_tampering() {
         .unwrap()
         .into_inner();
     assert!(!broken.ok);
-    assert_eq!(broken.broken_at, 4);
+    assert_eq!(broken.broken_at, 8);
     assert!(
         broken.reason.contains("do not match its hash"),
         "{}",
         broken.reason
     );
     // Removing the newest entries is detected too.
-    sqlx::query("UPDATE audit_log SET detail = 'found' WHERE seq = 4")
+    sqlx::query("UPDATE audit_log SET detail = 'found' WHERE seq = 8")
         .execute(&mut conn)
         .await
         .unwrap();
-    sqlx::query("DELETE FROM audit_log WHERE seq = 5")
+    sqlx::query("DELETE FROM audit_log WHERE seq = 10")
         .execute(&mut conn)
         .await
         .unwrap();
@@ -660,5 +676,111 @@ async fn the_audit_log_finds_every_external_event_and_detects_tampering() {
     assert!(
         !truncated.ok && truncated.reason.contains("removed"),
         "{truncated:?}"
+    );
+}
+
+#[tokio::test]
+async fn switching_off_makes_members_unknown_at_the_peer_until_switched_on_again() {
+    let (a, b, alice, bob) = two_companies().await;
+    let (a_admin, b_admin) = (a.admin().await, b.admin().await);
+    enable(&a_admin, true).await;
+    connect(&a_admin, &alice.id, true).await;
+    enable(&b_admin, true).await;
+    connect(&b_admin, &bob.id, true).await;
+    find(&alice, &bob.id).await.unwrap();
+    let incoming = |admin: Client| async move {
+        audit(
+            &admin,
+            pb::AuditSearchRequest {
+                text: "lookup.incoming".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .len()
+    };
+    assert_eq!(incoming(b_admin.clone()).await, 1);
+
+    enable(&b_admin, false).await;
+    let told = audit(
+        &a_admin,
+        pb::AuditSearchRequest {
+            text: "all members unknown".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(told.len(), 1);
+    assert_eq!(
+        (told[0].kind.as_str(), told[0].actor.as_str()),
+        ("peer.reachability", "peer:b.example")
+    );
+    check(
+        find(&alice, &bob.id).await,
+        Code::NotFound,
+        "bob@b.example (unknown)",
+    );
+    assert_eq!(
+        incoming(b_admin.clone()).await,
+        1,
+        "an unknown member gets no more traffic"
+    );
+
+    // Back on: bob is reachable again (he is still on B's connected list).
+    enable(&b_admin, true).await;
+    let again = find(&alice, &bob.id).await.unwrap();
+    assert_eq!(again.user_id, bob.id);
+    assert_eq!(incoming(b_admin.clone()).await, 2);
+
+    // A peer may speak only of its own members.
+    let identity =
+        works_bridge::NodeIdentity::from_node_cert(&b.tls_files().load_node().unwrap()).unwrap();
+    let config = works_bridge::tls::client_config_pinned(
+        &identity,
+        &[a.tls_files().load_ca().unwrap().der().clone()],
+    )
+    .unwrap();
+    let mut from_b = works_bridge::PeerClient::connect(
+        &a.bridge,
+        &works_bridge::TenantId::parse("a.example").unwrap(),
+        config,
+    )
+    .await
+    .unwrap();
+    let notice =
+        |members: Vec<String>, all_members: bool| works_proto::federation::v1::ReachabilityNotice {
+            from_tenant: "b.example".into(),
+            all_members,
+            members,
+            reachable: false,
+        };
+    check(
+        from_b
+            .raw()
+            .notify_reachability(notice(vec![alice.id.clone()], false))
+            .await,
+        Code::PermissionDenied,
+        "members names a.example",
+    );
+    check(
+        from_b
+            .raw()
+            .notify_reachability(notice(vec![bob.id.clone()], true))
+            .await,
+        Code::InvalidArgument,
+        "not both",
+    );
+    // Alice is still reachable from A's own point of view: nothing was stored.
+    let alice_unknown = audit(
+        &a_admin,
+        pb::AuditSearchRequest {
+            text: alice.id.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(
+        alice_unknown.iter().all(|e| e.kind != "peer.reachability"),
+        "{alice_unknown:?}"
     );
 }

@@ -197,6 +197,26 @@ impl PeerClient {
         Ok(())
     }
 
+    /// Tells the peer that some (or all, when `members` is empty) of our
+    /// members became unreachable, or reachable again.
+    pub async fn notify_reachability(
+        &mut self,
+        me: &TenantId,
+        members: &[String],
+        reachable: bool,
+    ) -> Result<(), BridgeError> {
+        self.inner
+            .notify_reachability(pb::ReachabilityNotice {
+                from_tenant: me.to_string(),
+                all_members: members.is_empty(),
+                members: members.to_vec(),
+                reachable,
+            })
+            .await
+            .map_err(BridgeError::Refused)?;
+        Ok(())
+    }
+
     /// Asks the peer for one of its members' public profile.
     pub async fn lookup_user(
         &mut self,

@@ -61,6 +61,15 @@ pub trait BridgeHandler: Send + Sync + 'static {
     async fn contact(&self, peer: &TenantId) -> Result<(), HandlerError>;
     /// The peer ended the peering.
     async fn unpeer(&self, peer: &TenantId) -> Result<(), HandlerError>;
+    /// The peer says some (or all, when `members` is empty) of its members
+    /// became unreachable, or reachable again. Members are checked to belong
+    /// to `peer` before this is called.
+    async fn reachability(
+        &self,
+        peer: &TenantId,
+        members: Vec<String>,
+        reachable: bool,
+    ) -> Result<(), HandlerError>;
     /// A member of the peer asks for one of this node's members. `requester`
     /// is checked to belong to `peer` before this is called.
     async fn lookup_user(
@@ -348,6 +357,27 @@ impl pb::bridge_server::Bridge for BridgeService {
         })?;
         self.handler.replace_cas(&peer, cas).await?;
         Ok(Response::new(pb::AnnounceCaResponse {}))
+    }
+
+    async fn notify_reachability(
+        &self,
+        request: Request<pb::ReachabilityNotice>,
+    ) -> Result<Response<pb::ReachabilityAck>, Status> {
+        let peer = self.peer(&request)?;
+        let r = request.into_inner();
+        Self::claim(&peer, "from_tenant", &r.from_tenant)?;
+        if r.all_members != r.members.is_empty() {
+            return Err(Status::invalid_argument(
+                "name members, or set all_members, not both",
+            ));
+        }
+        for member in &r.members {
+            Self::claim_member(&peer, "members", member)?;
+        }
+        self.handler
+            .reachability(&peer, r.members, r.reachable)
+            .await?;
+        Ok(Response::new(pb::ReachabilityAck {}))
     }
 
     async fn lookup_user(

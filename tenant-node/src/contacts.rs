@@ -35,6 +35,17 @@ impl Tenant {
                 return Err(denied.to_member(&external));
             }
         };
+        if self.is_unknown(permit.external()).await? {
+            self.record(
+                NewEntry::new("lookup.refused", &caller.member)
+                    .member(permit.local())
+                    .external(permit.external())
+                    .peer(permit.peer())
+                    .detail("shown as unknown: their company withdrew them"),
+            )
+            .await?;
+            return Err(Error::NotFound(format!("user {external} (unknown)")));
+        }
         let peer = self.store.peer(permit.peer()).await?.ok_or_else(|| {
             Error::Internal(format!("admitted without a peer row for {}", permit.peer()))
         })?;
@@ -70,6 +81,12 @@ impl Tenant {
             }
             Err(e) => Err(bridge_error(permit.peer(), e)),
         }
+    }
+
+    /// Whether the user's company told us they are no longer reachable.
+    pub async fn is_unknown(&self, user: &MemberId) -> Result<bool> {
+        let mut conn = self.store.pool().acquire().await?;
+        crate::store::policy::is_unknown(&mut conn, user).await
     }
 
     /// A peer's member asks for one of ours (called through the bridge, with

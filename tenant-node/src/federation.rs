@@ -63,6 +63,18 @@ impl BridgeHandler for NodeBridge {
             .map_err(handler_error)
     }
 
+    async fn reachability(
+        &self,
+        peer: &TenantId,
+        members: Vec<String>,
+        reachable: bool,
+    ) -> Result<(), HandlerError> {
+        self.0
+            .reachability_changed(peer, members, reachable)
+            .await
+            .map_err(handler_error)
+    }
+
     async fn replace_cas(
         &self,
         peer: &TenantId,

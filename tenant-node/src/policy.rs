@@ -47,6 +47,86 @@ fn on_off(v: bool) -> &'static str {
 }
 
 impl Tenant {
+    /// Tells every peer that `members` (all members, when empty) became
+    /// unreachable or reachable again, and records what each peer said.
+    /// Best effort: this node enforces its own half whatever a peer heard.
+    async fn tell_peers(&self, by: &str, members: &[String], reachable: bool) -> Result<()> {
+        for peer in self.store.peers().await? {
+            let told = match self.dial(&peer).await {
+                Ok(mut client) => client
+                    .notify_reachability(&self.id, members, reachable)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let who = if members.is_empty() {
+                "all members".to_string()
+            } else {
+                members.join(", ")
+            };
+            let state = if reachable { "reachable" } else { "unknown" };
+            let detail = match &told {
+                Ok(()) => format!("told: {who} {state}"),
+                Err(e) => format!("not told ({e}): {who} {state}"),
+            };
+            if let Err(e) = &told {
+                tracing::warn!(peer = %peer.tenant, error = %e, "peer not told of a reachability change");
+            }
+            self.record(
+                NewEntry::new("peer.notified", by)
+                    .peer(&peer.tenant)
+                    .detail(detail),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// A peer told us about its members (called through the bridge).
+    pub async fn reachability_changed(
+        &self,
+        peer: &crate::ids::TenantId,
+        members: Vec<String>,
+        reachable: bool,
+    ) -> Result<()> {
+        let at = now_ms();
+        let mut w = self.store.begin_write().await?;
+        let keys: Vec<String> = if members.is_empty() {
+            vec![policy::all_members_key(peer)]
+        } else {
+            members
+                .iter()
+                .map(|m| {
+                    MemberId::parse(m)
+                        .map(|id| id.to_string())
+                        .map_err(Error::bad_id("members"))
+                })
+                .collect::<Result<_>>()?
+        };
+        for key in &keys {
+            policy::set_reachability(&mut w.tx, key, peer.as_str(), reachable, at).await?;
+        }
+        let state = if reachable {
+            "reachable again"
+        } else {
+            "unknown"
+        };
+        let entry = NewEntry::new("peer.reachability", format!("peer:{peer}"))
+            .peer(peer)
+            .detail(format!(
+                "{} {state}",
+                if members.is_empty() {
+                    "all members".to_string()
+                } else {
+                    keys.join(", ")
+                }
+            ));
+        audit::append(&mut w.tx, &entry, at).await?;
+        w.commit().await?;
+        tracing::info!(peer = %peer, members = keys.len(), reachable, "peer reachability notice");
+        Ok(())
+    }
+
     pub async fn external_settings(&self, caller: &Caller) -> Result<ExternalSettings> {
         caller.require_admin()?;
         self.read_external_settings().await
@@ -121,6 +201,12 @@ impl Tenant {
         if !changed.is_empty() {
             tracing::info!(by = %caller.member, change = %changed.join(", "), "external messaging settings changed");
         }
+        if let Some(enabled) = change.enabled
+            && enabled != before.enabled
+        {
+            self.tell_peers(caller.member.as_str(), &[], enabled)
+                .await?;
+        }
         self.read_external_settings().await
     }
 
@@ -160,7 +246,8 @@ impl Tenant {
         let notice = self.grant(&mut w, &id, caller.member.as_str()).await?;
         w.commit().await?;
         self.hub.notice(notice);
-        Ok(())
+        self.tell_peers(caller.member.as_str(), &[id.to_string()], true)
+            .await
     }
 
     /// Records a grant and the member's notice, inside the caller's transaction.
@@ -207,7 +294,8 @@ impl Tenant {
         w.commit().await?;
         tracing::info!(member = %id, by = %caller.member, "connected member removed");
         self.hub.notice(notice);
-        Ok(())
+        self.tell_peers(caller.member.as_str(), &[id.to_string()], false)
+            .await
     }
 
     /// Grants a newly added member when the admin chose automatic grants.
@@ -224,7 +312,7 @@ impl Tenant {
         let notice = self.grant(&mut w, id, by).await?;
         w.commit().await?;
         self.hub.notice(notice);
-        Ok(())
+        self.tell_peers(by, &[id.to_string()], true).await
     }
 
     pub async fn notices(&self, caller: &Caller) -> Result<Vec<Notice>> {

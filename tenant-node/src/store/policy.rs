@@ -171,3 +171,40 @@ pub async fn notices(
     out.reverse();
     Ok(out)
 }
+
+/// The reachability key for every member of a tenant.
+pub fn all_members_key(tenant: &crate::ids::TenantId) -> String {
+    format!("*@{tenant}")
+}
+
+pub async fn set_reachability(
+    conn: &mut AnyConnection,
+    key: &str,
+    tenant: &str,
+    reachable: bool,
+    at_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO external_reachability (user_id, tenant, reachable, at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (user_id) DO UPDATE SET reachable = excluded.reachable, at = excluded.at",
+    )
+    .bind(key)
+    .bind(tenant)
+    .bind(i64::from(reachable))
+    .bind(at_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Whether a peer said this user (or all of its members) is unreachable.
+pub async fn is_unknown(conn: &mut AnyConnection, user: &MemberId) -> Result<bool> {
+    let row = sqlx::query(
+        "SELECT 1 AS one FROM external_reachability WHERE user_id IN ($1, $2) AND reachable = 0",
+    )
+    .bind(user.as_str())
+    .bind(all_members_key(user.tenant()))
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.is_some())
+}
