@@ -120,14 +120,28 @@ impl Node {
             listeners.api,
             stopped(&stop),
         ));
-        shutdown.await;
-        let _ = stop.send(true);
-        let api_result = api.await.context("api task")?;
-        let bridge_result = bridge.await.context("bridge task")?;
+        let (mut api, mut bridge) = (api, bridge);
+        // A server that stops on its own (it failed) stops the node too.
+        let (api_result, bridge_result) = tokio::select! {
+            _ = shutdown => {
+                let _ = stop.send(true);
+                (api.await, bridge.await.map(|r| r.map_err(anyhow::Error::from)))
+            }
+            finished = &mut api => {
+                tracing::error!("the client API stopped; stopping the node");
+                let _ = stop.send(true);
+                (finished, bridge.await.map(|r| r.map_err(anyhow::Error::from)))
+            }
+            finished = &mut bridge => {
+                tracing::error!("the bridge stopped; stopping the node");
+                let _ = stop.send(true);
+                (api.await, finished.map(|r| r.map_err(anyhow::Error::from)))
+            }
+        };
         purge.abort();
         store.close().await;
-        api_result?;
-        bridge_result?;
+        api_result.context("api task")??;
+        bridge_result.context("bridge task")??;
         Ok(())
     }
 }
