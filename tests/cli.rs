@@ -378,3 +378,92 @@ async fn admins_peer_two_nodes_from_the_command_line() {
     let listed = json(&["admin", "peer", "list"], &b.url, &b_token).await;
     assert!(listed["peers"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn members_befriend_across_companies_from_the_command_line() {
+    use works_proto::client::v1 as pb;
+    let a = support::TestNode::start("a.example").await;
+    let b = support::TestNode::start("b.example").await;
+    let token = b
+        .admin()
+        .await
+        .peering
+        .clone()
+        .invite_peer(pb::InvitePeerRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    a.admin()
+        .await
+        .peering
+        .clone()
+        .accept_peer(pb::AcceptPeerRequest { token })
+        .await
+        .unwrap();
+    let alice = a.member("alice").await;
+    let bob = b.member("bob").await;
+    for (node, member) in [(&a, &alice.id), (&b, &bob.id)] {
+        let admin = node.admin().await;
+        admin
+            .external
+            .clone()
+            .set_external_settings(pb::SetExternalSettingsRequest {
+                enabled: Some(true),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        admin
+            .external
+            .clone()
+            .add_connected(pb::AddConnectedRequest {
+                member_id: member.clone(),
+            })
+            .await
+            .unwrap();
+    }
+    let login = |node: &support::TestNode, id: &str| {
+        let (url, id) = (node.url.clone(), id.to_string());
+        async move {
+            let out = run(
+                &["login", "--user", &id, "--password", support::PASSWORD],
+                Some(&url),
+                None,
+            )
+            .await;
+            assert!(out.ok, "{}", out.stderr);
+            out.stdout.trim().to_string()
+        }
+    };
+    let (alice_token, bob_token) = (login(&a, &alice.id).await, login(&b, &bob.id).await);
+
+    let found = json(&["contact", "find", "bob@b.example"], &a.url, &alice_token).await;
+    assert_eq!(found["display_name"], "Bob");
+    let sent = json(&["contact", "add", "bob@b.example"], &a.url, &alice_token).await;
+    assert_eq!(sent["state"], "pending");
+    let incoming = json(&["request", "list"], &b.url, &bob_token).await;
+    assert_eq!(incoming["requests"][0]["direction"], "incoming");
+    assert_eq!(incoming["requests"][0]["display_name"], "Alice");
+    let id = incoming["requests"][0]["id"].as_str().unwrap().to_string();
+    let accepted = json(&["request", "accept", &id], &b.url, &bob_token).await;
+    assert_eq!(accepted["user_id"], "alice@a.example");
+    let listed = json(&["contact", "list"], &a.url, &alice_token).await;
+    assert_eq!(listed["contacts"][0]["user_id"], "bob@b.example");
+    assert_eq!(listed["contacts"][0]["status"], "b.example Inc.");
+    let deleted = json(
+        &["contact", "delete", "bob@b.example"],
+        &a.url,
+        &alice_token,
+    )
+    .await;
+    assert_eq!(deleted["trashed"], true);
+    let trash = json(&["contact", "list", "--trash"], &a.url, &alice_token).await;
+    assert_eq!(trash["contacts"].as_array().unwrap().len(), 1);
+    let again = run(&["request", "accept", &id], Some(&b.url), Some(&bob_token)).await;
+    assert!(
+        !again.ok && again.stderr.contains("failed precondition: friend request"),
+        "{}",
+        again.stderr
+    );
+}

@@ -217,6 +217,44 @@ impl PeerClient {
         Ok(())
     }
 
+    pub async fn send_friend_request(
+        &mut self,
+        request_id: &str,
+        from: &crate::PublicProfile,
+        to: &str,
+    ) -> Result<(), BridgeError> {
+        self.inner
+            .send_friend_request(pb::FriendRequest {
+                request_id: request_id.to_string(),
+                from: from.user.clone(),
+                to: to.to_string(),
+                from_profile: Some(to_pb(from)),
+            })
+            .await
+            .map_err(BridgeError::Refused)?;
+        Ok(())
+    }
+
+    pub async fn answer_friend_request(
+        &mut self,
+        request_id: &str,
+        from: &crate::PublicProfile,
+        to: &str,
+        accepted: bool,
+    ) -> Result<(), BridgeError> {
+        self.inner
+            .answer_friend_request(pb::FriendAnswer {
+                request_id: request_id.to_string(),
+                from: from.user.clone(),
+                to: to.to_string(),
+                accepted,
+                from_profile: accepted.then(|| to_pb(from)),
+            })
+            .await
+            .map_err(BridgeError::Refused)?;
+        Ok(())
+    }
+
     /// Asks the peer for one of its members' public profile.
     pub async fn lookup_user(
         &mut self,
@@ -260,5 +298,15 @@ impl PeerClient {
     /// The raw generated client, for calls this wrapper does not cover yet.
     pub fn raw(&mut self) -> &mut pb::bridge_client::BridgeClient<Channel> {
         &mut self.inner
+    }
+}
+
+fn to_pb(p: &crate::PublicProfile) -> pb::PublicProfile {
+    pb::PublicProfile {
+        user: p.user.clone(),
+        display_name: p.display_name.clone(),
+        photo: p.photo.clone(),
+        photo_content_type: p.photo_content_type.clone(),
+        company: p.company.clone(),
     }
 }

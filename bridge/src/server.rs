@@ -40,7 +40,7 @@ pub struct NewPeer {
 }
 
 /// A member's public profile, as their company publishes it to a peer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PublicProfile {
     pub user: String,
     pub display_name: String,
@@ -69,6 +69,24 @@ pub trait BridgeHandler: Send + Sync + 'static {
         peer: &TenantId,
         members: Vec<String>,
         reachable: bool,
+    ) -> Result<(), HandlerError>;
+    /// A member of the peer (`from`, checked to belong to `peer`, with their
+    /// profile) asks `to`, one of ours, to be a contact.
+    async fn friend_request(
+        &self,
+        peer: &TenantId,
+        request_id: &str,
+        from: PublicProfile,
+        to: &str,
+    ) -> Result<(), HandlerError>;
+    /// A member of the peer (`from`, checked) answered a request from `to`.
+    async fn friend_answer(
+        &self,
+        peer: &TenantId,
+        request_id: &str,
+        from: PublicProfile,
+        to: &str,
+        accepted: bool,
     ) -> Result<(), HandlerError>;
     /// A member of the peer asks for one of this node's members. `requester`
     /// is checked to belong to `peer` before this is called.
@@ -359,6 +377,43 @@ impl pb::bridge_server::Bridge for BridgeService {
         Ok(Response::new(pb::AnnounceCaResponse {}))
     }
 
+    async fn send_friend_request(
+        &self,
+        request: Request<pb::FriendRequest>,
+    ) -> Result<Response<pb::FriendRequestAck>, Status> {
+        let peer = self.peer(&request)?;
+        let r = request.into_inner();
+        Self::claim_member(&peer, "from", &r.from)?;
+        let from = profile_of(&r.from, r.from_profile)?;
+        check_request_id(&r.request_id)?;
+        self.handler
+            .friend_request(&peer, &r.request_id, from, &r.to)
+            .await?;
+        Ok(Response::new(pb::FriendRequestAck {}))
+    }
+
+    async fn answer_friend_request(
+        &self,
+        request: Request<pb::FriendAnswer>,
+    ) -> Result<Response<pb::FriendAnswerAck>, Status> {
+        let peer = self.peer(&request)?;
+        let r = request.into_inner();
+        Self::claim_member(&peer, "from", &r.from)?;
+        check_request_id(&r.request_id)?;
+        let from = if r.accepted {
+            profile_of(&r.from, r.from_profile)?
+        } else {
+            PublicProfile {
+                user: r.from.clone(),
+                ..PublicProfile::default()
+            }
+        };
+        self.handler
+            .friend_answer(&peer, &r.request_id, from, &r.to, r.accepted)
+            .await?;
+        Ok(Response::new(pb::FriendAnswerAck {}))
+    }
+
     async fn notify_reachability(
         &self,
         request: Request<pb::ReachabilityNotice>,
@@ -424,6 +479,33 @@ impl pb::bridge_server::Bridge for BridgeService {
                 .into(),
         )
     }
+}
+
+fn check_request_id(id: &str) -> Result<(), Status> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(Status::invalid_argument(
+            "request_id must be 1 to 64 letters or digits",
+        ));
+    }
+    Ok(())
+}
+
+/// The profile sent along with a request; it must be the sender's own.
+fn profile_of(from: &str, profile: Option<pb::PublicProfile>) -> Result<PublicProfile, Status> {
+    let p = profile.ok_or_else(|| Status::invalid_argument("from_profile is missing"))?;
+    if !p.user.eq_ignore_ascii_case(from) {
+        return Err(Status::permission_denied(format!(
+            "from_profile is {}'s, not {from}'s",
+            p.user
+        )));
+    }
+    Ok(PublicProfile {
+        user: p.user,
+        display_name: p.display_name,
+        photo: p.photo,
+        photo_content_type: p.photo_content_type,
+        company: p.company,
+    })
 }
 
 pub(crate) fn now_ms() -> i64 {

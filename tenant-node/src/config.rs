@@ -88,6 +88,12 @@ pub struct Limits {
     /// How long a login token stays valid, in seconds.
     #[serde(default = "default_token_ttl_secs")]
     pub token_ttl_secs: u64,
+    /// Friend requests one member may send per hour.
+    #[serde(default = "default_requests_per_member_hour")]
+    pub requests_per_member_hour: u32,
+    /// Friend requests this node's members may send to one peer per hour.
+    #[serde(default = "default_requests_per_peer_hour")]
+    pub requests_per_peer_hour: u32,
 }
 
 fn default_api_listen() -> SocketAddr {
@@ -113,6 +119,12 @@ fn default_max_photo_bytes() -> usize {
 }
 fn default_max_room_members() -> usize {
     500
+}
+fn default_requests_per_member_hour() -> u32 {
+    20
+}
+fn default_requests_per_peer_hour() -> u32 {
+    200
 }
 fn default_token_ttl_secs() -> u64 {
     30 * 24 * 3600
@@ -149,6 +161,8 @@ impl Default for Limits {
             max_photo_bytes: default_max_photo_bytes(),
             max_room_members: default_max_room_members(),
             token_ttl_secs: default_token_ttl_secs(),
+            requests_per_member_hour: default_requests_per_member_hour(),
+            requests_per_peer_hour: default_requests_per_peer_hour(),
         }
     }
 }

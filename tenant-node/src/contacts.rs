@@ -1,51 +1,25 @@
-//! Members of other companies: finding them by exact id. Every step goes
-//! through `admission`, on the way out and on the way in.
+//! Members of other companies: finding them by exact id, friend requests,
+//! external contacts, trash and blocks. Every cross-company step goes through
+//! `admission`, on the way out and on the way in.
 
 use works_bridge::{BridgeError, PublicProfile};
 
+use crate::admission::Permit;
 use crate::error::{Error, Result};
 use crate::ids::{MemberId, TenantId};
 use crate::model::{Caller, MemberState};
 use crate::peers::bridge_error;
-use crate::store::audit::NewEntry;
+use crate::store::audit::{self, NewEntry};
+use crate::store::contacts::{self as store, ContactRow, RequestRow};
+use crate::store::{now_ms, policy};
 use crate::tenant::Tenant;
 
 impl Tenant {
     /// Finds a member of another company by exact id: their public profile
     /// when both companies admit it, otherwise "not found".
     pub async fn find_external(&self, caller: &Caller, user: &str) -> Result<PublicProfile> {
-        let external = MemberId::parse(user).map_err(Error::bad_id("user_id"))?;
-        if external.belongs_to(&self.id) {
-            return Err(Error::invalid(
-                "user_id",
-                format!("{external} is in your own company"),
-            ));
-        }
-        let permit = match self.admit(&caller.member, &external).await? {
-            Ok(permit) => permit,
-            Err(denied) => {
-                self.record(
-                    NewEntry::new("lookup.refused", &caller.member)
-                        .member(&caller.member)
-                        .external(&external)
-                        .peer(external.tenant())
-                        .detail(denied.reason()),
-                )
-                .await?;
-                return Err(denied.to_member(&external));
-            }
-        };
-        if self.is_unknown(permit.external()).await? {
-            self.record(
-                NewEntry::new("lookup.refused", &caller.member)
-                    .member(permit.local())
-                    .external(permit.external())
-                    .peer(permit.peer())
-                    .detail("shown as unknown: their company withdrew them"),
-            )
-            .await?;
-            return Err(Error::NotFound(format!("user {external} (unknown)")));
-        }
+        let external = self.external_id(user)?;
+        let permit = self.permit_for(caller, &external, "lookup").await?;
         let peer = self.store.peer(permit.peer()).await?.ok_or_else(|| {
             Error::Internal(format!("admitted without a peer row for {}", permit.peer()))
         })?;
@@ -137,5 +111,621 @@ impl Tenant {
             photo_content_type: photo.map(|p| p.content_type).unwrap_or_default(),
             company: self.company_name().await?,
         })
+    }
+}
+
+/// A friend request as a member sees it.
+#[derive(Debug, Clone)]
+pub struct FriendRequestView {
+    pub id: String,
+    pub external_user: String,
+    pub outgoing: bool,
+    pub state: String,
+    pub display_name: String,
+    pub company: String,
+    pub created_at_ms: i64,
+}
+
+/// An external contact: synced fields from the user's company, read-only
+/// here, and the owner's own fields.
+#[derive(Debug, Clone)]
+pub struct ContactView {
+    pub user_id: String,
+    pub display_name: String,
+    pub photo: Vec<u8>,
+    pub photo_content_type: String,
+    /// The user's company name, their fixed status; "unknown" when their
+    /// company withdrew them.
+    pub status: String,
+    pub fields: serde_json::Value,
+    pub trashed: bool,
+    pub created_at_ms: i64,
+}
+
+fn view_of_request(r: RequestRow) -> FriendRequestView {
+    FriendRequestView {
+        id: r.id,
+        external_user: r.external_user,
+        outgoing: r.outgoing,
+        state: r.state,
+        display_name: r.display_name,
+        company: r.company,
+        created_at_ms: r.created_at_ms,
+    }
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+impl Tenant {
+    /// The public profile of one of our members, as peers see it.
+    async fn public_profile(&self, member: &MemberId) -> Result<PublicProfile> {
+        let m = self
+            .store
+            .member(member)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("member {member}")))?;
+        let photo = if m.has_photo {
+            self.store.member_photo(member).await?
+        } else {
+            None
+        };
+        Ok(PublicProfile {
+            user: member.to_string(),
+            display_name: m.display_name,
+            photo: photo.as_ref().map(|p| p.bytes.clone()).unwrap_or_default(),
+            photo_content_type: photo.map(|p| p.content_type).unwrap_or_default(),
+            company: self.company_name().await?,
+        })
+    }
+
+    /// Checks our half for `local` ↔ `external`, and that the user is not
+    /// "unknown"; a refusal is audited and told to our member precisely.
+    async fn permit_for(&self, caller: &Caller, external: &MemberId, kind: &str) -> Result<Permit> {
+        let (reason, error) = match self.admit(&caller.member, external).await? {
+            Ok(permit) => {
+                if !self.is_unknown(external).await? {
+                    return Ok(permit);
+                }
+                (
+                    "shown as unknown: their company withdrew them",
+                    Error::NotFound(format!("user {external} (unknown)")),
+                )
+            }
+            Err(denied) => (denied.reason(), denied.to_member(external)),
+        };
+        self.record(
+            NewEntry::new(&format!("{kind}.refused"), &caller.member)
+                .member(&caller.member)
+                .external(external)
+                .peer(external.tenant())
+                .detail(reason),
+        )
+        .await?;
+        Err(error)
+    }
+
+    async fn dial_tenant(&self, tenant: &TenantId) -> Result<works_bridge::PeerClient> {
+        let peer = self.store.peer(tenant).await?.ok_or_else(|| {
+            Error::FailedPrecondition(format!("your company's node is not peered with {tenant}"))
+        })?;
+        self.dial(&peer).await.map_err(|e| bridge_error(tenant, e))
+    }
+
+    pub async fn send_friend_request(
+        &self,
+        caller: &Caller,
+        user: &str,
+    ) -> Result<FriendRequestView> {
+        let external = self.external_id(user)?;
+        let permit = self.permit_for(caller, &external, "request").await?;
+        let mut conn = self.store.pool().acquire().await?;
+        if let Some(c) =
+            store::contact(&mut conn, caller.member.as_str(), external.as_str()).await?
+            && c.trashed_at_ms.is_none()
+        {
+            return Err(Error::AlreadyExists(format!(
+                "{external} is already your contact"
+            )));
+        }
+        if let Some(pending) =
+            store::pending_between(&mut conn, caller.member.as_str(), external.as_str()).await?
+        {
+            return Err(if pending.outgoing {
+                Error::AlreadyExists(format!("your request to {external} is still pending"))
+            } else {
+                Error::FailedPrecondition(format!(
+                    "{external} already asked you; accept their request {}",
+                    pending.id
+                ))
+            });
+        }
+        let since = now_ms() - HOUR_MS;
+        if store::outgoing_since(&mut conn, Some(caller.member.as_str()), None, since).await?
+            >= i64::from(self.limits.requests_per_member_hour)
+        {
+            return Err(Error::ResourceExhausted(format!(
+                "at most {} friend requests an hour; try again later",
+                self.limits.requests_per_member_hour
+            )));
+        }
+        if store::outgoing_since(&mut conn, None, Some(permit.peer().as_str()), since).await?
+            >= i64::from(self.limits.requests_per_peer_hour)
+        {
+            return Err(Error::ResourceExhausted(format!(
+                "your company sent {} the most friend requests allowed an hour; try again later",
+                permit.peer()
+            )));
+        }
+        drop(conn);
+        let id = ulid::Ulid::new().to_string();
+        let me = self.public_profile(&caller.member).await?;
+        let mut client = self.dial_tenant(permit.peer()).await?;
+        let sent = client
+            .send_friend_request(&id, &me, permit.external().as_str())
+            .await;
+        self.record(
+            NewEntry::new("request.sent", &caller.member)
+                .member(permit.local())
+                .external(permit.external())
+                .peer(permit.peer())
+                .detail(match &sent {
+                    Ok(()) => format!("request {id} delivered"),
+                    Err(e) => format!("request {id} not delivered: {e}"),
+                }),
+        )
+        .await?;
+        match sent {
+            Ok(()) => {}
+            Err(BridgeError::Refused(s)) if s.code() == tonic::Code::NotFound => {
+                return Err(Error::NotFound(format!("user {external}")));
+            }
+            Err(e) => return Err(bridge_error(permit.peer(), e)),
+        }
+        let row = RequestRow {
+            id,
+            local_member: caller.member.to_string(),
+            external_user: external.to_string(),
+            outgoing: true,
+            state: "pending".into(),
+            display_name: String::new(),
+            company: String::new(),
+            created_at_ms: now_ms(),
+            decided_at_ms: None,
+        };
+        let mut w = self.store.begin_write().await?;
+        store::insert_request(&mut w.tx, &row).await?;
+        w.commit().await?;
+        Ok(view_of_request(row))
+    }
+
+    fn external_id(&self, user: &str) -> Result<MemberId> {
+        let external = MemberId::parse(user).map_err(Error::bad_id("user_id"))?;
+        if external.belongs_to(&self.id) {
+            return Err(Error::invalid(
+                "user_id",
+                format!("{external} is in your own company"),
+            ));
+        }
+        Ok(external)
+    }
+
+    /// A request from a peer's member arrives (through the bridge).
+    pub async fn receive_friend_request(
+        &self,
+        peer: &TenantId,
+        id: &str,
+        from: PublicProfile,
+        to: &str,
+    ) -> Result<()> {
+        let requester = MemberId::parse(&from.user).map_err(Error::bad_id("from"))?;
+        let not_found = || Error::NotFound(format!("user {to}"));
+        let local = MemberId::parse(to)
+            .ok()
+            .filter(|m| m.belongs_to(&self.id))
+            .ok_or_else(not_found)?;
+        let verdict = self.admit(&local, &requester).await?;
+        let active =
+            matches!(self.store.member(&local).await?, Some(m) if m.state == MemberState::Active);
+        if verdict.is_err() || !active {
+            let why = verdict
+                .err()
+                .map(|d| d.reason())
+                .unwrap_or("no such member");
+            self.record(
+                NewEntry::new("request.refused", format!("peer:{peer}"))
+                    .member(&local)
+                    .external(&requester)
+                    .peer(peer)
+                    .detail(format!("request {id} answered not found ({why})")),
+            )
+            .await?;
+            return Err(not_found());
+        }
+        let display_name = crate::tenant::clean_name("display_name", &from.display_name, 100)?;
+        let company = crate::tenant::clean_name("company", &from.company, 100)?;
+        let row = RequestRow {
+            id: id.to_string(),
+            local_member: local.to_string(),
+            external_user: requester.to_string(),
+            outgoing: false,
+            state: "pending".into(),
+            display_name: display_name.clone(),
+            company: company.clone(),
+            created_at_ms: now_ms(),
+            decided_at_ms: None,
+        };
+        let mut w = self.store.begin_write().await?;
+        if !store::insert_request(&mut w.tx, &row).await? {
+            // The same request again (a retry): already stored.
+            return Ok(());
+        }
+        audit::append(
+            &mut w.tx,
+            &NewEntry::new("request.received", format!("peer:{peer}"))
+                .member(&local)
+                .external(&requester)
+                .peer(peer)
+                .detail(format!("request {id} from {display_name} ({company})")),
+            now_ms(),
+        )
+        .await?;
+        let notice = policy::NoticeRow {
+            id: ulid::Ulid::new().to_string(),
+            member: local.to_string(),
+            kind: "friend_request".into(),
+            text: format!("{display_name} ({company}, {requester}) wants to add you as a contact"),
+            at_ms: now_ms(),
+        };
+        policy::insert_notice(&mut w.tx, &notice).await?;
+        w.commit().await?;
+        self.hub.notice(notice);
+        Ok(())
+    }
+
+    pub async fn friend_requests(&self, caller: &Caller) -> Result<Vec<FriendRequestView>> {
+        let mut conn = self.store.pool().acquire().await?;
+        Ok(store::requests_of(&mut conn, caller.member.as_str())
+            .await?
+            .into_iter()
+            .map(view_of_request)
+            .collect())
+    }
+
+    async fn incoming_pending(&self, caller: &Caller, id: &str) -> Result<(RequestRow, MemberId)> {
+        let mut conn = self.store.pool().acquire().await?;
+        let row = store::request(&mut conn, id.trim())
+            .await?
+            .filter(|r| r.local_member == caller.member.as_str() && !r.outgoing)
+            .ok_or_else(|| Error::NotFound(format!("friend request {id}")))?;
+        if row.state != "pending" {
+            return Err(Error::FailedPrecondition(format!(
+                "friend request {id} was already {}",
+                row.state
+            )));
+        }
+        let external =
+            MemberId::parse(&row.external_user).map_err(|e| Error::Internal(e.to_string()))?;
+        Ok((row, external))
+    }
+
+    pub async fn accept_friend_request(&self, caller: &Caller, id: &str) -> Result<ContactView> {
+        let (row, external) = self.incoming_pending(caller, id).await?;
+        let permit = self.permit_for(caller, &external, "request").await?;
+        let me = self.public_profile(&caller.member).await?;
+        let mut client = self.dial_tenant(permit.peer()).await?;
+        match client
+            .answer_friend_request(&row.id, &me, external.as_str(), true)
+            .await
+        {
+            Ok(()) => {}
+            Err(BridgeError::Refused(s)) if s.code() == tonic::Code::NotFound => {
+                return Err(Error::NotFound(format!("user {external}")));
+            }
+            Err(e) => return Err(bridge_error(permit.peer(), e)),
+        }
+        let at = now_ms();
+        let contact = ContactRow {
+            owner: caller.member.to_string(),
+            user_id: external.to_string(),
+            display_name: row.display_name.clone(),
+            photo: None,
+            photo_type: None,
+            company: row.company.clone(),
+            fields: serde_json::json!({ "name": row.display_name }).to_string(),
+            created_at_ms: at,
+            synced_at_ms: at,
+            trashed_at_ms: None,
+        };
+        let mut w = self.store.begin_write().await?;
+        store::decide_request(&mut w.tx, &row.id, "accepted", at).await?;
+        store::upsert_contact(&mut w.tx, &contact).await?;
+        audit::append(
+            &mut w.tx,
+            &NewEntry::new("request.accepted", &caller.member)
+                .member(&caller.member)
+                .external(&external)
+                .peer(external.tenant())
+                .detail(format!("request {}; contact added", row.id)),
+            at,
+        )
+        .await?;
+        w.commit().await?;
+        self.contact(caller, external.as_str()).await
+    }
+
+    /// Declines a request, and blocks its sender when asked. The sender's
+    /// node hears "declined" either way.
+    pub async fn decline_friend_request(
+        &self,
+        caller: &Caller,
+        id: &str,
+        block: bool,
+    ) -> Result<()> {
+        let (row, external) = self.incoming_pending(caller, id).await?;
+        let at = now_ms();
+        let mut w = self.store.begin_write().await?;
+        store::decide_request(&mut w.tx, &row.id, "declined", at).await?;
+        if block {
+            store::block(&mut w.tx, caller.member.as_str(), external.as_str(), at).await?;
+        }
+        audit::append(
+            &mut w.tx,
+            &NewEntry::new(
+                if block {
+                    "request.blocked"
+                } else {
+                    "request.declined"
+                },
+                &caller.member,
+            )
+            .member(&caller.member)
+            .external(&external)
+            .peer(external.tenant())
+            .detail(format!("request {}", row.id)),
+            at,
+        )
+        .await?;
+        w.commit().await?;
+        let me = PublicProfile {
+            user: caller.member.to_string(),
+            ..PublicProfile::default()
+        };
+        if let Err(e) = async {
+            let mut client = self.dial_tenant(external.tenant()).await?;
+            client
+                .answer_friend_request(&row.id, &me, external.as_str(), false)
+                .await
+                .map_err(|e| bridge_error(external.tenant(), e))
+        }
+        .await
+        {
+            tracing::info!(request = %row.id, error = %e, "the requester's node was not told of the decline");
+        }
+        Ok(())
+    }
+
+    /// A peer's member answered one of our members' requests (through the bridge).
+    pub async fn receive_friend_answer(
+        &self,
+        peer: &TenantId,
+        id: &str,
+        from: PublicProfile,
+        to: &str,
+        accepted: bool,
+    ) -> Result<()> {
+        let not_found = || Error::NotFound(format!("friend request {id}"));
+        let mut conn = self.store.pool().acquire().await?;
+        let row = store::request(&mut conn, id)
+            .await?
+            .filter(|r| {
+                r.outgoing
+                    && r.local_member == to
+                    && r.external_user.eq_ignore_ascii_case(&from.user)
+            })
+            .ok_or_else(not_found)?;
+        drop(conn);
+        if row.state != "pending" {
+            return Ok(());
+        }
+        let local =
+            MemberId::parse(&row.local_member).map_err(|e| Error::Internal(e.to_string()))?;
+        let external =
+            MemberId::parse(&row.external_user).map_err(|e| Error::Internal(e.to_string()))?;
+        let at = now_ms();
+        let mut w = self.store.begin_write().await?;
+        if accepted {
+            if self.admit(&local, &external).await?.is_err() {
+                return Err(Error::NotFound(format!("user {to}")));
+            }
+            let display_name = crate::tenant::clean_name("display_name", &from.display_name, 100)?;
+            let photo = if from.photo.is_empty() {
+                None
+            } else {
+                Some(crate::accounts::check_photo(
+                    from.photo.clone(),
+                    self.limits.max_photo_bytes,
+                )?)
+            };
+            store::upsert_contact(
+                &mut w.tx,
+                &ContactRow {
+                    owner: row.local_member.clone(),
+                    user_id: row.external_user.clone(),
+                    display_name: display_name.clone(),
+                    photo_type: photo.as_ref().map(|p| p.content_type.clone()),
+                    photo: photo.map(|p| p.bytes),
+                    company: crate::tenant::clean_name("company", &from.company, 100)?,
+                    fields: serde_json::json!({ "name": display_name }).to_string(),
+                    created_at_ms: at,
+                    synced_at_ms: at,
+                    trashed_at_ms: None,
+                },
+            )
+            .await?;
+        }
+        store::decide_request(
+            &mut w.tx,
+            id,
+            if accepted { "accepted" } else { "declined" },
+            at,
+        )
+        .await?;
+        audit::append(
+            &mut w.tx,
+            &NewEntry::new(
+                if accepted {
+                    "request.accepted_by_peer"
+                } else {
+                    "request.declined_by_peer"
+                },
+                format!("peer:{peer}"),
+            )
+            .member(&local)
+            .external(&external)
+            .peer(peer)
+            .detail(format!("request {id}")),
+            at,
+        )
+        .await?;
+        let notice = policy::NoticeRow {
+            id: ulid::Ulid::new().to_string(),
+            member: local.to_string(),
+            kind: if accepted {
+                "request_accepted"
+            } else {
+                "request_declined"
+            }
+            .into(),
+            text: if accepted {
+                format!("{external} accepted your request; they are in your contacts")
+            } else {
+                format!("{external} did not accept your request")
+            },
+            at_ms: at,
+        };
+        policy::insert_notice(&mut w.tx, &notice).await?;
+        w.commit().await?;
+        self.hub.notice(notice);
+        Ok(())
+    }
+
+    pub async fn contact(&self, caller: &Caller, user: &str) -> Result<ContactView> {
+        let external = self.external_id(user)?;
+        let mut conn = self.store.pool().acquire().await?;
+        let row = store::contact(&mut conn, caller.member.as_str(), external.as_str())
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("contact {external}")))?;
+        drop(conn);
+        self.contact_view(row).await
+    }
+
+    async fn contact_view(&self, row: ContactRow) -> Result<ContactView> {
+        let user = MemberId::parse(&row.user_id).map_err(|e| Error::Internal(e.to_string()))?;
+        let status = if self.is_unknown(&user).await? {
+            "unknown".to_string()
+        } else {
+            row.company
+        };
+        Ok(ContactView {
+            user_id: row.user_id,
+            display_name: row.display_name,
+            photo: row.photo.unwrap_or_default(),
+            photo_content_type: row.photo_type.unwrap_or_default(),
+            status,
+            fields: serde_json::from_str(&row.fields).unwrap_or(serde_json::Value::Null),
+            trashed: row.trashed_at_ms.is_some(),
+            created_at_ms: row.created_at_ms,
+        })
+    }
+
+    pub async fn contacts(&self, caller: &Caller, trash: bool) -> Result<Vec<ContactView>> {
+        let mut conn = self.store.pool().acquire().await?;
+        let rows = store::contacts(&mut conn, caller.member.as_str(), trash).await?;
+        drop(conn);
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(self.contact_view(row).await?);
+        }
+        Ok(out)
+    }
+
+    /// Moves a contact to the trash (`trash`) or back.
+    pub async fn trash_contact(
+        &self,
+        caller: &Caller,
+        user: &str,
+        trash: bool,
+    ) -> Result<ContactView> {
+        let external = self.external_id(user)?;
+        let at = now_ms();
+        let mut w = self.store.begin_write().await?;
+        let current = store::contact(&mut w.tx, caller.member.as_str(), external.as_str())
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("contact {external}")))?;
+        if current.trashed_at_ms.is_some() == trash {
+            return Err(Error::FailedPrecondition(format!(
+                "contact {external} is {} the trash already",
+                if trash { "in" } else { "not in" }
+            )));
+        }
+        store::set_trashed(
+            &mut w.tx,
+            caller.member.as_str(),
+            external.as_str(),
+            trash.then_some(at),
+        )
+        .await?;
+        audit::append(
+            &mut w.tx,
+            &NewEntry::new(
+                if trash {
+                    "contact.deleted"
+                } else {
+                    "contact.restored"
+                },
+                &caller.member,
+            )
+            .member(&caller.member)
+            .external(&external)
+            .peer(external.tenant()),
+            at,
+        )
+        .await?;
+        w.commit().await?;
+        self.contact(caller, external.as_str()).await
+    }
+
+    pub async fn set_blocked(&self, caller: &Caller, user: &str, blocked: bool) -> Result<()> {
+        let external = self.external_id(user)?;
+        let at = now_ms();
+        let mut w = self.store.begin_write().await?;
+        let changed = if blocked {
+            store::block(&mut w.tx, caller.member.as_str(), external.as_str(), at).await?
+        } else {
+            store::unblock(&mut w.tx, caller.member.as_str(), external.as_str()).await?
+        };
+        if !changed {
+            return Err(Error::FailedPrecondition(format!(
+                "{external} is {} blocked",
+                if blocked { "already" } else { "not" }
+            )));
+        }
+        audit::append(
+            &mut w.tx,
+            &NewEntry::new(
+                if blocked {
+                    "user.blocked"
+                } else {
+                    "user.unblocked"
+                },
+                &caller.member,
+            )
+            .member(&caller.member)
+            .external(&external)
+            .peer(external.tenant()),
+            at,
+        )
+        .await?;
+        w.commit().await
     }
 }

@@ -75,6 +75,33 @@ impl BridgeHandler for NodeBridge {
             .map_err(handler_error)
     }
 
+    async fn friend_request(
+        &self,
+        peer: &TenantId,
+        request_id: &str,
+        from: PublicProfile,
+        to: &str,
+    ) -> Result<(), HandlerError> {
+        self.0
+            .receive_friend_request(peer, request_id, from, to)
+            .await
+            .map_err(handler_error)
+    }
+
+    async fn friend_answer(
+        &self,
+        peer: &TenantId,
+        request_id: &str,
+        from: PublicProfile,
+        to: &str,
+        accepted: bool,
+    ) -> Result<(), HandlerError> {
+        self.0
+            .receive_friend_answer(peer, request_id, from, to, accepted)
+            .await
+            .map_err(handler_error)
+    }
+
     async fn replace_cas(
         &self,
         peer: &TenantId,

@@ -9,7 +9,7 @@ use super::output::{self, print};
 use super::{
     AdminCommand, AuditCommand, AuditFilter, CaCommand, ClientOpts, Command, CompanyCommand,
     ConnectedCommand, ContactCommand, ExportFormat, ExternalCommand, MemberCommand, PeerCommand,
-    ProfileCommand, RoomCommand,
+    ProfileCommand, RequestCommand, RoomCommand,
 };
 use crate::client::Client;
 use crate::config::Config;
@@ -111,25 +111,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Profile { command, client } => profile(command, &client).await,
         Command::Admin { command, client } => admin(command, &client).await,
         Command::Room { command, client } => room(command, &client).await,
-        Command::Contact { command, client } => {
-            let c = connect(&client).await?;
-            match command {
-                ContactCommand::Find { id } => {
-                    let p = rpc(c
-                        .contacts
-                        .clone()
-                        .find_user(pb::FindUserRequest { user_id: id })
-                        .await)?;
-                    print(
-                        client.json,
-                        json!({"user_id": p.user_id, "display_name": p.display_name, "company": p.company,
-                               "photo_content_type": p.photo_content_type, "photo_bytes": p.photo.len()}),
-                        || format!("{}  {}  ({})", p.user_id, p.display_name, p.company),
-                    );
-                }
-            }
-            Ok(())
-        }
+        Command::Contact { command, client } => contact(command, &client).await,
+        Command::Request { command, client } => friend_request(command, &client).await,
     }
 }
 
@@ -700,6 +683,133 @@ async fn audit(command: AuditCommand, c: &Client, opts: &ClientOpts) -> anyhow::
             if !v.ok {
                 return Err(anyhow!("the audit log does not verify"));
             }
+        }
+    }
+    Ok(())
+}
+
+async fn contact(command: ContactCommand, opts: &ClientOpts) -> anyhow::Result<()> {
+    let c = connect(opts).await?;
+    let mut contacts = c.contacts.clone();
+    let show = |contact: pb::ExternalContact| {
+        print(opts.json, output::contact_json(&contact), || {
+            output::contact_text(&contact)
+        });
+    };
+    match command {
+        ContactCommand::Find { id } => {
+            let p = rpc(contacts
+                .find_user(pb::FindUserRequest { user_id: id })
+                .await)?;
+            print(
+                opts.json,
+                json!({"user_id": p.user_id, "display_name": p.display_name, "company": p.company,
+                       "photo_content_type": p.photo_content_type, "photo_bytes": p.photo.len()}),
+                || format!("{}  {}  ({})", p.user_id, p.display_name, p.company),
+            );
+        }
+        ContactCommand::Add { id } => {
+            let r = rpc(contacts
+                .send_friend_request(pb::SendFriendRequestRequest { user_id: id })
+                .await)?;
+            print(opts.json, output::request_json(&r), || {
+                format!("request {} sent to {}", r.id, r.user_id)
+            });
+        }
+        ContactCommand::List { trash } => {
+            let list = rpc(contacts
+                .list_contacts(pb::ListContactsRequest { trash })
+                .await)?;
+            print(
+                opts.json,
+                json!({"contacts": list.contacts.iter().map(output::contact_json).collect::<Vec<_>>()}),
+                || {
+                    list.contacts
+                        .iter()
+                        .map(output::contact_line)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+            );
+        }
+        ContactCommand::Show { id } => show(rpc(contacts
+            .get_contact(pb::ContactRef { user_id: id })
+            .await)?),
+        ContactCommand::Delete { id } => show(rpc(contacts
+            .delete_contact(pb::ContactRef { user_id: id })
+            .await)?),
+        ContactCommand::Restore { id } => show(rpc(contacts
+            .restore_contact(pb::ContactRef { user_id: id })
+            .await)?),
+        ContactCommand::Block { id } => {
+            rpc(contacts
+                .block_user(pb::ContactRef {
+                    user_id: id.clone(),
+                })
+                .await)?;
+            print(opts.json, json!({"blocked": id}), || {
+                format!("{id} is blocked")
+            });
+        }
+        ContactCommand::Unblock { id } => {
+            rpc(contacts
+                .unblock_user(pb::ContactRef {
+                    user_id: id.clone(),
+                })
+                .await)?;
+            print(opts.json, json!({"unblocked": id}), || {
+                format!("{id} is no longer blocked")
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn friend_request(command: RequestCommand, opts: &ClientOpts) -> anyhow::Result<()> {
+    let c = connect(opts).await?;
+    let mut contacts = c.contacts.clone();
+    match command {
+        RequestCommand::List => {
+            let list = rpc(contacts
+                .list_friend_requests(pb::ListFriendRequestsRequest {})
+                .await)?;
+            print(
+                opts.json,
+                json!({"requests": list.requests.iter().map(output::request_json).collect::<Vec<_>>()}),
+                || {
+                    list.requests
+                        .iter()
+                        .map(output::request_line)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+            );
+        }
+        RequestCommand::Accept { id } => {
+            let contact = rpc(contacts
+                .accept_friend_request(pb::AnswerFriendRequestRequest { id, block: false })
+                .await)?;
+            print(opts.json, output::contact_json(&contact), || {
+                format!(
+                    "{} is now your contact\n{}",
+                    contact.user_id,
+                    output::contact_text(&contact)
+                )
+            });
+        }
+        RequestCommand::Decline { id, block } => {
+            rpc(contacts
+                .decline_friend_request(pb::AnswerFriendRequestRequest {
+                    id: id.clone(),
+                    block,
+                })
+                .await)?;
+            print(opts.json, json!({"declined": id, "blocked": block}), || {
+                format!(
+                    "request {id} declined{}",
+                    if block { " and its sender blocked" } else { "" }
+                )
+            });
         }
     }
     Ok(())

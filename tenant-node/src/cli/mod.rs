@@ -118,6 +118,13 @@ enum Command {
         #[command(flatten)]
         client: ClientOpts,
     },
+    /// Friend requests from and to other companies.
+    Request {
+        #[command(subcommand)]
+        command: RequestCommand,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
     /// Rooms and messages.
     Room {
         #[command(subcommand)]
@@ -130,7 +137,51 @@ enum Command {
 #[derive(Subcommand)]
 pub enum ContactCommand {
     /// Find a member of another company by exact id.
-    Find { id: String },
+    Find {
+        id: String,
+    },
+    /// Send a friend request to a member of another company.
+    Add {
+        id: String,
+    },
+    /// Your external contacts (or the trash).
+    List {
+        #[arg(long)]
+        trash: bool,
+    },
+    Show {
+        id: String,
+    },
+    /// Move a contact to the trash.
+    Delete {
+        id: String,
+    },
+    /// Bring a contact back from the trash.
+    Restore {
+        id: String,
+    },
+    /// Stop delivery of a user's requests and messages.
+    Block {
+        id: String,
+    },
+    Unblock {
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RequestCommand {
+    /// Incoming and outgoing friend requests.
+    List,
+    Accept {
+        id: String,
+    },
+    Decline {
+        id: String,
+        /// Also block the sender.
+        #[arg(long)]
+        block: bool,
+    },
 }
 
 #[derive(Subcommand)]

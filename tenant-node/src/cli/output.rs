@@ -349,3 +349,54 @@ pub fn audit_csv_record(e: &pb::AuditEntry) -> [String; 10] {
         e.hash.clone(),
     ]
 }
+
+pub fn request_json(r: &pb::FriendRequest) -> Value {
+    json!({
+        "id": r.id,
+        "user_id": r.user_id,
+        "direction": if r.outgoing { "outgoing" } else { "incoming" },
+        "state": r.state,
+        "display_name": (!r.display_name.is_empty()).then_some(&r.display_name),
+        "company": (!r.company.is_empty()).then_some(&r.company),
+        "created_at_ms": r.created_at_ms,
+    })
+}
+
+pub fn request_line(r: &pb::FriendRequest) -> String {
+    if r.outgoing {
+        format!("{}  to   {:<32} {}", r.id, r.user_id, r.state)
+    } else {
+        format!(
+            "{}  from {:<32} {} ({})  {}",
+            r.id, r.user_id, r.display_name, r.company, r.state
+        )
+    }
+}
+
+pub fn contact_json(c: &pb::ExternalContact) -> Value {
+    json!({
+        "user_id": c.user_id,
+        "display_name": c.display_name,
+        "status": c.status,
+        "photo_content_type": c.photo_content_type,
+        "photo_bytes": c.photo.len(),
+        "fields": serde_json::from_str::<Value>(&c.fields_json).unwrap_or(Value::Null),
+        "trashed": c.trashed,
+        "created_at_ms": c.created_at_ms,
+    })
+}
+
+pub fn contact_line(c: &pb::ExternalContact) -> String {
+    format!("{:<32} {:<24} {}", c.user_id, c.display_name, c.status)
+}
+
+pub fn contact_text(c: &pb::ExternalContact) -> String {
+    format!(
+        "id:       {}\nname:     {} (synced from their company)\nstatus:   {}\nfields:   {}{}",
+        c.user_id,
+        c.display_name,
+        c.status,
+        c.fields_json,
+        if c.trashed { "\n(in the trash)" } else { "" }
+    )
+}

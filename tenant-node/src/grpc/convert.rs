@@ -275,3 +275,32 @@ pub fn external_profile(p: works_bridge::PublicProfile) -> pb::ExternalProfile {
         }
     }
 }
+
+impl From<crate::contacts::FriendRequestView> for pb::FriendRequest {
+    fn from(r: crate::contacts::FriendRequestView) -> Self {
+        pb::FriendRequest {
+            id: r.id,
+            user_id: r.external_user,
+            outgoing: r.outgoing,
+            state: r.state,
+            display_name: r.display_name,
+            company: r.company,
+            created_at_ms: r.created_at_ms,
+        }
+    }
+}
+
+impl From<crate::contacts::ContactView> for pb::ExternalContact {
+    fn from(c: crate::contacts::ContactView) -> Self {
+        pb::ExternalContact {
+            user_id: c.user_id,
+            display_name: c.display_name,
+            photo: c.photo,
+            photo_content_type: c.photo_content_type,
+            status: c.status,
+            fields_json: c.fields.to_string(),
+            trashed: c.trashed,
+            created_at_ms: c.created_at_ms,
+        }
+    }
+}

@@ -516,4 +516,111 @@ impl pb::contacts_server::Contacts for ContactsApi {
             .await?;
         Ok(Response::new(external_profile(profile)))
     }
+
+    async fn send_friend_request(
+        &self,
+        request: Request<pb::SendFriendRequestRequest>,
+    ) -> Reply<pb::FriendRequest> {
+        let who = caller(&self.0, &request).await?;
+        let sent = self
+            .0
+            .send_friend_request(&who, &request.into_inner().user_id)
+            .await?;
+        Ok(Response::new(sent.into()))
+    }
+
+    async fn list_friend_requests(
+        &self,
+        request: Request<pb::ListFriendRequestsRequest>,
+    ) -> Reply<pb::ListFriendRequestsResponse> {
+        let who = caller(&self.0, &request).await?;
+        let requests = self.0.friend_requests(&who).await?;
+        Ok(Response::new(pb::ListFriendRequestsResponse {
+            requests: requests.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn accept_friend_request(
+        &self,
+        request: Request<pb::AnswerFriendRequestRequest>,
+    ) -> Reply<pb::ExternalContact> {
+        let who = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        if r.block {
+            return Err(crate::error::Error::invalid("block", "only a decline can block").into());
+        }
+        Ok(Response::new(
+            self.0.accept_friend_request(&who, &r.id).await?.into(),
+        ))
+    }
+
+    async fn decline_friend_request(
+        &self,
+        request: Request<pb::AnswerFriendRequestRequest>,
+    ) -> Reply<pb::DeclineFriendRequestResponse> {
+        let who = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        self.0.decline_friend_request(&who, &r.id, r.block).await?;
+        Ok(Response::new(pb::DeclineFriendRequestResponse {}))
+    }
+
+    async fn list_contacts(
+        &self,
+        request: Request<pb::ListContactsRequest>,
+    ) -> Reply<pb::ListContactsResponse> {
+        let who = caller(&self.0, &request).await?;
+        let contacts = self.0.contacts(&who, request.into_inner().trash).await?;
+        Ok(Response::new(pb::ListContactsResponse {
+            contacts: contacts.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn get_contact(&self, request: Request<pb::ContactRef>) -> Reply<pb::ExternalContact> {
+        let who = caller(&self.0, &request).await?;
+        Ok(Response::new(
+            self.0
+                .contact(&who, &request.into_inner().user_id)
+                .await?
+                .into(),
+        ))
+    }
+
+    async fn delete_contact(&self, request: Request<pb::ContactRef>) -> Reply<pb::ExternalContact> {
+        let who = caller(&self.0, &request).await?;
+        Ok(Response::new(
+            self.0
+                .trash_contact(&who, &request.into_inner().user_id, true)
+                .await?
+                .into(),
+        ))
+    }
+
+    async fn restore_contact(
+        &self,
+        request: Request<pb::ContactRef>,
+    ) -> Reply<pb::ExternalContact> {
+        let who = caller(&self.0, &request).await?;
+        Ok(Response::new(
+            self.0
+                .trash_contact(&who, &request.into_inner().user_id, false)
+                .await?
+                .into(),
+        ))
+    }
+
+    async fn block_user(&self, request: Request<pb::ContactRef>) -> Reply<pb::BlockResponse> {
+        let who = caller(&self.0, &request).await?;
+        self.0
+            .set_blocked(&who, &request.into_inner().user_id, true)
+            .await?;
+        Ok(Response::new(pb::BlockResponse {}))
+    }
+
+    async fn unblock_user(&self, request: Request<pb::ContactRef>) -> Reply<pb::BlockResponse> {
+        let who = caller(&self.0, &request).await?;
+        self.0
+            .set_blocked(&who, &request.into_inner().user_id, false)
+            .await?;
+        Ok(Response::new(pb::BlockResponse {}))
+    }
 }

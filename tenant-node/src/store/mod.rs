@@ -5,6 +5,7 @@
 //! `store` makes a policy decision.
 
 pub mod audit;
+pub mod contacts;
 pub mod events;
 pub mod members;
 pub mod peers;

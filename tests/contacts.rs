@@ -1,0 +1,426 @@
+//! Friend requests between companies, external contacts, trash and blocks.
+
+mod support;
+
+use support::{Member, TestNode, check};
+use tenant_node::client::Client;
+use tonic::Code;
+use works_proto::client::v1 as pb;
+
+async fn peer(a: &TestNode, b: &TestNode) {
+    let token = b
+        .admin()
+        .await
+        .peering
+        .clone()
+        .invite_peer(pb::InvitePeerRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    a.admin()
+        .await
+        .peering
+        .clone()
+        .accept_peer(pb::AcceptPeerRequest { token })
+        .await
+        .unwrap();
+}
+
+async fn allow(admin: &Client, enabled: bool, member: &str, connected: bool) {
+    let mut external = admin.external.clone();
+    external
+        .set_external_settings(pb::SetExternalSettingsRequest {
+            enabled: Some(enabled),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let listed = external
+        .list_connected(pb::ListConnectedRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .members;
+    let is = listed.iter().any(|m| m.member_id == member);
+    if connected && !is {
+        external
+            .add_connected(pb::AddConnectedRequest {
+                member_id: member.into(),
+            })
+            .await
+            .unwrap();
+    }
+    if !connected && is {
+        external
+            .remove_connected(pb::RemoveConnectedRequest {
+                member_id: member.into(),
+            })
+            .await
+            .unwrap();
+    }
+}
+
+/// Two peered companies where alice@a and bob@b may talk.
+async fn admitted(
+    limits: impl Fn(&mut tenant_node::config::Config),
+) -> (TestNode, TestNode, Member, Member) {
+    let a = TestNode::start_with("a.example", limits).await;
+    let b = TestNode::start("b.example").await;
+    peer(&a, &b).await;
+    let alice = a.member("alice").await;
+    let bob = b.member("bob").await;
+    allow(&a.admin().await, true, &alice.id, true).await;
+    allow(&b.admin().await, true, &bob.id, true).await;
+    (a, b, alice, bob)
+}
+
+async fn request(who: &Member, user: &str) -> Result<pb::FriendRequest, tonic::Status> {
+    who.client
+        .contacts
+        .clone()
+        .send_friend_request(pb::SendFriendRequestRequest {
+            user_id: user.into(),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn requests(who: &Member) -> Vec<pb::FriendRequest> {
+    who.client
+        .contacts
+        .clone()
+        .list_friend_requests(pb::ListFriendRequestsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .requests
+}
+
+async fn answer(who: &Member, id: &str, accept: bool, block: bool) -> Result<(), tonic::Status> {
+    let mut contacts = who.client.contacts.clone();
+    let r = pb::AnswerFriendRequestRequest {
+        id: id.into(),
+        block,
+    };
+    if accept {
+        contacts.accept_friend_request(r).await.map(|_| ())
+    } else {
+        contacts.decline_friend_request(r).await.map(|_| ())
+    }
+}
+
+async fn contacts(who: &Member, trash: bool) -> Vec<pb::ExternalContact> {
+    who.client
+        .contacts
+        .clone()
+        .list_contacts(pb::ListContactsRequest { trash })
+        .await
+        .unwrap()
+        .into_inner()
+        .contacts
+}
+
+#[tokio::test]
+async fn an_accepted_request_makes_each_the_others_contact() {
+    let (_a, _b, alice, bob) = admitted(|_| {}).await;
+    let mut bob_stream = bob.watch(&[]).await.unwrap();
+    let mut alice_stream = alice.watch(&[]).await.unwrap();
+    let sent = request(&alice, &bob.id).await.unwrap();
+    assert_eq!(
+        (sent.user_id.as_str(), sent.outgoing, sent.state.as_str()),
+        (bob.id.as_str(), true, "pending")
+    );
+
+    let notice = bob_stream.next_notice().await;
+    assert_eq!(notice.kind, "friend_request");
+    assert!(
+        notice
+            .text
+            .contains("Alice (a.example Inc., alice@a.example)"),
+        "{}",
+        notice.text
+    );
+    let incoming = requests(&bob).await;
+    assert_eq!(incoming.len(), 1);
+    assert_eq!(
+        (
+            incoming[0].id.as_str(),
+            incoming[0].outgoing,
+            incoming[0].display_name.as_str(),
+            incoming[0].company.as_str()
+        ),
+        (sent.id.as_str(), false, "Alice", "a.example Inc.")
+    );
+
+    answer(&bob, &sent.id, true, false).await.unwrap();
+    assert_eq!(alice_stream.next_notice().await.kind, "request_accepted");
+    let bobs = contacts_of(&bob).await;
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(
+        (
+            bobs[0].user_id.as_str(),
+            bobs[0].display_name.as_str(),
+            bobs[0].status.as_str()
+        ),
+        (alice.id.as_str(), "Alice", "a.example Inc.")
+    );
+    let alices = contacts(&alice, false).await;
+    assert_eq!(
+        (
+            alices[0].user_id.as_str(),
+            alices[0].display_name.as_str(),
+            alices[0].status.as_str()
+        ),
+        (bob.id.as_str(), "Bob", "b.example Inc.")
+    );
+    let fields: serde_json::Value = serde_json::from_str(&alices[0].fields_json).unwrap();
+    assert_eq!(
+        fields["name"], "Bob",
+        "the owner's name starts as the display name"
+    );
+    assert_eq!(requests(&alice).await[0].state, "accepted");
+    assert_eq!(requests(&bob).await[0].state, "accepted");
+    check(
+        request(&alice, &bob.id).await,
+        Code::AlreadyExists,
+        "already your contact",
+    );
+}
+
+async fn contacts_of(who: &Member) -> Vec<pb::ExternalContact> {
+    contacts(who, false).await
+}
+
+#[tokio::test]
+async fn a_request_is_admitted_in_exactly_one_of_sixteen_combinations() {
+    let a = TestNode::start("a.example").await;
+    let b = TestNode::start("b.example").await;
+    peer(&a, &b).await;
+    let alice = a.member("alice").await;
+    let bob = b.member("bob").await;
+    let (a_admin, b_admin) = (a.admin().await, b.admin().await);
+    let mut admitted = 0;
+    for bits in 0..16u8 {
+        let (a_on, a_conn, b_on, b_conn) =
+            (bits & 1 != 0, bits & 2 != 0, bits & 4 != 0, bits & 8 != 0);
+        allow(&a_admin, a_on, &alice.id, a_conn).await;
+        allow(&b_admin, b_on, &bob.id, b_conn).await;
+        let result = request(&alice, &bob.id).await;
+        match (a_on, a_conn, b_on && b_conn) {
+            (false, _, _) => check(result, Code::FailedPrecondition, "not enabled"),
+            (true, false, _) => check(result, Code::PermissionDenied, "connected-members"),
+            (true, true, false) => check(result, Code::NotFound, "bob@b.example"),
+            (true, true, true) => {
+                result.unwrap();
+                admitted += 1;
+            }
+        }
+    }
+    assert_eq!(admitted, 1);
+    // Only the admitted request reached bob.
+    assert_eq!(requests(&bob).await.len(), 1);
+}
+
+#[tokio::test]
+async fn declining_and_blocking() {
+    let (_a, _b, alice, bob) = admitted(|_| {}).await;
+    let first = request(&alice, &bob.id).await.unwrap();
+    answer(&bob, &first.id, false, false).await.unwrap();
+    assert_eq!(requests(&alice).await[0].state, "declined");
+    check(
+        answer(&bob, &first.id, true, false).await,
+        Code::FailedPrecondition,
+        "already declined",
+    );
+
+    // Declined is not blocked: alice may ask again; this time bob blocks her.
+    let second = request(&alice, &bob.id).await.unwrap();
+    answer(&bob, &second.id, false, true).await.unwrap();
+    assert_eq!(
+        requests(&alice).await[0].state,
+        "declined",
+        "alice is not told she was blocked"
+    );
+    check(
+        request(&alice, &bob.id).await,
+        Code::NotFound,
+        "bob@b.example",
+    );
+    assert_eq!(
+        requests(&bob).await.len(),
+        2,
+        "a blocked user's requests are not delivered"
+    );
+
+    bob.client
+        .contacts
+        .clone()
+        .unblock_user(pb::ContactRef {
+            user_id: alice.id.clone(),
+        })
+        .await
+        .unwrap();
+    let third = request(&alice, &bob.id).await.unwrap();
+    answer(&bob, &third.id, true, false).await.unwrap();
+    assert_eq!(contacts_of(&bob).await.len(), 1);
+    check(
+        bob.client
+            .contacts
+            .clone()
+            .unblock_user(pb::ContactRef {
+                user_id: alice.id.clone(),
+            })
+            .await,
+        Code::FailedPrecondition,
+        "not blocked",
+    );
+    bob.client
+        .contacts
+        .clone()
+        .block_user(pb::ContactRef {
+            user_id: alice.id.clone(),
+        })
+        .await
+        .unwrap();
+    check(
+        bob.client
+            .contacts
+            .clone()
+            .block_user(pb::ContactRef {
+                user_id: alice.id.clone(),
+            })
+            .await,
+        Code::FailedPrecondition,
+        "already blocked",
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_precisely() {
+    let (a, b, alice, bob) = admitted(|c| c.limits.requests_per_member_hour = 2).await;
+    check(
+        request(&alice, "carl@a.example").await,
+        Code::InvalidArgument,
+        "in your own company",
+    );
+    check(
+        request(&alice, "not an id").await,
+        Code::InvalidArgument,
+        "name@tenant",
+    );
+    check(
+        request(&alice, "zed@z.example").await,
+        Code::FailedPrecondition,
+        "not peered with z.example",
+    );
+    check(
+        request(&alice, "nobody@b.example").await,
+        Code::NotFound,
+        "nobody@b.example",
+    );
+    let sent = request(&alice, &bob.id).await.unwrap();
+    check(
+        request(&alice, &bob.id).await,
+        Code::AlreadyExists,
+        "still pending",
+    );
+    allow(&a.admin().await, true, &alice.id, true).await;
+    let carol = a.member("carol").await;
+    allow(&a.admin().await, true, &carol.id, true).await;
+    check(
+        request(&bob, &alice.id).await,
+        Code::FailedPrecondition,
+        "already asked you",
+    );
+    check(
+        answer(&alice, &sent.id, true, false).await,
+        Code::NotFound,
+        "friend request",
+    );
+    check(
+        answer(&carol, &sent.id, true, false).await,
+        Code::NotFound,
+        "friend request",
+    );
+    check(
+        answer(&bob, "01JUNKJUNKJUNKJUNKJUNKJUNK", true, false).await,
+        Code::NotFound,
+        "friend request",
+    );
+    check(
+        answer(&bob, &sent.id, true, true).await,
+        Code::InvalidArgument,
+        "only a decline can block",
+    );
+    // The rate limit: alice sent 1 of 2 this hour ("nobody" and "zed" never left).
+    let dave = b.member("dave").await;
+    let erin = b.member("erin").await;
+    allow(&b.admin().await, true, &dave.id, true).await;
+    allow(&b.admin().await, true, &erin.id, true).await;
+    request(&alice, &dave.id).await.unwrap();
+    check(
+        request(&alice, &erin.id).await,
+        Code::ResourceExhausted,
+        "at most 2 friend requests an hour",
+    );
+}
+
+#[tokio::test]
+async fn trash_restore_and_unknown_status() {
+    let (_a, b, alice, bob) = admitted(|_| {}).await;
+    let sent = request(&alice, &bob.id).await.unwrap();
+    answer(&bob, &sent.id, true, false).await.unwrap();
+    let mut c = alice.client.contacts.clone();
+    let deleted = c
+        .delete_contact(pb::ContactRef {
+            user_id: bob.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(deleted.trashed);
+    assert!(contacts_of(&alice).await.is_empty());
+    assert_eq!(contacts(&alice, true).await.len(), 1);
+    check(
+        c.delete_contact(pb::ContactRef {
+            user_id: bob.id.clone(),
+        })
+        .await,
+        Code::FailedPrecondition,
+        "in the trash already",
+    );
+    c.restore_contact(pb::ContactRef {
+        user_id: bob.id.clone(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(contacts_of(&alice).await.len(), 1);
+    check(
+        c.restore_contact(pb::ContactRef {
+            user_id: bob.id.clone(),
+        })
+        .await,
+        Code::FailedPrecondition,
+        "not in the trash",
+    );
+    check(
+        c.get_contact(pb::ContactRef {
+            user_id: "zed@b.example".into(),
+        })
+        .await,
+        Code::NotFound,
+        "contact zed@b.example",
+    );
+
+    // B withdraws bob: alice sees him as unknown.
+    allow(&b.admin().await, true, &bob.id, false).await;
+    let shown = c
+        .get_contact(pb::ContactRef {
+            user_id: bob.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(shown.status, "unknown");
+}
