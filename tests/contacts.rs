@@ -424,3 +424,230 @@ async fn trash_restore_and_unknown_status() {
         .into_inner();
     assert_eq!(shown.status, "unknown");
 }
+
+async fn befriended() -> (TestNode, TestNode, Member, Member) {
+    let (a, b, alice, bob) = admitted(|_| {}).await;
+    let sent = request(&alice, &bob.id).await.unwrap();
+    answer(&bob, &sent.id, true, false).await.unwrap();
+    (a, b, alice, bob)
+}
+
+#[tokio::test]
+async fn owners_edit_their_own_fields_but_never_the_synced_ones() {
+    let (a, _b, alice, bob) = befriended().await;
+    let mut c = alice.client.contacts.clone();
+    let edit = |f: fn(&mut pb::EditContactRequest)| {
+        let mut r = pb::EditContactRequest {
+            user_id: bob.id.clone(),
+            ..Default::default()
+        };
+        f(&mut r);
+        r
+    };
+    let edited = c
+        .edit_contact(edit(|r| {
+            r.name = Some("Bob from B".into());
+            r.phones = vec!["+81 3-1234-5678".into()];
+            r.replace_phones = true;
+            r.emails = vec!["bob@b.example.com".into()];
+            r.replace_emails = true;
+            r.team = Some("Sales".into());
+            r.birth_date = Some("1990-04-01".into());
+            r.messengers.insert("LINE".into(), "bob_line".into());
+            r.memo = Some("met at the fair".into());
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let fields: serde_json::Value = serde_json::from_str(&edited.fields_json).unwrap();
+    assert_eq!(fields["name"], "Bob from B");
+    assert_eq!(fields["phones"][0], "+81 3-1234-5678");
+    assert_eq!(fields["emails"][0], "bob@b.example.com");
+    assert_eq!(fields["team"], "Sales");
+    assert_eq!(fields["birth_date"], "1990-04-01");
+    assert_eq!(fields["messengers"]["line"], "bob_line");
+    assert_eq!(fields["memo"], "met at the fair");
+    assert_eq!(edited.display_name, "Bob", "the synced name is untouched");
+
+    let cleared = c
+        .edit_contact(edit(|r| r.team = Some(String::new())))
+        .await
+        .unwrap()
+        .into_inner();
+    let fields: serde_json::Value = serde_json::from_str(&cleared.fields_json).unwrap();
+    assert!(fields.get("team").is_none());
+    assert_eq!(fields["memo"], "met at the fair");
+
+    check(
+        c.edit_contact(edit(|r| r.display_name = Some("Bobby".into())))
+            .await,
+        Code::FailedPrecondition,
+        "synced from bob@b.example's company",
+    );
+    check(
+        c.edit_contact(edit(|r| r.status = Some("on leave".into())))
+            .await,
+        Code::FailedPrecondition,
+        "read-only",
+    );
+    check(
+        c.edit_contact(edit(|r| {
+            r.emails = vec!["nope".into()];
+            r.replace_emails = true;
+        }))
+        .await,
+        Code::InvalidArgument,
+        "not an email",
+    );
+    check(
+        c.edit_contact(edit(|r| {
+            r.phones = vec!["call me".into()];
+            r.replace_phones = true;
+        }))
+        .await,
+        Code::InvalidArgument,
+        "not a phone",
+    );
+    check(
+        c.edit_contact(edit(|r| r.birth_date = Some("1990-13-40".into())))
+            .await,
+        Code::InvalidArgument,
+        "not a date",
+    );
+    check(
+        c.edit_contact(edit(|r| r.name = Some(" ".into()))).await,
+        Code::InvalidArgument,
+        "needs a name",
+    );
+    check(
+        c.edit_contact(edit(|r| r.memo = Some("x".repeat(2001))))
+            .await,
+        Code::InvalidArgument,
+        "at most 2000",
+    );
+    // Another member of A cannot reach alice's contact.
+    let carol = a.member("carol").await;
+    check(
+        carol
+            .client
+            .contacts
+            .clone()
+            .edit_contact(edit(|r| r.memo = Some("mine".into())))
+            .await,
+        Code::NotFound,
+        "contact bob@b.example",
+    );
+}
+
+#[tokio::test]
+async fn profile_changes_at_home_reach_the_contacts_at_the_peer() {
+    let (a, b, alice, bob) = befriended().await;
+    let png = b"\x89PNG\r\n\x1a\n0000IHDR".to_vec();
+    bob.client
+        .profiles
+        .clone()
+        .set_profile(pb::SetProfileRequest {
+            display_name: Some("Robert".into()),
+            photo: Some(png.clone()),
+            clear_photo: false,
+        })
+        .await
+        .unwrap();
+    let seen = alice
+        .client
+        .contacts
+        .clone()
+        .get_contact(pb::ContactRef {
+            user_id: bob.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            seen.display_name.as_str(),
+            seen.photo_content_type.as_str(),
+            seen.photo
+        ),
+        ("Robert", "image/png", png)
+    );
+
+    b.admin()
+        .await
+        .admin
+        .clone()
+        .set_company(pb::SetCompanyRequest {
+            name: "B Holdings".into(),
+        })
+        .await
+        .unwrap();
+    let seen = alice
+        .client
+        .contacts
+        .clone()
+        .get_contact(pb::ContactRef {
+            user_id: bob.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        seen.status, "B Holdings",
+        "the status is the company name, set by B's admin"
+    );
+    let fields: serde_json::Value = serde_json::from_str(&seen.fields_json).unwrap();
+    assert_eq!(
+        fields["name"], "Bob",
+        "the owner's own name stays as it was"
+    );
+
+    // A peer may sync only its own members, and only real images.
+    let identity =
+        works_bridge::NodeIdentity::from_node_cert(&b.tls_files().load_node().unwrap()).unwrap();
+    let config = works_bridge::tls::client_config_pinned(
+        &identity,
+        &[a.tls_files().load_ca().unwrap().der().clone()],
+    )
+    .unwrap();
+    let mut from_b = works_bridge::PeerClient::connect(
+        &a.bridge,
+        &works_bridge::TenantId::parse("a.example").unwrap(),
+        config,
+    )
+    .await
+    .unwrap();
+    let profile = |user: &str, photo: Vec<u8>| works_proto::federation::v1::PublicProfile {
+        user: user.into(),
+        display_name: "Mallory".into(),
+        photo,
+        photo_content_type: String::new(),
+        company: "B".into(),
+    };
+    check(
+        from_b.raw().sync_profile(profile(&alice.id, vec![])).await,
+        Code::PermissionDenied,
+        "user names a.example",
+    );
+    check(
+        from_b
+            .raw()
+            .sync_profile(profile(&bob.id, b"MZ not an image".to_vec()))
+            .await,
+        Code::InvalidArgument,
+        "PNG, JPEG, GIF or WebP",
+    );
+    let seen = alice
+        .client
+        .contacts
+        .clone()
+        .get_contact(pb::ContactRef {
+            user_id: bob.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        seen.display_name, "Robert",
+        "a refused sync changes nothing"
+    );
+}

@@ -217,6 +217,17 @@ impl PeerClient {
         Ok(())
     }
 
+    pub async fn sync_profile(
+        &mut self,
+        profile: &crate::PublicProfile,
+    ) -> Result<(), BridgeError> {
+        self.inner
+            .sync_profile(to_pb(profile))
+            .await
+            .map_err(BridgeError::Refused)?;
+        Ok(())
+    }
+
     pub async fn send_friend_request(
         &mut self,
         request_id: &str,

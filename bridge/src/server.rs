@@ -88,6 +88,12 @@ pub trait BridgeHandler: Send + Sync + 'static {
         to: &str,
         accepted: bool,
     ) -> Result<(), HandlerError>;
+    /// A member of the peer (checked to belong to `peer`) changed their profile.
+    async fn profile_changed(
+        &self,
+        peer: &TenantId,
+        profile: PublicProfile,
+    ) -> Result<(), HandlerError>;
     /// A member of the peer asks for one of this node's members. `requester`
     /// is checked to belong to `peer` before this is called.
     async fn lookup_user(
@@ -412,6 +418,20 @@ impl pb::bridge_server::Bridge for BridgeService {
             .friend_answer(&peer, &r.request_id, from, &r.to, r.accepted)
             .await?;
         Ok(Response::new(pb::FriendAnswerAck {}))
+    }
+
+    async fn sync_profile(
+        &self,
+        request: Request<pb::PublicProfile>,
+    ) -> Result<Response<pb::SyncProfileAck>, Status> {
+        let peer = self.peer(&request)?;
+        let p = request.into_inner();
+        Self::claim_member(&peer, "user", &p.user)?;
+        let user = p.user.clone();
+        self.handler
+            .profile_changed(&peer, profile_of(&user, Some(p))?)
+            .await?;
+        Ok(Response::new(pb::SyncProfileAck {}))
     }
 
     async fn notify_reachability(

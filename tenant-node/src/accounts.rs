@@ -307,6 +307,7 @@ impl Tenant {
             .set_setting(settings::COMPANY_NAME, &name)
             .await?;
         tracing::info!(company = %name, by = %caller.member, "company name set");
+        self.push_all_profiles().await?;
         Ok(name)
     }
 
@@ -368,6 +369,7 @@ impl Tenant {
                 photo.as_ref().map(|p| p.as_ref()),
             )
             .await?;
+        self.push_profile(&caller.member).await?;
         self.profile(caller, None).await
     }
 }

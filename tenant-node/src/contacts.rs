@@ -729,3 +729,276 @@ impl Tenant {
         w.commit().await
     }
 }
+
+/// A change to the owner's fields of a contact; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct ContactEdit {
+    pub name: Option<String>,
+    pub phones: Option<Vec<String>>,
+    pub emails: Option<Vec<String>>,
+    pub texts: Vec<(&'static str, Option<String>)>,
+    pub birth_date: Option<String>,
+    pub messengers: Vec<(String, String)>,
+    /// Names of synced fields the caller tried to change.
+    pub synced: Vec<&'static str>,
+}
+
+const MAX_FIELD_CHARS: usize = 200;
+const MAX_MEMO_CHARS: usize = 2000;
+const MAX_LIST: usize = 10;
+
+fn check_text(field: &'static str, value: &str, max: usize) -> Result<String> {
+    let value = value.trim();
+    if value.chars().count() > max {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    Ok(value.to_string())
+}
+
+fn check_list(field: &'static str, values: &[String], email: bool) -> Result<Vec<String>> {
+    if values.len() > MAX_LIST {
+        return Err(Error::invalid(field, format!("at most {MAX_LIST} entries")));
+    }
+    values
+        .iter()
+        .map(|v| {
+            let v = check_text(field, v, MAX_FIELD_CHARS)?;
+            if v.is_empty() {
+                return Err(Error::invalid(field, "entries must not be empty"));
+            }
+            if email && !(v.contains('@') && !v.starts_with('@') && !v.ends_with('@')) {
+                return Err(Error::invalid(
+                    field,
+                    format!("{v:?} is not an email address"),
+                ));
+            }
+            if !email
+                && !v
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || "+-() .".contains(c))
+            {
+                return Err(Error::invalid(
+                    field,
+                    format!("{v:?} is not a phone number"),
+                ));
+            }
+            Ok(v)
+        })
+        .collect()
+}
+
+fn check_date(value: &str) -> Result<String> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Ok(String::new());
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(v, format).map_err(|_| {
+        Error::invalid("birth_date", format!("{v:?} is not a date like 1990-04-01"))
+    })?;
+    Ok(v.to_string())
+}
+
+impl Tenant {
+    pub async fn edit_contact(
+        &self,
+        caller: &Caller,
+        user: &str,
+        edit: ContactEdit,
+    ) -> Result<ContactView> {
+        let external = self.external_id(user)?;
+        if let Some(field) = edit.synced.first() {
+            return Err(Error::FailedPrecondition(format!(
+                "{field} is synced from {}'s company and read-only here; edit the contact's own name instead",
+                external
+            )));
+        }
+        let mut w = self.store.begin_write().await?;
+        let row = store::contact(&mut w.tx, caller.member.as_str(), external.as_str())
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("contact {external}")))?;
+        let mut fields: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&row.fields).unwrap_or_default();
+        let mut set = |key: &str, value: String| {
+            if value.is_empty() {
+                fields.remove(key);
+            } else {
+                fields.insert(key.to_string(), serde_json::Value::String(value));
+            }
+        };
+        if let Some(name) = &edit.name {
+            let name = check_text("name", name, MAX_FIELD_CHARS)?;
+            if name.is_empty() {
+                return Err(Error::invalid("name", "a contact needs a name"));
+            }
+            set("name", name);
+        }
+        for (field, value) in &edit.texts {
+            if let Some(value) = value {
+                let max = if *field == "memo" {
+                    MAX_MEMO_CHARS
+                } else {
+                    MAX_FIELD_CHARS
+                };
+                set(field, check_text(field, value, max)?);
+            }
+        }
+        if let Some(date) = &edit.birth_date {
+            set("birth_date", check_date(date)?);
+        }
+        for (key, list, email) in [
+            ("phones", &edit.phones, false),
+            ("emails", &edit.emails, true),
+        ] {
+            if let Some(list) = list {
+                let checked = check_list(if email { "emails" } else { "phones" }, list, email)?;
+                if checked.is_empty() {
+                    fields.remove(key);
+                } else {
+                    fields.insert(key.into(), serde_json::json!(checked));
+                }
+            }
+        }
+        if !edit.messengers.is_empty() {
+            let mut ids = fields
+                .get("messengers")
+                .and_then(|v| v.as_object().cloned())
+                .unwrap_or_default();
+            for (network, id) in &edit.messengers {
+                let network = check_text("messengers", &network.to_lowercase(), 32)?;
+                if network.is_empty() {
+                    return Err(Error::invalid(
+                        "messengers",
+                        "a messenger needs a network name",
+                    ));
+                }
+                let id = check_text("messengers", id, MAX_FIELD_CHARS)?;
+                if id.is_empty() {
+                    ids.remove(&network);
+                } else {
+                    ids.insert(network, serde_json::Value::String(id));
+                }
+            }
+            if ids.len() > MAX_LIST {
+                return Err(Error::invalid(
+                    "messengers",
+                    format!("at most {MAX_LIST} networks"),
+                ));
+            }
+            fields.insert("messengers".into(), serde_json::Value::Object(ids));
+        }
+        store::set_fields(
+            &mut w.tx,
+            caller.member.as_str(),
+            external.as_str(),
+            &serde_json::Value::Object(fields).to_string(),
+        )
+        .await?;
+        w.commit().await?;
+        self.contact(caller, external.as_str()).await
+    }
+}
+
+impl Tenant {
+    /// Sends a member's public profile to every peer whose members hold
+    /// them as a contact. Best effort: a peer that misses it catches up at
+    /// the next change.
+    pub async fn push_profile(&self, member: &MemberId) -> Result<()> {
+        let holders = {
+            let mut conn = self.store.pool().acquire().await?;
+            store::holders_of(&mut conn, member.as_str()).await?
+        };
+        let mut tenants: Vec<TenantId> = holders
+            .iter()
+            .filter_map(|h| MemberId::parse(h).ok())
+            .map(|h| h.tenant().clone())
+            .collect();
+        tenants.sort();
+        tenants.dedup();
+        if tenants.is_empty() {
+            return Ok(());
+        }
+        let profile = self.public_profile(member).await?;
+        for tenant in tenants {
+            let result = match self.dial_tenant(&tenant).await {
+                Ok(mut client) => client
+                    .sync_profile(&profile)
+                    .await
+                    .map_err(|e| bridge_error(&tenant, e)),
+                Err(e) => Err(e),
+            };
+            let detail = match &result {
+                Ok(()) => "profile sent".to_string(),
+                Err(e) => format!("profile not sent: {e}"),
+            };
+            self.record(
+                NewEntry::new("profile.pushed", member)
+                    .member(member)
+                    .peer(&tenant)
+                    .detail(detail),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// After the company name changed: every member held as a contact.
+    pub async fn push_all_profiles(&self) -> Result<()> {
+        let owners = {
+            let mut conn = self.store.pool().acquire().await?;
+            store::owners_with_contacts(&mut conn).await?
+        };
+        for owner in owners {
+            if let Ok(member) = MemberId::parse(&owner) {
+                self.push_profile(&member).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A peer's member changed their profile (through the bridge).
+    pub async fn receive_profile(&self, peer: &TenantId, profile: PublicProfile) -> Result<()> {
+        let user = MemberId::parse(&profile.user).map_err(Error::bad_id("user"))?;
+        let display_name = crate::tenant::clean_name("display_name", &profile.display_name, 100)?;
+        let company = crate::tenant::clean_name("company", &profile.company, 100)?;
+        let photo = if profile.photo.is_empty() {
+            None
+        } else {
+            Some(crate::accounts::check_photo(
+                profile.photo,
+                self.limits.max_photo_bytes,
+            )?)
+        };
+        let at = now_ms();
+        let mut w = self.store.begin_write().await?;
+        let n = store::sync_profile(
+            &mut w.tx,
+            user.as_str(),
+            &display_name,
+            photo
+                .as_ref()
+                .map(|p| (p.bytes.as_slice(), p.content_type.as_str())),
+            &company,
+            at,
+        )
+        .await?;
+        if n > 0 {
+            audit::append(
+                &mut w.tx,
+                &NewEntry::new("profile.synced", format!("peer:{peer}"))
+                    .external(&user)
+                    .peer(peer)
+                    .detail(format!("{display_name} ({company}) for {n} contact(s)")),
+                at,
+            )
+            .await?;
+        }
+        w.commit().await
+    }
+}

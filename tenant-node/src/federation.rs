@@ -102,6 +102,17 @@ impl BridgeHandler for NodeBridge {
             .map_err(handler_error)
     }
 
+    async fn profile_changed(
+        &self,
+        peer: &TenantId,
+        profile: PublicProfile,
+    ) -> Result<(), HandlerError> {
+        self.0
+            .receive_profile(peer, profile)
+            .await
+            .map_err(handler_error)
+    }
+
     async fn replace_cas(
         &self,
         peer: &TenantId,

@@ -207,6 +207,9 @@ impl Tenant {
             self.tell_peers(caller.member.as_str(), &[], enabled)
                 .await?;
         }
+        if company.is_some_and(|c| c != before.company) {
+            self.push_all_profiles().await?;
+        }
         self.read_external_settings().await
     }
 

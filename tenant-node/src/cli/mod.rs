@@ -169,6 +169,43 @@ pub enum ContactCommand {
     },
 }
 
+#[derive(Args)]
+pub struct EditContact {
+    id: String,
+    #[arg(long)]
+    name: Option<String>,
+    /// Replaces the phone numbers (repeat for several; "" clears them).
+    #[arg(long = "phone")]
+    phones: Vec<String>,
+    /// Replaces the email addresses (repeat for several; "" clears them).
+    #[arg(long = "email")]
+    emails: Vec<String>,
+    #[arg(long)]
+    group: Option<String>,
+    #[arg(long)]
+    company: Option<String>,
+    #[arg(long)]
+    team: Option<String>,
+    #[arg(long)]
+    position: Option<String>,
+    #[arg(long)]
+    website: Option<String>,
+    /// YYYY-MM-DD.
+    #[arg(long)]
+    birth_date: Option<String>,
+    #[arg(long)]
+    line: Option<String>,
+    #[arg(long)]
+    facebook: Option<String>,
+    #[arg(long)]
+    x: Option<String>,
+    #[arg(long)]
+    memo: Option<String>,
+    /// The display name is synced from the user's company: refused.
+    #[arg(long)]
+    nickname: Option<String>,
+}
+
 #[derive(Subcommand)]
 pub enum RequestCommand {
     /// Incoming and outgoing friend requests.

@@ -304,3 +304,34 @@ impl From<crate::contacts::ContactView> for pb::ExternalContact {
         }
     }
 }
+
+pub fn contact_edit(r: pb::EditContactRequest) -> crate::contacts::ContactEdit {
+    let mut synced = Vec::new();
+    if r.display_name.is_some() {
+        synced.push("the display name");
+    }
+    if r.photo.is_some() {
+        synced.push("the photo");
+    }
+    if r.status.is_some() {
+        synced.push("the status");
+    }
+    let mut messengers: Vec<(String, String)> = r.messengers.into_iter().collect();
+    messengers.sort();
+    crate::contacts::ContactEdit {
+        name: r.name,
+        phones: r.replace_phones.then_some(r.phones),
+        emails: r.replace_emails.then_some(r.emails),
+        texts: vec![
+            ("group", r.group),
+            ("company", r.company),
+            ("team", r.team),
+            ("position", r.position),
+            ("website", r.website),
+            ("memo", r.memo),
+        ],
+        birth_date: r.birth_date,
+        messengers,
+        synced,
+    }
+}

@@ -7,7 +7,9 @@ use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 use works_proto::client::v1 as pb;
 
-use super::convert::{audit_filter, ca_change, external_profile, role_from_pb, room_kind_from_pb};
+use super::convert::{
+    audit_filter, ca_change, contact_edit, external_profile, role_from_pb, room_kind_from_pb,
+};
 use super::{bearer, caller};
 use crate::model::MemberState;
 use crate::policy::SettingsChange;
@@ -580,6 +582,21 @@ impl pb::contacts_server::Contacts for ContactsApi {
         Ok(Response::new(
             self.0
                 .contact(&who, &request.into_inner().user_id)
+                .await?
+                .into(),
+        ))
+    }
+
+    async fn edit_contact(
+        &self,
+        request: Request<pb::EditContactRequest>,
+    ) -> Reply<pb::ExternalContact> {
+        let who = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let user = r.user_id.clone();
+        Ok(Response::new(
+            self.0
+                .edit_contact(&who, &user, contact_edit(r))
                 .await?
                 .into(),
         ))

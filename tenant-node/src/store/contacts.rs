@@ -245,3 +245,59 @@ pub async fn unblock(conn: &mut AnyConnection, member: &str, user: &str) -> Resu
         .rows_affected();
     Ok(n == 1)
 }
+
+pub async fn set_fields(
+    conn: &mut AnyConnection,
+    owner: &str,
+    user: &str,
+    fields: &str,
+) -> Result<()> {
+    sqlx::query("UPDATE external_contacts SET fields = $1 WHERE owner = $2 AND user_id = $3")
+        .bind(fields)
+        .bind(owner)
+        .bind(user)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The external users our members hold as contacts, at one tenant or all.
+pub async fn holders_of(conn: &mut AnyConnection, owner: &str) -> Result<Vec<String>> {
+    let rows = sqlx::query("SELECT user_id FROM external_contacts WHERE owner = $1")
+        .bind(owner)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get("user_id")?)).collect()
+}
+
+/// Our members who hold at least one external contact.
+pub async fn owners_with_contacts(conn: &mut AnyConnection) -> Result<Vec<String>> {
+    let rows = sqlx::query("SELECT DISTINCT owner FROM external_contacts ORDER BY owner")
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get("owner")?)).collect()
+}
+
+/// Refreshes the synced fields of every contact of `user`; returns how many.
+pub async fn sync_profile(
+    conn: &mut AnyConnection,
+    user: &str,
+    display_name: &str,
+    photo: Option<(&[u8], &str)>,
+    company: &str,
+    at_ms: i64,
+) -> Result<u64> {
+    let n = sqlx::query(
+        "UPDATE external_contacts SET display_name = $1, photo = $2, photo_type = $3, company = $4, synced_at = $5          WHERE user_id = $6",
+    )
+    .bind(display_name)
+    .bind(photo.map(|p| p.0.to_vec()))
+    .bind(photo.map(|p| p.1.to_string()))
+    .bind(company)
+    .bind(at_ms)
+    .bind(user)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(n)
+}
