@@ -651,3 +651,136 @@ async fn profile_changes_at_home_reach_the_contacts_at_the_peer() {
         "a refused sync changes nothing"
     );
 }
+
+async fn invite(who: &Member, ttl_secs: u64) -> Result<pb::InvitationLink, tonic::Status> {
+    who.client
+        .contacts
+        .clone()
+        .create_invitation(pb::CreateInvitationRequest { ttl_secs })
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn redeem(who: &Member, link: &str) -> Result<pb::ExternalContact, tonic::Status> {
+    who.client
+        .contacts
+        .clone()
+        .redeem_invitation(pb::RedeemInvitationRequest { link: link.into() })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Rewrites the link's claims without re-signing, as an attacker could.
+fn tamper(link: &str, field: &str, value: serde_json::Value) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let body = link.strip_prefix("works://invite/").unwrap();
+    let (payload, signature) = body.split_once('.').unwrap();
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    claims[field] = value;
+    format!(
+        "works://invite/{}.{signature}",
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap())
+    )
+}
+
+#[tokio::test]
+async fn an_invitation_link_makes_contacts_at_once_and_only_once() {
+    let (a, _b, alice, bob) = admitted(|_| {}).await;
+    let mut bob_stream = bob.watch(&[]).await.unwrap();
+    let invitation = invite(&bob, 0).await.unwrap();
+    assert!(
+        invitation.link.starts_with("works://invite/"),
+        "{}",
+        invitation.link
+    );
+    assert!(invitation.qr_png.starts_with(b"\x89PNG\r\n\x1a\n"));
+    assert!(invitation.qr_svg.contains("<svg"));
+    assert!(invitation.qr_text.lines().count() > 10);
+
+    let contact = redeem(&alice, &invitation.link).await.unwrap();
+    assert_eq!(
+        (
+            contact.user_id.as_str(),
+            contact.display_name.as_str(),
+            contact.status.as_str()
+        ),
+        (bob.id.as_str(), "Bob", "b.example Inc.")
+    );
+    let notice = bob_stream.next_notice().await;
+    assert_eq!(notice.kind, "contact_added");
+    assert_eq!(contacts_of(&bob).await[0].user_id, alice.id);
+    assert_eq!(requests(&alice).await[0].state, "accepted");
+
+    // Used once: another member cannot reuse it.
+    let carol = a.member("carol").await;
+    allow(&a.admin().await, true, &carol.id, true).await;
+    check(
+        redeem(&carol, &invitation.link).await,
+        Code::PermissionDenied,
+        "already used",
+    );
+    assert!(contacts_of(&carol).await.is_empty());
+}
+
+#[tokio::test]
+async fn tampered_expired_and_malformed_links_are_refused() {
+    let (_a, b, alice, bob) = admitted(|_| {}).await;
+    let link = invite(&bob, 0).await.unwrap().link;
+    check(
+        redeem(
+            &alice,
+            &tamper(&link, "expires_at_ms", serde_json::json!(i64::MAX)),
+        )
+        .await,
+        Code::PermissionDenied,
+        "signature does not match",
+    );
+    let dave = b.member("dave").await;
+    allow(&b.admin().await, true, &dave.id, true).await;
+    check(
+        redeem(&alice, &tamper(&link, "issuer", serde_json::json!(dave.id))).await,
+        Code::PermissionDenied,
+        "signature does not match",
+    );
+    check(
+        redeem(&alice, "works://invite/garbage").await,
+        Code::InvalidArgument,
+        "not an invitation link",
+    );
+    check(
+        redeem(&alice, "https://example.com/x").await,
+        Code::InvalidArgument,
+        "not an invitation link",
+    );
+    let own = invite(&alice, 0).await.unwrap().link;
+    check(
+        redeem(&alice, &own).await,
+        Code::InvalidArgument,
+        "your own company",
+    );
+
+    let short = invite(&bob, 1).await.unwrap().link;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    check(
+        redeem(&alice, &short).await,
+        Code::FailedPrecondition,
+        "has expired",
+    );
+    // The genuine link still works after all that.
+    redeem(&alice, &link).await.unwrap();
+
+    // Only connected members of companies that enabled it may invite.
+    allow(&b.admin().await, true, &dave.id, false).await;
+    check(
+        invite(&dave, 0).await,
+        Code::PermissionDenied,
+        "connected-members",
+    );
+    check(
+        invite(&bob, 99_999_999).await,
+        Code::InvalidArgument,
+        "30 days",
+    );
+}

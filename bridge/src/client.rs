@@ -228,22 +228,46 @@ impl PeerClient {
         Ok(())
     }
 
+    /// Sends a friend request; with an invitation link the answer may be an
+    /// immediate acceptance, with the recipient's profile.
     pub async fn send_friend_request(
         &mut self,
         request_id: &str,
         from: &crate::PublicProfile,
         to: &str,
-    ) -> Result<(), BridgeError> {
-        self.inner
+        invitation: Option<&str>,
+    ) -> Result<Option<crate::PublicProfile>, BridgeError> {
+        let ack = self
+            .inner
             .send_friend_request(pb::FriendRequest {
                 request_id: request_id.to_string(),
                 from: from.user.clone(),
                 to: to.to_string(),
                 from_profile: Some(to_pb(from)),
+                invitation: invitation.unwrap_or_default().to_string(),
             })
             .await
-            .map_err(BridgeError::Refused)?;
-        Ok(())
+            .map_err(BridgeError::Refused)?
+            .into_inner();
+        if !ack.accepted {
+            return Ok(None);
+        }
+        let p = ack.profile.ok_or_else(|| {
+            BridgeError::Malformed("an accepted request without a profile".into())
+        })?;
+        if !p.user.eq_ignore_ascii_case(to) {
+            return Err(BridgeError::Malformed(format!(
+                "accepted by {} instead of {to}",
+                p.user
+            )));
+        }
+        Ok(Some(crate::PublicProfile {
+            user: p.user,
+            display_name: p.display_name,
+            photo: p.photo,
+            photo_content_type: p.photo_content_type,
+            company: p.company,
+        }))
     }
 
     pub async fn answer_friend_request(

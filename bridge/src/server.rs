@@ -72,13 +72,16 @@ pub trait BridgeHandler: Send + Sync + 'static {
     ) -> Result<(), HandlerError>;
     /// A member of the peer (`from`, checked to belong to `peer`, with their
     /// profile) asks `to`, one of ours, to be a contact.
+    /// With an `invitation` issued by `to` the request is accepted at once:
+    /// the answer is `to`'s profile.
     async fn friend_request(
         &self,
         peer: &TenantId,
         request_id: &str,
         from: PublicProfile,
         to: &str,
-    ) -> Result<(), HandlerError>;
+        invitation: Option<&str>,
+    ) -> Result<Option<PublicProfile>, HandlerError>;
     /// A member of the peer (`from`, checked) answered a request from `to`.
     async fn friend_answer(
         &self,
@@ -392,10 +395,21 @@ impl pb::bridge_server::Bridge for BridgeService {
         Self::claim_member(&peer, "from", &r.from)?;
         let from = profile_of(&r.from, r.from_profile)?;
         check_request_id(&r.request_id)?;
-        self.handler
-            .friend_request(&peer, &r.request_id, from, &r.to)
+        let invitation = (!r.invitation.is_empty()).then_some(r.invitation.as_str());
+        let accepted = self
+            .handler
+            .friend_request(&peer, &r.request_id, from, &r.to, invitation)
             .await?;
-        Ok(Response::new(pb::FriendRequestAck {}))
+        Ok(Response::new(pb::FriendRequestAck {
+            accepted: accepted.is_some(),
+            profile: accepted.map(|p| pb::PublicProfile {
+                user: p.user,
+                display_name: p.display_name,
+                photo: p.photo,
+                photo_content_type: p.photo_content_type,
+                company: p.company,
+            }),
+        }))
     }
 
     async fn answer_friend_request(

@@ -90,11 +90,15 @@ fn parse_token(token: &str) -> Result<&str> {
     }
 }
 
-/// Generates a random password for the first admin.
+/// Generates a random password for the first admin: 24 letters and digits
+/// (about 143 bits), nothing a shell or an option parser treats specially.
 pub fn generate_password() -> String {
-    let mut bytes = [0u8; 18];
-    rand::rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    (0..24)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 /// Checks an uploaded photo: size and an image type known by its magic bytes.
@@ -401,6 +405,15 @@ mod tests {
             check_photo(b"hello".to_vec(), 100),
             Err(Error::Invalid { .. })
         ));
+    }
+
+    #[test]
+    fn generated_passwords_are_plain_and_long() {
+        for _ in 0..200 {
+            let p = generate_password();
+            assert_eq!(p.len(), 24);
+            assert!(p.chars().all(|c| c.is_ascii_alphanumeric()), "{p}");
+        }
     }
 
     #[test]

@@ -156,6 +156,11 @@ fn view_of_request(r: RequestRow) -> FriendRequestView {
 
 const HOUR_MS: i64 = 3_600_000;
 
+enum Outcome {
+    Pending(FriendRequestView),
+    Accepted(ContactView),
+}
+
 impl Tenant {
     /// The public profile of one of our members, as peers see it.
     async fn public_profile(&self, member: &MemberId) -> Result<PublicProfile> {
@@ -217,6 +222,44 @@ impl Tenant {
         user: &str,
     ) -> Result<FriendRequestView> {
         let external = self.external_id(user)?;
+        match self.request_to(caller, &external, None).await? {
+            Outcome::Pending(view) => Ok(view),
+            Outcome::Accepted(_) => Err(Error::Internal("accepted without an invitation".into())),
+        }
+    }
+
+    /// Redeems another company's member's invitation link: a request that
+    /// their node accepts at once.
+    pub async fn redeem_link(&self, caller: &Caller, link: &str) -> Result<ContactView> {
+        let parsed = crate::invitations::parse_link(link)?;
+        if parsed.issuer.belongs_to(&self.id) {
+            return Err(Error::invalid(
+                "link",
+                "this invitation is from your own company",
+            ));
+        }
+        if parsed.claims.expires_at_ms <= now_ms() {
+            return Err(Error::FailedPrecondition(format!(
+                "this invitation from {} has expired; ask for a new one",
+                parsed.issuer
+            )));
+        }
+        match self
+            .request_to(caller, &parsed.issuer, Some(link.trim()))
+            .await?
+        {
+            Outcome::Accepted(contact) => Ok(contact),
+            Outcome::Pending(_) => Err(Error::Internal("the invitation was not honoured".into())),
+        }
+    }
+
+    async fn request_to(
+        &self,
+        caller: &Caller,
+        external: &MemberId,
+        invitation: Option<&str>,
+    ) -> Result<Outcome> {
+        let external = external.clone();
         let permit = self.permit_for(caller, &external, "request").await?;
         let mut conn = self.store.pool().acquire().await?;
         if let Some(c) =
@@ -261,7 +304,7 @@ impl Tenant {
         let me = self.public_profile(&caller.member).await?;
         let mut client = self.dial_tenant(permit.peer()).await?;
         let sent = client
-            .send_friend_request(&id, &me, permit.external().as_str())
+            .send_friend_request(&id, &me, permit.external().as_str(), invitation)
             .await;
         self.record(
             NewEntry::new("request.sent", &caller.member)
@@ -269,18 +312,20 @@ impl Tenant {
                 .external(permit.external())
                 .peer(permit.peer())
                 .detail(match &sent {
-                    Ok(()) => format!("request {id} delivered"),
+                    Ok(None) => format!("request {id} delivered"),
+                    Ok(Some(_)) => format!("request {id} accepted at once (invitation link)"),
                     Err(e) => format!("request {id} not delivered: {e}"),
                 }),
         )
         .await?;
-        match sent {
-            Ok(()) => {}
+        let accepted = match sent {
+            Ok(accepted) => accepted,
             Err(BridgeError::Refused(s)) if s.code() == tonic::Code::NotFound => {
                 return Err(Error::NotFound(format!("user {external}")));
             }
             Err(e) => return Err(bridge_error(permit.peer(), e)),
-        }
+        };
+        let at = now_ms();
         let row = RequestRow {
             id,
             local_member: caller.member.to_string(),
@@ -289,13 +334,50 @@ impl Tenant {
             state: "pending".into(),
             display_name: String::new(),
             company: String::new(),
-            created_at_ms: now_ms(),
+            created_at_ms: at,
             decided_at_ms: None,
         };
         let mut w = self.store.begin_write().await?;
         store::insert_request(&mut w.tx, &row).await?;
+        let Some(profile) = accepted else {
+            w.commit().await?;
+            return Ok(Outcome::Pending(view_of_request(row)));
+        };
+        store::decide_request(&mut w.tx, &row.id, "accepted", at).await?;
+        store::upsert_contact(
+            &mut w.tx,
+            &self.synced_contact(caller.member.as_str(), profile, at)?,
+        )
+        .await?;
         w.commit().await?;
-        Ok(view_of_request(row))
+        Ok(Outcome::Accepted(
+            self.contact(caller, external.as_str()).await?,
+        ))
+    }
+
+    /// A new contact row from a profile a peer sent, checked like any input.
+    fn synced_contact(&self, owner: &str, profile: PublicProfile, at: i64) -> Result<ContactRow> {
+        let display_name = crate::tenant::clean_name("display_name", &profile.display_name, 100)?;
+        let photo = if profile.photo.is_empty() {
+            None
+        } else {
+            Some(crate::accounts::check_photo(
+                profile.photo,
+                self.limits.max_photo_bytes,
+            )?)
+        };
+        Ok(ContactRow {
+            owner: owner.to_string(),
+            user_id: profile.user.to_lowercase(),
+            fields: serde_json::json!({ "name": display_name }).to_string(),
+            display_name,
+            photo_type: photo.as_ref().map(|p| p.content_type.clone()),
+            photo: photo.map(|p| p.bytes),
+            company: crate::tenant::clean_name("company", &profile.company, 100)?,
+            created_at_ms: at,
+            synced_at_ms: at,
+            trashed_at_ms: None,
+        })
     }
 
     fn external_id(&self, user: &str) -> Result<MemberId> {
@@ -316,7 +398,8 @@ impl Tenant {
         id: &str,
         from: PublicProfile,
         to: &str,
-    ) -> Result<()> {
+        invitation: Option<&str>,
+    ) -> Result<Option<PublicProfile>> {
         let requester = MemberId::parse(&from.user).map_err(Error::bad_id("from"))?;
         let not_found = || Error::NotFound(format!("user {to}"));
         let local = MemberId::parse(to)
@@ -354,10 +437,16 @@ impl Tenant {
             created_at_ms: now_ms(),
             decided_at_ms: None,
         };
+        if let Some(link) = invitation {
+            return self
+                .accept_by_invitation(peer, row, from, link, &local, &requester)
+                .await
+                .map(Some);
+        }
         let mut w = self.store.begin_write().await?;
         if !store::insert_request(&mut w.tx, &row).await? {
             // The same request again (a retry): already stored.
-            return Ok(());
+            return Ok(None);
         }
         audit::append(
             &mut w.tx,
@@ -379,7 +468,62 @@ impl Tenant {
         policy::insert_notice(&mut w.tx, &notice).await?;
         w.commit().await?;
         self.hub.notice(notice);
-        Ok(())
+        Ok(None)
+    }
+
+    /// A request that carries one of our member's invitation links: checked,
+    /// used up and accepted at once, all in one transaction.
+    async fn accept_by_invitation(
+        &self,
+        peer: &TenantId,
+        row: RequestRow,
+        from: PublicProfile,
+        link: &str,
+        local: &MemberId,
+        requester: &MemberId,
+    ) -> Result<PublicProfile> {
+        let at = now_ms();
+        let contact = self.synced_contact(local.as_str(), from, at)?;
+        let mut w = self.store.begin_write().await?;
+        if let Err(e) = self.use_invitation(&mut w.tx, link, local, requester).await {
+            drop(w);
+            self.record(
+                NewEntry::new("request.refused", format!("peer:{peer}"))
+                    .member(local)
+                    .external(requester)
+                    .peer(peer)
+                    .detail(format!("request {}: {e}", row.id)),
+            )
+            .await?;
+            return Err(e);
+        }
+        store::insert_request(&mut w.tx, &row).await?;
+        store::decide_request(&mut w.tx, &row.id, "accepted", at).await?;
+        store::upsert_contact(&mut w.tx, &contact).await?;
+        audit::append(
+            &mut w.tx,
+            &NewEntry::new("request.accepted_by_invitation", format!("peer:{peer}"))
+                .member(local)
+                .external(requester)
+                .peer(peer)
+                .detail(format!("request {}; contact added", row.id)),
+            at,
+        )
+        .await?;
+        let notice = policy::NoticeRow {
+            id: ulid::Ulid::new().to_string(),
+            member: local.to_string(),
+            kind: "contact_added".into(),
+            text: format!(
+                "{} ({requester}) used your invitation and is now your contact",
+                contact.display_name
+            ),
+            at_ms: at,
+        };
+        policy::insert_notice(&mut w.tx, &notice).await?;
+        w.commit().await?;
+        self.hub.notice(notice);
+        self.public_profile(local).await
     }
 
     pub async fn friend_requests(&self, caller: &Caller) -> Result<Vec<FriendRequestView>> {

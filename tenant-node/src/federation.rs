@@ -81,9 +81,10 @@ impl BridgeHandler for NodeBridge {
         request_id: &str,
         from: PublicProfile,
         to: &str,
-    ) -> Result<(), HandlerError> {
+        invitation: Option<&str>,
+    ) -> Result<Option<PublicProfile>, HandlerError> {
         self.0
-            .receive_friend_request(peer, request_id, from, to)
+            .receive_friend_request(peer, request_id, from, to, invitation)
             .await
             .map_err(handler_error)
     }

@@ -28,6 +28,7 @@ pub mod grpc;
 pub mod hub;
 pub mod ids;
 pub mod init;
+pub mod invitations;
 pub mod model;
 pub mod node;
 pub mod peers;

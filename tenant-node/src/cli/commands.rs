@@ -716,6 +716,35 @@ async fn contact(command: ContactCommand, opts: &ClientOpts) -> anyhow::Result<(
                 format!("request {} sent to {}", r.id, r.user_id)
             });
         }
+        ContactCommand::Invite {
+            ttl,
+            qr_png,
+            qr_svg,
+        } => {
+            let inv = rpc(contacts
+                .create_invitation(pb::CreateInvitationRequest {
+                    ttl_secs: ttl.unwrap_or(0),
+                })
+                .await)?;
+            if let Some(path) = &qr_png {
+                std::fs::write(path, &inv.qr_png)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            if let Some(path) = &qr_svg {
+                std::fs::write(path, &inv.qr_svg)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            print(
+                opts.json,
+                json!({"link": inv.link, "expires_at_ms": inv.expires_at_ms, "qr_svg": inv.qr_svg}),
+                || format!("{}\n{}", inv.qr_text, inv.link),
+            );
+        }
+        ContactCommand::Redeem { link } => {
+            show(rpc(contacts
+                .redeem_invitation(pb::RedeemInvitationRequest { link })
+                .await)?);
+        }
         ContactCommand::List { trash } => {
             let list = rpc(contacts
                 .list_contacts(pb::ListContactsRequest { trash })

@@ -144,6 +144,22 @@ pub enum ContactCommand {
     Add {
         id: String,
     },
+    /// Make an invitation link and QR code for a member of another company.
+    Invite {
+        /// Lifetime in seconds (default 7 days).
+        #[arg(long)]
+        ttl: Option<u64>,
+        /// Also write the QR code as PNG to this file.
+        #[arg(long)]
+        qr_png: Option<PathBuf>,
+        /// Also write the QR code as SVG to this file.
+        #[arg(long)]
+        qr_svg: Option<PathBuf>,
+    },
+    /// Redeem another company's member's invitation link: contacts at once.
+    Redeem {
+        link: String,
+    },
     /// Your external contacts (or the trash).
     List {
         #[arg(long)]

@@ -519,6 +519,36 @@ impl pb::contacts_server::Contacts for ContactsApi {
         Ok(Response::new(external_profile(profile)))
     }
 
+    async fn create_invitation(
+        &self,
+        request: Request<pb::CreateInvitationRequest>,
+    ) -> Reply<pb::InvitationLink> {
+        let who = caller(&self.0, &request).await?;
+        let ttl = request.get_ref().ttl_secs;
+        let ttl_ms = (ttl > 0).then(|| i64::try_from(ttl.saturating_mul(1000)).unwrap_or(i64::MAX));
+        let invitation = self.0.create_invitation(&who, ttl_ms).await?;
+        Ok(Response::new(pb::InvitationLink {
+            link: invitation.link,
+            expires_at_ms: invitation.expires_at_ms,
+            qr_svg: invitation.qr.svg,
+            qr_png: invitation.qr.png,
+            qr_text: invitation.qr.terminal,
+        }))
+    }
+
+    async fn redeem_invitation(
+        &self,
+        request: Request<pb::RedeemInvitationRequest>,
+    ) -> Reply<pb::ExternalContact> {
+        let who = caller(&self.0, &request).await?;
+        Ok(Response::new(
+            self.0
+                .redeem_link(&who, &request.into_inner().link)
+                .await?
+                .into(),
+        ))
+    }
+
     async fn send_friend_request(
         &self,
         request: Request<pb::SendFriendRequestRequest>,
