@@ -656,7 +656,10 @@ async fn invite(who: &Member, ttl_secs: u64) -> Result<pb::InvitationLink, tonic
     who.client
         .contacts
         .clone()
-        .create_invitation(pb::CreateInvitationRequest { ttl_secs })
+        .create_invitation(pb::CreateInvitationRequest {
+            ttl_secs,
+            email: String::new(),
+        })
         .await
         .map(|r| r.into_inner())
 }
@@ -783,4 +786,68 @@ async fn tampered_expired_and_malformed_links_are_refused() {
         Code::InvalidArgument,
         "30 days",
     );
+}
+
+#[tokio::test]
+async fn an_invitation_can_be_emailed_through_the_configured_relay() {
+    let sink = support::SmtpSink::start().await;
+    let port = sink.port;
+    let b = TestNode::start_with("b.example", move |c| {
+        c.smtp = Some(tenant_node::config::SmtpConfig {
+            host: "127.0.0.1".into(),
+            port,
+            from: "works@b.example".into(),
+        });
+    })
+    .await;
+    let a = TestNode::start("a.example").await;
+    peer(&a, &b).await;
+    let bob = b.member("bob").await;
+    allow(&b.admin().await, true, &bob.id, true).await;
+    let mut contacts = bob.client.contacts.clone();
+    let sent = contacts
+        .create_invitation(pb::CreateInvitationRequest {
+            ttl_secs: 0,
+            email: "carol@partner.example".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(sent.emailed);
+    let messages = sink.messages.lock().unwrap().clone();
+    assert_eq!(messages.len(), 1);
+    let mail = &messages[0];
+    assert!(mail.contains("To: carol@partner.example"), "{mail}");
+    assert!(mail.contains("Bob (b.example Inc.) invites you"), "{mail}");
+    assert!(mail.contains("invitation.png"), "{mail}");
+    // The link in the mail (soft-wrapped by quoted-printable) is the one returned.
+    let unfolded = mail.replace("=\n", "").replace("=3D", "=");
+    assert!(unfolded.contains(&sent.link), "{unfolded}");
+    check(
+        contacts
+            .create_invitation(pb::CreateInvitationRequest {
+                ttl_secs: 0,
+                email: "not an address".into(),
+            })
+            .await,
+        Code::InvalidArgument,
+        "not an email address",
+    );
+    // A node without a relay says so.
+    let alice = a.member("alice").await;
+    allow(&a.admin().await, true, &alice.id, true).await;
+    check(
+        alice
+            .client
+            .contacts
+            .clone()
+            .create_invitation(pb::CreateInvitationRequest {
+                ttl_secs: 0,
+                email: "x@y.example".into(),
+            })
+            .await,
+        Code::FailedPrecondition,
+        "no mail server configured",
+    );
+    assert_eq!(sink.messages.lock().unwrap().len(), 1);
 }

@@ -23,9 +23,27 @@ pub struct Config {
     pub storage: StorageConfig,
     #[serde(default)]
     pub limits: Limits,
+    /// Where invitation emails go out; `--email` is refused without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<SmtpConfig>,
     /// Peers declared here rather than by invitation (deployments as code).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<DeclaredPeer>,
+}
+
+/// An SMTP relay (plain SMTP, as to a local MTA that relays onwards).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// The sender address of invitation emails.
+    pub from: String,
+}
+
+fn default_smtp_port() -> u16 {
+    25
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -192,6 +210,7 @@ impl Config {
             bridge: BridgeConfig::default(),
             storage: StorageConfig::default(),
             limits: Limits::default(),
+            smtp: None,
             peers: Vec::new(),
         }
     }

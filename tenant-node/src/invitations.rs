@@ -143,6 +143,7 @@ pub struct Invitation {
     pub link: String,
     pub expires_at_ms: i64,
     pub qr: QrCodes,
+    pub emailed: bool,
 }
 
 impl Tenant {
@@ -176,6 +177,7 @@ impl Tenant {
         &self,
         caller: &Caller,
         ttl_ms: Option<i64>,
+        email: Option<&str>,
     ) -> Result<Invitation> {
         let ttl = ttl_ms.unwrap_or(DEFAULT_TTL_MS);
         if ttl <= 0 || ttl > MAX_TTL_MS {
@@ -183,6 +185,15 @@ impl Tenant {
                 "ttl",
                 "must be between 1 second and 30 days",
             ));
+        }
+        let email = email.map(str::trim).filter(|e| !e.is_empty());
+        if let Some(address) = email {
+            if self.smtp.is_none() {
+                return Err(Error::FailedPrecondition(
+                    "this node has no mail server configured ([smtp] in node.toml)".into(),
+                ));
+            }
+            crate::mail::parse_address(address)?;
         }
         {
             let mut conn = self.store.pool().acquire().await?;
@@ -223,10 +234,34 @@ impl Tenant {
         )
         .await?;
         w.commit().await?;
+        let qr = qr_codes(&link)?;
+        let mut emailed = false;
+        if let (Some(address), Some(smtp)) = (email, &self.smtp) {
+            let inviter = self.profile(caller, None).await?;
+            crate::mail::send_invitation(
+                smtp,
+                crate::mail::InvitationMail {
+                    to: address,
+                    inviter: &inviter.display_name,
+                    company: &inviter.company,
+                    link: &link,
+                    qr_png: &qr.png,
+                },
+            )
+            .await?;
+            self.record(
+                crate::store::audit::NewEntry::new("invitation.emailed", &caller.member)
+                    .member(&caller.member)
+                    .detail(format!("to {address}")),
+            )
+            .await?;
+            emailed = true;
+        }
         Ok(Invitation {
-            qr: qr_codes(&link)?,
+            qr,
             link,
             expires_at_ms: claims.expires_at_ms,
+            emailed,
         })
     }
 

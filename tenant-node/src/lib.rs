@@ -29,6 +29,7 @@ pub mod hub;
 pub mod ids;
 pub mod init;
 pub mod invitations;
+pub mod mail;
 pub mod model;
 pub mod node;
 pub mod peers;

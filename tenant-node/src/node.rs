@@ -54,14 +54,16 @@ impl Node {
         let store = Store::open(&url, config.storage.max_connections)
             .await
             .with_context(|| format!("cannot open the database of {tenant_id}"))?;
-        let tenant = Arc::new(Tenant::new(
+        let mut tenant = Tenant::new(
             tenant_id,
             store,
             config.limits.clone(),
             files,
             identity,
             server_cert,
-        ));
+        );
+        tenant.smtp = config.smtp.clone();
+        let tenant = Arc::new(tenant);
         let mut declared = Vec::new();
         for peer in &config.peers {
             let mut pem = String::new();

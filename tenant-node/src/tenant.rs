@@ -28,6 +28,8 @@ pub struct Tenant {
     pub tls_files: NodeTlsFiles,
     /// The CAs pinned for each peer; kept in step with the `peers` table.
     pub trust: TrustStore,
+    /// Where invitation emails go out, if anywhere.
+    pub smtp: Option<crate::config::SmtpConfig>,
     /// host:port peers dial; known once the bridge is bound.
     bridge_endpoint: RwLock<String>,
 }
@@ -49,6 +51,7 @@ impl Tenant {
             identity: RwLock::new(identity),
             server_cert,
             tls_files,
+            smtp: None,
             trust: TrustStore::new(),
             bridge_endpoint: RwLock::new(String::new()),
         }

@@ -720,10 +720,12 @@ async fn contact(command: ContactCommand, opts: &ClientOpts) -> anyhow::Result<(
             ttl,
             qr_png,
             qr_svg,
+            email,
         } => {
             let inv = rpc(contacts
                 .create_invitation(pb::CreateInvitationRequest {
                     ttl_secs: ttl.unwrap_or(0),
+                    email: email.unwrap_or_default(),
                 })
                 .await)?;
             if let Some(path) = &qr_png {
@@ -736,7 +738,7 @@ async fn contact(command: ContactCommand, opts: &ClientOpts) -> anyhow::Result<(
             }
             print(
                 opts.json,
-                json!({"link": inv.link, "expires_at_ms": inv.expires_at_ms, "qr_svg": inv.qr_svg}),
+                json!({"link": inv.link, "expires_at_ms": inv.expires_at_ms, "qr_svg": inv.qr_svg, "emailed": inv.emailed}),
                 || format!("{}\n{}", inv.qr_text, inv.link),
             );
         }

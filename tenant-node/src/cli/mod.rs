@@ -155,6 +155,9 @@ pub enum ContactCommand {
         /// Also write the QR code as SVG to this file.
         #[arg(long)]
         qr_svg: Option<PathBuf>,
+        /// Also email the link and QR code to this address.
+        #[arg(long)]
+        email: Option<String>,
     },
     /// Redeem another company's member's invitation link: contacts at once.
     Redeem {

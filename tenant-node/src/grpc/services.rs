@@ -526,13 +526,18 @@ impl pb::contacts_server::Contacts for ContactsApi {
         let who = caller(&self.0, &request).await?;
         let ttl = request.get_ref().ttl_secs;
         let ttl_ms = (ttl > 0).then(|| i64::try_from(ttl.saturating_mul(1000)).unwrap_or(i64::MAX));
-        let invitation = self.0.create_invitation(&who, ttl_ms).await?;
+        let email = request.get_ref().email.clone();
+        let invitation = self
+            .0
+            .create_invitation(&who, ttl_ms, (!email.is_empty()).then_some(email.as_str()))
+            .await?;
         Ok(Response::new(pb::InvitationLink {
             link: invitation.link,
             expires_at_ms: invitation.expires_at_ms,
             qr_svg: invitation.qr.svg,
             qr_png: invitation.qr.png,
             qr_text: invitation.qr.terminal,
+            emailed: invitation.emailed,
         }))
     }
 
