@@ -286,6 +286,18 @@ async fn the_demo_runs_to_the_end_by_itself() {
         "{}",
         out.stdout
     );
+    assert!(
+        out.stdout
+            .contains("[alice] contact show → Carol C. Chen (Globex Inc.)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("editing her synced display name is refused"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[tokio::test]

@@ -199,6 +199,7 @@ async fn allow_external(acme: &DemoNode, globex: &DemoNode) -> anyhow::Result<()
             format!("find dave@globex.example → {}", status.message()),
         ),
     }
+    befriend(&alice, &carol).await?;
     let audit = globex_admin
         .audit
         .clone()
@@ -222,6 +223,121 @@ async fn allow_external(acme: &DemoNode, globex: &DemoNode) -> anyhow::Result<()
             ),
         );
     }
+    Ok(())
+}
+
+/// Carol invites Alice by link; both see each other as contacts; Alice
+/// edits her own fields; Carol renames herself and Alice sees it.
+async fn befriend(alice: &Client, carol: &Client) -> anyhow::Result<()> {
+    println!("\n== carol invites alice by link; profile changes follow");
+    let invitation = carol
+        .contacts
+        .clone()
+        .create_invitation(pb::CreateInvitationRequest {
+            ttl_secs: 3600,
+            email: String::new(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    say(
+        "carol",
+        format!(
+            "contact invite → {}… (QR code {} bytes PNG)",
+            &invitation.link[..40],
+            invitation.qr_png.len()
+        ),
+    );
+    let contact = alice
+        .contacts
+        .clone()
+        .redeem_invitation(pb::RedeemInvitationRequest {
+            link: invitation.link,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    say(
+        "alice",
+        format!(
+            "contact redeem → {} is my contact: {} ({})",
+            contact.user_id, contact.display_name, contact.status
+        ),
+    );
+    let carols = carol
+        .contacts
+        .clone()
+        .list_contacts(pb::ListContactsRequest { trash: false })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    for c in carols.contacts {
+        say(
+            "carol",
+            format!(
+                "contact list: {} {} ({})",
+                c.user_id, c.display_name, c.status
+            ),
+        );
+    }
+    let mut edit = pb::EditContactRequest {
+        user_id: contact.user_id.clone(),
+        ..Default::default()
+    };
+    edit.memo = Some("met at the trade fair".into());
+    edit.phones = vec!["+81 3-5555-0100".into()];
+    edit.replace_phones = true;
+    let edited = alice
+        .contacts
+        .clone()
+        .edit_contact(edit)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    say(
+        "alice",
+        format!("contact edit → my own fields: {}", edited.fields_json),
+    );
+    let mut rename = pb::EditContactRequest {
+        user_id: contact.user_id.clone(),
+        ..Default::default()
+    };
+    rename.display_name = Some("Caz".into());
+    if let Err(status) = alice.contacts.clone().edit_contact(rename).await {
+        say(
+            "alice",
+            format!(
+                "editing her synced display name is refused: {}",
+                status.message()
+            ),
+        );
+    }
+    carol
+        .profiles
+        .clone()
+        .set_profile(pb::SetProfileRequest {
+            display_name: Some("Carol C. Chen".into()),
+            ..Default::default()
+        })
+        .await
+        .map_err(status_error)?;
+    say("carol", "profile set --display-name \"Carol C. Chen\"");
+    let seen = alice
+        .contacts
+        .clone()
+        .get_contact(pb::ContactRef {
+            user_id: contact.user_id,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    say(
+        "alice",
+        format!(
+            "contact show → {} ({}), synced from her company",
+            seen.display_name, seen.status
+        ),
+    );
     Ok(())
 }
 
