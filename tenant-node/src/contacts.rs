@@ -681,29 +681,9 @@ impl Tenant {
             if self.admit(&local, &external).await?.is_err() {
                 return Err(Error::NotFound(format!("user {to}")));
             }
-            let display_name = crate::tenant::clean_name("display_name", &from.display_name, 100)?;
-            let photo = if from.photo.is_empty() {
-                None
-            } else {
-                Some(crate::accounts::check_photo(
-                    from.photo.clone(),
-                    self.limits.max_photo_bytes,
-                )?)
-            };
             store::upsert_contact(
                 &mut w.tx,
-                &ContactRow {
-                    owner: row.local_member.clone(),
-                    user_id: row.external_user.clone(),
-                    display_name: display_name.clone(),
-                    photo_type: photo.as_ref().map(|p| p.content_type.clone()),
-                    photo: photo.map(|p| p.bytes),
-                    company: crate::tenant::clean_name("company", &from.company, 100)?,
-                    fields: serde_json::json!({ "name": display_name }).to_string(),
-                    created_at_ms: at,
-                    synced_at_ms: at,
-                    trashed_at_ms: None,
-                },
+                &self.synced_contact(&row.local_member, from, at)?,
             )
             .await?;
         }
