@@ -396,23 +396,7 @@ async fn members_befriend_across_companies_from_the_command_line() {
     use works_proto::client::v1 as pb;
     let a = support::TestNode::start("a.example").await;
     let b = support::TestNode::start("b.example").await;
-    let token = b
-        .admin()
-        .await
-        .peering
-        .clone()
-        .invite_peer(pb::InvitePeerRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .token;
-    a.admin()
-        .await
-        .peering
-        .clone()
-        .accept_peer(pb::AcceptPeerRequest { token })
-        .await
-        .unwrap();
+    support::peer_with(&a, &b).await;
     let alice = a.member("alice").await;
     let bob = b.member("bob").await;
     for (node, member) in [(&a, &alice.id), (&b, &bob.id)] {

@@ -4,30 +4,10 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Member, TestNode, check};
+use support::{Member, TestNode, check, peer_with as peer};
 use tenant_node::client::Client;
 use tonic::Code;
 use works_proto::client::v1 as pb;
-
-async fn peer(a: &TestNode, b: &TestNode) {
-    let token = b
-        .admin()
-        .await
-        .peering
-        .clone()
-        .invite_peer(pb::InvitePeerRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .token;
-    a.admin()
-        .await
-        .peering
-        .clone()
-        .accept_peer(pb::AcceptPeerRequest { token })
-        .await
-        .unwrap();
-}
 
 async fn set(admin: &Client, change: pb::SetExternalSettingsRequest) -> pb::ExternalSettings {
     admin

@@ -493,3 +493,24 @@ impl SmtpSink {
         SmtpSink { port, messages }
     }
 }
+
+/// Peers `a` with `b` by an invitation from `b`'s admin.
+pub async fn peer_with(a: &TestNode, b: &TestNode) {
+    let token = b
+        .admin()
+        .await
+        .peering
+        .clone()
+        .invite_peer(pb::InvitePeerRequest::default())
+        .await
+        .expect("invite")
+        .into_inner()
+        .token;
+    a.admin()
+        .await
+        .peering
+        .clone()
+        .accept_peer(pb::AcceptPeerRequest { token })
+        .await
+        .expect("accept");
+}
