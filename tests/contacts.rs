@@ -582,20 +582,8 @@ async fn profile_changes_at_home_reach_the_contacts_at_the_peer() {
     );
 
     // A peer may sync only its own members, and only real images.
-    let identity =
-        works_bridge::NodeIdentity::from_node_cert(&b.tls_files().load_node().unwrap()).unwrap();
-    let config = works_bridge::tls::client_config_pinned(
-        &identity,
-        &[a.tls_files().load_ca().unwrap().der().clone()],
-    )
-    .unwrap();
-    let mut from_b = works_bridge::PeerClient::connect(
-        &a.bridge,
-        &works_bridge::TenantId::parse("a.example").unwrap(),
-        config,
-    )
-    .await
-    .unwrap();
+    // B's node itself, with its real certificate, calling A's bridge.
+    let mut from_b = support::bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
     let profile = |user: &str, photo: Vec<u8>| works_proto::federation::v1::PublicProfile {
         user: user.into(),
         display_name: "Mallory".into(),

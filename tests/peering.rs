@@ -7,10 +7,10 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use support::{TestNode, check};
+use support::{TestNode, bridge_client, check};
 use tenant_node::client::Client;
 use tonic::Code;
-use works_bridge::{NodeIdentity, PeerClient, TenantId, tls};
+use works_bridge::{PeerClient, TenantId, tls};
 use works_certs::{NodeCert, TenantCa, Validity};
 use works_proto::client::v1 as pb;
 use works_proto::federation::v1 as fed;
@@ -71,17 +71,6 @@ fn tamper(token: &str, field: &str, value: serde_json::Value) -> String {
 async fn peer(a: &TestNode, b: &TestNode) {
     let token = invite(&b.admin().await, "", 0).await;
     accept(&a.admin().await, &token).await.unwrap();
-}
-
-/// A bridge client presenting `cert` to `target`, which must present a
-/// certificate from its own CA.
-async fn bridge_client(target: &TestNode, cert: &NodeCert) -> PeerClient {
-    let identity = NodeIdentity::from_node_cert(cert).unwrap();
-    let target_ca = target.tls_files().load_ca().unwrap();
-    let config = tls::client_config_pinned(&identity, &[target_ca.der().clone()]).unwrap();
-    PeerClient::connect(&target.bridge, &tenant(&target.tenant), config)
-        .await
-        .unwrap()
 }
 
 /// Redeems a made-up secret, claiming `tenant` and presenting `ca_of`'s CA.

@@ -713,20 +713,8 @@ async fn switching_off_makes_members_unknown_at_the_peer_until_switched_on_again
     assert_eq!(incoming(b_admin.clone()).await, 2);
 
     // A peer may speak only of its own members.
-    let identity =
-        works_bridge::NodeIdentity::from_node_cert(&b.tls_files().load_node().unwrap()).unwrap();
-    let config = works_bridge::tls::client_config_pinned(
-        &identity,
-        &[a.tls_files().load_ca().unwrap().der().clone()],
-    )
-    .unwrap();
-    let mut from_b = works_bridge::PeerClient::connect(
-        &a.bridge,
-        &works_bridge::TenantId::parse("a.example").unwrap(),
-        config,
-    )
-    .await
-    .unwrap();
+    // B's node itself, with its real certificate, calling A's bridge.
+    let mut from_b = support::bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
     let notice =
         |members: Vec<String>, all_members: bool| works_proto::federation::v1::ReachabilityNotice {
             from_tenant: "b.example".into(),

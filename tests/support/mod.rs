@@ -514,3 +514,19 @@ pub async fn peer_with(a: &TestNode, b: &TestNode) {
         .await
         .expect("accept");
 }
+
+/// A bridge client presenting `cert` to `target`'s bridge, which must present
+/// a certificate from its own CA naming its tenant.
+pub async fn bridge_client(
+    target: &TestNode,
+    cert: &works_certs::NodeCert,
+) -> works_bridge::PeerClient {
+    let identity = works_bridge::NodeIdentity::from_node_cert(cert).expect("identity");
+    let target_ca = target.tls_files().load_ca().expect("target CA");
+    let config = works_bridge::tls::client_config_pinned(&identity, &[target_ca.der().clone()])
+        .expect("tls config");
+    let tenant = works_bridge::TenantId::parse(&target.tenant).expect("tenant");
+    works_bridge::PeerClient::connect(&target.bridge, &tenant, config)
+        .await
+        .expect("connect to the bridge")
+}
