@@ -397,8 +397,8 @@ async fn rooms_refuse_outsiders_and_bad_input_without_writing() {
         alice
             .create_room(pb::RoomKind::Direct, "", &["x@other.example"])
             .await,
-        Code::InvalidArgument,
-        "not a member of acme.example",
+        Code::FailedPrecondition,
+        "not one of your contacts",
     );
     check(
         alice

@@ -156,6 +156,7 @@ async fn a_retried_send_is_stored_once() {
                     room_id: room,
                     idempotency_key: "key-2".into(),
                     text: "concurrent".into(),
+                    ..Default::default()
                 })
                 .await
                 .unwrap()
@@ -307,7 +308,7 @@ async fn group_rooms_follow_the_group_master() {
             Some(pb::room_event::Body::Text(_)) => "text",
             Some(pb::room_event::Body::Renamed(_)) => "renamed",
             Some(pb::room_event::Body::Left(_)) => "left",
-            None => "none",
+            Some(_) | None => "other",
         })
         .collect();
     assert_eq!(

@@ -2,44 +2,9 @@
 
 mod support;
 
-use support::{Member, TestNode, check, peer_with as peer};
-use tenant_node::client::Client;
+use support::{Member, TestNode, allow, check, peer_with as peer};
 use tonic::Code;
 use works_proto::client::v1 as pb;
-
-async fn allow(admin: &Client, enabled: bool, member: &str, connected: bool) {
-    let mut external = admin.external.clone();
-    external
-        .set_external_settings(pb::SetExternalSettingsRequest {
-            enabled: Some(enabled),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let listed = external
-        .list_connected(pb::ListConnectedRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .members;
-    let is = listed.iter().any(|m| m.member_id == member);
-    if connected && !is {
-        external
-            .add_connected(pb::AddConnectedRequest {
-                member_id: member.into(),
-            })
-            .await
-            .unwrap();
-    }
-    if !connected && is {
-        external
-            .remove_connected(pb::RemoveConnectedRequest {
-                member_id: member.into(),
-            })
-            .await
-            .unwrap();
-    }
-}
 
 /// Two peered companies where alice@a and bob@b may talk.
 async fn admitted(

@@ -330,6 +330,18 @@ impl PeerClient {
         Ok(())
     }
 
+    /// Opens the relay stream: batches of envelopes out, acknowledgements in.
+    pub async fn open_relay(&mut self) -> Result<RelayStream, BridgeError> {
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let acks = self
+            .inner
+            .relay(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .map_err(BridgeError::Refused)?
+            .into_inner();
+        Ok(RelayStream { tx, acks })
+    }
+
     /// The raw generated client, for calls this wrapper does not cover yet.
     pub fn raw(&mut self) -> &mut pb::bridge_client::BridgeClient<Channel> {
         &mut self.inner
@@ -343,5 +355,75 @@ fn to_pb(p: &crate::PublicProfile) -> pb::PublicProfile {
         photo: p.photo.clone(),
         photo_content_type: p.photo_content_type.clone(),
         company: p.company.clone(),
+    }
+}
+
+/// How long a peer may take to acknowledge a batch before the stream is
+/// given up and the batch retried.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An open relay stream to one peer.
+pub struct RelayStream {
+    tx: tokio::sync::mpsc::Sender<pb::EnvelopeBatch>,
+    acks: tonic::Streaming<pb::Ack>,
+}
+
+impl RelayStream {
+    /// Sends one batch and waits for the peer's answer to each envelope, in
+    /// order. Any failure leaves the stream unusable: open a new one.
+    pub async fn send(
+        &mut self,
+        envelopes: Vec<crate::Envelope>,
+    ) -> Result<Vec<crate::Outcome>, BridgeError> {
+        let ids: Vec<String> = envelopes.iter().map(|e| e.event_id.clone()).collect();
+        let batch = pb::EnvelopeBatch {
+            envelopes: envelopes
+                .into_iter()
+                .map(|e| pb::Envelope {
+                    event_id: e.event_id,
+                    host: e.host,
+                    room_id: e.room_id,
+                    host_seq: e.host_seq,
+                    at_ms: e.at_ms,
+                    payload: e.payload,
+                })
+                .collect(),
+        };
+        self.tx
+            .send(batch)
+            .await
+            .map_err(|_| BridgeError::Malformed("the relay stream was closed".into()))?;
+        let mut outcomes = Vec::with_capacity(ids.len());
+        for id in ids {
+            let ack = match tokio::time::timeout(ACK_TIMEOUT, self.acks.message()).await {
+                Err(_) => {
+                    return Err(BridgeError::Malformed(format!(
+                        "no acknowledgement within {}s",
+                        ACK_TIMEOUT.as_secs()
+                    )));
+                }
+                Ok(Err(status)) => return Err(BridgeError::Refused(status)),
+                Ok(Ok(None)) => {
+                    return Err(BridgeError::Malformed(
+                        "the peer closed the relay stream".into(),
+                    ));
+                }
+                Ok(Ok(Some(ack))) => ack,
+            };
+            if ack.event_id != id {
+                return Err(BridgeError::Malformed(format!(
+                    "acknowledgement for {} where {id} was expected",
+                    ack.event_id
+                )));
+            }
+            outcomes.push(if ack.retry {
+                crate::Outcome::Retry(ack.refused)
+            } else if ack.refused.is_empty() {
+                crate::Outcome::Stored
+            } else {
+                crate::Outcome::Refused(ack.refused)
+            });
+        }
+        Ok(outcomes)
     }
 }

@@ -25,6 +25,6 @@ pub mod tls;
 pub use client::{PeerClient, PingReport};
 pub use error::{BridgeError, HandlerError};
 pub use identity::{PeerCerts, TrustStore};
-pub use server::{BridgeHandler, NewPeer, PublicProfile, serve};
+pub use server::{BridgeHandler, Envelope, MAX_BATCH, NewPeer, Outcome, PublicProfile, serve};
 pub use tls::NodeIdentity;
 pub use works_certs::TenantId;

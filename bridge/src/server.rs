@@ -50,6 +50,32 @@ pub struct PublicProfile {
     pub company: String,
 }
 
+/// Most envelopes one batch may carry.
+pub const MAX_BATCH: usize = 1000;
+
+/// One relayed room event, as the bridge carries it (see `Envelope` in
+/// `federation.proto`); the node decodes the payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub event_id: String,
+    pub host: String,
+    pub room_id: String,
+    pub host_seq: u64,
+    pub at_ms: i64,
+    pub payload: Vec<u8>,
+}
+
+/// The receiver's answer for one envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored (now or before): the sender is done with it.
+    Stored,
+    /// Refused for good, with a reason fit for the sender.
+    Refused(String),
+    /// Not stored for now; the sender retries it, after everything before it.
+    Retry(String),
+}
+
 /// What a node decides; the bridge has established who is asking.
 #[tonic::async_trait]
 pub trait BridgeHandler: Send + Sync + 'static {
@@ -105,6 +131,9 @@ pub trait BridgeHandler: Send + Sync + 'static {
         requester: &str,
         user: &str,
     ) -> Result<PublicProfile, HandlerError>;
+    /// Envelopes from the peer's outbox, in order: one outcome each, in the
+    /// same order. An envelope is answered `Stored` only once it is durable.
+    async fn relay(&self, peer: &TenantId, envelopes: Vec<Envelope>) -> Vec<Outcome>;
     /// The peer rotates its CA: trust exactly these CAs for it from now on.
     async fn replace_cas(
         &self,
@@ -495,8 +524,67 @@ impl pb::bridge_server::Bridge for BridgeService {
         &self,
         request: Request<Streaming<pb::EnvelopeBatch>>,
     ) -> Result<Response<Self::RelayStream>, Status> {
-        let _peer = self.peer(&request)?;
-        Err(HandlerError::Unimplemented("event relay is not served by this node yet".into()).into())
+        let peer = self.peer(&request)?;
+        let mut inbound = request.into_inner();
+        let handler = self.handler.clone();
+        let (acks, out) = mpsc::channel::<Result<pb::Ack, Status>>(4);
+        tokio::spawn(async move {
+            loop {
+                let batch = match inbound.message().await {
+                    Ok(Some(batch)) => batch,
+                    Ok(None) => return,
+                    Err(status) => {
+                        tracing::debug!(peer = %peer, error = %status, "relay stream ended");
+                        return;
+                    }
+                };
+                if batch.envelopes.len() > MAX_BATCH {
+                    let _ = acks
+                        .send(Err(Status::invalid_argument(format!(
+                            "a batch carries at most {MAX_BATCH} envelopes"
+                        ))))
+                        .await;
+                    return;
+                }
+                let envelopes: Vec<Envelope> = batch
+                    .envelopes
+                    .into_iter()
+                    .map(|e| Envelope {
+                        event_id: e.event_id,
+                        host: e.host,
+                        room_id: e.room_id,
+                        host_seq: e.host_seq,
+                        at_ms: e.at_ms,
+                        payload: e.payload,
+                    })
+                    .collect();
+                let ids: Vec<String> = envelopes.iter().map(|e| e.event_id.clone()).collect();
+                let outcomes = handler.relay(&peer, envelopes).await;
+                for (event_id, outcome) in ids.into_iter().zip(outcomes) {
+                    let ack = match outcome {
+                        Outcome::Stored => pb::Ack {
+                            event_id,
+                            refused: String::new(),
+                            retry: false,
+                        },
+                        Outcome::Refused(reason) => pb::Ack {
+                            event_id,
+                            refused: reason,
+                            retry: false,
+                        },
+                        Outcome::Retry(reason) => pb::Ack {
+                            event_id,
+                            refused: reason,
+                            retry: true,
+                        },
+                    };
+                    if acks.send(Ok(ack)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out))))
     }
 
     type FetchAttachmentStream =

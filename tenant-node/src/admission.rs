@@ -14,6 +14,7 @@ use sqlx::AnyConnection;
 
 use crate::error::{Error, Result};
 use crate::ids::{MemberId, TenantId};
+use crate::model::RoomKind;
 use crate::store::policy;
 use crate::tenant::Tenant;
 
@@ -127,6 +128,44 @@ impl Tenant {
         let mut conn = self.store.pool().acquire().await?;
         let half = half(&mut conn, local, external).await?;
         Ok(decide(local, external, half))
+    }
+
+    /// This node's half for an event `actor` adds to a room of `kind` whose
+    /// members are `members`: every pair of a local and an external member
+    /// that includes the actor must be admitted. A block counts only in a
+    /// direct room (it is between two people); in a group, members who stop
+    /// being permitted are removed from the room instead.
+    /// `Err((why, local member))` names the first pair refused.
+    pub(crate) async fn admit_room_event(
+        &self,
+        conn: &mut AnyConnection,
+        kind: RoomKind,
+        actor: &MemberId,
+        members: &[MemberId],
+    ) -> Result<Result<(), (Denied, MemberId)>> {
+        let pairs: Vec<(&MemberId, &MemberId)> = if actor.belongs_to(&self.id) {
+            members
+                .iter()
+                .filter(|m| !m.belongs_to(&self.id))
+                .map(|x| (actor, x))
+                .collect()
+        } else {
+            members
+                .iter()
+                .filter(|m| m.belongs_to(&self.id))
+                .map(|m| (m, actor))
+                .collect()
+        };
+        for (local, external) in pairs {
+            let mut half = half(conn, local, external).await?;
+            if kind == RoomKind::Group {
+                half.blocked = false;
+            }
+            if let Err(denied) = decide(local, external, half) {
+                return Ok(Err((denied, local.clone())));
+            }
+        }
+        Ok(Ok(()))
     }
 }
 

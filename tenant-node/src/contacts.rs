@@ -350,6 +350,8 @@ impl Tenant {
         )
         .await?;
         w.commit().await?;
+        self.open_direct_after_acceptance(&caller.member, &external)
+            .await;
         Ok(Outcome::Accepted(
             self.contact(caller, external.as_str()).await?,
         ))
@@ -730,7 +732,21 @@ impl Tenant {
         policy::insert_notice(&mut w.tx, &notice).await?;
         w.commit().await?;
         self.hub.notice(notice);
+        if accepted {
+            self.open_direct_after_acceptance(&local, &external).await;
+        }
         Ok(())
+    }
+
+    /// On acceptance the requester's node opens the two members' direct
+    /// room (and hosts it); the other node gets it through the relay.
+    async fn open_direct_after_acceptance(&self, local: &MemberId, external: &MemberId) {
+        match self.open_direct(local, external).await {
+            Ok(room) => tracing::info!(room = %room, %local, %external, "direct room opened"),
+            Err(e) => {
+                tracing::warn!(%local, %external, error = %e, "cannot open the direct room")
+            }
+        }
     }
 
     pub async fn contact(&self, caller: &Caller, user: &str) -> Result<ContactView> {

@@ -512,6 +512,7 @@ async fn play(url: &str, admin_id: &str, admin_password: &str) -> anyhow::Result
             room_id: room.id.clone(),
             idempotency_key: key.into(),
             text: text.into(),
+            sticker: String::new(),
         };
         async move { rooms.send_message(request).await.map_err(status_error) }
     };

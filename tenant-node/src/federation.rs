@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use rustls::pki_types::CertificateDer;
-use works_bridge::{BridgeHandler, HandlerError, NewPeer, PublicProfile};
+use works_bridge::{BridgeHandler, Envelope, HandlerError, NewPeer, Outcome, PublicProfile};
 
 use crate::error::Error;
 use crate::ids::TenantId;
@@ -30,6 +30,10 @@ fn handler_error(e: Error) -> HandlerError {
 impl BridgeHandler for NodeBridge {
     fn tenant(&self) -> &TenantId {
         &self.0.id
+    }
+
+    async fn relay(&self, peer: &TenantId, envelopes: Vec<Envelope>) -> Vec<Outcome> {
+        self.0.receive_envelopes(peer, envelopes).await
     }
 
     async fn redeem(&self, peer: NewPeer) -> Result<(), HandlerError> {

@@ -34,6 +34,7 @@ pub mod model;
 pub mod node;
 pub mod peers;
 pub mod policy;
+pub mod relay;
 pub mod rooms;
 pub mod store;
 pub mod tenant;

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{EventId, MemberId, RoomId};
+use crate::ids::{EventId, MemberId, RoomId, TenantId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -67,6 +67,10 @@ pub struct Room {
     pub unread: u64,
     pub created_at_ms: i64,
     pub last_event_at_ms: i64,
+    /// The node that orders the room's events: `None` for this one.
+    pub host: Option<TenantId>,
+    /// Members of other companies are in the room.
+    pub external: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +111,16 @@ pub enum EventBody {
     Renamed {
         name: String,
     },
+    Sticker {
+        name: String,
+    },
+    /// The sender stopped being reachable from the room's other companies
+    /// and left the room.
+    Unknown,
+    /// An event this node stored to keep the room's sequence whole but does
+    /// not show: the host sequenced it, and this node's half refused it (a
+    /// member here blocked its sender).
+    Withheld,
 }
 
 impl EventBody {
@@ -119,6 +133,27 @@ impl EventBody {
             EventBody::Left { .. } => "left",
             EventBody::Removed { .. } => "removed",
             EventBody::Renamed { .. } => "renamed",
+            EventBody::Sticker { .. } => "sticker",
+            EventBody::Unknown => "unknown",
+            EventBody::Withheld => "withheld",
         }
+    }
+
+    /// A message (counts as unread), as opposed to a system event.
+    pub fn is_message(&self) -> bool {
+        matches!(self, EventBody::Text { .. } | EventBody::Sticker { .. })
+    }
+
+    /// Whether the room's membership, name or master changes with it.
+    pub fn changes_room(&self) -> bool {
+        matches!(
+            self,
+            EventBody::Created { .. }
+                | EventBody::Joined { .. }
+                | EventBody::Left { .. }
+                | EventBody::Removed { .. }
+                | EventBody::Renamed { .. }
+                | EventBody::Unknown
+        )
     }
 }

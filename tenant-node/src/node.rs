@@ -117,6 +117,7 @@ impl Node {
             stopped(&stop),
         ));
         let purge = tokio::spawn(purge_sessions(self.tenant.clone()));
+        let relay = tokio::spawn(crate::relay::run(self.tenant.clone()));
         let api = tokio::spawn(crate::grpc::serve_api(
             self.tenant,
             listeners.api,
@@ -127,7 +128,17 @@ impl Node {
         let (api_result, bridge_result) = tokio::select! {
             _ = shutdown => {
                 let _ = stop.send(true);
-                (api.await, bridge.await.map(|r| r.map_err(anyhow::Error::from)))
+                // Our outbound relay streams end now; peers' streams into
+                // our bridge get a moment to finish their batch, then close.
+                relay.abort();
+                let bridge = match tokio::time::timeout(BRIDGE_GRACE, &mut bridge).await {
+                    Ok(finished) => finished,
+                    Err(_) => {
+                        bridge.abort();
+                        Ok(Ok(()))
+                    }
+                };
+                (api.await, bridge.map(|r| r.map_err(anyhow::Error::from)))
             }
             finished = &mut api => {
                 tracing::error!("the client API stopped; stopping the node");
@@ -141,12 +152,16 @@ impl Node {
             }
         };
         purge.abort();
+        relay.abort();
         store.close().await;
         api_result.context("api task")??;
         bridge_result.context("bridge task")??;
         Ok(())
     }
 }
+
+/// How long open bridge streams may take to finish when the node stops.
+const BRIDGE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Drops expired login sessions once an hour.
 async fn purge_sessions(tenant: Arc<Tenant>) {

@@ -322,21 +322,33 @@ impl Tenant {
 
     pub async fn list_peers(&self, caller: &Caller) -> Result<Vec<PeerStatus>> {
         caller.require_admin()?;
-        Ok(self
-            .store
-            .peers()
-            .await?
-            .into_iter()
-            .map(status_of)
-            .collect())
+        let mut out = Vec::new();
+        for row in self.store.peers().await? {
+            out.push(self.status_of(row).await?);
+        }
+        Ok(out)
+    }
+
+    /// A peer row with its relay queue: how many envelopes wait and how
+    /// long the oldest has waited.
+    async fn status_of(&self, row: PeerRow) -> Result<PeerStatus> {
+        let depth = self.queue_depth(&row.tenant).await?;
+        let mut status = status_of(row);
+        status.queue_depth = depth.queued;
+        status.lag_ms = depth
+            .oldest_at_ms
+            .map(|oldest| (now_ms() - oldest).max(0) as u64)
+            .unwrap_or(0);
+        Ok(status)
     }
 
     async fn peer_status(&self, peer: &TenantId) -> Result<PeerStatus> {
-        self.store
+        let row = self
+            .store
             .peer(peer)
             .await?
-            .map(status_of)
-            .ok_or_else(|| Error::NotFound(format!("peer {peer}")))
+            .ok_or_else(|| Error::NotFound(format!("peer {peer}")))?;
+        self.status_of(row).await
     }
 
     /// A client to a pinned peer.
@@ -692,7 +704,7 @@ fn status_of(row: PeerRow) -> PeerStatus {
         created_at_ms: row.created_at_ms,
         last_contact_at_ms: row.last_contact_at_ms,
         last_error: if failing { row.last_error } else { None },
-        // No events are relayed between nodes yet, so nothing can queue.
+        // Filled in from the outbox by `Tenant::status_of`.
         queue_depth: 0,
         lag_ms: 0,
     }

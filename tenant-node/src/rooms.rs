@@ -1,28 +1,37 @@
 //! Rooms and messages: the rules of who may do what in a room.
 //!
-//! Every change runs in one write transaction that checks the rules, appends
-//! the event with the room's next sequence number and updates membership; the
-//! event is published to live streams only after the commit.
+//! A room is hosted by one node, which applies every change to it in one
+//! write transaction: `host_change` checks the rules (membership, the group
+//! master's rights, this node's admission half), appends the event with the
+//! room's next sequence number, updates membership and queues the event for
+//! every other participating node (`relay`). Members of a room hosted
+//! elsewhere propose their changes to its host through the outbox. Events
+//! reach live streams only after their commit.
 
 use std::collections::BTreeSet;
 
 use sqlx::AnyConnection;
 
 use crate::error::{Error, Result};
-use crate::ids::{MemberId, RoomId};
+use crate::ids::{EventId, MemberId, RoomId, TenantId};
 use crate::model::{Caller, EventBody, MemberState, Room, RoomEvent, RoomKind};
-use crate::store::{WriteTx, events, now_ms, rooms};
+use crate::relay::{Delivery, Snapshot};
+use crate::store::relay::{self as outbox, Pending};
+use crate::store::{audit, contacts as contact_store, events, now_ms, rooms};
 use crate::tenant::{Tenant, clean_name};
 
 const MAX_ROOM_NAME_CHARS: usize = 100;
 const MAX_IDEMPOTENCY_KEY: usize = 128;
+const MAX_STICKER_CHARS: usize = 64;
 pub const DEFAULT_PAGE: u32 = 100;
 pub const MAX_PAGE: u32 = 1000;
 
-/// The outcome of a send: the stored event, and whether it was stored before.
+/// The outcome of a send: the stored event, whether it was stored before,
+/// and where it is on its way to the other nodes.
 pub struct Sent {
     pub event: RoomEvent,
     pub duplicate: bool,
+    pub delivery: Delivery,
 }
 
 pub struct HistoryPage {
@@ -36,30 +45,79 @@ pub struct HistoryQuery {
     pub limit: u32,
 }
 
+/// What a member posts.
+pub enum Content {
+    Text(String),
+    Sticker(String),
+}
+
+/// A change someone asks of a room; its host checks and sequences it.
+#[derive(Debug, Clone)]
+pub(crate) struct Change {
+    /// Assigned where the change originated.
+    pub id: EventId,
+    pub actor: MemberId,
+    pub body: EventBody,
+    pub idempotency_key: Option<String>,
+    pub at_ms: i64,
+}
+
+impl Change {
+    fn new(actor: &MemberId, body: EventBody, idempotency_key: Option<&str>) -> Change {
+        Change {
+            id: EventId::generate(),
+            actor: actor.clone(),
+            body,
+            idempotency_key: idempotency_key.map(str::to_string),
+            at_ms: now_ms(),
+        }
+    }
+}
+
+/// A change the host applied, to announce after its commit.
+pub(crate) struct Applied {
+    pub event: RoomEvent,
+    /// Local members whose streams show it.
+    pub local: Vec<MemberId>,
+    /// Peers it was queued for.
+    pub peers: Vec<TenantId>,
+}
+
 impl Tenant {
     pub fn parse_room_id(&self, input: &str) -> Result<RoomId> {
         RoomId::parse(input).map_err(Error::bad_id("room_id"))
     }
 
-    /// Parses invitees, drops duplicates and the caller, and checks each is an
-    /// active member of this company.
+    /// Parses invitees and drops duplicates and the caller. A colleague must
+    /// be an active member; someone of another company must be one of the
+    /// caller's contacts (not in trash).
     async fn resolve_invitees(&self, caller: &Caller, inputs: &[String]) -> Result<Vec<MemberId>> {
         let mut ids = BTreeSet::new();
         for input in inputs {
-            let id = self.local_member_id("members", input)?;
+            let id = MemberId::parse(input).map_err(Error::bad_id("members"))?;
             if id != caller.member {
                 ids.insert(id);
             }
         }
+        let mut conn = self.store.pool().acquire().await?;
         for id in &ids {
-            match self.store.member(id).await? {
-                None => return Err(Error::NotFound(format!("member {id}"))),
-                Some(m) if m.state == MemberState::Suspended => {
-                    return Err(Error::FailedPrecondition(format!(
-                        "member {id} is suspended"
-                    )));
+            if id.belongs_to(&self.id) {
+                require_active(&mut conn, id).await?;
+            } else {
+                match contact_store::contact(&mut conn, caller.member.as_str(), id.as_str()).await?
+                {
+                    Some(c) if c.trashed_at_ms.is_none() => {}
+                    Some(_) => {
+                        return Err(Error::FailedPrecondition(format!(
+                            "{id} is in your trash; restore the contact first"
+                        )));
+                    }
+                    None => {
+                        return Err(Error::FailedPrecondition(format!(
+                            "{id} is not one of your contacts; send a friend request first"
+                        )));
+                    }
                 }
-                Some(_) => {}
             }
         }
         Ok(ids.into_iter().collect())
@@ -73,9 +131,7 @@ impl Tenant {
         members: &[String],
     ) -> Result<Room> {
         let invitees = self.resolve_invitees(caller, members).await?;
-        let at = now_ms();
-        let mut w = self.store.begin_write().await?;
-        let (room_id, published) = match kind {
+        let room = match kind {
             RoomKind::Direct => {
                 let [other] = invitees.as_slice() else {
                     return Err(Error::invalid(
@@ -83,33 +139,7 @@ impl Tenant {
                         "a direct room takes exactly one other member",
                     ));
                 };
-                let key = rooms::direct_key(&caller.member, other);
-                match rooms::direct_room(&mut w.tx, &key).await? {
-                    Some(existing) => {
-                        // Creating it again brings back whichever of the two had left.
-                        let current = rooms::member_ids(&mut w.tx, &existing).await?;
-                        let missing: Vec<MemberId> = [&caller.member, other]
-                            .into_iter()
-                            .filter(|m| !current.contains(m))
-                            .cloned()
-                            .collect();
-                        if missing.is_empty() {
-                            (existing, None)
-                        } else {
-                            let event =
-                                add_members(&mut w, &existing, &caller.member, &missing, at)
-                                    .await?;
-                            (existing, Some(event))
-                        }
-                    }
-                    None => {
-                        let id = RoomId::generate();
-                        let all = vec![caller.member.clone(), other.clone()];
-                        rooms::insert_room(&mut w.tx, &id, kind, "", None, Some(&key), at).await?;
-                        let event = created(&mut w, &id, caller, kind, "", &all, at).await?;
-                        (id, Some(event))
-                    }
-                }
+                self.open_direct(&caller.member, other).await?
             }
             RoomKind::Group => {
                 let name = if name.trim().is_empty() {
@@ -117,28 +147,124 @@ impl Tenant {
                 } else {
                     clean_name("name", name, MAX_ROOM_NAME_CHARS)?
                 };
-                if invitees.len() + 1 > self.limits.max_room_members {
-                    return Err(Error::ResourceExhausted(format!(
-                        "a room holds at most {} members",
-                        self.limits.max_room_members
-                    )));
-                }
-                let id = RoomId::generate();
                 let mut all = vec![caller.member.clone()];
                 all.extend(invitees.iter().cloned());
-                rooms::insert_room(&mut w.tx, &id, kind, &name, Some(&caller.member), None, at)
-                    .await?;
-                let event = created(&mut w, &id, caller, kind, &name, &all, at).await?;
-                (id, Some(event))
+                self.host_new_room(&caller.member, RoomKind::Group, &name, all)
+                    .await?
             }
         };
-        let recipients = rooms::member_ids(&mut w.tx, &room_id).await?;
-        w.commit().await?;
-        if let Some(event) = published {
-            tracing::info!(room = %room_id, by = %caller.member, ?kind, "room changed");
-            self.hub.publish(event, recipients);
+        self.room(caller, &room.to_string()).await
+    }
+
+    /// The direct room of `local` and `other`, created (hosted here) if
+    /// there is none; creating it again brings back whichever had left.
+    pub(crate) async fn open_direct(&self, local: &MemberId, other: &MemberId) -> Result<RoomId> {
+        let key = rooms::direct_key(local, other);
+        let existing = {
+            let mut conn = self.store.pool().acquire().await?;
+            match rooms::direct_room(&mut conn, &key).await? {
+                Some(id) => rooms::room(&mut conn, &id).await?,
+                None => None,
+            }
+        };
+        let Some(row) = existing else {
+            return self
+                .host_new_room(
+                    local,
+                    RoomKind::Direct,
+                    "",
+                    vec![local.clone(), other.clone()],
+                )
+                .await;
+        };
+        let missing: Vec<String> = {
+            let mut conn = self.store.pool().acquire().await?;
+            let current = rooms::member_ids(&mut conn, &row.id).await?;
+            [local, other]
+                .into_iter()
+                .filter(|m| !current.contains(m))
+                .map(ToString::to_string)
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(row.id);
         }
-        self.room(caller, &room_id.to_string()).await
+        match &row.host {
+            None => {
+                // Either of the two may bring the room back: act as one still in it.
+                let actor = if missing.contains(&local.to_string()) {
+                    other
+                } else {
+                    local
+                };
+                let change = Change::new(actor, EventBody::Joined { members: missing }, None);
+                let mut w = self.store.begin_write().await?;
+                let applied = self.host_change(&mut w.tx, &row, change).await?;
+                w.commit().await?;
+                self.announce(applied);
+                Ok(row.id)
+            }
+            Some(host) => Err(Error::FailedPrecondition(format!(
+                "your direct room with {other} is hosted by {host}; ask {other} to message you"
+            ))),
+        }
+    }
+
+    /// Creates a room hosted here with `members` (the creator first).
+    async fn host_new_room(
+        &self,
+        creator: &MemberId,
+        kind: RoomKind,
+        name: &str,
+        members: Vec<MemberId>,
+    ) -> Result<RoomId> {
+        if members.len() > self.limits.max_room_members {
+            return Err(Error::ResourceExhausted(format!(
+                "a room holds at most {} members",
+                self.limits.max_room_members
+            )));
+        }
+        let id = RoomId::generate();
+        let at = now_ms();
+        let mut w = self.store.begin_write().await?;
+        self.may_message(&mut w.tx, kind, creator, &members).await?;
+        let (master, key) = match kind {
+            RoomKind::Direct => (None, Some(rooms::direct_key(&members[0], &members[1]))),
+            RoomKind::Group => (Some(creator), None),
+        };
+        rooms::insert_room(
+            &mut w.tx,
+            &id,
+            kind,
+            name,
+            master,
+            key.as_deref(),
+            None,
+            0,
+            at,
+        )
+        .await?;
+        let event = events::append(
+            &mut w.tx,
+            &id,
+            creator,
+            EventBody::Created {
+                room_kind: kind,
+                name: name.to_string(),
+                members: members.iter().map(ToString::to_string).collect(),
+            },
+            None,
+            at,
+        )
+        .await?;
+        for member in &members {
+            rooms::insert_membership(&mut w.tx, &id, member, event.seq, at).await?;
+        }
+        let applied = self.after_change(&mut w.tx, &id, event, &[]).await?;
+        w.commit().await?;
+        tracing::info!(room = %id, by = %creator, ?kind, members = members.len(), "room created");
+        self.announce(applied);
+        Ok(id)
     }
 
     /// A room as the caller sees it; only members may look.
@@ -155,18 +281,7 @@ impl Tenant {
             .get(&id)
             .copied()
             .unwrap_or(0);
-        Ok(Room {
-            id,
-            kind: row.kind,
-            name: row.name,
-            members,
-            master: row.master,
-            last_seq: row.last_seq,
-            last_read_seq: membership.last_read_seq,
-            unread,
-            created_at_ms: row.created_at_ms,
-            last_event_at_ms: row.last_event_at_ms,
-        })
+        Ok(self.room_view(row, membership, members, unread))
     }
 
     pub async fn list_rooms(&self, caller: &Caller) -> Result<Vec<Room>> {
@@ -176,20 +291,33 @@ impl Tenant {
         let mut out = Vec::with_capacity(listed.len());
         for (row, membership) in listed {
             let members = rooms::member_ids(&mut conn, &row.id).await?;
-            out.push(Room {
-                unread: unread.get(&row.id).copied().unwrap_or(0),
-                id: row.id,
-                kind: row.kind,
-                name: row.name,
-                members,
-                master: row.master,
-                last_seq: row.last_seq,
-                last_read_seq: membership.last_read_seq,
-                created_at_ms: row.created_at_ms,
-                last_event_at_ms: row.last_event_at_ms,
-            });
+            let unread = unread.get(&row.id).copied().unwrap_or(0);
+            out.push(self.room_view(row, membership, members, unread));
         }
         Ok(out)
+    }
+
+    fn room_view(
+        &self,
+        row: rooms::RoomRow,
+        membership: rooms::Membership,
+        members: Vec<MemberId>,
+        unread: u64,
+    ) -> Room {
+        Room {
+            external: members.iter().any(|m| !m.belongs_to(&self.id)),
+            id: row.id,
+            kind: row.kind,
+            name: row.name,
+            members,
+            master: row.master,
+            last_seq: row.last_seq,
+            last_read_seq: membership.last_read_seq,
+            unread,
+            created_at_ms: row.created_at_ms,
+            last_event_at_ms: row.last_event_at_ms,
+            host: row.host,
+        }
     }
 
     pub async fn invite_members(
@@ -198,7 +326,6 @@ impl Tenant {
         room: &str,
         members: &[String],
     ) -> Result<Room> {
-        let id = self.parse_room_id(room)?;
         let invitees = self.resolve_invitees(caller, members).await?;
         if invitees.is_empty() {
             return Err(Error::invalid(
@@ -206,149 +333,92 @@ impl Tenant {
                 "name at least one member to invite",
             ));
         }
-        let at = now_ms();
-        let mut w = self.store.begin_write().await?;
-        let row = load_group_as_master(&mut w.tx, &id, caller, "add members").await?;
-        let _ = row;
-        let current = rooms::member_ids(&mut w.tx, &id).await?;
-        let new: Vec<MemberId> = invitees
-            .into_iter()
-            .filter(|m| !current.contains(m))
-            .collect();
-        if new.is_empty() {
-            return Err(Error::AlreadyExists(
-                "every invited member is already in the room".into(),
-            ));
-        }
-        if current.len() + new.len() > self.limits.max_room_members {
-            return Err(Error::ResourceExhausted(format!(
-                "a room holds at most {} members",
-                self.limits.max_room_members
-            )));
-        }
-        let event = add_members(&mut w, &id, &caller.member, &new, at).await?;
-        let recipients = rooms::member_ids(&mut w.tx, &id).await?;
-        w.commit().await?;
-        tracing::info!(room = %id, by = %caller.member, added = new.len(), "members added");
-        self.hub.publish(event, recipients);
+        let body = EventBody::Joined {
+            members: invitees.iter().map(ToString::to_string).collect(),
+        };
+        self.change_room(caller, room, body).await?;
         self.room(caller, room).await
     }
 
     pub async fn remove_member(&self, caller: &Caller, room: &str, member: &str) -> Result<Room> {
-        let id = self.parse_room_id(room)?;
         let target = MemberId::parse(member).map_err(Error::bad_id("member_id"))?;
-        if target == caller.member {
-            return Err(Error::invalid(
-                "member_id",
-                "to remove yourself, leave the room",
-            ));
-        }
-        let at = now_ms();
-        let mut w = self.store.begin_write().await?;
-        load_group_as_master(&mut w.tx, &id, caller, "remove members").await?;
-        if rooms::membership(&mut w.tx, &id, &target).await?.is_none() {
-            return Err(Error::NotFound(format!("member {target} in room {id}")));
-        }
-        let event = events::append(
-            &mut w.tx,
-            &id,
-            &caller.member,
-            EventBody::Removed {
-                member: target.to_string(),
-            },
-            None,
-            at,
-        )
-        .await?;
-        rooms::delete_membership(&mut w.tx, &id, &target).await?;
-        let mut recipients = rooms::member_ids(&mut w.tx, &id).await?;
-        recipients.push(target.clone());
-        w.commit().await?;
-        tracing::info!(room = %id, by = %caller.member, removed = %target, "member removed");
-        self.hub.publish(event, recipients);
+        let body = EventBody::Removed {
+            member: target.to_string(),
+        };
+        self.change_room(caller, room, body).await?;
         self.room(caller, room).await
     }
 
     pub async fn leave_room(&self, caller: &Caller, room: &str) -> Result<RoomEvent> {
-        let id = self.parse_room_id(room)?;
-        let at = now_ms();
-        let mut w = self.store.begin_write().await?;
-        let row = rooms::room(&mut w.tx, &id)
+        let event = self
+            .change_room(caller, room, EventBody::Left { new_master: None })
             .await?
-            .ok_or_else(|| Error::NotFound(format!("room {id}")))?;
-        require_member(&mut w.tx, &id, &caller.member).await?;
-        rooms::delete_membership(&mut w.tx, &id, &caller.member).await?;
-        let remaining = rooms::member_ids(&mut w.tx, &id).await?;
-        // The longest-standing member takes over from a departing master.
-        let new_master = match (&row.master, row.kind) {
-            (Some(master), RoomKind::Group) if master == &caller.member => {
-                let next = remaining.first().cloned();
-                rooms::set_master(&mut w.tx, &id, next.as_ref()).await?;
-                next
-            }
-            _ => None,
-        };
-        let event = events::append(
-            &mut w.tx,
-            &id,
-            &caller.member,
-            EventBody::Left {
-                new_master: new_master.map(|m| m.to_string()),
-            },
-            None,
-            at,
-        )
-        .await?;
-        let mut recipients = remaining;
-        recipients.push(caller.member.clone());
-        w.commit().await?;
-        tracing::info!(room = %id, member = %caller.member, "member left");
-        self.hub.publish(event.clone(), recipients);
+            .ok_or_else(|| Error::Internal("leaving changed nothing".into()))?;
+        tracing::info!(room = %event.room, member = %caller.member, "member left");
         Ok(event)
     }
 
     pub async fn rename_room(&self, caller: &Caller, room: &str, name: &str) -> Result<Room> {
-        let id = self.parse_room_id(room)?;
         let name = clean_name("name", name, MAX_ROOM_NAME_CHARS)?;
-        let at = now_ms();
+        self.change_room(caller, room, EventBody::Renamed { name })
+            .await?;
+        self.room(caller, room).await
+    }
+
+    /// Applies a member's change to a room hosted here, or queues it for the
+    /// room's host. A change queued for a host answers with seq 0.
+    /// `None` when the change changes nothing (a rename to the same name).
+    async fn change_room(
+        &self,
+        caller: &Caller,
+        room: &str,
+        body: EventBody,
+    ) -> Result<Option<RoomEvent>> {
+        let id = self.parse_room_id(room)?;
+        let change = Change::new(&caller.member, body, None);
         let mut w = self.store.begin_write().await?;
         let row = rooms::room(&mut w.tx, &id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("room {id}")))?;
         require_member(&mut w.tx, &id, &caller.member).await?;
-        if row.kind == RoomKind::Direct {
-            return Err(Error::FailedPrecondition(
-                "a direct room has no name; create a group room instead".into(),
-            ));
+        match row.host.clone() {
+            None => {
+                if let EventBody::Renamed { name } = &change.body
+                    && &row.name == name
+                {
+                    return Ok(None);
+                }
+                let applied = self.host_change(&mut w.tx, &row, change).await?;
+                w.commit().await?;
+                let event = applied.event.clone();
+                self.announce(applied);
+                Ok(Some(event))
+            }
+            Some(host) => {
+                // Check here what can be checked here; the host decides.
+                check_rules(&mut w.tx, &row, &caller.member, &change.body).await?;
+                if matches!(change.body, EventBody::Left { .. }) {
+                    // The room leaves the member's list at once.
+                    rooms::delete_membership(&mut w.tx, &id, &caller.member).await?;
+                }
+                self.queue_for_host(&mut w.tx, &host, &id, &change).await?;
+                w.commit().await?;
+                self.relay.wake(&host);
+                Ok(Some(pending_event(id, change)))
+            }
         }
-        if row.name == name {
-            w.commit().await?;
-            return self.room(caller, room).await;
-        }
-        rooms::set_name(&mut w.tx, &id, &name).await?;
-        let event = events::append(
-            &mut w.tx,
-            &id,
-            &caller.member,
-            EventBody::Renamed { name },
-            None,
-            at,
-        )
-        .await?;
-        let recipients = rooms::member_ids(&mut w.tx, &id).await?;
-        w.commit().await?;
-        self.hub.publish(event, recipients);
-        self.room(caller, room).await
     }
 
-    /// Stores a text message durably, then acknowledges it. A retry with the
-    /// same idempotency key returns the stored event and stores nothing.
-    pub async fn send_text(
+    /// Stores a message durably, then acknowledges it: in the room, when
+    /// this node hosts it; otherwise in the outbox for the room's host. A
+    /// retry with the same idempotency key returns the stored message and
+    /// stores nothing.
+    pub async fn send_message(
         &self,
         caller: &Caller,
         room: &str,
         idempotency_key: &str,
-        text: &str,
+        content: Content,
     ) -> Result<Sent> {
         let id = self.parse_room_id(room)?;
         let key = idempotency_key.trim();
@@ -358,71 +428,365 @@ impl Tenant {
                 format!("must be 1 to {MAX_IDEMPOTENCY_KEY} characters"),
             ));
         }
-        if text.trim().is_empty() {
-            return Err(Error::invalid("text", "message is empty"));
-        }
-        if text.len() > self.limits.max_text_bytes {
-            return Err(Error::ResourceExhausted(format!(
-                "message is {} bytes; the limit is {}",
-                text.len(),
-                self.limits.max_text_bytes
-            )));
-        }
-        match self.store_text(caller, &id, key, text).await {
+        let body = match content {
+            Content::Text(text) => {
+                if text.trim().is_empty() {
+                    return Err(Error::invalid("text", "message is empty"));
+                }
+                if text.len() > self.limits.max_text_bytes {
+                    return Err(Error::ResourceExhausted(format!(
+                        "message is {} bytes; the limit is {}",
+                        text.len(),
+                        self.limits.max_text_bytes
+                    )));
+                }
+                EventBody::Text { text }
+            }
+            Content::Sticker(name) => {
+                if name.is_empty()
+                    || name.chars().count() > MAX_STICKER_CHARS
+                    || !name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                {
+                    return Err(Error::invalid(
+                        "sticker",
+                        format!("must be 1 to {MAX_STICKER_CHARS} letters, digits, '-' or '_'"),
+                    ));
+                }
+                EventBody::Sticker { name }
+            }
+        };
+        let sent = match self.store_message(caller, &id, key, body.clone()).await {
             // A concurrent retry with the same key committed first (PostgreSQL
             // runs writers in parallel): answer with the event it stored.
             Err(Error::Storage(sqlx::Error::Database(e))) if e.is_unique_violation() => {
                 let mut conn = self.store.pool().acquire().await?;
-                match events::by_idempotency_key(&mut conn, &id, &caller.member, key).await? {
-                    Some(earlier) => same_text(earlier, key, text),
+                match earlier_send(&mut conn, &id, &caller.member, key).await? {
+                    Some(earlier) => same_message(earlier, key, &body),
                     None => Err(Error::Internal(format!(
                         "unique violation without a stored event: {e}"
                     ))),
                 }
             }
             other => other,
-        }
+        }?;
+        let delivery = self.delivery_of_event(&sent.0.id).await?;
+        Ok(Sent {
+            event: sent.0,
+            duplicate: sent.1,
+            delivery,
+        })
     }
 
-    async fn store_text(
+    async fn store_message(
         &self,
         caller: &Caller,
         id: &RoomId,
         key: &str,
-        text: &str,
-    ) -> Result<Sent> {
-        let id = *id;
-        let at = now_ms();
+        body: EventBody,
+    ) -> Result<(RoomEvent, bool)> {
         let mut w = self.store.begin_write().await?;
-        if rooms::room(&mut w.tx, &id).await?.is_none() {
-            return Err(Error::NotFound(format!("room {id}")));
+        let row = rooms::room(&mut w.tx, id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("room {id}")))?;
+        require_member(&mut w.tx, id, &caller.member).await?;
+        if let Some(earlier) = earlier_send(&mut w.tx, id, &caller.member, key).await? {
+            return same_message(earlier, key, &body);
         }
-        require_member(&mut w.tx, &id, &caller.member).await?;
-        if let Some(earlier) =
-            events::by_idempotency_key(&mut w.tx, &id, &caller.member, key).await?
-        {
-            return same_text(earlier, key, text);
+        let change = Change::new(&caller.member, body, Some(key));
+        match row.host.clone() {
+            None => {
+                let applied = self.host_change(&mut w.tx, &row, change).await?;
+                w.commit().await?;
+                let event = applied.event.clone();
+                tracing::debug!(room = %id, seq = event.seq, sender = %caller.member, "message stored");
+                self.announce(applied);
+                Ok((event, false))
+            }
+            Some(host) => {
+                let members = rooms::member_ids(&mut w.tx, id).await?;
+                self.may_message(&mut w.tx, row.kind, &caller.member, &members)
+                    .await?;
+                outbox::insert_pending(
+                    &mut w.tx,
+                    &Pending {
+                        event_id: change.id,
+                        room: *id,
+                        sender: change.actor.clone(),
+                        idempotency_key: change.idempotency_key.clone(),
+                        body: change.body.clone(),
+                        at_ms: change.at_ms,
+                    },
+                )
+                .await?;
+                self.queue_for_host(&mut w.tx, &host, id, &change).await?;
+                w.commit().await?;
+                self.relay.wake(&host);
+                tracing::debug!(room = %id, host = %host, sender = %caller.member, "message queued for the host");
+                Ok((pending_event(*id, change), false))
+            }
         }
-        let event = events::append(
-            &mut w.tx,
-            &id,
-            &caller.member,
-            EventBody::Text {
-                text: text.to_string(),
-            },
-            Some(key),
-            at,
+    }
+
+    /// Checks a change against the room's rules and this node's half of
+    /// admission, stores it as the room's next event, updates the room and
+    /// queues it for the other participating nodes. Runs in the caller's
+    /// write transaction; announce the result after the commit.
+    pub(crate) async fn host_change(
+        &self,
+        conn: &mut AnyConnection,
+        row: &rooms::RoomRow,
+        change: Change,
+    ) -> Result<Applied> {
+        let room = row.id;
+        let actor = &change.actor;
+        let before = rooms::member_ids(conn, &room).await?;
+        check_rules(conn, row, actor, &change.body).await?;
+        let mut body = change.body;
+        let mut joined = Vec::new();
+        let mut departed = None;
+        match &mut body {
+            EventBody::Text { .. } | EventBody::Sticker { .. } => {
+                self.may_message(conn, row.kind, actor, &before).await?;
+            }
+            EventBody::Joined { members } => {
+                let mut new = Vec::new();
+                for m in members.iter() {
+                    let m = MemberId::parse(m).map_err(Error::bad_id("members"))?;
+                    if !before.contains(&m) && !new.contains(&m) {
+                        new.push(m);
+                    }
+                }
+                if new.is_empty() {
+                    return Err(Error::AlreadyExists(
+                        "every invited member is already in the room".into(),
+                    ));
+                }
+                if before.len() + new.len() > self.limits.max_room_members {
+                    return Err(Error::ResourceExhausted(format!(
+                        "a room holds at most {} members",
+                        self.limits.max_room_members
+                    )));
+                }
+                let mut after = before.clone();
+                after.extend(new.iter().cloned());
+                for m in &new {
+                    if m.belongs_to(&self.id) {
+                        require_active(conn, m).await?;
+                    }
+                    self.may_message(conn, row.kind, m, &after).await?;
+                }
+                *members = new.iter().map(ToString::to_string).collect();
+                joined = new;
+            }
+            EventBody::Removed { member } => {
+                let target = MemberId::parse(member).map_err(Error::bad_id("member_id"))?;
+                departed = Some(target);
+            }
+            EventBody::Left { new_master } => {
+                departed = Some(actor.clone());
+                if row.kind == RoomKind::Group && row.master.as_ref() == Some(actor) {
+                    // The longest-standing member takes over from a departing master.
+                    *new_master = before.iter().find(|m| *m != actor).map(ToString::to_string);
+                }
+            }
+            EventBody::Unknown => departed = Some(actor.clone()),
+            EventBody::Renamed { .. } => {}
+            EventBody::Created { .. } | EventBody::Withheld => {
+                return Err(Error::invalid("body", "not a change to an existing room"));
+            }
+        }
+        let event = events::append_as(
+            conn,
+            &room,
+            change.id,
+            actor,
+            body,
+            change.idempotency_key.as_deref(),
+            change.at_ms,
         )
         .await?;
-        rooms::advance_read(&mut w.tx, &id, &caller.member, event.seq).await?;
-        let recipients = rooms::member_ids(&mut w.tx, &id).await?;
-        w.commit().await?;
-        tracing::debug!(room = %id, seq = event.seq, sender = %caller.member, "message stored");
-        self.hub.publish(event.clone(), recipients);
-        Ok(Sent {
+        for m in &joined {
+            rooms::insert_membership(conn, &room, m, event.seq, event.at_ms).await?;
+        }
+        if let Some(gone) = &departed {
+            rooms::delete_membership(conn, &room, gone).await?;
+            if row.kind == RoomKind::Group && row.master.as_ref() == Some(gone) {
+                let next = rooms::member_ids(conn, &room).await?.into_iter().next();
+                rooms::set_master(conn, &room, next.as_ref()).await?;
+            }
+        }
+        match &event.body {
+            EventBody::Renamed { name } => rooms::set_name(conn, &room, name).await?,
+            b if b.is_message() && actor.belongs_to(&self.id) => {
+                rooms::advance_read(conn, &room, actor, event.seq).await?;
+            }
+            _ => {}
+        }
+        let departed: Vec<MemberId> = departed.into_iter().collect();
+        self.after_change(conn, &room, event, &departed).await
+    }
+
+    /// Queues a hosted room's new event for the participating peers (with
+    /// the room's state when it changed), audits it and says who sees it.
+    async fn after_change(
+        &self,
+        conn: &mut AnyConnection,
+        room: &RoomId,
+        event: RoomEvent,
+        departed: &[MemberId],
+    ) -> Result<Applied> {
+        let after = rooms::member_ids(conn, room).await?;
+        let everyone: Vec<MemberId> = after.iter().chain(departed).cloned().collect();
+        let mut peers: Vec<TenantId> = everyone
+            .iter()
+            .map(|m| m.tenant().clone())
+            .filter(|t| t != &self.id)
+            .collect();
+        peers.sort();
+        peers.dedup();
+        let snapshot = if event.body.changes_room() {
+            let row = rooms::room(conn, room)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("room {room}")))?;
+            Some(Snapshot {
+                kind: row.kind,
+                name: row.name,
+                master: row.master.map(|m| m.to_string()),
+                members: after.iter().map(ToString::to_string).collect(),
+            })
+        } else {
+            None
+        };
+        self.queue_for_peers(conn, &event, snapshot, &peers).await?;
+        self.audit_room_event(conn, &event, &everyone).await?;
+        let local = everyone
+            .into_iter()
+            .filter(|m| m.belongs_to(&self.id))
+            .collect();
+        Ok(Applied {
             event,
-            duplicate: false,
+            local,
+            peers,
         })
+    }
+
+    /// This node's say on whether `actor` may post to (or join) a room with
+    /// `members`: admission, and in a direct room, the local member's
+    /// contact not being in trash. The refusal is precise for our own
+    /// member and a bare "not found" for another company's.
+    pub(crate) async fn may_message(
+        &self,
+        conn: &mut AnyConnection,
+        kind: RoomKind,
+        actor: &MemberId,
+        members: &[MemberId],
+    ) -> Result<()> {
+        if let Err((denied, local)) = self.admit_room_event(conn, kind, actor, members).await? {
+            return Err(if actor.belongs_to(&self.id) {
+                let external = members
+                    .iter()
+                    .find(|m| !m.belongs_to(&self.id))
+                    .unwrap_or(actor);
+                denied.to_member(external)
+            } else {
+                denied.to_peer(&local)
+            });
+        }
+        if kind == RoomKind::Direct {
+            let local = members.iter().find(|m| m.belongs_to(&self.id));
+            let external = members.iter().find(|m| !m.belongs_to(&self.id));
+            if let (Some(local), Some(external)) = (local, external)
+                && let Some(contact) =
+                    contact_store::contact(conn, local.as_str(), external.as_str()).await?
+                && contact.trashed_at_ms.is_some()
+            {
+                return Err(if actor == local {
+                    Error::FailedPrecondition(format!(
+                        "{external} is in your trash; restore the contact to message them"
+                    ))
+                } else {
+                    Error::NotFound(format!("user {local}"))
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Audits a room event that members of another company take part in.
+    pub(crate) async fn audit_room_event(
+        &self,
+        conn: &mut AnyConnection,
+        event: &RoomEvent,
+        members: &[MemberId],
+    ) -> Result<()> {
+        let external = if event.sender.belongs_to(&self.id) {
+            members.iter().find(|m| !m.belongs_to(&self.id))
+        } else {
+            Some(&event.sender)
+        };
+        let Some(external) = external else {
+            return Ok(());
+        };
+        let summary = match &event.body {
+            EventBody::Text { text } => format!("text: {text}"),
+            EventBody::Sticker { name } => format!("sticker: {name}"),
+            other => other.kind().to_string(),
+        };
+        let mut entry = audit::NewEntry::new(&format!("room.{}", event.body.kind()), &event.sender)
+            .external(external)
+            .peer(external.tenant())
+            .detail(format!(
+                "room {} seq {} event {}: {summary}",
+                event.room, event.seq, event.id
+            ));
+        if event.sender.belongs_to(&self.id) {
+            entry = entry.member(&event.sender);
+        } else if let Some(local) = members.iter().find(|m| m.belongs_to(&self.id)) {
+            entry = entry.member(local);
+        }
+        audit::append(conn, &entry, now_ms()).await?;
+        Ok(())
+    }
+
+    /// Removes members who stopped being reachable from the rooms this node
+    /// hosts: every member of `tenant`, or just `member`. Each one's
+    /// departure is a "became unknown" event.
+    pub(crate) async fn remove_unreachable(
+        &self,
+        room: &RoomId,
+        tenant: Option<&TenantId>,
+        member: Option<&MemberId>,
+    ) -> Result<()> {
+        let mut w = self.store.begin_write().await?;
+        let Some(row) = rooms::room(&mut w.tx, room).await? else {
+            return Ok(());
+        };
+        if row.host.is_some() {
+            return Ok(());
+        }
+        let gone: Vec<MemberId> = rooms::member_ids(&mut w.tx, room)
+            .await?
+            .into_iter()
+            .filter(|m| tenant.is_some_and(|t| m.belongs_to(t)) || member == Some(m))
+            .collect();
+        let mut applied = Vec::new();
+        for m in gone {
+            let row = rooms::room(&mut w.tx, room)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("room {room}")))?;
+            applied.push(
+                self.host_change(&mut w.tx, &row, Change::new(&m, EventBody::Unknown, None))
+                    .await?,
+            );
+        }
+        w.commit().await?;
+        for a in applied {
+            tracing::info!(room = %room, member = %a.event.sender, "member became unknown and left the room");
+            self.announce(a);
+        }
+        Ok(())
     }
 
     pub async fn history(
@@ -447,16 +811,18 @@ impl Tenant {
             return Err(Error::NotFound(format!("room {id}")));
         }
         require_member(&mut conn, &id, &caller.member).await?;
-        match (query.after_seq, query.before_seq) {
-            (Some(_), Some(_)) => Err(Error::invalid(
-                "after_seq",
-                "give after_seq or before_seq, not both",
-            )),
+        let mut page = match (query.after_seq, query.before_seq) {
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid(
+                    "after_seq",
+                    "give after_seq or before_seq, not both",
+                ));
+            }
             (Some(after), None) => {
                 let mut events = events::range(&mut conn, &id, after, u64::MAX, limit + 1).await?;
                 let has_more = events.len() > limit as usize;
                 events.truncate(limit as usize);
-                Ok(HistoryPage { events, has_more })
+                HistoryPage { events, has_more }
             }
             (None, before) => {
                 let mut events = events::page_before(&mut conn, &id, before, limit + 1).await?;
@@ -464,9 +830,11 @@ impl Tenant {
                 if has_more {
                     events.remove(0);
                 }
-                Ok(HistoryPage { events, has_more })
+                HistoryPage { events, has_more }
             }
-        }
+        };
+        page.events.retain(|e| e.body != EventBody::Withheld);
+        Ok(page)
     }
 
     /// Moves the caller's read marker to `seq` (clamped to the room's last).
@@ -490,16 +858,119 @@ impl Tenant {
     }
 }
 
-/// The answer to a retried send: the stored event, if it is the same message.
-fn same_text(earlier: RoomEvent, key: &str, text: &str) -> Result<Sent> {
-    match &earlier.body {
-        EventBody::Text { text: stored } if stored == text => Ok(Sent {
-            event: earlier,
-            duplicate: true,
-        }),
-        _ => Err(Error::AlreadyExists(format!(
-            "idempotency key {key:?} was already used for a different message"
+/// The room's rules for a change, as far as this node's copy of the room
+/// tells: the actor is a member; only the group master adds and removes.
+async fn check_rules(
+    conn: &mut AnyConnection,
+    row: &rooms::RoomRow,
+    actor: &MemberId,
+    body: &EventBody,
+) -> Result<()> {
+    let room = row.id;
+    require_member(conn, &room, actor).await?;
+    match body {
+        EventBody::Joined { members } if row.kind == RoomKind::Direct => {
+            // Only bringing back one of the two, which `open_direct` does.
+            let key = rooms::direct_room_key_of(conn, &room).await?;
+            for m in members {
+                if !key.split(' ').any(|k| k == m) {
+                    return Err(Error::FailedPrecondition(
+                        "a direct room's members cannot change; create a group room instead".into(),
+                    ));
+                }
+            }
+        }
+        EventBody::Joined { .. } | EventBody::Removed { .. } => {
+            let action = if matches!(body, EventBody::Joined { .. }) {
+                "add members"
+            } else {
+                "remove members"
+            };
+            if row.kind == RoomKind::Direct {
+                return Err(Error::FailedPrecondition(
+                    "a direct room's members cannot change; create a group room instead".into(),
+                ));
+            }
+            if row.master.as_ref() != Some(actor) {
+                return Err(Error::PermissionDenied(format!(
+                    "only the group master can {action} in room {room}"
+                )));
+            }
+            if let EventBody::Removed { member } = body {
+                let target = MemberId::parse(member).map_err(Error::bad_id("member_id"))?;
+                if &target == actor {
+                    return Err(Error::invalid(
+                        "member_id",
+                        "to remove yourself, leave the room",
+                    ));
+                }
+                if rooms::membership(conn, &room, &target).await?.is_none() {
+                    return Err(Error::NotFound(format!("member {target} in room {room}")));
+                }
+            }
+        }
+        EventBody::Renamed { .. } if row.kind == RoomKind::Direct => {
+            return Err(Error::FailedPrecondition(
+                "a direct room has no name; create a group room instead".into(),
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+async fn require_active(conn: &mut AnyConnection, id: &MemberId) -> Result<()> {
+    match crate::store::members::member(conn, id).await? {
+        None => Err(Error::NotFound(format!("member {id}"))),
+        Some(m) if m.state == MemberState::Suspended => Err(Error::FailedPrecondition(format!(
+            "member {id} is suspended"
         ))),
+        Some(_) => Ok(()),
+    }
+}
+
+/// A message the caller sent earlier under this key: sequenced, or still
+/// waiting for its host.
+async fn earlier_send(
+    conn: &mut AnyConnection,
+    room: &RoomId,
+    sender: &MemberId,
+    key: &str,
+) -> Result<Option<RoomEvent>> {
+    if let Some(event) = events::by_idempotency_key(conn, room, sender, key).await? {
+        return Ok(Some(event));
+    }
+    Ok(outbox::pending_by_key(conn, room, sender, key)
+        .await?
+        .map(|p| RoomEvent {
+            id: p.event_id,
+            room: p.room,
+            seq: 0,
+            sender: p.sender,
+            at_ms: p.at_ms,
+            body: p.body,
+        }))
+}
+
+fn pending_event(room: RoomId, change: Change) -> RoomEvent {
+    RoomEvent {
+        id: change.id,
+        room,
+        seq: 0,
+        sender: change.actor,
+        at_ms: change.at_ms,
+        body: change.body,
+    }
+}
+
+/// The answer to a retried send: the stored event, if it is the same message.
+fn same_message(earlier: RoomEvent, key: &str, body: &EventBody) -> Result<(RoomEvent, bool)> {
+    if &earlier.body == body {
+        Ok((earlier, true))
+    } else {
+        Err(Error::AlreadyExists(format!(
+            "idempotency key {key:?} was already used for a different message"
+        )))
     }
 }
 
@@ -525,80 +996,4 @@ pub(crate) async fn require_member(
     rooms::membership(conn, room, member)
         .await?
         .ok_or_else(|| Error::PermissionDenied(format!("{member} is not a member of room {room}")))
-}
-
-/// Loads a group room and checks the caller is its master.
-async fn load_group_as_master(
-    conn: &mut AnyConnection,
-    id: &RoomId,
-    caller: &Caller,
-    action: &str,
-) -> Result<rooms::RoomRow> {
-    let row = rooms::room(conn, id)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("room {id}")))?;
-    require_member(conn, id, &caller.member).await?;
-    if row.kind == RoomKind::Direct {
-        return Err(Error::FailedPrecondition(
-            "a direct room's members cannot change; create a group room instead".into(),
-        ));
-    }
-    if row.master.as_ref() != Some(&caller.member) {
-        return Err(Error::PermissionDenied(format!(
-            "only the group master can {action} in room {id}"
-        )));
-    }
-    Ok(row)
-}
-
-async fn created(
-    w: &mut WriteTx,
-    id: &RoomId,
-    caller: &Caller,
-    kind: RoomKind,
-    name: &str,
-    members: &[MemberId],
-    at: i64,
-) -> Result<RoomEvent> {
-    let event = events::append(
-        &mut w.tx,
-        id,
-        &caller.member,
-        EventBody::Created {
-            room_kind: kind,
-            name: name.to_string(),
-            members: members.iter().map(ToString::to_string).collect(),
-        },
-        None,
-        at,
-    )
-    .await?;
-    for member in members {
-        rooms::insert_membership(&mut w.tx, id, member, event.seq, at).await?;
-    }
-    Ok(event)
-}
-
-async fn add_members(
-    w: &mut WriteTx,
-    id: &RoomId,
-    by: &MemberId,
-    new: &[MemberId],
-    at: i64,
-) -> Result<RoomEvent> {
-    let event = events::append(
-        &mut w.tx,
-        id,
-        by,
-        EventBody::Joined {
-            members: new.iter().map(ToString::to_string).collect(),
-        },
-        None,
-        at,
-    )
-    .await?;
-    for member in new {
-        rooms::insert_membership(&mut w.tx, id, member, event.seq, at).await?;
-    }
-    Ok(event)
 }

@@ -32,6 +32,8 @@ pub struct Tenant {
     pub smtp: Option<crate::config::SmtpConfig>,
     /// host:port peers dial; known once the bridge is bound.
     bridge_endpoint: RwLock<String>,
+    /// Wakes the per-peer outbox deliverers.
+    pub relay: crate::relay::Relay,
 }
 
 impl Tenant {
@@ -54,6 +56,7 @@ impl Tenant {
             smtp: None,
             trust: TrustStore::new(),
             bridge_endpoint: RwLock::new(String::new()),
+            relay: crate::relay::Relay::default(),
         }
     }
 

@@ -168,9 +168,15 @@ impl Watcher {
     async fn send(&mut self, event: RoomEvent) -> Result<(), Stop> {
         let room = event.room;
         let seq = event.seq;
+        if event.body == EventBody::Withheld {
+            // Kept only to hold the room's order; nothing to show.
+            self.cursors.insert(room, seq);
+            return Ok(());
+        }
         let ends_membership = match &event.body {
             EventBody::Left { .. } => event.sender == self.caller.member,
             EventBody::Removed { member } => member == self.caller.member.as_str(),
+            EventBody::Unknown => event.sender == self.caller.member,
             _ => false,
         };
         self.out

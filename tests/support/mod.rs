@@ -287,6 +287,7 @@ impl Member {
                 room_id: room.into(),
                 idempotency_key: key.into(),
                 text: text.into(),
+                ..Default::default()
             })
             .await
             .map(tonic::Response::into_inner)
@@ -529,4 +530,116 @@ pub async fn bridge_client(
     works_bridge::PeerClient::connect(&target.bridge, &tenant, config)
         .await
         .expect("connect to the bridge")
+}
+
+/// Sets external messaging at `admin`'s company and whether `member` is on
+/// its connected-members list.
+pub async fn allow(admin: &Client, enabled: bool, member: &str, connected: bool) {
+    let mut external = admin.external.clone();
+    external
+        .set_external_settings(pb::SetExternalSettingsRequest {
+            enabled: Some(enabled),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let listed = external
+        .list_connected(pb::ListConnectedRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .members;
+    let is = listed.iter().any(|m| m.member_id == member);
+    if connected && !is {
+        external
+            .add_connected(pb::AddConnectedRequest {
+                member_id: member.into(),
+            })
+            .await
+            .unwrap();
+    }
+    if !connected && is {
+        external
+            .remove_connected(pb::RemoveConnectedRequest {
+                member_id: member.into(),
+            })
+            .await
+            .unwrap();
+    }
+}
+
+/// `from` asks `to` to be a contact and `to` accepts.
+pub async fn befriend(from: &Member, to: &Member) {
+    let sent = from
+        .client
+        .contacts
+        .clone()
+        .send_friend_request(pb::SendFriendRequestRequest {
+            user_id: to.id.clone(),
+        })
+        .await
+        .expect("friend request")
+        .into_inner();
+    to.client
+        .contacts
+        .clone()
+        .accept_friend_request(pb::AnswerFriendRequestRequest {
+            id: sent.id,
+            block: false,
+        })
+        .await
+        .expect("accept");
+}
+
+/// Polls an async `condition` until it holds, failing the test after `within`.
+pub async fn until<F, Fut>(within: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Member {
+    /// A sticker, with its delivery.
+    pub async fn send_sticker(
+        &self,
+        room: &str,
+        name: &str,
+    ) -> Result<pb::SendMessageResponse, tonic::Status> {
+        self.client
+            .rooms
+            .clone()
+            .send_message(pb::SendMessageRequest {
+                room_id: room.into(),
+                idempotency_key: ulid::Ulid::new().to_string(),
+                sticker: name.into(),
+                ..Default::default()
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn delivery(
+        &self,
+        room: &str,
+        event_id: &str,
+    ) -> Result<pb::Delivery, tonic::Status> {
+        self.client
+            .rooms
+            .clone()
+            .get_delivery(pb::GetDeliveryRequest {
+                room_id: room.into(),
+                event_id: event_id.into(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
 }

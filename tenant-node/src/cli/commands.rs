@@ -507,24 +507,36 @@ async fn room(command: RoomCommand, opts: &ClientOpts) -> anyhow::Result<()> {
                 output::event_line(&event)
             });
         }
-        RoomCommand::Send { room, text, key } => {
+        RoomCommand::Send {
+            room,
+            text,
+            sticker,
+            key,
+        } => {
             let sent = rpc(rooms
                 .send_message(pb::SendMessageRequest {
                     room_id: room,
                     idempotency_key: key.unwrap_or_else(|| ulid::Ulid::new().to_string()),
                     text,
+                    sticker: sticker.unwrap_or_default(),
                 })
                 .await)?;
             let event = sent.event.unwrap_or_default();
+            let delivery = sent.delivery.unwrap_or_default();
             let mut value = output::event_json(&event);
             value["duplicate"] = json!(sent.duplicate);
+            value["delivery"] = output::delivery_json(&delivery);
             print(opts.json, value, || {
                 let note = if sent.duplicate {
                     " (already stored)"
                 } else {
                     ""
                 };
-                format!("{}{note}", output::event_line(&event))
+                format!(
+                    "{}{note} [{}]",
+                    output::event_line(&event),
+                    output::delivery_line(&delivery)
+                )
             });
         }
         RoomCommand::History {

@@ -476,7 +476,12 @@ pub enum RoomCommand {
     /// Send a text message.
     Send {
         room: String,
+        /// The message (leave out with --sticker).
+        #[arg(default_value = "")]
         text: String,
+        /// Send this sticker instead of text.
+        #[arg(long)]
+        sticker: Option<String>,
         /// Idempotency key; a retry with the same key is stored once.
         #[arg(long)]
         key: Option<String>,

@@ -149,7 +149,9 @@ pub fn event_json(e: &pb::RoomEvent) -> Value {
         ),
         Some(Body::Removed(r)) => ("removed", json!({"member": r.member})),
         Some(Body::Renamed(r)) => ("renamed", json!({"name": r.name})),
-        None => ("unknown", Value::Null),
+        Some(Body::Sticker(s)) => ("sticker", json!({"name": s.name})),
+        Some(Body::Unknown(_)) => ("unknown", Value::Null),
+        None => ("unrecognised", Value::Null),
     };
     json!({
         "event_id": e.event_id,
@@ -167,6 +169,8 @@ pub fn event_line(e: &pb::RoomEvent) -> String {
     use pb::room_event::Body;
     let what = match &e.body {
         Some(Body::Text(t)) => return format!("#{} {}: {}", e.seq, e.sender, t.text),
+        Some(Body::Sticker(s)) => return format!("#{} {}: [sticker {}]", e.seq, e.sender, s.name),
+        Some(Body::Unknown(_)) => "became unknown and left the room".to_string(),
         Some(Body::Created(c)) if c.name.is_empty() => {
             format!("started a 1:1 room with {}", c.members.join(", "))
         }
@@ -399,4 +403,45 @@ pub fn contact_text(c: &pb::ExternalContact) -> String {
         c.fields_json,
         if c.trashed { "\n(in the trash)" } else { "" }
     )
+}
+
+fn delivery_state_name(state: i32) -> &'static str {
+    match pb::DeliveryState::try_from(state).unwrap_or_default() {
+        pb::DeliveryState::Stored => "stored",
+        pb::DeliveryState::Queued => "queued",
+        pb::DeliveryState::Delivered => "delivered",
+        pb::DeliveryState::Refused => "refused",
+        pb::DeliveryState::Unspecified => "unknown",
+    }
+}
+
+pub fn delivery_json(d: &pb::Delivery) -> Value {
+    json!({
+        "state": delivery_state_name(d.state),
+        "reason": (!d.reason.is_empty()).then_some(&d.reason),
+        "peers": d.peers.iter().map(|p| json!({
+            "tenant": p.tenant,
+            "state": delivery_state_name(p.state),
+            "reason": (!p.reason.is_empty()).then_some(&p.reason),
+            "attempts": p.attempts,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// `delivered`, `queued for b.example`, `refused: why`.
+pub fn delivery_line(d: &pb::Delivery) -> String {
+    let state = delivery_state_name(d.state);
+    if d.state == pb::DeliveryState::Queued as i32 {
+        let waiting: Vec<&str> = d
+            .peers
+            .iter()
+            .filter(|p| p.state == pb::DeliveryState::Queued as i32)
+            .map(|p| p.tenant.as_str())
+            .collect();
+        format!("queued for {}", waiting.join(", "))
+    } else if !d.reason.is_empty() {
+        format!("{state}: {}", d.reason)
+    } else {
+        state.to_string()
+    }
 }

@@ -6,8 +6,10 @@ use crate::error::{Error, Result};
 use crate::model::{EventBody, Member, MemberState, Profile, Role, Room, RoomEvent, RoomKind};
 use crate::peers::{CaStatus, PeerNotice, PeerStatus, PeerTest};
 use crate::policy::{Connected, ExternalSettings, Notice};
+use crate::relay::{Delivery, DeliveryState};
 use crate::store::audit::{Entry, Filter};
 use crate::store::peers::PeerSource;
+use crate::store::relay::OutboxState;
 use crate::watch::WatchItem;
 
 pub fn role_from_pb(value: i32) -> Result<Role> {
@@ -72,8 +74,10 @@ impl From<Profile> for pb::Profile {
     }
 }
 
-impl From<Room> for pb::Room {
-    fn from(r: Room) -> Self {
+/// A room for the client; `tenant` is this node's, the host when the room
+/// names none.
+pub fn room_to_pb(r: Room, tenant: &crate::ids::TenantId) -> pb::Room {
+    {
         pb::Room {
             id: r.id.to_string(),
             kind: room_kind_to_pb(r.kind) as i32,
@@ -85,6 +89,11 @@ impl From<Room> for pb::Room {
             unread: r.unread,
             created_at_ms: r.created_at_ms,
             last_event_at_ms: r.last_event_at_ms,
+            host: r
+                .host
+                .map(|h| h.to_string())
+                .unwrap_or_else(|| tenant.to_string()),
+            external: r.external,
         }
     }
 }
@@ -109,6 +118,10 @@ impl From<RoomEvent> for pb::RoomEvent {
             }),
             EventBody::Removed { member } => Body::Removed(pb::MemberRemoved { member }),
             EventBody::Renamed { name } => Body::Renamed(pb::RoomRenamed { name }),
+            EventBody::Sticker { name } => Body::Sticker(pb::Sticker { name }),
+            EventBody::Unknown => Body::Unknown(pb::MemberUnknown {}),
+            // Never shown: history and streams skip it.
+            EventBody::Withheld => Body::Unknown(pb::MemberUnknown {}),
         };
         pb::RoomEvent {
             event_id: e.id.to_string(),
@@ -333,5 +346,37 @@ pub fn contact_edit(r: pb::EditContactRequest) -> crate::contacts::ContactEdit {
         birth_date: r.birth_date,
         messengers,
         synced,
+    }
+}
+
+impl From<Delivery> for pb::Delivery {
+    fn from(d: Delivery) -> Self {
+        pb::Delivery {
+            state: delivery_state_to_pb(d.state) as i32,
+            reason: d.reason.unwrap_or_default(),
+            peers: d
+                .peers
+                .into_iter()
+                .map(|p| pb::PeerDelivery {
+                    tenant: p.peer.to_string(),
+                    state: delivery_state_to_pb(match p.state {
+                        OutboxState::Queued => DeliveryState::Queued,
+                        OutboxState::Delivered => DeliveryState::Delivered,
+                        OutboxState::Refused => DeliveryState::Refused,
+                    }) as i32,
+                    reason: p.reason.unwrap_or_default(),
+                    attempts: p.attempts,
+                })
+                .collect(),
+        }
+    }
+}
+
+fn delivery_state_to_pb(s: DeliveryState) -> pb::DeliveryState {
+    match s {
+        DeliveryState::Stored => pb::DeliveryState::Stored,
+        DeliveryState::Queued => pb::DeliveryState::Queued,
+        DeliveryState::Delivered => pb::DeliveryState::Delivered,
+        DeliveryState::Refused => pb::DeliveryState::Refused,
     }
 }

@@ -9,11 +9,13 @@ use works_proto::client::v1 as pb;
 
 use super::convert::{
     audit_filter, ca_change, contact_edit, external_profile, role_from_pb, room_kind_from_pb,
+    room_to_pb,
 };
 use super::{bearer, caller};
+use crate::error::Error;
 use crate::model::MemberState;
 use crate::policy::SettingsChange;
-use crate::rooms::HistoryQuery;
+use crate::rooms::{Content, HistoryQuery};
 use crate::tenant::Tenant;
 use crate::watch::WatchRequest;
 
@@ -243,7 +245,7 @@ impl pb::rooms_server::Rooms for RoomsApi {
         let r = request.into_inner();
         let kind = room_kind_from_pb(r.kind)?;
         let room = self.0.create_room(&who, kind, &r.name, &r.members).await?;
-        Ok(Response::new(room.into()))
+        Ok(Response::new(room_to_pb(room, &self.0.id)))
     }
 
     async fn list_rooms(
@@ -253,28 +255,31 @@ impl pb::rooms_server::Rooms for RoomsApi {
         let who = caller(&self.0, &request).await?;
         let rooms = self.0.list_rooms(&who).await?;
         Ok(Response::new(pb::ListRoomsResponse {
-            rooms: rooms.into_iter().map(Into::into).collect(),
+            rooms: rooms
+                .into_iter()
+                .map(|r| room_to_pb(r, &self.0.id))
+                .collect(),
         }))
     }
 
     async fn get_room(&self, request: Request<pb::GetRoomRequest>) -> Reply<pb::Room> {
         let who = caller(&self.0, &request).await?;
         let room = self.0.room(&who, &request.into_inner().room_id).await?;
-        Ok(Response::new(room.into()))
+        Ok(Response::new(room_to_pb(room, &self.0.id)))
     }
 
     async fn invite_members(&self, request: Request<pb::InviteMembersRequest>) -> Reply<pb::Room> {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
         let room = self.0.invite_members(&who, &r.room_id, &r.members).await?;
-        Ok(Response::new(room.into()))
+        Ok(Response::new(room_to_pb(room, &self.0.id)))
     }
 
     async fn remove_member(&self, request: Request<pb::RemoveMemberRequest>) -> Reply<pb::Room> {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
         let room = self.0.remove_member(&who, &r.room_id, &r.member_id).await?;
-        Ok(Response::new(room.into()))
+        Ok(Response::new(room_to_pb(room, &self.0.id)))
     }
 
     async fn leave_room(
@@ -295,7 +300,7 @@ impl pb::rooms_server::Rooms for RoomsApi {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
         let room = self.0.rename_room(&who, &r.room_id, &r.name).await?;
-        Ok(Response::new(room.into()))
+        Ok(Response::new(room_to_pb(room, &self.0.id)))
     }
 
     async fn send_message(
@@ -304,14 +309,30 @@ impl pb::rooms_server::Rooms for RoomsApi {
     ) -> Reply<pb::SendMessageResponse> {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
+        let content = match (r.text.is_empty(), r.sticker.is_empty()) {
+            (false, true) => Content::Text(r.text),
+            (true, false) => Content::Sticker(r.sticker),
+            (true, true) => return Err(Error::invalid("text", "message is empty").into()),
+            (false, false) => {
+                return Err(Error::invalid("sticker", "send text or a sticker, not both").into());
+            }
+        };
         let sent = self
             .0
-            .send_text(&who, &r.room_id, &r.idempotency_key, &r.text)
+            .send_message(&who, &r.room_id, &r.idempotency_key, content)
             .await?;
         Ok(Response::new(pb::SendMessageResponse {
             event: Some(sent.event.into()),
             duplicate: sent.duplicate,
+            delivery: Some(sent.delivery.into()),
         }))
+    }
+
+    async fn get_delivery(&self, request: Request<pb::GetDeliveryRequest>) -> Reply<pb::Delivery> {
+        let who = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let delivery = self.0.delivery(&who, &r.room_id, &r.event_id).await?;
+        Ok(Response::new(delivery.into()))
     }
 
     async fn history(&self, request: Request<pb::HistoryRequest>) -> Reply<pb::HistoryResponse> {

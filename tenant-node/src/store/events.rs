@@ -25,10 +25,32 @@ fn event_from_row(row: &AnyRow) -> Result<RoomEvent> {
     })
 }
 
-/// Appends an event as the room's next in sequence.
+/// Appends an event, with a new id, as the room's next in sequence.
 pub async fn append(
     conn: &mut AnyConnection,
     room: &RoomId,
+    sender: &MemberId,
+    body: EventBody,
+    idempotency_key: Option<&str>,
+    at_ms: i64,
+) -> Result<RoomEvent> {
+    append_as(
+        conn,
+        room,
+        EventId::generate(),
+        sender,
+        body,
+        idempotency_key,
+        at_ms,
+    )
+    .await
+}
+
+/// Appends an event whose id was assigned where it originated.
+pub async fn append_as(
+    conn: &mut AnyConnection,
+    room: &RoomId,
+    id: EventId,
     sender: &MemberId,
     body: EventBody,
     idempotency_key: Option<&str>,
@@ -43,31 +65,68 @@ pub async fn append(
     .await?
     .ok_or_else(|| Error::NotFound(format!("room {room}")))?;
     let seq = row.try_get::<i64, _>("last_seq")? as u64;
-    let id = EventId::generate();
-    let json = serde_json::to_string(&body)
-        .map_err(|e| Error::Internal(format!("cannot encode event body: {e}")))?;
-    sqlx::query(
-        "INSERT INTO events (room_id, seq, event_id, sender, kind, body, at, idempotency_key) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(room.to_string())
-    .bind(seq as i64)
-    .bind(id.to_string())
-    .bind(sender.as_str())
-    .bind(body.kind())
-    .bind(json)
-    .bind(at_ms)
-    .bind(idempotency_key)
-    .execute(&mut *conn)
-    .await?;
-    Ok(RoomEvent {
+    let event = RoomEvent {
         id,
         room: *room,
         seq,
         sender: sender.clone(),
         at_ms,
         body,
-    })
+    };
+    insert(conn, &event, idempotency_key).await?;
+    Ok(event)
+}
+
+/// Stores an event at the sequence number it already has (a replica storing
+/// what its host sequenced) and moves the room's `last_seq` to it.
+pub async fn store_sequenced(
+    conn: &mut AnyConnection,
+    event: &RoomEvent,
+    idempotency_key: Option<&str>,
+) -> Result<()> {
+    sqlx::query("UPDATE rooms SET last_seq = $1, last_event_at = $2 WHERE id = $3")
+        .bind(event.seq as i64)
+        .bind(event.at_ms)
+        .bind(event.room.to_string())
+        .execute(&mut *conn)
+        .await?;
+    insert(conn, event, idempotency_key).await
+}
+
+async fn insert(
+    conn: &mut AnyConnection,
+    event: &RoomEvent,
+    idempotency_key: Option<&str>,
+) -> Result<()> {
+    let body = &event.body;
+    let json = serde_json::to_string(&body)
+        .map_err(|e| Error::Internal(format!("cannot encode event body: {e}")))?;
+    sqlx::query(
+        "INSERT INTO events (room_id, seq, event_id, sender, kind, body, at, idempotency_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(event.room.to_string())
+    .bind(event.seq as i64)
+    .bind(event.id.to_string())
+    .bind(event.sender.as_str())
+    .bind(body.kind())
+    .bind(json)
+    .bind(event.at_ms)
+    .bind(idempotency_key)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The event with this id, if stored.
+pub async fn by_id(conn: &mut AnyConnection, id: &EventId) -> Result<Option<RoomEvent>> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1"
+    )))
+    .bind(id.to_string())
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(event_from_row).transpose()
 }
 
 /// The event a sender stored earlier under this idempotency key, if any.

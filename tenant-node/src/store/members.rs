@@ -89,13 +89,7 @@ impl Store {
     }
 
     pub async fn member(&self, id: &MemberId) -> Result<Option<Member>> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {MEMBER_COLUMNS} FROM members WHERE id = $1"
-        )))
-        .bind(id.as_str())
-        .fetch_optional(self.pool())
-        .await?;
-        row.as_ref().map(member_from_row).transpose()
+        member(&mut *self.pool().acquire().await?, id).await
     }
 
     pub async fn credentials(&self, id: &MemberId) -> Result<Option<Credentials>> {
@@ -188,4 +182,14 @@ impl Store {
             content_type,
         }))
     }
+}
+
+pub async fn member(conn: &mut sqlx::AnyConnection, id: &MemberId) -> Result<Option<Member>> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {MEMBER_COLUMNS} FROM members WHERE id = $1"
+    )))
+    .bind(id.as_str())
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(member_from_row).transpose()
 }

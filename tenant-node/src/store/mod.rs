@@ -10,6 +10,7 @@ pub mod events;
 pub mod members;
 pub mod peers;
 pub mod policy;
+pub mod relay;
 pub mod rooms;
 pub mod sessions;
 pub mod settings;

@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use crate::error::{Error, Result};
-use crate::ids::{MemberId, RoomId};
+use crate::ids::{MemberId, RoomId, TenantId};
 use crate::model::RoomKind;
 
 pub struct RoomRow {
@@ -18,6 +18,8 @@ pub struct RoomRow {
     pub last_seq: u64,
     pub created_at_ms: i64,
     pub last_event_at_ms: i64,
+    /// The tenant whose node hosts the room; `None` when this node does.
+    pub host: Option<TenantId>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -27,7 +29,7 @@ pub struct Membership {
 }
 
 const ROOM_COLUMNS: &str =
-    "r.id, r.kind, r.name, r.master, r.last_seq, r.created_at, r.last_event_at";
+    "r.id, r.kind, r.name, r.master, r.last_seq, r.created_at, r.last_event_at, r.host";
 
 pub(crate) fn stored<T, E: std::fmt::Display>(what: &str, parsed: Result<T, E>) -> Result<T> {
     parsed.map_err(|e| Error::Internal(format!("stored {what} is invalid: {e}")))
@@ -37,6 +39,7 @@ fn room_from_row(row: &AnyRow) -> Result<RoomRow> {
     let id: String = row.try_get("id")?;
     let kind: String = row.try_get("kind")?;
     let master: Option<String> = row.try_get("master")?;
+    let host: Option<String> = row.try_get("host")?;
     Ok(RoomRow {
         id: stored("room id", RoomId::parse(&id))?,
         kind: if kind == "direct" {
@@ -51,6 +54,9 @@ fn room_from_row(row: &AnyRow) -> Result<RoomRow> {
         last_seq: row.try_get::<i64, _>("last_seq")? as u64,
         created_at_ms: row.try_get("created_at")?,
         last_event_at_ms: row.try_get("last_event_at")?,
+        host: host
+            .map(|h| stored("room host", TenantId::parse(&h)))
+            .transpose()?,
     })
 }
 
@@ -67,6 +73,9 @@ pub fn direct_key(a: &MemberId, b: &MemberId) -> String {
     format!("{first} {second}")
 }
 
+/// A new room. A replica (`host` set) starts at `last_seq`, the sequence
+/// number just before the first event it receives; a hosted room at 0.
+#[allow(clippy::too_many_arguments)]
 pub async fn insert_room(
     conn: &mut AnyConnection,
     id: &RoomId,
@@ -74,20 +83,104 @@ pub async fn insert_room(
     name: &str,
     master: Option<&MemberId>,
     direct_key: Option<&str>,
+    host: Option<&TenantId>,
+    last_seq: u64,
     at_ms: i64,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO rooms (id, kind, name, master, direct_key, last_seq, created_at, last_event_at) \
-         VALUES ($1, $2, $3, $4, $5, 0, $6, $6)",
+        "INSERT INTO rooms (id, kind, name, master, direct_key, host, last_seq, created_at, last_event_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
     )
     .bind(id.to_string())
     .bind(kind_str(kind))
     .bind(name)
     .bind(master.map(|m| m.to_string()))
     .bind(direct_key)
+    .bind(host.map(|h| h.to_string()))
+    .bind(last_seq as i64)
     .bind(at_ms)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// Rooms with at least one member of another tenant that `member` is in.
+pub async fn external_rooms_of(
+    conn: &mut AnyConnection,
+    member: &MemberId,
+    own: &TenantId,
+) -> Result<Vec<RoomId>> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT m.room_id FROM room_members m \
+         JOIN room_members o ON o.room_id = m.room_id \
+         WHERE m.member_id = $1 AND o.member_id NOT LIKE $2 ORDER BY m.room_id",
+    )
+    .bind(member.as_str())
+    .bind(format!("%@{own}"))
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            stored(
+                "room id",
+                RoomId::parse(&r.try_get::<String, _>("room_id")?),
+            )
+        })
+        .collect()
+}
+
+/// Rooms this node hosts that members of `tenant` are in, with those members.
+pub async fn hosted_rooms_with(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+) -> Result<Vec<(RoomId, MemberId)>> {
+    let rows = sqlx::query(
+        "SELECT m.room_id, m.member_id FROM room_members m JOIN rooms r ON r.id = m.room_id \
+         WHERE r.host IS NULL AND m.member_id LIKE $1 ORDER BY m.room_id, m.member_id",
+    )
+    .bind(format!("%@{tenant}"))
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                stored(
+                    "room id",
+                    RoomId::parse(&r.try_get::<String, _>("room_id")?),
+                )?,
+                stored(
+                    "member id",
+                    MemberId::parse(&r.try_get::<String, _>("member_id")?),
+                )?,
+            ))
+        })
+        .collect()
+}
+
+/// A replica takes the room's state from its host: name, master and members
+/// (members who stay keep their read markers; new ones join at `seq`).
+pub async fn apply_snapshot(
+    conn: &mut AnyConnection,
+    room: &RoomId,
+    name: &str,
+    master: Option<&MemberId>,
+    members: &[MemberId],
+    seq: u64,
+    at_ms: i64,
+) -> Result<()> {
+    sqlx::query("UPDATE rooms SET name = $1, master = $2 WHERE id = $3")
+        .bind(name)
+        .bind(master.map(|m| m.to_string()))
+        .bind(room.to_string())
+        .execute(&mut *conn)
+        .await?;
+    let current = member_ids(conn, room).await?;
+    for gone in current.iter().filter(|m| !members.contains(m)) {
+        delete_membership(conn, room, gone).await?;
+    }
+    for new in members.iter().filter(|m| !current.contains(m)) {
+        insert_membership(conn, room, new, seq, at_ms).await?;
+    }
     Ok(())
 }
 
@@ -98,6 +191,20 @@ pub async fn direct_room(conn: &mut AnyConnection, key: &str) -> Result<Option<R
         .await?;
     row.map(|r| stored("room id", RoomId::parse(&r.try_get::<String, _>("id")?)))
         .transpose()
+}
+
+/// A direct room's key ("a b"); empty for a group room.
+pub async fn direct_room_key_of(conn: &mut AnyConnection, id: &RoomId) -> Result<String> {
+    let row = sqlx::query("SELECT direct_key FROM rooms WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await?;
+    Ok(match row {
+        Some(r) => r
+            .try_get::<Option<String>, _>("direct_key")?
+            .unwrap_or_default(),
+        None => String::new(),
+    })
 }
 
 pub async fn room(conn: &mut AnyConnection, id: &RoomId) -> Result<Option<RoomRow>> {
@@ -265,7 +372,7 @@ pub async fn unread_counts(
     let rows = sqlx::query(
         "SELECT m.room_id, COUNT(e.seq) AS unread FROM room_members m \
          LEFT JOIN events e ON e.room_id = m.room_id AND e.seq > m.last_read_seq \
-              AND e.kind = 'text' AND e.sender <> m.member_id \
+              AND e.kind IN ('text', 'sticker') AND e.sender <> m.member_id \
          WHERE m.member_id = $1 GROUP BY m.room_id",
     )
     .bind(member.as_str())

@@ -1,0 +1,644 @@
+//! Rooms shared across companies: the durable per-peer outbox, its
+//! deliverers, and what this node does with the envelopes peers relay to it.
+//!
+//! A room is hosted by one node, which orders its events. A member's node
+//! sends an event to the host (`host_seq` 0); the host checks it with the
+//! same rules as a local change, sequences it and queues it for every other
+//! participating node (`host_seq` set). Each hop goes through the `outbox`
+//! table, written in the same transaction as the event, and is removed from
+//! the queue only when the peer acknowledges it, which it does only after it
+//! stored it. Receivers drop duplicates by event id and store a room's events
+//! only in sequence order, so nothing acknowledged is lost, doubled or
+//! reordered.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, mpsc};
+use works_bridge::client::RelayStream;
+use works_bridge::{Envelope, Outcome};
+
+use crate::error::{Error, Result};
+use crate::ids::{EventId, MemberId, RoomId, TenantId};
+use crate::model::{Caller, EventBody, RoomEvent, RoomKind};
+use crate::rooms::{Applied, Change};
+use crate::store::relay::{self as outbox, OutboxRow, OutboxState};
+use crate::store::{events, now_ms, rooms};
+use crate::tenant::Tenant;
+
+/// Envelopes per batch on the relay stream.
+const BATCH: u32 = 256;
+/// First retry delay after a failed delivery; doubles up to `MAX_BACKOFF`.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// A deliverer with nothing to do looks at its queue this often anyway.
+const IDLE_CHECK: Duration = Duration::from_secs(5);
+
+/// The event inside an envelope's payload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Relayed {
+    pub sender: String,
+    pub body: EventBody,
+    /// The room after the change, on every event that changes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<Snapshot>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Snapshot {
+    pub kind: RoomKind,
+    pub name: String,
+    #[serde(default)]
+    pub master: Option<String>,
+    pub members: Vec<String>,
+}
+
+/// Where a message stands on its way to the other participating nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    Stored,
+    Queued,
+    Delivered,
+    Refused,
+}
+
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub state: DeliveryState,
+    pub reason: Option<String>,
+    pub peers: Vec<outbox::PeerDelivery>,
+}
+
+/// Wakes the deliverer of each peer when something is queued for it.
+pub struct Relay {
+    wake: mpsc::UnboundedSender<TenantId>,
+    woken: Mutex<Option<mpsc::UnboundedReceiver<TenantId>>>,
+}
+
+impl Default for Relay {
+    fn default() -> Self {
+        let (wake, woken) = mpsc::unbounded_channel();
+        Relay {
+            wake,
+            woken: Mutex::new(Some(woken)),
+        }
+    }
+}
+
+impl Relay {
+    pub fn wake(&self, peer: &TenantId) {
+        let _ = self.wake.send(peer.clone());
+    }
+}
+
+/// Runs the deliverers: one task per peer with something queued.
+pub async fn run(tenant: Arc<Tenant>) {
+    let Some(mut woken) = tenant.relay.woken.lock().ok().and_then(|mut w| w.take()) else {
+        return;
+    };
+    let mut deliverers: HashMap<TenantId, Arc<Notify>> = HashMap::new();
+    // Dropped, with every deliverer in it, when this task is aborted.
+    let mut tasks = tokio::task::JoinSet::new();
+    match tenant.store.pool().acquire().await {
+        Ok(mut conn) => match outbox::peers_with_queued(&mut conn).await {
+            Ok(peers) => peers.iter().for_each(|p| tenant.relay.wake(p)),
+            Err(e) => tracing::warn!(error = %e, "cannot read the outbox"),
+        },
+        Err(e) => tracing::warn!(error = %e, "cannot read the outbox"),
+    }
+    while let Some(peer) = woken.recv().await {
+        let notify = deliverers.entry(peer.clone()).or_insert_with(|| {
+            let notify = Arc::new(Notify::new());
+            tasks.spawn(deliver(tenant.clone(), peer, notify.clone()));
+            notify
+        });
+        notify.notify_one();
+    }
+}
+
+/// Delivers one peer's queue, in order, for as long as the node runs.
+async fn deliver(tenant: Arc<Tenant>, peer: TenantId, notify: Arc<Notify>) {
+    let mut stream: Option<RelayStream> = None;
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let rows = match queued(&tenant, &peer).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(peer = %peer, error = %e, "cannot read the outbox");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        };
+        if rows.is_empty() {
+            let _ = tokio::time::timeout(IDLE_CHECK, notify.notified()).await;
+            continue;
+        }
+        match send(&tenant, &peer, &mut stream, &rows).await {
+            Ok(true) => backoff = MIN_BACKOFF,
+            Ok(false) => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(e) => {
+                stream = None;
+                tracing::info!(peer = %peer, queued = rows.len(), error = %e, "relay to peer failed; will retry");
+                let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+                if let Ok(mut w) = tenant.store.begin_write().await {
+                    let _ = outbox::attempted(&mut w.tx, &ids, &e.to_string()).await;
+                    let _ = w.commit().await;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+async fn queued(tenant: &Tenant, peer: &TenantId) -> Result<Vec<OutboxRow>> {
+    let mut conn = tenant.store.pool().acquire().await?;
+    outbox::queued(&mut conn, peer, BATCH).await
+}
+
+/// Sends one batch and records the answers. `Ok(false)`: the peer asked to
+/// retry part of it later.
+async fn send(
+    tenant: &Tenant,
+    peer: &TenantId,
+    stream: &mut Option<RelayStream>,
+    rows: &[OutboxRow],
+) -> Result<bool> {
+    if stream.is_none() {
+        let row = tenant
+            .store
+            .peer(peer)
+            .await?
+            .ok_or_else(|| Error::FailedPrecondition(format!("{peer} is no longer a peer")))?;
+        let mut client = tenant
+            .dial(&row)
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        *stream = Some(
+            client
+                .open_relay()
+                .await
+                .map_err(|e| Error::Unavailable(e.to_string()))?,
+        );
+    }
+    let Some(open) = stream.as_mut() else {
+        return Err(Error::Internal("relay stream missing".into()));
+    };
+    let envelopes = rows
+        .iter()
+        .map(|r| Envelope {
+            event_id: r.event_id.clone(),
+            host: String::new(),
+            room_id: r.room_id.clone(),
+            host_seq: r.host_seq,
+            at_ms: r.created_at_ms,
+            payload: r.payload.clone().into_bytes(),
+        })
+        .map(|mut e| {
+            e.host = if e.host_seq == 0 {
+                peer.to_string()
+            } else {
+                tenant.id.to_string()
+            };
+            e
+        })
+        .collect();
+    let outcomes = open
+        .send(envelopes)
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
+    let at = now_ms();
+    let mut complete = true;
+    let mut w = tenant.store.begin_write().await?;
+    let mut refused = Vec::new();
+    for (row, outcome) in rows.iter().zip(outcomes) {
+        match outcome {
+            Outcome::Stored => {
+                outbox::finish(&mut w.tx, row.id, OutboxState::Delivered, None, at).await?
+            }
+            Outcome::Refused(reason) => {
+                tracing::info!(peer = %peer, event = %row.event_id, %reason, "peer refused an event");
+                outbox::finish(&mut w.tx, row.id, OutboxState::Refused, Some(&reason), at).await?;
+                refused.push(row.clone());
+            }
+            Outcome::Retry(reason) => {
+                tracing::debug!(peer = %peer, event = %row.event_id, %reason, "peer asks to retry");
+                outbox::attempted(&mut w.tx, &[row.id], &reason).await?;
+                complete = false;
+                break;
+            }
+        }
+    }
+    w.commit().await?;
+    for row in refused {
+        tenant.refused_by_peer(peer, &row).await;
+    }
+    Ok(complete)
+}
+
+impl Tenant {
+    /// Queues a hosted room's event for every participating peer, in the
+    /// transaction that stores it.
+    pub(crate) async fn queue_for_peers(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        event: &RoomEvent,
+        snapshot: Option<Snapshot>,
+        peers: &[TenantId],
+    ) -> Result<()> {
+        if peers.is_empty() {
+            return Ok(());
+        }
+        let payload = encode(&Relayed {
+            sender: event.sender.to_string(),
+            body: event.body.clone(),
+            room: snapshot,
+        })?;
+        for peer in peers {
+            outbox::enqueue(
+                conn,
+                peer,
+                &event.id,
+                &event.room,
+                event.seq,
+                &payload,
+                event.at_ms,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Queues a member's change for the room's host to sequence.
+    pub(crate) async fn queue_for_host(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        host: &TenantId,
+        room: &RoomId,
+        change: &Change,
+    ) -> Result<()> {
+        let payload = encode(&Relayed {
+            sender: change.actor.to_string(),
+            body: change.body.clone(),
+            room: None,
+        })?;
+        outbox::enqueue(conn, host, &change.id, room, 0, &payload, change.at_ms).await
+    }
+
+    /// A peer refused an event for good. When it refused a room's change
+    /// that concerns its own members, they cannot be in the room: the host
+    /// removes them, and everyone sees them become unknown.
+    async fn refused_by_peer(&self, peer: &TenantId, row: &OutboxRow) {
+        let Ok(relayed) = serde_json::from_str::<Relayed>(&row.payload) else {
+            return;
+        };
+        if row.host_seq == 0
+            || !matches!(
+                relayed.body,
+                EventBody::Created { .. } | EventBody::Joined { .. }
+            )
+        {
+            return;
+        }
+        let Ok(room) = RoomId::parse(&row.room_id) else {
+            return;
+        };
+        if let Err(e) = self.remove_unreachable(&room, Some(peer), None).await {
+            tracing::warn!(room = %room, peer = %peer, error = %e, "cannot remove a peer's members from a room");
+        }
+    }
+
+    /// Stores what a peer relays, in order. The first envelope that cannot
+    /// be stored yet makes every later one wait too.
+    pub async fn receive_envelopes(
+        &self,
+        peer: &TenantId,
+        envelopes: Vec<Envelope>,
+    ) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(envelopes.len());
+        let mut waiting: Option<String> = None;
+        for envelope in envelopes {
+            if let Some(reason) = &waiting {
+                outcomes.push(Outcome::Retry(reason.clone()));
+                continue;
+            }
+            let outcome = match self.receive_one(peer, envelope).await {
+                Ok(outcome) => outcome,
+                Err(Error::Storage(e)) => {
+                    tracing::warn!(peer = %peer, error = %e, "cannot store a relayed event");
+                    Outcome::Retry("the receiving node could not store it yet".into())
+                }
+                Err(Error::Internal(e)) => {
+                    tracing::error!(peer = %peer, error = %e, "relayed event failed");
+                    Outcome::Retry("the receiving node could not store it yet".into())
+                }
+                Err(e) => Outcome::Refused(e.to_string()),
+            };
+            if let Outcome::Retry(reason) = &outcome {
+                waiting = Some(reason.clone());
+            }
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
+
+    async fn receive_one(&self, peer: &TenantId, envelope: Envelope) -> Result<Outcome> {
+        let id = EventId::parse(&envelope.event_id).map_err(Error::bad_id("event_id"))?;
+        let room = self.parse_room_id(&envelope.room_id)?;
+        let relayed: Relayed = serde_json::from_slice(&envelope.payload)
+            .map_err(|e| Error::invalid("payload", e.to_string()))?;
+        let sender = MemberId::parse(&relayed.sender).map_err(Error::bad_id("sender"))?;
+        let host =
+            TenantId::parse(&envelope.host).map_err(|e| Error::invalid("host", e.to_string()))?;
+        if envelope.host_seq == 0 {
+            if host != self.id {
+                return Err(Error::PermissionDenied(format!(
+                    "room {room} is not hosted by {}",
+                    self.id
+                )));
+            }
+            if !sender.belongs_to(peer) {
+                return Err(Error::PermissionDenied(format!(
+                    "{peer} cannot send on behalf of {sender}"
+                )));
+            }
+            if !matches!(
+                relayed.body,
+                EventBody::Text { .. }
+                    | EventBody::Sticker { .. }
+                    | EventBody::Joined { .. }
+                    | EventBody::Removed { .. }
+                    | EventBody::Left { .. }
+                    | EventBody::Renamed { .. }
+                    | EventBody::Unknown
+            ) {
+                return Err(Error::invalid(
+                    "payload",
+                    "this kind of event is not proposed to a host",
+                ));
+            }
+            let change = Change {
+                id,
+                actor: sender,
+                body: relayed.body,
+                idempotency_key: None,
+                at_ms: envelope.at_ms,
+            };
+            return self
+                .sequence_from_peer(&room, change)
+                .await
+                .map(|_| Outcome::Stored);
+        }
+        if &host != peer {
+            return Err(Error::PermissionDenied(format!(
+                "{peer} relayed an event of a room it says {host} hosts; only the host sequences"
+            )));
+        }
+        let event = RoomEvent {
+            id,
+            room,
+            seq: envelope.host_seq,
+            sender,
+            at_ms: envelope.at_ms,
+            body: relayed.body,
+        };
+        self.store_replica(peer, event, relayed.room).await
+    }
+
+    /// A change a peer's member asks of a room hosted here.
+    async fn sequence_from_peer(&self, room: &RoomId, change: Change) -> Result<()> {
+        let mut w = self.store.begin_write().await?;
+        if events::by_id(&mut w.tx, &change.id).await?.is_some() {
+            return Ok(());
+        }
+        let row = rooms::room(&mut w.tx, room)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("room {room}")))?;
+        if let Some(host) = &row.host {
+            return Err(Error::PermissionDenied(format!(
+                "room {room} is hosted by {host}, not here"
+            )));
+        }
+        let applied = self.host_change(&mut w.tx, &row, change).await?;
+        w.commit().await?;
+        self.announce(applied);
+        Ok(())
+    }
+
+    /// Stores an event its host sequenced: only the next in the room's
+    /// order, once; our half of admission decides whether it is shown.
+    async fn store_replica(
+        &self,
+        host: &TenantId,
+        event: RoomEvent,
+        snapshot: Option<Snapshot>,
+    ) -> Result<Outcome> {
+        let at = now_ms();
+        let mut w = self.store.begin_write().await?;
+        if let Some(stored) = events::by_id(&mut w.tx, &event.id).await? {
+            return if stored.seq == event.seq && stored.room == event.room {
+                Ok(Outcome::Stored)
+            } else {
+                Err(Error::AlreadyExists(format!(
+                    "event {} is stored here at {} seq {}",
+                    event.id, stored.room, stored.seq
+                )))
+            };
+        }
+        let snapshot = match snapshot {
+            Some(s) => Some(self.parse_snapshot(s)?),
+            None => None,
+        };
+        let row = match rooms::room(&mut w.tx, &event.room).await? {
+            Some(row) => {
+                if row.host.as_ref() != Some(host) {
+                    return Err(Error::PermissionDenied(format!(
+                        "room {} is not hosted by {host}",
+                        event.room
+                    )));
+                }
+                row
+            }
+            None => {
+                let Some((kind, name, master, members)) = &snapshot else {
+                    return Err(Error::NotFound(format!("room {}", event.room)));
+                };
+                if !members.iter().any(|m| m.belongs_to(&self.id)) {
+                    return Err(Error::PermissionDenied(format!(
+                        "room {} has no member of {}",
+                        event.room, self.id
+                    )));
+                }
+                // Two direct rooms for one pair can exist when both sides
+                // opened one at once; only the first holds the key.
+                let key = match (kind, members.as_slice()) {
+                    (RoomKind::Direct, [a, b]) => Some(rooms::direct_key(a, b)),
+                    _ => None,
+                };
+                let key = match key {
+                    Some(k) if rooms::direct_room(&mut w.tx, &k).await?.is_none() => Some(k),
+                    _ => None,
+                };
+                rooms::insert_room(
+                    &mut w.tx,
+                    &event.room,
+                    *kind,
+                    name,
+                    master.as_ref(),
+                    key.as_deref(),
+                    Some(host),
+                    event.seq - 1,
+                    at,
+                )
+                .await?;
+                rooms::room(&mut w.tx, &event.room)
+                    .await?
+                    .ok_or_else(|| Error::Internal("replica room vanished".into()))?
+            }
+        };
+        if event.seq <= row.last_seq {
+            return Err(Error::AlreadyExists(format!(
+                "room {} already has seq {} with another event",
+                event.room, event.seq
+            )));
+        }
+        if event.seq > row.last_seq + 1 {
+            return Ok(Outcome::Retry(format!(
+                "room {} is at seq {}; waiting for {}",
+                event.room,
+                row.last_seq,
+                row.last_seq + 1
+            )));
+        }
+        let before = rooms::member_ids(&mut w.tx, &event.room).await?;
+        let mut event = event;
+        let mut outcome = Outcome::Stored;
+        let mut key = None;
+        if event.sender.belongs_to(&self.id) {
+            key = outbox::take_pending(&mut w.tx, &event.id)
+                .await?
+                .and_then(|p| p.idempotency_key);
+        } else if event.body.is_message()
+            && let Err((denied, local)) = self
+                .admit_room_event(&mut w.tx, row.kind, &event.sender, &before)
+                .await?
+        {
+            tracing::info!(room = %event.room, sender = %event.sender, local = %local, reason = denied.reason(), "relayed message withheld");
+            event.body = EventBody::Withheld;
+            outcome = Outcome::Refused(denied.to_peer(&local).to_string());
+        }
+        events::store_sequenced(&mut w.tx, &event, key.as_deref()).await?;
+        if let Some((_, name, master, members)) = &snapshot {
+            rooms::apply_snapshot(
+                &mut w.tx,
+                &event.room,
+                name,
+                master.as_ref(),
+                members,
+                event.seq,
+                at,
+            )
+            .await?;
+        }
+        let after = rooms::member_ids(&mut w.tx, &event.room).await?;
+        self.audit_room_event(&mut w.tx, &event, &after).await?;
+        w.commit().await?;
+        let mut local: Vec<MemberId> = after
+            .iter()
+            .chain(before.iter().filter(|m| !after.contains(m)))
+            .filter(|m| m.belongs_to(&self.id))
+            .cloned()
+            .collect();
+        local.dedup();
+        self.hub.publish(event, local);
+        Ok(outcome)
+    }
+
+    fn parse_snapshot(
+        &self,
+        s: Snapshot,
+    ) -> Result<(RoomKind, String, Option<MemberId>, Vec<MemberId>)> {
+        let members = s
+            .members
+            .iter()
+            .map(|m| MemberId::parse(m).map_err(Error::bad_id("members")))
+            .collect::<Result<Vec<_>>>()?;
+        let master = s
+            .master
+            .as_deref()
+            .map(|m| MemberId::parse(m).map_err(Error::bad_id("master")))
+            .transpose()?;
+        Ok((s.kind, s.name, master, members))
+    }
+
+    /// The delivery state of a message the caller sent.
+    pub async fn delivery(&self, caller: &Caller, room: &str, event: &str) -> Result<Delivery> {
+        let room = self.parse_room_id(room)?;
+        let id = EventId::parse(event).map_err(Error::bad_id("event_id"))?;
+        let mut conn = self.store.pool().acquire().await?;
+        let sender = match events::by_id(&mut conn, &id).await? {
+            Some(e) if e.room == room => Some(e.sender),
+            _ => outbox::pending_by_id(&mut conn, &id)
+                .await?
+                .filter(|p| p.room == room)
+                .map(|p| p.sender),
+        };
+        match sender {
+            Some(sender) if sender == caller.member => {}
+            _ => {
+                return Err(Error::NotFound(format!(
+                    "message {id} of yours in room {room}"
+                )));
+            }
+        }
+        let peers = outbox::deliveries(&mut conn, &id).await?;
+        Ok(delivery_of(peers))
+    }
+
+    pub(crate) async fn delivery_of_event(&self, id: &EventId) -> Result<Delivery> {
+        let mut conn = self.store.pool().acquire().await?;
+        Ok(delivery_of(outbox::deliveries(&mut conn, id).await?))
+    }
+
+    /// What is queued for a peer, for `peer list`.
+    pub async fn queue_depth(&self, peer: &TenantId) -> Result<outbox::QueueDepth> {
+        let mut conn = self.store.pool().acquire().await?;
+        outbox::depth(&mut conn, peer).await
+    }
+
+    /// Wakes the deliverers of the peers an applied change was queued for and
+    /// shows it to local watchers.
+    pub(crate) fn announce(&self, applied: Applied) {
+        for peer in &applied.peers {
+            self.relay.wake(peer);
+        }
+        self.hub.publish(applied.event, applied.local);
+    }
+}
+
+fn delivery_of(peers: Vec<outbox::PeerDelivery>) -> Delivery {
+    let refused = peers.iter().find(|p| p.state == OutboxState::Refused);
+    let (state, reason) = if peers.is_empty() {
+        (DeliveryState::Stored, None)
+    } else if let Some(r) = refused {
+        (DeliveryState::Refused, r.reason.clone())
+    } else if peers.iter().any(|p| p.state == OutboxState::Queued) {
+        (DeliveryState::Queued, None)
+    } else {
+        (DeliveryState::Delivered, None)
+    };
+    Delivery {
+        state,
+        reason,
+        peers,
+    }
+}
+
+fn encode(relayed: &Relayed) -> Result<String> {
+    serde_json::to_string(relayed).map_err(|e| Error::Internal(format!("cannot encode event: {e}")))
+}

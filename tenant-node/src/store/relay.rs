@@ -1,0 +1,293 @@
+//! The durable per-peer outbox and the events our members sent to rooms
+//! hosted elsewhere that are waiting for the host's sequence number.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::rooms::stored;
+use crate::error::Result;
+use crate::ids::{EventId, MemberId, RoomId, TenantId};
+use crate::model::EventBody;
+
+/// One envelope waiting for (or done with) one peer.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub peer: TenantId,
+    pub event_id: String,
+    pub room_id: String,
+    pub host_seq: u64,
+    pub payload: String,
+    pub attempts: u32,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxState {
+    Queued,
+    Delivered,
+    Refused,
+}
+
+impl OutboxState {
+    fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Queued => "queued",
+            OutboxState::Delivered => "delivered",
+            OutboxState::Refused => "refused",
+        }
+    }
+}
+
+/// Where one event stands with one peer.
+#[derive(Debug, Clone)]
+pub struct PeerDelivery {
+    pub peer: TenantId,
+    pub state: OutboxState,
+    pub reason: Option<String>,
+    pub attempts: u32,
+}
+
+/// What is waiting for one peer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueDepth {
+    pub queued: u64,
+    pub oldest_at_ms: Option<i64>,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn enqueue(
+    conn: &mut AnyConnection,
+    peer: &TenantId,
+    event_id: &EventId,
+    room: &RoomId,
+    host_seq: u64,
+    payload: &str,
+    at_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO outbox (peer, event_id, room_id, host_seq, payload, state, attempts, created_at) \
+         VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6)",
+    )
+    .bind(peer.as_str())
+    .bind(event_id.to_string())
+    .bind(room.to_string())
+    .bind(host_seq as i64)
+    .bind(payload)
+    .bind(at_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn outbox_from_row(row: &AnyRow) -> Result<OutboxRow> {
+    let peer: String = row.try_get("peer")?;
+    Ok(OutboxRow {
+        id: row.try_get("id")?,
+        peer: stored("outbox peer", TenantId::parse(&peer))?,
+        event_id: row.try_get("event_id")?,
+        room_id: row.try_get("room_id")?,
+        host_seq: row.try_get::<i64, _>("host_seq")? as u64,
+        payload: row.try_get("payload")?,
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        created_at_ms: row.try_get("created_at")?,
+    })
+}
+
+/// The oldest queued envelopes for `peer`, in the order they must arrive.
+pub async fn queued(
+    conn: &mut AnyConnection,
+    peer: &TenantId,
+    limit: u32,
+) -> Result<Vec<OutboxRow>> {
+    let rows = sqlx::query(
+        "SELECT id, peer, event_id, room_id, host_seq, payload, attempts, created_at FROM outbox \
+         WHERE peer = $1 AND state = 'queued' ORDER BY id LIMIT $2",
+    )
+    .bind(peer.as_str())
+    .bind(i64::from(limit))
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(outbox_from_row).collect()
+}
+
+/// Records the peer's answer for one envelope.
+pub async fn finish(
+    conn: &mut AnyConnection,
+    id: i64,
+    state: OutboxState,
+    reason: Option<&str>,
+    at_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE outbox SET state = $1, reason = $2, done_at = $3, attempts = attempts + 1 \
+         WHERE id = $4 AND state = 'queued'",
+    )
+    .bind(state.as_str())
+    .bind(reason)
+    .bind(at_ms)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Counts a failed attempt for envelopes that stay queued.
+pub async fn attempted(conn: &mut AnyConnection, ids: &[i64], reason: &str) -> Result<()> {
+    for id in ids {
+        sqlx::query("UPDATE outbox SET attempts = attempts + 1, reason = $1 WHERE id = $2")
+            .bind(reason)
+            .bind(*id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Peers with something queued (to wake their deliverers at start).
+pub async fn peers_with_queued(conn: &mut AnyConnection) -> Result<Vec<TenantId>> {
+    let rows = sqlx::query("SELECT DISTINCT peer FROM outbox WHERE state = 'queued'")
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            stored(
+                "outbox peer",
+                TenantId::parse(&r.try_get::<String, _>("peer")?),
+            )
+        })
+        .collect()
+}
+
+pub async fn depth(conn: &mut AnyConnection, peer: &TenantId) -> Result<QueueDepth> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox \
+         WHERE peer = $1 AND state = 'queued'",
+    )
+    .bind(peer.as_str())
+    .fetch_one(conn)
+    .await?;
+    Ok(QueueDepth {
+        queued: row.try_get::<i64, _>("n")? as u64,
+        oldest_at_ms: row.try_get("oldest")?,
+    })
+}
+
+/// Where an event stands with every peer it was queued for.
+pub async fn deliveries(conn: &mut AnyConnection, event: &EventId) -> Result<Vec<PeerDelivery>> {
+    let rows = sqlx::query(
+        "SELECT peer, state, reason, attempts FROM outbox WHERE event_id = $1 ORDER BY id",
+    )
+    .bind(event.to_string())
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let state: String = r.try_get("state")?;
+            Ok(PeerDelivery {
+                peer: stored(
+                    "outbox peer",
+                    TenantId::parse(&r.try_get::<String, _>("peer")?),
+                )?,
+                state: match state.as_str() {
+                    "delivered" => OutboxState::Delivered,
+                    "refused" => OutboxState::Refused,
+                    _ => OutboxState::Queued,
+                },
+                reason: r.try_get("reason")?,
+                attempts: r.try_get::<i64, _>("attempts")? as u32,
+            })
+        })
+        .collect()
+}
+
+/// A message one of our members sent to a room hosted elsewhere.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub event_id: EventId,
+    pub room: RoomId,
+    pub sender: MemberId,
+    pub idempotency_key: Option<String>,
+    pub body: EventBody,
+    pub at_ms: i64,
+}
+
+pub async fn insert_pending(conn: &mut AnyConnection, p: &Pending) -> Result<()> {
+    let body = serde_json::to_string(&p.body)
+        .map_err(|e| crate::error::Error::Internal(format!("cannot encode event body: {e}")))?;
+    sqlx::query(
+        "INSERT INTO pending_events (event_id, room_id, sender, idempotency_key, body, at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(p.event_id.to_string())
+    .bind(p.room.to_string())
+    .bind(p.sender.as_str())
+    .bind(p.idempotency_key.as_deref())
+    .bind(body)
+    .bind(p.at_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn pending_from_row(row: &AnyRow) -> Result<Pending> {
+    let body: String = row.try_get("body")?;
+    Ok(Pending {
+        event_id: stored(
+            "event id",
+            EventId::parse(&row.try_get::<String, _>("event_id")?),
+        )?,
+        room: stored(
+            "room id",
+            RoomId::parse(&row.try_get::<String, _>("room_id")?),
+        )?,
+        sender: stored(
+            "sender",
+            MemberId::parse(&row.try_get::<String, _>("sender")?),
+        )?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        body: stored("event body", serde_json::from_str::<EventBody>(&body))?,
+        at_ms: row.try_get("at")?,
+    })
+}
+
+pub async fn pending_by_key(
+    conn: &mut AnyConnection,
+    room: &RoomId,
+    sender: &MemberId,
+    key: &str,
+) -> Result<Option<Pending>> {
+    let row = sqlx::query(
+        "SELECT event_id, room_id, sender, idempotency_key, body, at FROM pending_events \
+         WHERE room_id = $1 AND sender = $2 AND idempotency_key = $3",
+    )
+    .bind(room.to_string())
+    .bind(sender.as_str())
+    .bind(key)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(pending_from_row).transpose()
+}
+
+/// Removes a pending event once its sequenced copy is stored; returns it.
+pub async fn take_pending(conn: &mut AnyConnection, id: &EventId) -> Result<Option<Pending>> {
+    let row = sqlx::query(
+        "DELETE FROM pending_events WHERE event_id = $1 \
+         RETURNING event_id, room_id, sender, idempotency_key, body, at",
+    )
+    .bind(id.to_string())
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(pending_from_row).transpose()
+}
+
+pub async fn pending_by_id(conn: &mut AnyConnection, id: &EventId) -> Result<Option<Pending>> {
+    let row = sqlx::query(
+        "SELECT event_id, room_id, sender, idempotency_key, body, at FROM pending_events \
+         WHERE event_id = $1",
+    )
+    .bind(id.to_string())
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(pending_from_row).transpose()
+}

@@ -1,0 +1,563 @@
+//! Rooms shared across companies: hosted rooms, replicas on every
+//! participating node, the durable relay between them, delivery states, and
+//! what the bridge does with forged or out-of-order envelopes.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Member, TestNode, allow, befriend, check, peer_with, text, until};
+use tonic::Code;
+use works_proto::client::v1 as pb;
+use works_proto::federation::v1 as fed;
+
+const RELAY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Two peered companies whose members alice@a and bob@b are contacts.
+async fn pair() -> (TestNode, TestNode, Member, Member) {
+    let a = TestNode::start("a.example").await;
+    let b = TestNode::start("b.example").await;
+    peer_with(&a, &b).await;
+    let alice = a.member("alice").await;
+    let bob = b.member("bob").await;
+    allow(&a.admin().await, true, &alice.id, true).await;
+    allow(&b.admin().await, true, &bob.id, true).await;
+    befriend(&alice, &bob).await;
+    (a, b, alice, bob)
+}
+
+/// The room `who` is in with `other`, once it shows in their list.
+async fn room_with(who: &Member, other: &str) -> pb::Room {
+    let deadline = tokio::time::Instant::now() + RELAY_DEADLINE;
+    loop {
+        let rooms = who.rooms().await;
+        if let Some(room) = rooms
+            .into_iter()
+            .find(|r| r.members.iter().any(|m| m == other))
+        {
+            return room;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} never saw a room with {other}",
+            who.id
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn texts(events: &[pb::RoomEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| text(e).map(str::to_string))
+        .collect()
+}
+
+async fn history_texts(who: &Member, room: &str) -> Vec<String> {
+    texts(&who.history(room).await.expect("history"))
+}
+
+/// Waits until `who`'s history of `room` holds `count` text messages.
+async fn until_texts(who: &Member, room: &str, count: usize) -> Vec<String> {
+    until(
+        RELAY_DEADLINE,
+        &format!("{} has {count} messages", who.id),
+        || async { history_texts(who, room).await.len() >= count },
+    )
+    .await;
+    history_texts(who, room).await
+}
+
+fn state(d: &pb::Delivery) -> pb::DeliveryState {
+    pb::DeliveryState::try_from(d.state).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_accepted_request_opens_a_direct_room_where_both_chat_in_one_order() {
+    let (_a, _b, alice, bob) = pair().await;
+    let at_alice = room_with(&alice, &bob.id).await;
+    assert_eq!(at_alice.host, "a.example", "the requester's node hosts");
+    assert!(at_alice.external);
+    assert_eq!(at_alice.kind, pb::RoomKind::Direct as i32);
+    let at_bob = room_with(&bob, &alice.id).await;
+    assert_eq!(at_bob.id, at_alice.id, "one room, replicated");
+    assert_eq!(at_bob.host, "a.example");
+    assert!(at_bob.external);
+    let room = at_alice.id.clone();
+
+    let mut bob_watch = bob.watch(&[(&room, at_bob.last_seq)]).await.unwrap();
+    let sent = alice.send_keyed(&room, "k1", "hello bob").await.unwrap();
+    let from_alice = sent.event.clone().unwrap();
+    assert!(from_alice.seq > 0, "the host sequences at once");
+    let seen = bob_watch.next().await;
+    assert_eq!(seen.event_id, from_alice.event_id);
+    assert_eq!(seen.seq, from_alice.seq);
+    assert_eq!(text(&seen), Some("hello bob"));
+    until(RELAY_DEADLINE, "alice's message is delivered", || async {
+        let d = alice.delivery(&room, &from_alice.event_id).await.unwrap();
+        state(&d) == pb::DeliveryState::Delivered
+    })
+    .await;
+
+    // Bob's node does not host: it stores his message in its outbox for
+    // a.example and answers at once; the host's order comes back.
+    let reply = bob.send_keyed(&room, "k2", "hi alice").await.unwrap();
+    let queued = reply.event.clone().unwrap();
+    assert_eq!(queued.seq, 0, "not sequenced yet");
+    let delivery = reply.delivery.clone().unwrap();
+    assert_eq!(delivery.peers.len(), 1);
+    assert_eq!(delivery.peers[0].tenant, "a.example");
+    assert!(matches!(
+        state(&delivery),
+        pb::DeliveryState::Queued | pb::DeliveryState::Delivered
+    ));
+    let back = bob_watch.next().await;
+    assert_eq!(back.event_id, queued.event_id);
+    assert_eq!(back.seq, from_alice.seq + 1);
+    // A retry with the same key is the same message, now with its seq.
+    let again = bob.send_keyed(&room, "k2", "hi alice").await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.event.unwrap().event_id, queued.event_id);
+
+    bob.send_sticker(&room, "thumbs-up").await.unwrap();
+    alice.send(&room, "see you").await.unwrap();
+    let at_a = until_texts(&alice, &room, 3).await;
+    let at_b = until_texts(&bob, &room, 3).await;
+    assert_eq!(at_a, vec!["hello bob", "hi alice", "see you"]);
+    assert_eq!(at_a, at_b);
+    let ids = |events: Vec<pb::RoomEvent>| -> Vec<(u64, String)> {
+        events.into_iter().map(|e| (e.seq, e.event_id)).collect()
+    };
+    until(
+        RELAY_DEADLINE,
+        "both nodes hold the same events",
+        || async {
+            ids(alice.history(&room).await.unwrap()) == ids(bob.history(&room).await.unwrap())
+        },
+    )
+    .await;
+    let events = alice.history(&room).await.unwrap();
+    assert!(events.iter().any(
+        |e| matches!(&e.body, Some(pb::room_event::Body::Sticker(s)) if s.name == "thumbs-up")
+    ));
+    for pair in events.windows(2) {
+        assert_eq!(pair[1].seq, pair[0].seq + 1, "dense order");
+    }
+}
+
+#[tokio::test]
+async fn three_companies_share_one_group_room() {
+    let a = TestNode::start("a.example").await;
+    let b = TestNode::start("b.example").await;
+    let c = TestNode::start("c.example").await;
+    peer_with(&a, &b).await;
+    peer_with(&a, &c).await;
+    peer_with(&b, &c).await;
+    let alice = a.member("alice").await;
+    let bob = b.member("bob").await;
+    let carol = c.member("carol").await;
+    allow(&a.admin().await, true, &alice.id, true).await;
+    allow(&b.admin().await, true, &bob.id, true).await;
+    allow(&c.admin().await, true, &carol.id, true).await;
+    befriend(&alice, &bob).await;
+    befriend(&alice, &carol).await;
+
+    let group = alice
+        .group_room("Launch", &[bob.id.as_str(), carol.id.as_str()])
+        .await;
+    assert!(group.external);
+    let room = group.id.clone();
+    for who in [&bob, &carol] {
+        until(
+            RELAY_DEADLINE,
+            "the group reaches every company",
+            || async { who.rooms().await.iter().any(|r| r.id == room) },
+        )
+        .await;
+    }
+    let at_carol = carol
+        .rooms()
+        .await
+        .into_iter()
+        .find(|r| r.id == room)
+        .unwrap();
+    assert_eq!(at_carol.name, "Launch");
+    assert_eq!(at_carol.master, alice.id);
+    assert_eq!(at_carol.members.len(), 3);
+
+    // Everyone talks at once; every node ends with one and the same order.
+    let mut senders = Vec::new();
+    for (who, tag) in [(&alice, "a"), (&bob, "b"), (&carol, "c")] {
+        let who = Member {
+            id: who.id.clone(),
+            client: who.client.clone(),
+        };
+        let room = room.clone();
+        senders.push(tokio::spawn(async move {
+            for i in 0..10 {
+                who.send(&room, &format!("{tag}{i}")).await.unwrap();
+            }
+        }));
+    }
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let order = until_texts(&alice, &room, 30).await;
+    assert_eq!(until_texts(&bob, &room, 30).await, order);
+    assert_eq!(until_texts(&carol, &room, 30).await, order);
+    for tag in ["a", "b", "c"] {
+        let mine: Vec<&String> = order.iter().filter(|t| t.starts_with(tag)).collect();
+        let expected: Vec<String> = (0..10).map(|i| format!("{tag}{i}")).collect();
+        assert_eq!(
+            mine,
+            expected.iter().collect::<Vec<_>>(),
+            "each sender's order kept"
+        );
+    }
+
+    // Only the group master adds and removes, on whichever node they ask.
+    let mut rooms = bob.client.rooms.clone();
+    check(
+        rooms
+            .remove_member(pb::RemoveMemberRequest {
+                room_id: room.clone(),
+                member_id: carol.id.clone(),
+            })
+            .await,
+        Code::PermissionDenied,
+        "only the group master",
+    );
+    alice
+        .client
+        .rooms
+        .clone()
+        .remove_member(pb::RemoveMemberRequest {
+            room_id: room.clone(),
+            member_id: carol.id.clone(),
+        })
+        .await
+        .unwrap();
+    until(RELAY_DEADLINE, "the room leaves carol's list", || async {
+        !carol.rooms().await.iter().any(|r| r.id == room)
+    })
+    .await;
+    until(RELAY_DEADLINE, "bob sees carol removed", || async {
+        bob.rooms()
+            .await
+            .iter()
+            .any(|r| r.id == room && r.members.len() == 2)
+    })
+    .await;
+    check(
+        carol.send(&room, "still here?").await,
+        Code::PermissionDenied,
+        "not a member",
+    );
+    bob.send(&room, "after carol").await.unwrap();
+    until_texts(&alice, &room, 31).await;
+}
+
+#[tokio::test]
+async fn a_peer_that_was_down_receives_all_1000_messages_once_and_in_order() {
+    let (a, mut b, alice, bob) = pair().await;
+    let room = room_with(&alice, &bob.id).await.id;
+    room_with(&bob, &alice.id).await;
+    b.terminate().await;
+
+    let mut last = None;
+    for i in 0..1000 {
+        last = Some(alice.send(&room, &format!("m{i:04}")).await.unwrap());
+    }
+    let last = last.unwrap();
+    let d = alice.delivery(&room, &last.event_id).await.unwrap();
+    assert_eq!(state(&d), pb::DeliveryState::Queued);
+    assert_eq!(d.peers[0].tenant, "b.example");
+    let peers = a
+        .admin()
+        .await
+        .peering
+        .clone()
+        .list_peers(pb::ListPeersRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .peers;
+    assert!(
+        peers[0].queue_depth >= 1000,
+        "queue depth {}",
+        peers[0].queue_depth
+    );
+
+    b.restart().await;
+    let bob = b.login(&bob.id).await;
+    let got = until_texts(&bob, &room, 1000).await;
+    let expected: Vec<String> = (0..1000).map(|i| format!("m{i:04}")).collect();
+    assert_eq!(got, expected, "all of them, once, in order");
+    until(RELAY_DEADLINE, "the last message is delivered", || async {
+        let d = alice.delivery(&room, &last.event_id).await.unwrap();
+        state(&d) == pb::DeliveryState::Delivered
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn killing_the_host_mid_stream_loses_no_acknowledged_message() {
+    let (mut a, _b, alice, bob) = pair().await;
+    let room = room_with(&bob, &alice.id).await.id;
+    // Bob's node queues his messages for the host; alice's node stores hers.
+    let sender = {
+        let bob_client = bob.client.clone();
+        let room = room.clone();
+        tokio::spawn(async move {
+            let bob = Member {
+                id: "bob@b.example".into(),
+                client: bob_client,
+            };
+            let mut acknowledged = Vec::new();
+            for i in 0..300 {
+                if let Ok(e) = bob.send(&room, &format!("b{i:03}")).await {
+                    acknowledged.push(text(&e).unwrap().to_string());
+                }
+            }
+            acknowledged
+        })
+    };
+    let mut from_alice = Vec::new();
+    for i in 0..50 {
+        alice.send(&room, &format!("a{i:03}")).await.unwrap();
+        from_alice.push(format!("a{i:03}"));
+    }
+    a.kill().await;
+    let acknowledged = sender.await.unwrap();
+    assert_eq!(
+        acknowledged.len(),
+        300,
+        "bob's own node acknowledges while the host is down"
+    );
+    a.restart().await;
+    let alice = a.login(&alice.id).await;
+    let total = from_alice.len() + acknowledged.len();
+    for who in [&alice, &bob] {
+        let got = until_texts(who, &room, total).await;
+        assert_eq!(got.len(), total, "nothing doubled at {}", who.id);
+        let bobs: Vec<&String> = got.iter().filter(|t| t.starts_with('b')).collect();
+        assert_eq!(bobs, acknowledged.iter().collect::<Vec<_>>());
+        let alices: Vec<&String> = got.iter().filter(|t| t.starts_with('a')).collect();
+        assert_eq!(alices, from_alice.iter().collect::<Vec<_>>());
+    }
+    assert_eq!(
+        history_texts(&alice, &room).await,
+        history_texts(&bob, &room).await
+    );
+}
+
+fn envelope(
+    id: &str,
+    host: &str,
+    room: &str,
+    host_seq: u64,
+    payload: serde_json::Value,
+) -> fed::Envelope {
+    fed::Envelope {
+        event_id: id.into(),
+        host: host.into(),
+        room_id: room.into(),
+        host_seq,
+        at_ms: 1,
+        payload: payload.to_string().into_bytes(),
+    }
+}
+
+async fn relay_once(
+    client: &mut works_bridge::PeerClient,
+    envelopes: Vec<fed::Envelope>,
+) -> Vec<fed::Ack> {
+    let batch = fed::EnvelopeBatch { envelopes };
+    let mut acks = client
+        .raw()
+        .relay(tokio_stream::iter(vec![batch]))
+        .await
+        .expect("relay stream")
+        .into_inner();
+    let mut out = Vec::new();
+    while let Ok(Some(ack)) = acks.message().await {
+        out.push(ack);
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_bridge_refuses_forged_duplicated_and_out_of_order_envelopes() {
+    let (a, b, alice, bob) = pair().await;
+    let room = room_with(&alice, &bob.id).await.id;
+    room_with(&bob, &alice.id).await;
+    let mut from_b = support::bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
+    let text_from = |who: &str, t: &str| serde_json::json!({"sender": who, "body": {"kind": "text", "text": t}});
+
+    let id1 = ulid::Ulid::new().to_string();
+    let forged_host = ulid::Ulid::new().to_string();
+    let forged_sender = ulid::Ulid::new().to_string();
+    let receiver_hosts = ulid::Ulid::new().to_string();
+    let acks = relay_once(
+        &mut from_b,
+        vec![
+            // b.example claims to host alice's room and sequence in it.
+            envelope(
+                &forged_host,
+                "b.example",
+                &room,
+                7,
+                text_from("bob@b.example", "forged"),
+            ),
+            // b.example speaks for a member of another company.
+            envelope(
+                &forged_sender,
+                "a.example",
+                &room,
+                0,
+                text_from("carol@c.example", "spoof"),
+            ),
+            // A sequenced event "from the host" sent to the host.
+            envelope(
+                &receiver_hosts,
+                "a.example",
+                &room,
+                3,
+                text_from("bob@b.example", "loop"),
+            ),
+            // A real proposal, and the same envelope again.
+            envelope(
+                &id1,
+                "a.example",
+                &room,
+                0,
+                text_from("bob@b.example", "once"),
+            ),
+            envelope(
+                &id1,
+                "a.example",
+                &room,
+                0,
+                text_from("bob@b.example", "once"),
+            ),
+            envelope(
+                "not-an-id",
+                "a.example",
+                &room,
+                0,
+                text_from("bob@b.example", "x"),
+            ),
+            fed::Envelope {
+                payload: b"{not json".to_vec(),
+                ..envelope(
+                    &ulid::Ulid::new().to_string(),
+                    "a.example",
+                    &room,
+                    0,
+                    serde_json::json!({}),
+                )
+            },
+        ],
+    )
+    .await;
+    assert_eq!(acks.len(), 7, "one acknowledgement per envelope: {acks:?}");
+    assert!(
+        acks[0].refused.contains("is not hosted by b.example"),
+        "{:?}",
+        acks[0]
+    );
+    assert!(
+        acks[1].refused.contains("cannot send on behalf"),
+        "{:?}",
+        acks[1]
+    );
+    assert!(
+        acks[2].refused.contains("only the host sequences"),
+        "{:?}",
+        acks[2]
+    );
+    assert!(
+        acks[3].refused.is_empty() && !acks[3].retry,
+        "{:?}",
+        acks[3]
+    );
+    assert!(
+        acks[4].refused.is_empty() && !acks[4].retry,
+        "a duplicate is acknowledged: {:?}",
+        acks[4]
+    );
+    assert!(acks[5].refused.contains("event_id"), "{:?}", acks[5]);
+    assert!(acks[6].refused.contains("payload"), "{:?}", acks[6]);
+    let at_a = history_texts(&alice, &room).await;
+    assert_eq!(at_a, vec!["once"], "stored once, nothing forged");
+
+    // At a replica: only the next seq is stored; a gap waits, a taken seq is refused.
+    let mut from_a = support::bridge_client(&b, &a.tls_files().load_node().unwrap()).await;
+    until_texts(&bob, &room, 1).await;
+    let last = bob.history(&room).await.unwrap().last().unwrap().seq;
+    let gap = ulid::Ulid::new().to_string();
+    let taken = ulid::Ulid::new().to_string();
+    let next = ulid::Ulid::new().to_string();
+    let acks = relay_once(
+        &mut from_a,
+        vec![
+            envelope(
+                &taken,
+                "a.example",
+                &room,
+                last,
+                text_from("alice@a.example", "rewrite"),
+            ),
+            envelope(
+                &gap,
+                "a.example",
+                &room,
+                last + 2,
+                text_from("alice@a.example", "too early"),
+            ),
+            envelope(
+                &next,
+                "a.example",
+                &room,
+                last + 1,
+                text_from("alice@a.example", "next"),
+            ),
+        ],
+    )
+    .await;
+    assert!(acks[0].refused.contains("already has seq"), "{:?}", acks[0]);
+    assert!(acks[1].retry, "a gap waits: {:?}", acks[1]);
+    assert!(
+        acks[2].retry,
+        "everything after a wait waits too: {:?}",
+        acks[2]
+    );
+    let acks = relay_once(
+        &mut from_a,
+        vec![
+            envelope(
+                &next,
+                "a.example",
+                &room,
+                last + 1,
+                text_from("alice@a.example", "next"),
+            ),
+            envelope(
+                &gap,
+                "a.example",
+                &room,
+                last + 2,
+                text_from("alice@a.example", "too early"),
+            ),
+        ],
+    )
+    .await;
+    assert!(
+        acks.iter().all(|a| a.refused.is_empty() && !a.retry),
+        "{acks:?}"
+    );
+    assert_eq!(
+        history_texts(&bob, &room).await,
+        vec!["once", "next", "too early"]
+    );
+}
