@@ -561,3 +561,205 @@ async fn the_bridge_refuses_forged_duplicated_and_out_of_order_envelopes() {
         vec!["once", "next", "too early"]
     );
 }
+
+async fn external(admin: &tenant_node::client::Client, enabled: bool) {
+    admin
+        .external
+        .clone()
+        .set_external_settings(pb::SetExternalSettingsRequest {
+            enabled: Some(enabled),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+async fn contact_status(who: &Member, user: &str) -> String {
+    who.client
+        .contacts
+        .clone()
+        .get_contact(pb::ContactRef {
+            user_id: user.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+}
+
+#[tokio::test]
+async fn turning_external_messaging_off_mid_conversation_takes_members_out() {
+    let (a, b, alice, bob) = pair().await;
+    let room = room_with(&alice, &bob.id).await.id;
+    room_with(&bob, &alice.id).await;
+    alice.send(&room, "before").await.unwrap();
+    until_texts(&bob, &room, 1).await;
+
+    // B's admin switches external messaging off: bob's room is gone from
+    // his list at once, alice sees him become unknown and leave.
+    external(&b.admin().await, false).await;
+    assert!(!bob.rooms().await.iter().any(|r| r.id == room));
+    check(
+        bob.history(&room).await,
+        Code::PermissionDenied,
+        "not a member",
+    );
+    until(RELAY_DEADLINE, "alice sees bob leave", || async {
+        alice
+            .history(&room)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e.body, Some(pb::room_event::Body::Unknown(_))) && e.sender == bob.id)
+    })
+    .await;
+    assert_eq!(contact_status(&alice, &bob.id).await, "unknown");
+    let after = alice.send_keyed(&room, "after", "anyone?").await.unwrap();
+    assert_eq!(
+        state(&after.delivery.unwrap()),
+        pb::DeliveryState::Stored,
+        "nothing goes to b.example any more"
+    );
+
+    // Switching it back on brings no room back by itself.
+    external(&b.admin().await, true).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!bob.rooms().await.iter().any(|r| r.id == room));
+    let audit = b
+        .admin()
+        .await
+        .audit
+        .clone()
+        .search_audit(pb::AuditSearchRequest {
+            text: "anyone?".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert!(
+        audit.is_empty(),
+        "b.example never received the later message"
+    );
+    let _ = a;
+}
+
+#[tokio::test]
+async fn a_disconnected_member_leaves_and_the_host_removes_the_unknown() {
+    let (a, _b, alice, bob) = pair().await;
+    let room = room_with(&bob, &alice.id).await.id;
+    // alice's admin takes her off the connected list; a.example hosts.
+    a.admin()
+        .await
+        .external
+        .clone()
+        .remove_connected(pb::RemoveConnectedRequest {
+            member_id: alice.id.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(!alice.rooms().await.iter().any(|r| r.id == room));
+    until(RELAY_DEADLINE, "bob's room shows alice gone", || async {
+        bob.rooms()
+            .await
+            .iter()
+            .any(|r| r.id == room && r.members == vec![bob.id.clone()])
+    })
+    .await;
+    until(
+        RELAY_DEADLINE,
+        "alice shows as unknown at bob's",
+        || async { contact_status(&bob, &alice.id).await == "unknown" },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_blocked_users_messages_are_not_delivered() {
+    let (_a, _b, alice, bob) = pair().await;
+    let room = room_with(&alice, &bob.id).await.id;
+    room_with(&bob, &alice.id).await;
+    alice.send(&room, "one").await.unwrap();
+    until_texts(&bob, &room, 1).await;
+    bob.client
+        .contacts
+        .clone()
+        .block_user(pb::ContactRef {
+            user_id: alice.id.clone(),
+        })
+        .await
+        .unwrap();
+    let sent = alice.send(&room, "two").await.unwrap();
+    until(RELAY_DEADLINE, "alice sees her message refused", || async {
+        let d = alice.delivery(&room, &sent.event_id).await.unwrap();
+        state(&d) == pb::DeliveryState::Refused
+    })
+    .await;
+    let d = alice.delivery(&room, &sent.event_id).await.unwrap();
+    assert!(
+        !d.reason.contains("block"),
+        "no private reason leaks: {}",
+        d.reason
+    );
+    check(
+        bob.send(&room, "hi").await,
+        Code::FailedPrecondition,
+        "you blocked",
+    );
+    alice.send(&room, "three").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(history_texts(&bob, &room).await, vec!["one"]);
+}
+
+#[tokio::test]
+async fn a_contact_shared_with_a_colleague_cannot_be_deleted_and_deleting_stops_messaging() {
+    let (a, _b, alice, bob) = pair().await;
+    let amy = a.member("amy").await;
+    allow(&a.admin().await, true, &amy.id, true).await;
+    let direct = room_with(&alice, &bob.id).await.id;
+    let group = alice
+        .group_room("Deal", &[bob.id.as_str(), amy.id.as_str()])
+        .await;
+    let delete = |who: &Member, user: &str| {
+        let mut contacts = who.client.contacts.clone();
+        let user = user.to_string();
+        async move {
+            contacts
+                .delete_contact(pb::ContactRef { user_id: user })
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    };
+    check(
+        delete(&alice, &bob.id).await,
+        Code::FailedPrecondition,
+        "shares room",
+    );
+    amy.client
+        .rooms
+        .clone()
+        .leave_room(pb::LeaveRoomRequest {
+            room_id: group.id.clone(),
+        })
+        .await
+        .unwrap();
+    delete(&alice, &bob.id).await.unwrap();
+    check(
+        alice.send(&direct, "still there?").await,
+        Code::FailedPrecondition,
+        "in your trash",
+    );
+    room_with(&bob, &alice.id).await;
+    let reply = bob.send_keyed(&direct, "k", "hello?").await.unwrap();
+    let id = reply.event.unwrap().event_id;
+    until(RELAY_DEADLINE, "bob's message is refused", || async {
+        state(&bob.delivery(&direct, &id).await.unwrap()) == pb::DeliveryState::Refused
+    })
+    .await;
+    assert!(
+        !history_texts(&alice, &direct)
+            .await
+            .contains(&"hello?".to_string())
+    );
+}

@@ -808,6 +808,19 @@ impl Tenant {
                 if trash { "in" } else { "not in" }
             )));
         }
+        if trash
+            && let Some((room, colleague)) = crate::store::rooms::shared_with_colleague(
+                &mut w.tx,
+                &external,
+                &caller.member,
+                &self.id,
+            )
+            .await?
+        {
+            return Err(Error::FailedPrecondition(format!(
+                "{external} shares room {room} with {colleague}; they must leave it (or be removed) before you can delete the contact"
+            )));
+        }
         store::set_trashed(
             &mut w.tx,
             caller.member.as_str(),

@@ -124,6 +124,17 @@ impl Tenant {
         audit::append(&mut w.tx, &entry, at).await?;
         w.commit().await?;
         tracing::info!(peer = %peer, members = keys.len(), reachable, "peer reachability notice");
+        if !reachable {
+            // They get no more traffic: out of the rooms this node hosts.
+            let mut conn = self.store.pool().acquire().await?;
+            let hosted = crate::store::rooms::hosted_rooms_with(&mut conn, peer).await?;
+            drop(conn);
+            for (room, member) in hosted {
+                if members.is_empty() || keys.contains(&member.to_string()) {
+                    self.remove_unreachable(&room, None, Some(&member)).await?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -204,6 +215,9 @@ impl Tenant {
         if let Some(enabled) = change.enabled
             && enabled != before.enabled
         {
+            if !enabled {
+                self.leave_external_rooms(None).await?;
+            }
             self.tell_peers(caller.member.as_str(), &[], enabled)
                 .await?;
         }
@@ -297,6 +311,8 @@ impl Tenant {
         w.commit().await?;
         tracing::info!(member = %id, by = %caller.member, "connected member removed");
         self.hub.notice(notice);
+        self.leave_external_rooms(Some(std::slice::from_ref(&id)))
+            .await?;
         self.tell_peers(caller.member.as_str(), &[id.to_string()], false)
             .await
     }

@@ -750,6 +750,49 @@ impl Tenant {
         Ok(())
     }
 
+    /// Takes `members` (every member, when `None`) out of every room they
+    /// share with another company: they stopped being permitted to talk
+    /// across. Each departure is a "became unknown" event, sequenced here
+    /// for rooms this node hosts and proposed to the host for the others;
+    /// the rooms leave the members' lists at once and history stays.
+    pub(crate) async fn leave_external_rooms(&self, members: Option<&[MemberId]>) -> Result<()> {
+        let mut conn = self.store.pool().acquire().await?;
+        let members = match members {
+            Some(m) => m.to_vec(),
+            None => rooms::members_in_external_rooms(&mut conn, &self.id).await?,
+        };
+        let mut work = Vec::new();
+        for member in members {
+            for room in rooms::external_rooms_of(&mut conn, &member, &self.id).await? {
+                work.push((member.clone(), room));
+            }
+        }
+        drop(conn);
+        for (member, room) in work {
+            let change = Change::new(&member, EventBody::Unknown, None);
+            let mut w = self.store.begin_write().await?;
+            let Some(row) = rooms::room(&mut w.tx, &room).await? else {
+                continue;
+            };
+            match row.host.clone() {
+                None => {
+                    let applied = self.host_change(&mut w.tx, &row, change).await?;
+                    w.commit().await?;
+                    self.announce(applied);
+                }
+                Some(host) => {
+                    rooms::delete_membership(&mut w.tx, &room, &member).await?;
+                    self.queue_for_host(&mut w.tx, &host, &room, &change)
+                        .await?;
+                    w.commit().await?;
+                    self.relay.wake(&host);
+                }
+            }
+            tracing::info!(room = %room, member = %member, "member no longer permitted across companies; left the room");
+        }
+        Ok(())
+    }
+
     /// Removes members who stopped being reachable from the rooms this node
     /// hosts: every member of `tenant`, or just `member`. Each one's
     /// departure is a "became unknown" event.

@@ -129,6 +129,63 @@ pub async fn external_rooms_of(
         .collect()
 }
 
+/// A room `user` shares with a member of `own` other than `except`, and that
+/// member.
+pub async fn shared_with_colleague(
+    conn: &mut AnyConnection,
+    user: &MemberId,
+    except: &MemberId,
+    own: &TenantId,
+) -> Result<Option<(RoomId, MemberId)>> {
+    let row = sqlx::query(
+        "SELECT x.room_id, o.member_id FROM room_members x \
+         JOIN room_members o ON o.room_id = x.room_id \
+         WHERE x.member_id = $1 AND o.member_id <> $2 AND o.member_id LIKE $3 \
+         ORDER BY x.room_id, o.member_id LIMIT 1",
+    )
+    .bind(user.as_str())
+    .bind(except.as_str())
+    .bind(format!("%@{own}"))
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| {
+        Ok((
+            stored(
+                "room id",
+                RoomId::parse(&r.try_get::<String, _>("room_id")?),
+            )?,
+            stored(
+                "member id",
+                MemberId::parse(&r.try_get::<String, _>("member_id")?),
+            )?,
+        ))
+    })
+    .transpose()
+}
+
+/// Members of `own` who are in a room with a member of another tenant.
+pub async fn members_in_external_rooms(
+    conn: &mut AnyConnection,
+    own: &TenantId,
+) -> Result<Vec<MemberId>> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT m.member_id FROM room_members m \
+         JOIN room_members o ON o.room_id = m.room_id \
+         WHERE m.member_id LIKE $1 AND o.member_id NOT LIKE $1 ORDER BY m.member_id",
+    )
+    .bind(format!("%@{own}"))
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            stored(
+                "member id",
+                MemberId::parse(&r.try_get::<String, _>("member_id")?),
+            )
+        })
+        .collect()
+}
+
 /// Rooms this node hosts that members of `tenant` are in, with those members.
 pub async fn hosted_rooms_with(
     conn: &mut AnyConnection,
