@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Member, TestNode, allow, befriend, check, peer_with, text, until};
+use support::{Member, TestNode, allow, attachment, befriend, check, peer_with, text, until};
 use tonic::Code;
 use works_proto::client::v1 as pb;
 use works_proto::federation::v1 as fed;
@@ -255,6 +255,132 @@ async fn three_companies_share_one_group_room() {
     );
     bob.send(&room, "after carol").await.unwrap();
     until_texts(&alice, &room, 31).await;
+}
+
+/// The attachments posted to a room, as `who` sees them.
+async fn files(who: &Member, room: &str) -> Vec<pb::Attachment> {
+    who.history(room)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|e| attachment(e).cloned())
+        .collect()
+}
+
+#[tokio::test]
+async fn files_travel_in_chunks_within_the_limit_unless_a_company_restricts_them() {
+    let a = TestNode::start("a.example").await;
+    let b = TestNode::start_with("b.example", |c| c.limits.max_attachment_bytes = 300_000).await;
+    let c = TestNode::start("c.example").await;
+    peer_with(&a, &b).await;
+    peer_with(&a, &c).await;
+    let alice = a.member("alice").await;
+    let bob = b.member("bob").await;
+    let carol = c.member("carol").await;
+    allow(&a.admin().await, true, &alice.id, true).await;
+    allow(&b.admin().await, true, &bob.id, true).await;
+    allow(&c.admin().await, true, &carol.id, true).await;
+    befriend(&alice, &bob).await;
+    befriend(&alice, &carol).await;
+    let room = alice
+        .group_room("Files", &[bob.id.as_str(), carol.id.as_str()])
+        .await
+        .id;
+    room_with(&bob, &carol.id).await;
+    room_with(&carol, &bob.id).await;
+
+    // 200 kB from bob (b.example): carol (c.example, not peered with b)
+    // gets it through the host, in chunks, checked against its SHA-256.
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    bob.send_file(&room, "plan.bin", &data).await.unwrap();
+    until(RELAY_DEADLINE, "carol sees the file", || async {
+        !files(&carol, &room).await.is_empty()
+    })
+    .await;
+    let posted = files(&carol, &room).await.remove(0);
+    assert_eq!((posted.name.as_str(), posted.size), ("plan.bin", 200_000));
+    let (meta, bytes) = carol.download(&posted.id).await.unwrap();
+    assert_eq!(meta.sha256, posted.sha256);
+    assert_eq!(bytes, data);
+    let (_, at_alice) = alice.download(&posted.id).await.unwrap();
+    assert_eq!(at_alice, data);
+
+    // Over the uploader's limit: refused while streaming, nothing stored.
+    check(
+        bob.upload(&room, "big.bin", &vec![0u8; 300_001]).await,
+        Code::ResourceExhausted,
+        "300000 byte limit",
+    );
+    // A file id posts once, and only by its uploader in its room.
+    let again = bob.upload(&room, "twice.bin", b"x").await.unwrap();
+    let post = |who: &Member, id: &str| {
+        let mut rooms = who.client.rooms.clone();
+        let (room, id) = (room.clone(), id.to_string());
+        async move {
+            rooms
+                .send_message(pb::SendMessageRequest {
+                    room_id: room,
+                    idempotency_key: ulid::Ulid::new().to_string(),
+                    attachment_id: id,
+                    ..Default::default()
+                })
+                .await
+        }
+    };
+    check(
+        post(&alice, &again.id).await,
+        Code::NotFound,
+        "uploaded by you",
+    );
+    post(&bob, &again.id).await.unwrap();
+    check(
+        post(&bob, &again.id).await,
+        Code::AlreadyExists,
+        "posted already",
+    );
+
+    // c.example restricts file transfer: carol's node refuses files from
+    // other companies, and carol cannot send one.
+    c.admin()
+        .await
+        .external
+        .clone()
+        .set_external_settings(pb::SetExternalSettingsRequest {
+            restrict_files: Some(true),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    check(
+        carol.upload(&room, "x.bin", b"x").await,
+        Code::FailedPrecondition,
+        "restricts file transfer",
+    );
+    let before = files(&carol, &room).await.len();
+    let sent = alice.send_file(&room, "late.bin", b"late").await.unwrap();
+    let id = sent.event.unwrap().event_id;
+    until(RELAY_DEADLINE, "alice sees c.example refuse it", || async {
+        let d = alice.delivery(&room, &id).await.unwrap();
+        d.peers
+            .iter()
+            .any(|p| p.tenant == "c.example" && state_of(p.state) == pb::DeliveryState::Refused)
+    })
+    .await;
+    let d = alice.delivery(&room, &id).await.unwrap();
+    assert_eq!(state(&d), pb::DeliveryState::Refused);
+    assert!(d.reason.contains("does not accept files"), "{}", d.reason);
+    alice.send(&room, "text still flows").await.unwrap();
+    until(RELAY_DEADLINE, "carol gets the text", || async {
+        history_texts(&carol, &room)
+            .await
+            .contains(&"text still flows".to_string())
+    })
+    .await;
+    assert_eq!(files(&carol, &room).await.len(), before);
+}
+
+fn state_of(s: i32) -> pb::DeliveryState {
+    pb::DeliveryState::try_from(s).unwrap_or_default()
 }
 
 #[tokio::test]

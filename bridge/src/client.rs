@@ -330,6 +330,51 @@ impl PeerClient {
         Ok(())
     }
 
+    /// An attachment's bytes, in chunks, for our member `requester`. Refuses
+    /// chunks out of order and more than `max_size` bytes in all; a stream
+    /// cut short is an error, never a shorter file.
+    pub async fn fetch_attachment(
+        &mut self,
+        requester: &str,
+        id: &str,
+        max_size: u64,
+    ) -> Result<Vec<u8>, BridgeError> {
+        let mut chunks = self
+            .inner
+            .fetch_attachment(pb::FetchAttachmentRequest {
+                requester: requester.to_string(),
+                attachment_id: id.to_string(),
+            })
+            .await
+            .map_err(BridgeError::Refused)?
+            .into_inner();
+        let mut data = Vec::new();
+        let mut total = None;
+        while let Some(chunk) = chunks.message().await.map_err(BridgeError::Refused)? {
+            if chunk.offset != data.len() as u64 {
+                return Err(BridgeError::Malformed(format!(
+                    "attachment chunk at offset {} where {} was expected",
+                    chunk.offset,
+                    data.len()
+                )));
+            }
+            if chunk.total_size > max_size || (data.len() + chunk.data.len()) as u64 > max_size {
+                return Err(BridgeError::Malformed(format!(
+                    "attachment larger than the expected {max_size} bytes"
+                )));
+            }
+            total = Some(chunk.total_size);
+            data.extend_from_slice(&chunk.data);
+        }
+        match total {
+            Some(t) if t == data.len() as u64 => Ok(data),
+            _ => Err(BridgeError::Malformed(format!(
+                "attachment stream ended after {} bytes",
+                data.len()
+            ))),
+        }
+    }
+
     /// Opens the relay stream: batches of envelopes out, acknowledgements in.
     pub async fn open_relay(&mut self) -> Result<RelayStream, BridgeError> {
         let (tx, rx) = tokio::sync::mpsc::channel(2);

@@ -50,6 +50,9 @@ pub struct PublicProfile {
     pub company: String,
 }
 
+/// Bytes per attachment chunk on the bridge.
+pub const ATTACHMENT_CHUNK: usize = 64 * 1024;
+
 /// Most envelopes one batch may carry.
 pub const MAX_BATCH: usize = 1000;
 
@@ -134,6 +137,14 @@ pub trait BridgeHandler: Send + Sync + 'static {
     /// Envelopes from the peer's outbox, in order: one outcome each, in the
     /// same order. An envelope is answered `Stored` only once it is durable.
     async fn relay(&self, peer: &TenantId, envelopes: Vec<Envelope>) -> Vec<Outcome>;
+    /// The bytes of an attachment for `requester` (checked to belong to
+    /// `peer`), who must be in the room it was posted to.
+    async fn attachment(
+        &self,
+        peer: &TenantId,
+        requester: &str,
+        id: &str,
+    ) -> Result<Vec<u8>, HandlerError>;
     /// The peer rotates its CA: trust exactly these CAs for it from now on.
     async fn replace_cas(
         &self,
@@ -595,11 +606,32 @@ impl pb::bridge_server::Bridge for BridgeService {
         request: Request<pb::FetchAttachmentRequest>,
     ) -> Result<Response<Self::FetchAttachmentStream>, Status> {
         let peer = self.peer(&request)?;
-        Self::claim_member(&peer, "requester", &request.get_ref().requester)?;
-        Err(
-            HandlerError::Unimplemented("attachments are not served by this node yet".into())
-                .into(),
-        )
+        let r = request.into_inner();
+        Self::claim_member(&peer, "requester", &r.requester)?;
+        let data = self
+            .handler
+            .attachment(&peer, &r.requester, &r.attachment_id)
+            .await?;
+        let total = data.len() as u64;
+        let chunks: Vec<Result<pb::AttachmentChunk, Status>> = if data.is_empty() {
+            vec![Ok(pb::AttachmentChunk {
+                offset: 0,
+                data: Vec::new(),
+                total_size: 0,
+            })]
+        } else {
+            data.chunks(ATTACHMENT_CHUNK)
+                .enumerate()
+                .map(|(i, chunk)| {
+                    Ok(pb::AttachmentChunk {
+                        offset: (i * ATTACHMENT_CHUNK) as u64,
+                        data: chunk.to_vec(),
+                        total_size: total,
+                    })
+                })
+                .collect()
+        };
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
 }
 

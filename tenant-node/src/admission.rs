@@ -134,12 +134,15 @@ impl Tenant {
     /// members are `members`: every pair of a local and an external member
     /// that includes the actor must be admitted. A block counts only in a
     /// direct room (it is between two people); in a group, members who stop
-    /// being permitted are removed from the room instead.
+    /// being permitted are removed from the room instead. In a group hosted
+    /// elsewhere this node talks only to the `host`, so the peering that
+    /// counts is the host's, whoever the external member is.
     /// `Err((why, local member))` names the first pair refused.
     pub(crate) async fn admit_room_event(
         &self,
         conn: &mut AnyConnection,
         kind: RoomKind,
+        host: Option<&TenantId>,
         actor: &MemberId,
         members: &[MemberId],
     ) -> Result<Result<(), (Denied, MemberId)>> {
@@ -160,6 +163,9 @@ impl Tenant {
             let mut half = half(conn, local, external).await?;
             if kind == RoomKind::Group {
                 half.blocked = false;
+                if let Some(host) = host {
+                    half.peered = crate::store::peers::peer(conn, host).await?.is_some();
+                }
             }
             if let Err(denied) = decide(local, external, half) {
                 return Ok(Err((denied, local.clone())));

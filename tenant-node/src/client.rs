@@ -24,7 +24,7 @@ impl Interceptor for BearerToken {
     }
 }
 
-type Svc = InterceptedService<Channel, BearerToken>;
+pub type Svc = InterceptedService<Channel, BearerToken>;
 
 #[derive(Clone)]
 pub struct Client {

@@ -100,6 +100,9 @@ pub struct Limits {
     /// Largest profile photo, in bytes.
     #[serde(default = "default_max_photo_bytes")]
     pub max_photo_bytes: usize,
+    /// Largest file a member may post to a room, in bytes.
+    #[serde(default = "default_max_attachment_bytes")]
+    pub max_attachment_bytes: usize,
     /// Largest number of members in a group room.
     #[serde(default = "default_max_room_members")]
     pub max_room_members: usize,
@@ -134,6 +137,9 @@ fn default_max_text_bytes() -> usize {
 }
 fn default_max_photo_bytes() -> usize {
     1024 * 1024
+}
+fn default_max_attachment_bytes() -> usize {
+    25 * 1024 * 1024
 }
 fn default_max_room_members() -> usize {
     500
@@ -177,6 +183,7 @@ impl Default for Limits {
         Limits {
             max_text_bytes: default_max_text_bytes(),
             max_photo_bytes: default_max_photo_bytes(),
+            max_attachment_bytes: default_max_attachment_bytes(),
             max_room_members: default_max_room_members(),
             token_ttl_secs: default_token_ttl_secs(),
             requests_per_member_hour: default_requests_per_member_hour(),

@@ -513,6 +513,7 @@ async fn play(url: &str, admin_id: &str, admin_password: &str) -> anyhow::Result
             idempotency_key: key.into(),
             text: text.into(),
             sticker: String::new(),
+            attachment_id: String::new(),
         };
         async move { rooms.send_message(request).await.map_err(status_error) }
     };

@@ -36,6 +36,18 @@ impl BridgeHandler for NodeBridge {
         self.0.receive_envelopes(peer, envelopes).await
     }
 
+    async fn attachment(
+        &self,
+        peer: &TenantId,
+        requester: &str,
+        id: &str,
+    ) -> Result<Vec<u8>, HandlerError> {
+        self.0
+            .serve_attachment(peer, requester, id)
+            .await
+            .map_err(handler_error)
+    }
+
     async fn redeem(&self, peer: NewPeer) -> Result<(), HandlerError> {
         self.0
             .redeem_invitation(&peer.tenant, &peer.endpoint, peer.ca, &peer.secret)

@@ -16,6 +16,7 @@
 
 pub mod accounts;
 pub mod admission;
+pub mod attachments;
 pub mod audit;
 pub mod cli;
 pub mod client;

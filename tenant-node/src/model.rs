@@ -114,6 +114,8 @@ pub enum EventBody {
     Sticker {
         name: String,
     },
+    /// A file; its bytes are fetched separately, by id.
+    Attachment(AttachmentMeta),
     /// The sender stopped being reachable from the room's other companies
     /// and left the room.
     Unknown,
@@ -134,6 +136,7 @@ impl EventBody {
             EventBody::Removed { .. } => "removed",
             EventBody::Renamed { .. } => "renamed",
             EventBody::Sticker { .. } => "sticker",
+            EventBody::Attachment(_) => "attachment",
             EventBody::Unknown => "unknown",
             EventBody::Withheld => "withheld",
         }
@@ -141,7 +144,10 @@ impl EventBody {
 
     /// A message (counts as unread), as opposed to a system event.
     pub fn is_message(&self) -> bool {
-        matches!(self, EventBody::Text { .. } | EventBody::Sticker { .. })
+        matches!(
+            self,
+            EventBody::Text { .. } | EventBody::Sticker { .. } | EventBody::Attachment(_)
+        )
     }
 
     /// Whether the room's membership, name or master changes with it.
@@ -156,4 +162,15 @@ impl EventBody {
                 | EventBody::Unknown
         )
     }
+}
+
+/// What a room's members see of a file before they download it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentMeta {
+    pub id: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+    /// Hex SHA-256 of the bytes; every node checks it.
+    pub sha256: String,
 }

@@ -367,15 +367,9 @@ impl Tenant {
                     "{peer} cannot send on behalf of {sender}"
                 )));
             }
-            if !matches!(
+            if matches!(
                 relayed.body,
-                EventBody::Text { .. }
-                    | EventBody::Sticker { .. }
-                    | EventBody::Joined { .. }
-                    | EventBody::Removed { .. }
-                    | EventBody::Left { .. }
-                    | EventBody::Renamed { .. }
-                    | EventBody::Unknown
+                EventBody::Created { .. } | EventBody::Withheld
             ) {
                 return Err(Error::invalid(
                     "payload",
@@ -524,15 +518,18 @@ impl Tenant {
                 .await?
                 .and_then(|p| p.idempotency_key);
         } else if event.body.is_message()
-            && let Err((denied, local)) = self
-                .admit_room_event(&mut w.tx, row.kind, &event.sender, &before)
-                .await?
+            && let Err(refusal) = self.may_receive(&mut w.tx, &row, &event, &before).await
         {
-            tracing::info!(room = %event.room, sender = %event.sender, local = %local, reason = denied.reason(), "relayed message withheld");
+            let refusal = match refusal {
+                e @ (Error::Storage(_) | Error::Internal(_)) => return Err(e),
+                other => other,
+            };
+            tracing::info!(room = %event.room, sender = %event.sender, reason = %refusal, "relayed message withheld");
             event.body = EventBody::Withheld;
-            outcome = Outcome::Refused(denied.to_peer(&local).to_string());
+            outcome = Outcome::Refused(refusal.to_string());
         }
         events::store_sequenced(&mut w.tx, &event, key.as_deref()).await?;
+        self.record_attachment(&mut w.tx, &event).await?;
         if let Some((_, name, master, members)) = &snapshot {
             rooms::apply_snapshot(
                 &mut w.tx,
@@ -557,6 +554,23 @@ impl Tenant {
         local.dedup();
         self.hub.publish(event, local);
         Ok(outcome)
+    }
+
+    /// This node's say on a message from another company's member that its
+    /// host sequenced: admission (with blocks and trash), file transfer.
+    async fn may_receive(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        row: &rooms::RoomRow,
+        event: &RoomEvent,
+        members: &[MemberId],
+    ) -> Result<()> {
+        self.may_message(conn, row.kind, row.host.as_ref(), &event.sender, members)
+            .await?;
+        if matches!(event.body, EventBody::Attachment(_)) {
+            self.files_allowed(conn, &event.sender, members).await?;
+        }
+        Ok(())
     }
 
     fn parse_snapshot(

@@ -49,6 +49,8 @@ pub struct HistoryQuery {
 pub enum Content {
     Text(String),
     Sticker(String),
+    /// An uploaded attachment's id.
+    Attachment(String),
 }
 
 /// A change someone asks of a room; its host checks and sequences it.
@@ -227,7 +229,8 @@ impl Tenant {
         let id = RoomId::generate();
         let at = now_ms();
         let mut w = self.store.begin_write().await?;
-        self.may_message(&mut w.tx, kind, creator, &members).await?;
+        self.may_message(&mut w.tx, kind, None, creator, &members)
+            .await?;
         let (master, key) = match kind {
             RoomKind::Direct => (None, Some(rooms::direct_key(&members[0], &members[1]))),
             RoomKind::Group => (Some(creator), None),
@@ -456,6 +459,9 @@ impl Tenant {
                 }
                 EventBody::Sticker { name }
             }
+            Content::Attachment(attachment) => {
+                self.attachment_body(caller, &id, attachment.trim()).await?
+            }
         };
         let sent = match self.store_message(caller, &id, key, body.clone()).await {
             // A concurrent retry with the same key committed first (PostgreSQL
@@ -506,8 +512,13 @@ impl Tenant {
             }
             Some(host) => {
                 let members = rooms::member_ids(&mut w.tx, id).await?;
-                self.may_message(&mut w.tx, row.kind, &caller.member, &members)
+                self.may_message(&mut w.tx, row.kind, Some(&host), &caller.member, &members)
                     .await?;
+                if let EventBody::Attachment(meta) = &change.body {
+                    self.files_allowed(&mut w.tx, &caller.member, &members)
+                        .await?;
+                    crate::store::attachments::mark_posted(&mut w.tx, &meta.id, &change.id).await?;
+                }
                 outbox::insert_pending(
                     &mut w.tx,
                     &Pending {
@@ -548,7 +559,13 @@ impl Tenant {
         let mut departed = None;
         match &mut body {
             EventBody::Text { .. } | EventBody::Sticker { .. } => {
-                self.may_message(conn, row.kind, actor, &before).await?;
+                self.may_message(conn, row.kind, None, actor, &before)
+                    .await?;
+            }
+            EventBody::Attachment(_) => {
+                self.may_message(conn, row.kind, None, actor, &before)
+                    .await?;
+                self.files_allowed(conn, actor, &before).await?;
             }
             EventBody::Joined { members } => {
                 let mut new = Vec::new();
@@ -575,7 +592,7 @@ impl Tenant {
                     if m.belongs_to(&self.id) {
                         require_active(conn, m).await?;
                     }
-                    self.may_message(conn, row.kind, m, &after).await?;
+                    self.may_message(conn, row.kind, None, m, &after).await?;
                 }
                 *members = new.iter().map(ToString::to_string).collect();
                 joined = new;
@@ -607,6 +624,7 @@ impl Tenant {
             change.at_ms,
         )
         .await?;
+        self.record_attachment(conn, &event).await?;
         for m in &joined {
             rooms::insert_membership(conn, &room, m, event.seq, event.at_ms).await?;
         }
@@ -680,10 +698,14 @@ impl Tenant {
         &self,
         conn: &mut AnyConnection,
         kind: RoomKind,
+        host: Option<&TenantId>,
         actor: &MemberId,
         members: &[MemberId],
     ) -> Result<()> {
-        if let Err((denied, local)) = self.admit_room_event(conn, kind, actor, members).await? {
+        if let Err((denied, local)) = self
+            .admit_room_event(conn, kind, host, actor, members)
+            .await?
+        {
             return Err(if actor.belongs_to(&self.id) {
                 let external = members
                     .iter()

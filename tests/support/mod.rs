@@ -643,3 +643,82 @@ impl Member {
             .map(tonic::Response::into_inner)
     }
 }
+
+impl Member {
+    /// Uploads `data` for `room` in 64 KiB chunks and posts it.
+    pub async fn send_file(
+        &self,
+        room: &str,
+        name: &str,
+        data: &[u8],
+    ) -> Result<pb::SendMessageResponse, tonic::Status> {
+        let attachment = self.upload(room, name, data).await?;
+        self.client
+            .rooms
+            .clone()
+            .send_message(pb::SendMessageRequest {
+                room_id: room.into(),
+                idempotency_key: ulid::Ulid::new().to_string(),
+                attachment_id: attachment.id,
+                ..Default::default()
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn upload(
+        &self,
+        room: &str,
+        name: &str,
+        data: &[u8],
+    ) -> Result<pb::Attachment, tonic::Status> {
+        let mut chunks: Vec<pb::UploadChunk> = data
+            .chunks(64 * 1024)
+            .map(|c| pb::UploadChunk {
+                data: c.to_vec(),
+                ..Default::default()
+            })
+            .collect();
+        if chunks.is_empty() {
+            chunks.push(pb::UploadChunk::default());
+        }
+        chunks[0].room_id = room.into();
+        chunks[0].name = name.into();
+        chunks[0].content_type = "application/octet-stream".into();
+        self.client
+            .rooms
+            .clone()
+            .upload_attachment(tokio_stream::iter(chunks))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// A posted file's description and bytes.
+    pub async fn download(&self, id: &str) -> Result<(pb::Attachment, Vec<u8>), tonic::Status> {
+        let mut chunks = self
+            .client
+            .rooms
+            .clone()
+            .download_attachment(pb::DownloadAttachmentRequest {
+                attachment_id: id.into(),
+            })
+            .await?
+            .into_inner();
+        let mut meta = None;
+        let mut data = Vec::new();
+        while let Some(chunk) = chunks.message().await? {
+            if chunk.attachment.is_some() {
+                meta = chunk.attachment;
+            }
+            data.extend_from_slice(&chunk.data);
+        }
+        Ok((meta.expect("attachment description"), data))
+    }
+}
+
+pub fn attachment(event: &pb::RoomEvent) -> Option<&pb::Attachment> {
+    match &event.body {
+        Some(pb::room_event::Body::Attachment(a)) => Some(a),
+        _ => None,
+    }
+}

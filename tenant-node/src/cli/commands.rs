@@ -511,14 +511,20 @@ async fn room(command: RoomCommand, opts: &ClientOpts) -> anyhow::Result<()> {
             room,
             text,
             sticker,
+            file,
             key,
         } => {
+            let attachment_id = match file {
+                Some(path) => upload(&mut rooms, &room, &path).await?.id,
+                None => String::new(),
+            };
             let sent = rpc(rooms
                 .send_message(pb::SendMessageRequest {
                     room_id: room,
                     idempotency_key: key.unwrap_or_else(|| ulid::Ulid::new().to_string()),
                     text,
                     sticker: sticker.unwrap_or_default(),
+                    attachment_id,
                 })
                 .await)?;
             let event = sent.event.unwrap_or_default();
@@ -538,6 +544,46 @@ async fn room(command: RoomCommand, opts: &ClientOpts) -> anyhow::Result<()> {
                     output::delivery_line(&delivery)
                 )
             });
+        }
+        RoomCommand::Download { attachment, out } => {
+            let mut chunks = rpc(rooms
+                .download_attachment(pb::DownloadAttachmentRequest {
+                    attachment_id: attachment,
+                })
+                .await)?;
+            let mut meta = None;
+            let mut data = Vec::new();
+            while let Some(chunk) = chunks
+                .message()
+                .await
+                .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+            {
+                if chunk.attachment.is_some() {
+                    meta = chunk.attachment;
+                }
+                data.extend_from_slice(&chunk.data);
+            }
+            let meta = meta.ok_or_else(|| anyhow::anyhow!("the node sent no file description"))?;
+            // Only the file name, never a path the sender chose.
+            let name = std::path::Path::new(&meta.name)
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_else(|| meta.id.clone().into());
+            let path = out.unwrap_or_else(|| name.into());
+            std::fs::write(&path, &data)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            print(
+                opts.json,
+                json!({"id": meta.id, "name": meta.name, "size": data.len(), "path": path.display().to_string()}),
+                || {
+                    format!(
+                        "saved {} ({} bytes) to {}",
+                        meta.name,
+                        data.len(),
+                        path.display()
+                    )
+                },
+            );
         }
         RoomCommand::History {
             room,
@@ -856,4 +902,53 @@ async fn friend_request(command: RequestCommand, opts: &ClientOpts) -> anyhow::R
         }
     }
     Ok(())
+}
+
+/// Uploads a file for a room in chunks; returns what the node stored.
+async fn upload(
+    rooms: &mut pb::rooms_client::RoomsClient<crate::client::Svc>,
+    room: &str,
+    path: &std::path::Path,
+) -> anyhow::Result<pb::Attachment> {
+    const CHUNK: usize = 64 * 1024;
+    let data =
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let content_type = content_type_of(path);
+    let mut chunks: Vec<pb::UploadChunk> = data
+        .chunks(CHUNK)
+        .map(|c| pb::UploadChunk {
+            data: c.to_vec(),
+            ..Default::default()
+        })
+        .collect();
+    if chunks.is_empty() {
+        chunks.push(pb::UploadChunk::default());
+    }
+    chunks[0].room_id = room.to_string();
+    chunks[0].name = name;
+    chunks[0].content_type = content_type.into();
+    rpc(rooms.upload_attachment(tokio_stream::iter(chunks)).await)
+}
+
+/// A MIME type from a file's extension; octet-stream when unknown.
+fn content_type_of(path: &std::path::Path) -> &'static str {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "pdf" => "application/pdf",
+        "txt" | "md" => "text/plain",
+        "csv" => "text/csv",
+        "json" => "application/json",
+        "zip" => "application/zip",
+        _ => "application/octet-stream",
+    }
 }

@@ -473,18 +473,29 @@ pub enum RoomCommand {
         room: String,
         name: String,
     },
-    /// Send a text message.
+    /// Send a text message, a sticker or a file.
     Send {
         room: String,
-        /// The message (leave out with --sticker).
+        /// The message (leave out with --sticker or --file).
         #[arg(default_value = "")]
         text: String,
         /// Send this sticker instead of text.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "file")]
         sticker: Option<String>,
+        /// Upload this file and post it instead of text.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
         /// Idempotency key; a retry with the same key is stored once.
         #[arg(long)]
         key: Option<String>,
+    },
+    /// Save a posted file.
+    Download {
+        /// The attachment id, as `history` shows it.
+        attachment: String,
+        /// Where to write it (default: its own name, in this directory).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
     /// A room's messages, oldest first.
     History {

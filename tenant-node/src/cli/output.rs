@@ -150,6 +150,10 @@ pub fn event_json(e: &pb::RoomEvent) -> Value {
         Some(Body::Removed(r)) => ("removed", json!({"member": r.member})),
         Some(Body::Renamed(r)) => ("renamed", json!({"name": r.name})),
         Some(Body::Sticker(s)) => ("sticker", json!({"name": s.name})),
+        Some(Body::Attachment(a)) => (
+            "attachment",
+            json!({"id": a.id, "name": a.name, "content_type": a.content_type, "size": a.size, "sha256": a.sha256}),
+        ),
         Some(Body::Unknown(_)) => ("unknown", Value::Null),
         None => ("unrecognised", Value::Null),
     };
@@ -170,6 +174,12 @@ pub fn event_line(e: &pb::RoomEvent) -> String {
     let what = match &e.body {
         Some(Body::Text(t)) => return format!("#{} {}: {}", e.seq, e.sender, t.text),
         Some(Body::Sticker(s)) => return format!("#{} {}: [sticker {}]", e.seq, e.sender, s.name),
+        Some(Body::Attachment(a)) => {
+            return format!(
+                "#{} {}: [file {} ({} bytes, {}) id {}]",
+                e.seq, e.sender, a.name, a.size, a.content_type, a.id
+            );
+        }
         Some(Body::Unknown(_)) => "became unknown and left the room".to_string(),
         Some(Body::Created(c)) if c.name.is_empty() => {
             format!("started a 1:1 room with {}", c.members.join(", "))

@@ -119,6 +119,7 @@ impl From<RoomEvent> for pb::RoomEvent {
             EventBody::Removed { member } => Body::Removed(pb::MemberRemoved { member }),
             EventBody::Renamed { name } => Body::Renamed(pb::RoomRenamed { name }),
             EventBody::Sticker { name } => Body::Sticker(pb::Sticker { name }),
+            EventBody::Attachment(meta) => Body::Attachment(meta.into()),
             EventBody::Unknown => Body::Unknown(pb::MemberUnknown {}),
             // Never shown: history and streams skip it.
             EventBody::Withheld => Body::Unknown(pb::MemberUnknown {}),
@@ -378,5 +379,17 @@ fn delivery_state_to_pb(s: DeliveryState) -> pb::DeliveryState {
         DeliveryState::Queued => pb::DeliveryState::Queued,
         DeliveryState::Delivered => pb::DeliveryState::Delivered,
         DeliveryState::Refused => pb::DeliveryState::Refused,
+    }
+}
+
+impl From<crate::model::AttachmentMeta> for pb::Attachment {
+    fn from(m: crate::model::AttachmentMeta) -> Self {
+        pb::Attachment {
+            id: m.id,
+            name: m.name,
+            content_type: m.content_type,
+            size: m.size,
+            sha256: m.sha256,
+        }
     }
 }

@@ -237,6 +237,10 @@ impl pb::peering_server::Peering for PeeringApi {
 }
 
 type WatchResponseStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
+type AttachmentStream = Pin<Box<dyn Stream<Item = Result<pb::AttachmentData, Status>> + Send>>;
+
+/// Bytes per chunk of a download.
+const DOWNLOAD_CHUNK: usize = 64 * 1024;
 
 #[tonic::async_trait]
 impl pb::rooms_server::Rooms for RoomsApi {
@@ -309,12 +313,19 @@ impl pb::rooms_server::Rooms for RoomsApi {
     ) -> Reply<pb::SendMessageResponse> {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
-        let content = match (r.text.is_empty(), r.sticker.is_empty()) {
-            (false, true) => Content::Text(r.text),
-            (true, false) => Content::Sticker(r.sticker),
-            (true, true) => return Err(Error::invalid("text", "message is empty").into()),
-            (false, false) => {
-                return Err(Error::invalid("sticker", "send text or a sticker, not both").into());
+        let given = [&r.text, &r.sticker, &r.attachment_id]
+            .iter()
+            .filter(|f| !f.is_empty())
+            .count();
+        let content = match given {
+            0 => return Err(Error::invalid("text", "message is empty").into()),
+            1 if !r.text.is_empty() => Content::Text(r.text),
+            1 if !r.sticker.is_empty() => Content::Sticker(r.sticker),
+            1 => Content::Attachment(r.attachment_id),
+            _ => {
+                return Err(
+                    Error::invalid("text", "send one of text, sticker or attachment_id").into(),
+                );
             }
         };
         let sent = self
@@ -367,6 +378,52 @@ impl pb::rooms_server::Rooms for RoomsApi {
             last_read_seq,
             unread,
         }))
+    }
+
+    async fn upload_attachment(
+        &self,
+        request: Request<tonic::Streaming<pb::UploadChunk>>,
+    ) -> Reply<pb::Attachment> {
+        let who = caller(&self.0, &request).await?;
+        let mut chunks = request.into_inner();
+        let first = chunks
+            .message()
+            .await?
+            .ok_or_else(|| Error::invalid("room_id", "the upload carried no chunk"))?;
+        let mut data = first.data;
+        // Refuse as soon as the limit is passed; nothing is stored.
+        self.0.check_attachment_size(data.len())?;
+        while let Some(chunk) = chunks.message().await? {
+            data.extend_from_slice(&chunk.data);
+            self.0.check_attachment_size(data.len())?;
+        }
+        let meta = self
+            .0
+            .upload_attachment(&who, &first.room_id, &first.name, &first.content_type, data)
+            .await?;
+        Ok(Response::new(meta.into()))
+    }
+
+    type DownloadAttachmentStream = AttachmentStream;
+
+    async fn download_attachment(
+        &self,
+        request: Request<pb::DownloadAttachmentRequest>,
+    ) -> Reply<Self::DownloadAttachmentStream> {
+        let who = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let (meta, data) = self.0.download_attachment(&who, &r.attachment_id).await?;
+        let mut items = vec![Ok(pb::AttachmentData {
+            attachment: Some(meta.into()),
+            data: Vec::new(),
+        })];
+        items.extend(data.chunks(DOWNLOAD_CHUNK).map(|c| {
+            Ok(pb::AttachmentData {
+                attachment: None,
+                data: c.to_vec(),
+            })
+        }));
+        Ok(Response::new(Box::pin(tokio_stream::iter(items))))
     }
 
     type WatchStream = WatchResponseStream;

@@ -4,6 +4,7 @@
 //! Architecture invariant: nothing outside `store` writes SQL, and nothing in
 //! `store` makes a policy decision.
 
+pub mod attachments;
 pub mod audit;
 pub mod contacts;
 pub mod events;

@@ -429,7 +429,7 @@ pub async fn unread_counts(
     let rows = sqlx::query(
         "SELECT m.room_id, COUNT(e.seq) AS unread FROM room_members m \
          LEFT JOIN events e ON e.room_id = m.room_id AND e.seq > m.last_read_seq \
-              AND e.kind IN ('text', 'sticker') AND e.sender <> m.member_id \
+              AND e.kind IN ('text', 'sticker', 'attachment') AND e.sender <> m.member_id \
          WHERE m.member_id = $1 GROUP BY m.room_id",
     )
     .bind(member.as_str())

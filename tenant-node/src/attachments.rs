@@ -1,0 +1,274 @@
+//! Files in rooms: upload, the file-transfer restriction, and fetching the
+//! bytes across companies the first time a member downloads them.
+//!
+//! The uploader's node keeps the bytes. Every other participating node gets
+//! the metadata (name, type, size, SHA-256) with the relayed event and
+//! fetches the bytes over the bridge on first download: from the uploader's
+//! node when peered with it, otherwise from the room's host, which fetches
+//! them the same way. Each node checks size and hash before it keeps them.
+
+use sha2::{Digest, Sha256};
+use sqlx::AnyConnection;
+
+use crate::error::{Error, Result};
+use crate::ids::{MemberId, TenantId};
+use crate::model::{AttachmentMeta, Caller, EventBody, RoomEvent};
+use crate::rooms::require_member;
+use crate::store::attachments::{self as store, AttachmentRow};
+use crate::store::{now_ms, policy, rooms};
+use crate::tenant::{Tenant, clean_name};
+
+const MAX_NAME_CHARS: usize = 200;
+const MAX_CONTENT_TYPE: usize = 100;
+
+impl Tenant {
+    /// Stores an uploaded file for a room the caller is in; posting it is
+    /// a separate `SendMessage`.
+    pub async fn upload_attachment(
+        &self,
+        caller: &Caller,
+        room: &str,
+        name: &str,
+        content_type: &str,
+        data: Vec<u8>,
+    ) -> Result<AttachmentMeta> {
+        let room = self.parse_room_id(room)?;
+        let name = clean_name("name", name, MAX_NAME_CHARS)?;
+        if name.contains('/') || name.contains('\\') {
+            return Err(Error::invalid("name", "a file name, without a path"));
+        }
+        let content_type = content_type.trim();
+        let content_type = if content_type.is_empty() {
+            "application/octet-stream"
+        } else {
+            content_type
+        };
+        if content_type.len() > MAX_CONTENT_TYPE
+            || !content_type.contains('/')
+            || content_type
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(Error::invalid(
+                "content_type",
+                "a MIME type such as image/png",
+            ));
+        }
+        self.check_attachment_size(data.len())?;
+        let meta = AttachmentMeta {
+            id: ulid::Ulid::new().to_string(),
+            name,
+            content_type: content_type.to_string(),
+            size: data.len() as u64,
+            sha256: format!("{:x}", Sha256::digest(&data)),
+        };
+        let mut w = self.store.begin_write().await?;
+        rooms::room(&mut w.tx, &room)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("room {room}")))?;
+        require_member(&mut w.tx, &room, &caller.member).await?;
+        let members = rooms::member_ids(&mut w.tx, &room).await?;
+        self.files_allowed(&mut w.tx, &caller.member, &members)
+            .await?;
+        store::insert(
+            &mut w.tx,
+            &meta,
+            &room,
+            &caller.member,
+            None,
+            Some(&data),
+            now_ms(),
+        )
+        .await?;
+        w.commit().await?;
+        tracing::info!(room = %room, by = %caller.member, size = meta.size, "attachment uploaded");
+        Ok(meta)
+    }
+
+    /// Refuses a size over the configured limit, as soon as it is known.
+    pub fn check_attachment_size(&self, size: usize) -> Result<()> {
+        if size > self.limits.max_attachment_bytes {
+            return Err(Error::ResourceExhausted(format!(
+                "the file is larger than the {} byte limit",
+                self.limits.max_attachment_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// The body that posts an uploaded file, checked: the caller's own
+    /// upload for this room, not posted yet.
+    pub(crate) async fn attachment_body(
+        &self,
+        caller: &Caller,
+        room: &crate::ids::RoomId,
+        id: &str,
+    ) -> Result<EventBody> {
+        let mut conn = self.store.pool().acquire().await?;
+        let row = store::get(&mut conn, id)
+            .await?
+            .filter(|r| r.uploader == caller.member && &r.room == room && r.has_data)
+            .ok_or_else(|| {
+                Error::NotFound(format!("attachment {id} uploaded by you for room {room}"))
+            })?;
+        if row.event_id.is_some() {
+            return Err(Error::AlreadyExists(format!(
+                "attachment {id} was posted already"
+            )));
+        }
+        Ok(EventBody::Attachment(row.meta))
+    }
+
+    /// File transfer with other companies is allowed here for `actor` in a
+    /// room with `members`: refused when this company restricts it and the
+    /// room has someone of another company.
+    pub(crate) async fn files_allowed(
+        &self,
+        conn: &mut AnyConnection,
+        actor: &MemberId,
+        members: &[MemberId],
+    ) -> Result<()> {
+        let external = members
+            .iter()
+            .chain([actor])
+            .any(|m| !m.belongs_to(&self.id));
+        if external && policy::flag(conn, policy::EXTERNAL_RESTRICT_FILES).await? {
+            return Err(Error::FailedPrecondition(if actor.belongs_to(&self.id) {
+                "your company restricts file transfer with other companies".to_string()
+            } else {
+                format!("{} does not accept files from other companies", self.id)
+            }));
+        }
+        Ok(())
+    }
+
+    /// Keeps the metadata of a file a stored event posts (the bytes come
+    /// on first download), and marks our own upload as posted.
+    pub(crate) async fn record_attachment(
+        &self,
+        conn: &mut AnyConnection,
+        event: &RoomEvent,
+    ) -> Result<()> {
+        let EventBody::Attachment(meta) = &event.body else {
+            return Ok(());
+        };
+        store::insert(
+            conn,
+            meta,
+            &event.room,
+            &event.sender,
+            Some(&event.id),
+            None,
+            event.at_ms,
+        )
+        .await?;
+        store::mark_posted(conn, &meta.id, &event.id).await?;
+        Ok(())
+    }
+
+    /// A posted file for a member of its room, fetched from another company's
+    /// node the first time.
+    pub async fn download_attachment(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(AttachmentMeta, Vec<u8>)> {
+        let mut conn = self.store.pool().acquire().await?;
+        let row = store::get(&mut conn, id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("attachment {id}")))?;
+        require_member(&mut conn, &row.room, &caller.member).await?;
+        drop(conn);
+        let data = self.attachment_data(&row, &caller.member).await?;
+        Ok((row.meta, data))
+    }
+
+    /// A peer's member asks for a file of a room they are in (as this node
+    /// knows the room); anything else is "not found".
+    pub async fn serve_attachment(
+        &self,
+        peer: &TenantId,
+        requester: &str,
+        id: &str,
+    ) -> Result<Vec<u8>> {
+        let requester = MemberId::parse(requester).map_err(Error::bad_id("requester"))?;
+        let mut conn = self.store.pool().acquire().await?;
+        let row = store::get(&mut conn, id)
+            .await?
+            .filter(|r| r.event_id.is_some())
+            .ok_or_else(|| Error::NotFound(format!("attachment {id}")))?;
+        if rooms::membership(&mut conn, &row.room, &requester)
+            .await?
+            .is_none()
+        {
+            tracing::info!(peer = %peer, %requester, attachment = id, "attachment refused: not in the room");
+            return Err(Error::NotFound(format!("attachment {id}")));
+        }
+        drop(conn);
+        self.attachment_data(&row, &requester).await
+    }
+
+    /// The bytes, from storage or, the first time, from the node that has
+    /// them: the uploader's when peered with it, else the room's host.
+    async fn attachment_data(&self, row: &AttachmentRow, requester: &MemberId) -> Result<Vec<u8>> {
+        let id = &row.meta.id;
+        if let Some(data) = store::data(&mut *self.store.pool().acquire().await?, id).await? {
+            return Ok(data);
+        }
+        let origin = row.uploader.tenant();
+        let mut conn = self.store.pool().acquire().await?;
+        let source = if crate::store::peers::peer(&mut conn, origin)
+            .await?
+            .is_some()
+        {
+            origin.clone()
+        } else {
+            rooms::room(&mut conn, &row.room)
+                .await?
+                .and_then(|r| r.host)
+                .ok_or_else(|| {
+                    Error::Unavailable(format!("no node to fetch attachment {id} from"))
+                })?
+        };
+        let peer = crate::store::peers::peer(&mut conn, &source)
+            .await?
+            .ok_or_else(|| Error::Unavailable(format!("{source} is not a peer")))?;
+        drop(conn);
+        let mut client = self
+            .dial(&peer)
+            .await
+            .map_err(|e| crate::peers::bridge_error(&source, e))?;
+        // The host fetches on behalf of a requester of another company; the
+        // uploader's node sees the host's member-less request as the host's.
+        let asking = if requester.belongs_to(&self.id) {
+            requester.clone()
+        } else {
+            self.any_local_member_of(&row.room).await?
+        };
+        let data = client
+            .fetch_attachment(asking.as_str(), id, row.meta.size)
+            .await
+            .map_err(|e| crate::peers::bridge_error(&source, e))?;
+        if data.len() as u64 != row.meta.size
+            || format!("{:x}", Sha256::digest(&data)) != row.meta.sha256
+        {
+            return Err(Error::Unavailable(format!(
+                "attachment {id} from {source} does not match its size and SHA-256"
+            )));
+        }
+        let mut w = self.store.begin_write().await?;
+        store::set_data(&mut w.tx, id, &data).await?;
+        w.commit().await?;
+        tracing::info!(attachment = %id, from = %source, size = data.len(), "attachment fetched");
+        Ok(data)
+    }
+
+    async fn any_local_member_of(&self, room: &crate::ids::RoomId) -> Result<MemberId> {
+        let mut conn = self.store.pool().acquire().await?;
+        rooms::member_ids(&mut conn, room)
+            .await?
+            .into_iter()
+            .find(|m| m.belongs_to(&self.id))
+            .ok_or_else(|| Error::NotFound(format!("attachment of room {room}")))
+    }
+}
