@@ -114,6 +114,12 @@ async fn an_accepted_request_opens_a_direct_room_where_both_chat_in_one_order() 
     let back = bob_watch.next().await;
     assert_eq!(back.event_id, queued.event_id);
     assert_eq!(back.seq, from_alice.seq + 1);
+    // The host reports back once every node has it.
+    until(RELAY_DEADLINE, "bob's message is delivered", || async {
+        let d = bob.delivery(&room, &queued.event_id).await.unwrap();
+        state(&d) == pb::DeliveryState::Delivered
+    })
+    .await;
     // A retry with the same key is the same message, now with its seq.
     let again = bob.send_keyed(&room, "k2", "hi alice").await.unwrap();
     assert!(again.duplicate);
@@ -369,6 +375,27 @@ async fn files_travel_in_chunks_within_the_limit_unless_a_company_restricts_them
     let d = alice.delivery(&room, &id).await.unwrap();
     assert_eq!(state(&d), pb::DeliveryState::Refused);
     assert!(d.reason.contains("does not accept files"), "{}", d.reason);
+    // A message from bob's node reaches the host, which reports c.example's
+    // refusal back to bob.
+    let from_bob = bob.send_file(&room, "b.bin", b"from bob").await.unwrap();
+    let id = from_bob.event.unwrap().event_id;
+    until(RELAY_DEADLINE, "bob hears c.example refused it", || async {
+        state(&bob.delivery(&room, &id).await.unwrap()) == pb::DeliveryState::Refused
+    })
+    .await;
+    let d = bob.delivery(&room, &id).await.unwrap();
+    assert!(
+        d.peers
+            .iter()
+            .any(|p| p.tenant == "a.example" && state_of(p.state) == pb::DeliveryState::Delivered),
+        "{d:?}"
+    );
+    assert!(
+        d.peers
+            .iter()
+            .any(|p| p.tenant == "c.example" && state_of(p.state) == pb::DeliveryState::Refused),
+        "{d:?}"
+    );
     alice.send(&room, "text still flows").await.unwrap();
     until(RELAY_DEADLINE, "carol gets the text", || async {
         history_texts(&carol, &room)

@@ -36,6 +36,24 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// A deliverer with nothing to do looks at its queue this often anyway.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
 
+/// What an envelope carries: a room event, or a host's delivery receipt for
+/// a message whose sender is on the receiving node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Payload {
+    Receipt { receipt: Vec<ReceiptEntry> },
+    Event(Relayed),
+}
+
+/// One participating node's answer, as a host reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ReceiptEntry {
+    pub tenant: String,
+    pub state: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
 /// The event inside an envelope's payload.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Relayed {
@@ -215,16 +233,17 @@ async fn send(
     let at = now_ms();
     let mut complete = true;
     let mut w = tenant.store.begin_write().await?;
-    let mut refused = Vec::new();
+    let mut answered = Vec::new();
     for (row, outcome) in rows.iter().zip(outcomes) {
         match outcome {
             Outcome::Stored => {
-                outbox::finish(&mut w.tx, row.id, OutboxState::Delivered, None, at).await?
+                outbox::finish(&mut w.tx, row.id, OutboxState::Delivered, None, at).await?;
+                answered.push((row.clone(), false));
             }
             Outcome::Refused(reason) => {
                 tracing::info!(peer = %peer, event = %row.event_id, %reason, "peer refused an event");
                 outbox::finish(&mut w.tx, row.id, OutboxState::Refused, Some(&reason), at).await?;
-                refused.push(row.clone());
+                answered.push((row.clone(), true));
             }
             Outcome::Retry(reason) => {
                 tracing::debug!(peer = %peer, event = %row.event_id, %reason, "peer asks to retry");
@@ -235,8 +254,13 @@ async fn send(
         }
     }
     w.commit().await?;
-    for row in refused {
-        tenant.refused_by_peer(peer, &row).await;
+    for (row, refused) in answered {
+        if refused {
+            tenant.refused_by_peer(peer, &row).await;
+        }
+        if let Err(e) = tenant.report_to_origin(&row).await {
+            tracing::warn!(event = %row.event_id, error = %e, "cannot queue a delivery receipt");
+        }
     }
     Ok(complete)
 }
@@ -288,6 +312,106 @@ impl Tenant {
             room: None,
         })?;
         outbox::enqueue(conn, host, &change.id, room, 0, &payload, change.at_ms).await
+    }
+
+    /// Once every node a relayed message went to has answered, the host
+    /// tells the sender's node how it went.
+    async fn report_to_origin(&self, row: &OutboxRow) -> Result<()> {
+        if row.host_seq == 0 {
+            return Ok(());
+        }
+        let Ok(Payload::Event(relayed)) = serde_json::from_str::<Payload>(&row.payload) else {
+            return Ok(());
+        };
+        let sender = MemberId::parse(&relayed.sender).map_err(Error::bad_id("sender"))?;
+        if sender.belongs_to(&self.id) || !relayed.body.is_message() {
+            return Ok(());
+        }
+        let mut w = self.store.begin_write().await?;
+        if !outbox::all_done(&mut w.tx, &row.event_id).await? {
+            return Ok(());
+        }
+        let event_id = EventId::parse(&row.event_id).map_err(Error::bad_id("event_id"))?;
+        let receipt: Vec<ReceiptEntry> = outbox::deliveries(&mut w.tx, &event_id)
+            .await?
+            .into_iter()
+            .filter(|d| &d.peer != sender.tenant())
+            .map(|d| ReceiptEntry {
+                tenant: d.peer.to_string(),
+                state: d.state.as_str().to_string(),
+                reason: d.reason,
+            })
+            .collect();
+        let room = RoomId::parse(&row.room_id).map_err(Error::bad_id("room_id"))?;
+        let payload = serde_json::to_string(&Payload::Receipt { receipt })
+            .map_err(|e| Error::Internal(format!("cannot encode a receipt: {e}")))?;
+        outbox::enqueue(
+            &mut w.tx,
+            sender.tenant(),
+            &event_id,
+            &room,
+            row.host_seq,
+            &payload,
+            now_ms(),
+        )
+        .await?;
+        w.commit().await?;
+        self.relay.wake(sender.tenant());
+        Ok(())
+    }
+
+    /// The host of a room reports on one of our members' messages.
+    async fn receive_receipt(
+        &self,
+        peer: &TenantId,
+        id: &EventId,
+        room: &RoomId,
+        receipt: Vec<ReceiptEntry>,
+    ) -> Result<Outcome> {
+        let mut w = self.store.begin_write().await?;
+        let hosted_by_peer = rooms::room(&mut w.tx, room)
+            .await?
+            .is_some_and(|r| r.host.as_ref() == Some(peer));
+        let ours = match events::by_id(&mut w.tx, id).await? {
+            Some(e) => e.sender.belongs_to(&self.id) && &e.room == room,
+            None => outbox::pending_by_id(&mut w.tx, id)
+                .await?
+                .is_some_and(|p| &p.room == room),
+        };
+        if !hosted_by_peer || !ours {
+            return Err(Error::PermissionDenied(format!(
+                "{peer} cannot report on event {id}"
+            )));
+        }
+        for entry in receipt {
+            let tenant = TenantId::parse(&entry.tenant)
+                .map_err(|e| Error::invalid("receipt", e.to_string()))?;
+            outbox::put_receipt(
+                &mut w.tx,
+                id,
+                &outbox::PeerDelivery {
+                    peer: tenant,
+                    state: OutboxState::parse(&entry.state),
+                    reason: entry.reason,
+                    attempts: 0,
+                },
+            )
+            .await?;
+        }
+        // An empty receipt still says: every node has answered.
+        outbox::put_receipt(
+            &mut w.tx,
+            id,
+            &outbox::PeerDelivery {
+                peer: self.id.clone(),
+                state: OutboxState::Delivered,
+                reason: None,
+                attempts: 0,
+            },
+        )
+        .await?;
+        w.commit().await?;
+        Ok(Outcome::Stored)
     }
 
     /// A peer refused an event for good. When it refused a room's change
@@ -350,8 +474,14 @@ impl Tenant {
     async fn receive_one(&self, peer: &TenantId, envelope: Envelope) -> Result<Outcome> {
         let id = EventId::parse(&envelope.event_id).map_err(Error::bad_id("event_id"))?;
         let room = self.parse_room_id(&envelope.room_id)?;
-        let relayed: Relayed = serde_json::from_slice(&envelope.payload)
+        let payload: Payload = serde_json::from_slice(&envelope.payload)
             .map_err(|e| Error::invalid("payload", e.to_string()))?;
+        let relayed = match payload {
+            Payload::Event(relayed) => relayed,
+            Payload::Receipt { receipt } => {
+                return self.receive_receipt(peer, &id, &room, receipt).await;
+            }
+        };
         let sender = MemberId::parse(&relayed.sender).map_err(Error::bad_id("sender"))?;
         let host =
             TenantId::parse(&envelope.host).map_err(|e| Error::invalid("host", e.to_string()))?;
@@ -610,13 +740,29 @@ impl Tenant {
                 )));
             }
         }
-        let peers = outbox::deliveries(&mut conn, &id).await?;
-        Ok(delivery_of(peers))
+        drop(conn);
+        self.delivery_of_event(&id).await
     }
 
+    /// An event's delivery: our own outbox rows and, for a message that
+    /// went to another node's room, what its host reported.
     pub(crate) async fn delivery_of_event(&self, id: &EventId) -> Result<Delivery> {
         let mut conn = self.store.pool().acquire().await?;
-        Ok(delivery_of(outbox::deliveries(&mut conn, id).await?))
+        let mut peers = outbox::deliveries(&mut conn, id).await?;
+        let to_host = peers.len() == 1 && outbox::pending_or_replica(&mut conn, id).await?;
+        if to_host {
+            let mut receipts = outbox::receipts(&mut conn, id).await?;
+            let reported = receipts.iter().any(|r| r.peer == self.id);
+            receipts.retain(|r| r.peer != self.id);
+            peers.extend(receipts);
+            let mut delivery = delivery_of(peers);
+            if delivery.state == DeliveryState::Delivered && !reported {
+                // The host has it and is still passing it on.
+                delivery.state = DeliveryState::Queued;
+            }
+            return Ok(delivery);
+        }
+        Ok(delivery_of(peers))
     }
 
     /// What is queued for a peer, for `peer list`.

@@ -30,7 +30,15 @@ pub enum OutboxState {
 }
 
 impl OutboxState {
-    fn as_str(self) -> &'static str {
+    pub fn parse(s: &str) -> OutboxState {
+        match s {
+            "delivered" => OutboxState::Delivered,
+            "refused" => OutboxState::Refused,
+            _ => OutboxState::Queued,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
         match self {
             OutboxState::Queued => "queued",
             OutboxState::Delivered => "delivered",
@@ -189,11 +197,7 @@ pub async fn deliveries(conn: &mut AnyConnection, event: &EventId) -> Result<Vec
                     "outbox peer",
                     TenantId::parse(&r.try_get::<String, _>("peer")?),
                 )?,
-                state: match state.as_str() {
-                    "delivered" => OutboxState::Delivered,
-                    "refused" => OutboxState::Refused,
-                    _ => OutboxState::Queued,
-                },
+                state: OutboxState::parse(&state),
                 reason: r.try_get("reason")?,
                 attempts: r.try_get::<i64, _>("attempts")? as u32,
             })
@@ -290,4 +294,70 @@ pub async fn pending_by_id(conn: &mut AnyConnection, id: &EventId) -> Result<Opt
     .fetch_optional(conn)
     .await?;
     row.as_ref().map(pending_from_row).transpose()
+}
+
+/// Whether every envelope queued for `event` has its answer.
+pub async fn all_done(conn: &mut AnyConnection, event: &str) -> Result<bool> {
+    let row =
+        sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE event_id = $1 AND state = 'queued'")
+            .bind(event)
+            .fetch_one(conn)
+            .await?;
+    Ok(row.try_get::<i64, _>("n")? == 0)
+}
+
+/// Records what the host reported for one of our messages at one peer.
+pub async fn put_receipt(
+    conn: &mut AnyConnection,
+    event: &EventId,
+    d: &PeerDelivery,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO receipts (event_id, peer, state, reason) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (event_id, peer) DO UPDATE SET state = excluded.state, reason = excluded.reason",
+    )
+    .bind(event.to_string())
+    .bind(d.peer.as_str())
+    .bind(d.state.as_str())
+    .bind(d.reason.as_deref())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// What hosts reported for one of our messages.
+pub async fn receipts(conn: &mut AnyConnection, event: &EventId) -> Result<Vec<PeerDelivery>> {
+    let rows =
+        sqlx::query("SELECT peer, state, reason FROM receipts WHERE event_id = $1 ORDER BY peer")
+            .bind(event.to_string())
+            .fetch_all(conn)
+            .await?;
+    rows.iter()
+        .map(|r| {
+            let state: String = r.try_get("state")?;
+            Ok(PeerDelivery {
+                peer: stored(
+                    "receipt peer",
+                    TenantId::parse(&r.try_get::<String, _>("peer")?),
+                )?,
+                state: OutboxState::parse(&state),
+                reason: r.try_get("reason")?,
+                attempts: 0,
+            })
+        })
+        .collect()
+}
+
+/// Whether `event` is one our member sent to a room hosted elsewhere (still
+/// pending, or come back sequenced into a replica).
+pub async fn pending_or_replica(conn: &mut AnyConnection, event: &EventId) -> Result<bool> {
+    let row = sqlx::query(
+        "SELECT (SELECT COUNT(*) FROM pending_events WHERE event_id = $1) \
+              + (SELECT COUNT(*) FROM events e JOIN rooms r ON r.id = e.room_id \
+                 WHERE e.event_id = $1 AND r.host IS NOT NULL) AS n",
+    )
+    .bind(event.to_string())
+    .fetch_one(conn)
+    .await?;
+    Ok(row.try_get::<i64, _>("n")? > 0)
 }
