@@ -916,3 +916,69 @@ async fn a_contact_shared_with_a_colleague_cannot_be_deleted_and_deleting_stops_
             .contains(&"hello?".to_string())
     );
 }
+
+#[tokio::test]
+async fn a_link_cut_again_and_again_during_a_burst_loses_and_doubles_nothing() {
+    let mut a = TestNode::start("a.example").await;
+    let mut b = TestNode::start("b.example").await;
+    let to_a = a.behind_cutter().await;
+    let to_b = b.behind_cutter().await;
+    peer_with(&a, &b).await;
+    let alice = a.member("alice").await;
+    let bob = b.member("bob").await;
+    allow(&a.admin().await, true, &alice.id, true).await;
+    allow(&b.admin().await, true, &bob.id, true).await;
+    befriend(&alice, &bob).await;
+    let room = room_with(&alice, &bob.id).await.id;
+    room_with(&bob, &alice.id).await;
+
+    let flapping = [
+        to_a.flap(Duration::from_millis(150)),
+        to_b.flap(Duration::from_millis(200)),
+    ];
+    let burst = |who: &Member, tag: &'static str| {
+        let who = Member {
+            id: who.id.clone(),
+            client: who.client.clone(),
+        };
+        let room = room.clone();
+        tokio::spawn(async move {
+            for i in 0..300 {
+                who.send(&room, &format!("{tag}{i:03}")).await.unwrap();
+            }
+        })
+    };
+    let (from_a, from_b) = (burst(&alice, "a"), burst(&bob, "b"));
+    from_a.await.unwrap();
+    from_b.await.unwrap();
+    for f in flapping {
+        f.abort();
+    }
+    let cuts = to_a.cuts.load(std::sync::atomic::Ordering::Relaxed)
+        + to_b.cuts.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(cuts >= 4, "the link was cut {cuts} times");
+    let reconnects = to_a.connections.load(std::sync::atomic::Ordering::Relaxed)
+        + to_b.connections.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        reconnects >= 4,
+        "the nodes dialled through the proxies {reconnects} times"
+    );
+    for who in [&alice, &bob] {
+        let got = until_texts(who, &room, 600).await;
+        assert_eq!(got.len(), 600, "nothing doubled at {}", who.id);
+        for tag in ["a", "b"] {
+            let mine: Vec<&String> = got.iter().filter(|t| t.starts_with(tag)).collect();
+            let expected: Vec<String> = (0..300).map(|i| format!("{tag}{i:03}")).collect();
+            assert_eq!(
+                mine,
+                expected.iter().collect::<Vec<_>>(),
+                "{tag} in order at {}",
+                who.id
+            );
+        }
+    }
+    assert_eq!(
+        history_texts(&alice, &room).await,
+        history_texts(&bob, &room).await
+    );
+}

@@ -722,3 +722,90 @@ pub fn attachment(event: &pb::RoomEvent) -> Option<&pb::Attachment> {
         _ => None,
     }
 }
+
+/// A TCP proxy of our own in front of a node's bridge, which can drop every
+/// connection through it at once: a link that flaps.
+pub struct LinkCutter {
+    pub addr: String,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+    pub cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Connections made through the proxy.
+    pub connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl LinkCutter {
+    pub async fn start(target: &str) -> LinkCutter {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let addr = listener.local_addr().unwrap().to_string();
+        let conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> =
+            Default::default();
+        let target = target.to_string();
+        let connections: std::sync::Arc<std::sync::atomic::AtomicUsize> = Default::default();
+        let accept = {
+            let conns = conns.clone();
+            let connections = connections.clone();
+            tokio::spawn(async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let target = target.clone();
+                    let task = tokio::spawn(async move {
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    conns.lock().unwrap().push(task);
+                }
+            })
+        };
+        LinkCutter {
+            addr,
+            conns,
+            accept,
+            cuts: Default::default(),
+            connections,
+        }
+    }
+
+    /// Drops every connection through the proxy.
+    pub fn cut(&self) {
+        for task in self.conns.lock().unwrap().drain(..) {
+            task.abort();
+        }
+        self.cuts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Cuts the link every `every` until the returned handle is aborted.
+    pub fn flap(self: &std::sync::Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                me.cut();
+            }
+        })
+    }
+}
+
+impl Drop for LinkCutter {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+impl TestNode {
+    /// Puts a `LinkCutter` in front of this node's bridge: peers that peer
+    /// with it from now on reach it only through the proxy.
+    pub async fn behind_cutter(&mut self) -> std::sync::Arc<LinkCutter> {
+        let cutter = std::sync::Arc::new(LinkCutter::start(&self.bridge).await);
+        let addr = cutter.addr.clone();
+        self.edit_config(|c| c.bridge.advertise = Some(addr));
+        self.terminate().await;
+        self.restart().await;
+        cutter
+    }
+}
