@@ -982,3 +982,195 @@ async fn a_link_cut_again_and_again_during_a_burst_loses_and_doubles_nothing() {
         history_texts(&bob, &room).await
     );
 }
+
+#[tokio::test]
+async fn a_message_is_delivered_in_exactly_one_of_sixteen_policy_combinations() {
+    let (a, b, alice, bob) = pair().await;
+    room_with(&bob, &alice.id).await;
+    let (admin_a, admin_b) = (a.admin().await, b.admin().await);
+    let mut delivered = Vec::new();
+    for bits in 0..16u8 {
+        let on = |bit: u8| bits & (1 << bit) != 0;
+        allow(&admin_a, on(0), &alice.id, on(1)).await;
+        allow(&admin_b, on(2), &bob.id, on(3)).await;
+        let text = format!("combination {bits}");
+        // Alice (re)opens the direct room and writes; refusals at her end
+        // are answers too.
+        let sent = match alice
+            .create_room(pb::RoomKind::Direct, "", &[&bob.id])
+            .await
+        {
+            Ok(room) => alice.send(&room.id, &text).await.map(|_| room.id),
+            Err(e) => Err(e),
+        };
+        let arrived = match &sent {
+            Ok(room) => {
+                let deadline = tokio::time::Instant::now()
+                    + Duration::from_secs(if bits == 15 { 20 } else { 1 });
+                loop {
+                    if let Ok(history) = bob.history(room).await
+                        && texts(&history).contains(&text)
+                    {
+                        break true;
+                    }
+                    if tokio::time::Instant::now() > deadline {
+                        break false;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            Err(_) => false,
+        };
+        if arrived {
+            delivered.push(bits);
+        }
+    }
+    assert_eq!(
+        delivered,
+        vec![15],
+        "only with both companies and both members on"
+    );
+}
+
+/// Three companies, each with one member, in a group hosted at a.example.
+async fn three_company_group() -> (TestNode, TestNode, TestNode, Member, Member, Member, String) {
+    let a = TestNode::start("a.example").await;
+    let b = TestNode::start("b.example").await;
+    let c = TestNode::start("c.example").await;
+    peer_with(&a, &b).await;
+    peer_with(&a, &c).await;
+    let alice = a.member("alice").await;
+    let bob = b.member("bob").await;
+    let carol = c.member("carol").await;
+    allow(&a.admin().await, true, &alice.id, true).await;
+    allow(&b.admin().await, true, &bob.id, true).await;
+    allow(&c.admin().await, true, &carol.id, true).await;
+    befriend(&alice, &bob).await;
+    befriend(&alice, &carol).await;
+    let room = alice
+        .group_room("Trio", &[bob.id.as_str(), carol.id.as_str()])
+        .await
+        .id;
+    room_with(&bob, &carol.id).await;
+    room_with(&carol, &bob.id).await;
+    (a, b, c, alice, bob, carol, room)
+}
+
+async fn members_of(who: &Member, room: &str) -> Option<Vec<String>> {
+    who.rooms()
+        .await
+        .into_iter()
+        .find(|r| r.id == room)
+        .map(|r| r.members)
+}
+
+#[tokio::test]
+async fn group_members_who_stop_being_permitted_are_removed_for_everyone() {
+    let (_a, b, c, alice, bob, carol, room) = three_company_group().await;
+    external(&c.admin().await, false).await;
+    assert_eq!(
+        members_of(&carol, &room).await,
+        None,
+        "gone from carol's list at once"
+    );
+    for who in [&alice, &bob] {
+        until(
+            RELAY_DEADLINE,
+            "carol leaves the room everywhere",
+            || async {
+                members_of(who, &room).await == Some(vec![alice.id.clone(), bob.id.clone()])
+            },
+        )
+        .await;
+    }
+    let shown = alice.history(&room).await.unwrap();
+    assert!(shown.iter().any(|e| {
+        matches!(e.body, Some(pb::room_event::Body::Unknown(_))) && e.sender == carol.id
+    }));
+    b.admin()
+        .await
+        .external
+        .clone()
+        .remove_connected(pb::RemoveConnectedRequest {
+            member_id: bob.id.clone(),
+        })
+        .await
+        .unwrap();
+    until(RELAY_DEADLINE, "bob leaves too", || async {
+        members_of(&alice, &room).await == Some(vec![alice.id.clone()])
+    })
+    .await;
+    alice.send(&room, "alone now").await.unwrap();
+    assert_eq!(history_texts(&alice, &room).await, vec!["alone now"]);
+}
+
+#[tokio::test]
+async fn a_group_master_on_another_node_runs_the_room_through_its_host() {
+    let (_a, _b, _c, alice, bob, carol, room) = three_company_group().await;
+    // The master leaves: the longest-standing member, bob of b.example,
+    // takes over, and every node agrees.
+    alice
+        .client
+        .rooms
+        .clone()
+        .leave_room(pb::LeaveRoomRequest {
+            room_id: room.clone(),
+        })
+        .await
+        .unwrap();
+    for who in [&bob, &carol] {
+        until(RELAY_DEADLINE, "bob is the master everywhere", || async {
+            who.rooms()
+                .await
+                .iter()
+                .any(|r| r.id == room && r.master == bob.id && r.members.len() == 2)
+        })
+        .await;
+    }
+    // carol is not the master: her own node refuses at once.
+    check(
+        carol
+            .client
+            .rooms
+            .clone()
+            .remove_member(pb::RemoveMemberRequest {
+                room_id: room.clone(),
+                member_id: bob.id.clone(),
+            })
+            .await,
+        Code::PermissionDenied,
+        "only the group master",
+    );
+    // bob's node proposes the removal to the host, which applies it.
+    let mut rooms = bob.client.rooms.clone();
+    let renamed = rooms
+        .rename_room(pb::RenameRoomRequest {
+            room_id: room.clone(),
+            name: "Duo".into(),
+        })
+        .await;
+    renamed.unwrap();
+    rooms
+        .remove_member(pb::RemoveMemberRequest {
+            room_id: room.clone(),
+            member_id: carol.id.clone(),
+        })
+        .await
+        .unwrap();
+    until(RELAY_DEADLINE, "carol is removed everywhere", || async {
+        members_of(&carol, &room).await.is_none()
+            && members_of(&bob, &room).await == Some(vec![bob.id.clone()])
+    })
+    .await;
+    let at_bob = bob
+        .rooms()
+        .await
+        .into_iter()
+        .find(|r| r.id == room)
+        .unwrap();
+    assert_eq!(at_bob.name, "Duo");
+    assert_eq!(
+        at_bob.host, "a.example",
+        "the room stays hosted where it was made"
+    );
+}

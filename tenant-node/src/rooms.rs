@@ -193,8 +193,9 @@ impl Tenant {
         }
         match &row.host {
             None => {
-                // Either of the two may bring the room back: act as one still in it.
-                let actor = if missing.contains(&local.to_string()) {
+                // Either of the two may bring the room back: act as one
+                // still in it, or as the one opening it when both left.
+                let actor = if missing.contains(&local.to_string()) && missing.len() == 1 {
                     other
                 } else {
                     local
@@ -932,19 +933,25 @@ async fn check_rules(
     body: &EventBody,
 ) -> Result<()> {
     let room = row.id;
-    require_member(conn, &room, actor).await?;
-    match body {
-        EventBody::Joined { members } if row.kind == RoomKind::Direct => {
-            // Only bringing back one of the two, which `open_direct` does.
-            let key = rooms::direct_room_key_of(conn, &room).await?;
-            for m in members {
-                if !key.split(' ').any(|k| k == m) {
-                    return Err(Error::FailedPrecondition(
-                        "a direct room's members cannot change; create a group room instead".into(),
-                    ));
-                }
+    if let (EventBody::Joined { members }, RoomKind::Direct) = (body, row.kind) {
+        // Only bringing back one or both of the two, which `open_direct` does.
+        let key = rooms::direct_room_key_of(conn, &room).await?;
+        if !key.split(' ').any(|k| k == actor.as_str()) {
+            return Err(Error::PermissionDenied(format!(
+                "{actor} is not one of the two members of room {room}"
+            )));
+        }
+        for m in members {
+            if !key.split(' ').any(|k| k == m) {
+                return Err(Error::FailedPrecondition(
+                    "a direct room's members cannot change; create a group room instead".into(),
+                ));
             }
         }
+        return Ok(());
+    }
+    require_member(conn, &room, actor).await?;
+    match body {
         EventBody::Joined { .. } | EventBody::Removed { .. } => {
             let action = if matches!(body, EventBody::Joined { .. }) {
                 "add members"
