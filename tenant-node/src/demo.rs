@@ -200,6 +200,7 @@ async fn allow_external(acme: &DemoNode, globex: &DemoNode) -> anyhow::Result<()
         ),
     }
     befriend(&alice, &carol).await?;
+    chat_across(acme, globex, &alice, &carol).await?;
     let audit = globex_admin
         .audit
         .clone()
@@ -339,6 +340,281 @@ async fn befriend(alice: &Client, carol: &Client) -> anyhow::Result<()> {
         ),
     );
     Ok(())
+}
+
+/// The rest of the story: a 1:1 chat across the companies, a group room
+/// with members of both, a sticker and a file, and globex switching
+/// external messaging off.
+async fn chat_across(
+    acme: &DemoNode,
+    globex: &DemoNode,
+    alice: &Client,
+    carol: &Client,
+) -> anyhow::Result<()> {
+    println!("\n== alice and carol chat in their 1:1 room, hosted by acme.example's node");
+    let room = wait_for_room(carol, "alice@acme.example").await?;
+    say(
+        "carol",
+        format!(
+            "room list: 1:1 with alice, hosted by {}, external: {}",
+            room.host, room.external
+        ),
+    );
+    let mut carol_stream = watch(carol, &room.id, room.last_seq).await?;
+    let mut alice_stream = watch(alice, &room.id, room.last_seq).await?;
+    let sent = send(
+        alice,
+        &room.id,
+        "Hello Carol, shall we plan the launch?",
+        "",
+        "",
+    )
+    .await?;
+    say("alice", sent_line(&sent));
+    say(
+        "carol",
+        format!(
+            "sees {}",
+            crate::cli::event_line(&next_event(&mut carol_stream).await?)
+        ),
+    );
+    next_event(&mut alice_stream).await?;
+    let sticker = send(carol, &room.id, "", "thumbs-up", "").await?;
+    say("carol", sent_line(&sticker));
+    say(
+        "alice",
+        format!(
+            "sees {}",
+            crate::cli::event_line(&next_event(&mut alice_stream).await?)
+        ),
+    );
+    let sticker_id = sticker.event.unwrap_or_default().event_id;
+    let delivery = wait_delivered(carol, &room.id, &sticker_id).await?;
+    say(
+        "carol",
+        format!("her sticker is {}", crate::cli::delivery_line(&delivery)),
+    );
+
+    println!("\n== a group room with members of both companies; alice posts a file");
+    let acme_admin = acme.admin().await?;
+    acme_admin
+        .external
+        .clone()
+        .add_connected(pb::AddConnectedRequest {
+            member_id: "bob@acme.example".into(),
+        })
+        .await
+        .map_err(status_error)?;
+    say("acme.example admin", "admin connected add bob@acme.example");
+    let group = alice
+        .rooms
+        .clone()
+        .create_room(pb::CreateRoomRequest {
+            kind: pb::RoomKind::Group as i32,
+            name: "Launch".into(),
+            members: vec!["bob@acme.example".into(), "carol@globex.example".into()],
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    say(
+        "alice",
+        format!(
+            "room create --name Launch bob carol → {} members, external: {}",
+            group.members.len(),
+            group.external
+        ),
+    );
+    let plan = b"Launch plan: 1. announce 2. ship 3. celebrate\n".repeat(2000);
+    let mut chunks: Vec<pb::UploadChunk> = plan
+        .chunks(64 * 1024)
+        .map(|c| pb::UploadChunk {
+            data: c.to_vec(),
+            ..Default::default()
+        })
+        .collect();
+    chunks[0].room_id = group.id.clone();
+    chunks[0].name = "plan.txt".into();
+    chunks[0].content_type = "text/plain".into();
+    let uploaded = alice
+        .rooms
+        .clone()
+        .upload_attachment(tokio_stream::iter(chunks))
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let posted = send(alice, &group.id, "", "", &uploaded.id).await?;
+    say("alice", sent_line(&posted));
+    wait_for_room(carol, "bob@acme.example").await?;
+    let mut download = carol
+        .rooms
+        .clone()
+        .download_attachment(pb::DownloadAttachmentRequest {
+            attachment_id: uploaded.id.clone(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let mut bytes = 0;
+    while let Some(chunk) = download.message().await.map_err(status_error)? {
+        bytes += chunk.data.len();
+    }
+    say(
+        "carol",
+        format!(
+            "room download {} → {bytes} bytes, fetched over the bridge and checked (sha256 {}…)",
+            uploaded.name,
+            &uploaded.sha256[..12]
+        ),
+    );
+
+    println!("\n== globex.example switches external messaging off");
+    globex
+        .admin()
+        .await?
+        .external
+        .clone()
+        .set_external_settings(pb::SetExternalSettingsRequest {
+            enabled: Some(false),
+            ..Default::default()
+        })
+        .await
+        .map_err(status_error)?;
+    say("globex.example admin", "admin external set --enabled off");
+    let carols = carol
+        .rooms
+        .clone()
+        .list_rooms(pb::ListRoomsRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    say(
+        "carol",
+        format!(
+            "room list: {} rooms with other companies",
+            carols.rooms.iter().filter(|r| r.external).count()
+        ),
+    );
+    let gone = next_event(&mut alice_stream).await?;
+    say("alice", format!("sees {}", crate::cli::event_line(&gone)));
+    let shown = alice
+        .contacts
+        .clone()
+        .get_contact(pb::ContactRef {
+            user_id: "carol@globex.example".into(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    say(
+        "alice",
+        format!(
+            "contact show carol@globex.example → status {:?}",
+            shown.status
+        ),
+    );
+    Ok(())
+}
+
+async fn watch(
+    who: &Client,
+    room: &str,
+    after: u64,
+) -> anyhow::Result<tonic::Streaming<pb::WatchEvent>> {
+    Ok(who
+        .rooms
+        .clone()
+        .watch(pb::WatchRequest {
+            cursors: vec![pb::RoomCursor {
+                room_id: room.into(),
+                seq: after,
+            }],
+            room_id: room.into(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner())
+}
+
+async fn send(
+    who: &Client,
+    room: &str,
+    text: &str,
+    sticker: &str,
+    attachment_id: &str,
+) -> anyhow::Result<pb::SendMessageResponse> {
+    Ok(who
+        .rooms
+        .clone()
+        .send_message(pb::SendMessageRequest {
+            room_id: room.into(),
+            idempotency_key: ulid::Ulid::new().to_string(),
+            text: text.into(),
+            sticker: sticker.into(),
+            attachment_id: attachment_id.into(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner())
+}
+
+fn sent_line(sent: &pb::SendMessageResponse) -> String {
+    let event = sent.event.clone().unwrap_or_default();
+    let what = crate::cli::event_line(&event);
+    let what = if event.seq == 0 {
+        format!(
+            "{} (sent to the room's host)",
+            what.trim_start_matches("#0 ")
+        )
+    } else {
+        what
+    };
+    format!(
+        "room send → {what} [{}]",
+        crate::cli::delivery_line(&sent.delivery.clone().unwrap_or_default())
+    )
+}
+
+/// A room of `who`'s with `member` in it, once the relay brought it.
+async fn wait_for_room(who: &Client, member: &str) -> anyhow::Result<pb::Room> {
+    for _ in 0..200 {
+        let rooms = who
+            .rooms
+            .clone()
+            .list_rooms(pb::ListRoomsRequest {})
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        if let Some(room) = rooms
+            .rooms
+            .into_iter()
+            .find(|r| r.members.iter().any(|m| m == member))
+        {
+            return Ok(room);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(anyhow!("no room with {member} arrived within 10 s"))
+}
+
+async fn wait_delivered(who: &Client, room: &str, event: &str) -> anyhow::Result<pb::Delivery> {
+    for _ in 0..200 {
+        let d = who
+            .rooms
+            .clone()
+            .get_delivery(pb::GetDeliveryRequest {
+                room_id: room.into(),
+                event_id: event.into(),
+            })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        if d.state != pb::DeliveryState::Queued as i32 {
+            return Ok(d);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(anyhow!("message {event} was still queued after 10 s"))
 }
 
 async fn peer(inviter: &DemoNode, acceptor: &DemoNode) -> anyhow::Result<()> {

@@ -755,6 +755,10 @@ impl Tenant {
         let summary = match &event.body {
             EventBody::Text { text } => format!("text: {text}"),
             EventBody::Sticker { name } => format!("sticker: {name}"),
+            EventBody::Attachment(a) => format!(
+                "file: {} ({} bytes, {}, sha256 {}, id {})",
+                a.name, a.size, a.content_type, a.sha256, a.id
+            ),
             other => other.kind().to_string(),
         };
         let mut entry = audit::NewEntry::new(&format!("room.{}", event.body.kind()), &event.sender)

@@ -9,7 +9,7 @@ mod commands;
 mod output;
 
 pub use commands::status_error;
-pub use output::event_line;
+pub use output::{delivery_line, event_line};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
