@@ -9,6 +9,7 @@ use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 use support::{TestNode, check, text};
 use tonic::Code;
+use works_proto::client::v1 as pb;
 
 const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 
@@ -144,4 +145,61 @@ async fn postgres_backend_keeps_order_idempotency_and_durability() {
     assert!(verified.ok && verified.entries == 1, "{verified:?}");
     node.kill().await;
     db.drop_it().await;
+}
+
+#[tokio::test]
+async fn rooms_across_companies_relay_on_postgresql() {
+    let (db_a, db_b) = (Database::create().await, Database::create().await);
+    let (url_a, url_b) = (db_a.url(), db_b.url());
+    let a = TestNode::start_with("a.example", |c| c.storage.url = url_a.clone()).await;
+    let mut b = TestNode::start_with("b.example", |c| c.storage.url = url_b.clone()).await;
+    support::peer_with(&a, &b).await;
+    let alice = a.member("alice").await;
+    let bob = b.member("bob").await;
+    support::allow(&a.admin().await, true, &alice.id, true).await;
+    support::allow(&b.admin().await, true, &bob.id, true).await;
+    support::befriend(&alice, &bob).await;
+    let deadline = std::time::Duration::from_secs(30);
+    support::until(deadline, "bob has the direct room", || async {
+        !bob.rooms().await.is_empty()
+    })
+    .await;
+    let room = bob.rooms().await.remove(0).id;
+    b.terminate().await;
+    for i in 0..50 {
+        alice.send(&room, &format!("a{i}")).await.unwrap();
+    }
+    b.restart().await;
+    let bob = b.login(&bob.id).await;
+    let reply = bob.send_keyed(&room, "k", "b0").await.unwrap();
+    let id = reply.event.unwrap().event_id;
+    support::until(deadline, "bob's message is delivered", || async {
+        bob.delivery(&room, &id).await.unwrap().state == pb::DeliveryState::Delivered as i32
+    })
+    .await;
+    let file = bob
+        .send_file(&room, "f.bin", &[7u8; 100_000])
+        .await
+        .unwrap();
+    let file_id = support::attachment(&file.event.unwrap()).map(|a| a.id.clone());
+    let texts = |events: Vec<pb::RoomEvent>| -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|e| text(e).map(str::to_string))
+            .collect()
+    };
+    let expected: Vec<String> = (0..50)
+        .map(|i| format!("a{i}"))
+        .chain(["b0".into()])
+        .collect();
+    support::until(deadline, "both nodes hold the same 51 messages", || async {
+        texts(alice.history(&room).await.unwrap()) == expected
+            && texts(bob.history(&room).await.unwrap()) == expected
+    })
+    .await;
+    let (_, bytes) = alice.download(&file_id.unwrap()).await.unwrap();
+    assert_eq!(bytes, vec![7u8; 100_000]);
+    drop((a, b));
+    db_a.drop_it().await;
+    db_b.drop_it().await;
 }
