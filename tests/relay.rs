@@ -1174,3 +1174,40 @@ async fn a_group_master_on_another_node_runs_the_room_through_its_host() {
         "the room stays hosted where it was made"
     );
 }
+
+#[tokio::test]
+async fn a_peer_that_never_acknowledges_keeps_messages_queued_until_it_does() {
+    let (_a, b, alice, bob) = pair().await;
+    let room = room_with(&alice, &bob.id).await.id;
+    room_with(&bob, &alice.id).await;
+    alice.send(&room, "warm").await.unwrap();
+    until_texts(&bob, &room, 1).await;
+    // b.example hangs: its kernel still accepts, the node answers nothing,
+    // so the open relay stream gets no acknowledgement.
+    b.set_running(false);
+    let mut sent = Vec::new();
+    for i in 0..100 {
+        sent.push(alice.send(&room, &format!("h{i:03}")).await.unwrap());
+    }
+    let (first, last) = (sent[0].clone(), sent[99].clone());
+    // The relay gives up on an unanswered batch after its timeout (10 s)
+    // and tries again; nothing is marked delivered meanwhile.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let d = alice.delivery(&room, &first.event_id).await.unwrap();
+    assert_eq!(state(&d), pb::DeliveryState::Queued);
+    assert!(
+        d.peers[0].attempts >= 1,
+        "the unanswered batch counts as an attempt: {d:?}"
+    );
+    assert!(d.peers[0].reason.contains("acknowledgement"), "{d:?}");
+    b.set_running(true);
+    let got = until_texts(&bob, &room, 101).await;
+    let expected: Vec<String> = std::iter::once("warm".to_string())
+        .chain((0..100).map(|i| format!("h{i:03}")))
+        .collect();
+    assert_eq!(got, expected);
+    until(RELAY_DEADLINE, "the last one is delivered", || async {
+        state(&alice.delivery(&room, &last.event_id).await.unwrap()) == pb::DeliveryState::Delivered
+    })
+    .await;
+}

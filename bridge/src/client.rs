@@ -437,19 +437,19 @@ impl RelayStream {
         self.tx
             .send(batch)
             .await
-            .map_err(|_| BridgeError::Malformed("the relay stream was closed".into()))?;
+            .map_err(|_| BridgeError::NoAnswer("the relay stream was closed".into()))?;
         let mut outcomes = Vec::with_capacity(ids.len());
         for id in ids {
             let ack = match tokio::time::timeout(ACK_TIMEOUT, self.acks.message()).await {
                 Err(_) => {
-                    return Err(BridgeError::Malformed(format!(
+                    return Err(BridgeError::NoAnswer(format!(
                         "no acknowledgement within {}s",
                         ACK_TIMEOUT.as_secs()
                     )));
                 }
                 Ok(Err(status)) => return Err(BridgeError::Refused(status)),
                 Ok(Ok(None)) => {
-                    return Err(BridgeError::Malformed(
+                    return Err(BridgeError::NoAnswer(
                         "the peer closed the relay stream".into(),
                     ));
                 }

@@ -52,6 +52,9 @@ pub enum BridgeError {
     Refused(Status),
     #[error("the peer sent a malformed answer: {0}")]
     Malformed(String),
+    /// The peer took the call but did not answer in time.
+    #[error("the peer did not answer: {0}")]
+    NoAnswer(String),
     #[error("TLS configuration: {0}")]
     Tls(String),
 }

@@ -745,7 +745,7 @@ pub fn bridge_error(peer: &TenantId, error: BridgeError) -> Error {
         BridgeError::Handshake { .. } => {
             Error::FailedPrecondition(format!("cannot peer with {peer}: {error}"))
         }
-        BridgeError::Unreachable { .. } | BridgeError::Endpoint(..) => {
+        BridgeError::Unreachable { .. } | BridgeError::Endpoint(..) | BridgeError::NoAnswer(_) => {
             Error::Unavailable(format!("{peer}: {error}"))
         }
         BridgeError::Malformed(_) | BridgeError::Tls(_) => {

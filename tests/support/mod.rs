@@ -165,6 +165,18 @@ impl TestNode {
             .expect("wait")
     }
 
+    /// SIGSTOP (`false`) or SIGCONT (`true`): a node that hangs, accepting
+    /// connections in the kernel but answering nothing.
+    pub fn set_running(&self, running: bool) {
+        let pid = self.child.as_ref().and_then(|c| c.id()).expect("running");
+        let status = std::process::Command::new("kill")
+            .arg(if running { "-CONT" } else { "-STOP" })
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
     pub async fn restart(&mut self) {
         self.kill().await;
         self.spawn().await;
