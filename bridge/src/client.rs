@@ -20,6 +20,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// A connection to one peer's bridge.
 pub struct PeerClient {
     inner: pb::bridge_client::BridgeClient<Channel>,
+    channel: Channel,
     endpoint: String,
     /// The certificate chain the peer's server presented.
     pub server_chain: Vec<CertificateDer<'static>>,
@@ -126,7 +127,8 @@ impl PeerClient {
             }
         };
         Ok(PeerClient {
-            inner: pb::bridge_client::BridgeClient::new(channel),
+            inner: pb::bridge_client::BridgeClient::new(channel.clone()),
+            channel,
             endpoint,
             server_chain: state.server_chain,
         })
@@ -385,6 +387,11 @@ impl PeerClient {
             .map_err(BridgeError::Refused)?
             .into_inner();
         Ok(RelayStream { tx, acks })
+    }
+
+    /// The verified connection, for calls of any shape (tests, tools).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
     }
 
     /// The raw generated client, for calls this wrapper does not cover yet.

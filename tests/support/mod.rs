@@ -19,7 +19,7 @@ use tonic::Code;
 use works_proto::client::v1 as pb;
 
 pub const PASSWORD: &str = "correct horse battery";
-const ADMIN_PASSWORD: &str = "admin password 1";
+pub const ADMIN_PASSWORD: &str = "admin password 1";
 const START_DEADLINE: Duration = Duration::from_secs(20);
 pub const EVENT_DEADLINE: Duration = Duration::from_secs(10);
 
