@@ -446,6 +446,12 @@ async fn chat_across(
     let posted = send(alice, &group.id, "", "", &uploaded.id).await?;
     say("alice", sent_line(&posted));
     wait_for_room(carol, "bob@acme.example").await?;
+    wait_for_event(
+        carol,
+        &group.id,
+        &posted.event.clone().unwrap_or_default().event_id,
+    )
+    .await?;
     let mut download = carol
         .rooms
         .clone()
@@ -595,6 +601,27 @@ async fn wait_for_room(who: &Client, member: &str) -> anyhow::Result<pb::Room> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Err(anyhow!("no room with {member} arrived within 10 s"))
+}
+
+/// Waits until `event` is in `who`'s copy of `room`.
+async fn wait_for_event(who: &Client, room: &str, event: &str) -> anyhow::Result<()> {
+    for _ in 0..200 {
+        let page = who
+            .rooms
+            .clone()
+            .history(pb::HistoryRequest {
+                room_id: room.into(),
+                ..Default::default()
+            })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        if page.events.iter().any(|e| e.event_id == event) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(anyhow!("event {event} did not reach {room} within 10 s"))
 }
 
 async fn wait_delivered(who: &Client, room: &str, event: &str) -> anyhow::Result<pb::Delivery> {
