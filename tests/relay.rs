@@ -1211,3 +1211,35 @@ async fn a_peer_that_never_acknowledges_keeps_messages_queued_until_it_does() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn unpeering_closes_the_queue_with_a_reason_and_stops_open_streams() {
+    let (a, mut b, alice, bob) = pair().await;
+    let room = room_with(&alice, &bob.id).await.id;
+    room_with(&bob, &alice.id).await;
+    b.terminate().await;
+    let stuck = alice.send(&room, "never to arrive").await.unwrap();
+    a.admin()
+        .await
+        .peering
+        .clone()
+        .remove_peer(pb::RemovePeerRequest {
+            tenant: "b.example".into(),
+        })
+        .await
+        .unwrap();
+    until(RELAY_DEADLINE, "the queued message is refused", || async {
+        state(&alice.delivery(&room, &stuck.event_id).await.unwrap()) == pb::DeliveryState::Refused
+    })
+    .await;
+    let d = alice.delivery(&room, &stuck.event_id).await.unwrap();
+    assert!(d.reason.contains("no longer a peer"), "{d:?}");
+    b.restart().await;
+    let bob = b.login(&bob.id).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !history_texts(&bob, &room)
+            .await
+            .contains(&"never to arrive".to_string())
+    );
+}

@@ -187,12 +187,17 @@ async fn send(
     stream: &mut Option<RelayStream>,
     rows: &[OutboxRow],
 ) -> Result<bool> {
+    let Some(row) = tenant.store.peer(peer).await? else {
+        // Unpeered: nothing queued for it can ever be delivered.
+        *stream = None;
+        let reason = format!("{peer} is no longer a peer");
+        let mut w = tenant.store.begin_write().await?;
+        let n = outbox::refuse_queued(&mut w.tx, peer, &reason, now_ms()).await?;
+        w.commit().await?;
+        tracing::info!(peer = %peer, refused = n, "queue of a former peer closed");
+        return Ok(true);
+    };
     if stream.is_none() {
-        let row = tenant
-            .store
-            .peer(peer)
-            .await?
-            .ok_or_else(|| Error::FailedPrecondition(format!("{peer} is no longer a peer")))?;
         let mut client = tenant
             .dial(&row)
             .await
@@ -372,11 +377,11 @@ impl Tenant {
         let hosted_by_peer = rooms::room(&mut w.tx, room)
             .await?
             .is_some_and(|r| r.host.as_ref() == Some(peer));
-        let ours = match events::by_id(&mut w.tx, id).await? {
-            Some(e) => e.sender.belongs_to(&self.id) && &e.room == room,
-            None => outbox::pending_by_id(&mut w.tx, id)
+        let ours = match outbox::pending_by_id(&mut w.tx, id).await? {
+            Some(p) => &p.room == room,
+            None => events::by_id(&mut w.tx, id)
                 .await?
-                .is_some_and(|p| &p.room == room),
+                .is_some_and(|e| e.sender.belongs_to(&self.id) && &e.room == room),
         };
         if !hosted_by_peer || !ours {
             return Err(Error::PermissionDenied(format!(
@@ -444,6 +449,25 @@ impl Tenant {
         peer: &TenantId,
         envelopes: Vec<Envelope>,
     ) -> Vec<Outcome> {
+        // A stream opened while peered outlives an unpeering: ask each time.
+        match self.store.peer(peer).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                let reason = format!("{} is not peered with {peer}", self.id);
+                return envelopes
+                    .iter()
+                    .map(|_| Outcome::Refused(reason.clone()))
+                    .collect();
+            }
+            Err(e) => {
+                tracing::warn!(peer = %peer, error = %e, "cannot check a relaying peer");
+                let reason = "the receiving node could not store it yet".to_string();
+                return envelopes
+                    .iter()
+                    .map(|_| Outcome::Retry(reason.clone()))
+                    .collect();
+            }
+        }
         let mut outcomes = Vec::with_capacity(envelopes.len());
         let mut waiting: Option<String> = None;
         for envelope in envelopes {
@@ -725,12 +749,14 @@ impl Tenant {
         let room = self.parse_room_id(room)?;
         let id = EventId::parse(event).map_err(Error::bad_id("event_id"))?;
         let mut conn = self.store.pool().acquire().await?;
-        let sender = match events::by_id(&mut conn, &id).await? {
-            Some(e) if e.room == room => Some(e.sender),
-            _ => outbox::pending_by_id(&mut conn, &id)
+        // Pending first: a message only ever moves from pending to stored,
+        // so reading in this order cannot miss it in between.
+        let sender = match outbox::pending_by_id(&mut conn, &id).await? {
+            Some(p) => (p.room == room).then_some(p.sender),
+            None => events::by_id(&mut conn, &id)
                 .await?
-                .filter(|p| p.room == room)
-                .map(|p| p.sender),
+                .filter(|e| e.room == room)
+                .map(|e| e.sender),
         };
         match sender {
             Some(sender) if sender == caller.member => {}

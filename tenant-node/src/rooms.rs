@@ -1013,19 +1013,19 @@ async fn earlier_send(
     sender: &MemberId,
     key: &str,
 ) -> Result<Option<RoomEvent>> {
-    if let Some(event) = events::by_idempotency_key(conn, room, sender, key).await? {
-        return Ok(Some(event));
-    }
-    Ok(outbox::pending_by_key(conn, room, sender, key)
-        .await?
-        .map(|p| RoomEvent {
+    // Pending first: a message only ever moves from pending to stored, so
+    // reading in this order cannot miss it in between.
+    if let Some(p) = outbox::pending_by_key(conn, room, sender, key).await? {
+        return Ok(Some(RoomEvent {
             id: p.event_id,
             room: p.room,
             seq: 0,
             sender: p.sender,
             at_ms: p.at_ms,
             body: p.body,
-        }))
+        }));
+    }
+    events::by_idempotency_key(conn, room, sender, key).await
 }
 
 fn pending_event(room: RoomId, change: Change) -> RoomEvent {

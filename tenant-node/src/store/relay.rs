@@ -361,3 +361,23 @@ pub async fn pending_or_replica(conn: &mut AnyConnection, event: &EventId) -> Re
     .await?;
     Ok(row.try_get::<i64, _>("n")? > 0)
 }
+
+/// Refuses everything still queued for `peer`; returns how many.
+pub async fn refuse_queued(
+    conn: &mut AnyConnection,
+    peer: &TenantId,
+    reason: &str,
+    at_ms: i64,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE outbox SET state = 'refused', reason = $1, done_at = $2 \
+         WHERE peer = $3 AND state = 'queued'",
+    )
+    .bind(reason)
+    .bind(at_ms)
+    .bind(peer.as_str())
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(done)
+}
