@@ -75,6 +75,8 @@ async fn sigterm_stops_the_node_cleanly_and_data_stays() {
     let bob = node.member("bob").await;
     let room = alice.direct_room(&bob.id).await;
     alice.send(&room.id, "before shutdown").await.unwrap();
+    // A member's live stream stays open: it must not hold the node up.
+    let _watching = bob.watch(&[]).await.unwrap();
     let status = node.terminate().await;
     assert!(status.success(), "node exited with {status}");
     assert!(node.log().contains("node stopped"), "log:\n{}", node.log());

@@ -128,27 +128,26 @@ impl Node {
         let (api_result, bridge_result) = tokio::select! {
             _ = shutdown => {
                 let _ = stop.send(true);
-                // Our outbound relay streams end now; peers' streams into
-                // our bridge get a moment to finish their batch, then close.
+                // Our outbound relay streams end now; open streams into
+                // both servers (peers' relays, members' live streams) get a
+                // moment to finish, then close.
                 relay.abort();
-                let bridge = match tokio::time::timeout(BRIDGE_GRACE, &mut bridge).await {
-                    Ok(finished) => finished,
-                    Err(_) => {
-                        bridge.abort();
-                        Ok(Ok(()))
-                    }
-                };
-                (api.await, bridge.map(|r| r.map_err(anyhow::Error::from)))
+                (within_grace(api).await, within_grace(bridge).await)
             }
             finished = &mut api => {
                 tracing::error!("the client API stopped; stopping the node");
                 let _ = stop.send(true);
-                (finished, bridge.await.map(|r| r.map_err(anyhow::Error::from)))
+                (finished.map_err(anyhow::Error::from), within_grace(bridge).await)
             }
             finished = &mut bridge => {
                 tracing::error!("the bridge stopped; stopping the node");
                 let _ = stop.send(true);
-                (api.await, finished.map(|r| r.map_err(anyhow::Error::from)))
+                (
+                    within_grace(api).await,
+                    finished
+                        .map(|r| r.map_err(anyhow::Error::from))
+                        .map_err(anyhow::Error::from),
+                )
             }
         };
         purge.abort();
@@ -160,8 +159,27 @@ impl Node {
     }
 }
 
-/// How long open bridge streams may take to finish when the node stops.
-const BRIDGE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long open streams may take to finish when the node stops.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits for a server task to finish its graceful shutdown, for at most
+/// `GRACE`; then drops it with whatever streams it still holds.
+async fn within_grace<T, E>(
+    mut task: tokio::task::JoinHandle<Result<T, E>>,
+) -> anyhow::Result<anyhow::Result<()>>
+where
+    E: Into<anyhow::Error>,
+{
+    match tokio::time::timeout(GRACE, &mut task).await {
+        Ok(Ok(result)) => Ok(result.map(|_| ()).map_err(Into::into)),
+        Ok(Err(join)) => Err(join.into()),
+        Err(_) => {
+            task.abort();
+            tracing::info!("streams still open at shutdown were closed");
+            Ok(Ok(()))
+        }
+    }
+}
 
 /// Drops expired login sessions once an hour.
 async fn purge_sessions(tenant: Arc<Tenant>) {
