@@ -128,16 +128,12 @@ pub enum Synchronous {
 
 impl Synchronous {
     /// Sets the mode in a node's config.
-    fn apply(self, _config: &mut Config) -> anyhow::Result<()> {
-        match self {
-            Synchronous::Normal => Ok(()),
-            // The store sets `PRAGMA synchronous = NORMAL` on every
-            // connection and the config has no setting for it yet.
-            Synchronous::Full => bail!(
-                "--synchronous full needs a storage setting for SQLite's synchronous mode, \
-                 which the node does not have yet (it always uses NORMAL)"
-            ),
-        }
+    fn apply(self, config: &mut Config) -> anyhow::Result<()> {
+        config.storage.synchronous = match self {
+            Synchronous::Normal => crate::config::Synchronous::Normal,
+            Synchronous::Full => crate::config::Synchronous::Full,
+        };
+        Ok(())
     }
 }
 

@@ -89,6 +89,19 @@ pub struct StorageConfig {
     pub url: String,
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// SQLite only: `normal` (the default; a killed process loses nothing
+    /// committed) or `full` (a power cut loses nothing committed, at the
+    /// cost of an fsync per commit).
+    #[serde(default)]
+    pub synchronous: Synchronous,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    #[default]
+    Normal,
+    Full,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -175,6 +188,7 @@ impl Default for StorageConfig {
         StorageConfig {
             url: default_database_url(),
             max_connections: default_max_connections(),
+            synchronous: Synchronous::default(),
         }
     }
 }

@@ -56,7 +56,11 @@ impl WriteTx {
 
 impl Store {
     /// Connects and brings the schema up to date.
-    pub async fn open(url: &str, max_connections: u32) -> Result<Store> {
+    pub async fn open(
+        url: &str,
+        max_connections: u32,
+        synchronous: crate::config::Synchronous,
+    ) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -73,17 +77,26 @@ impl Store {
             _ => url.to_string(),
         };
         let options: AnyConnectOptions = url.parse()?;
+        let pragmas = match synchronous {
+            crate::config::Synchronous::Normal => {
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;"
+            }
+            crate::config::Synchronous::Full => {
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;"
+            }
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
+            // An embedded database file does not drop connections; a ping
+            // on every acquire costs a round trip to its thread.
+            .test_before_acquire(backend != Backend::Sqlite)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
-                        )
-                        .await?;
+                        conn.execute(pragmas).await?;
                     }
                     Ok(())
                 })
