@@ -239,10 +239,11 @@ async fn send(
     let mut complete = true;
     let mut w = tenant.store.begin_write().await?;
     let mut answered = Vec::new();
+    let mut delivered = Vec::new();
     for (row, outcome) in rows.iter().zip(outcomes) {
         match outcome {
             Outcome::Stored => {
-                outbox::finish(&mut w.tx, row.id, OutboxState::Delivered, None, at).await?;
+                delivered.push(row.id);
                 answered.push((row.clone(), false));
             }
             Outcome::Refused(reason) => {
@@ -258,6 +259,7 @@ async fn send(
             }
         }
     }
+    outbox::delivered(&mut w.tx, &delivered, at).await?;
     w.commit().await?;
     for (row, refused) in answered {
         if refused {
@@ -368,18 +370,18 @@ impl Tenant {
     /// The host of a room reports on one of our members' messages.
     async fn receive_receipt(
         &self,
+        conn: &mut sqlx::AnyConnection,
         peer: &TenantId,
         id: &EventId,
         room: &RoomId,
         receipt: Vec<ReceiptEntry>,
     ) -> Result<Outcome> {
-        let mut w = self.store.begin_write().await?;
-        let hosted_by_peer = rooms::room(&mut w.tx, room)
+        let hosted_by_peer = rooms::room(&mut *conn, room)
             .await?
             .is_some_and(|r| r.host.as_ref() == Some(peer));
-        let ours = match outbox::pending_by_id(&mut w.tx, id).await? {
+        let ours = match outbox::pending_by_id(&mut *conn, id).await? {
             Some(p) => &p.room == room,
-            None => events::by_id(&mut w.tx, id)
+            None => events::by_id(&mut *conn, id)
                 .await?
                 .is_some_and(|e| e.sender.belongs_to(&self.id) && &e.room == room),
         };
@@ -392,7 +394,7 @@ impl Tenant {
             let tenant = TenantId::parse(&entry.tenant)
                 .map_err(|e| Error::invalid("receipt", e.to_string()))?;
             outbox::put_receipt(
-                &mut w.tx,
+                &mut *conn,
                 id,
                 &outbox::PeerDelivery {
                     peer: tenant,
@@ -405,7 +407,7 @@ impl Tenant {
         }
         // An empty receipt still says: every node has answered.
         outbox::put_receipt(
-            &mut w.tx,
+            &mut *conn,
             id,
             &outbox::PeerDelivery {
                 peer: self.id.clone(),
@@ -415,7 +417,6 @@ impl Tenant {
             },
         )
         .await?;
-        w.commit().await?;
         Ok(Outcome::Stored)
     }
 
@@ -468,15 +469,43 @@ impl Tenant {
                     .collect();
             }
         }
-        let mut outcomes = Vec::with_capacity(envelopes.len());
+        let retry_all = |reason: &str| {
+            envelopes
+                .iter()
+                .map(|_| Outcome::Retry(reason.to_string()))
+                .collect::<Vec<_>>()
+        };
+        // One transaction for the batch, a savepoint per envelope: a refusal
+        // undoes only its own envelope, and nothing is acknowledged before
+        // the batch commits.
+        let mut w = match self.store.begin_write().await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(peer = %peer, error = %e, "cannot store relayed events");
+                return retry_all("the receiving node could not store it yet");
+            }
+        };
+        let count = envelopes.len();
+        let mut outcomes = Vec::with_capacity(count);
+        let mut announce = Vec::new();
         let mut waiting: Option<String> = None;
         for envelope in envelopes {
             if let Some(reason) = &waiting {
                 outcomes.push(Outcome::Retry(reason.clone()));
                 continue;
             }
-            let outcome = match self.receive_one(peer, envelope).await {
-                Ok(outcome) => outcome,
+            let received = match sqlx::Connection::begin(&mut *w.tx).await {
+                Ok(mut savepoint) => match self.receive_one(&mut savepoint, peer, envelope).await {
+                    Ok(done) => savepoint.commit().await.map(|_| done).map_err(Error::from),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(Error::from(e)),
+            };
+            let outcome = match received {
+                Ok((outcome, applied)) => {
+                    announce.extend(applied);
+                    outcome
+                }
                 Err(Error::Storage(e)) => {
                     tracing::warn!(peer = %peer, error = %e, "cannot store a relayed event");
                     Outcome::Retry("the receiving node could not store it yet".into())
@@ -492,10 +521,26 @@ impl Tenant {
             }
             outcomes.push(outcome);
         }
+        if let Err(e) = w.commit().await {
+            tracing::warn!(peer = %peer, error = %e, "cannot commit relayed events");
+            return (0..count)
+                .map(|_| Outcome::Retry("the receiving node could not store it yet".into()))
+                .collect();
+        }
+        for applied in announce {
+            self.announce(applied);
+        }
         outcomes
     }
 
-    async fn receive_one(&self, peer: &TenantId, envelope: Envelope) -> Result<Outcome> {
+    /// Checks and stores one envelope in the batch's transaction; what to
+    /// announce once that commits.
+    async fn receive_one(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        peer: &TenantId,
+        envelope: Envelope,
+    ) -> Result<(Outcome, Option<Applied>)> {
         let id = EventId::parse(&envelope.event_id).map_err(Error::bad_id("event_id"))?;
         let room = self.parse_room_id(&envelope.room_id)?;
         let payload: Payload = serde_json::from_slice(&envelope.payload)
@@ -503,7 +548,10 @@ impl Tenant {
         let relayed = match payload {
             Payload::Event(relayed) => relayed,
             Payload::Receipt { receipt } => {
-                return self.receive_receipt(peer, &id, &room, receipt).await;
+                let outcome = self
+                    .receive_receipt(conn, peer, &id, &room, receipt)
+                    .await?;
+                return Ok((outcome, None));
             }
         };
         let sender = MemberId::parse(&relayed.sender).map_err(Error::bad_id("sender"))?;
@@ -537,10 +585,8 @@ impl Tenant {
                 idempotency_key: None,
                 at_ms: envelope.at_ms,
             };
-            return self
-                .sequence_from_peer(&room, change)
-                .await
-                .map(|_| Outcome::Stored);
+            let applied = self.sequence_from_peer(conn, &room, change).await?;
+            return Ok((Outcome::Stored, applied));
         }
         if &host != peer {
             return Err(Error::PermissionDenied(format!(
@@ -555,16 +601,21 @@ impl Tenant {
             at_ms: envelope.at_ms,
             body: relayed.body,
         };
-        self.store_replica(peer, event, relayed.room).await
+        self.store_replica(conn, peer, event, relayed.room).await
     }
 
-    /// A change a peer's member asks of a room hosted here.
-    async fn sequence_from_peer(&self, room: &RoomId, change: Change) -> Result<()> {
-        let mut w = self.store.begin_write().await?;
-        if events::by_id(&mut w.tx, &change.id).await?.is_some() {
-            return Ok(());
+    /// A change a peer's member asks of a room hosted here (`None`: stored
+    /// before).
+    async fn sequence_from_peer(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        room: &RoomId,
+        change: Change,
+    ) -> Result<Option<Applied>> {
+        if events::by_id(conn, &change.id).await?.is_some() {
+            return Ok(None);
         }
-        let row = rooms::room(&mut w.tx, room)
+        let row = rooms::room(conn, room)
             .await?
             .ok_or_else(|| Error::NotFound(format!("room {room}")))?;
         if let Some(host) = &row.host {
@@ -572,25 +623,22 @@ impl Tenant {
                 "room {room} is hosted by {host}, not here"
             )));
         }
-        let applied = self.host_change(&mut w.tx, &row, change).await?;
-        w.commit().await?;
-        self.announce(applied);
-        Ok(())
+        Ok(Some(self.host_change(conn, &row, change).await?))
     }
 
     /// Stores an event its host sequenced: only the next in the room's
     /// order, once; our half of admission decides whether it is shown.
     async fn store_replica(
         &self,
+        conn: &mut sqlx::AnyConnection,
         host: &TenantId,
         event: RoomEvent,
         snapshot: Option<Snapshot>,
-    ) -> Result<Outcome> {
+    ) -> Result<(Outcome, Option<Applied>)> {
         let at = now_ms();
-        let mut w = self.store.begin_write().await?;
-        if let Some(stored) = events::by_id(&mut w.tx, &event.id).await? {
+        if let Some(stored) = events::by_id(&mut *conn, &event.id).await? {
             return if stored.seq == event.seq && stored.room == event.room {
-                Ok(Outcome::Stored)
+                Ok((Outcome::Stored, None))
             } else {
                 Err(Error::AlreadyExists(format!(
                     "event {} is stored here at {} seq {}",
@@ -602,7 +650,7 @@ impl Tenant {
             Some(s) => Some(self.parse_snapshot(s)?),
             None => None,
         };
-        let row = match rooms::room(&mut w.tx, &event.room).await? {
+        let row = match rooms::room(&mut *conn, &event.room).await? {
             Some(row) => {
                 if row.host.as_ref() != Some(host) {
                     return Err(Error::PermissionDenied(format!(
@@ -629,11 +677,11 @@ impl Tenant {
                     _ => None,
                 };
                 let key = match key {
-                    Some(k) if rooms::direct_room(&mut w.tx, &k).await?.is_none() => Some(k),
+                    Some(k) if rooms::direct_room(&mut *conn, &k).await?.is_none() => Some(k),
                     _ => None,
                 };
                 rooms::insert_room(
-                    &mut w.tx,
+                    &mut *conn,
                     &event.room,
                     *kind,
                     name,
@@ -644,7 +692,7 @@ impl Tenant {
                     at,
                 )
                 .await?;
-                rooms::room(&mut w.tx, &event.room)
+                rooms::room(&mut *conn, &event.room)
                     .await?
                     .ok_or_else(|| Error::Internal("replica room vanished".into()))?
             }
@@ -656,23 +704,26 @@ impl Tenant {
             )));
         }
         if event.seq > row.last_seq + 1 {
-            return Ok(Outcome::Retry(format!(
-                "room {} is at seq {}; waiting for {}",
-                event.room,
-                row.last_seq,
-                row.last_seq + 1
-            )));
+            return Ok((
+                Outcome::Retry(format!(
+                    "room {} is at seq {}; waiting for {}",
+                    event.room,
+                    row.last_seq,
+                    row.last_seq + 1
+                )),
+                None,
+            ));
         }
-        let before = rooms::member_ids(&mut w.tx, &event.room).await?;
+        let before = rooms::member_ids(&mut *conn, &event.room).await?;
         let mut event = event;
         let mut outcome = Outcome::Stored;
         let mut key = None;
         if event.sender.belongs_to(&self.id) {
-            key = outbox::take_pending(&mut w.tx, &event.id)
+            key = outbox::take_pending(&mut *conn, &event.id)
                 .await?
                 .and_then(|p| p.idempotency_key);
         } else if event.body.is_message()
-            && let Err(refusal) = self.may_receive(&mut w.tx, &row, &event, &before).await
+            && let Err(refusal) = self.may_receive(&mut *conn, &row, &event, &before).await
         {
             let refusal = match refusal {
                 e @ (Error::Storage(_) | Error::Internal(_)) => return Err(e),
@@ -682,11 +733,11 @@ impl Tenant {
             event.body = EventBody::Withheld;
             outcome = Outcome::Refused(refusal.to_string());
         }
-        events::store_sequenced(&mut w.tx, &event, key.as_deref()).await?;
-        self.record_attachment(&mut w.tx, &event).await?;
+        events::store_sequenced(&mut *conn, &event, key.as_deref()).await?;
+        self.record_attachment(&mut *conn, &event).await?;
         if let Some((_, name, master, members)) = &snapshot {
             rooms::apply_snapshot(
-                &mut w.tx,
+                &mut *conn,
                 &event.room,
                 name,
                 master.as_ref(),
@@ -696,9 +747,8 @@ impl Tenant {
             )
             .await?;
         }
-        let after = rooms::member_ids(&mut w.tx, &event.room).await?;
-        self.audit_room_event(&mut w.tx, &event, &after).await?;
-        w.commit().await?;
+        let after = rooms::member_ids(&mut *conn, &event.room).await?;
+        self.audit_room_event(&mut *conn, &event, &after).await?;
         let mut local: Vec<MemberId> = after
             .iter()
             .chain(before.iter().filter(|m| !after.contains(m)))
@@ -706,8 +756,14 @@ impl Tenant {
             .cloned()
             .collect();
         local.dedup();
-        self.hub.publish(event, local);
-        Ok(outcome)
+        Ok((
+            outcome,
+            Some(Applied {
+                event,
+                local,
+                peers: Vec::new(),
+            }),
+        ))
     }
 
     /// This node's say on a message from another company's member that its

@@ -381,3 +381,20 @@ pub async fn refuse_queued(
     .rows_affected();
     Ok(done)
 }
+
+/// Marks envelopes delivered, in one statement.
+pub async fn delivered(conn: &mut AnyConnection, ids: &[i64], at_ms: i64) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    // Only integers go into the list.
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE outbox SET state = 'delivered', reason = NULL, done_at = $1, attempts = attempts + 1 \
+         WHERE id IN ({list}) AND state = 'queued'"
+    )))
+    .bind(at_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
