@@ -51,9 +51,13 @@ impl Node {
         let identity = NodeIdentity::from_node_cert(&node_cert)?;
         let server_cert = ServerCert::new(&identity)?;
         let url = config.database_url(data_dir);
-        let store = Store::open(&url, config.storage.max_connections, config.storage.synchronous)
-            .await
-            .with_context(|| format!("cannot open the database of {tenant_id}"))?;
+        let store = Store::open(
+            &url,
+            config.storage.max_connections,
+            config.storage.synchronous,
+        )
+        .await
+        .with_context(|| format!("cannot open the database of {tenant_id}"))?;
         let mut tenant = Tenant::new(
             tenant_id,
             store,
