@@ -119,12 +119,17 @@ macro_rules! ulid_id {
                 if trimmed.is_empty() {
                     return Err(IdError(concat!($what, " id is empty").into()));
                 }
-                Ulid::from_string(trimmed).map($name).map_err(|_| {
-                    IdError(format!(
+                // 26 base-32 characters carry 130 bits and the ulid crate
+                // drops the top two, so "8…" would be a second spelling of
+                // "0…". A ULID has 128 bits: its first character is 0 to 7.
+                let fits = trimmed.as_bytes()[0] <= b'7';
+                match Ulid::from_string(trimmed) {
+                    Ok(ulid) if fits => Ok($name(ulid)),
+                    _ => Err(IdError(format!(
                         concat!($what, " id {:?} is not a valid ULID"),
                         trimmed
-                    ))
-                })
+                    ))),
+                }
             }
         }
 
@@ -212,5 +217,18 @@ mod tests {
                 .to_string()
                 .contains("not a valid ULID")
         );
+    }
+
+    #[test]
+    fn a_ulid_has_one_spelling() {
+        let max = "7ZZZZZZZZZZZZZZZZZZZZZZZZZ";
+        assert_eq!(RoomId::parse(max).unwrap().to_string(), max);
+        let lower = EventId::parse("01arz3ndektsv4rrffq69g5fav").unwrap();
+        assert_eq!(lower.to_string(), "01ARZ3NDEKTSV4RRFFQ69G5FAV");
+        // Above 128 bits: once read as the id with the top bits dropped.
+        for overflow in ["80000000000000000000000000", "ZZZZZZZZZZZZZZZZZZZZZZZZZZ"] {
+            assert!(RoomId::parse(overflow).is_err(), "{overflow}");
+            assert!(EventId::parse(overflow).is_err(), "{overflow}");
+        }
     }
 }

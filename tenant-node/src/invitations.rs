@@ -64,6 +64,16 @@ pub fn parse_link(link: &str) -> Result<ParsedLink> {
     })
 }
 
+impl ParsedLink {
+    /// Whether the link was signed with `key`, the issuer node's invitation
+    /// key. Only the issuer's node can tell; it checks before honouring one.
+    pub fn signed_with(&self, key: &[u8]) -> Result<bool> {
+        Ok(mac(key, &self.payload)?
+            .verify_slice(&self.signature)
+            .is_ok())
+    }
+}
+
 fn mac(key: &[u8], payload: &str) -> Result<Hmac<Sha256>> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key)
         .map_err(|e| Error::Internal(format!("invitation key: {e}")))?;
@@ -281,8 +291,7 @@ impl Tenant {
             Some(hex) => hex_decode(&hex)?,
             None => return Err(refused("this node never issued it")),
         };
-        let expected = mac(&key, &parsed.payload)?;
-        if expected.verify_slice(&parsed.signature).is_err() {
+        if !parsed.signed_with(&key)? {
             return Err(refused("its signature does not match (tampered)"));
         }
         if &parsed.issuer != issuer {
@@ -333,18 +342,8 @@ mod tests {
         let link = sign_link(b"key", &claims).unwrap();
         let parsed = parse_link(&link).unwrap();
         assert_eq!(parsed.claims, claims);
-        assert!(
-            mac(b"key", &parsed.payload)
-                .unwrap()
-                .verify_slice(&parsed.signature)
-                .is_ok()
-        );
-        assert!(
-            mac(b"other", &parsed.payload)
-                .unwrap()
-                .verify_slice(&parsed.signature)
-                .is_err()
-        );
+        assert!(parsed.signed_with(b"key").unwrap());
+        assert!(!parsed.signed_with(b"other").unwrap());
         for bad in [
             "",
             "works://invite/",
