@@ -189,20 +189,17 @@ pub async fn deliveries(conn: &mut AnyConnection, event: &EventId) -> Result<Vec
     .bind(event.to_string())
     .fetch_all(conn)
     .await?;
-    rows.iter()
-        .map(|r| {
-            let state: String = r.try_get("state")?;
-            Ok(PeerDelivery {
-                peer: stored(
-                    "outbox peer",
-                    TenantId::parse(&r.try_get::<String, _>("peer")?),
-                )?,
-                state: OutboxState::parse(&state),
-                reason: r.try_get("reason")?,
-                attempts: r.try_get::<i64, _>("attempts")? as u32,
-            })
-        })
-        .collect()
+    rows.iter().map(delivery_from_row).collect()
+}
+
+fn delivery_from_row(r: &AnyRow) -> Result<PeerDelivery> {
+    let state: String = r.try_get("state")?;
+    Ok(PeerDelivery {
+        peer: stored("peer", TenantId::parse(&r.try_get::<String, _>("peer")?))?,
+        state: OutboxState::parse(&state),
+        reason: r.try_get("reason")?,
+        attempts: r.try_get::<i64, _>("attempts")? as u32,
+    })
 }
 
 /// A message one of our members sent to a room hosted elsewhere.
@@ -327,25 +324,14 @@ pub async fn put_receipt(
 
 /// What hosts reported for one of our messages.
 pub async fn receipts(conn: &mut AnyConnection, event: &EventId) -> Result<Vec<PeerDelivery>> {
-    let rows =
-        sqlx::query("SELECT peer, state, reason FROM receipts WHERE event_id = $1 ORDER BY peer")
-            .bind(event.to_string())
-            .fetch_all(conn)
-            .await?;
-    rows.iter()
-        .map(|r| {
-            let state: String = r.try_get("state")?;
-            Ok(PeerDelivery {
-                peer: stored(
-                    "receipt peer",
-                    TenantId::parse(&r.try_get::<String, _>("peer")?),
-                )?,
-                state: OutboxState::parse(&state),
-                reason: r.try_get("reason")?,
-                attempts: 0,
-            })
-        })
-        .collect()
+    let rows = sqlx::query(
+        "SELECT peer, state, reason, CAST(0 AS BIGINT) AS attempts FROM receipts \
+         WHERE event_id = $1 ORDER BY peer",
+    )
+    .bind(event.to_string())
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(delivery_from_row).collect()
 }
 
 /// Whether `event` is one our member sent to a room hosted elsewhere (still
