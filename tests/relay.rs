@@ -275,25 +275,8 @@ async fn files(who: &Member, room: &str) -> Vec<pb::Attachment> {
 
 #[tokio::test]
 async fn files_travel_in_chunks_within_the_limit_unless_a_company_restricts_them() {
-    let a = TestNode::start("a.example").await;
-    let b = TestNode::start_with("b.example", |c| c.limits.max_attachment_bytes = 300_000).await;
-    let c = TestNode::start("c.example").await;
-    peer_with(&a, &b).await;
-    peer_with(&a, &c).await;
-    let alice = a.member("alice").await;
-    let bob = b.member("bob").await;
-    let carol = c.member("carol").await;
-    allow(&a.admin().await, true, &alice.id, true).await;
-    allow(&b.admin().await, true, &bob.id, true).await;
-    allow(&c.admin().await, true, &carol.id, true).await;
-    befriend(&alice, &bob).await;
-    befriend(&alice, &carol).await;
-    let room = alice
-        .group_room("Files", &[bob.id.as_str(), carol.id.as_str()])
-        .await
-        .id;
-    room_with(&bob, &carol.id).await;
-    room_with(&carol, &bob.id).await;
+    let (_a, _b, c, alice, bob, carol, room) =
+        three_company_group_with("Files", |c| c.limits.max_attachment_bytes = 300_000).await;
 
     // 200 kB from bob (b.example): carol (c.example, not peered with b)
     // gets it through the host, in chunks, checked against its SHA-256.
@@ -1034,8 +1017,16 @@ async fn a_message_is_delivered_in_exactly_one_of_sixteen_policy_combinations() 
 
 /// Three companies, each with one member, in a group hosted at a.example.
 async fn three_company_group() -> (TestNode, TestNode, TestNode, Member, Member, Member, String) {
+    three_company_group_with("Trio", |_| {}).await
+}
+
+/// The same, with a room name and b.example's config adjusted.
+async fn three_company_group_with(
+    name: &str,
+    adjust_b: impl Fn(&mut tenant_node::config::Config),
+) -> (TestNode, TestNode, TestNode, Member, Member, Member, String) {
     let a = TestNode::start("a.example").await;
-    let b = TestNode::start("b.example").await;
+    let b = TestNode::start_with("b.example", adjust_b).await;
     let c = TestNode::start("c.example").await;
     peer_with(&a, &b).await;
     peer_with(&a, &c).await;
@@ -1048,7 +1039,7 @@ async fn three_company_group() -> (TestNode, TestNode, TestNode, Member, Member,
     befriend(&alice, &bob).await;
     befriend(&alice, &carol).await;
     let room = alice
-        .group_room("Trio", &[bob.id.as_str(), carol.id.as_str()])
+        .group_room(name, &[bob.id.as_str(), carol.id.as_str()])
         .await
         .id;
     room_with(&bob, &carol.id).await;

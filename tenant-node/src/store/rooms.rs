@@ -60,6 +60,14 @@ fn room_from_row(row: &AnyRow) -> Result<RoomRow> {
     })
 }
 
+/// The `member_id` column of a row.
+fn member_id_of(row: &AnyRow) -> Result<MemberId> {
+    stored(
+        "member id",
+        MemberId::parse(&row.try_get::<String, _>("member_id")?),
+    )
+}
+
 fn kind_str(kind: RoomKind) -> &'static str {
     match kind {
         RoomKind::Direct => "direct",
@@ -154,10 +162,7 @@ pub async fn shared_with_colleague(
                 "room id",
                 RoomId::parse(&r.try_get::<String, _>("room_id")?),
             )?,
-            stored(
-                "member id",
-                MemberId::parse(&r.try_get::<String, _>("member_id")?),
-            )?,
+            member_id_of(&r)?,
         ))
     })
     .transpose()
@@ -176,14 +181,7 @@ pub async fn members_in_external_rooms(
     .bind(format!("%@{own}"))
     .fetch_all(conn)
     .await?;
-    rows.iter()
-        .map(|r| {
-            stored(
-                "member id",
-                MemberId::parse(&r.try_get::<String, _>("member_id")?),
-            )
-        })
-        .collect()
+    rows.iter().map(member_id_of).collect()
 }
 
 /// Rooms this node hosts that members of `tenant` are in, with those members.
@@ -205,10 +203,7 @@ pub async fn hosted_rooms_with(
                     "room id",
                     RoomId::parse(&r.try_get::<String, _>("room_id")?),
                 )?,
-                stored(
-                    "member id",
-                    MemberId::parse(&r.try_get::<String, _>("member_id")?),
-                )?,
+                member_id_of(r)?,
             ))
         })
         .collect()
@@ -282,14 +277,7 @@ pub async fn member_ids(conn: &mut AnyConnection, room: &RoomId) -> Result<Vec<M
     .bind(room.to_string())
     .fetch_all(conn)
     .await?;
-    rows.iter()
-        .map(|r| {
-            stored(
-                "member id",
-                MemberId::parse(&r.try_get::<String, _>("member_id")?),
-            )
-        })
-        .collect()
+    rows.iter().map(member_id_of).collect()
 }
 
 pub async fn membership(
