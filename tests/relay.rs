@@ -6,71 +6,13 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Member, TestNode, allow, attachment, befriend, check, peer_with, text, until};
+use support::{
+    Member, RELAY_DEADLINE, TestNode, allow, attachment, befriend, burst, check, history_texts,
+    pair, peer_with, room_with, state, text, texts, until, until_texts,
+};
 use tonic::Code;
 use works_proto::client::v1 as pb;
 use works_proto::federation::v1 as fed;
-
-const RELAY_DEADLINE: Duration = Duration::from_secs(60);
-
-/// Two peered companies whose members alice@a and bob@b are contacts.
-async fn pair() -> (TestNode, TestNode, Member, Member) {
-    let a = TestNode::start("a.example").await;
-    let b = TestNode::start("b.example").await;
-    peer_with(&a, &b).await;
-    let alice = a.member("alice").await;
-    let bob = b.member("bob").await;
-    allow(&a.admin().await, true, &alice.id, true).await;
-    allow(&b.admin().await, true, &bob.id, true).await;
-    befriend(&alice, &bob).await;
-    (a, b, alice, bob)
-}
-
-/// The room `who` is in with `other`, once it shows in their list.
-async fn room_with(who: &Member, other: &str) -> pb::Room {
-    let deadline = tokio::time::Instant::now() + RELAY_DEADLINE;
-    loop {
-        let rooms = who.rooms().await;
-        if let Some(room) = rooms
-            .into_iter()
-            .find(|r| r.members.iter().any(|m| m == other))
-        {
-            return room;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} never saw a room with {other}",
-            who.id
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn texts(events: &[pb::RoomEvent]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|e| text(e).map(str::to_string))
-        .collect()
-}
-
-async fn history_texts(who: &Member, room: &str) -> Vec<String> {
-    texts(&who.history(room).await.expect("history"))
-}
-
-/// Waits until `who`'s history of `room` holds `count` text messages.
-async fn until_texts(who: &Member, room: &str, count: usize) -> Vec<String> {
-    until(
-        RELAY_DEADLINE,
-        &format!("{} has {count} messages", who.id),
-        || async { history_texts(who, room).await.len() >= count },
-    )
-    .await;
-    history_texts(who, room).await
-}
-
-fn state(d: &pb::Delivery) -> pb::DeliveryState {
-    pb::DeliveryState::try_from(d.state).unwrap_or_default()
-}
 
 #[tokio::test]
 async fn an_accepted_request_opens_a_direct_room_where_both_chat_in_one_order() {
@@ -1237,28 +1179,6 @@ async fn unpeering_closes_the_queue_with_a_reason_and_stops_open_streams() {
 
 /// Sends `count` messages tagged `tag` from `who` in the background; the
 /// texts its node acknowledged, in order.
-fn burst(
-    who: &Member,
-    room: &str,
-    tag: &'static str,
-    count: usize,
-) -> tokio::task::JoinHandle<Vec<String>> {
-    let who = Member {
-        id: who.id.clone(),
-        client: who.client.clone(),
-    };
-    let room = room.to_string();
-    tokio::spawn(async move {
-        let mut acknowledged = Vec::new();
-        for i in 0..count {
-            if let Ok(e) = who.send(&room, &format!("{tag}{i:03}")).await {
-                acknowledged.push(text(&e).unwrap().to_string());
-            }
-        }
-        acknowledged
-    })
-}
-
 #[tokio::test]
 async fn killing_a_receivers_node_mid_burst_loses_nothing() {
     let (_a, mut b, alice, bob) = pair().await;

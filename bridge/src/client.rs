@@ -386,7 +386,20 @@ impl PeerClient {
             .await
             .map_err(BridgeError::Refused)?
             .into_inner();
-        Ok(RelayStream { tx, acks })
+        // The stream is only as good as the certificates it was opened
+        // with: the earliest expiry in the server's chain ends it. X.509
+        // times are whole seconds, valid through their last one.
+        let valid_until = self
+            .server_chain
+            .iter()
+            .filter_map(|cert| works_certs::inspect(cert).ok())
+            .map(|info| info.not_after + Duration::from_secs(1))
+            .min();
+        Ok(RelayStream {
+            tx,
+            acks,
+            valid_until,
+        })
     }
 
     /// The verified connection, for calls of any shape (tests, tools).
@@ -418,9 +431,17 @@ pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct RelayStream {
     tx: tokio::sync::mpsc::Sender<pb::EnvelopeBatch>,
     acks: tonic::Streaming<pb::Ack>,
+    valid_until: Option<SystemTime>,
 }
 
 impl RelayStream {
+    /// Whether a certificate of the peer's chain has expired since the
+    /// stream was opened: open a new one (whose handshake checks it again).
+    pub fn outlived(&self) -> bool {
+        self.valid_until
+            .is_some_and(|until| SystemTime::now() >= until)
+    }
+
     /// Sends one batch and waits for the peer's answer to each envelope, in
     /// order. Any failure leaves the stream unusable: open a new one.
     pub async fn send(

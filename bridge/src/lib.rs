@@ -11,6 +11,9 @@
 //! - `tls`: rustls configurations for the server and for dialing a peer.
 //! - `identity`: the trust store (pinned CAs per peer tenant) and the check
 //!   that turns a certificate chain into a `TenantId`.
+//! - `limits`: the connection cap, the HTTP/2 preface deadline and the
+//!   other limits of a server's connections (the node's client API uses
+//!   them too).
 //! - `server`: the TLS accept loop and the gRPC service.
 //! - `client`: dialing a peer and calling it.
 //! - `error`: the crate's errors and their gRPC statuses.
@@ -19,12 +22,14 @@
 pub mod client;
 pub mod error;
 pub mod identity;
+pub mod limits;
 pub mod server;
 pub mod tls;
 
 pub use client::{PeerClient, PingReport};
 pub use error::{BridgeError, HandlerError};
 pub use identity::{PeerCerts, TrustStore};
+pub use limits::ServerLimits;
 pub use server::{BridgeHandler, Envelope, MAX_BATCH, NewPeer, Outcome, PublicProfile, serve};
 pub use tls::NodeIdentity;
 pub use works_certs::TenantId;

@@ -23,11 +23,15 @@ use works_proto::federation::v1 as pb;
 
 use crate::error::{BridgeError, HandlerError};
 use crate::identity::{IdentityError, PeerCerts, TrustStore, names, verify_chain};
+use crate::limits::{ConnectionCap, Guarded, ServerLimits};
 
 /// How long a client may take to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes in progress at once; more wait their turn in the TCP backlog.
 const MAX_HANDSHAKES: usize = 256;
+/// Largest header block a peer may send; bridge calls carry no large
+/// metadata.
+const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 
 /// A peer that proved, with a valid invitation secret, who it is.
 #[derive(Debug, Clone)]
@@ -55,6 +59,9 @@ pub const ATTACHMENT_CHUNK: usize = 64 * 1024;
 
 /// Most envelopes one batch may carry.
 pub const MAX_BATCH: usize = 1000;
+
+/// How often an open relay stream re-checks the certificate that opened it.
+const RECHECK_IDENTITY: Duration = Duration::from_secs(1);
 
 /// One relayed room event, as the bridge carries it (see `Envelope` in
 /// `federation.proto`); the node decodes the payload.
@@ -153,41 +160,57 @@ pub trait BridgeHandler: Send + Sync + 'static {
     ) -> Result<(), HandlerError>;
 }
 
-/// Serves the bridge on `listener` until `shutdown` resolves.
+/// Serves the bridge on `listener` until `shutdown` resolves, within
+/// `limits` (connections, preface deadline, keepalive, message size).
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
     trust: TrustStore,
     handler: Arc<dyn BridgeHandler>,
+    limits: ServerLimits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), BridgeError> {
     let (conns, incoming) = mpsc::channel::<io::Result<BridgeConn>>(64);
-    let acceptor = tokio::spawn(accept_loop(listener, TlsAcceptor::from(tls), conns));
+    let acceptor = tokio::spawn(accept_loop(
+        listener,
+        TlsAcceptor::from(tls),
+        limits.clone(),
+        conns,
+    ));
     let service = BridgeService { trust, handler };
     let served = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
         .trace_fn(|req| {
             tracing::info_span!("bridge", rpc = %req.uri().path(), request_id = %ulid::Ulid::new())
         })
-        .add_service(pb::bridge_server::BridgeServer::new(service))
+        .add_service(
+            pb::bridge_server::BridgeServer::new(service)
+                .max_decoding_message_size(limits.max_message_bytes),
+        )
         .serve_with_incoming_shutdown(ReceiverStream::new(incoming), shutdown)
         .await;
     acceptor.abort();
     served.map_err(|e| BridgeError::Tls(format!("bridge server: {e}")))
 }
 
+/// Accepts TCP connections within the cap, then completes each TLS
+/// handshake in its own task (bounded in number and in time) and hands the
+/// connection, which must deliver the HTTP/2 preface in time, to tonic.
 async fn accept_loop(
     listener: TcpListener,
     acceptor: TlsAcceptor,
+    limits: ServerLimits,
     conns: mpsc::Sender<io::Result<BridgeConn>>,
 ) {
-    let permits = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let mut cap = ConnectionCap::new("bridge", limits.max_connections);
     loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
+        let Ok(handshake) = handshakes.clone().acquire_owned().await else {
             return;
         };
-        let (tcp, addr) = match listener.accept().await {
+        let (tcp, addr) = match cap.accept(&listener).await {
             Ok(accepted) => accepted,
             Err(e) => {
                 tracing::warn!(error = %e, "bridge accept failed");
@@ -195,13 +218,18 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Some(connection) = cap.admit(addr) else {
+            drop(tcp);
+            continue;
+        };
         let acceptor = acceptor.clone();
         let conns = conns.clone();
+        let preface_timeout = limits.preface_timeout;
         tokio::spawn(async move {
-            let _permit = permit;
-            let _ = tcp.set_nodelay(true);
+            let handshaking = handshake;
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => {
+                    drop(handshaking);
                     let chain: Arc<[CertificateDer<'static>]> = tls
                         .get_ref()
                         .1
@@ -210,7 +238,7 @@ async fn accept_loop(
                         .unwrap_or_default();
                     let _ = conns
                         .send(Ok(BridgeConn {
-                            tls,
+                            tls: Guarded::new(tls, connection, addr, "bridge", preface_timeout),
                             certs: PeerCerts { chain },
                         }))
                         .await;
@@ -226,7 +254,7 @@ async fn accept_loop(
 
 /// A verified TLS connection with the client's certificate chain.
 pub struct BridgeConn {
-    tls: TlsStream<TcpStream>,
+    tls: Guarded<TlsStream<TcpStream>>,
     certs: PeerCerts,
 }
 
@@ -276,19 +304,24 @@ fn certs_of<T>(request: &Request<T>) -> Result<&PeerCerts, Status> {
         .ok_or_else(|| Status::unauthenticated("no client certificate"))
 }
 
+/// The tenant a certificate chain proves, checked against the pins (and the
+/// clock) as they are now.
+fn identify(trust: &TrustStore, certs: &PeerCerts) -> Result<TenantId, Status> {
+    trust.identify(certs).map_err(|e| {
+        tracing::warn!(error = %e, "bridge call refused: peer not identified");
+        match e {
+            IdentityError::Spoofing { .. } => Status::permission_denied(e.to_string()),
+            IdentityError::Unknown(_) | IdentityError::Invalid(_) => {
+                Status::unauthenticated(e.to_string())
+            }
+        }
+    })
+}
+
 impl BridgeService {
     /// The calling peer's tenant, from its verified certificate only.
     fn peer<T>(&self, request: &Request<T>) -> Result<TenantId, Status> {
-        let certs = certs_of(request)?;
-        self.trust.identify(certs).map_err(|e| {
-            tracing::warn!(error = %e, "bridge call refused: peer not identified");
-            match e {
-                IdentityError::Spoofing { .. } => Status::permission_denied(e.to_string()),
-                IdentityError::Unknown(_) | IdentityError::Invalid(_) => {
-                    Status::unauthenticated(e.to_string())
-                }
-            }
-        })
+        identify(&self.trust, certs_of(request)?)
     }
 
     /// Checks that a tenant named in the request is the caller's own.
@@ -536,19 +569,49 @@ impl pb::bridge_server::Bridge for BridgeService {
         request: Request<Streaming<pb::EnvelopeBatch>>,
     ) -> Result<Response<Self::RelayStream>, Status> {
         let peer = self.peer(&request)?;
+        let certs = certs_of(&request)?.clone();
+        let trust = self.trust.clone();
         let mut inbound = request.into_inner();
         let handler = self.handler.clone();
         let (acks, out) = mpsc::channel::<Result<pb::Ack, Status>>(4);
         tokio::spawn(async move {
+            let mut checked = std::time::Instant::now();
             loop {
                 let batch = match inbound.message().await {
                     Ok(Some(batch)) => batch,
                     Ok(None) => return,
                     Err(status) => {
-                        tracing::debug!(peer = %peer, error = %status, "relay stream ended");
+                        // A batch too large or malformed to decode: the peer
+                        // gets the precise status; a peer that went away
+                        // gets nothing, as it listens no more.
+                        match status.code() {
+                            tonic::Code::OutOfRange
+                            | tonic::Code::ResourceExhausted
+                            | tonic::Code::Internal
+                            | tonic::Code::InvalidArgument => tracing::warn!(
+                                peer = %peer,
+                                error = %status,
+                                "relay batch refused: it cannot be decoded"
+                            ),
+                            _ => {
+                                tracing::debug!(peer = %peer, error = %status, "relay stream ended")
+                            }
+                        }
+                        let _ = acks.send(Err(status)).await;
                         return;
                     }
                 };
+                // A stream lives for hours: the certificate that opened it
+                // must still hold (not expired, its CA still pinned) while
+                // it carries batches, checked at most once a second.
+                if checked.elapsed() >= RECHECK_IDENTITY {
+                    if let Err(status) = identify(&trust, &certs) {
+                        tracing::warn!(peer = %peer, error = %status.message(), "relay stream closed: the peer's certificate no longer holds");
+                        let _ = acks.send(Err(status)).await;
+                        return;
+                    }
+                    checked = std::time::Instant::now();
+                }
                 if batch.envelopes.len() > MAX_BATCH {
                     let _ = acks
                         .send(Err(Status::invalid_argument(format!(

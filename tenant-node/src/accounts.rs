@@ -258,29 +258,24 @@ impl Tenant {
     pub async fn authenticate(&self, token: &str) -> Result<Caller> {
         let token = parse_token(token)?;
         let hash = token_hash(token);
-        let session = self
+        let found = self
             .store
-            .session(&hash)
+            .session_caller(&hash)
             .await?
             .ok_or_else(|| Error::Unauthenticated("invalid or revoked token".into()))?;
-        if session.expires_at_ms <= now_ms() {
+        if found.session.expires_at_ms <= now_ms() {
             self.store.delete_session(&hash).await?;
             return Err(Error::Unauthenticated("token expired; log in again".into()));
         }
-        let id = MemberId::parse(&session.member_id)
+        let id = MemberId::parse(&found.session.member_id)
             .map_err(|e| Error::Internal(format!("stored session member: {e}")))?;
-        let member = self
-            .store
-            .member(&id)
-            .await?
+        let (role, state) = found
+            .member
             .ok_or_else(|| Error::Unauthenticated("invalid or revoked token".into()))?;
-        if member.state == MemberState::Suspended {
+        if state == MemberState::Suspended {
             return Err(Error::PermissionDenied(format!("member {id} is suspended")));
         }
-        Ok(Caller {
-            member: id,
-            role: member.role,
-        })
+        Ok(Caller { member: id, role })
     }
 
     pub async fn logout(&self, token: &str) -> Result<()> {

@@ -126,7 +126,7 @@ impl Tenant {
             )));
         }
         let mut conn = self.store.pool().acquire().await?;
-        let half = half(&mut conn, local, external).await?;
+        let half = half(&mut conn, local, external, external.tenant()).await?;
         Ok(decide(local, external, half))
     }
 
@@ -160,12 +160,13 @@ impl Tenant {
                 .collect()
         };
         for (local, external) in pairs {
-            let mut half = half(conn, local, external).await?;
+            let peer = match (kind, host) {
+                (RoomKind::Group, Some(host)) => host,
+                _ => external.tenant(),
+            };
+            let mut half = half(conn, local, external, peer).await?;
             if kind == RoomKind::Group {
                 half.blocked = false;
-                if let Some(host) = host {
-                    half.peered = crate::store::peers::peer(conn, host).await?.is_some();
-                }
             }
             if let Err(denied) = decide(local, external, half) {
                 return Ok(Err((denied, local.clone())));
@@ -175,18 +176,20 @@ impl Tenant {
     }
 }
 
-async fn half(conn: &mut AnyConnection, local: &MemberId, external: &MemberId) -> Result<Half> {
-    let enabled = policy::external_enabled(conn).await?;
-    let connected = policy::is_connected(conn, local).await?;
-    let peered = crate::store::peers::peer(conn, external.tenant())
-        .await?
-        .is_some();
-    let blocked = policy::is_blocked(conn, local, external).await?;
+/// The facts of `local` ↔ `external`, with the peering of `peer` (the
+/// external member's tenant, or the host of a group hosted elsewhere).
+async fn half(
+    conn: &mut AnyConnection,
+    local: &MemberId,
+    external: &MemberId,
+    peer: &TenantId,
+) -> Result<Half> {
+    let facts = policy::pair_facts(conn, local, external, peer).await?;
     Ok(Half {
-        enabled,
-        connected,
-        peered,
-        blocked,
+        enabled: facts.enabled,
+        connected: facts.connected,
+        peered: facts.peered,
+        blocked: facts.blocked,
     })
 }
 

@@ -17,13 +17,15 @@
 //! Variants: `direct` (one pair), `group` (a room of members spread over
 //! three companies: fan-out), `peers` (one node talking to ten peers at
 //! once), `backlog` (the recipient's node is stopped while messages queue,
-//! then started: drain rate and time to empty) and `idle-clients` (many idle
+//! then started: drain rate and time to empty), `idle-clients` (many idle
 //! live streams on the recipient's node: memory per stream, and what they
-//! cost the load).
+//! cost the load) and `soak` (a steady rate both ways across the direct room
+//! for a set time, judged at the end: see [`soak`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -100,6 +102,20 @@ pub struct BenchArgs {
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
+    /// How long `--variant soak` keeps the load on, warm-up included
+    /// (seconds, or with a unit: 90s, 10m, 1h).
+    #[arg(long, value_parser = parse_duration, default_value = "600s")]
+    pub duration: Duration,
+    /// Soak: the first part of the run, at the same rate; memory after it is
+    /// the baseline [default: a tenth of --duration, at least 5 s].
+    #[arg(long, value_parser = parse_duration)]
+    pub warmup_for: Option<Duration>,
+    /// Soak: messages per second, both directions together (half each way).
+    #[arg(long, default_value_t = 200.0)]
+    pub rate: f64,
+    /// Soak: time between samples of each node's memory and queue depth.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub sample_every: Duration,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -110,6 +126,7 @@ pub enum Variant {
     Peers,
     Backlog,
     IdleClients,
+    Soak,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -156,6 +173,8 @@ struct Report {
     backlog: Option<BacklogReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     idle_clients: Option<IdleClientsReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    soak: Option<SoakReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -174,6 +193,10 @@ struct PhaseReport {
     /// Send to arrival at the last recipient (the same as above with one).
     complete_p50_ms: f64,
     complete_p99_ms: f64,
+    /// Receipts of a message that had already reached every recipient.
+    duplicates: usize,
+    /// Tagged texts of this phase that it never sent.
+    unexpected: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -207,6 +230,11 @@ struct BacklogReport {
     /// From the restart to the last queued message on the recipient's stream.
     drain_s: f64,
     drain_msgs_per_s: f64,
+    /// What the recipient's stream showed after the restart: every queued
+    /// message once, in the room's order, or the run fails.
+    delivered: usize,
+    duplicates: usize,
+    order: StreamOrder,
 }
 
 #[derive(Debug, Serialize)]
@@ -228,6 +256,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.variant == Variant::Peers && args.peers == 0 {
         bail!("--peers must be at least 1");
     }
+    if args.variant == Variant::Soak {
+        soak_settings(&args)?;
+    }
     let messages = args.messages.unwrap_or(match args.variant {
         Variant::Backlog => BACKLOG_MESSAGES,
         _ => 20_000,
@@ -243,21 +274,29 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let dir = root.path().to_path_buf();
     progress(format!("data directories and logs under {}", dir.display()));
     let mut scenario = match args.variant {
-        Variant::Direct | Variant::Backlog | Variant::IdleClients => pair(&dir, &args).await,
+        Variant::Direct | Variant::Backlog | Variant::IdleClients | Variant::Soak => {
+            pair(&dir, &args).await
+        }
         Variant::Group => group(&dir, &args).await,
         Variant::Peers => peers(&dir, &args).await,
     };
     let outcome = match &mut scenario {
+        Ok(scenario) if args.variant == Variant::Soak => soak(scenario, &args).await,
         Ok(scenario) => measure(scenario, &args, messages).await,
         Err(_) => Err(anyhow!("set-up failed")),
     };
+    let soak_failed = outcome
+        .as_ref()
+        .ok()
+        .and_then(|r| r.soak.as_ref())
+        .is_some_and(|s| !s.passed);
     let setup_error = scenario.as_ref().err().map(|e| format!("{e:#}"));
     if let Ok(scenario) = scenario {
         for node in scenario.nodes {
             node.stop().await;
         }
     }
-    if args.keep || outcome.is_err() || setup_error.is_some() {
+    if args.keep || outcome.is_err() || setup_error.is_some() || soak_failed {
         let kept = root.keep();
         progress(format!(
             "kept {} (node.log in each node's directory)",
@@ -272,6 +311,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_report(&report);
+    }
+    if let Some(soak) = report.soak.as_ref().filter(|s| !s.passed) {
+        bail!("soak failed: {}", soak.failures.join("; "));
     }
     Ok(())
 }
@@ -740,7 +782,8 @@ struct Scenario {
     nodes: Vec<BenchNode>,
     /// What each node is for, printed with its figures.
     roles: Vec<String>,
-    /// (client, room) pairs; message i goes out through pair i % len.
+    /// (client, room) pairs; message i goes out through pair i % len (in
+    /// the soak, each pair sends its own stream of messages).
     senders: Vec<(Client, String)>,
     sender_node: usize,
     recipient_node: usize,
@@ -774,6 +817,31 @@ async fn pair(root: &Path, args: &BenchArgs) -> anyhow::Result<Scenario> {
             at_bob.id,
             at_bob.host
         );
+    }
+    if args.variant == Variant::Soak {
+        // Both ways: watches[i] is where senders[i]'s messages arrive.
+        let direction = format!(
+            "{} ⇄ {} in a direct room hosted by {} (both ways: {} on the hosting node, {} on a replica's)",
+            alice.id, bob.id, a.tenant, alice.id, bob.id
+        );
+        let watches = vec![
+            open_watch(&bob, &[&at_bob]).await?,
+            open_watch(&alice, &[&at_alice]).await?,
+        ];
+        return Ok(Scenario {
+            roles: vec![
+                "host, sends and receives".into(),
+                "replica, sends and receives".into(),
+            ],
+            nodes: vec![a, b],
+            senders: vec![(alice.client, at_alice.id), (bob.client, at_bob.id)],
+            sender_node: 0,
+            recipient_node: 1,
+            recipient: None,
+            watches,
+            expected: 1,
+            direction,
+        });
     }
     let (sender, recipient, room, sender_node, recipient_node) = match args.sender {
         SenderSide::Host => (alice, bob, at_bob, 0, 1),
@@ -998,6 +1066,8 @@ struct PhaseState {
     first_at: Option<Instant>,
     last_at: Option<Instant>,
     acked_last_at: Option<Instant>,
+    duplicates: usize,
+    unexpected: usize,
 }
 
 impl Phase {
@@ -1026,6 +1096,8 @@ impl Phase {
                 first_at: None,
                 last_at: None,
                 acked_last_at: None,
+                duplicates: 0,
+                unexpected: 0,
             }),
             done: Notify::new(),
         })
@@ -1035,15 +1107,18 @@ impl Phase {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A recipient's stream showed message `i` at `at`.
+    /// A recipient's stream showed message `i` at `at`. A message never
+    /// sent, or seen again after every recipient had it, is only counted.
     fn received(&self, i: usize, at: Instant) {
         let mut s = self.lock();
-        if i >= self.n || s.remaining[i] == 0 {
-            return;
-        }
-        let Some(sent) = s.sent[i] else {
+        let Some(sent) = s.sent.get(i).copied().flatten() else {
+            s.unexpected += 1;
             return;
         };
+        if s.remaining[i] == 0 {
+            s.duplicates += 1;
+            return;
+        }
         let from = s.floor.map_or(sent, |f| f.max(sent));
         let ms = at.saturating_duration_since(from).as_secs_f64() * 1000.0;
         s.receipts_ms.push(ms);
@@ -1096,6 +1171,8 @@ impl Phase {
             max_ms: s.receipts_ms.last().copied().unwrap_or(f64::NAN),
             complete_p50_ms: percentile(&s.complete_ms, 50.0),
             complete_p99_ms: percentile(&s.complete_ms, 99.0),
+            duplicates: s.duplicates,
+            unexpected: s.unexpected,
         }
     }
 }
@@ -1127,14 +1204,31 @@ impl Phases {
     }
 
     /// Reads a stream until it ends, recording every tagged text.
-    fn listen(&self, mut stream: WatchStream) -> tokio::task::JoinHandle<()> {
+    fn listen(&self, stream: WatchStream) -> tokio::task::JoinHandle<()> {
+        self.listen_in_order(stream).0
+    }
+
+    /// As `listen`, and checks the order of every room event the stream
+    /// shows: after a room's first, each seq is the next one.
+    fn listen_in_order(
+        &self,
+        mut stream: WatchStream,
+    ) -> (tokio::task::JoinHandle<()>, Arc<Mutex<StreamOrder>>) {
         let phases = self.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(item)) = stream.message().await {
+        let order = Arc::new(Mutex::new(StreamOrder::default()));
+        let seen = order.clone();
+        let task = tokio::spawn(async move {
+            let end = loop {
+                let item = match stream.message().await {
+                    Ok(Some(item)) => item,
+                    Ok(None) => break "the node ended the stream".to_string(),
+                    Err(status) => break format!("{:#}", status_error(status)),
+                };
                 let at = Instant::now();
                 let Some(pb::watch_event::Kind::RoomEvent(event)) = item.kind else {
                     continue;
                 };
+                lock(&seen).saw(&event.room_id, event.seq);
                 let Some(pb::room_event::Body::Text(text)) = event.body else {
                     continue;
                 };
@@ -1143,8 +1237,43 @@ impl Phases {
                 {
                     phase.received(i, at);
                 }
+            };
+            lock(&seen).ended = Some(end);
+        });
+        (task, order)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The order of the room events one live stream showed.
+#[derive(Debug, Default, Clone, Serialize)]
+struct StreamOrder {
+    events: u64,
+    /// Events at or below a seq the stream had already shown in that room.
+    repeated: u64,
+    /// Events further on than the next seq: a hole in the room's order.
+    gaps: u64,
+    /// Why the stream ended, if it did.
+    ended: Option<String>,
+    #[serde(skip)]
+    last_seq: HashMap<String, u64>,
+}
+
+impl StreamOrder {
+    fn saw(&mut self, room: &str, seq: u64) {
+        self.events += 1;
+        match self.last_seq.get(room).copied() {
+            Some(last) if seq <= last => {
+                self.repeated += 1;
+                return;
             }
-        })
+            Some(last) if seq > last + 1 => self.gaps += 1,
+            _ => {}
+        }
+        self.last_seq.insert(room.to_string(), seq);
     }
 }
 
@@ -1355,6 +1484,7 @@ async fn measure(
         client_cpu_s: own_cpu_seconds(hz),
         backlog,
         idle_clients,
+        soak: None,
     })
 }
 
@@ -1406,7 +1536,7 @@ async fn run_backlog(
         id: recipient.id.clone(),
         client: again,
     };
-    let listener = phases.listen(open_watch(&member, &[&before]).await?);
+    let (listener, order) = phases.listen_in_order(open_watch(&member, &[&before]).await?);
     let sender_node = &scenario.nodes[scenario.sender_node];
     let deadline = Instant::now() + SETUP_DEADLINE + Duration::from_millis(20 * messages as u64);
     let queue_empty = loop {
@@ -1419,11 +1549,28 @@ async fn run_backlog(
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     wait_complete(&phase).await?;
+    // Anything shown twice shows up within a moment of the last message.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     listener.abort();
-    let (first, last) = {
+    let (first, last, delivered, duplicates, unexpected) = {
         let s = phase.lock();
-        (s.first_at, s.last_at)
+        (
+            s.first_at,
+            s.last_at,
+            s.complete,
+            s.duplicates,
+            s.unexpected,
+        )
     };
+    let order = lock(&order).clone();
+    if duplicates > 0 || unexpected > 0 || order.repeated > 0 || order.gaps > 0 {
+        bail!(
+            "backlog: {delivered} of {messages} delivered, but {duplicates} duplicates, \
+             {unexpected} never sent, {} events repeated and {} gaps in the room's order",
+            order.repeated,
+            order.gaps
+        );
+    }
     let since = |t: Option<Instant>| t.map_or(f64::NAN, |t| (t - restart).as_secs_f64());
     let drain = since(last);
     let figures = BacklogReport {
@@ -1433,6 +1580,9 @@ async fn run_backlog(
         queue_empty_s: queue_empty.as_secs_f64(),
         drain_s: drain,
         drain_msgs_per_s: messages as f64 / drain,
+        delivered,
+        duplicates,
+        order,
     };
     // The phase's throughput and latency count from the restart.
     Ok((phase, restart, figures))
@@ -1503,6 +1653,600 @@ async fn open_idle_clients(
     Ok((report, streams))
 }
 
+// ---- soak ----------------------------------------------------------------
+
+/// Memory at the end of the load may be at most this times the memory
+/// after the warm-up.
+const SOAK_RSS_GROWTH: f64 = 1.2;
+/// The load counts as held if at least this share of the due messages
+/// went out (a node that cannot keep up would otherwise hold the queue
+/// flat only by slowing the sender down).
+const SOAK_RATE_HELD: f64 = 0.9;
+/// After the load: time for every message to arrive and every queue to empty.
+const SOAK_DRAIN_DEADLINE: Duration = Duration::from_secs(120);
+/// The smallest growth of a queue's mean depth that counts as a trend.
+const SOAK_QUEUE_ALLOWANCE_MIN: f64 = 10.0;
+
+/// The soak's timing, checked before anything starts.
+struct SoakSettings {
+    warmup: Duration,
+    per_direction: f64,
+}
+
+fn soak_settings(args: &BenchArgs) -> anyhow::Result<SoakSettings> {
+    if !(args.rate.is_finite() && args.rate > 0.0) {
+        bail!("--rate must be above 0");
+    }
+    if args.sample_every.is_zero() {
+        bail!("--sample-every must be above 0");
+    }
+    let warmup = args
+        .warmup_for
+        .unwrap_or((args.duration / 10).max(Duration::from_secs(5)));
+    if warmup >= args.duration {
+        bail!(
+            "--warmup-for ({warmup:?}) must be shorter than --duration ({:?})",
+            args.duration
+        );
+    }
+    // The queue's trend compares thirds of the samples after the warm-up.
+    if args.duration - warmup < 3 * args.sample_every {
+        bail!("the load after the warm-up must last at least three times --sample-every");
+    }
+    Ok(SoakSettings {
+        warmup,
+        per_direction: args.rate / 2.0,
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct SoakReport {
+    duration_s: f64,
+    warmup_s: f64,
+    /// Messages per second asked for, both ways together.
+    rate: f64,
+    /// Messages sent per second over the whole run, both ways together.
+    achieved_rate: f64,
+    sample_every_s: f64,
+    directions: Vec<SoakDirection>,
+    streams: Vec<SoakStream>,
+    memory: Vec<SoakMemory>,
+    queues: Vec<SoakQueue>,
+    /// From the end of the load until every acknowledged message arrived
+    /// and no queue held anything; none if that never happened.
+    drain_s: Option<f64>,
+    samples: Vec<SoakSample>,
+    failures: Vec<String>,
+    passed: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct SoakDirection {
+    from: String,
+    to: String,
+    sent: usize,
+    /// `SendMessage` answered OK: stored by the sender's node.
+    acked: usize,
+    send_errors: usize,
+    first_error: Option<String>,
+    /// Distinct messages on the recipient's stream.
+    received: usize,
+    /// Acknowledged and never on the recipient's stream.
+    lost: usize,
+    duplicates: usize,
+    unexpected: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct SoakStream {
+    /// Whose live stream, on which node.
+    member: String,
+    #[serde(flatten)]
+    order: StreamOrder,
+}
+
+#[derive(Debug, Serialize)]
+struct SoakMemory {
+    tenant: String,
+    after_warmup_kib: u64,
+    /// The lowest sample after the warm-up: the allocator may hand back
+    /// memory left over from set-up (password hashing) at any time, which
+    /// would hide growth from the baseline.
+    min_after_warmup_kib: u64,
+    /// At the last sample, as the load stops.
+    end_kib: u64,
+    limit_kib: u64,
+    peak_kib: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct SoakQueue {
+    tenant: String,
+    /// Mean depth over the first and the last third of the samples after
+    /// the warm-up.
+    first_third_mean: f64,
+    last_third_mean: f64,
+    /// How much the mean may grow: one second of the whole load.
+    allowance: f64,
+    max: u64,
+    /// Left queued when the drain ended.
+    end: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct SoakSample {
+    t_s: f64,
+    after_warmup: bool,
+    /// Per node, in the order of the report's nodes.
+    rss_kib: Vec<u64>,
+    queued: Vec<u64>,
+    /// Per direction, in the order of the report's directions.
+    sent: Vec<usize>,
+    acked: Vec<usize>,
+    received: Vec<usize>,
+}
+
+/// One way across the room: its messages, and what became of their sends.
+struct SoakWay {
+    phase: Arc<Phase>,
+    sent: AtomicUsize,
+    acked: AtomicUsize,
+    errors: AtomicUsize,
+    first_error: Mutex<Option<String>>,
+}
+
+/// Sends the way's messages on a fixed schedule (message i at
+/// `start + i / per_second`) until `until`. A message that is late (this
+/// process was not scheduled in time) goes at once, so the rate holds on
+/// average; what can hold messages back is the phase's window, sent and not
+/// yet received, full when the nodes do not keep up: the achieved rate then
+/// shows the shortfall.
+async fn send_steadily(
+    way: Arc<SoakWay>,
+    client: Client,
+    room: String,
+    per_second: f64,
+    start: Instant,
+    until: Instant,
+    body_bytes: usize,
+) -> anyhow::Result<()> {
+    let mut calls: JoinSet<()> = JoinSet::new();
+    for i in 0..way.phase.n {
+        let due = start + Duration::from_secs_f64(i as f64 / per_second);
+        if due >= until {
+            break;
+        }
+        tokio::time::sleep_until(due.into()).await;
+        way.phase
+            .window
+            .acquire()
+            .await
+            .context("window closed")?
+            .forget();
+        if Instant::now() >= until {
+            break;
+        }
+        while let Some(done) = calls.try_join_next() {
+            done.context("send task")?;
+        }
+        let mut rooms = client.rooms.clone();
+        let request = pb::SendMessageRequest {
+            room_id: room.clone(),
+            idempotency_key: format!("{}{i}", way.phase.tag),
+            text: way.phase.text(i, body_bytes),
+            ..Default::default()
+        };
+        way.sent.fetch_add(1, Ordering::Relaxed);
+        let way = way.clone();
+        calls.spawn(async move {
+            way.phase.lock().sent[i] = Some(Instant::now());
+            match rooms.send_message(request).await {
+                Ok(_) => {
+                    way.acked.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(status) => {
+                    way.errors.fetch_add(1, Ordering::Relaxed);
+                    lock(&way.first_error)
+                        .get_or_insert_with(|| format!("message {i}: {:#}", status_error(status)));
+                    way.phase.window.add_permits(1);
+                }
+            }
+        });
+    }
+    while let Some(done) = calls.join_next().await {
+        done.context("send task")?;
+    }
+    Ok(())
+}
+
+async fn soak_sample(
+    scenario: &Scenario,
+    admins: &[Client],
+    ways: &[Arc<SoakWay>],
+    start: Instant,
+    after_warmup: bool,
+) -> anyhow::Result<SoakSample> {
+    let t_s = start.elapsed().as_secs_f64();
+    let mut queued = Vec::new();
+    for (node, admin) in scenario.nodes.iter().zip(admins) {
+        queued.push(node.queued(admin).await?);
+    }
+    Ok(SoakSample {
+        t_s,
+        after_warmup,
+        rss_kib: scenario.nodes.iter().map(BenchNode::rss_kib).collect(),
+        queued,
+        sent: ways
+            .iter()
+            .map(|w| w.sent.load(Ordering::Relaxed))
+            .collect(),
+        acked: ways
+            .iter()
+            .map(|w| w.acked.load(Ordering::Relaxed))
+            .collect(),
+        received: ways.iter().map(|w| w.phase.lock().complete).collect(),
+    })
+}
+
+/// Messages at a steady rate both ways across the direct room for
+/// `--duration` (warm-up included), memory and queue depth sampled every
+/// `--sample-every`; then waits for the queues to drain and judges the run
+/// (`judge_soak`).
+async fn soak(scenario: &mut Scenario, args: &BenchArgs) -> anyhow::Result<Report> {
+    let settings = soak_settings(args)?;
+    let hz = clock_ticks_per_second();
+    let mut admins = Vec::new();
+    for node in &scenario.nodes {
+        admins.push(node.admin().await?);
+    }
+    let n = (settings.per_direction * args.duration.as_secs_f64()).ceil() as usize + 1;
+    let ways_of = [("host-to-replica", 'h'), ("replica-to-host", 'r')];
+    let mut ways = Vec::new();
+    let mut listeners = Vec::new();
+    let mut orders = Vec::new();
+    for (k, watch) in scenario.watches.drain(..).enumerate() {
+        let (name, tag) = ways_of[k.min(1)];
+        let phase = Phase::new(name, tag, n, args.in_flight, 1, Release::OnReceipt);
+        // Each stream counts only the other side's messages.
+        let phases = Phases::default();
+        phases.add(&phase);
+        let (task, order) = phases.listen_in_order(watch);
+        listeners.push(task);
+        orders.push(order);
+        ways.push(Arc::new(SoakWay {
+            phase,
+            sent: AtomicUsize::new(0),
+            acked: AtomicUsize::new(0),
+            errors: AtomicUsize::new(0),
+            first_error: Mutex::new(None),
+        }));
+    }
+    let ticks = |s: &Scenario| s.nodes.iter().map(BenchNode::cpu_ticks).collect::<Vec<_>>();
+    progress(format!(
+        "soak: {:.0} msgs/s both ways for {:?} (warm-up {:?}), sampling every {:?}",
+        args.rate, args.duration, settings.warmup, args.sample_every
+    ));
+    let start_ticks = ticks(scenario);
+    let start = Instant::now();
+    let warm_end = start + settings.warmup;
+    let load_end = start + args.duration;
+    let mut sending = JoinSet::new();
+    for (way, (client, room)) in ways.iter().zip(&scenario.senders) {
+        sending.spawn(send_steadily(
+            way.clone(),
+            client.clone(),
+            room.clone(),
+            settings.per_direction,
+            start,
+            load_end,
+            args.body_bytes,
+        ));
+    }
+    let mut samples: Vec<SoakSample> = Vec::new();
+    let mut baseline: Option<(Vec<u64>, Vec<u64>, usize)> = None;
+    let mut next = start + args.sample_every;
+    loop {
+        let wake = if baseline.is_none() {
+            next.min(warm_end)
+        } else {
+            next
+        }
+        .min(load_end);
+        tokio::time::sleep_until(wake.into()).await;
+        let warm = wake >= warm_end;
+        let sample = soak_sample(scenario, &admins, &ways, start, warm).await?;
+        progress(format!(
+            "t={:.0}s rss_kib={:?} queued={:?} sent={:?} acked={:?} received={:?}{}",
+            sample.t_s,
+            sample.rss_kib,
+            sample.queued,
+            sample.sent,
+            sample.acked,
+            sample.received,
+            if warm && baseline.is_none() {
+                " (end of warm-up)"
+            } else {
+                ""
+            }
+        ));
+        if warm && baseline.is_none() {
+            baseline = Some((
+                sample.rss_kib.clone(),
+                ticks(scenario),
+                sample.sent.iter().sum(),
+            ));
+        }
+        samples.push(sample);
+        if wake >= load_end {
+            break;
+        }
+        while next <= wake {
+            next += args.sample_every;
+        }
+    }
+    while let Some(done) = sending.join_next().await {
+        done.context("send task")??;
+    }
+    let (baseline_rss, warm_ticks, warm_sent) =
+        baseline.ok_or_else(|| anyhow!("no sample after the warm-up"))?;
+    progress("soak: load stopped; waiting for every message and an empty queue");
+    let load_done = Instant::now();
+    let mut queued_end;
+    let drain_s = loop {
+        queued_end = Vec::new();
+        for (node, admin) in scenario.nodes.iter().zip(&admins) {
+            queued_end.push(node.queued(admin).await?);
+        }
+        let arrived = ways
+            .iter()
+            .all(|w| w.phase.lock().complete >= w.acked.load(Ordering::Relaxed));
+        if arrived && queued_end.iter().all(|q| *q == 0) {
+            break Some(load_done.elapsed().as_secs_f64());
+        }
+        if load_done.elapsed() > SOAK_DRAIN_DEADLINE {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let end_ticks = ticks(scenario);
+    for l in &listeners {
+        l.abort();
+    }
+    let node_count = scenario.nodes.len();
+    let directions: Vec<SoakDirection> = ways
+        .iter()
+        .enumerate()
+        .map(|(k, w)| {
+            let (received, duplicates, unexpected) = {
+                let s = w.phase.lock();
+                (s.complete, s.duplicates, s.unexpected)
+            };
+            let acked = w.acked.load(Ordering::Relaxed);
+            SoakDirection {
+                from: scenario.nodes[k % node_count].tenant.clone(),
+                to: scenario.nodes[(k + 1) % node_count].tenant.clone(),
+                sent: w.sent.load(Ordering::Relaxed),
+                acked,
+                send_errors: w.errors.load(Ordering::Relaxed),
+                first_error: lock(&w.first_error).clone(),
+                received,
+                lost: acked.saturating_sub(received),
+                duplicates,
+                unexpected,
+            }
+        })
+        .collect();
+    let streams = orders
+        .iter()
+        .zip(&directions)
+        .map(|(order, d)| SoakStream {
+            member: format!("recipient on {}", d.to),
+            order: lock(order).clone(),
+        })
+        .collect();
+    let end_rss = samples
+        .last()
+        .map(|s| s.rss_kib.clone())
+        .unwrap_or_default();
+    let memory = scenario
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| SoakMemory {
+            tenant: node.tenant.clone(),
+            after_warmup_kib: baseline_rss[i],
+            min_after_warmup_kib: samples
+                .iter()
+                .filter(|s| s.after_warmup)
+                .map(|s| s.rss_kib[i])
+                .min()
+                .unwrap_or(0),
+            end_kib: end_rss.get(i).copied().unwrap_or(0),
+            limit_kib: (baseline_rss[i] as f64 * SOAK_RSS_GROWTH) as u64,
+            peak_kib: node.peak_rss_kib(),
+        })
+        .collect();
+    let allowance = args.rate.max(SOAK_QUEUE_ALLOWANCE_MIN);
+    let queues = scenario
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let depths: Vec<u64> = samples
+                .iter()
+                .filter(|s| s.after_warmup)
+                .map(|s| s.queued[i])
+                .collect();
+            let (first, last) = thirds(&depths).unwrap_or((f64::NAN, f64::NAN));
+            SoakQueue {
+                tenant: node.tenant.clone(),
+                first_third_mean: first,
+                last_third_mean: last,
+                allowance,
+                max: depths.iter().copied().max().unwrap_or(0),
+                end: queued_end[i],
+            }
+        })
+        .collect();
+    let sent_total: usize = directions.iter().map(|d| d.sent).sum();
+    let duration_s = args.duration.as_secs_f64();
+    let mut report = SoakReport {
+        duration_s,
+        warmup_s: settings.warmup.as_secs_f64(),
+        rate: args.rate,
+        achieved_rate: sent_total as f64 / duration_s,
+        sample_every_s: args.sample_every.as_secs_f64(),
+        directions,
+        streams,
+        memory,
+        queues,
+        drain_s,
+        samples,
+        failures: Vec::new(),
+        passed: false,
+    };
+    report.failures = judge_soak(&report);
+    report.passed = report.failures.is_empty();
+    let after_warmup = sent_total.saturating_sub(warm_sent);
+    let nodes = scenario
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let all = end_ticks[i].saturating_sub(start_ticks[i]) as f64 / hz;
+            let load = end_ticks[i].saturating_sub(warm_ticks[i]) as f64 / hz;
+            NodeReport {
+                tenant: node.tenant.clone(),
+                role: scenario.roles.get(i).cloned().unwrap_or_default(),
+                cpu_us_per_msg: all * 1e6 / sent_total.max(1) as f64,
+                load_cpu_us_per_msg: load * 1e6 / after_warmup.max(1) as f64,
+                cpu_s: all,
+                peak_rss_kib: node.peak_rss_kib(),
+                rss_before_load_kib: baseline_rss[i],
+                rss_kib: node.rss_kib(),
+            }
+        })
+        .collect();
+    Ok(Report {
+        variant: args.variant,
+        sender: args.sender,
+        synchronous: args.synchronous,
+        direction: scenario.direction.clone(),
+        messages: sent_total,
+        in_flight: args.in_flight,
+        body_bytes: args.body_bytes,
+        receipts_per_message: 1,
+        phases: ways.iter().map(|w| w.phase.report(start)).collect(),
+        nodes,
+        client_cpu_s: own_cpu_seconds(hz),
+        backlog: None,
+        idle_clients: None,
+        soak: Some(report),
+    })
+}
+
+/// Means of the first and the last third of `values` (none if fewer than
+/// three).
+fn thirds(values: &[u64]) -> Option<(f64, f64)> {
+    let k = values.len() / 3;
+    if k == 0 {
+        return None;
+    }
+    let mean = |v: &[u64]| v.iter().sum::<u64>() as f64 / v.len() as f64;
+    Some((mean(&values[..k]), mean(&values[values.len() - k..])))
+}
+
+/// The soak's criteria; each failure says which and by how much.
+fn judge_soak(r: &SoakReport) -> Vec<String> {
+    let mut failures = Vec::new();
+    if r.achieved_rate < SOAK_RATE_HELD * r.rate {
+        failures.push(format!(
+            "rate not held: {:.1} of {:.1} msgs/s",
+            r.achieved_rate, r.rate
+        ));
+    }
+    for d in &r.directions {
+        let way = format!("{} to {}", d.from, d.to);
+        if d.send_errors > 0 {
+            failures.push(format!(
+                "{way}: {} sends failed, first: {}",
+                d.send_errors,
+                d.first_error.as_deref().unwrap_or("?")
+            ));
+        }
+        if d.lost > 0 {
+            failures.push(format!(
+                "{way}: {} of {} acknowledged messages never arrived",
+                d.lost, d.acked
+            ));
+        }
+        if d.duplicates > 0 {
+            failures.push(format!("{way}: {} duplicates", d.duplicates));
+        }
+        if d.unexpected > 0 {
+            failures.push(format!("{way}: {} messages never sent", d.unexpected));
+        }
+    }
+    for s in &r.streams {
+        let o = &s.order;
+        if o.repeated > 0 || o.gaps > 0 {
+            failures.push(format!(
+                "order at the {}: {} repeated or backwards seqs, {} gaps",
+                s.member, o.repeated, o.gaps
+            ));
+        }
+        if let Some(end) = &o.ended {
+            failures.push(format!("the {}'s stream ended: {end}", s.member));
+        }
+    }
+    for m in &r.memory {
+        if m.end_kib > m.limit_kib {
+            failures.push(format!(
+                "{}: rss grew from {} KiB after the warm-up to {} KiB (limit {})",
+                m.tenant, m.after_warmup_kib, m.end_kib, m.limit_kib
+            ));
+        }
+    }
+    for q in &r.queues {
+        if q.first_third_mean.is_nan() {
+            failures.push(format!("{}: too few samples for a queue trend", q.tenant));
+        } else if q.last_third_mean > q.first_third_mean + q.allowance {
+            failures.push(format!(
+                "{}: queue grew, mean {:.1} in the first third, {:.1} in the last",
+                q.tenant, q.first_third_mean, q.last_third_mean
+            ));
+        }
+        if q.end > 0 {
+            failures.push(format!(
+                "{}: {} events still queued {:.0} s after the load",
+                q.tenant,
+                q.end,
+                SOAK_DRAIN_DEADLINE.as_secs_f64()
+            ));
+        }
+    }
+    failures
+}
+
+/// `600`, `600s`, `10m`, `1.5h` or `500ms`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let bad = || format!("{text:?} is not a duration (e.g. 600s, 10m, 1h)");
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(bad()),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| bad())
+}
+
 fn print_report(r: &Report) {
     println!(
         "variant={:?} sender={:?} synchronous={:?} messages={} in_flight={} body_bytes={} receipts_per_message={}",
@@ -1515,6 +2259,10 @@ fn print_report(r: &Report) {
         r.receipts_per_message
     );
     println!("direction: {}", r.direction);
+    if let Some(soak) = &r.soak {
+        print_soak(r, soak);
+        return;
+    }
     for p in &r.phases {
         println!(
             "{}: n={} recv={} window={} secs={:.3} msgs_per_s={:.0} p50_ms={:.3} p90_ms={:.3} p99_ms={:.3} max_ms={:.3} complete_p50_ms={:.3} complete_p99_ms={:.3}",
@@ -1541,6 +2289,10 @@ fn print_report(r: &Report) {
             b.queue_empty_s,
             b.drain_s,
             b.drain_msgs_per_s
+        );
+        println!(
+            "backlog: delivered={} duplicates={} stream_events={} repeated={} gaps={}",
+            b.delivered, b.duplicates, b.order.events, b.order.repeated, b.order.gaps
         );
     }
     if let Some(c) = &r.idle_clients {
@@ -1589,6 +2341,107 @@ fn print_report(r: &Report) {
     }
 }
 
+fn print_soak(r: &Report, s: &SoakReport) {
+    println!(
+        "soak: duration_s={:.0} warmup_s={:.0} rate={:.1} achieved_rate={:.1} sample_every_s={:.1} samples={}",
+        s.duration_s,
+        s.warmup_s,
+        s.rate,
+        s.achieved_rate,
+        s.sample_every_s,
+        s.samples.len()
+    );
+    for x in &s.samples {
+        println!(
+            "sample t_s={:.1}{} rss_kib={} queued={} sent={} acked={} received={}",
+            x.t_s,
+            if x.after_warmup { "" } else { " (warm-up)" },
+            join(&x.rss_kib),
+            join(&x.queued),
+            join(&x.sent),
+            join(&x.acked),
+            join(&x.received)
+        );
+    }
+    for (d, p) in s.directions.iter().zip(&r.phases) {
+        println!(
+            "direction {} to {}: sent={} acked={} received={} lost={} duplicates={} unexpected={} send_errors={} p50_ms={:.3} p99_ms={:.3} max_ms={:.3}",
+            d.from,
+            d.to,
+            d.sent,
+            d.acked,
+            d.received,
+            d.lost,
+            d.duplicates,
+            d.unexpected,
+            d.send_errors,
+            p.p50_ms,
+            p.p99_ms,
+            p.max_ms
+        );
+    }
+    for st in &s.streams {
+        println!(
+            "stream {}: events={} repeated={} gaps={} ended={}",
+            st.member,
+            st.order.events,
+            st.order.repeated,
+            st.order.gaps,
+            st.order.ended.as_deref().unwrap_or("no")
+        );
+    }
+    for m in &s.memory {
+        println!(
+            "memory {}: rss_after_warmup_kib={} rss_min_after_warmup_kib={} rss_end_kib={} limit_kib={} ({SOAK_RSS_GROWTH}x) peak_rss_kib={}",
+            m.tenant,
+            m.after_warmup_kib,
+            m.min_after_warmup_kib,
+            m.end_kib,
+            m.limit_kib,
+            m.peak_kib
+        );
+    }
+    for q in &s.queues {
+        println!(
+            "queue {}: first_third_mean={:.1} last_third_mean={:.1} allowance={:.0} max={} end={}",
+            q.tenant, q.first_third_mean, q.last_third_mean, q.allowance, q.max, q.end
+        );
+    }
+    for n in &r.nodes {
+        println!(
+            "node {} ({}): cpu_us_per_msg={:.0} cpu_s={:.2}",
+            n.tenant, n.role, n.cpu_us_per_msg, n.cpu_s
+        );
+    }
+    println!(
+        "drain_s={}",
+        s.drain_s
+            .map_or_else(|| "timeout".to_string(), |d| format!("{d:.2}"))
+    );
+    println!(
+        "criteria: every acknowledged message arrives (lost=0), once (duplicates=0); \
+         each stream's seqs one after another; rss at the end <= {SOAK_RSS_GROWTH} x rss after the warm-up; \
+         queue: mean of the last third of samples after the warm-up <= mean of the first third + allowance \
+         (one second of the load), and empty within {:.0} s of the load's end; \
+         at least {:.0}% of the due messages sent",
+        SOAK_DRAIN_DEADLINE.as_secs_f64(),
+        SOAK_RATE_HELD * 100.0
+    );
+    if s.passed {
+        println!("soak=pass");
+    } else {
+        println!("soak=fail reason={}", s.failures.join("; "));
+    }
+}
+
+fn join<T: std::fmt::Display>(values: &[T]) -> String {
+    values
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1601,6 +2454,119 @@ mod tests {
         assert_eq!(parse_tag(&text), Some(('l', 7)));
         assert_eq!(parse_tag(&phase.text(3, 1)), Some(('l', 3)));
         assert_eq!(parse_tag("hello"), None);
+    }
+
+    #[test]
+    fn durations_read_with_or_without_a_unit() {
+        assert_eq!(parse_duration("600"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        for bad in ["", "s", "10 parsecs", "-5s", "1e99h"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_stream_counts_repeated_seqs_and_gaps() {
+        let mut order = StreamOrder::default();
+        for seq in [5, 6, 7, 7, 6, 9, 10] {
+            order.saw("room", seq);
+        }
+        order.saw("other", 1);
+        assert_eq!(
+            (order.events, order.repeated, order.gaps),
+            (8, 2, 1),
+            "{order:?}"
+        );
+    }
+
+    #[test]
+    fn queue_trend_compares_the_first_and_last_thirds() {
+        assert_eq!(thirds(&[1, 2]), None);
+        assert_eq!(thirds(&[3, 0, 9]), Some((3.0, 9.0)));
+        assert_eq!(thirds(&[2, 4, 0, 0, 0, 10, 20]), Some((3.0, 15.0)));
+    }
+
+    fn passing_soak() -> SoakReport {
+        SoakReport {
+            duration_s: 60.0,
+            warmup_s: 10.0,
+            rate: 100.0,
+            achieved_rate: 99.0,
+            sample_every_s: 5.0,
+            directions: vec![SoakDirection {
+                from: "a.example".into(),
+                to: "b.example".into(),
+                sent: 3000,
+                acked: 3000,
+                send_errors: 0,
+                first_error: None,
+                received: 3000,
+                lost: 0,
+                duplicates: 0,
+                unexpected: 0,
+            }],
+            streams: vec![SoakStream {
+                member: "recipient on b.example".into(),
+                order: StreamOrder::default(),
+            }],
+            memory: vec![SoakMemory {
+                tenant: "a.example".into(),
+                after_warmup_kib: 100_000,
+                min_after_warmup_kib: 90_000,
+                end_kib: 120_000,
+                limit_kib: 120_000,
+                peak_kib: 130_000,
+            }],
+            queues: vec![SoakQueue {
+                tenant: "a.example".into(),
+                first_third_mean: 5.0,
+                last_third_mean: 105.0,
+                allowance: 100.0,
+                max: 300,
+                end: 0,
+            }],
+            drain_s: Some(0.5),
+            samples: Vec::new(),
+            failures: Vec::new(),
+            passed: false,
+        }
+    }
+
+    #[test]
+    fn a_soak_at_every_limit_passes() {
+        assert_eq!(judge_soak(&passing_soak()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn each_soak_criterion_fails_on_its_own() {
+        let check = |change: fn(&mut SoakReport), expected: &str| {
+            let mut r = passing_soak();
+            change(&mut r);
+            let failures = judge_soak(&r);
+            assert_eq!(failures.len(), 1, "{failures:?}");
+            assert!(failures[0].contains(expected), "{failures:?}");
+        };
+        check(|r| r.achieved_rate = 89.0, "rate not held");
+        check(|r| r.directions[0].lost = 1, "1 of 3000 acknowledged");
+        check(|r| r.directions[0].duplicates = 2, "2 duplicates");
+        check(|r| r.directions[0].unexpected = 1, "never sent");
+        check(|r| r.directions[0].send_errors = 1, "1 sends failed");
+        check(|r| r.streams[0].order.gaps = 1, "1 gaps");
+        check(|r| r.streams[0].order.repeated = 1, "1 repeated");
+        check(
+            |r| r.streams[0].order.ended = Some("reset".into()),
+            "ended: reset",
+        );
+        check(|r| r.memory[0].end_kib = 120_001, "rss grew");
+        check(|r| r.queues[0].last_third_mean = 105.5, "queue grew");
+        check(
+            |r| r.queues[0].first_third_mean = f64::NAN,
+            "too few samples",
+        );
+        check(|r| r.queues[0].end = 4, "4 events still queued");
     }
 
     #[test]
@@ -1621,9 +2587,21 @@ mod tests {
         phase.received(0, now);
         assert_eq!(phase.window.available_permits(), 2);
         assert_eq!(phase.lock().complete, 1);
-        // Unknown and unsent messages are ignored.
+        // Unknown and unsent messages are ignored, and counted.
         phase.received(1, now);
         phase.received(9, now);
         assert_eq!(phase.lock().complete, 1);
+        assert_eq!(phase.lock().unexpected, 2);
+    }
+
+    #[test]
+    fn a_message_seen_again_after_it_arrived_is_a_duplicate() {
+        let phase = Phase::new("soak", 'h', 1, 1, 1, Release::OnReceipt);
+        let now = Instant::now();
+        phase.lock().sent[0] = Some(now);
+        phase.received(0, now);
+        phase.received(0, now);
+        let report = phase.report(now);
+        assert_eq!((report.received, report.duplicates), (1, 1));
     }
 }

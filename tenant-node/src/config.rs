@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -128,6 +129,25 @@ pub struct Limits {
     /// Friend requests this node's members may send to one peer per hour.
     #[serde(default = "default_requests_per_peer_hour")]
     pub requests_per_peer_hour: u32,
+    /// Client API connections open at once; one more is closed as soon as
+    /// it is accepted. Each live stream (`room watch`) holds one.
+    #[serde(default = "default_max_api_connections")]
+    pub max_api_connections: usize,
+    /// Bridge connections open at once, TLS handshakes included.
+    #[serde(default = "default_max_bridge_connections")]
+    pub max_bridge_connections: usize,
+    /// How long a new connection may take to send the HTTP/2 client preface
+    /// (on the bridge, counted from the end of the TLS handshake), in
+    /// milliseconds; a connection that is slower is closed.
+    #[serde(default = "default_preface_timeout_ms")]
+    pub preface_timeout_ms: u64,
+    /// Idle time after which either server pings a connection, and how long
+    /// the ping may stay unanswered before the connection is closed, in
+    /// milliseconds.
+    #[serde(default = "default_keepalive_interval_ms")]
+    pub keepalive_interval_ms: u64,
+    #[serde(default = "default_keepalive_timeout_ms")]
+    pub keepalive_timeout_ms: u64,
 }
 
 fn default_api_listen() -> SocketAddr {
@@ -166,6 +186,21 @@ fn default_requests_per_peer_hour() -> u32 {
 fn default_token_ttl_secs() -> u64 {
     30 * 24 * 3600
 }
+fn default_max_api_connections() -> usize {
+    10_000
+}
+fn default_max_bridge_connections() -> usize {
+    1024
+}
+fn default_preface_timeout_ms() -> u64 {
+    10_000
+}
+fn default_keepalive_interval_ms() -> u64 {
+    30_000
+}
+fn default_keepalive_timeout_ms() -> u64 {
+    10_000
+}
 
 impl Default for ApiConfig {
     fn default() -> Self {
@@ -202,7 +237,24 @@ impl Default for Limits {
             token_ttl_secs: default_token_ttl_secs(),
             requests_per_member_hour: default_requests_per_member_hour(),
             requests_per_peer_hour: default_requests_per_peer_hour(),
+            max_api_connections: default_max_api_connections(),
+            max_bridge_connections: default_max_bridge_connections(),
+            preface_timeout_ms: default_preface_timeout_ms(),
+            keepalive_interval_ms: default_keepalive_interval_ms(),
+            keepalive_timeout_ms: default_keepalive_timeout_ms(),
         }
+    }
+}
+
+impl Limits {
+    pub fn preface_timeout(&self) -> Duration {
+        Duration::from_millis(self.preface_timeout_ms)
+    }
+    pub fn keepalive_interval(&self) -> Duration {
+        Duration::from_millis(self.keepalive_interval_ms)
+    }
+    pub fn keepalive_timeout(&self) -> Duration {
+        Duration::from_millis(self.keepalive_timeout_ms)
     }
 }
 
@@ -307,6 +359,33 @@ impl Config {
                 });
             }
         }
+        let at_least_one = [
+            (
+                "limits.max_api_connections",
+                self.limits.max_api_connections as u64,
+            ),
+            (
+                "limits.max_bridge_connections",
+                self.limits.max_bridge_connections as u64,
+            ),
+            ("limits.preface_timeout_ms", self.limits.preface_timeout_ms),
+            (
+                "limits.keepalive_interval_ms",
+                self.limits.keepalive_interval_ms,
+            ),
+            (
+                "limits.keepalive_timeout_ms",
+                self.limits.keepalive_timeout_ms,
+            ),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
         if self.limits.max_room_members < 2 {
             return Err(ConfigError::Invalid {
                 key: "limits.max_room_members",
@@ -368,6 +447,24 @@ mod tests {
         let example = Config::parse(include_str!("../node.example.toml")).unwrap();
         let defaults = Config::new(&TenantId::parse("acme.example").unwrap());
         assert_eq!(example.to_toml(), defaults.to_toml());
+    }
+
+    #[test]
+    fn connection_limits_must_be_positive() {
+        let mut config = Config::new(&TenantId::parse("acme.example").unwrap());
+        config.limits.preface_timeout_ms = 0;
+        let err = config.validate().unwrap_err();
+        assert!(
+            err.to_string().contains("limits.preface_timeout_ms"),
+            "{err}"
+        );
+        config.limits.preface_timeout_ms = 1;
+        config.limits.max_api_connections = 0;
+        let err = config.validate().unwrap_err();
+        assert!(
+            err.to_string().contains("limits.max_api_connections"),
+            "{err}"
+        );
     }
 
     #[test]

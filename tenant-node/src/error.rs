@@ -47,6 +47,17 @@ impl Error {
         }
     }
 
+    /// Whether the database refused a write for want of space (SQLite's
+    /// SQLITE_FULL, PostgreSQL's disk_full): the write was rolled back and
+    /// may succeed once space returns.
+    pub fn is_storage_full(&self) -> bool {
+        let Error::Storage(sqlx::Error::Database(e)) = self else {
+            return false;
+        };
+        matches!(e.code().as_deref(), Some("13") | Some("53100"))
+            || e.message().contains("database or disk is full")
+    }
+
     /// Adapts an id parse error to the field it came from.
     pub fn bad_id(field: &'static str) -> impl FnOnce(IdError) -> Self {
         move |e| Error::invalid(field, e.to_string())

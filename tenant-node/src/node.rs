@@ -118,6 +118,13 @@ impl Node {
             tls,
             self.tenant.trust.clone(),
             Arc::new(NodeBridge(self.tenant.clone())),
+            works_bridge::ServerLimits {
+                max_connections: self.config.limits.max_bridge_connections,
+                preface_timeout: self.config.limits.preface_timeout(),
+                keepalive_interval: self.config.limits.keepalive_interval(),
+                keepalive_timeout: self.config.limits.keepalive_timeout(),
+                ..works_bridge::ServerLimits::default()
+            },
             stopped(&stop),
         ));
         let purge = tokio::spawn(purge_sessions(self.tenant.clone()));

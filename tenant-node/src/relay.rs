@@ -30,6 +30,10 @@ use crate::tenant::Tenant;
 
 /// Envelopes per batch on the relay stream.
 const BATCH: u32 = 256;
+/// Payload bytes per batch: 256 of the largest text messages would not fit
+/// the bridge's message limit (16 MiB), so a batch also stops here. A
+/// single larger envelope still goes, alone.
+const BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// First retry delay after a failed delivery; doubles up to `MAX_BACKOFF`.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -111,6 +115,16 @@ impl Relay {
     }
 }
 
+/// Why the peer should send an event again later: the sender's admin sees
+/// it as the peer's last error.
+fn not_stored_yet(e: &Error) -> String {
+    if e.is_storage_full() {
+        "the receiving node's storage is full".into()
+    } else {
+        "the receiving node could not store it yet".into()
+    }
+}
+
 /// Runs the deliverers: one task per peer with something queued.
 pub async fn run(tenant: Arc<Tenant>) {
     let Some(mut woken) = tenant.relay.woken.lock().ok().and_then(|mut w| w.take()) else {
@@ -140,6 +154,7 @@ pub async fn run(tenant: Arc<Tenant>) {
 async fn deliver(tenant: Arc<Tenant>, peer: TenantId, notify: Arc<Notify>) {
     let mut stream: Option<RelayStream> = None;
     let mut backoff = MIN_BACKOFF;
+    let mut failing = false;
     loop {
         let rows = match queued(&tenant, &peer).await {
             Ok(rows) => rows,
@@ -153,14 +168,25 @@ async fn deliver(tenant: Arc<Tenant>, peer: TenantId, notify: Arc<Notify>) {
             let _ = tokio::time::timeout(IDLE_CHECK, notify.notified()).await;
             continue;
         }
+        // The peer's state in `peer list` follows the relay: failing (with
+        // the reason) until a batch goes through again.
         match send(&tenant, &peer, &mut stream, &rows).await {
-            Ok(true) => backoff = MIN_BACKOFF,
-            Ok(false) => {
+            Ok(None) => {
+                backoff = MIN_BACKOFF;
+                if std::mem::take(&mut failing) {
+                    let _ = tenant.store.peer_contacted(&peer).await;
+                }
+            }
+            Ok(Some(reason)) => {
+                failing = true;
+                let _ = tenant.store.peer_failed(&peer, &reason).await;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             Err(e) => {
                 stream = None;
+                failing = true;
+                let _ = tenant.store.peer_failed(&peer, &e.to_string()).await;
                 tracing::info!(peer = %peer, queued = rows.len(), error = %e, "relay to peer failed; will retry");
                 let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
                 if let Ok(mut w) = tenant.store.begin_write().await {
@@ -176,17 +202,30 @@ async fn deliver(tenant: Arc<Tenant>, peer: TenantId, notify: Arc<Notify>) {
 
 async fn queued(tenant: &Tenant, peer: &TenantId) -> Result<Vec<OutboxRow>> {
     let mut conn = tenant.store.pool().acquire().await?;
-    outbox::queued(&mut conn, peer, BATCH).await
+    let mut rows = outbox::queued(&mut conn, peer, BATCH).await?;
+    rows.truncate(within_batch_bytes(&rows));
+    Ok(rows)
 }
 
-/// Sends one batch and records the answers. `Ok(false)`: the peer asked to
-/// retry part of it later.
+/// How many of `rows`, from the first, fit `BATCH_BYTES` (at least one).
+fn within_batch_bytes(rows: &[OutboxRow]) -> usize {
+    let mut total = 0;
+    rows.iter()
+        .position(|r| {
+            total += r.payload.len();
+            total > BATCH_BYTES
+        })
+        .map_or(rows.len(), |over| over.max(1))
+}
+
+/// Sends one batch and records the answers. `Ok(Some(reason))`: the peer
+/// asked to retry part of it later.
 async fn send(
     tenant: &Tenant,
     peer: &TenantId,
     stream: &mut Option<RelayStream>,
     rows: &[OutboxRow],
-) -> Result<bool> {
+) -> Result<Option<String>> {
     let Some(row) = tenant.store.peer(peer).await? else {
         // Unpeered: nothing queued for it can ever be delivered.
         *stream = None;
@@ -195,8 +234,12 @@ async fn send(
         let n = outbox::refuse_queued(&mut w.tx, peer, &reason, now_ms()).await?;
         w.commit().await?;
         tracing::info!(peer = %peer, refused = n, "queue of a former peer closed");
-        return Ok(true);
+        return Ok(None);
     };
+    if stream.as_ref().is_some_and(RelayStream::outlived) {
+        tracing::info!(peer = %peer, "the peer's certificate expired; reconnecting");
+        *stream = None;
+    }
     if stream.is_none() {
         let mut client = tenant
             .dial(&row)
@@ -236,7 +279,7 @@ async fn send(
         .await
         .map_err(|e| Error::Unavailable(e.to_string()))?;
     let at = now_ms();
-    let mut complete = true;
+    let mut retry = None;
     let mut w = tenant.store.begin_write().await?;
     let mut answered = Vec::new();
     let mut delivered = Vec::new();
@@ -254,7 +297,7 @@ async fn send(
             Outcome::Retry(reason) => {
                 tracing::debug!(peer = %peer, event = %row.event_id, %reason, "peer asks to retry");
                 outbox::attempted(&mut w.tx, &[row.id], &reason).await?;
-                complete = false;
+                retry = Some(reason);
                 break;
             }
         }
@@ -269,7 +312,7 @@ async fn send(
             tracing::warn!(event = %row.event_id, error = %e, "cannot queue a delivery receipt");
         }
     }
-    Ok(complete)
+    Ok(retry)
 }
 
 impl Tenant {
@@ -462,7 +505,7 @@ impl Tenant {
             }
             Err(e) => {
                 tracing::warn!(peer = %peer, error = %e, "cannot check a relaying peer");
-                let reason = "the receiving node could not store it yet".to_string();
+                let reason = not_stored_yet(&e);
                 return envelopes
                     .iter()
                     .map(|_| Outcome::Retry(reason.clone()))
@@ -482,7 +525,7 @@ impl Tenant {
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!(peer = %peer, error = %e, "cannot store relayed events");
-                return retry_all("the receiving node could not store it yet");
+                return retry_all(&not_stored_yet(&e));
             }
         };
         let count = envelopes.len();
@@ -506,13 +549,13 @@ impl Tenant {
                     announce.extend(applied);
                     outcome
                 }
-                Err(Error::Storage(e)) => {
+                Err(e @ Error::Storage(_)) => {
                     tracing::warn!(peer = %peer, error = %e, "cannot store a relayed event");
-                    Outcome::Retry("the receiving node could not store it yet".into())
+                    Outcome::Retry(not_stored_yet(&e))
                 }
                 Err(Error::Internal(e)) => {
                     tracing::error!(peer = %peer, error = %e, "relayed event failed");
-                    Outcome::Retry("the receiving node could not store it yet".into())
+                    Outcome::Retry(not_stored_yet(&Error::Internal(e)))
                 }
                 Err(e) => Outcome::Refused(e.to_string()),
             };
@@ -523,9 +566,8 @@ impl Tenant {
         }
         if let Err(e) = w.commit().await {
             tracing::warn!(peer = %peer, error = %e, "cannot commit relayed events");
-            return (0..count)
-                .map(|_| Outcome::Retry("the receiving node could not store it yet".into()))
-                .collect();
+            let reason = not_stored_yet(&e);
+            return (0..count).map(|_| Outcome::Retry(reason.clone())).collect();
         }
         for applied in announce {
             self.announce(applied);
@@ -615,7 +657,7 @@ impl Tenant {
         if events::by_id(conn, &change.id).await?.is_some() {
             return Ok(None);
         }
-        let row = rooms::room(conn, room)
+        let (row, members) = rooms::room_with_members(conn, room)
             .await?
             .ok_or_else(|| Error::NotFound(format!("room {room}")))?;
         if let Some(host) = &row.host {
@@ -623,7 +665,9 @@ impl Tenant {
                 "room {room} is hosted by {host}, not here"
             )));
         }
-        Ok(Some(self.host_change(conn, &row, change).await?))
+        Ok(Some(
+            self.host_change_among(conn, &row, members, change).await?,
+        ))
     }
 
     /// Stores an event its host sequenced: only the next in the room's
@@ -650,15 +694,15 @@ impl Tenant {
             Some(s) => Some(self.parse_snapshot(s)?),
             None => None,
         };
-        let row = match rooms::room(&mut *conn, &event.room).await? {
-            Some(row) => {
+        let (row, before) = match rooms::room_with_members(&mut *conn, &event.room).await? {
+            Some((row, members)) => {
                 if row.host.as_ref() != Some(host) {
                     return Err(Error::PermissionDenied(format!(
                         "room {} is not hosted by {host}",
                         event.room
                     )));
                 }
-                row
+                (row, members)
             }
             None => {
                 let Some((kind, name, master, members)) = &snapshot else {
@@ -692,7 +736,7 @@ impl Tenant {
                     at,
                 )
                 .await?;
-                rooms::room(&mut *conn, &event.room)
+                rooms::room_with_members(&mut *conn, &event.room)
                     .await?
                     .ok_or_else(|| Error::Internal("replica room vanished".into()))?
             }
@@ -714,7 +758,6 @@ impl Tenant {
                 None,
             ));
         }
-        let before = rooms::member_ids(&mut *conn, &event.room).await?;
         let mut event = event;
         let mut outcome = Outcome::Stored;
         let mut key = None;
@@ -747,7 +790,11 @@ impl Tenant {
             )
             .await?;
         }
-        let after = rooms::member_ids(&mut *conn, &event.room).await?;
+        // Only a snapshot changes who is in the room.
+        let after = match &snapshot {
+            Some(_) => rooms::member_ids(&mut *conn, &event.room).await?,
+            None => before.clone(),
+        };
         self.audit_room_event(&mut *conn, &event, &after).await?;
         let mut local: Vec<MemberId> = after
             .iter()
@@ -863,6 +910,21 @@ impl Tenant {
     }
 }
 
+/// The delivery of a message just queued for `peers`.
+pub(crate) fn just_queued(peers: &[TenantId]) -> Delivery {
+    delivery_of(
+        peers
+            .iter()
+            .map(|peer| outbox::PeerDelivery {
+                peer: peer.clone(),
+                state: OutboxState::Queued,
+                reason: None,
+                attempts: 0,
+            })
+            .collect(),
+    )
+}
+
 fn delivery_of(peers: Vec<outbox::PeerDelivery>) -> Delivery {
     let refused = peers.iter().find(|p| p.state == OutboxState::Refused);
     let (state, reason) = if peers.is_empty() {
@@ -883,4 +945,33 @@ fn delivery_of(peers: Vec<outbox::PeerDelivery>) -> Delivery {
 
 fn encode(relayed: &Relayed) -> Result<String> {
     serde_json::to_string(relayed).map_err(|e| Error::Internal(format!("cannot encode event: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(payload_bytes: usize) -> OutboxRow {
+        OutboxRow {
+            id: 1,
+            peer: TenantId::parse("globex.example").unwrap(),
+            event_id: String::new(),
+            room_id: String::new(),
+            host_seq: 1,
+            payload: "x".repeat(payload_bytes),
+            attempts: 0,
+            created_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_batch_stops_at_its_byte_budget_but_never_at_zero() {
+        let small: Vec<OutboxRow> = (0..3).map(|_| row(10)).collect();
+        assert_eq!(within_batch_bytes(&small), 3);
+        let big: Vec<OutboxRow> = (0..300).map(|_| row(100 * 1024)).collect();
+        assert_eq!(within_batch_bytes(&big), BATCH_BYTES / (100 * 1024));
+        let huge = vec![row(BATCH_BYTES + 1), row(1)];
+        assert_eq!(within_batch_bytes(&huge), 1);
+        assert_eq!(within_batch_bytes(&[]), 0);
+    }
 }

@@ -76,6 +76,33 @@ impl Change {
     }
 }
 
+/// A message stored in a transaction, and what follows its commit.
+struct Stored {
+    pub event: RoomEvent,
+    pub duplicate: bool,
+    /// The peers it was just queued for; `None` for a message stored
+    /// before, whose delivery state is read back.
+    pub queued: Option<Vec<TenantId>>,
+    after_commit: AfterCommit,
+}
+
+enum AfterCommit {
+    Nothing,
+    Announce(Box<Applied>),
+    WakeHost(TenantId),
+}
+
+impl Stored {
+    fn earlier((event, duplicate): (RoomEvent, bool)) -> Stored {
+        Stored {
+            event,
+            duplicate,
+            queued: None,
+            after_commit: AfterCommit::Nothing,
+        }
+    }
+}
+
 /// A change the host applied, to announce after its commit.
 pub(crate) struct Applied {
     pub event: RoomEvent,
@@ -264,7 +291,7 @@ impl Tenant {
         for member in &members {
             rooms::insert_membership(&mut w.tx, &id, member, event.seq, at).await?;
         }
-        let applied = self.after_change(&mut w.tx, &id, event, &[]).await?;
+        let applied = self.after_change(&mut w.tx, &id, event, None, &[]).await?;
         w.commit().await?;
         tracing::info!(room = %id, by = %creator, ?kind, members = members.len(), "room created");
         self.announce(applied);
@@ -381,10 +408,10 @@ impl Tenant {
         let id = self.parse_room_id(room)?;
         let change = Change::new(&caller.member, body, None);
         let mut w = self.store.begin_write().await?;
-        let row = rooms::room(&mut w.tx, &id)
+        let (row, members) = rooms::room_with_members(&mut w.tx, &id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("room {id}")))?;
-        require_member(&mut w.tx, &id, &caller.member).await?;
+        require_among(&members, &id, &caller.member)?;
         match row.host.clone() {
             None => {
                 if let EventBody::Renamed { name } = &change.body
@@ -392,7 +419,9 @@ impl Tenant {
                 {
                     return Ok(None);
                 }
-                let applied = self.host_change(&mut w.tx, &row, change).await?;
+                let applied = self
+                    .host_change_among(&mut w.tx, &row, members, change)
+                    .await?;
                 w.commit().await?;
                 let event = applied.event.clone();
                 self.announce(applied);
@@ -400,7 +429,7 @@ impl Tenant {
             }
             Some(host) => {
                 // Check here what can be checked here; the host decides.
-                check_rules(&mut w.tx, &row, &caller.member, &change.body).await?;
+                check_rules(&mut w.tx, &row, &members, &caller.member, &change.body).await?;
                 if matches!(change.body, EventBody::Left { .. }) {
                     // The room leaves the member's list at once.
                     rooms::delete_membership(&mut w.tx, &id, &caller.member).await?;
@@ -464,13 +493,16 @@ impl Tenant {
                 self.attachment_body(caller, &id, attachment.trim()).await?
             }
         };
-        let sent = match self.store_message(caller, &id, key, body.clone()).await {
+        let sent = match self
+            .store_message(&caller.member, &id, key, body.clone())
+            .await
+        {
             // A concurrent retry with the same key committed first (PostgreSQL
             // runs writers in parallel): answer with the event it stored.
             Err(Error::Storage(sqlx::Error::Database(e))) if e.is_unique_violation() => {
                 let mut conn = self.store.pool().acquire().await?;
                 match earlier_send(&mut conn, &id, &caller.member, key).await? {
-                    Some(earlier) => same_message(earlier, key, &body),
+                    Some(earlier) => same_message(earlier, key, &body).map(Stored::earlier),
                     None => Err(Error::Internal(format!(
                         "unique violation without a stored event: {e}"
                     ))),
@@ -478,50 +510,80 @@ impl Tenant {
             }
             other => other,
         }?;
-        let delivery = self.delivery_of_event(&sent.0.id).await?;
+        // A message stored just now is queued for exactly the peers it was
+        // queued for; only an earlier one needs its state read back.
+        let delivery = match &sent.queued {
+            Some(peers) => crate::relay::just_queued(peers),
+            None => self.delivery_of_event(&sent.event.id).await?,
+        };
         Ok(Sent {
-            event: sent.0,
-            duplicate: sent.1,
+            event: sent.event,
+            duplicate: sent.duplicate,
             delivery,
         })
     }
 
+    /// Stores a message in a transaction of its own and commits it.
     async fn store_message(
         &self,
-        caller: &Caller,
+        sender: &MemberId,
         id: &RoomId,
         key: &str,
         body: EventBody,
-    ) -> Result<(RoomEvent, bool)> {
+    ) -> Result<Stored> {
         let mut w = self.store.begin_write().await?;
-        let row = rooms::room(&mut w.tx, id)
+        let mut stored = self
+            .store_message_in(&mut w.tx, sender, id, key, body)
+            .await?;
+        w.commit().await?;
+        self.committed(&mut stored);
+        Ok(stored)
+    }
+
+    /// Stores a message in the caller's transaction: in the room, when this
+    /// node hosts it; otherwise in the outbox for the room's host. A retry
+    /// with the same idempotency key returns the stored message and stores
+    /// nothing. Call `committed` once the transaction commits.
+    async fn store_message_in(
+        &self,
+        conn: &mut AnyConnection,
+        sender: &MemberId,
+        id: &RoomId,
+        key: &str,
+        body: EventBody,
+    ) -> Result<Stored> {
+        let (row, members) = rooms::room_with_members(conn, id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("room {id}")))?;
-        require_member(&mut w.tx, id, &caller.member).await?;
-        if let Some(earlier) = earlier_send(&mut w.tx, id, &caller.member, key).await? {
-            return same_message(earlier, key, &body);
+        require_among(&members, id, sender)?;
+        // Only messages to rooms hosted elsewhere wait in `pending_events`.
+        let earlier = match row.host {
+            None => events::by_idempotency_key(conn, id, sender, key).await?,
+            Some(_) => earlier_send(conn, id, sender, key).await?,
+        };
+        if let Some(earlier) = earlier {
+            return same_message(earlier, key, &body).map(Stored::earlier);
         }
-        let change = Change::new(&caller.member, body, Some(key));
+        let change = Change::new(sender, body, Some(key));
         match row.host.clone() {
             None => {
-                let applied = self.host_change(&mut w.tx, &row, change).await?;
-                w.commit().await?;
-                let event = applied.event.clone();
-                tracing::debug!(room = %id, seq = event.seq, sender = %caller.member, "message stored");
-                self.announce(applied);
-                Ok((event, false))
+                let applied = self.host_change_among(conn, &row, members, change).await?;
+                Ok(Stored {
+                    event: applied.event.clone(),
+                    duplicate: false,
+                    queued: Some(applied.peers.clone()),
+                    after_commit: AfterCommit::Announce(Box::new(applied)),
+                })
             }
             Some(host) => {
-                let members = rooms::member_ids(&mut w.tx, id).await?;
-                self.may_message(&mut w.tx, row.kind, Some(&host), &caller.member, &members)
+                self.may_message(conn, row.kind, Some(&host), sender, &members)
                     .await?;
                 if let EventBody::Attachment(meta) = &change.body {
-                    self.files_allowed(&mut w.tx, &caller.member, &members)
-                        .await?;
-                    crate::store::attachments::mark_posted(&mut w.tx, &meta.id, &change.id).await?;
+                    self.files_allowed(conn, sender, &members).await?;
+                    crate::store::attachments::mark_posted(conn, &meta.id, &change.id).await?;
                 }
                 outbox::insert_pending(
-                    &mut w.tx,
+                    conn,
                     &Pending {
                         event_id: change.id,
                         room: *id,
@@ -532,12 +594,30 @@ impl Tenant {
                     },
                 )
                 .await?;
-                self.queue_for_host(&mut w.tx, &host, id, &change).await?;
-                w.commit().await?;
-                self.relay.wake(&host);
-                tracing::debug!(room = %id, host = %host, sender = %caller.member, "message queued for the host");
-                Ok((pending_event(*id, change), false))
+                self.queue_for_host(conn, &host, id, &change).await?;
+                Ok(Stored {
+                    event: pending_event(*id, change),
+                    duplicate: false,
+                    queued: Some(vec![host.clone()]),
+                    after_commit: AfterCommit::WakeHost(host),
+                })
             }
+        }
+    }
+
+    /// What follows a stored message's commit: local streams see it and the
+    /// deliverers of the peers it was queued for wake up.
+    fn committed(&self, stored: &mut Stored) {
+        match std::mem::replace(&mut stored.after_commit, AfterCommit::Nothing) {
+            AfterCommit::Announce(applied) => {
+                tracing::debug!(room = %stored.event.room, seq = stored.event.seq, sender = %stored.event.sender, "message stored");
+                self.announce(*applied);
+            }
+            AfterCommit::WakeHost(host) => {
+                self.relay.wake(&host);
+                tracing::debug!(room = %stored.event.room, host = %host, sender = %stored.event.sender, "message queued for the host");
+            }
+            AfterCommit::Nothing => {}
         }
     }
 
@@ -551,10 +631,22 @@ impl Tenant {
         row: &rooms::RoomRow,
         change: Change,
     ) -> Result<Applied> {
+        let before = rooms::member_ids(conn, &row.id).await?;
+        self.host_change_among(conn, row, before, change).await
+    }
+
+    /// `host_change` for a caller that read the room's current members
+    /// (`before`, in the order they joined) in this transaction.
+    pub(crate) async fn host_change_among(
+        &self,
+        conn: &mut AnyConnection,
+        row: &rooms::RoomRow,
+        before: Vec<MemberId>,
+        change: Change,
+    ) -> Result<Applied> {
         let room = row.id;
         let actor = &change.actor;
-        let before = rooms::member_ids(conn, &room).await?;
-        check_rules(conn, row, actor, &change.body).await?;
+        check_rules(conn, row, &before, actor, &change.body).await?;
         let mut body = change.body;
         let mut joined = Vec::new();
         let mut departed = None;
@@ -643,20 +735,28 @@ impl Tenant {
             }
             _ => {}
         }
+        // Without a change of membership the members are the ones read before.
+        let after = (joined.is_empty() && departed.is_none()).then_some(before);
         let departed: Vec<MemberId> = departed.into_iter().collect();
-        self.after_change(conn, &room, event, &departed).await
+        self.after_change(conn, &room, event, after, &departed)
+            .await
     }
 
     /// Queues a hosted room's new event for the participating peers (with
     /// the room's state when it changed), audits it and says who sees it.
+    /// `after`: the members now, when the caller knows them.
     async fn after_change(
         &self,
         conn: &mut AnyConnection,
         room: &RoomId,
         event: RoomEvent,
+        after: Option<Vec<MemberId>>,
         departed: &[MemberId],
     ) -> Result<Applied> {
-        let after = rooms::member_ids(conn, room).await?;
+        let after = match after {
+            Some(after) => after,
+            None => rooms::member_ids(conn, room).await?,
+        };
         let everyone: Vec<MemberId> = after.iter().chain(departed).cloned().collect();
         let mut peers: Vec<TenantId> = everyone
             .iter()
@@ -930,14 +1030,16 @@ impl Tenant {
 
 /// The room's rules for a change, as far as this node's copy of the room
 /// tells: the actor is a member; only the group master adds and removes.
+/// `members` are the room's current members.
 async fn check_rules(
     conn: &mut AnyConnection,
     row: &rooms::RoomRow,
+    members: &[MemberId],
     actor: &MemberId,
     body: &EventBody,
 ) -> Result<()> {
     let room = row.id;
-    if let (EventBody::Joined { members }, RoomKind::Direct) = (body, row.kind) {
+    if let (EventBody::Joined { members: joining }, RoomKind::Direct) = (body, row.kind) {
         // Only bringing back one or both of the two, which `open_direct` does.
         let key = rooms::direct_room_key_of(conn, &room).await?;
         if !key.split(' ').any(|k| k == actor.as_str()) {
@@ -945,7 +1047,7 @@ async fn check_rules(
                 "{actor} is not one of the two members of room {room}"
             )));
         }
-        for m in members {
+        for m in joining {
             if !key.split(' ').any(|k| k == m) {
                 return Err(Error::FailedPrecondition(
                     "a direct room's members cannot change; create a group room instead".into(),
@@ -954,7 +1056,7 @@ async fn check_rules(
         }
         return Ok(());
     }
-    require_member(conn, &room, actor).await?;
+    require_among(members, &room, actor)?;
     match body {
         EventBody::Joined { .. } | EventBody::Removed { .. } => {
             let action = if matches!(body, EventBody::Joined { .. }) {
@@ -980,7 +1082,7 @@ async fn check_rules(
                         "to remove yourself, leave the room",
                     ));
                 }
-                if rooms::membership(conn, &room, &target).await?.is_none() {
+                if !members.contains(&target) {
                     return Err(Error::NotFound(format!("member {target} in room {room}")));
                 }
             }
@@ -1062,6 +1164,17 @@ fn default_group_name(creator: &MemberId, others: &[MemberId]) -> String {
         name.push_str(other.name());
     }
     name
+}
+
+/// `require_member` against members already read.
+fn require_among(members: &[MemberId], room: &RoomId, member: &MemberId) -> Result<()> {
+    if members.contains(member) {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied(format!(
+            "{member} is not a member of room {room}"
+        )))
+    }
 }
 
 pub(crate) async fn require_member(

@@ -821,3 +821,88 @@ impl TestNode {
         cutter
     }
 }
+
+// ---- two companies in one room ------------------------------------------
+
+pub const RELAY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Two peered companies whose members alice@a and bob@b are contacts.
+pub async fn pair() -> (TestNode, TestNode, Member, Member) {
+    let a = TestNode::start("a.example").await;
+    let b = TestNode::start("b.example").await;
+    peer_with(&a, &b).await;
+    let alice = a.member("alice").await;
+    let bob = b.member("bob").await;
+    allow(&a.admin().await, true, &alice.id, true).await;
+    allow(&b.admin().await, true, &bob.id, true).await;
+    befriend(&alice, &bob).await;
+    (a, b, alice, bob)
+}
+
+/// The room `who` is in with `other`, once it shows in their list.
+pub async fn room_with(who: &Member, other: &str) -> pb::Room {
+    let deadline = tokio::time::Instant::now() + RELAY_DEADLINE;
+    loop {
+        let rooms = who.rooms().await;
+        if let Some(room) = rooms
+            .into_iter()
+            .find(|r| r.members.iter().any(|m| m == other))
+        {
+            return room;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} never saw a room with {other}",
+            who.id
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn texts(events: &[pb::RoomEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| text(e).map(str::to_string))
+        .collect()
+}
+
+pub async fn history_texts(who: &Member, room: &str) -> Vec<String> {
+    texts(&who.history(room).await.expect("history"))
+}
+
+/// Waits until `who`'s history of `room` holds `count` text messages.
+pub async fn until_texts(who: &Member, room: &str, count: usize) -> Vec<String> {
+    until(
+        RELAY_DEADLINE,
+        &format!("{} has {count} messages", who.id),
+        || async { history_texts(who, room).await.len() >= count },
+    )
+    .await;
+    history_texts(who, room).await
+}
+
+pub fn state(d: &pb::Delivery) -> pb::DeliveryState {
+    pb::DeliveryState::try_from(d.state).unwrap_or_default()
+}
+
+pub fn burst(
+    who: &Member,
+    room: &str,
+    tag: &'static str,
+    count: usize,
+) -> tokio::task::JoinHandle<Vec<String>> {
+    let who = Member {
+        id: who.id.clone(),
+        client: who.client.clone(),
+    };
+    let room = room.to_string();
+    tokio::spawn(async move {
+        let mut acknowledged = Vec::new();
+        for i in 0..count {
+            if let Ok(e) = who.send(&room, &format!("{tag}{i:03}")).await {
+                acknowledged.push(text(&e).unwrap().to_string());
+            }
+        }
+        acknowledged
+    })
+}

@@ -9,8 +9,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Server;
+use works_bridge::limits::{ServerLimits, accept_plain};
 use works_proto::client::v1 as pb;
 
 use crate::error::{Error, Result};
@@ -19,6 +20,9 @@ use crate::tenant::Tenant;
 
 /// Largest request the API accepts; photos are the biggest legitimate ones.
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Largest header block a request may carry; a bearer token is well under
+/// 1 KiB.
+const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 
 /// The bearer token of a request, if it carries a well-formed header.
 fn bearer<T>(request: &tonic::Request<T>) -> Result<&str> {
@@ -40,8 +44,21 @@ async fn caller<T>(tenant: &Tenant, request: &tonic::Request<T>) -> Result<Calle
     tenant.authenticate(bearer(request)?).await
 }
 
+/// The client API's connection limits, from the node's `[limits]`.
+fn server_limits(tenant: &Tenant) -> ServerLimits {
+    ServerLimits {
+        max_connections: tenant.limits.max_api_connections,
+        preface_timeout: tenant.limits.preface_timeout(),
+        keepalive_interval: tenant.limits.keepalive_interval(),
+        keepalive_timeout: tenant.limits.keepalive_timeout(),
+        max_message_bytes: MAX_MESSAGE_BYTES,
+    }
+}
+
 /// Serves the client API (with health and reflection) on `listener` until
-/// `shutdown` resolves, then lets in-flight calls finish.
+/// `shutdown` resolves, then lets in-flight calls finish. Our own accept
+/// loop caps open connections and closes those that do not send the HTTP/2
+/// preface in time; keepalive pings close dead idle ones.
 pub async fn serve_api(
     tenant: Arc<Tenant>,
     listener: TcpListener,
@@ -56,7 +73,13 @@ pub async fn serve_api(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let tenant_id = tenant.id.to_string();
-    Server::builder()
+    let limits = server_limits(&tenant);
+    let (conns, incoming) = tokio::sync::mpsc::channel(64);
+    let acceptor = tokio::spawn(accept_plain(listener, "api", limits.clone(), conns));
+    let served = Server::builder()
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
         .trace_fn(move |req| {
             tracing::info_span!(
                 "rpc",
@@ -83,20 +106,27 @@ pub async fn serve_api(
             pb::peering_server::PeeringServer::new(services::PeeringApi(tenant.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .add_service(pb::external_policy_server::ExternalPolicyServer::new(
-            services::ExternalPolicyApi(tenant.clone()),
-        ))
-        .add_service(pb::audit_server::AuditServer::new(services::AuditApi(
-            tenant.clone(),
-        )))
-        .add_service(pb::contacts_server::ContactsServer::new(
-            services::ContactsApi(tenant.clone()),
-        ))
+        .add_service(
+            pb::external_policy_server::ExternalPolicyServer::new(services::ExternalPolicyApi(
+                tenant.clone(),
+            ))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            pb::audit_server::AuditServer::new(services::AuditApi(tenant.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            pb::contacts_server::ContactsServer::new(services::ContactsApi(tenant.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
         .add_service(
             pb::rooms_server::RoomsServer::new(services::RoomsApi(tenant))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await?;
+        .serve_with_incoming_shutdown(ReceiverStream::new(incoming), shutdown)
+        .await;
+    acceptor.abort();
+    served?;
     Ok(())
 }

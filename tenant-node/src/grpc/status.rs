@@ -7,8 +7,15 @@ use tonic::{Code, Status};
 
 use crate::error::Error;
 
+/// What a caller sees when the node's disk (or database quota) is full.
+pub const STORAGE_FULL: &str = "the node's storage is full: nothing was stored; try again once its administrator has freed space";
+
 impl From<Error> for Status {
     fn from(error: Error) -> Status {
+        if error.is_storage_full() {
+            tracing::error!(error = %error, "storage full: a write was refused and rolled back");
+            return Status::resource_exhausted(STORAGE_FULL);
+        }
         let code = match &error {
             Error::Invalid { .. } => Code::InvalidArgument,
             Error::Unauthenticated(_) => Code::Unauthenticated,

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use sqlx::{Any, AnyPool, Connection, Executor, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::error::{Error, Result};
@@ -93,6 +93,27 @@ impl Store {
             // An embedded database file does not drop connections; a ping
             // on every acquire costs a round trip to its thread.
             .test_before_acquire(backend != Backend::Sqlite)
+            // A transaction whose COMMIT failed (a full disk, say) is rolled
+            // back when dropped; SQLite may already have rolled it back itself,
+            // or may leave it open after a failed RELEASE. Either way the
+            // connection's transaction state is no longer known for sure, and
+            // one left open would hold the write lock and hide uncommitted
+            // rows behind later "commits". Such a connection is closed
+            // instead of returning to the pool.
+            .after_release(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend != Backend::Sqlite {
+                        return Ok(true);
+                    }
+                    // Runs the rollback queued by the dropped transaction.
+                    conn.ping().await?;
+                    let clean = !conn.is_in_transaction();
+                    if !clean {
+                        tracing::warn!("closing a database connection left inside a transaction");
+                    }
+                    Ok(clean)
+                })
+            })
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

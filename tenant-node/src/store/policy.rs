@@ -4,7 +4,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::rooms::stored;
 use crate::error::Result;
-use crate::ids::MemberId;
+use crate::ids::{MemberId, TenantId};
 
 pub const EXTERNAL_ENABLED: &str = "external.enabled";
 pub const EXTERNAL_AUTO_GRANT: &str = "external.auto_grant";
@@ -61,6 +61,43 @@ pub async fn is_blocked(
         .fetch_optional(conn)
         .await?;
     Ok(row.is_some())
+}
+
+/// This node's admission facts for `local` and `external`, in one
+/// statement: whether external messaging is on, `local` is connected (and
+/// active), `peer` is a peer, and `local` blocked `external`.
+pub struct PairFacts {
+    pub enabled: bool,
+    pub connected: bool,
+    pub peered: bool,
+    pub blocked: bool,
+}
+
+pub async fn pair_facts(
+    conn: &mut AnyConnection,
+    local: &MemberId,
+    external: &MemberId,
+    peer: &TenantId,
+) -> Result<PairFacts> {
+    let row = sqlx::query(
+        "SELECT (SELECT value FROM settings WHERE key = $1) AS enabled, \
+         (SELECT COUNT(*) FROM connected_members c JOIN members m ON m.id = c.member_id \
+          WHERE c.member_id = $2 AND m.state = 'active') AS connected, \
+         (SELECT COUNT(*) FROM peers WHERE tenant = $3) AS peered, \
+         (SELECT COUNT(*) FROM blocks WHERE member_id = $2 AND blocked = $4) AS blocked",
+    )
+    .bind(EXTERNAL_ENABLED)
+    .bind(local.as_str())
+    .bind(peer.as_str())
+    .bind(external.as_str())
+    .fetch_one(conn)
+    .await?;
+    Ok(PairFacts {
+        enabled: row.try_get::<Option<String>, _>("enabled")?.as_deref() == Some("on"),
+        connected: row.try_get::<i64, _>("connected")? > 0,
+        peered: row.try_get::<i64, _>("peered")? > 0,
+        blocked: row.try_get::<i64, _>("blocked")? > 0,
+    })
 }
 
 /// Adds a member to the connected list; false when already there.

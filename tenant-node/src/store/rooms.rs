@@ -269,6 +269,33 @@ pub async fn room(conn: &mut AnyConnection, id: &RoomId) -> Result<Option<RoomRo
     row.as_ref().map(room_from_row).transpose()
 }
 
+/// A room and its current members (in the order they joined), in one
+/// statement.
+pub async fn room_with_members(
+    conn: &mut AnyConnection,
+    id: &RoomId,
+) -> Result<Option<(RoomRow, Vec<MemberId>)>> {
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {ROOM_COLUMNS}, m.member_id FROM rooms r \
+         LEFT JOIN room_members m ON m.room_id = r.id WHERE r.id = $1 \
+         ORDER BY m.joined_seq, m.member_id"
+    )))
+    .bind(id.to_string())
+    .fetch_all(conn)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let room = room_from_row(first)?;
+    let mut members = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if let Some(id) = row.try_get::<Option<String>, _>("member_id")? {
+            members.push(stored("member id", MemberId::parse(&id))?);
+        }
+    }
+    Ok(Some((room, members)))
+}
+
 /// Current members, in the order they joined.
 pub async fn member_ids(conn: &mut AnyConnection, room: &RoomId) -> Result<Vec<MemberId>> {
     let rows = sqlx::query(

@@ -5,10 +5,17 @@ use sqlx::Row;
 use super::{Store, now_ms};
 use crate::error::Result;
 use crate::ids::MemberId;
+use crate::model::{MemberState, Role};
 
 pub struct Session {
     pub member_id: String,
     pub expires_at_ms: i64,
+}
+
+/// What checking a token needs: the session and its member's role and state.
+pub struct SessionCaller {
+    pub session: Session,
+    pub member: Option<(Role, MemberState)>,
 }
 
 impl Store {
@@ -44,6 +51,43 @@ impl Store {
                 expires_at_ms: row.try_get("expires_at")?,
             }),
         })
+    }
+
+    /// A session and its member's role and state, in one statement; the
+    /// role and state are `None` when the member is gone.
+    pub async fn session_caller(&self, token_hash: &str) -> Result<Option<SessionCaller>> {
+        let row = sqlx::query(
+            "SELECT s.member_id, s.expires_at, m.role, m.state FROM sessions s \
+             LEFT JOIN members m ON m.id = s.member_id WHERE s.token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let role: Option<String> = row.try_get("role")?;
+        let state: Option<String> = row.try_get("state")?;
+        Ok(Some(SessionCaller {
+            session: Session {
+                member_id: row.try_get("member_id")?,
+                expires_at_ms: row.try_get("expires_at")?,
+            },
+            member: role.zip(state).map(|(role, state)| {
+                (
+                    if role == "admin" {
+                        Role::Admin
+                    } else {
+                        Role::Member
+                    },
+                    if state == "suspended" {
+                        MemberState::Suspended
+                    } else {
+                        MemberState::Active
+                    },
+                )
+            }),
+        }))
     }
 
     pub async fn delete_session(&self, token_hash: &str) -> Result<bool> {
