@@ -38,6 +38,7 @@ pub mod peers;
 pub mod policy;
 pub mod relay;
 pub mod rooms;
+pub mod sends;
 pub mod store;
 pub mod tenant;
 pub mod watch;

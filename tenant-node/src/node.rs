@@ -129,6 +129,7 @@ impl Node {
         ));
         let purge = tokio::spawn(purge_sessions(self.tenant.clone()));
         let relay = tokio::spawn(crate::relay::run(self.tenant.clone()));
+        let sends = tokio::spawn(crate::sends::run(self.tenant.clone()));
         let api = tokio::spawn(crate::grpc::serve_api(
             self.tenant,
             listeners.api,
@@ -143,6 +144,7 @@ impl Node {
                 // both servers (peers' relays, members' live streams) get a
                 // moment to finish, then close.
                 relay.abort();
+        sends.abort();
                 (within_grace(api).await, within_grace(bridge).await)
             }
             finished = &mut api => {

@@ -77,7 +77,7 @@ impl Change {
 }
 
 /// A message stored in a transaction, and what follows its commit.
-struct Stored {
+pub(crate) struct Stored {
     pub event: RoomEvent,
     pub duplicate: bool,
     /// The peers it was just queued for; `None` for a message stored
@@ -523,7 +523,8 @@ impl Tenant {
         })
     }
 
-    /// Stores a message in a transaction of its own and commits it.
+    /// Stores a message and commits it: with other messages in one group
+    /// commit on SQLite (`sends`), or in a transaction of its own.
     async fn store_message(
         &self,
         sender: &MemberId,
@@ -531,6 +532,9 @@ impl Tenant {
         key: &str,
         body: EventBody,
     ) -> Result<Stored> {
+        if let Some(grouped) = self.sends.submit(sender, id, key, &body).await {
+            return grouped;
+        }
         let mut w = self.store.begin_write().await?;
         let mut stored = self
             .store_message_in(&mut w.tx, sender, id, key, body)
@@ -544,7 +548,7 @@ impl Tenant {
     /// node hosts it; otherwise in the outbox for the room's host. A retry
     /// with the same idempotency key returns the stored message and stores
     /// nothing. Call `committed` once the transaction commits.
-    async fn store_message_in(
+    pub(crate) async fn store_message_in(
         &self,
         conn: &mut AnyConnection,
         sender: &MemberId,
@@ -607,7 +611,7 @@ impl Tenant {
 
     /// What follows a stored message's commit: local streams see it and the
     /// deliverers of the peers it was queued for wake up.
-    fn committed(&self, stored: &mut Stored) {
+    pub(crate) fn committed(&self, stored: &mut Stored) {
         match std::mem::replace(&mut stored.after_commit, AfterCommit::Nothing) {
             AfterCommit::Announce(applied) => {
                 tracing::debug!(room = %stored.event.room, seq = stored.event.seq, sender = %stored.event.sender, "message stored");

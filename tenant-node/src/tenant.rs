@@ -34,6 +34,8 @@ pub struct Tenant {
     bridge_endpoint: RwLock<String>,
     /// Wakes the per-peer outbox deliverers.
     pub relay: crate::relay::Relay,
+    /// Sends waiting for the group commit (SQLite).
+    pub sends: crate::sends::Sends,
 }
 
 impl Tenant {
@@ -57,6 +59,7 @@ impl Tenant {
             trust: TrustStore::new(),
             bridge_endpoint: RwLock::new(String::new()),
             relay: crate::relay::Relay::default(),
+            sends: crate::sends::Sends::default(),
         }
     }
 

@@ -1,0 +1,192 @@
+//! Group commit of messages on SQLite.
+//!
+//! SQLite has one writer at a time, so concurrent sends queue for the write
+//! lock anyway. Instead of one transaction each, a writer task takes every
+//! send waiting at that moment (up to `MAX_GROUP`) into one transaction,
+//! each in a savepoint of its own: a send refused by the room's rules or by
+//! admission undoes only its own savepoint and gets its own error, and the
+//! others commit together. Each send is answered only after the commit, and
+//! is shown to live streams and woken for the relay in the group's order.
+//!
+//! When the group as a whole cannot commit (a storage error), nothing of it
+//! is kept and every send in it is stored again in a transaction of its own,
+//! which gives each its precise error; the idempotency key makes that safe
+//! even if the commit's outcome were in doubt. PostgreSQL runs writers in
+//! parallel and does not use this.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sqlx::AnyConnection;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+use crate::ids::{MemberId, RoomId};
+use crate::model::EventBody;
+use crate::rooms::Stored;
+use crate::store::Backend;
+use crate::tenant::Tenant;
+
+/// Most sends in one transaction.
+const MAX_GROUP: usize = 128;
+
+/// The queue of sends waiting for the writer task.
+pub struct Sends {
+    queue: mpsc::UnboundedSender<Job>,
+    jobs: Mutex<Option<mpsc::UnboundedReceiver<Job>>>,
+    /// The writer task runs: sends go through it.
+    running: AtomicBool,
+}
+
+struct Job {
+    sender: MemberId,
+    room: RoomId,
+    key: String,
+    body: EventBody,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// The outcome of a send in a group; `ALONE` when the group did not commit
+/// and the message is to be stored in a transaction of its own.
+type Reply = Option<Result<Stored>>;
+const ALONE: Reply = None;
+
+impl Default for Sends {
+    fn default() -> Self {
+        let (queue, jobs) = mpsc::unbounded_channel();
+        Sends {
+            queue,
+            jobs: Mutex::new(Some(jobs)),
+            running: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Sends {
+    /// Stores a message with the next group and answers once it committed;
+    /// `None` when the caller must store it in a transaction of its own (no
+    /// writer task, or the group failed).
+    pub(crate) async fn submit(
+        &self,
+        sender: &MemberId,
+        room: &RoomId,
+        key: &str,
+        body: &EventBody,
+    ) -> Option<Result<Stored>> {
+        if !self.running.load(Ordering::Acquire) {
+            return None;
+        }
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Job {
+                sender: sender.clone(),
+                room: *room,
+                key: key.to_string(),
+                body: body.clone(),
+                reply,
+            })
+            .ok()?;
+        // A writer stopped with the node answers `ALONE` too.
+        answer.await.unwrap_or(ALONE)
+    }
+}
+
+/// The writer task: runs while the node serves (SQLite only).
+pub async fn run(tenant: Arc<Tenant>) {
+    if tenant.store.backend() != Backend::Sqlite {
+        return;
+    }
+    let Some(mut jobs) = tenant.sends.jobs.lock().ok().and_then(|mut j| j.take()) else {
+        return;
+    };
+    tenant.sends.running.store(true, Ordering::Release);
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
+        tenant.commit_group(std::mem::take(&mut group)).await;
+    }
+}
+
+impl Tenant {
+    async fn commit_group(&self, jobs: Vec<Job>) {
+        let mut w = match self.store.begin_write().await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, sends = jobs.len(), "cannot begin a group of messages; storing them one by one");
+                for job in jobs {
+                    let _ = job.reply.send(ALONE);
+                }
+                return;
+            }
+        };
+        let mut done = Vec::with_capacity(jobs.len());
+        let mut jobs = jobs.into_iter();
+        while let Some(job) = jobs.next() {
+            match self.store_in_savepoint(&mut w.tx, &job).await {
+                Ok(result) => done.push((job.reply, result)),
+                Err(e) => {
+                    // The transaction is in doubt: drop all of it.
+                    tracing::warn!(error = %e, "a group of messages failed; storing them one by one");
+                    drop(w);
+                    let replies = done
+                        .into_iter()
+                        .map(|(reply, _)| reply)
+                        .chain([job.reply])
+                        .chain(jobs.map(|j| j.reply));
+                    for reply in replies {
+                        let _ = reply.send(ALONE);
+                    }
+                    return;
+                }
+            }
+        }
+        if let Err(e) = w.commit().await {
+            tracing::warn!(error = %e, "a group of messages did not commit; storing them one by one");
+            for (reply, result) in done {
+                let _ = reply.send(match result {
+                    Ok(_) => ALONE,
+                    // Refused on its own merits, and undone.
+                    Err(e) => Some(Err(e)),
+                });
+            }
+            return;
+        }
+        for (reply, mut result) in done {
+            if let Ok(stored) = &mut result {
+                self.committed(stored);
+            }
+            // A caller that went away still had its message stored.
+            let _ = reply.send(Some(result));
+        }
+    }
+
+    /// One send in its savepoint. `Ok(Err(_))`: refused and undone, the
+    /// group goes on; `Err(_)`: a storage error, the group cannot.
+    async fn store_in_savepoint(
+        &self,
+        conn: &mut AnyConnection,
+        job: &Job,
+    ) -> Result<Result<Stored>> {
+        let mut savepoint = sqlx::Connection::begin(&mut *conn).await?;
+        match self
+            .store_message_in(
+                &mut savepoint,
+                &job.sender,
+                &job.room,
+                &job.key,
+                job.body.clone(),
+            )
+            .await
+        {
+            Ok(stored) => {
+                savepoint.commit().await?;
+                Ok(Ok(stored))
+            }
+            Err(e @ (Error::Storage(_) | Error::Migration(_) | Error::Internal(_))) => Err(e),
+            Err(refused) => {
+                savepoint.rollback().await?;
+                Ok(Err(refused))
+            }
+        }
+    }
+}
