@@ -381,6 +381,9 @@ impl BenchNode {
             // Group set-up sends dozens of friend requests in a second.
             c.limits.requests_per_member_hour = 1_000_000;
             c.limits.requests_per_peer_hour = 1_000_000;
+            // `--variant idle-clients` holds 10,000 streams, one connection
+            // each, beside the bench's own clients.
+            c.limits.max_api_connections = 100_000;
             synchronous.apply(c)
         })?;
         let (api, bridge) = node.spawn().await?;
