@@ -192,12 +192,22 @@ async fn rooms_across_companies_relay_on_postgresql() {
         .map(|i| format!("a{i}"))
         .chain(["b0".into()])
         .collect();
-    support::until(deadline, "both nodes hold the same 51 messages", || async {
-        texts(alice.history(&room).await.unwrap()) == expected
-            && texts(bob.history(&room).await.unwrap()) == expected
-    })
+    let file_id = file_id.unwrap();
+    support::until(
+        deadline,
+        "both nodes hold the same 51 messages, and the file",
+        || async {
+            let at_alice = alice.history(&room).await.unwrap();
+            let has_file = at_alice
+                .iter()
+                .any(|e| support::attachment(e).is_some_and(|a| a.id == file_id));
+            has_file
+                && texts(at_alice) == expected
+                && texts(bob.history(&room).await.unwrap()) == expected
+        },
+    )
     .await;
-    let (_, bytes) = alice.download(&file_id.unwrap()).await.unwrap();
+    let (_, bytes) = alice.download(&file_id).await.unwrap();
     assert_eq!(bytes, vec![7u8; 100_000]);
     drop((a, b));
     db_a.drop_it().await;

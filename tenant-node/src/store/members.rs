@@ -31,6 +31,24 @@ fn state_str(state: MemberState) -> &'static str {
     }
 }
 
+/// A stored role; anything but "admin" reads as a plain member.
+pub(super) fn role_from(stored: &str) -> Role {
+    if stored == "admin" {
+        Role::Admin
+    } else {
+        Role::Member
+    }
+}
+
+/// A stored state; anything but "suspended" reads as active.
+pub(super) fn state_from(stored: &str) -> MemberState {
+    if stored == "suspended" {
+        MemberState::Suspended
+    } else {
+        MemberState::Active
+    }
+}
+
 fn member_from_row(row: &AnyRow) -> Result<Member> {
     let id: String = row.try_get("id")?;
     let role: String = row.try_get("role")?;
@@ -43,16 +61,8 @@ fn member_from_row(row: &AnyRow) -> Result<Member> {
         id: MemberId::parse(&id).map_err(|e| Error::Internal(format!("stored member id: {e}")))?,
         display_name: row.try_get("display_name")?,
         has_photo,
-        role: if role == "admin" {
-            Role::Admin
-        } else {
-            Role::Member
-        },
-        state: if state == "suspended" {
-            MemberState::Suspended
-        } else {
-            MemberState::Active
-        },
+        role: role_from(&role),
+        state: state_from(&state),
         created_at_ms: row.try_get("created_at")?,
     })
 }

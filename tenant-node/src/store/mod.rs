@@ -102,10 +102,11 @@ impl Store {
             // instead of returning to the pool.
             .after_release(move |conn, _meta| {
                 Box::pin(async move {
-                    if backend != Backend::Sqlite {
+                    if backend != Backend::Sqlite || !conn.is_in_transaction() {
                         return Ok(true);
                     }
-                    // Runs the rollback queued by the dropped transaction.
+                    // Runs the rollback a dropped transaction queued, then
+                    // looks again.
                     conn.ping().await?;
                     let clean = !conn.is_in_transaction();
                     if !clean {

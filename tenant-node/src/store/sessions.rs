@@ -2,6 +2,7 @@
 
 use sqlx::Row;
 
+use super::members::{role_from, state_from};
 use super::{Store, now_ms};
 use crate::error::Result;
 use crate::ids::MemberId;
@@ -73,20 +74,9 @@ impl Store {
                 member_id: row.try_get("member_id")?,
                 expires_at_ms: row.try_get("expires_at")?,
             },
-            member: role.zip(state).map(|(role, state)| {
-                (
-                    if role == "admin" {
-                        Role::Admin
-                    } else {
-                        Role::Member
-                    },
-                    if state == "suspended" {
-                        MemberState::Suspended
-                    } else {
-                        MemberState::Active
-                    },
-                )
-            }),
+            member: role
+                .zip(state)
+                .map(|(role, state)| (role_from(&role), state_from(&state))),
         }))
     }
 
