@@ -9,50 +9,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use prost::Message;
-use prost::bytes::{Buf, BufMut};
-use support::{TestNode, peer_with};
+use support::{Raw, TestNode, peer_with};
 use tonic::Code;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
 use works_certs::{TenantCa, TenantId, Validity};
 use works_proto::client::v1 as pb;
 use works_proto::federation::v1 as fed;
-
-/// Passes message bytes through untouched: any RPC, any request.
-#[derive(Clone, Copy, Default)]
-struct Raw;
-
-impl Codec for Raw {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = Raw;
-    type Decoder = Raw;
-    fn encoder(&mut self) -> Raw {
-        Raw
-    }
-    fn decoder(&mut self) -> Raw {
-        Raw
-    }
-}
-
-impl Encoder for Raw {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for Raw {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
-        let mut out = vec![0; src.remaining()];
-        src.copy_to_slice(&mut out);
-        Ok(Some(out))
-    }
-}
 
 /// Calls `path` with one empty request message; the status it ends with
 /// (a stream still open after a moment counts as OK).

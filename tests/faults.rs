@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use support::{
-    Member, RELAY_DEADLINE, TestNode, history_texts, pair, room_with, state, text, until,
+    Member, RELAY_DEADLINE, TestNode, history_texts, pair, peers, room_with, state, text, until,
     until_texts,
 };
 use tonic::Code;
@@ -238,17 +238,7 @@ async fn a_full_disk_at_the_recipients_node_holds_messages_in_the_queue_until_sp
     // ones b.example cannot store wait in its outbox, the reason shown to
     // a.example's admin.
     let admin = a.admin().await;
-    let peer_error = || async {
-        let peers = admin
-            .peering
-            .clone()
-            .list_peers(pb::ListPeersRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .peers;
-        peers[0].last_error.clone()
-    };
+    let peer_error = || async { peers(&admin).await[0].last_error.clone() };
     let mut sent = Vec::new();
     let mut last = String::new();
     let mut after_full = 0;
@@ -334,16 +324,7 @@ fn paced(
 }
 
 async fn peer_row(node: &TestNode) -> pb::Peer {
-    node.admin()
-        .await
-        .peering
-        .clone()
-        .list_peers(pb::ListPeersRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .peers
-        .remove(0)
+    peers(&node.admin().await).await.remove(0)
 }
 
 #[tokio::test]

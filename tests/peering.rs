@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use support::{TestNode, bridge_client, check};
+use support::{TestNode, bridge_client, check, peers};
 use tenant_node::client::Client;
 use tonic::Code;
 use works_bridge::{PeerClient, TenantId, tls};
@@ -42,17 +42,6 @@ async fn accept(admin: &Client, token: &str) -> Result<pb::Peer, tonic::Status> 
         })
         .await
         .map(|r| r.into_inner())
-}
-
-async fn peers(admin: &Client) -> Vec<pb::Peer> {
-    admin
-        .peering
-        .clone()
-        .list_peers(pb::ListPeersRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .peers
 }
 
 /// Rewrites one field of an invitation token, as an attacker could.

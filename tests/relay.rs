@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use support::{
     Member, RELAY_DEADLINE, TestNode, allow, attachment, befriend, burst, check, history_texts,
-    pair, peer_with, room_with, state, text, texts, until, until_texts,
+    pair, peer_with, peers, room_with, state, text, texts, until, until_texts,
 };
 use tonic::Code;
 use works_proto::client::v1 as pb;
@@ -350,16 +350,7 @@ async fn a_peer_that_was_down_receives_all_1000_messages_once_and_in_order() {
     let d = alice.delivery(&room, &last.event_id).await.unwrap();
     assert_eq!(state(&d), pb::DeliveryState::Queued);
     assert_eq!(d.peers[0].tenant, "b.example");
-    let peers = a
-        .admin()
-        .await
-        .peering
-        .clone()
-        .list_peers(pb::ListPeersRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .peers;
+    let peers = peers(&a.admin().await).await;
     assert!(
         peers[0].queue_depth >= 1000,
         "queue depth {}",

@@ -1357,6 +1357,45 @@ async fn wait_complete(phase: &Phase) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Each node's CPU clock ticks at the start, when the load began and at
+/// the end.
+struct Ticks<'a> {
+    start: &'a [u64],
+    load: &'a [u64],
+    end: &'a [u64],
+}
+
+/// What each node cost: CPU per message over the whole run and over the
+/// load (`messages`: all of them, and those of the load), and memory
+/// (`load_rss`: each node's RSS when the load began).
+fn node_reports(
+    scenario: &Scenario,
+    hz: f64,
+    ticks: Ticks<'_>,
+    (all_messages, load_messages): (usize, usize),
+    load_rss: &[u64],
+) -> Vec<NodeReport> {
+    scenario
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let all = ticks.end[i].saturating_sub(ticks.start[i]) as f64 / hz;
+            let load = ticks.end[i].saturating_sub(ticks.load[i]) as f64 / hz;
+            NodeReport {
+                tenant: node.tenant.clone(),
+                role: scenario.roles.get(i).cloned().unwrap_or_default(),
+                cpu_us_per_msg: all * 1e6 / all_messages.max(1) as f64,
+                load_cpu_us_per_msg: load * 1e6 / load_messages.max(1) as f64,
+                cpu_s: all,
+                peak_rss_kib: node.peak_rss_kib(),
+                rss_before_load_kib: load_rss[i],
+                rss_kib: node.rss_kib(),
+            }
+        })
+        .collect()
+}
+
 async fn measure(
     scenario: &mut Scenario,
     args: &BenchArgs,
@@ -1454,25 +1493,17 @@ async fn measure(
     for l in listeners {
         l.abort();
     }
-    let nodes = scenario
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, node)| {
-            let all = end_ticks[i].saturating_sub(start_ticks[i]) as f64 / hz;
-            let load = end_ticks[i].saturating_sub(load_ticks[i]) as f64 / hz;
-            NodeReport {
-                tenant: node.tenant.clone(),
-                role: scenario.roles.get(i).cloned().unwrap_or_default(),
-                cpu_us_per_msg: all * 1e6 / measured.max(1) as f64,
-                load_cpu_us_per_msg: load * 1e6 / messages.max(1) as f64,
-                cpu_s: all,
-                peak_rss_kib: node.peak_rss_kib(),
-                rss_before_load_kib: load_rss[i],
-                rss_kib: node.rss_kib(),
-            }
-        })
-        .collect();
+    let nodes = node_reports(
+        scenario,
+        hz,
+        Ticks {
+            start: &start_ticks,
+            load: &load_ticks,
+            end: &end_ticks,
+        },
+        (measured, messages),
+        &load_rss,
+    );
     Ok(Report {
         variant: args.variant,
         sender: args.sender,
@@ -2111,25 +2142,17 @@ async fn soak(scenario: &mut Scenario, args: &BenchArgs) -> anyhow::Result<Repor
     report.failures = judge_soak(&report);
     report.passed = report.failures.is_empty();
     let after_warmup = sent_total.saturating_sub(warm_sent);
-    let nodes = scenario
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, node)| {
-            let all = end_ticks[i].saturating_sub(start_ticks[i]) as f64 / hz;
-            let load = end_ticks[i].saturating_sub(warm_ticks[i]) as f64 / hz;
-            NodeReport {
-                tenant: node.tenant.clone(),
-                role: scenario.roles.get(i).cloned().unwrap_or_default(),
-                cpu_us_per_msg: all * 1e6 / sent_total.max(1) as f64,
-                load_cpu_us_per_msg: load * 1e6 / after_warmup.max(1) as f64,
-                cpu_s: all,
-                peak_rss_kib: node.peak_rss_kib(),
-                rss_before_load_kib: baseline_rss[i],
-                rss_kib: node.rss_kib(),
-            }
-        })
-        .collect();
+    let nodes = node_reports(
+        scenario,
+        hz,
+        Ticks {
+            start: &start_ticks,
+            load: &warm_ticks,
+            end: &end_ticks,
+        },
+        (sent_total, after_warmup),
+        &baseline_rss,
+    );
     Ok(Report {
         variant: args.variant,
         sender: args.sender,

@@ -881,6 +881,18 @@ pub async fn until_texts(who: &Member, room: &str, count: usize) -> Vec<String> 
     history_texts(who, room).await
 }
 
+/// The peers an admin's node lists, with their state and queue depth.
+pub async fn peers(admin: &Client) -> Vec<pb::Peer> {
+    admin
+        .peering
+        .clone()
+        .list_peers(pb::ListPeersRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .peers
+}
+
 pub fn state(d: &pb::Delivery) -> pb::DeliveryState {
     pb::DeliveryState::try_from(d.state).unwrap_or_default()
 }
@@ -905,4 +917,52 @@ pub fn burst(
         }
         acknowledged
     })
+}
+
+// ---- raw protobuf --------------------------------------------------------
+
+/// A codec that passes message bytes through untouched: any RPC, any
+/// request, hand-made protobuf included.
+#[derive(Clone, Copy, Default)]
+pub struct Raw;
+
+impl tonic::codec::Codec for Raw {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = Raw;
+    type Decoder = Raw;
+    fn encoder(&mut self) -> Raw {
+        Raw
+    }
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+impl tonic::codec::Encoder for Raw {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use prost::bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for Raw {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use prost::bytes::Buf;
+        let mut out = vec![0; src.remaining()];
+        src.copy_to_slice(&mut out);
+        Ok(Some(out))
+    }
 }
