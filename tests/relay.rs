@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use support::{
     Member, RELAY_DEADLINE, TestNode, allow, attachment, befriend, burst, check, history_texts,
-    pair, peer_with, peers, room_with, state, text, texts, until, until_texts,
+    pair, pair_of, peer_with, peers, room_with, state, text, texts, until, until_texts,
 };
 use tonic::Code;
 use works_proto::client::v1 as pb;
@@ -839,12 +839,7 @@ async fn a_link_cut_again_and_again_during_a_burst_loses_and_doubles_nothing() {
     let mut b = TestNode::start("b.example").await;
     let to_a = a.behind_cutter().await;
     let to_b = b.behind_cutter().await;
-    peer_with(&a, &b).await;
-    let alice = a.member("alice").await;
-    let bob = b.member("bob").await;
-    allow(&a.admin().await, true, &alice.id, true).await;
-    allow(&b.admin().await, true, &bob.id, true).await;
-    befriend(&alice, &bob).await;
+    let (_a, _b, alice, bob) = pair_of(a, b).await;
     let room = room_with(&alice, &bob.id).await.id;
     room_with(&bob, &alice.id).await;
 

@@ -830,6 +830,11 @@ pub const RELAY_DEADLINE: Duration = Duration::from_secs(60);
 pub async fn pair() -> (TestNode, TestNode, Member, Member) {
     let a = TestNode::start("a.example").await;
     let b = TestNode::start("b.example").await;
+    pair_of(a, b).await
+}
+
+/// `pair` on nodes already started (a.example and b.example).
+pub async fn pair_of(a: TestNode, b: TestNode) -> (TestNode, TestNode, Member, Member) {
     peer_with(&a, &b).await;
     let alice = a.member("alice").await;
     let bob = b.member("bob").await;
