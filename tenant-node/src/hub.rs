@@ -1,11 +1,15 @@
 //! In-process fan-out of stored events to live streams.
 //!
-//! Events are published only after their transaction commits. A watcher that
-//! falls behind (the channel lagged) or sees a gap in a room's sequence reads
-//! the missing events back from storage, so the hub may drop or reorder
-//! without anyone losing or doubling an event.
+//! Events are published only after their transaction commits. Each member
+//! with a live stream has a channel of their own, and an event goes only to
+//! the channels of its recipients, so its cost grows with the recipients,
+//! not with every stream open on the node. A watcher that falls behind (its
+//! channel lagged) or sees a gap in a room's sequence reads the missing
+//! events back from storage, so the hub may drop or reorder without anyone
+//! losing or doubling an event.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::broadcast;
 
@@ -26,34 +30,106 @@ pub enum Live {
     Notice(Arc<NoticeRow>),
 }
 
-#[derive(Clone)]
 pub struct Hub {
-    tx: broadcast::Sender<Live>,
+    /// Events a member's streams have not taken yet, at most.
+    capacity: usize,
+    members: Mutex<Members>,
+}
+
+#[derive(Default)]
+struct Members {
+    /// Keyed by member id.
+    channels: HashMap<String, broadcast::Sender<Live>>,
+    /// Channels at the last sweep of those without streams.
+    swept_at: usize,
 }
 
 impl Hub {
     pub fn new(capacity: usize) -> Self {
-        let (tx, _) = broadcast::channel(capacity);
-        Hub { tx }
+        Hub {
+            capacity,
+            members: Mutex::default(),
+        }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Live> {
-        self.tx.subscribe()
+    fn members(&self) -> MutexGuard<'_, Members> {
+        self.members.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What `member`'s streams are to show from now on.
+    pub fn subscribe(&self, member: &MemberId) -> broadcast::Receiver<Live> {
+        let mut members = self.members();
+        // Forget members whose streams all closed, once their number has
+        // doubled since the last sweep: a constant cost per subscription.
+        if members.channels.len() >= 2 * members.swept_at.max(64) {
+            members.channels.retain(|_, tx| tx.receiver_count() > 0);
+            members.swept_at = members.channels.len();
+        }
+        members
+            .channels
+            .entry(member.as_str().to_string())
+            .or_insert_with(|| broadcast::channel(self.capacity).0)
+            .subscribe()
+    }
+
+    fn send(&self, member: &str, live: Live) {
+        if let Some(tx) = self.members().channels.get(member) {
+            // No receiver is not an error: the member's streams just closed.
+            let _ = tx.send(live);
+        }
     }
 
     pub fn publish(&self, event: RoomEvent, recipients: Vec<MemberId>) {
-        // No receiver is not an error: nobody is watching right now.
-        let _ = self.tx.send(Live::Event {
-            event: Arc::new(event),
-            recipients: recipients.into(),
-        });
+        let event = Arc::new(event);
+        let recipients: Arc<[MemberId]> = recipients.into();
+        let members = self.members();
+        for member in recipients.iter() {
+            if let Some(tx) = members.channels.get(member.as_str()) {
+                let _ = tx.send(Live::Event {
+                    event: Arc::clone(&event),
+                    recipients: Arc::clone(&recipients),
+                });
+            }
+        }
     }
 
     pub fn notice(&self, notice: NoticeRow) {
-        let _ = self.tx.send(Live::Notice(Arc::new(notice)));
+        let member = notice.member.clone();
+        self.send(&member, Live::Notice(Arc::new(notice)));
     }
 
     pub fn suspended(&self, member: MemberId) {
-        let _ = self.tx.send(Live::Suspended(member));
+        self.send(member.as_str(), Live::Suspended(member.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(name: &str) -> MemberId {
+        MemberId::parse(&format!("{name}@a.example")).unwrap()
+    }
+
+    #[test]
+    fn a_notice_reaches_only_its_members_streams() {
+        let hub = Hub::new(8);
+        let mut alice = hub.subscribe(&member("alice"));
+        let mut bob = hub.subscribe(&member("bob"));
+        hub.suspended(member("bob"));
+        assert!(alice.try_recv().is_err());
+        assert!(matches!(bob.try_recv(), Ok(Live::Suspended(m)) if m == member("bob")));
+    }
+
+    #[test]
+    fn members_whose_streams_closed_are_forgotten() {
+        let hub = Hub::new(8);
+        for i in 0..200 {
+            drop(hub.subscribe(&member(&format!("m{i}"))));
+        }
+        let kept = hub.subscribe(&member("kept"));
+        assert!(hub.members().channels.len() < 200);
+        assert!(hub.members().channels.contains_key("kept@a.example"));
+        drop(kept);
     }
 }

@@ -50,7 +50,9 @@ impl Tenant {
         Tenant {
             id,
             store,
-            hub: Hub::new(4096),
+            // Per member with a live stream (a slot is about 64 bytes); a
+            // stream further behind catches up from storage.
+            hub: Hub::new(64),
             limits,
             identity: RwLock::new(identity),
             server_cert,

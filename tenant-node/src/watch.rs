@@ -75,7 +75,7 @@ impl Tenant {
             given.insert(self.parse_room_id(room)?, *seq);
         }
         // Subscribe first: whatever commits from now on reaches us live.
-        let live = self.hub.subscribe();
+        let live = self.hub.subscribe(&caller.member);
         let mut conn = self.store.pool().acquire().await?;
         let mine = rooms::rooms_of(&mut conn, &caller.member).await?;
         for room in given.keys() {
