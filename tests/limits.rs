@@ -96,6 +96,15 @@ async fn closed_within(stream: &mut (impl AsyncRead + Unpin), within: Duration) 
     started.elapsed()
 }
 
+/// `closed_within`, and not before the preface deadline.
+async fn closed_at_the_preface_deadline(stream: &mut (impl AsyncRead + Unpin)) {
+    let took = closed_within(stream, CLOSE_WITHIN).await;
+    assert!(
+        took >= Duration::from_millis(PREFACE_MS - 100),
+        "closed after {took:?}, before the deadline"
+    );
+}
+
 /// A normal call still succeeds: log in as the admin and ask who that is.
 async fn api_still_serves(node: &TestNode) {
     let admin = node.admin().await;
@@ -148,11 +157,7 @@ async fn api_silent_connection_is_closed_at_the_preface_deadline() {
     let node = TestNode::start_with("acme.example", short_deadlines).await;
     let mut silent = TcpStream::connect(api_addr(&node)).await.unwrap();
     let peer = silent.local_addr().unwrap().to_string();
-    let took = closed_within(&mut silent, CLOSE_WITHIN).await;
-    assert!(
-        took >= Duration::from_millis(PREFACE_MS - 100),
-        "closed after {took:?}, before the deadline"
-    );
+    closed_at_the_preface_deadline(&mut silent).await;
     logged(
         &node,
         &["no http/2 client preface", &peer, "server=\"api\""],
@@ -436,11 +441,7 @@ async fn bridge_silent_connection_after_the_handshake_is_closed_at_the_preface_d
     peer_with(&a, &b).await;
     let mut silent = bridge_tls(&b).await.expect("handshake");
     let peer = silent.get_ref().0.local_addr().unwrap().to_string();
-    let took = closed_within(&mut silent, CLOSE_WITHIN).await;
-    assert!(
-        took >= Duration::from_millis(PREFACE_MS - 100),
-        "closed after {took:?}, before the deadline"
-    );
+    closed_at_the_preface_deadline(&mut silent).await;
     logged(
         &b,
         &["no http/2 client preface", &peer, "server=\"bridge\""],

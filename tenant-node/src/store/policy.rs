@@ -50,19 +50,6 @@ pub async fn is_connected(conn: &mut AnyConnection, member: &MemberId) -> Result
     Ok(row.is_some())
 }
 
-pub async fn is_blocked(
-    conn: &mut AnyConnection,
-    member: &MemberId,
-    other: &MemberId,
-) -> Result<bool> {
-    let row = sqlx::query("SELECT 1 AS one FROM blocks WHERE member_id = $1 AND blocked = $2")
-        .bind(member.as_str())
-        .bind(other.as_str())
-        .fetch_optional(conn)
-        .await?;
-    Ok(row.is_some())
-}
-
 /// This node's admission facts for `local` and `external`, in one
 /// statement: whether external messaging is on, `local` is connected (and
 /// active), `peer` is a peer, and `local` blocked `external`.

@@ -40,20 +40,6 @@ impl Store {
         w.commit().await
     }
 
-    pub async fn session(&self, token_hash: &str) -> Result<Option<Session>> {
-        let row = sqlx::query("SELECT member_id, expires_at FROM sessions WHERE token_hash = $1")
-            .bind(token_hash)
-            .fetch_optional(self.pool())
-            .await?;
-        Ok(match row {
-            None => None,
-            Some(row) => Some(Session {
-                member_id: row.try_get("member_id")?,
-                expires_at_ms: row.try_get("expires_at")?,
-            }),
-        })
-    }
-
     /// A session and its member's role and state, in one statement; the
     /// role and state are `None` when the member is gone.
     pub async fn session_caller(&self, token_hash: &str) -> Result<Option<SessionCaller>> {
