@@ -20,6 +20,11 @@
 #   XMPP_BENCH=<repo>/../shared/bench/xmpp/xmpp_s2s_bench.sh
 #   SKIP_XMPP=1               ours only
 #   BENCH_EXTRA=""            more `tenant-node bench` flags
+#   PIN=0                     1: each server on a core of its own, as if
+#                             each company ran its own machine: ours with
+#                             `--pin-cores`, each ejabberd's beam.smp bound
+#                             with taskset once its pid file appears (the
+#                             load clients stay unbound)
 # Output: one line per run, then a table of medians and ratios. Logs of
 # every run are kept under OUT (default a new directory in /tmp).
 set -euo pipefail
@@ -38,6 +43,8 @@ BASELINES="${BASELINES:-ejabberd:mem ejabberd:mam}"
 XMPP_BENCH="${XMPP_BENCH:-$ROOT/../shared/bench/xmpp/xmpp_s2s_bench.sh}"
 SKIP_XMPP="${SKIP_XMPP:-0}"
 BENCH_EXTRA="${BENCH_EXTRA:-}"
+PIN="${PIN:-0}"
+[ "$PIN" = 1 ] && BENCH_EXTRA="$BENCH_EXTRA --pin-cores"
 OUT="${OUT:-$(mktemp -d /tmp/relay-compare-XXXXXX)}"
 mkdir -p "$OUT"
 
@@ -77,6 +84,17 @@ for sync in $SYNC; do
 done
 
 # ---- XMPP baseline --------------------------------------------------------------------
+# Binds server a's beam.smp to core 0 and b's to core 1, each time a run
+# starts them afresh (their pid files name them).
+pin_ejabberd() {
+  local wd="$1" seen_a="" seen_b="" pid
+  while sleep 0.05; do
+    pid=$(cat "$wd/a/ejabberd.pid" 2>/dev/null || true)
+    if [ -n "$pid" ] && [ "$pid" != "$seen_a" ] && taskset -a -p -c 0 "$pid" >/dev/null 2>&1; then seen_a=$pid; fi
+    pid=$(cat "$wd/b/ejabberd.pid" 2>/dev/null || true)
+    if [ -n "$pid" ] && [ "$pid" != "$seen_b" ] && taskset -a -p -c 1 "$pid" >/dev/null 2>&1; then seen_b=$pid; fi
+  done
+}
 BASE_NAMES=()
 if [ "$SKIP_XMPP" != 1 ]; then
   [ -f "$XMPP_BENCH" ] || { echo "XMPP baseline not found at $XMPP_BENCH (set XMPP_BENCH)" >&2; exit 1; }
@@ -84,8 +102,15 @@ if [ "$SKIP_XMPP" != 1 ]; then
     server="${b%%:*}"; mode="${b#*:}"
     log="$OUT/xmpp-$server-$mode.log"
     echo "== XMPP baseline: $server, $mode"
-    if ! SERVER="$server" MODE="$mode" N="$N" WINDOW="$WINDOW" IDLE_N="$IDLE_N" BODY="$BODY" RUNS="$RUNS" \
-        bash "$XMPP_BENCH" >"$log" 2>&1; then
+    pinner=""
+    if [ "$PIN" = 1 ]; then
+      pin_ejabberd "${WORKDIR:-/tmp/xmpp_s2s_bench_$server}" & pinner=$!
+    fi
+    ok=1
+    SERVER="$server" MODE="$mode" N="$N" WINDOW="$WINDOW" IDLE_N="$IDLE_N" BODY="$BODY" RUNS="$RUNS" \
+        bash "$XMPP_BENCH" >"$log" 2>&1 || ok=0
+    [ -n "$pinner" ] && kill "$pinner" 2>/dev/null
+    if [ "$ok" = 0 ]; then
       echo "$server:$mode failed; see $log"; tail -n 5 "$log"; continue
     fi
     grep '^run ' "$log" || true
@@ -99,7 +124,7 @@ fi
 
 # ---- table ----------------------------------------------------------------------------
 echo
-echo "== medians of $RUNS runs: N=$N window=$WINDOW idle=$IDLE_N body=$BODY variant=$VARIANT sender=$SENDER (logs in $OUT)"
+echo "== medians of $RUNS runs: N=$N window=$WINDOW idle=$IDLE_N body=$BODY variant=$VARIANT sender=$SENDER pin=$PIN (logs in $OUT)"
 printf '%-16s %10s %10s %10s %12s\n' config msgs_per_s p50_ms p99_ms idle_p50_ms
 for name in "${NAMES[@]}" "${BASE_NAMES[@]}"; do
   printf '%-16s %10s %10s %10s %12s\n' "$name" "${TP[$name]}" "${P50[$name]}" "${P99[$name]}" "${IP50[$name]}"

@@ -99,6 +99,11 @@ pub struct BenchArgs {
     /// Keep the nodes' data directories and logs, and say where they are.
     #[arg(long)]
     pub keep: bool,
+    /// Binds each node, all its threads, to a CPU core of its own (in turn,
+    /// round the machine's cores), as if each company's node ran on its own
+    /// machine; the bench's client is not bound. Uses `taskset`.
+    #[arg(long)]
+    pub pin_cores: bool,
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
@@ -160,6 +165,8 @@ struct Report {
     variant: Variant,
     sender: SenderSide,
     synchronous: Synchronous,
+    /// Each node bound to a core of its own (`--pin-cores`).
+    pin_cores: bool,
     /// Who sends to whom, and which node hosts the room.
     direction: String,
     messages: usize,
@@ -334,6 +341,8 @@ struct BenchNode {
     log: PathBuf,
     url: String,
     admin_id: String,
+    /// The CPU core `serve` is bound to (`--pin-cores`).
+    core: Option<usize>,
     child: Option<Child>,
     pid: u32,
     /// CPU ticks and peak memory of earlier runs of this node (restarts).
@@ -343,8 +352,18 @@ struct BenchNode {
 
 impl BenchNode {
     /// `init` on a fresh directory, then `serve`; the ports it got are
-    /// written back to its config so that a restart keeps them.
-    async fn start(root: &Path, tenant: &str, synchronous: Synchronous) -> anyhow::Result<Self> {
+    /// written back to its config so that a restart keeps them. `index`:
+    /// the node's place in the scenario, which picks its core.
+    async fn start(
+        root: &Path,
+        tenant: &str,
+        args: &BenchArgs,
+        index: usize,
+    ) -> anyhow::Result<Self> {
+        let synchronous = args.synchronous;
+        let core = args
+            .pin_cores
+            .then(|| index % std::thread::available_parallelism().map_or(1, |n| n.get()));
         let exe = std::env::current_exe().context("cannot find this executable")?;
         let node_dir = root.join(tenant);
         let data = node_dir.join("data");
@@ -372,6 +391,7 @@ impl BenchNode {
             data,
             url: String::new(),
             admin_id: format!("{}@{tenant}", crate::init::ADMIN_NAME),
+            core,
             child: None,
             pid: 0,
             earlier_ticks: 0,
@@ -418,7 +438,14 @@ impl BenchNode {
             .append(true)
             .open(&self.log)
             .with_context(|| format!("cannot open {}", self.log.display()))?;
-        let mut serve = Command::new(exe);
+        let mut serve = match self.core {
+            Some(core) => {
+                let mut taskset = Command::new("taskset");
+                taskset.arg("--cpu-list").arg(core.to_string()).arg(exe);
+                taskset
+            }
+            None => Command::new(exe),
+        };
         serve
             .arg("serve")
             .arg("--data")
@@ -801,8 +828,8 @@ struct Scenario {
 /// Two companies; alice@a.example asked bob@b.example, so a.example hosts.
 async fn pair(root: &Path, args: &BenchArgs) -> anyhow::Result<Scenario> {
     progress("starting a.example and b.example");
-    let a = BenchNode::start(root, "a.example", args.synchronous).await?;
-    let b = BenchNode::start(root, "b.example", args.synchronous).await?;
+    let a = BenchNode::start(root, "a.example", args, 0).await?;
+    let b = BenchNode::start(root, "b.example", args, 1).await?;
     peer(&a, &b).await?;
     allow_external(&a).await?;
     allow_external(&b).await?;
@@ -897,8 +924,8 @@ async fn group(root: &Path, args: &BenchArgs) -> anyhow::Result<Scenario> {
         args.group_members
     ));
     let mut nodes = Vec::new();
-    for t in tenants {
-        nodes.push(BenchNode::start(root, t, args.synchronous).await?);
+    for (i, t) in tenants.iter().enumerate() {
+        nodes.push(BenchNode::start(root, t, args, i).await?);
     }
     peer(&nodes[0], &nodes[1]).await?;
     peer(&nodes[0], &nodes[2]).await?;
@@ -975,14 +1002,14 @@ async fn group(root: &Path, args: &BenchArgs) -> anyhow::Result<Scenario> {
 /// hosted by the central node; messages go round the rooms.
 async fn peers(root: &Path, args: &BenchArgs) -> anyhow::Result<Scenario> {
     progress(format!("starting hub.example and {} peers", args.peers));
-    let hub = BenchNode::start(root, "hub.example", args.synchronous).await?;
+    let hub = BenchNode::start(root, "hub.example", args, 0).await?;
     allow_external(&hub).await?;
     let alice = hub.members(&["alice".into()]).await?.remove(0);
     let mut nodes = vec![hub];
     let mut roles = vec!["hub, host of every room".to_string()];
     let mut pairs = Vec::new();
     for i in 1..=args.peers {
-        let node = BenchNode::start(root, &format!("peer{i:02}.example"), args.synchronous).await?;
+        let node = BenchNode::start(root, &format!("peer{i:02}.example"), args, i).await?;
         peer(&nodes[0], &node).await?;
         allow_external(&node).await?;
         let member = node.members(&["bob".into()]).await?.remove(0);
@@ -1508,6 +1535,7 @@ async fn measure(
         variant: args.variant,
         sender: args.sender,
         synchronous: args.synchronous,
+        pin_cores: args.pin_cores,
         direction: scenario.direction.clone(),
         messages,
         in_flight: args.in_flight,
@@ -2157,6 +2185,7 @@ async fn soak(scenario: &mut Scenario, args: &BenchArgs) -> anyhow::Result<Repor
         variant: args.variant,
         sender: args.sender,
         synchronous: args.synchronous,
+        pin_cores: args.pin_cores,
         direction: scenario.direction.clone(),
         messages: sent_total,
         in_flight: args.in_flight,
@@ -2275,10 +2304,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 fn print_report(r: &Report) {
     println!(
-        "variant={:?} sender={:?} synchronous={:?} messages={} in_flight={} body_bytes={} receipts_per_message={}",
+        "variant={:?} sender={:?} synchronous={:?} pin_cores={} messages={} in_flight={} body_bytes={} receipts_per_message={}",
         r.variant,
         r.sender,
         r.synchronous,
+        r.pin_cores,
         r.messages,
         r.in_flight,
         r.body_bytes,

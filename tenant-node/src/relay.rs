@@ -25,7 +25,7 @@ use crate::ids::{EventId, MemberId, RoomId, TenantId};
 use crate::model::{Caller, EventBody, RoomEvent, RoomKind};
 use crate::rooms::{Applied, Change};
 use crate::store::relay::{self as outbox, OutboxRow, OutboxState};
-use crate::store::{events, now_ms, rooms};
+use crate::store::{WriteTx, events, now_ms, rooms, savepoint};
 use crate::tenant::Tenant;
 
 /// Envelopes per batch on the relay stream.
@@ -112,6 +112,22 @@ impl Default for Relay {
 impl Relay {
     pub fn wake(&self, peer: &TenantId) {
         let _ = self.wake.send(peer.clone());
+    }
+}
+
+/// What the peer hears of an envelope that was not stored: retry later on
+/// a storage or internal error, refused for good otherwise.
+fn not_received(peer: &TenantId, e: Error) -> Outcome {
+    match e {
+        e @ Error::Storage(_) => {
+            tracing::warn!(peer = %peer, error = %e, "cannot store a relayed event");
+            Outcome::Retry(not_stored_yet(&e))
+        }
+        Error::Internal(e) => {
+            tracing::error!(peer = %peer, error = %e, "relayed event failed");
+            Outcome::Retry(not_stored_yet(&Error::Internal(e)))
+        }
+        e => Outcome::Refused(e.to_string()),
     }
 }
 
@@ -493,6 +509,12 @@ impl Tenant {
         peer: &TenantId,
         envelopes: Vec<Envelope>,
     ) -> Vec<Outcome> {
+        let count = envelopes.len();
+        let retry_all = |reason: &str| {
+            (0..count)
+                .map(|_| Outcome::Retry(reason.to_string()))
+                .collect::<Vec<_>>()
+        };
         // A stream opened while peered outlives an unpeering: ask each time.
         match self.store.peer(peer).await {
             Ok(Some(_)) => {}
@@ -505,19 +527,9 @@ impl Tenant {
             }
             Err(e) => {
                 tracing::warn!(peer = %peer, error = %e, "cannot check a relaying peer");
-                let reason = not_stored_yet(&e);
-                return envelopes
-                    .iter()
-                    .map(|_| Outcome::Retry(reason.clone()))
-                    .collect();
+                return retry_all(&not_stored_yet(&e));
             }
         }
-        let retry_all = |reason: &str| {
-            envelopes
-                .iter()
-                .map(|_| Outcome::Retry(reason.to_string()))
-                .collect::<Vec<_>>()
-        };
         // One transaction for the batch, a savepoint per envelope: a refusal
         // undoes only its own envelope, and nothing is acknowledged before
         // the batch commits.
@@ -528,7 +540,9 @@ impl Tenant {
                 return retry_all(&not_stored_yet(&e));
             }
         };
-        let count = envelopes.len();
+        if count == 1 {
+            return self.receive_alone(w, peer, envelopes).await;
+        }
         let mut outcomes = Vec::with_capacity(count);
         let mut announce = Vec::new();
         let mut waiting: Option<String> = None;
@@ -537,27 +551,22 @@ impl Tenant {
                 outcomes.push(Outcome::Retry(reason.clone()));
                 continue;
             }
-            let received = match sqlx::Connection::begin(&mut *w.tx).await {
-                Ok(mut savepoint) => match self.receive_one(&mut savepoint, peer, envelope).await {
-                    Ok(done) => savepoint.commit().await.map(|_| done).map_err(Error::from),
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(Error::from(e)),
+            let received = match self.receive_in_savepoint(&mut w.tx, peer, envelope).await {
+                Ok(received) => received,
+                Err(e) => {
+                    // The savepoint did not end as it should: what the
+                    // envelope wrote may still be there, so nothing of the
+                    // batch may commit.
+                    tracing::warn!(peer = %peer, error = %e, "a batch of relayed events failed");
+                    return retry_all(&not_stored_yet(&e));
+                }
             };
             let outcome = match received {
                 Ok((outcome, applied)) => {
                     announce.extend(applied);
                     outcome
                 }
-                Err(e @ Error::Storage(_)) => {
-                    tracing::warn!(peer = %peer, error = %e, "cannot store a relayed event");
-                    Outcome::Retry(not_stored_yet(&e))
-                }
-                Err(Error::Internal(e)) => {
-                    tracing::error!(peer = %peer, error = %e, "relayed event failed");
-                    Outcome::Retry(not_stored_yet(&Error::Internal(e)))
-                }
-                Err(e) => Outcome::Refused(e.to_string()),
+                Err(e) => not_received(peer, e),
             };
             if let Outcome::Retry(reason) = &outcome {
                 waiting = Some(reason.clone());
@@ -566,13 +575,62 @@ impl Tenant {
         }
         if let Err(e) = w.commit().await {
             tracing::warn!(peer = %peer, error = %e, "cannot commit relayed events");
-            let reason = not_stored_yet(&e);
-            return (0..count).map(|_| Outcome::Retry(reason.clone())).collect();
+            return retry_all(&not_stored_yet(&e));
         }
         for applied in announce {
             self.announce(applied);
         }
         outcomes
+    }
+
+    /// A batch of one, as at a low rate, needs no savepoint: a refusal
+    /// rolls the transaction back.
+    async fn receive_alone(
+        &self,
+        mut w: WriteTx,
+        peer: &TenantId,
+        envelopes: Vec<Envelope>,
+    ) -> Vec<Outcome> {
+        let Some(envelope) = envelopes.into_iter().next() else {
+            return Vec::new();
+        };
+        let outcome = match self.receive_one(&mut w.tx, peer, envelope).await {
+            Ok((outcome, applied)) => match w.commit().await {
+                Ok(()) => {
+                    applied.into_iter().for_each(|a| self.announce(a));
+                    outcome
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %peer, error = %e, "cannot commit a relayed event");
+                    Outcome::Retry(not_stored_yet(&e))
+                }
+            },
+            // Dropping the transaction undoes whatever it wrote.
+            Err(e) => not_received(peer, e),
+        };
+        vec![outcome]
+    }
+
+    /// `receive_one` in a savepoint of its own. `Ok(Err(_))`: refused (or
+    /// not stored) and undone, the batch goes on; `Err(_)`: the savepoint
+    /// could not end, the batch cannot.
+    async fn receive_in_savepoint(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        peer: &TenantId,
+        envelope: Envelope,
+    ) -> Result<Result<(Outcome, Option<Applied>)>> {
+        savepoint::begin(conn).await?;
+        match self.receive_one(conn, peer, envelope).await {
+            Ok(done) => {
+                savepoint::release(conn).await?;
+                Ok(Ok(done))
+            }
+            Err(e) => {
+                savepoint::rollback(conn).await?;
+                Ok(Err(e))
+            }
+        }
     }
 
     /// Checks and stores one envelope in the batch's transaction; what to

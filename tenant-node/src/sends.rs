@@ -5,7 +5,8 @@
 //! send waiting at that moment (up to `MAX_GROUP`) into one transaction,
 //! each in a savepoint of its own: a send refused by the room's rules or by
 //! admission undoes only its own savepoint and gets its own error, and the
-//! others commit together. Each send is answered only after the commit, and
+//! others commit together (a group of one, as at a low rate, needs no
+//! savepoint). Each send is answered only after the commit, and
 //! is shown to live streams and woken for the relay in the group's order.
 //!
 //! When the group as a whole cannot commit (a storage error), nothing of it
@@ -25,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::ids::{MemberId, RoomId};
 use crate::model::EventBody;
 use crate::rooms::Stored;
-use crate::store::Backend;
+use crate::store::{Backend, WriteTx, savepoint};
 use crate::tenant::Tenant;
 
 /// Most sends in one transaction.
@@ -108,7 +109,7 @@ pub async fn run(tenant: Arc<Tenant>) {
 }
 
 impl Tenant {
-    async fn commit_group(&self, jobs: Vec<Job>) {
+    async fn commit_group(&self, mut jobs: Vec<Job>) {
         let mut w = match self.store.begin_write().await {
             Ok(w) => w,
             Err(e) => {
@@ -119,6 +120,9 @@ impl Tenant {
                 return;
             }
         };
+        if let [_] = jobs.as_slice() {
+            return self.commit_one(w, jobs.remove(0)).await;
+        }
         let mut done = Vec::with_capacity(jobs.len());
         let mut jobs = jobs.into_iter();
         while let Some(job) = jobs.next() {
@@ -160,6 +164,33 @@ impl Tenant {
         }
     }
 
+    /// A group of one, as at a low rate, needs no savepoint: a refusal
+    /// rolls the transaction back.
+    async fn commit_one(&self, mut w: WriteTx, job: Job) {
+        let reply = match self
+            .store_message_in(&mut w.tx, &job.sender, &job.room, &job.key, job.body)
+            .await
+        {
+            Ok(mut stored) => match w.commit().await {
+                Ok(()) => {
+                    self.committed(&mut stored);
+                    Some(Ok(stored))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "a message did not commit; storing it again");
+                    ALONE
+                }
+            },
+            Err(e @ (Error::Storage(_) | Error::Migration(_) | Error::Internal(_))) => {
+                tracing::warn!(error = %e, "a message failed; storing it again");
+                ALONE
+            }
+            // Dropping the transaction undoes whatever it wrote.
+            Err(refused) => Some(Err(refused)),
+        };
+        let _ = job.reply.send(reply);
+    }
+
     /// One send in its savepoint. `Ok(Err(_))`: refused and undone, the
     /// group goes on; `Err(_)`: a storage error, the group cannot.
     async fn store_in_savepoint(
@@ -167,24 +198,18 @@ impl Tenant {
         conn: &mut AnyConnection,
         job: &Job,
     ) -> Result<Result<Stored>> {
-        let mut savepoint = sqlx::Connection::begin(&mut *conn).await?;
+        savepoint::begin(conn).await?;
         match self
-            .store_message_in(
-                &mut savepoint,
-                &job.sender,
-                &job.room,
-                &job.key,
-                job.body.clone(),
-            )
+            .store_message_in(conn, &job.sender, &job.room, &job.key, job.body.clone())
             .await
         {
             Ok(stored) => {
-                savepoint.commit().await?;
+                savepoint::release(conn).await?;
                 Ok(Ok(stored))
             }
             Err(e @ (Error::Storage(_) | Error::Migration(_) | Error::Internal(_))) => Err(e),
             Err(refused) => {
-                savepoint.rollback().await?;
+                savepoint::rollback(conn).await?;
                 Ok(Err(refused))
             }
         }

@@ -78,18 +78,13 @@ pub async fn append_as(
 }
 
 /// Stores an event at the sequence number it already has (a replica storing
-/// what its host sequenced) and moves the room's `last_seq` to it.
+/// what its host sequenced); the insert's trigger (`events_move_room`) moves
+/// the room's `last_seq` to it.
 pub async fn store_sequenced(
     conn: &mut AnyConnection,
     event: &RoomEvent,
     idempotency_key: Option<&str>,
 ) -> Result<()> {
-    sqlx::query("UPDATE rooms SET last_seq = $1, last_event_at = $2 WHERE id = $3")
-        .bind(event.seq as i64)
-        .bind(event.at_ms)
-        .bind(event.room.to_string())
-        .execute(&mut *conn)
-        .await?;
     insert(conn, event, idempotency_key).await
 }
 

@@ -162,6 +162,34 @@ impl Store {
     }
 }
 
+/// Savepoints inside a write transaction, by plain statements. sqlx's nested
+/// `begin` and its commit each wait for a rendezvous with SQLite's connection
+/// thread, which costs as much as several statements; a savepoint per
+/// message in a group is on the hot path. The caller keeps them balanced:
+/// every `savepoint` ends in `release` or `rollback_to`, or the whole
+/// transaction is dropped.
+pub mod savepoint {
+    use sqlx::{AnyConnection, Executor};
+
+    use crate::error::Result;
+
+    pub async fn begin(conn: &mut AnyConnection) -> Result<()> {
+        conn.execute("SAVEPOINT one").await?;
+        Ok(())
+    }
+
+    pub async fn release(conn: &mut AnyConnection) -> Result<()> {
+        conn.execute("RELEASE SAVEPOINT one").await?;
+        Ok(())
+    }
+
+    /// Undoes everything since `begin` and ends the savepoint.
+    pub async fn rollback(conn: &mut AnyConnection) -> Result<()> {
+        conn.execute("ROLLBACK TO SAVEPOINT one").await?;
+        release(conn).await
+    }
+}
+
 /// Current time in unix milliseconds.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
