@@ -88,8 +88,11 @@ pub struct StorageConfig {
     /// `postgres://...` for several replicas sharing one database.
     #[serde(default = "default_database_url")]
     pub url: String,
-    #[serde(default = "default_max_connections")]
-    pub max_connections: u32,
+    /// Pooled database connections. Unset: for SQLite one per CPU core (at
+    /// least 2), because each connection has a thread and a page cache of
+    /// its own and the pool hands them out in turn; for PostgreSQL 8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
     /// SQLite only: `normal` (the default; a killed process loses nothing
     /// committed) or `full` (a power cut loses nothing committed, at the
     /// cost of an fsync per commit).
@@ -162,9 +165,6 @@ fn default_tls_dir() -> PathBuf {
 fn default_database_url() -> String {
     "sqlite://node.db".into()
 }
-fn default_max_connections() -> u32 {
-    8
-}
 fn default_max_text_bytes() -> usize {
     16 * 1024
 }
@@ -222,7 +222,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             url: default_database_url(),
-            max_connections: default_max_connections(),
+            max_connections: None,
             synchronous: Synchronous::default(),
         }
     }
