@@ -746,3 +746,32 @@ async fn a_ca_change_over_keeps_the_peering_alive() {
         "from_tenant names c.example",
     );
 }
+
+#[tokio::test]
+async fn a_node_that_starts_greets_its_peers() {
+    let a = TestNode::start("a.example").await;
+    let mut b = TestNode::start("b.example").await;
+    peer(&a, &b).await;
+    let a_admin = a.admin().await;
+    b.kill().await;
+    let now_ms = || {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let restarted_at = now_ms();
+    b.restart().await;
+    // Nothing is queued either way, so only b's greeting tells a.
+    support::until(Duration::from_secs(10), "a hears from b", || async {
+        peers(&a_admin).await[0].last_contact_at_ms >= restarted_at
+    })
+    .await;
+    // b, for its part, heard a answer.
+    let b_admin = b.admin().await;
+    support::until(Duration::from_secs(10), "b hears a answer", || async {
+        peers(&b_admin).await[0].last_contact_at_ms >= restarted_at
+    })
+    .await;
+    assert!(!b.log().contains("peer not reachable at start-up"));
+}

@@ -130,6 +130,10 @@ impl Node {
         let purge = tokio::spawn(purge_sessions(self.tenant.clone()));
         let relay = tokio::spawn(crate::relay::run(self.tenant.clone()));
         let sends = tokio::spawn(crate::sends::run(self.tenant.clone()));
+        let greet = tokio::spawn({
+            let tenant = self.tenant.clone();
+            async move { tenant.greet_peers().await }
+        });
         let api = tokio::spawn(crate::grpc::serve_api(
             self.tenant,
             listeners.api,
@@ -144,7 +148,8 @@ impl Node {
                 // both servers (peers' relays, members' live streams) get a
                 // moment to finish, then close.
                 relay.abort();
-        sends.abort();
+                sends.abort();
+                greet.abort();
                 (within_grace(api).await, within_grace(bridge).await)
             }
             finished = &mut api => {
@@ -165,6 +170,8 @@ impl Node {
         };
         purge.abort();
         relay.abort();
+        sends.abort();
+        greet.abort();
         store.close().await;
         api_result.context("api task")??;
         bridge_result.context("bridge task")??;

@@ -351,6 +351,34 @@ impl Tenant {
         self.status_of(row).await
     }
 
+    /// Tells every peer that this node is up (a `Ping` each, one after
+    /// another), so that what they queued for us while we were away goes
+    /// out now instead of at their next retry. Best effort: a peer that
+    /// cannot be reached now hears from us when we next relay to it.
+    pub async fn greet_peers(&self) {
+        let peers = match self.store.peers().await {
+            Ok(peers) => peers,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the peers to greet");
+                return;
+            }
+        };
+        for row in peers {
+            let greeted = match self.dial(&row).await {
+                Ok(mut client) => client.ping(&self.id).await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            match greeted {
+                Ok(()) => {
+                    let _ = self.store.peer_contacted(&row.tenant).await;
+                }
+                Err(e) => {
+                    tracing::info!(peer = %row.tenant, error = %e, "peer not reachable at start-up")
+                }
+            }
+        }
+    }
+
     /// A client to a pinned peer.
     pub async fn dial(&self, peer: &PeerRow) -> std::result::Result<PeerClient, BridgeError> {
         let anchors =

@@ -93,10 +93,27 @@ pub struct Delivery {
     pub peers: Vec<outbox::PeerDelivery>,
 }
 
-/// Wakes the deliverer of each peer when something is queued for it.
+/// Wakes the deliverer of each peer when something is queued for it, and
+/// cuts its retry wait short when the peer says it is back.
 pub struct Relay {
-    wake: mpsc::UnboundedSender<TenantId>,
-    woken: Mutex<Option<mpsc::UnboundedReceiver<TenantId>>>,
+    wake: mpsc::UnboundedSender<(TenantId, Signal)>,
+    woken: Mutex<Option<mpsc::UnboundedReceiver<(TenantId, Signal)>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    /// Something was queued for the peer.
+    Queued,
+    /// The peer contacted us (it pings its peers when it starts): a
+    /// deliverer waiting to retry tries again now.
+    Back,
+}
+
+/// What a deliverer waits on.
+#[derive(Default)]
+struct Signals {
+    queued: Notify,
+    back: Notify,
 }
 
 impl Default for Relay {
@@ -111,7 +128,13 @@ impl Default for Relay {
 
 impl Relay {
     pub fn wake(&self, peer: &TenantId) {
-        let _ = self.wake.send(peer.clone());
+        let _ = self.wake.send((peer.clone(), Signal::Queued));
+    }
+
+    /// The peer is reachable again: retry what waits for it now rather
+    /// than after the backoff (up to `MAX_BACKOFF`).
+    pub fn peer_back(&self, peer: &TenantId) {
+        let _ = self.wake.send((peer.clone(), Signal::Back));
     }
 }
 
@@ -146,7 +169,7 @@ pub async fn run(tenant: Arc<Tenant>) {
     let Some(mut woken) = tenant.relay.woken.lock().ok().and_then(|mut w| w.take()) else {
         return;
     };
-    let mut deliverers: HashMap<TenantId, Arc<Notify>> = HashMap::new();
+    let mut deliverers: HashMap<TenantId, Arc<Signals>> = HashMap::new();
     // Dropped, with every deliverer in it, when this task is aborted.
     let mut tasks = tokio::task::JoinSet::new();
     match tenant.store.pool().acquire().await {
@@ -156,18 +179,28 @@ pub async fn run(tenant: Arc<Tenant>) {
         },
         Err(e) => tracing::warn!(error = %e, "cannot read the outbox"),
     }
-    while let Some(peer) = woken.recv().await {
-        let notify = deliverers.entry(peer.clone()).or_insert_with(|| {
-            let notify = Arc::new(Notify::new());
-            tasks.spawn(deliver(tenant.clone(), peer, notify.clone()));
-            notify
-        });
-        notify.notify_one();
+    while let Some((peer, signal)) = woken.recv().await {
+        match signal {
+            Signal::Queued => {
+                let signals = deliverers.entry(peer.clone()).or_insert_with(|| {
+                    let signals = Arc::new(Signals::default());
+                    tasks.spawn(deliver(tenant.clone(), peer, signals.clone()));
+                    signals
+                });
+                signals.queued.notify_one();
+            }
+            // Without a deliverer nothing waits for the peer.
+            Signal::Back => {
+                if let Some(signals) = deliverers.get(&peer) {
+                    signals.back.notify_one();
+                }
+            }
+        }
     }
 }
 
 /// Delivers one peer's queue, in order, for as long as the node runs.
-async fn deliver(tenant: Arc<Tenant>, peer: TenantId, notify: Arc<Notify>) {
+async fn deliver(tenant: Arc<Tenant>, peer: TenantId, signals: Arc<Signals>) {
     let mut stream: Option<RelayStream> = None;
     let mut backoff = MIN_BACKOFF;
     let mut failing = false;
@@ -181,7 +214,7 @@ async fn deliver(tenant: Arc<Tenant>, peer: TenantId, notify: Arc<Notify>) {
             }
         };
         if rows.is_empty() {
-            let _ = tokio::time::timeout(IDLE_CHECK, notify.notified()).await;
+            let _ = tokio::time::timeout(IDLE_CHECK, signals.queued.notified()).await;
             continue;
         }
         // The peer's state in `peer list` follows the relay: failing (with
@@ -196,8 +229,7 @@ async fn deliver(tenant: Arc<Tenant>, peer: TenantId, notify: Arc<Notify>) {
             Ok(Some(reason)) => {
                 failing = true;
                 let _ = tenant.store.peer_failed(&peer, &reason).await;
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff = retry_after(backoff, &signals.back).await;
             }
             Err(e) => {
                 stream = None;
@@ -209,10 +241,18 @@ async fn deliver(tenant: Arc<Tenant>, peer: TenantId, notify: Arc<Notify>) {
                     let _ = outbox::attempted(&mut w.tx, &ids, &e.to_string()).await;
                     let _ = w.commit().await;
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff = retry_after(backoff, &signals.back).await;
             }
         }
+    }
+}
+
+/// Waits `backoff` before a retry, or less when the peer says it is back;
+/// the next wait: doubled up to `MAX_BACKOFF`, or the shortest again.
+async fn retry_after(backoff: Duration, back: &Notify) -> Duration {
+    tokio::select! {
+        _ = tokio::time::sleep(backoff) => (backoff * 2).min(MAX_BACKOFF),
+        _ = back.notified() => MIN_BACKOFF,
     }
 }
 
