@@ -165,7 +165,11 @@ impl Tenant {
     }
 
     /// A group of one, as at a low rate, needs no savepoint: a refusal
-    /// rolls the transaction back.
+    /// rolls the transaction back. It stays with the writer task rather
+    /// than going back to its sender (as `ALONE` would): while the writer
+    /// stores it the next sends queue up into a group; handed back, under
+    /// load each send ran alone, 2,482–2,600 → 1,634–1,692 msgs/s
+    /// (`tenant-node bench --messages 10000 --idle 2000 --pin-cores`).
     async fn commit_one(&self, mut w: WriteTx, job: Job) {
         let reply = match self
             .store_message_in(&mut w.tx, &job.sender, &job.room, &job.key, job.body)
