@@ -1224,3 +1224,57 @@ async fn killing_the_senders_node_mid_burst_loses_nothing_it_acknowledged() {
         );
     }
 }
+
+/// Sends that meet in one group commit are each judged on their own: a
+/// member who blocked the other side is refused every time, while a
+/// colleague's messages to the same peer, in the same transactions, all go
+/// through, each once.
+#[tokio::test]
+async fn sends_committed_together_are_each_admitted_on_their_own() {
+    let (a, _b, alice, bob) = pair().await;
+    let carol = a.member("carol").await;
+    allow(&a.admin().await, true, &carol.id, true).await;
+    befriend(&carol, &bob).await;
+    let alice_room = room_with(&alice, &bob.id).await;
+    let carol_room = room_with(&carol, &bob.id).await;
+    carol
+        .client
+        .contacts
+        .clone()
+        .block_user(pb::ContactRef {
+            user_id: bob.id.clone(),
+        })
+        .await
+        .unwrap();
+    const EACH: usize = 40;
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..EACH {
+        for (who, room) in [(&alice, &alice_room.id), (&carol, &carol_room.id)] {
+            let mut rooms = who.client.rooms.clone();
+            let request = pb::SendMessageRequest {
+                room_id: room.clone(),
+                idempotency_key: format!("{}-{i}", who.id),
+                text: format!("{} {i}", who.id),
+                ..Default::default()
+            };
+            let sender = who.id.clone();
+            sends.spawn(async move { (sender, rooms.send_message(request).await) });
+        }
+    }
+    let (mut stored, mut refused) = (0, 0);
+    while let Some(done) = sends.join_next().await {
+        let (sender, result) = done.unwrap();
+        if sender == alice.id {
+            result.unwrap();
+            stored += 1;
+        } else {
+            check(result, Code::FailedPrecondition, "you blocked");
+            refused += 1;
+        }
+    }
+    assert_eq!((stored, refused), (EACH, EACH));
+    let seen = until_texts(&bob, &alice_room.id, EACH).await;
+    let distinct: std::collections::BTreeSet<&String> = seen.iter().collect();
+    assert_eq!((seen.len(), distinct.len()), (EACH, EACH), "{seen:?}");
+    assert!(history_texts(&carol, &carol_room.id).await.is_empty());
+}

@@ -8,7 +8,7 @@
 //! elsewhere propose their changes to its host through the outbox. Events
 //! reach live streams only after their commit.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use sqlx::AnyConnection;
 
@@ -25,6 +25,27 @@ const MAX_IDEMPOTENCY_KEY: usize = 128;
 const MAX_STICKER_CHARS: usize = 64;
 pub const DEFAULT_PAGE: u32 = 100;
 pub const MAX_PAGE: u32 = 1000;
+
+/// What the messages of one write transaction have read so far, for the
+/// next message in it to use again: a room's row and members, and which
+/// members' messages to which rooms this node's half of admission (and the
+/// direct room's trash check) let through. Messages write none of these,
+/// and in one SQLite transaction (one writer, one snapshot) a second read
+/// would see the same; only group commit on SQLite shares one between
+/// messages, and it is cleared with the transaction. A room's `last_seq`
+/// in it is stale after the first message: nothing here uses it.
+#[derive(Default)]
+pub(crate) struct SendReads {
+    rooms: HashMap<RoomId, (rooms::RoomRow, Vec<MemberId>)>,
+    admitted: HashSet<(MemberId, RoomId)>,
+}
+
+/// Whether a hosted change still needs its admission check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    Check,
+    Admitted,
+}
 
 /// The outcome of a send: the stored event, whether it was stored before,
 /// and where it is on its way to the other nodes.
@@ -537,7 +558,7 @@ impl Tenant {
         }
         let mut w = self.store.begin_write().await?;
         let mut stored = self
-            .store_message_in(&mut w.tx, sender, id, key, body)
+            .store_message_in(&mut w.tx, sender, id, key, body, &mut SendReads::default())
             .await?;
         w.commit().await?;
         self.committed(&mut stored);
@@ -548,6 +569,7 @@ impl Tenant {
     /// node hosts it; otherwise in the outbox for the room's host. A retry
     /// with the same idempotency key returns the stored message and stores
     /// nothing. Call `committed` once the transaction commits.
+    /// `reads`: what earlier messages in the same transaction read.
     pub(crate) async fn store_message_in(
         &self,
         conn: &mut AnyConnection,
@@ -555,11 +577,30 @@ impl Tenant {
         id: &RoomId,
         key: &str,
         body: EventBody,
+        reads: &mut SendReads,
     ) -> Result<Stored> {
-        let (row, members) = rooms::room_with_members(conn, id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("room {id}")))?;
+        if !body.is_message() {
+            return Err(Error::Internal(format!(
+                "a {} event is not a message",
+                body.kind()
+            )));
+        }
+        let (row, members) = match reads.rooms.get(id) {
+            Some(known) => known.clone(),
+            None => {
+                let read = rooms::room_with_members(conn, id)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("room {id}")))?;
+                reads.rooms.insert(*id, read.clone());
+                read
+            }
+        };
         require_among(&members, id, sender)?;
+        let admission = if reads.admitted.contains(&(sender.clone(), *id)) {
+            Admission::Admitted
+        } else {
+            Admission::Check
+        };
         // Only messages to rooms hosted elsewhere wait in `pending_events`.
         let earlier = match row.host {
             None => events::by_idempotency_key(conn, id, sender, key).await?,
@@ -569,19 +610,23 @@ impl Tenant {
             return same_message(earlier, key, &body).map(Stored::earlier);
         }
         let change = Change::new(sender, body, Some(key));
-        match row.host.clone() {
+        let stored = match row.host.clone() {
             None => {
-                let applied = self.host_change_among(conn, &row, members, change).await?;
-                Ok(Stored {
+                let applied = self
+                    .host_change_checked(conn, &row, members, change, admission)
+                    .await?;
+                Stored {
                     event: applied.event.clone(),
                     duplicate: false,
                     queued: Some(applied.peers.clone()),
                     after_commit: AfterCommit::Announce(Box::new(applied)),
-                })
+                }
             }
             Some(host) => {
-                self.may_message(conn, row.kind, Some(&host), sender, &members)
-                    .await?;
+                if admission == Admission::Check {
+                    self.may_message(conn, row.kind, Some(&host), sender, &members)
+                        .await?;
+                }
                 if let EventBody::Attachment(meta) = &change.body {
                     self.files_allowed(conn, sender, &members).await?;
                     crate::store::attachments::mark_posted(conn, &meta.id, &change.id).await?;
@@ -599,14 +644,16 @@ impl Tenant {
                 )
                 .await?;
                 self.queue_for_host(conn, &host, id, &change).await?;
-                Ok(Stored {
+                Stored {
                     event: pending_event(*id, change),
                     duplicate: false,
                     queued: Some(vec![host.clone()]),
                     after_commit: AfterCommit::WakeHost(host),
-                })
+                }
             }
-        }
+        };
+        reads.admitted.insert((sender.clone(), *id));
+        Ok(stored)
     }
 
     /// What follows a stored message's commit: local streams see it and the
@@ -648,6 +695,20 @@ impl Tenant {
         before: Vec<MemberId>,
         change: Change,
     ) -> Result<Applied> {
+        self.host_change_checked(conn, row, before, change, Admission::Check)
+            .await
+    }
+
+    /// `host_change_among`, where `Admission::Admitted` says this
+    /// transaction admitted the same member's message to the same room.
+    async fn host_change_checked(
+        &self,
+        conn: &mut AnyConnection,
+        row: &rooms::RoomRow,
+        before: Vec<MemberId>,
+        change: Change,
+        admission: Admission,
+    ) -> Result<Applied> {
         let room = row.id;
         let actor = &change.actor;
         check_rules(conn, row, &before, actor, &change.body).await?;
@@ -656,12 +717,16 @@ impl Tenant {
         let mut departed = None;
         match &mut body {
             EventBody::Text { .. } | EventBody::Sticker { .. } => {
-                self.may_message(conn, row.kind, None, actor, &before)
-                    .await?;
+                if admission == Admission::Check {
+                    self.may_message(conn, row.kind, None, actor, &before)
+                        .await?;
+                }
             }
             EventBody::Attachment(_) => {
-                self.may_message(conn, row.kind, None, actor, &before)
-                    .await?;
+                if admission == Admission::Check {
+                    self.may_message(conn, row.kind, None, actor, &before)
+                        .await?;
+                }
                 self.files_allowed(conn, actor, &before).await?;
             }
             EventBody::Joined { members } => {

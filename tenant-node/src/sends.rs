@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::{Error, Result};
 use crate::ids::{MemberId, RoomId};
 use crate::model::EventBody;
-use crate::rooms::Stored;
+use crate::rooms::{SendReads, Stored};
 use crate::store::{Backend, WriteTx, savepoint};
 use crate::tenant::Tenant;
 
@@ -124,9 +124,11 @@ impl Tenant {
             return self.commit_one(w, jobs.remove(0)).await;
         }
         let mut done = Vec::with_capacity(jobs.len());
+        // The group's messages share what they read (`SendReads`).
+        let mut reads = SendReads::default();
         let mut jobs = jobs.into_iter();
         while let Some(job) = jobs.next() {
-            match self.store_in_savepoint(&mut w.tx, &job).await {
+            match self.store_in_savepoint(&mut w.tx, &job, &mut reads).await {
                 Ok(result) => done.push((job.reply, result)),
                 Err(e) => {
                     // The transaction is in doubt: drop all of it.
@@ -172,7 +174,14 @@ impl Tenant {
     /// (`tenant-node bench --messages 10000 --idle 2000 --pin-cores`).
     async fn commit_one(&self, mut w: WriteTx, job: Job) {
         let reply = match self
-            .store_message_in(&mut w.tx, &job.sender, &job.room, &job.key, job.body)
+            .store_message_in(
+                &mut w.tx,
+                &job.sender,
+                &job.room,
+                &job.key,
+                job.body,
+                &mut SendReads::default(),
+            )
             .await
         {
             Ok(mut stored) => match w.commit().await {
@@ -201,10 +210,18 @@ impl Tenant {
         &self,
         conn: &mut AnyConnection,
         job: &Job,
+        reads: &mut SendReads,
     ) -> Result<Result<Stored>> {
         savepoint::begin(conn).await?;
         match self
-            .store_message_in(conn, &job.sender, &job.room, &job.key, job.body.clone())
+            .store_message_in(
+                conn,
+                &job.sender,
+                &job.room,
+                &job.key,
+                job.body.clone(),
+                reads,
+            )
             .await
         {
             Ok(stored) => {

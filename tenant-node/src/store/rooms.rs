@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::ids::{MemberId, RoomId, TenantId};
 use crate::model::RoomKind;
 
+#[derive(Clone)]
 pub struct RoomRow {
     pub id: RoomId,
     pub kind: RoomKind,
