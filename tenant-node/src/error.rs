@@ -47,6 +47,15 @@ impl Error {
         }
     }
 
+    /// The node's own failure (storage, schema, a bug), as against a
+    /// refusal of the request on its merits.
+    pub fn is_fault(&self) -> bool {
+        matches!(
+            self,
+            Error::Storage(_) | Error::Migration(_) | Error::Internal(_)
+        )
+    }
+
     /// Whether the database refused a write for want of space (SQLite's
     /// SQLITE_FULL, PostgreSQL's disk_full): the write was rolled back and
     /// may succeed once space returns.

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ids::{MemberId, RoomId};
 use crate::model::EventBody;
 use crate::rooms::{SendReads, Stored};
@@ -194,7 +194,7 @@ impl Tenant {
                     ALONE
                 }
             },
-            Err(e @ (Error::Storage(_) | Error::Migration(_) | Error::Internal(_))) => {
+            Err(e) if e.is_fault() => {
                 tracing::warn!(error = %e, "a message failed; storing it again");
                 ALONE
             }
@@ -228,7 +228,7 @@ impl Tenant {
                 savepoint::release(conn).await?;
                 Ok(Ok(stored))
             }
-            Err(e @ (Error::Storage(_) | Error::Migration(_) | Error::Internal(_))) => Err(e),
+            Err(e) if e.is_fault() => Err(e),
             Err(refused) => {
                 savepoint::rollback(conn).await?;
                 Ok(Err(refused))

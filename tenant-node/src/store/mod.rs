@@ -164,12 +164,12 @@ impl Store {
     }
 }
 
-/// Savepoints inside a write transaction, by plain statements. sqlx's nested
-/// `begin` and its commit each wait for a rendezvous with SQLite's connection
-/// thread, which costs as much as several statements; a savepoint per
-/// message in a group is on the hot path. The caller keeps them balanced:
-/// every `savepoint` ends in `release` or `rollback_to`, or the whole
-/// transaction is dropped.
+/// Savepoints inside a write transaction, by plain statements rather than
+/// sqlx's nested transactions, whose begin and commit wait for a rendezvous
+/// with SQLite's connection thread (no measurable difference under load,
+/// BENCHMARKS.md; the plain statements are one round trip each). The
+/// caller keeps them balanced: every `begin` ends in `release` or
+/// `rollback`, or the whole transaction is dropped.
 pub mod savepoint {
     use sqlx::{AnyConnection, Executor};
 
