@@ -7,8 +7,9 @@ mod support;
 use std::time::Duration;
 
 use support::{
-    Member, RELAY_DEADLINE, TestNode, allow, attachment, befriend, burst, check, history_texts,
-    pair, pair_of, peer_with, peers, room_with, state, text, texts, until, until_texts,
+    Member, RELAY_DEADLINE, TestNode, allow, attachment, befriend, burst, check, envelope,
+    history_texts, pair, pair_of, peer_with, peers, relay_once, room_with, state, text, texts,
+    until, until_texts,
 };
 use tonic::Code;
 use works_proto::client::v1 as pb;
@@ -418,41 +419,6 @@ async fn killing_the_host_mid_stream_loses_no_acknowledged_message() {
         history_texts(&alice, &room).await,
         history_texts(&bob, &room).await
     );
-}
-
-fn envelope(
-    id: &str,
-    host: &str,
-    room: &str,
-    host_seq: u64,
-    payload: serde_json::Value,
-) -> fed::Envelope {
-    fed::Envelope {
-        event_id: id.into(),
-        host: host.into(),
-        room_id: room.into(),
-        host_seq,
-        at_ms: 1,
-        payload: payload.to_string().into_bytes(),
-    }
-}
-
-async fn relay_once(
-    client: &mut works_bridge::PeerClient,
-    envelopes: Vec<fed::Envelope>,
-) -> Vec<fed::Ack> {
-    let batch = fed::EnvelopeBatch { envelopes };
-    let mut acks = client
-        .raw()
-        .relay(tokio_stream::iter(vec![batch]))
-        .await
-        .expect("relay stream")
-        .into_inner();
-    let mut out = Vec::new();
-    while let Ok(Some(ack)) = acks.message().await {
-        out.push(ack);
-    }
-    out
 }
 
 #[tokio::test]

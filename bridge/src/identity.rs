@@ -1,6 +1,6 @@
 //! Who is calling: the peer's tenant id, from its verified certificate only.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use rustls::RootCertStore;
@@ -11,9 +11,22 @@ use works_certs::TenantId;
 use crate::tls::provider;
 
 /// The CAs pinned for each peer tenant: one, or two during a CA change-over.
+/// A CA is pinned for one tenant only, so a certificate that chains to a
+/// pinned CA proves at most one tenant, whatever the order of the pins.
 #[derive(Clone, Default)]
 pub struct TrustStore {
-    pins: Arc<RwLock<HashMap<TenantId, Vec<CertificateDer<'static>>>>>,
+    pins: Arc<RwLock<BTreeMap<TenantId, Vec<CertificateDer<'static>>>>>,
+}
+
+/// Why a CA cannot be pinned for a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PinError {
+    #[error("a CA in it is already trusted for {0}; one CA belongs to one tenant")]
+    TakenBy(TenantId),
+    #[error("no CA to pin")]
+    Empty,
+    #[error("trust store unavailable")]
+    Unavailable,
 }
 
 impl TrustStore {
@@ -21,11 +34,23 @@ impl TrustStore {
         TrustStore::default()
     }
 
-    /// Trusts exactly these CAs for `tenant`, replacing what was pinned.
-    pub fn pin(&self, tenant: TenantId, cas: Vec<CertificateDer<'static>>) {
-        if let Ok(mut pins) = self.pins.write() {
-            pins.insert(tenant, cas);
-        }
+    /// Trusts exactly these CAs for `tenant`, replacing what was pinned,
+    /// unless one of them is pinned for another tenant.
+    pub fn pin(&self, tenant: TenantId, cas: Vec<CertificateDer<'static>>) -> Result<(), PinError> {
+        let mut pins = self.pins.write().map_err(|_| PinError::Unavailable)?;
+        check_pin(&pins, &tenant, &cas)?;
+        pins.insert(tenant, cas);
+        Ok(())
+    }
+
+    /// Whether `pin(tenant, cas)` would be accepted now.
+    pub fn can_pin(
+        &self,
+        tenant: &TenantId,
+        cas: &[CertificateDer<'static>],
+    ) -> Result<(), PinError> {
+        let pins = self.pins.read().map_err(|_| PinError::Unavailable)?;
+        check_pin(&pins, tenant, cas)
     }
 
     pub fn unpin(&self, tenant: &TenantId) {
@@ -45,28 +70,38 @@ impl TrustStore {
             .unwrap_or_default()
     }
 
-    /// Resolves a client's certificate chain to the peer tenant it proves.
+    /// Resolves a client's certificate chain to the peer tenant it proves:
+    /// the tenant it names, when it chains to that tenant's pinned CA.
+    /// A chain to another tenant's CA is spoofing. Tenants are tried in
+    /// their sorted order, so the answer never depends on iteration order.
     pub fn identify(&self, certs: &PeerCerts) -> Result<TenantId, IdentityError> {
         let pins = self
             .pins
             .read()
             .map_err(|_| IdentityError::Unknown("trust store unavailable".into()))?;
+        let Some(leaf) = certs.chain.first() else {
+            return Err(IdentityError::Invalid("no certificate".into()));
+        };
         let mut closest: Option<IdentityError> = None;
-        for (tenant, anchors) in pins.iter() {
+        for (tenant, anchors) in pins.iter().filter(|(t, _)| names(leaf, t)) {
+            match verify_chain(&certs.chain, anchors) {
+                Ok(()) => return Ok(tenant.clone()),
+                Err(reason) if another_issuer(&reason) => {}
+                Err(reason) => closest = Some(IdentityError::Invalid(reason)),
+            }
+        }
+        if let Some(invalid) = closest {
+            return Err(invalid);
+        }
+        for (tenant, anchors) in pins.iter().filter(|(t, _)| !names(leaf, t)) {
             match verify_chain(&certs.chain, anchors) {
                 Ok(()) => {
-                    return if names(&certs.chain[0], tenant) {
-                        Ok(tenant.clone())
-                    } else {
-                        Err(IdentityError::Spoofing {
-                            pinned_for: tenant.clone(),
-                            names: dns_names(&certs.chain[0]),
-                        })
-                    };
+                    return Err(IdentityError::Spoofing {
+                        pinned_for: tenant.clone(),
+                        names: dns_names(leaf),
+                    });
                 }
-                // Another CA's certificate, possibly one with the same name.
-                Err(reason)
-                    if reason.contains("UnknownIssuer") || reason.contains("BadSignature") => {}
+                Err(reason) if another_issuer(&reason) => {}
                 Err(reason) => closest = Some(IdentityError::Invalid(reason)),
             }
         }
@@ -76,6 +111,28 @@ impl TrustStore {
             )
         }))
     }
+}
+
+/// A CA may be pinned for `tenant` only if no other tenant has it.
+fn check_pin(
+    pins: &BTreeMap<TenantId, Vec<CertificateDer<'static>>>,
+    tenant: &TenantId,
+    cas: &[CertificateDer<'static>],
+) -> Result<(), PinError> {
+    if cas.is_empty() {
+        return Err(PinError::Empty);
+    }
+    for (other, anchors) in pins.iter().filter(|(t, _)| *t != tenant) {
+        if anchors.iter().any(|a| cas.contains(a)) {
+            return Err(PinError::TakenBy(other.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// The verifier's way of saying: another CA issued this chain.
+fn another_issuer(reason: &str) -> bool {
+    reason.contains("UnknownIssuer") || reason.contains("BadSignature")
 }
 
 /// The certificate chain a TLS client presented, attached to each request.
@@ -153,7 +210,9 @@ mod tests {
         let a = TenantCa::generate(&tenant("a.example"), Validity::from_now(CA_VALIDITY)).unwrap();
         let b = TenantCa::generate(&tenant("b.example"), Validity::from_now(CA_VALIDITY)).unwrap();
         let trust = TrustStore::new();
-        trust.pin(tenant("a.example"), vec![a.der().clone()]);
+        trust
+            .pin(tenant("a.example"), vec![a.der().clone()])
+            .unwrap();
 
         let good = chain_of(&a, "a.example", Validity::from_now(NODE_VALIDITY));
         assert_eq!(trust.identify(&good).unwrap(), tenant("a.example"));
@@ -180,12 +239,47 @@ mod tests {
 
         // Two anchors during a CA change-over: both are accepted.
         let a2 = TenantCa::generate(&tenant("a.example"), Validity::from_now(CA_VALIDITY)).unwrap();
-        trust.pin(tenant("a.example"), vec![a.der().clone(), a2.der().clone()]);
+        trust
+            .pin(tenant("a.example"), vec![a.der().clone(), a2.der().clone()])
+            .unwrap();
         let rotated = chain_of(&a2, "a.example", Validity::from_now(NODE_VALIDITY));
         assert_eq!(trust.identify(&rotated).unwrap(), tenant("a.example"));
         assert_eq!(trust.identify(&good).unwrap(), tenant("a.example"));
 
         trust.unpin(&tenant("a.example"));
         assert!(trust.identify(&good).is_err());
+    }
+
+    #[test]
+    fn one_ca_proves_one_tenant_whatever_the_order_of_the_pins() {
+        let a = TenantCa::generate(&tenant("a.example"), Validity::from_now(CA_VALIDITY)).unwrap();
+        let c = TenantCa::generate(&tenant("c.example"), Validity::from_now(CA_VALIDITY)).unwrap();
+        let trust = TrustStore::new();
+        trust
+            .pin(tenant("c.example"), vec![c.der().clone()])
+            .unwrap();
+        // a.example announces c.example's CA beside its own: refused.
+        assert_eq!(
+            trust.pin(tenant("a.example"), vec![a.der().clone(), c.der().clone()]),
+            Err(PinError::TakenBy(tenant("c.example")))
+        );
+        trust
+            .pin(tenant("a.example"), vec![a.der().clone()])
+            .unwrap();
+        // Pinned again for the same tenant (a renewal): accepted.
+        trust
+            .pin(tenant("c.example"), vec![c.der().clone()])
+            .unwrap();
+        let genuine_c = chain_of(&c, "c.example", Validity::from_now(NODE_VALIDITY));
+        assert_eq!(trust.identify(&genuine_c).unwrap(), tenant("c.example"));
+        let c_naming_a = chain_of(&c, "a.example", Validity::from_now(NODE_VALIDITY));
+        assert!(matches!(
+            trust.identify(&c_naming_a),
+            Err(IdentityError::Spoofing { pinned_for, .. }) if pinned_for == tenant("c.example")
+        ));
+        assert_eq!(
+            trust.pin(tenant("b.example"), Vec::new()),
+            Err(PinError::Empty)
+        );
     }
 }

@@ -455,6 +455,23 @@ impl pb::bridge_server::Bridge for BridgeService {
                 "the caller's own certificate does not chain to the announced CAs ({reason}); it would lock itself out"
             ))
         })?;
+        // Only the caller's own chain: each CA issues the certificate it
+        // presents now, or is one already trusted for it (the CA it is
+        // changing from), and none is trusted for another tenant.
+        let pinned = self.trust.anchors(&peer).unwrap_or_default();
+        for ca in &cas {
+            if !pinned.contains(ca) && verify_chain(&chain, std::slice::from_ref(ca)).is_err() {
+                tracing::warn!(peer = %peer, ca = %works_certs::fingerprint(ca), "refused a CA announcement naming a CA that is not the caller's");
+                return Err(Status::permission_denied(format!(
+                    "CA sha256 {} neither issues the caller's certificate nor is trusted for {peer} now",
+                    works_certs::fingerprint(ca)
+                )));
+            }
+        }
+        self.trust.can_pin(&peer, &cas).map_err(|e| {
+            tracing::warn!(peer = %peer, error = %e, "refused a CA announcement naming another tenant's CA");
+            Status::permission_denied(format!("announced CAs refused: {e}"))
+        })?;
         self.handler.replace_cas(&peer, cas).await?;
         Ok(Response::new(pb::AnnounceCaResponse {}))
     }

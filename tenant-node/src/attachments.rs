@@ -10,16 +10,14 @@
 use sha2::{Digest, Sha256};
 use sqlx::AnyConnection;
 
+use crate::content;
 use crate::error::{Error, Result};
 use crate::ids::{MemberId, TenantId};
 use crate::model::{AttachmentMeta, Caller, EventBody, RoomEvent};
 use crate::rooms::require_member;
 use crate::store::attachments::{self as store, AttachmentRow};
 use crate::store::{now_ms, policy, rooms};
-use crate::tenant::{Tenant, clean_name};
-
-const MAX_NAME_CHARS: usize = 200;
-const MAX_CONTENT_TYPE: usize = 100;
+use crate::tenant::Tenant;
 
 impl Tenant {
     /// Stores an uploaded file for a room the caller is in; posting it is
@@ -33,27 +31,8 @@ impl Tenant {
         data: Vec<u8>,
     ) -> Result<AttachmentMeta> {
         let room = self.parse_room_id(room)?;
-        let name = clean_name("name", name, MAX_NAME_CHARS)?;
-        if name.contains('/') || name.contains('\\') {
-            return Err(Error::invalid("name", "a file name, without a path"));
-        }
-        let content_type = content_type.trim();
-        let content_type = if content_type.is_empty() {
-            "application/octet-stream"
-        } else {
-            content_type
-        };
-        if content_type.len() > MAX_CONTENT_TYPE
-            || !content_type.contains('/')
-            || content_type
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(Error::invalid(
-                "content_type",
-                "a MIME type such as image/png",
-            ));
-        }
+        let name = content::file_name(name)?;
+        let content_type = content::content_type(content_type)?;
         self.check_attachment_size(data.len())?;
         let meta = AttachmentMeta {
             id: ulid::Ulid::new().to_string(),
@@ -184,7 +163,9 @@ impl Tenant {
     }
 
     /// A peer's member asks for a file of a room they are in (as this node
-    /// knows the room); anything else is "not found".
+    /// knows the room), and this node's half allows it at the time of
+    /// asking: file transfer not restricted here and, for our own
+    /// member's file, admission of the two. Anything else is "not found".
     pub async fn serve_attachment(
         &self,
         peer: &TenantId,
@@ -192,17 +173,41 @@ impl Tenant {
         id: &str,
     ) -> Result<Vec<u8>> {
         let requester = MemberId::parse(requester).map_err(Error::bad_id("requester"))?;
+        let not_found = || Error::NotFound(format!("attachment {id}"));
         let mut conn = self.store.pool().acquire().await?;
         let row = store::get(&mut conn, id)
             .await?
             .filter(|r| r.event_id.is_some())
-            .ok_or_else(|| Error::NotFound(format!("attachment {id}")))?;
-        if rooms::membership(&mut conn, &row.room, &requester)
-            .await?
-            .is_none()
-        {
+            .ok_or_else(not_found)?;
+        let Some((room, members)) = rooms::room_with_members(&mut conn, &row.room).await? else {
+            return Err(not_found());
+        };
+        if !members.contains(&requester) {
             tracing::info!(peer = %peer, %requester, attachment = id, "attachment refused: not in the room");
-            return Err(Error::NotFound(format!("attachment {id}")));
+            return Err(not_found());
+        }
+        // Our half, as it stands now: the file-transfer restriction, and
+        // for our own member's file, admission of uploader and requester.
+        let allowed = match self.files_allowed(&mut conn, &row.uploader, &members).await {
+            Ok(()) if row.uploader.belongs_to(&self.id) => {
+                self.may_message(
+                    &mut conn,
+                    room.kind,
+                    room.host.as_ref(),
+                    &row.uploader,
+                    std::slice::from_ref(&requester),
+                )
+                .await
+            }
+            other => other,
+        };
+        match allowed {
+            Ok(()) => {}
+            Err(e) if e.is_fault() => return Err(e),
+            Err(e) => {
+                tracing::info!(peer = %peer, %requester, attachment = id, reason = %e, "attachment refused by this node's policy");
+                return Err(not_found());
+            }
         }
         drop(conn);
         self.attachment_data(&row, &requester).await

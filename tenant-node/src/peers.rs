@@ -242,6 +242,7 @@ impl Tenant {
             .ok_or_else(|| {
                 Error::Internal("the peer's CA was not captured during the handshake".into())
             })?;
+        self.pinnable(&peer, std::slice::from_ref(&ca))?;
         let ca_pem = works_certs::to_pem(&ca);
         let mut w = self.store.begin_write().await?;
         peer_store::insert_peer(
@@ -258,7 +259,7 @@ impl Tenant {
             .detail(detail);
         audit::append(&mut w.tx, &entry, now_ms()).await?;
         w.commit().await?;
-        self.trust.pin(peer.clone(), vec![ca]);
+        self.pin(&peer, vec![ca]);
         tracing::info!(peer = %peer, by = %caller.member, "peering accepted");
         self.peer_status(&peer).await
     }
@@ -271,6 +272,7 @@ impl Tenant {
         ca: CertificateDer<'static>,
         secret: &[u8],
     ) -> Result<()> {
+        self.pinnable(peer, std::slice::from_ref(&ca))?;
         let hash = secret_hash(secret);
         let mut w = self.store.begin_write().await?;
         let Some(invitation) = peer_store::invitation(&mut w.tx, &hash).await? else {
@@ -315,7 +317,7 @@ impl Tenant {
             .detail(detail);
         audit::append(&mut w.tx, &entry, now_ms()).await?;
         w.commit().await?;
-        self.trust.pin(peer.clone(), vec![ca]);
+        self.pin(peer, vec![ca]);
         tracing::info!(peer = %peer, "peering invitation redeemed");
         Ok(())
     }
@@ -542,7 +544,7 @@ impl Tenant {
         }
         for peer in self.store.peers().await? {
             match works_certs::certificates(&peer.ca_pem) {
-                Ok(cas) => self.trust.pin(peer.tenant.clone(), cas),
+                Ok(cas) => self.pin(&peer.tenant, cas),
                 Err(e) => {
                     tracing::error!(peer = %peer.tenant, error = %e, "stored peer CA is unreadable; peer not trusted")
                 }
@@ -698,11 +700,12 @@ impl Tenant {
                 self.id
             )));
         }
+        self.pinnable(peer, &cas)?;
         let pem: String = cas.iter().map(|c| works_certs::to_pem(c)).collect();
         self.store.update_peer_cas(peer, &pem).await?;
         let cas_fingerprints: Vec<String> =
             cas.iter().map(|c| works_certs::fingerprint(c)).collect();
-        self.trust.pin(peer.clone(), cas);
+        self.pin(peer, cas);
         let fingerprints: Vec<String> = cas_fingerprints;
         self.record(
             NewEntry::new("peer.ca_changed", format!("peer:{peer}"))
@@ -715,6 +718,33 @@ impl Tenant {
         .await?;
         tracing::info!(peer = %peer, "peer CAs replaced");
         Ok(())
+    }
+}
+
+impl Tenant {
+    /// Whether `cas` may be trusted for `peer`: none is this node's own CA
+    /// or one trusted for another tenant, so that a certificate proves at
+    /// most one company.
+    fn pinnable(&self, peer: &TenantId, cas: &[CertificateDer<'static>]) -> Result<()> {
+        let own = [self.tls_files.load_ca().ok().map(|ca| ca.der().clone())];
+        if cas.iter().any(|ca| own.iter().flatten().any(|o| o == ca)) {
+            return Err(Error::PermissionDenied(format!(
+                "{peer} names {}'s own CA as its own",
+                self.id
+            )));
+        }
+        self.trust.can_pin(peer, cas).map_err(|e| {
+            tracing::warn!(peer = %peer, error = %e, "refused to trust a CA");
+            Error::PermissionDenied(format!("cannot trust these CAs for {peer}: {e}"))
+        })
+    }
+
+    /// Trusts `cas` for `peer` in the trust store; a refusal (a race with
+    /// another pin of the same CA) leaves the peer untrusted and is logged.
+    fn pin(&self, peer: &TenantId, cas: Vec<CertificateDer<'static>>) {
+        if let Err(e) = self.trust.pin(peer.clone(), cas) {
+            tracing::error!(peer = %peer, error = %e, "peer CA not trusted");
+        }
     }
 }
 

@@ -12,17 +12,16 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use sqlx::AnyConnection;
 
+use crate::content::{self, MAX_ROOM_NAME_CHARS};
 use crate::error::{Error, Result};
 use crate::ids::{EventId, MemberId, RoomId, TenantId};
 use crate::model::{Caller, EventBody, MemberState, Room, RoomEvent, RoomKind};
 use crate::relay::{Delivery, Snapshot};
 use crate::store::relay::{self as outbox, Pending};
 use crate::store::{audit, contacts as contact_store, events, now_ms, rooms};
-use crate::tenant::{Tenant, clean_name};
+use crate::tenant::Tenant;
 
-const MAX_ROOM_NAME_CHARS: usize = 100;
 const MAX_IDEMPOTENCY_KEY: usize = 128;
-const MAX_STICKER_CHARS: usize = 64;
 pub const DEFAULT_PAGE: u32 = 100;
 pub const MAX_PAGE: u32 = 1000;
 
@@ -195,7 +194,7 @@ impl Tenant {
                 let name = if name.trim().is_empty() {
                     default_group_name(&caller.member, &invitees)
                 } else {
-                    clean_name("name", name, MAX_ROOM_NAME_CHARS)?
+                    content::room_name(name)?
                 };
                 let mut all = vec![caller.member.clone()];
                 all.extend(invitees.iter().cloned());
@@ -411,7 +410,7 @@ impl Tenant {
     }
 
     pub async fn rename_room(&self, caller: &Caller, room: &str, name: &str) -> Result<Room> {
-        let name = clean_name("name", name, MAX_ROOM_NAME_CHARS)?;
+        let name = content::room_name(name)?;
         self.change_room(caller, room, EventBody::Renamed { name })
             .await?;
         self.room(caller, room).await
@@ -484,30 +483,11 @@ impl Tenant {
         }
         let body = match content {
             Content::Text(text) => {
-                if text.trim().is_empty() {
-                    return Err(Error::invalid("text", "message is empty"));
-                }
-                if text.len() > self.limits.max_text_bytes {
-                    return Err(Error::ResourceExhausted(format!(
-                        "message is {} bytes; the limit is {}",
-                        text.len(),
-                        self.limits.max_text_bytes
-                    )));
-                }
+                content::text(&text, &self.limits)?;
                 EventBody::Text { text }
             }
             Content::Sticker(name) => {
-                if name.is_empty()
-                    || name.chars().count() > MAX_STICKER_CHARS
-                    || !name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-                {
-                    return Err(Error::invalid(
-                        "sticker",
-                        format!("must be 1 to {MAX_STICKER_CHARS} letters, digits, '-' or '_'"),
-                    ));
-                }
+                content::sticker(&name)?;
                 EventBody::Sticker { name }
             }
             Content::Attachment(attachment) => {
@@ -1100,7 +1080,7 @@ impl Tenant {
 /// The room's rules for a change, as far as this node's copy of the room
 /// tells: the actor is a member; only the group master adds and removes.
 /// `members` are the room's current members.
-async fn check_rules(
+pub(crate) async fn check_rules(
     conn: &mut AnyConnection,
     row: &rooms::RoomRow,
     members: &[MemberId],

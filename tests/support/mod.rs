@@ -971,3 +971,41 @@ impl tonic::codec::Decoder for Raw {
         Ok(Some(out))
     }
 }
+
+// ---- a peer's node, as an attacker drives it ------------------------------
+
+/// An envelope as a peer's node would put it on the relay stream.
+pub fn envelope(
+    id: &str,
+    host: &str,
+    room: &str,
+    host_seq: u64,
+    payload: serde_json::Value,
+) -> works_proto::federation::v1::Envelope {
+    works_proto::federation::v1::Envelope {
+        event_id: id.into(),
+        host: host.into(),
+        room_id: room.into(),
+        host_seq,
+        at_ms: 1,
+        payload: payload.to_string().into_bytes(),
+    }
+}
+
+pub async fn relay_once(
+    client: &mut works_bridge::PeerClient,
+    envelopes: Vec<works_proto::federation::v1::Envelope>,
+) -> Vec<works_proto::federation::v1::Ack> {
+    let batch = works_proto::federation::v1::EnvelopeBatch { envelopes };
+    let mut acks = client
+        .raw()
+        .relay(tokio_stream::iter(vec![batch]))
+        .await
+        .expect("relay stream")
+        .into_inner();
+    let mut out = Vec::new();
+    while let Ok(Some(ack)) = acks.message().await {
+        out.push(ack);
+    }
+    out
+}

@@ -282,6 +282,24 @@ pub async fn take_pending(conn: &mut AnyConnection, id: &EventId) -> Result<Opti
     row.as_ref().map(pending_from_row).transpose()
 }
 
+/// A change this node proposed to `host` as `event_id`: the room id and
+/// the payload it sent (kept in the outbox whatever became of it).
+pub async fn proposal(
+    conn: &mut AnyConnection,
+    event_id: &EventId,
+    host: &TenantId,
+) -> Result<Option<(String, String)>> {
+    let row = sqlx::query(
+        "SELECT room_id, payload FROM outbox WHERE event_id = $1 AND peer = $2 AND host_seq = 0",
+    )
+    .bind(event_id.to_string())
+    .bind(host.to_string())
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| Ok((r.try_get("room_id")?, r.try_get("payload")?)))
+        .transpose()
+}
+
 pub async fn pending_by_id(conn: &mut AnyConnection, id: &EventId) -> Result<Option<Pending>> {
     let row = sqlx::query(
         "SELECT event_id, room_id, sender, idempotency_key, body, at FROM pending_events \

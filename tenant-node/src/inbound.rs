@@ -1,0 +1,889 @@
+//! The receiving gate: what this node does with the envelopes a peer
+//! relays, checked as if the peer were hostile. A peer holds a genuine
+//! certificate and may send anything; nothing it relays is stored unless
+//! this node would have accepted the same change from its own members.
+//!
+//! - As a room's host, a proposal is accepted only for a room hosted
+//!   here, from the sender's own node, and is checked like a local change
+//!   (`rooms::host_change`), with the same content limits (`content`).
+//! - As a replica, an event is accepted only from the room's host, at the
+//!   room's next seq, once. Our own members appear as its sender only in
+//!   changes this node proposed (matched by event id and content), except
+//!   the host taking one of them out ("unknown"). The sender must be in
+//!   the room, the room's rules hold (the group master adds and removes),
+//!   the content meets our limits, and the room after the event is what
+//!   the event makes of the room before it: a snapshot cannot add anyone.
+//!   Nothing makes our member a member of a room unless this node's half
+//!   of admission permits it now, for every member of the room.
+//! - What fails is withheld (stored as `withheld`, so the room's order
+//!   stays whole, never shown) and the host is told why; a room this node
+//!   does not know yet is opened only by an event that passes.
+
+use sqlx::AnyConnection;
+use works_bridge::{Envelope, Outcome};
+
+use crate::content;
+use crate::error::{Error, Result};
+use crate::ids::{EventId, MemberId, RoomId, TenantId};
+use crate::model::{EventBody, MemberState, RoomEvent, RoomKind};
+use crate::relay::{Payload, ReceiptEntry, Snapshot};
+use crate::rooms::{Applied, Change};
+use crate::store::relay::{self as outbox, OutboxState};
+use crate::store::{WriteTx, events, now_ms, rooms, savepoint};
+use crate::tenant::Tenant;
+
+/// The largest payload an envelope may carry: a text at the limit, or a
+/// group room's snapshot, with room to spare for the encoding.
+fn max_payload_bytes(tenant: &Tenant) -> usize {
+    tenant.limits.max_text_bytes * 6 + tenant.limits.max_room_members * 512 + 64 * 1024
+}
+
+/// What the peer hears of an envelope that was not stored: retry later on
+/// a storage or internal error, refused for good otherwise.
+fn not_received(peer: &TenantId, e: Error) -> Outcome {
+    match e {
+        e @ Error::Storage(_) => {
+            tracing::warn!(peer = %peer, error = %e, "cannot store a relayed event");
+            Outcome::Retry(not_stored_yet(&e))
+        }
+        Error::Internal(e) => {
+            tracing::error!(peer = %peer, error = %e, "relayed event failed");
+            Outcome::Retry(not_stored_yet(&Error::Internal(e)))
+        }
+        e => Outcome::Refused(e.to_string()),
+    }
+}
+
+/// Why the peer should send an event again later: the sender's admin sees
+/// it as the peer's last error.
+fn not_stored_yet(e: &Error) -> String {
+    if e.is_storage_full() {
+        "the receiving node's storage is full".into()
+    } else {
+        "the receiving node could not store it yet".into()
+    }
+}
+
+impl Tenant {
+    /// Stores what a peer relays, in order. The first envelope that cannot
+    /// be stored yet makes every later one wait too.
+    pub async fn receive_envelopes(
+        &self,
+        peer: &TenantId,
+        envelopes: Vec<Envelope>,
+    ) -> Vec<Outcome> {
+        let count = envelopes.len();
+        let retry_all = |reason: &str| {
+            (0..count)
+                .map(|_| Outcome::Retry(reason.to_string()))
+                .collect::<Vec<_>>()
+        };
+        // A stream opened while peered outlives an unpeering: ask each time.
+        match self.store.peer(peer).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                let reason = format!("{} is not peered with {peer}", self.id);
+                return envelopes
+                    .iter()
+                    .map(|_| Outcome::Refused(reason.clone()))
+                    .collect();
+            }
+            Err(e) => {
+                tracing::warn!(peer = %peer, error = %e, "cannot check a relaying peer");
+                return retry_all(&not_stored_yet(&e));
+            }
+        }
+        // One transaction for the batch, a savepoint per envelope: a refusal
+        // undoes only its own envelope, and nothing is acknowledged before
+        // the batch commits.
+        let mut w = match self.store.begin_write().await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(peer = %peer, error = %e, "cannot store relayed events");
+                return retry_all(&not_stored_yet(&e));
+            }
+        };
+        if count == 1 {
+            return self.receive_alone(w, peer, envelopes).await;
+        }
+        let mut outcomes = Vec::with_capacity(count);
+        let mut announce = Vec::new();
+        let mut waiting: Option<String> = None;
+        for envelope in envelopes {
+            if let Some(reason) = &waiting {
+                outcomes.push(Outcome::Retry(reason.clone()));
+                continue;
+            }
+            let received = match self.receive_in_savepoint(&mut w.tx, peer, envelope).await {
+                Ok(received) => received,
+                Err(e) => {
+                    // The savepoint did not end as it should: what the
+                    // envelope wrote may still be there, so nothing of the
+                    // batch may commit.
+                    tracing::warn!(peer = %peer, error = %e, "a batch of relayed events failed");
+                    return retry_all(&not_stored_yet(&e));
+                }
+            };
+            let outcome = match received {
+                Ok((outcome, applied)) => {
+                    announce.extend(applied);
+                    outcome
+                }
+                Err(e) => not_received(peer, e),
+            };
+            if let Outcome::Retry(reason) = &outcome {
+                waiting = Some(reason.clone());
+            }
+            outcomes.push(outcome);
+        }
+        if let Err(e) = w.commit().await {
+            tracing::warn!(peer = %peer, error = %e, "cannot commit relayed events");
+            return retry_all(&not_stored_yet(&e));
+        }
+        for applied in announce {
+            self.announce(applied);
+        }
+        outcomes
+    }
+
+    /// A batch of one, as at a low rate, needs no savepoint: a refusal
+    /// rolls the transaction back.
+    async fn receive_alone(
+        &self,
+        mut w: WriteTx,
+        peer: &TenantId,
+        envelopes: Vec<Envelope>,
+    ) -> Vec<Outcome> {
+        let Some(envelope) = envelopes.into_iter().next() else {
+            return Vec::new();
+        };
+        let outcome = match self.receive_one(&mut w.tx, peer, envelope).await {
+            Ok((outcome, applied)) => match w.commit().await {
+                Ok(()) => {
+                    applied.into_iter().for_each(|a| self.announce(a));
+                    outcome
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %peer, error = %e, "cannot commit a relayed event");
+                    Outcome::Retry(not_stored_yet(&e))
+                }
+            },
+            // Dropping the transaction undoes whatever it wrote.
+            Err(e) => not_received(peer, e),
+        };
+        vec![outcome]
+    }
+
+    /// `receive_one` in a savepoint of its own. `Ok(Err(_))`: refused (or
+    /// not stored) and undone, the batch goes on; `Err(_)`: the savepoint
+    /// could not end, the batch cannot.
+    async fn receive_in_savepoint(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        peer: &TenantId,
+        envelope: Envelope,
+    ) -> Result<Result<(Outcome, Option<Applied>)>> {
+        savepoint::begin(conn).await?;
+        match self.receive_one(conn, peer, envelope).await {
+            Ok(done) => {
+                savepoint::release(conn).await?;
+                Ok(Ok(done))
+            }
+            Err(e) => {
+                savepoint::rollback(conn).await?;
+                Ok(Err(e))
+            }
+        }
+    }
+
+    /// The host of a room reports on one of our members' messages.
+    async fn receive_receipt(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        peer: &TenantId,
+        id: &EventId,
+        room: &RoomId,
+        receipt: Vec<ReceiptEntry>,
+    ) -> Result<Outcome> {
+        let hosted_by_peer = rooms::room(&mut *conn, room)
+            .await?
+            .is_some_and(|r| r.host.as_ref() == Some(peer));
+        let ours = match outbox::pending_by_id(&mut *conn, id).await? {
+            Some(p) => &p.room == room,
+            None => events::by_id(&mut *conn, id)
+                .await?
+                .is_some_and(|e| e.sender.belongs_to(&self.id) && &e.room == room),
+        };
+        if !hosted_by_peer || !ours {
+            return Err(Error::PermissionDenied(format!(
+                "{peer} cannot report on event {id}"
+            )));
+        }
+        for entry in receipt {
+            let tenant = TenantId::parse(&entry.tenant)
+                .map_err(|e| Error::invalid("receipt", e.to_string()))?;
+            outbox::put_receipt(
+                &mut *conn,
+                id,
+                &outbox::PeerDelivery {
+                    peer: tenant,
+                    state: OutboxState::parse(&entry.state),
+                    reason: entry.reason,
+                    attempts: 0,
+                },
+            )
+            .await?;
+        }
+        // An empty receipt still says: every node has answered.
+        outbox::put_receipt(
+            &mut *conn,
+            id,
+            &outbox::PeerDelivery {
+                peer: self.id.clone(),
+                state: OutboxState::Delivered,
+                reason: None,
+                attempts: 0,
+            },
+        )
+        .await?;
+        Ok(Outcome::Stored)
+    }
+    /// Checks and stores one envelope in the batch's transaction; what to
+    /// announce once that commits.
+    async fn receive_one(
+        &self,
+        conn: &mut AnyConnection,
+        peer: &TenantId,
+        envelope: Envelope,
+    ) -> Result<(Outcome, Option<Applied>)> {
+        let id = EventId::parse(&envelope.event_id).map_err(Error::bad_id("event_id"))?;
+        let room = self.parse_room_id(&envelope.room_id)?;
+        if envelope.payload.len() > max_payload_bytes(self) {
+            return Err(Error::ResourceExhausted(format!(
+                "the payload is {} bytes; this node takes at most {}",
+                envelope.payload.len(),
+                max_payload_bytes(self)
+            )));
+        }
+        let payload: Payload = serde_json::from_slice(&envelope.payload)
+            .map_err(|e| Error::invalid("payload", e.to_string()))?;
+        let relayed = match payload {
+            Payload::Event(relayed) => relayed,
+            Payload::Receipt { receipt } => {
+                let outcome = self
+                    .receive_receipt(conn, peer, &id, &room, receipt)
+                    .await?;
+                return Ok((outcome, None));
+            }
+        };
+        let sender = MemberId::parse(&relayed.sender).map_err(Error::bad_id("sender"))?;
+        let host =
+            TenantId::parse(&envelope.host).map_err(|e| Error::invalid("host", e.to_string()))?;
+        let at_ms = content::timestamp(envelope.at_ms, now_ms());
+        if envelope.host_seq == 0 {
+            if host != self.id {
+                return Err(Error::PermissionDenied(format!(
+                    "room {room} is not hosted by {}",
+                    self.id
+                )));
+            }
+            if !sender.belongs_to(peer) {
+                return Err(Error::PermissionDenied(format!(
+                    "{peer} cannot send on behalf of {sender}"
+                )));
+            }
+            if matches!(
+                relayed.body,
+                EventBody::Created { .. } | EventBody::Withheld
+            ) {
+                return Err(Error::invalid(
+                    "payload",
+                    "this kind of event is not proposed to a host",
+                ));
+            }
+            content::event(&relayed.body, &self.limits)?;
+            let change = Change {
+                id,
+                actor: sender,
+                body: relayed.body,
+                idempotency_key: None,
+                at_ms,
+            };
+            let applied = self.sequence_from_peer(conn, &room, change).await?;
+            return Ok((Outcome::Stored, applied));
+        }
+        if &host != peer {
+            return Err(Error::PermissionDenied(format!(
+                "{peer} relayed an event of a room it says {host} hosts; only the host sequences"
+            )));
+        }
+        let event = RoomEvent {
+            id,
+            room,
+            seq: envelope.host_seq,
+            sender,
+            at_ms,
+            body: relayed.body,
+        };
+        self.store_from_host(conn, peer, event, relayed.room).await
+    }
+
+    /// A change a peer's member asks of a room hosted here (`None`: stored
+    /// before).
+    async fn sequence_from_peer(
+        &self,
+        conn: &mut AnyConnection,
+        room: &RoomId,
+        change: Change,
+    ) -> Result<Option<Applied>> {
+        if events::by_id(conn, &change.id).await?.is_some() {
+            return Ok(None);
+        }
+        let (row, members) = rooms::room_with_members(conn, room)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("room {room}")))?;
+        if let Some(host) = &row.host {
+            return Err(Error::PermissionDenied(format!(
+                "room {room} is hosted by {host}, not here"
+            )));
+        }
+        Ok(Some(
+            self.host_change_among(conn, &row, members, change).await?,
+        ))
+    }
+
+    /// Stores an event its host sequenced: only the next in the room's
+    /// order, once, and only what passes `judge`; the rest is withheld.
+    async fn store_from_host(
+        &self,
+        conn: &mut AnyConnection,
+        host: &TenantId,
+        event: RoomEvent,
+        snapshot: Option<Snapshot>,
+    ) -> Result<(Outcome, Option<Applied>)> {
+        let at = now_ms();
+        if let Some(stored) = events::by_id(&mut *conn, &event.id).await? {
+            return if stored.seq == event.seq && stored.room == event.room {
+                Ok((Outcome::Stored, None))
+            } else {
+                Err(Error::AlreadyExists(format!(
+                    "event {} is stored here at {} seq {}",
+                    event.id, stored.room, stored.seq
+                )))
+            };
+        }
+        let view = match rooms::room_with_members(&mut *conn, &event.room).await? {
+            Some((row, members)) => {
+                if row.host.as_ref() != Some(host) {
+                    return Err(Error::PermissionDenied(format!(
+                        "room {} is not hosted by {host}",
+                        event.room
+                    )));
+                }
+                if event.seq <= row.last_seq {
+                    return Err(Error::AlreadyExists(format!(
+                        "room {} already has seq {} with another event",
+                        event.room, event.seq
+                    )));
+                }
+                if event.seq > row.last_seq + 1 {
+                    return Ok((
+                        Outcome::Retry(format!(
+                            "room {} is at seq {}; waiting for {}",
+                            event.room,
+                            row.last_seq,
+                            row.last_seq + 1
+                        )),
+                        None,
+                    ));
+                }
+                RoomView {
+                    kind: row.kind,
+                    name: row.name.clone(),
+                    master: row.master.clone(),
+                    members,
+                    direct_key: String::new(),
+                    opened_with: Vec::new(),
+                    row: Some(row),
+                    new: false,
+                }
+            }
+            None => self.new_room_view(&event, snapshot)?,
+        };
+        let (verdict, key) = self.judge(&mut *conn, host, &view, &event).await?;
+        let mut event = event;
+        let mut outcome = Outcome::Stored;
+        let after = match verdict {
+            Verdict::Apply(after) => after,
+            // A room is never opened only to hold what it withholds.
+            Verdict::Withhold { reason, .. } if view.new => return Err(reason),
+            Verdict::Withhold { reason, tell_host } => {
+                tracing::info!(room = %event.room, sender = %event.sender, kind = event.body.kind(), reason = %reason, "relayed event withheld");
+                event.body = EventBody::Withheld;
+                if tell_host {
+                    outcome = Outcome::Refused(reason.to_string());
+                }
+                RoomAfter {
+                    name: view.name.clone(),
+                    master: view.master.clone(),
+                    members: view.members.clone(),
+                }
+            }
+        };
+        if view.new {
+            // Two direct rooms for one pair can exist when both sides
+            // opened one at once; only the first holds the key.
+            let key = match view.kind {
+                RoomKind::Direct
+                    if rooms::direct_room(&mut *conn, &view.direct_key)
+                        .await?
+                        .is_none() =>
+                {
+                    Some(view.direct_key.as_str())
+                }
+                _ => None,
+            };
+            rooms::insert_room(
+                &mut *conn,
+                &event.room,
+                view.kind,
+                &view.name,
+                view.master.as_ref(),
+                key,
+                Some(host),
+                event.seq - 1,
+                at,
+            )
+            .await?;
+        }
+        events::store_sequenced(&mut *conn, &event, key.as_deref()).await?;
+        self.record_attachment(&mut *conn, &event).await?;
+        if event.body.changes_room() {
+            rooms::apply_snapshot(
+                &mut *conn,
+                &event.room,
+                &after.name,
+                after.master.as_ref(),
+                &after.members,
+                event.seq,
+                at,
+            )
+            .await?;
+        }
+        self.audit_room_event(&mut *conn, &event, &after.members)
+            .await?;
+        let mut local: Vec<MemberId> = after
+            .members
+            .iter()
+            .chain(view.members.iter().filter(|m| !after.members.contains(m)))
+            .filter(|m| m.belongs_to(&self.id))
+            .cloned()
+            .collect();
+        local.dedup();
+        Ok((
+            outcome,
+            Some(Applied {
+                event,
+                local,
+                peers: Vec::new(),
+            }),
+        ))
+    }
+
+    /// The room as an event the host relays for a room this node does not
+    /// know yet says it is: only an event that brings one of our members
+    /// in can open one, with the host's snapshot of the room after it.
+    fn new_room_view(&self, event: &RoomEvent, snapshot: Option<Snapshot>) -> Result<RoomView> {
+        let Some(snapshot) = snapshot else {
+            return Err(Error::NotFound(format!("room {}", event.room)));
+        };
+        let members = content::members_within(&snapshot.members, &self.limits)?;
+        if !members.iter().any(|m| m.belongs_to(&self.id)) {
+            return Err(Error::PermissionDenied(format!(
+                "room {} has no member of {}",
+                event.room, self.id
+            )));
+        }
+        let master = snapshot
+            .master
+            .as_deref()
+            .map(|m| MemberId::parse(m).map_err(Error::bad_id("master")))
+            .transpose()?;
+        let (name, master, direct_key) = match (snapshot.kind, members.as_slice()) {
+            (RoomKind::Direct, [a, b]) if snapshot.name.is_empty() && master.is_none() => {
+                (String::new(), None, rooms::direct_key(a, b))
+            }
+            (RoomKind::Direct, _) => {
+                return Err(Error::invalid(
+                    "room",
+                    "a direct room has two members, no name and no master",
+                ));
+            }
+            (RoomKind::Group, _) => {
+                let name = content::room_name(&snapshot.name)?;
+                if master.as_ref().is_some_and(|m| !members.contains(m)) {
+                    return Err(Error::invalid("master", "is not a member of the room"));
+                }
+                (name, master, String::new())
+            }
+        };
+        let before = match &event.body {
+            EventBody::Created { .. } if event.seq == 1 => Vec::new(),
+            EventBody::Joined { members: joining } if snapshot.kind == RoomKind::Group => members
+                .iter()
+                .filter(|m| !joining.iter().any(|j| j == m.as_str()))
+                .cloned()
+                .collect(),
+            _ => {
+                return Err(Error::NotFound(format!(
+                    "room {}: only its creation, or members of {} joining it, opens it here",
+                    event.room, self.id
+                )));
+            }
+        };
+        Ok(RoomView {
+            kind: snapshot.kind,
+            name,
+            master,
+            members: before,
+            direct_key,
+            opened_with: members,
+            row: None,
+            new: true,
+        })
+    }
+
+    /// This node's verdict on an event the room's host sequenced, and the
+    /// idempotency key of our own member's message it carries back.
+    async fn judge(
+        &self,
+        conn: &mut AnyConnection,
+        host: &TenantId,
+        view: &RoomView,
+        event: &RoomEvent,
+    ) -> Result<(Verdict, Option<String>)> {
+        let sender = &event.sender;
+        let ours = sender.belongs_to(&self.id);
+        let mut key = None;
+        // The host may take our member out of its room (after we refused
+        // them, or their company withdrew them); anything else in their
+        // name must be a change this node proposed.
+        if ours && event.body != EventBody::Unknown {
+            match self.our_proposal(conn, host, event).await? {
+                Some(k) => key = k,
+                None => {
+                    return Ok((
+                        withhold(Error::PermissionDenied(format!(
+                            "{} did not propose event {} of {sender}",
+                            self.id, event.id
+                        ))),
+                        None,
+                    ));
+                }
+            }
+        }
+        if let Err(e) = content::event(&event.body, &self.limits) {
+            return Ok((withhold(e), key));
+        }
+        let before = &view.members;
+        let in_room = before.contains(sender);
+        let mut after = RoomAfter {
+            name: view.name.clone(),
+            master: view.master.clone(),
+            members: before.clone(),
+        };
+        let mut joining: Vec<MemberId> = Vec::new();
+        let refused = |reason: String| Ok((withhold(Error::PermissionDenied(reason)), None));
+        match &event.body {
+            EventBody::Created {
+                room_kind,
+                name,
+                members,
+            } => {
+                let members = content::members_within(members, &self.limits)?;
+                if !view.new {
+                    return Err(Error::AlreadyExists(format!(
+                        "room {} exists here",
+                        event.room
+                    )));
+                }
+                if !sender.belongs_to(host) || !members.contains(sender) {
+                    return refused(format!(
+                        "room {} is created by a member of {host} who is in it",
+                        event.room
+                    ));
+                }
+                if *room_kind != view.kind
+                    || name != &view.name
+                    || (view.kind == RoomKind::Group && view.master.as_ref() != Some(sender))
+                    || !same_members(&members, &view.opened_with)
+                {
+                    return refused(format!(
+                        "the creation of room {} does not match the room it describes",
+                        event.room
+                    ));
+                }
+                after.members = members.clone();
+                joining = members;
+            }
+            EventBody::Joined { members } => {
+                if let Err(e) = rules(conn, view, sender, &event.body).await? {
+                    return Ok((withhold(e), None));
+                }
+                let new: Vec<MemberId> = content::members_within(members, &self.limits)?
+                    .into_iter()
+                    .filter(|m| !before.contains(m))
+                    .collect();
+                if new.is_empty() {
+                    return Ok((
+                        withhold(Error::AlreadyExists(
+                            "every member it adds is in the room already".into(),
+                        )),
+                        None,
+                    ));
+                }
+                if before.len() + new.len() > self.limits.max_room_members {
+                    return Ok((
+                        withhold(Error::ResourceExhausted(format!(
+                            "a room holds at most {} members",
+                            self.limits.max_room_members
+                        ))),
+                        None,
+                    ));
+                }
+                after.members.extend(new.iter().cloned());
+                joining = new;
+            }
+            EventBody::Removed { member } => {
+                if let Err(e) = rules(conn, view, sender, &event.body).await? {
+                    return Ok((withhold(e), None));
+                }
+                let gone = MemberId::parse(member).map_err(Error::bad_id("member_id"))?;
+                after.members.retain(|m| m != &gone);
+            }
+            EventBody::Left { new_master } => {
+                // Our own member left here before the host heard of it.
+                if !in_room && !ours {
+                    return refused(format!("{sender} is not a member of room {}", event.room));
+                }
+                after.members.retain(|m| m != sender);
+                if view.master.as_ref() == Some(sender) {
+                    let proposed = new_master
+                        .as_deref()
+                        .and_then(|m| MemberId::parse(m).ok())
+                        .filter(|m| after.members.contains(m));
+                    after.master = proposed.or_else(|| after.members.first().cloned());
+                }
+            }
+            EventBody::Unknown => {
+                if !in_room {
+                    // Nothing to take out: keep the order, show nothing.
+                    return Ok((
+                        Verdict::Withhold {
+                            reason: Error::NotFound(format!("member {sender} in the room")),
+                            tell_host: false,
+                        },
+                        None,
+                    ));
+                }
+                after.members.retain(|m| m != sender);
+                if view.master.as_ref() == Some(sender) {
+                    after.master = after.members.first().cloned();
+                }
+            }
+            EventBody::Renamed { name } => {
+                if let Err(e) = rules(conn, view, sender, &event.body).await? {
+                    return Ok((withhold(e), None));
+                }
+                after.name = name.clone();
+            }
+            EventBody::Text { .. } | EventBody::Sticker { .. } | EventBody::Attachment(_) => {
+                if !in_room && !ours {
+                    return refused(format!("{sender} is not a member of room {}", event.room));
+                }
+                if !ours && let Err(refusal) = self.may_receive(conn, host, view, event).await {
+                    if refusal.is_fault() {
+                        return Err(refusal);
+                    }
+                    return Ok((withhold(refusal), None));
+                }
+            }
+            EventBody::Withheld => {
+                return Ok((
+                    Verdict::Withhold {
+                        reason: Error::invalid("body", "a withheld event"),
+                        tell_host: false,
+                    },
+                    None,
+                ));
+            }
+        }
+        for member in joining.iter().filter(|m| m.belongs_to(&self.id)) {
+            if let Err(refusal) = self
+                .may_join(conn, view.kind, host, member, &after.members)
+                .await
+            {
+                if refusal.is_fault() {
+                    return Err(refusal);
+                }
+                return Ok((withhold(refusal), None));
+            }
+        }
+        Ok((Verdict::Apply(after), key))
+    }
+
+    /// Whether this node proposed `event` to `host` as it came back: the
+    /// same change by the same member in the same room. A message's
+    /// pending copy is taken (and its idempotency key returned) when it
+    /// matches. The host may narrow an invitation to the members not in
+    /// the room yet and names a departing master's successor.
+    async fn our_proposal(
+        &self,
+        conn: &mut AnyConnection,
+        host: &TenantId,
+        event: &RoomEvent,
+    ) -> Result<Option<Option<String>>> {
+        if event.body.is_message() {
+            let Some(pending) = outbox::pending_by_id(&mut *conn, &event.id).await? else {
+                return Ok(None);
+            };
+            if pending.room != event.room
+                || pending.sender != event.sender
+                || pending.body != event.body
+            {
+                return Ok(None);
+            }
+            outbox::take_pending(&mut *conn, &event.id).await?;
+            return Ok(Some(pending.idempotency_key));
+        }
+        let Some((room, payload)) = outbox::proposal(&mut *conn, &event.id, host).await? else {
+            return Ok(None);
+        };
+        let Ok(Payload::Event(proposed)) = serde_json::from_str::<Payload>(&payload) else {
+            return Ok(None);
+        };
+        if room != event.room.to_string() || proposed.sender != event.sender.as_str() {
+            return Ok(None);
+        }
+        let same = match (&proposed.body, &event.body) {
+            (EventBody::Joined { members: asked }, EventBody::Joined { members: done }) => {
+                done.iter().all(|m| asked.contains(m))
+            }
+            (EventBody::Left { .. }, EventBody::Left { .. }) => true,
+            (asked, done) => asked == done,
+        };
+        Ok(same.then_some(None))
+    }
+
+    /// Whether our `member` may be in a room of `kind` hosted by `host`
+    /// with `members`: an active member of ours whom this node's half of
+    /// admission admits with every member of the room now. The host
+    /// learns only "not found".
+    async fn may_join(
+        &self,
+        conn: &mut AnyConnection,
+        kind: RoomKind,
+        host: &TenantId,
+        member: &MemberId,
+        members: &[MemberId],
+    ) -> Result<()> {
+        let not_found = || Error::NotFound(format!("user {member}"));
+        match crate::store::members::member(&mut *conn, member).await? {
+            Some(m) if m.state == MemberState::Active => {}
+            _ => return Err(not_found()),
+        }
+        match self
+            .may_message(conn, kind, Some(host), member, members)
+            .await
+        {
+            Err(e) if e.is_fault() => Err(e),
+            Err(_) => Err(not_found()),
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// This node's say on a message from another company's member that its
+    /// host sequenced: admission (with blocks and trash), file transfer.
+    async fn may_receive(
+        &self,
+        conn: &mut AnyConnection,
+        host: &TenantId,
+        view: &RoomView,
+        event: &RoomEvent,
+    ) -> Result<()> {
+        self.may_message(conn, view.kind, Some(host), &event.sender, &view.members)
+            .await?;
+        if matches!(event.body, EventBody::Attachment(_)) {
+            self.files_allowed(conn, &event.sender, &view.members)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The room an event from its host changes, as this node knows it (or,
+/// for a room new here, as the host's snapshot describes it).
+struct RoomView {
+    kind: RoomKind,
+    name: String,
+    master: Option<MemberId>,
+    /// The members before the event, in the order they joined.
+    members: Vec<MemberId>,
+    /// A new direct room's key.
+    direct_key: String,
+    /// A new room's members after its first event, as the host says.
+    opened_with: Vec<MemberId>,
+    /// This node's row of the room, when it has one.
+    row: Option<rooms::RoomRow>,
+    new: bool,
+}
+
+/// The room after an event this node applies.
+struct RoomAfter {
+    name: String,
+    master: Option<MemberId>,
+    members: Vec<MemberId>,
+}
+
+enum Verdict {
+    Apply(RoomAfter),
+    /// Stored as `withheld` to keep the room's order whole, never shown;
+    /// the host hears `reason` when `tell_host`.
+    Withhold {
+        reason: Error,
+        tell_host: bool,
+    },
+}
+
+fn withhold(reason: Error) -> Verdict {
+    Verdict::Withhold {
+        reason,
+        tell_host: true,
+    }
+}
+
+fn same_members(a: &[MemberId], b: &[MemberId]) -> bool {
+    a.len() == b.len() && a.iter().all(|m| b.contains(m))
+}
+
+/// The room's rules (membership, the group master's rights) for a change
+/// its host relays: those of a local change for a room this node knows;
+/// for a group new here, only its master brings members in.
+async fn rules(
+    conn: &mut AnyConnection,
+    view: &RoomView,
+    actor: &MemberId,
+    body: &EventBody,
+) -> Result<Result<()>> {
+    let refusal = match &view.row {
+        Some(row) => match crate::rooms::check_rules(conn, row, &view.members, actor, body).await {
+            Err(e) if e.is_fault() => return Err(e),
+            other => other,
+        },
+        None if view.members.contains(actor) && view.master.as_ref() == Some(actor) => Ok(()),
+        None => Err(Error::PermissionDenied(format!(
+            "only the group master can add members; {actor} is not"
+        ))),
+    };
+    Ok(refusal)
+}

@@ -1,0 +1,529 @@
+//! A hostile peer: a company whose node holds its own genuine certificate
+//! and makes crafted bridge calls. Each test is the attack as that node
+//! would run it, and asserts what the attacked company's members and admin
+//! see. a.example is attacked; b.example (and c.example) attack or stand by.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::{
+    RELAY_DEADLINE, TestNode, allow, bridge_client, check, envelope, history_texts, pair,
+    peer_with, peers, relay_once, texts, until, until_texts,
+};
+use tonic::Code;
+use works_certs::{TenantCa, Validity};
+use works_proto::client::v1 as pb;
+use works_proto::federation::v1 as fed;
+
+fn text_from(sender: &str, text: &str) -> serde_json::Value {
+    json!({"sender": sender, "body": {"kind": "text", "text": text}})
+}
+
+fn tenant(s: &str) -> works_bridge::TenantId {
+    works_bridge::TenantId::parse(s).unwrap()
+}
+
+fn new_id() -> String {
+    ulid::Ulid::new().to_string()
+}
+
+fn refused(ack: &fed::Ack, fragment: &str) {
+    assert!(
+        ack.refused.contains(fragment) && !ack.retry,
+        "expected a refusal naming {fragment:?}, got {ack:?}"
+    );
+}
+
+fn stored(ack: &fed::Ack) {
+    assert!(
+        ack.refused.is_empty() && !ack.retry,
+        "expected stored: {ack:?}"
+    );
+}
+
+/// The room's id once `who` sees it in their list.
+async fn until_listed(who: &support::Member, room: &str) {
+    until(
+        RELAY_DEADLINE,
+        &format!("{} sees room {room}", who.id),
+        || async { who.rooms().await.iter().any(|r| r.id == room) },
+    )
+    .await;
+}
+
+async fn last_seq(who: &support::Member, room: &str) -> u64 {
+    who.history(room).await.unwrap().last().map_or(0, |e| e.seq)
+}
+
+/// A file's bytes as bob@b.example asks a.example's node for them.
+async fn fetch(client: &mut works_bridge::PeerClient, id: &str) -> Result<Vec<u8>, String> {
+    client
+        .fetch_attachment("bob@b.example", id, 1 << 20)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn set_restrict_files(admin: &tenant_node::client::Client, on: bool) {
+    admin
+        .external
+        .clone()
+        .set_external_settings(pb::SetExternalSettingsRequest {
+            restrict_files: Some(on),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+// 1. A host posting as the receiver's own members.
+#[tokio::test]
+async fn a_host_cannot_post_in_the_name_of_our_members() {
+    let (a, b, alice, bob) = pair().await;
+    let carol = a.member("carol").await;
+    let room = bob.group_room("Launch", &[&alice.id]).await.id;
+    until_listed(&alice, &room).await;
+    bob.send(&room, "hello").await.unwrap();
+    until_texts(&alice, &room, 1).await;
+    let last = last_seq(&alice, &room).await;
+
+    let mut from_b = bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
+    let acks = relay_once(
+        &mut from_b,
+        vec![
+            // alice is in the room; carol is not.
+            envelope(
+                &new_id(),
+                "b.example",
+                &room,
+                last + 1,
+                text_from(&alice.id, "forged as alice"),
+            ),
+            envelope(
+                &new_id(),
+                "b.example",
+                &room,
+                last + 2,
+                text_from(&carol.id, "forged as carol"),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(acks.len(), 2, "{acks:?}");
+    refused(&acks[0], "a.example did not propose event");
+    refused(&acks[1], "a.example did not propose event");
+    assert_eq!(history_texts(&alice, &room).await, vec!["hello"]);
+    assert!(
+        carol.rooms().await.is_empty(),
+        "carol is in no room: {:?}",
+        carol.rooms().await
+    );
+
+    // What alice really sends still comes back from the host under her name.
+    alice.send(&room, "really alice").await.unwrap();
+    until(RELAY_DEADLINE, "bob sees alice's message", || async {
+        history_texts(&bob, &room)
+            .await
+            .contains(&"really alice".to_string())
+    })
+    .await;
+}
+
+// 2. Files served after our admin cut access.
+#[tokio::test]
+async fn our_files_are_not_served_once_our_admin_cuts_access() {
+    let (a, b, alice, bob) = pair().await;
+    let room = alice.group_room("Files", &[&bob.id]).await.id;
+    until_listed(&bob, &room).await;
+    let data = b"quarterly figures".repeat(100);
+    let sent = alice.send_file(&room, "figures.txt", &data).await.unwrap();
+    let id = support::attachment(sent.event.as_ref().unwrap())
+        .unwrap()
+        .id
+        .clone();
+    let admin = a.admin().await;
+    let mut from_b = bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
+    assert_eq!(
+        fetch(&mut from_b, &id).await.unwrap(),
+        data,
+        "served while allowed"
+    );
+
+    // A member of b.example not in the room, and a requester of another company.
+    assert!(
+        from_b
+            .fetch_attachment("mallory@b.example", &id, 1 << 20)
+            .await
+            .is_err()
+    );
+    let other = from_b
+        .fetch_attachment("zed@c.example", &id, 1 << 20)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(other.contains("requester names c.example"), "{other}");
+
+    set_restrict_files(&admin, true).await;
+    let e = fetch(&mut from_b, &id).await.unwrap_err().to_string();
+    assert!(e.contains("not found"), "restricted: {e}");
+    set_restrict_files(&admin, false).await;
+    assert_eq!(fetch(&mut from_b, &id).await.unwrap(), data);
+
+    allow(&admin, true, &alice.id, false).await;
+    let e = fetch(&mut from_b, &id).await.unwrap_err().to_string();
+    assert!(e.contains("not found"), "alice disconnected: {e}");
+    allow(&admin, true, &alice.id, true).await;
+    assert_eq!(fetch(&mut from_b, &id).await.unwrap(), data);
+
+    allow(&admin, false, &alice.id, true).await;
+    let e = fetch(&mut from_b, &id).await.unwrap_err().to_string();
+    assert!(e.contains("not found"), "external messaging off: {e}");
+}
+
+// 3. Rooms opened on our node holding members we never connected.
+#[tokio::test]
+async fn a_peer_cannot_open_a_room_holding_members_we_never_connected() {
+    let (a, b, alice, bob) = pair().await;
+    let carol = a.member("carol").await;
+    let mut from_b = bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
+    let created = |members: &[&str]| {
+        json!({
+            "sender": bob.id,
+            "body": {"kind": "created", "room_kind": "group", "name": "Trap", "members": members},
+            "room": {"kind": "group", "name": "Trap", "master": bob.id, "members": members},
+        })
+    };
+    let trap = new_id();
+    let acks = relay_once(
+        &mut from_b,
+        vec![
+            envelope(
+                &new_id(),
+                "b.example",
+                &trap,
+                1,
+                created(&[&bob.id, &carol.id]),
+            ),
+            envelope(
+                &new_id(),
+                "b.example",
+                &trap,
+                2,
+                text_from(&carol.id, "forged as carol"),
+            ),
+            envelope(
+                &new_id(),
+                "b.example",
+                &trap,
+                2,
+                text_from(&bob.id, "hi carol"),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(acks.len(), 3, "{acks:?}");
+    refused(&acks[0], "user carol@a.example not found");
+    refused(&acks[1], "room");
+    refused(&acks[2], "room");
+    assert!(carol.rooms().await.is_empty(), "{:?}", carol.rooms().await);
+
+    // A room of bob and a colleague of alice's would stop her deleting bob.
+    alice
+        .client
+        .contacts
+        .clone()
+        .delete_contact(pb::ContactRef {
+            user_id: bob.id.clone(),
+        })
+        .await
+        .expect("alice deletes bob: no room of his holds a colleague of hers");
+
+    // Connected, carol may be brought in; with external messaging off, not.
+    let admin = a.admin().await;
+    allow(&admin, true, &carol.id, true).await;
+    let welcome = new_id();
+    let acks = relay_once(
+        &mut from_b,
+        vec![envelope(
+            &new_id(),
+            "b.example",
+            &welcome,
+            1,
+            created(&[&bob.id, &carol.id]),
+        )],
+    )
+    .await;
+    stored(&acks[0]);
+    until_listed(&carol, &welcome).await;
+    allow(&admin, false, &carol.id, true).await;
+    let closed = new_id();
+    let acks = relay_once(
+        &mut from_b,
+        vec![envelope(
+            &new_id(),
+            "b.example",
+            &closed,
+            1,
+            created(&[&bob.id, &carol.id]),
+        )],
+    )
+    .await;
+    refused(&acks[0], "user carol@a.example not found");
+    assert!(carol.rooms().await.iter().all(|r| r.id != closed));
+}
+
+// 3b. A snapshot cannot add anyone: a rename whose snapshot lists carol.
+#[tokio::test]
+async fn a_hosts_snapshot_adds_nobody_and_its_master_alone_invites() {
+    let (a, b, alice, bob) = pair().await;
+    let carol = a.member("carol").await;
+    allow(&a.admin().await, true, &carol.id, true).await;
+    let room = bob.group_room("Plain", &[&alice.id]).await.id;
+    until_listed(&alice, &room).await;
+    let last = last_seq(&alice, &room).await;
+    let mut from_b = bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
+    let acks = relay_once(
+        &mut from_b,
+        vec![
+            envelope(
+                &new_id(),
+                "b.example",
+                &room,
+                last + 1,
+                json!({
+                    "sender": bob.id,
+                    "body": {"kind": "renamed", "name": "Renamed"},
+                    "room": {"kind": "group", "name": "Renamed", "master": bob.id,
+                             "members": [bob.id, alice.id, carol.id]},
+                }),
+            ),
+            // Only the group master invites; alice is not the master.
+            envelope(
+                &new_id(),
+                "b.example",
+                &room,
+                last + 2,
+                json!({
+                    "sender": "dave@b.example",
+                    "body": {"kind": "joined", "members": [carol.id]},
+                    "room": {"kind": "group", "name": "Renamed", "master": bob.id,
+                             "members": [bob.id, alice.id, carol.id, "dave@b.example"]},
+                }),
+            ),
+        ],
+    )
+    .await;
+    stored(&acks[0]);
+    refused(&acks[1], "not a member");
+    let seen = alice.client.rooms.clone();
+    let got = seen
+        .clone()
+        .get_room(pb::GetRoomRequest {
+            room_id: room.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.name, "Renamed");
+    let mut members = got.members.clone();
+    members.sort();
+    assert_eq!(members, vec![alice.id.clone(), bob.id.clone()]);
+    assert!(carol.rooms().await.is_empty());
+}
+
+// 4. A CA announcement that names another tenant's CA.
+#[tokio::test]
+async fn ca_announcements_hold_only_the_announcers_own_chain() {
+    let a = TestNode::start("a.example").await;
+    let b = TestNode::start("b.example").await;
+    let c = TestNode::start("c.example").await;
+    // b.example, the attacker, and c.example both peer with a.example.
+    peer_with(&b, &a).await;
+    peer_with(&c, &a).await;
+    let a_admin = a.admin().await;
+    let b_ca = b.tls_files().load_ca().unwrap();
+    let c_ca = c.tls_files().load_ca().unwrap();
+
+    let mut from_b = bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
+    let err = from_b
+        .announce_cas(
+            &tenant("b.example"),
+            &[b_ca.der().clone(), c_ca.der().clone()],
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("neither issues the caller's certificate"),
+        "{err}"
+    );
+    // A CA b.example made for the purpose, beside its own: refused too.
+    let spare = TenantCa::generate(
+        &tenant("b.example"),
+        Validity::from_now(Duration::from_secs(3600)),
+    )
+    .unwrap();
+    let err = from_b
+        .announce_cas(
+            &tenant("b.example"),
+            &[b_ca.der().clone(), spare.der().clone()],
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("neither issues the caller's certificate"),
+        "{err}"
+    );
+    let b_row = peers(&a_admin)
+        .await
+        .into_iter()
+        .find(|p| p.tenant == "b.example")
+        .unwrap();
+    assert_eq!(
+        b_row.ca_fingerprints,
+        vec![works_certs::fingerprint(b_ca.der())]
+    );
+
+    // c.example's genuine certificate is still c.example's ...
+    let mut from_c = bridge_client(&a, &c.tls_files().load_node().unwrap()).await;
+    from_c.ping(&tenant("c.example")).await.expect("c.example");
+    // ... and one from c.example's CA naming b.example is no one's.
+    let forged = c_ca
+        .issue_node(
+            &tenant("b.example"),
+            &[],
+            Validity::from_now(Duration::from_secs(3600)),
+        )
+        .unwrap();
+    let mut as_b = bridge_client(&a, &forged).await;
+    check(
+        as_b.raw()
+            .ping(fed::PingRequest {
+                from_tenant: "b.example".into(),
+                sent_at_ms: 0,
+            })
+            .await,
+        Code::PermissionDenied,
+        "chains to the CA pinned for c.example but names b.example",
+    );
+}
+
+// 5. Relayed events held to the limits our own clients are held to.
+#[tokio::test]
+async fn relayed_events_are_held_to_the_limits_our_members_are() {
+    let (a, b, alice, bob) = pair().await;
+    let mut from_b = bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
+
+    // As host: what bob's node proposes to a room alice's node hosts.
+    let hosted = alice.group_room("Hosted", &[&bob.id]).await.id;
+    until_listed(&bob, &hosted).await;
+    let propose = |body: serde_json::Value| {
+        envelope(
+            &new_id(),
+            "a.example",
+            &hosted,
+            0,
+            json!({"sender": bob.id, "body": body}),
+        )
+    };
+    let future = fed::Envelope {
+        at_ms: 253_402_300_799_000,
+        ..propose(json!({"kind": "text", "text": "from the year 9999"}))
+    };
+    let acks = relay_once(
+        &mut from_b,
+        vec![
+            propose(json!({"kind": "text", "text": "x".repeat(100 * 1024)})),
+            propose(json!({"kind": "text", "text": "  "})),
+            propose(json!({"kind": "sticker", "name": "../../<script>"})),
+            propose(json!({"kind": "renamed", "name": "n".repeat(10_000)})),
+            future,
+            propose(json!({"kind": "text", "text": "fine"})),
+        ],
+    )
+    .await;
+    assert_eq!(acks.len(), 6, "{acks:?}");
+    refused(&acks[0], "the limit is 16384");
+    refused(&acks[1], "message is empty");
+    refused(&acks[2], "sticker");
+    refused(&acks[3], "at most 100 characters");
+    stored(&acks[4]);
+    stored(&acks[5]);
+    let history = alice.history(&hosted).await.unwrap();
+    assert_eq!(texts(&history), vec!["from the year 9999", "fine"]);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let stamped = history
+        .iter()
+        .find(|e| support::text(e) == Some("from the year 9999"))
+        .unwrap()
+        .at_ms;
+    assert!(
+        stamped <= now_ms + 60_000,
+        "stamped with the host's clock: {stamped}"
+    );
+
+    // As replica: what bob's node sequences in a room it hosts.
+    let replica = bob.group_room("Replica", &[&alice.id]).await.id;
+    until_listed(&alice, &replica).await;
+    let last = last_seq(&alice, &replica).await;
+    let at = |seq: u64, payload: serde_json::Value| {
+        envelope(&new_id(), "b.example", &replica, seq, payload)
+    };
+    let huge_name = "N".repeat(200_000);
+    let acks = relay_once(
+        &mut from_b,
+        vec![
+            // Refused before it is read: larger than any event this node
+            // takes. Nothing is stored, so the next seq is still free.
+            at(last + 1, text_from(&bob.id, &"y".repeat(6 << 20))),
+            // Withheld: stored to keep the room's order, never shown.
+            at(
+                last + 1,
+                json!({"sender": bob.id, "body": {"kind": "renamed", "name": huge_name},
+                       "room": {"kind": "group", "name": huge_name, "master": bob.id,
+                                "members": [bob.id, alice.id]}}),
+            ),
+            at(last + 2, text_from(&bob.id, &"z".repeat(20 * 1024))),
+            at(
+                last + 3,
+                json!({"sender": bob.id, "body": {"kind": "renamed", "name": "bell\u{7}"}}),
+            ),
+            at(last + 4, text_from(&bob.id, "within the limits")),
+        ],
+    )
+    .await;
+    assert_eq!(acks.len(), 5, "{acks:?}");
+    refused(&acks[0], "this node takes at most");
+    refused(&acks[1], "must be at most 100 characters");
+    refused(&acks[2], "the limit is 16384");
+    refused(&acks[3], "control characters");
+    stored(&acks[4]);
+    let history = alice.history(&replica).await.expect("history still loads");
+    assert_eq!(texts(&history), vec!["within the limits"]);
+    let got = alice
+        .client
+        .rooms
+        .clone()
+        .get_room(pb::GetRoomRequest {
+            room_id: replica.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.name, "Replica");
+    a.admin()
+        .await
+        .audit
+        .clone()
+        .search_audit(pb::AuditSearchRequest {
+            peer_tenant: "b.example".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("the admin's audit search still answers");
+}
