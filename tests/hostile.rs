@@ -355,12 +355,12 @@ async fn ca_announcements_hold_only_the_announcers_own_chain() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("neither issues the caller's certificate"),
+        err.contains("is not b.example's: it neither issues the caller's certificate"),
         "{err}"
     );
-    // A CA b.example made for the purpose, beside its own: refused too.
+    // A CA b.example made in c.example's name, beside its own: refused too.
     let spare = TenantCa::generate(
-        &tenant("b.example"),
+        &tenant("c.example"),
         Validity::from_now(Duration::from_secs(3600)),
     )
     .unwrap();
@@ -373,7 +373,7 @@ async fn ca_announcements_hold_only_the_announcers_own_chain() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("neither issues the caller's certificate"),
+        err.contains("is not b.example's: it neither issues the caller's certificate"),
         "{err}"
     );
     let b_row = peers(&a_admin)

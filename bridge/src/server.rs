@@ -455,15 +455,20 @@ impl pb::bridge_server::Bridge for BridgeService {
                 "the caller's own certificate does not chain to the announced CAs ({reason}); it would lock itself out"
             ))
         })?;
-        // Only the caller's own chain: each CA issues the certificate it
-        // presents now, or is one already trusted for it (the CA it is
-        // changing from), and none is trusted for another tenant.
+        // Only the caller's own CAs: each issues the certificate it
+        // presents now, is one already trusted for it (the CA it changes
+        // from), or is a CA of its own tenant (the CA it changes to); and
+        // none is trusted for another tenant.
         let pinned = self.trust.anchors(&peer).unwrap_or_default();
         for ca in &cas {
-            if !pinned.contains(ca) && verify_chain(&chain, std::slice::from_ref(ca)).is_err() {
+            let own = pinned.contains(ca)
+                || verify_chain(&chain, std::slice::from_ref(ca)).is_ok()
+                || works_certs::inspect(ca)
+                    .is_ok_and(|info| info.organization.as_deref() == Some(peer.as_str()));
+            if !own {
                 tracing::warn!(peer = %peer, ca = %works_certs::fingerprint(ca), "refused a CA announcement naming a CA that is not the caller's");
                 return Err(Status::permission_denied(format!(
-                    "CA sha256 {} neither issues the caller's certificate nor is trusted for {peer} now",
+                    "CA sha256 {} is not {peer}'s: it neither issues the caller's certificate nor is a CA of {peer}",
                     works_certs::fingerprint(ca)
                 )));
             }

@@ -218,6 +218,8 @@ pub struct CertInfo {
     pub not_after: SystemTime,
     pub dns_names: Vec<String>,
     pub is_ca: bool,
+    /// The subject's organization: a tenant CA's own tenant.
+    pub organization: Option<String>,
 }
 
 pub fn inspect(der: &[u8]) -> Result<CertInfo, CertError> {
@@ -244,6 +246,12 @@ pub fn inspect(der: &[u8]) -> Result<CertInfo, CertError> {
         not_after: to_system(cert.validity().not_after),
         dns_names,
         is_ca: cert.is_ca(),
+        organization: cert
+            .subject()
+            .iter_organization()
+            .next()
+            .and_then(|o| o.as_str().ok())
+            .map(str::to_string),
     })
 }
 
