@@ -527,8 +527,12 @@ async fn the_bridge_refuses_forged_duplicated_and_out_of_order_envelopes() {
     assert_eq!(at_a, vec!["once"], "stored once, nothing forged");
 
     // At a replica: only the next seq is stored; a gap waits, a taken seq is refused.
+    // b.example's node never proposed "once" (the test did, with its
+    // certificate): sequenced back to it in bob's name, it is withheld.
     let mut from_a = support::bridge_client(&b, &a.tls_files().load_node().unwrap()).await;
+    alice.send(&room, "from alice").await.unwrap();
     until_texts(&bob, &room, 1).await;
+    assert_eq!(history_texts(&bob, &room).await, vec!["from alice"]);
     let last = bob.history(&room).await.unwrap().last().unwrap().seq;
     let gap = ulid::Ulid::new().to_string();
     let taken = ulid::Ulid::new().to_string();
@@ -593,7 +597,7 @@ async fn the_bridge_refuses_forged_duplicated_and_out_of_order_envelopes() {
     );
     assert_eq!(
         history_texts(&bob, &room).await,
-        vec!["once", "next", "too early"]
+        vec!["from alice", "next", "too early"]
     );
 }
 

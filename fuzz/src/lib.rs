@@ -37,6 +37,7 @@ pub const TARGETS: &[&str] = &[
     "envelope_batch",
     "envelope",
     "announce_ca_request",
+    "relayed_payload",
 ];
 
 /// A key the input's author cannot know: no input may verify under it
@@ -57,6 +58,7 @@ pub fn replay(target: &str, data: &[u8]) -> bool {
         "envelope_batch" => envelope_batch(data),
         "envelope" => envelope(data),
         "announce_ca_request" => announce_ca_request(data),
+        "relayed_payload" => relayed_payload(data),
         _ => return false,
     }
     true
@@ -149,6 +151,30 @@ pub fn announce_ca_request(data: &[u8]) {
     };
     tenant(&request.from_tenant);
     certificates(&request.ca_certificates);
+}
+
+/// What an envelope carries, read as the receiving gate reads it, and its
+/// event checked against the limits our own members are held to: neither
+/// may panic, and an event that passes re-encodes to one that reads the
+/// same.
+pub fn relayed_payload(data: &[u8]) {
+    let limits = tenant_node::config::Limits::default();
+    let Ok(payload) = tenant_node::inbound::read_payload(data, &limits) else {
+        return;
+    };
+    let tenant_node::relay::Payload::Event(relayed) = payload else {
+        return;
+    };
+    let passes = tenant_node::content::event(&relayed.body, &limits).is_ok();
+    member(&relayed.sender);
+    if passes {
+        let again = serde_json::to_vec(&tenant_node::relay::Payload::Event(relayed.clone()))
+            .expect("an event encodes");
+        match tenant_node::inbound::read_payload(&again, &limits) {
+            Ok(tenant_node::relay::Payload::Event(read)) => assert_eq!(read.body, relayed.body),
+            other => panic!("a re-encoded event reads back as {other:?}"),
+        }
+    }
 }
 
 /// Decodes `M` as the bridge does; a message that decodes must re-encode

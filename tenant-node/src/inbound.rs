@@ -22,6 +22,7 @@
 use sqlx::AnyConnection;
 use works_bridge::{Envelope, Outcome};
 
+use crate::config::Limits;
 use crate::content;
 use crate::error::{Error, Result};
 use crate::ids::{EventId, MemberId, RoomId, TenantId};
@@ -34,8 +35,21 @@ use crate::tenant::Tenant;
 
 /// The largest payload an envelope may carry: a text at the limit, or a
 /// group room's snapshot, with room to spare for the encoding.
-fn max_payload_bytes(tenant: &Tenant) -> usize {
-    tenant.limits.max_text_bytes * 6 + tenant.limits.max_room_members * 512 + 64 * 1024
+fn max_payload_bytes(limits: &Limits) -> usize {
+    limits.max_text_bytes * 6 + limits.max_room_members * 512 + 64 * 1024
+}
+
+/// Reads an envelope's payload as this node does before it judges what
+/// it says: bounded in size, then decoded. Public for the fuzz targets.
+pub fn read_payload(payload: &[u8], limits: &Limits) -> Result<Payload> {
+    if payload.len() > max_payload_bytes(limits) {
+        return Err(Error::ResourceExhausted(format!(
+            "the payload is {} bytes; this node takes at most {}",
+            payload.len(),
+            max_payload_bytes(limits)
+        )));
+    }
+    serde_json::from_slice(payload).map_err(|e| Error::invalid("payload", e.to_string()))
 }
 
 /// What the peer hears of an envelope that was not stored: retry later on
@@ -219,16 +233,43 @@ impl Tenant {
                 "{peer} cannot report on event {id}"
             )));
         }
+        // One entry per other participating node, each once.
+        if receipt.len() > self.limits.max_room_members {
+            return Err(Error::invalid(
+                "receipt",
+                format!(
+                    "names {} nodes; a room has at most {} members",
+                    receipt.len(),
+                    self.limits.max_room_members
+                ),
+            ));
+        }
+        let mut entries = Vec::with_capacity(receipt.len());
         for entry in receipt {
             let tenant = TenantId::parse(&entry.tenant)
                 .map_err(|e| Error::invalid("receipt", e.to_string()))?;
+            let state = OutboxState::parse(&entry.state).ok_or_else(|| {
+                Error::invalid("receipt", "a state is one of queued, delivered or refused")
+            })?;
+            if tenant == self.id || entries.iter().any(|(t, _, _)| t == &tenant) {
+                return Err(Error::invalid(
+                    "receipt",
+                    format!("names {tenant} twice, or this node"),
+                ));
+            }
+            let reason = entry
+                .reason
+                .map(|r| crate::content::clipped(&r, 500).into_owned());
+            entries.push((tenant, state, reason));
+        }
+        for (tenant, state, reason) in entries {
             outbox::put_receipt(
                 &mut *conn,
                 id,
                 &outbox::PeerDelivery {
                     peer: tenant,
-                    state: OutboxState::parse(&entry.state),
-                    reason: entry.reason,
+                    state,
+                    reason,
                     attempts: 0,
                 },
             )
@@ -258,16 +299,7 @@ impl Tenant {
     ) -> Result<(Outcome, Option<Applied>)> {
         let id = EventId::parse(&envelope.event_id).map_err(Error::bad_id("event_id"))?;
         let room = self.parse_room_id(&envelope.room_id)?;
-        if envelope.payload.len() > max_payload_bytes(self) {
-            return Err(Error::ResourceExhausted(format!(
-                "the payload is {} bytes; this node takes at most {}",
-                envelope.payload.len(),
-                max_payload_bytes(self)
-            )));
-        }
-        let payload: Payload = serde_json::from_slice(&envelope.payload)
-            .map_err(|e| Error::invalid("payload", e.to_string()))?;
-        let relayed = match payload {
+        let relayed = match read_payload(&envelope.payload, &self.limits)? {
             Payload::Event(relayed) => relayed,
             Payload::Receipt { receipt } => {
                 let outcome = self
@@ -415,6 +447,16 @@ impl Tenant {
         let mut outcome = Outcome::Stored;
         let after = match verdict {
             Verdict::Apply(after) => after,
+            Verdict::InPart {
+                after,
+                body,
+                reason,
+            } => {
+                tracing::info!(room = %event.room, sender = %event.sender, reason = %reason, "relayed invitation applied in part");
+                event.body = body;
+                outcome = Outcome::Refused(reason.to_string());
+                after
+            }
             // A room is never opened only to hold what it withholds.
             Verdict::Withhold { reason, .. } if view.new => return Err(reason),
             Verdict::Withhold { reason, tell_host } => {
@@ -718,18 +760,44 @@ impl Tenant {
                 ));
             }
         }
+        // Our members come in only as our half admits them now. Of an
+        // invitation, what it may do is done (so the room stays as its
+        // host has it for everyone else) and the host hears of the rest,
+        // which it then takes out again; a creation opens nothing.
+        let mut refusal = None;
+        let mut turned_away = Vec::new();
         for member in joining.iter().filter(|m| m.belongs_to(&self.id)) {
-            if let Err(refusal) = self
+            if let Err(e) = self
                 .may_join(conn, view.kind, host, member, &after.members)
                 .await
             {
-                if refusal.is_fault() {
-                    return Err(refusal);
+                if e.is_fault() {
+                    return Err(e);
                 }
-                return Ok((withhold(refusal), None));
+                refusal.get_or_insert(e);
+                turned_away.push(member.clone());
             }
         }
-        Ok((Verdict::Apply(after), key))
+        let Some(refusal) = refusal else {
+            return Ok((Verdict::Apply(after), key));
+        };
+        let admitted: Vec<String> = joining
+            .iter()
+            .filter(|m| !turned_away.contains(m))
+            .map(ToString::to_string)
+            .collect();
+        if matches!(event.body, EventBody::Created { .. }) || admitted.is_empty() {
+            return Ok((withhold(refusal), None));
+        }
+        after.members.retain(|m| !turned_away.contains(m));
+        Ok((
+            Verdict::InPart {
+                after,
+                body: EventBody::Joined { members: admitted },
+                reason: refusal,
+            },
+            None,
+        ))
     }
 
     /// Whether this node proposed `event` to `host` as it came back: the
@@ -847,6 +915,13 @@ struct RoomAfter {
 
 enum Verdict {
     Apply(RoomAfter),
+    /// An invitation, stored and applied for the members it may bring in
+    /// (`body` names them); the host hears `reason` for the others.
+    InPart {
+        after: RoomAfter,
+        body: EventBody,
+        reason: Error,
+    },
     /// Stored as `withheld` to keep the room's order whole, never shown;
     /// the host hears `reason` when `tell_host`.
     Withhold {

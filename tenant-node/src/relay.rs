@@ -44,14 +44,14 @@ const IDLE_CHECK: Duration = Duration::from_secs(5);
 /// a message whose sender is on the receiving node.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
-pub(crate) enum Payload {
+pub enum Payload {
     Receipt { receipt: Vec<ReceiptEntry> },
     Event(Relayed),
 }
 
 /// One participating node's answer, as a host reports it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct ReceiptEntry {
+pub struct ReceiptEntry {
     pub tenant: String,
     pub state: String,
     #[serde(default)]
@@ -60,7 +60,7 @@ pub(crate) struct ReceiptEntry {
 
 /// The event inside an envelope's payload.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Relayed {
+pub struct Relayed {
     pub sender: String,
     pub body: EventBody,
     /// The room after the change, on every event that changes it.
@@ -69,7 +69,7 @@ pub(crate) struct Relayed {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Snapshot {
+pub struct Snapshot {
     pub kind: RoomKind,
     pub name: String,
     #[serde(default)]

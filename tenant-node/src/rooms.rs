@@ -240,14 +240,10 @@ impl Tenant {
         }
         match &row.host {
             None => {
-                // Either of the two may bring the room back: act as one
-                // still in it, or as the one opening it when both left.
-                let actor = if missing.contains(&local.to_string()) && missing.len() == 1 {
-                    other
-                } else {
-                    local
-                };
-                let change = Change::new(actor, EventBody::Joined { members: missing }, None);
+                // Either of the two may bring the room back, in their own
+                // name: the other's node stores nothing in its member's
+                // name that it did not propose.
+                let change = Change::new(local, EventBody::Joined { members: missing }, None);
                 let mut w = self.store.begin_write().await?;
                 let applied = self.host_change(&mut w.tx, &row, change).await?;
                 w.commit().await?;

@@ -30,11 +30,13 @@ pub enum OutboxState {
 }
 
 impl OutboxState {
-    pub fn parse(s: &str) -> OutboxState {
+    /// `None` for a word that names no state.
+    pub fn parse(s: &str) -> Option<OutboxState> {
         match s {
-            "delivered" => OutboxState::Delivered,
-            "refused" => OutboxState::Refused,
-            _ => OutboxState::Queued,
+            "queued" => Some(OutboxState::Queued),
+            "delivered" => Some(OutboxState::Delivered),
+            "refused" => Some(OutboxState::Refused),
+            _ => None,
         }
     }
 
@@ -196,7 +198,10 @@ fn delivery_from_row(r: &AnyRow) -> Result<PeerDelivery> {
     let state: String = r.try_get("state")?;
     Ok(PeerDelivery {
         peer: stored("peer", TenantId::parse(&r.try_get::<String, _>("peer")?))?,
-        state: OutboxState::parse(&state),
+        state: stored(
+            "outbox state",
+            OutboxState::parse(&state).ok_or_else(|| format!("{state:?}")),
+        )?,
         reason: r.try_get("reason")?,
         attempts: r.try_get::<i64, _>("attempts")? as u32,
     })
