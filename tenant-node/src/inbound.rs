@@ -677,10 +677,14 @@ impl Tenant {
                     .filter(|m| !before.contains(m))
                     .collect();
                 if new.is_empty() {
+                    // The room is as the host says already: keep the order.
                     return Ok((
-                        withhold(Error::AlreadyExists(
-                            "every member it adds is in the room already".into(),
-                        )),
+                        Verdict::Withhold {
+                            reason: Error::AlreadyExists(
+                                "every member it adds is in the room already".into(),
+                            ),
+                            tell_host: false,
+                        },
                         None,
                     ));
                 }
