@@ -17,6 +17,7 @@ use crate::rooms::require_member;
 use crate::store::attachments::{self as store, AttachmentRow};
 use crate::store::{now_ms, policy, rooms};
 use crate::tenant::{Tenant, clean_name};
+use works_bridge::error::clip;
 
 const MAX_NAME_CHARS: usize = 200;
 const MAX_CONTENT_TYPE: usize = 100;
@@ -176,7 +177,7 @@ impl Tenant {
         let mut conn = self.store.pool().acquire().await?;
         let row = store::get(&mut conn, id)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("attachment {id}")))?;
+            .ok_or_else(|| Error::NotFound(format!("attachment {}", clip(id))))?;
         require_member(&mut conn, &row.room, &caller.member).await?;
         drop(conn);
         let data = self.attachment_data(&row, &caller.member).await?;
@@ -196,13 +197,13 @@ impl Tenant {
         let row = store::get(&mut conn, id)
             .await?
             .filter(|r| r.event_id.is_some())
-            .ok_or_else(|| Error::NotFound(format!("attachment {id}")))?;
+            .ok_or_else(|| Error::NotFound(format!("attachment {}", clip(id))))?;
         if rooms::membership(&mut conn, &row.room, &requester)
             .await?
             .is_none()
         {
             tracing::info!(peer = %peer, %requester, attachment = id, "attachment refused: not in the room");
-            return Err(Error::NotFound(format!("attachment {id}")));
+            return Err(Error::NotFound(format!("attachment {}", clip(id))));
         }
         drop(conn);
         self.attachment_data(&row, &requester).await
