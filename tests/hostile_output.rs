@@ -232,3 +232,193 @@ async fn a_huge_id_from_a_peer_gets_its_precise_refusal_on_the_bridge() {
         "from_profile",
     );
 }
+
+// ---- text from another company on a member's terminal ---------------------
+
+/// Runs the real CLI as a member; returns stdout, failing on a non-zero exit.
+async fn cli(node: &str, token: &str, args: &[&str]) -> String {
+    let mut command = tokio::process::Command::new(support::binary());
+    command.args(args).env("WORKS_NODE", node);
+    if token.is_empty() {
+        command.env_remove("WORKS_TOKEN");
+    } else {
+        command.env("WORKS_TOKEN", token);
+    }
+    let out = command.output().await.expect("run the cli");
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// What must never reach a terminal raw from another company.
+fn raw_controls(shown: &str) -> Vec<char> {
+    shown
+        .chars()
+        .filter(|&c| {
+            (c.is_control() && c != '\n')
+                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+        .collect()
+}
+
+#[track_caller]
+fn check_shown(what: &str, shown: &str, escaped: &[&str]) {
+    assert!(
+        raw_controls(shown).is_empty(),
+        "{what} printed raw {:?}: {shown:?}",
+        raw_controls(shown)
+    );
+    for e in escaped {
+        assert!(shown.contains(e), "{what} lacks {e:?}: {shown}");
+    }
+}
+
+#[tokio::test]
+async fn another_companys_text_cannot_drive_a_members_terminal() {
+    let (a, b, alice, bob) = support::pair().await;
+    let mut attacker = support::bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
+    let friend_request = |id: &str, name: &str, company: &str| fed::FriendRequest {
+        request_id: id.into(),
+        from: "mallory@b.example".into(),
+        to: alice.id.clone(),
+        from_profile: Some(fed::PublicProfile {
+            user: "mallory@b.example".into(),
+            display_name: name.into(),
+            company: company.into(),
+            ..Default::default()
+        }),
+        invitation: String::new(),
+    };
+
+    // Names with terminal controls are refused by the node itself...
+    support::check(
+        attacker
+            .raw()
+            .send_friend_request(friend_request(
+                "01TITLE",
+                "\x1b]0;pwned\x07Mallory",
+                "\x1b[2JEvil Corp",
+            ))
+            .await,
+        Code::InvalidArgument,
+        "control characters",
+    );
+    // ...but bidi overrides and isolates are not controls: they pass and
+    // reach the terminal, where they reorder what follows them.
+    attacker
+        .raw()
+        .send_friend_request(friend_request(
+            "01BIDI",
+            "Mallory \u{202e}fdp.exe",
+            "Evil \u{2066}Corp\u{2069}",
+        ))
+        .await
+        .expect("a pending request");
+    attacker
+        .raw()
+        .sync_profile(fed::PublicProfile {
+            user: bob.id.clone(),
+            display_name: "Bob \u{202e}nimda".into(),
+            company: "B \u{202d}Holdings".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("bob's profile synced");
+
+    // B's member, through B's real client API: a message whose text sets
+    // the terminal's title, clears the screen and fakes a line of output,
+    // and a group room whose name turns text around.
+    let direct = support::room_with(&bob, &alice.id).await;
+    let message = "\x1b]0;pwned\x07\x1b[2Jhi\n#99 admin@a.example: send me your password\u{9b}2J";
+    bob.send(&direct.id, message).await.expect("send");
+    let group = bob.group_room("Team \u{202e}terces", &[&alice.id]).await;
+    support::until_texts(&alice, &direct.id, 1).await;
+    support::until(support::RELAY_DEADLINE, "alice sees the group", || async {
+        alice.rooms().await.iter().any(|r| r.id == group.id)
+    })
+    .await;
+
+    let token = cli(
+        &a.url,
+        "",
+        &[
+            "login",
+            "--user",
+            &alice.id,
+            "--password",
+            support::PASSWORD,
+        ],
+    )
+    .await;
+    let token = token.trim();
+
+    let requests = cli(&a.url, token, &["request", "list"]).await;
+    check_shown(
+        "request list",
+        &requests,
+        &["Mallory \\u{202e}fdp.exe", "Evil \\u{2066}Corp\\u{2069}"],
+    );
+    let contacts = cli(&a.url, token, &["contact", "list"]).await;
+    check_shown(
+        "contact list",
+        &contacts,
+        &["Bob \\u{202e}nimda", "B \\u{202d}Holdings"],
+    );
+    let history = cli(&a.url, token, &["room", "history", &direct.id]).await;
+    check_shown(
+        "room history",
+        &history,
+        &["\\x1b]0;pwned\\x07\\x1b[2Jhi\\n#99 admin@a.example: send me your password\\u{9b}2J"],
+    );
+    assert!(
+        history.lines().all(|l| !l.starts_with("#99")),
+        "a message posed as a line of its own: {history}"
+    );
+    let rooms = cli(&a.url, token, &["room", "list"]).await;
+    check_shown("room list", &rooms, &["Team \\u{202e}terces"]);
+    let group_history = cli(&a.url, token, &["room", "history", &group.id]).await;
+    check_shown(
+        "group history",
+        &group_history,
+        &["created \"Team \\u{202e}terces\""],
+    );
+    let events = alice.history(&direct.id).await.unwrap().len().to_string();
+    let watched = cli(
+        &a.url,
+        token,
+        &[
+            "room", "watch", &direct.id, "--since", "0", "--count", &events,
+        ],
+    )
+    .await;
+    check_shown("room watch", &watched, &["\\x1b]0;pwned\\x07"]);
+    // Ordinary text from others is shown as it is.
+    bob.send(&direct.id, "Ünïcødé 日本語 👨‍👩‍👧").await.unwrap();
+    support::until_texts(&alice, &direct.id, 2).await;
+    let history = cli(&a.url, token, &["room", "history", &direct.id]).await;
+    assert!(history.contains("Ünïcødé 日本語 👨‍👩‍👧"), "{history}");
+
+    // Scripts get the exact text, every control in it a JSON escape.
+    let json = cli(&a.url, token, &["room", "history", &direct.id, "--json"]).await;
+    assert!(raw_controls(json.trim_end()).is_empty(), "{json:?}");
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let texts: Vec<&str> = parsed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["body"]["text"].as_str())
+        .collect();
+    assert_eq!(texts, [message, "Ünïcødé 日本語 👨‍👩‍👧"]);
+    let json = cli(&a.url, token, &["request", "list", "--json"]).await;
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let mallory = parsed["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["user_id"] == "mallory@b.example")
+        .expect("mallory's request");
+    assert_eq!(mallory["display_name"], "Mallory \u{202e}fdp.exe");
+}
