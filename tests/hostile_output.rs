@@ -422,3 +422,128 @@ async fn another_companys_text_cannot_drive_a_members_terminal() {
         .expect("mallory's request");
     assert_eq!(mallory["display_name"], "Mallory \u{202e}fdp.exe");
 }
+
+// ---- audit search ---------------------------------------------------------
+
+async fn set_company(admin: &tenant_node::client::Client, name: &str) {
+    admin
+        .external
+        .clone()
+        .set_external_settings(pb::SetExternalSettingsRequest {
+            company: Some(name.into()),
+            ..Default::default()
+        })
+        .await
+        .expect("company name set");
+}
+
+/// The details of the entries an audit search for `text` finds.
+async fn audit_details(admin: &tenant_node::client::Client, text: &str) -> Vec<String> {
+    admin
+        .audit
+        .clone()
+        .search_audit(pb::AuditSearchRequest {
+            text: text.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("search {text:?}: {e}"))
+        .into_inner()
+        .entries
+        .into_iter()
+        .map(|e| e.detail)
+        .collect()
+}
+
+#[tokio::test]
+async fn audit_search_folds_case_and_accents_and_takes_wildcards_literally() {
+    let mut a = TestNode::start("a.example").await;
+    let admin = a.admin().await;
+    set_company(&admin, "École Polytechnique").await;
+    set_company(&admin, "Tarifs 100% garantis").await;
+    set_company(&admin, "snake_case Ltd").await;
+    let ecole = r#"company name "École Polytechnique""#;
+    let percent = r#"company name "Tarifs 100% garantis""#;
+    let underscore = r#"company name "snake_case Ltd""#;
+
+    for spelling in ["école", "ÉCOLE", "ecole", "Ecole POLYtechnique"] {
+        assert_eq!(
+            audit_details(&admin, spelling).await,
+            [ecole],
+            "{spelling:?}"
+        );
+    }
+    assert!(audit_details(&admin, "%%%").await.is_empty(), "%%% matched");
+    assert_eq!(audit_details(&admin, "%").await, [percent]);
+    assert_eq!(audit_details(&admin, "100%").await, [percent]);
+    assert_eq!(audit_details(&admin, "_").await, [underscore]);
+    assert!(audit_details(&admin, "snake_case_").await.is_empty());
+
+    // The admin's CLI searches the same way.
+    let token = cli(
+        &a.url,
+        "",
+        &[
+            "login",
+            "--user",
+            &a.admin_id,
+            "--password",
+            support::ADMIN_PASSWORD,
+        ],
+    )
+    .await;
+    let found = cli(
+        &a.url,
+        token.trim(),
+        &["admin", "audit", "search", "--text", "ÉCOLE", "--json"],
+    )
+    .await;
+    let found: serde_json::Value = serde_json::from_str(&found).unwrap();
+    assert_eq!(found["entries"].as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found["entries"][0]["detail"], ecole);
+
+    // A filter longer than any phrase is refused, naming the limit,
+    // whether just over it or over what the database takes.
+    for long in ["é".repeat(257), "x".repeat(60_000)] {
+        support::check(
+            admin
+                .audit
+                .clone()
+                .search_audit(pb::AuditSearchRequest {
+                    text: long,
+                    ..Default::default()
+                })
+                .await,
+            Code::InvalidArgument,
+            "text: must be at most 256 characters",
+        );
+    }
+    assert_eq!(audit_details(&admin, &"é".repeat(256)).await.len(), 0);
+
+    // Entries written before the node kept a folded copy are found once
+    // it starts again.
+    a.kill().await;
+    let db = a.data_dir().join("node.db");
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        db.display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("UPDATE audit_log SET folded = NULL")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    a.restart().await;
+    let admin = a.admin().await;
+    assert_eq!(audit_details(&admin, "ecole").await, [ecole]);
+    let verified = admin
+        .audit
+        .clone()
+        .verify_audit(pb::VerifyAuditRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(verified.ok, "{}", verified.reason);
+}
