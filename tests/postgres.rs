@@ -135,6 +135,31 @@ async fn postgres_backend_keeps_order_idempotency_and_durability() {
         .entries;
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].kind, "connected.added");
+    // Text search folds non-ASCII case and accents as on SQLite, and takes
+    // `%` and `_` literally.
+    admin
+        .external
+        .clone()
+        .set_external_settings(works_proto::client::v1::SetExternalSettingsRequest {
+            company: Some("École 100%".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for (text, expected) in [("ÉCOLE", 1), ("ecole 100%", 1), ("%%%", 0), ("_", 0)] {
+        let found = admin
+            .audit
+            .clone()
+            .search_audit(works_proto::client::v1::AuditSearchRequest {
+                text: text.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .entries;
+        assert_eq!(found.len(), expected, "{text:?}: {found:?}");
+    }
     let verified = admin
         .audit
         .clone()
@@ -142,7 +167,7 @@ async fn postgres_backend_keeps_order_idempotency_and_durability() {
         .await
         .unwrap()
         .into_inner();
-    assert!(verified.ok && verified.entries == 1, "{verified:?}");
+    assert!(verified.ok && verified.entries == 2, "{verified:?}");
     node.kill().await;
     db.drop_it().await;
 }

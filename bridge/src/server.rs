@@ -21,7 +21,7 @@ use tonic::{Request, Response, Status, Streaming};
 use works_certs::TenantId;
 use works_proto::federation::v1 as pb;
 
-use crate::error::{BridgeError, HandlerError};
+use crate::error::{BridgeError, HandlerError, clip};
 use crate::identity::{IdentityError, PeerCerts, TrustStore, names, verify_chain};
 use crate::limits::{ConnectionCap, Guarded, ServerLimits};
 
@@ -341,7 +341,8 @@ impl BridgeService {
     fn claim_member(peer: &TenantId, field: &str, member: &str) -> Result<(), Status> {
         let tenant = member.rsplit_once('@').map(|(_, t)| t).ok_or_else(|| {
             Status::invalid_argument(format!(
-                "invalid {field}: {member:?} must have the form name@tenant"
+                "invalid {field}: {:?} must have the form name@tenant",
+                clip(member)
             ))
         })?;
         Self::claim(peer, field, tenant)
@@ -734,8 +735,9 @@ fn profile_of(from: &str, profile: Option<pb::PublicProfile>) -> Result<PublicPr
     let p = profile.ok_or_else(|| Status::invalid_argument("from_profile is missing"))?;
     if !p.user.eq_ignore_ascii_case(from) {
         return Err(Status::permission_denied(format!(
-            "from_profile is {}'s, not {from}'s",
-            p.user
+            "from_profile is {}'s, not {}'s",
+            clip(&p.user),
+            clip(from)
         )));
     }
     Ok(PublicProfile {

@@ -18,6 +18,7 @@ use crate::rooms::require_member;
 use crate::store::attachments::{self as store, AttachmentRow};
 use crate::store::{now_ms, policy, rooms};
 use crate::tenant::Tenant;
+use works_bridge::error::clip;
 
 impl Tenant {
     /// Stores an uploaded file for a room the caller is in; posting it is
@@ -155,7 +156,7 @@ impl Tenant {
         let mut conn = self.store.pool().acquire().await?;
         let row = store::get(&mut conn, id)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("attachment {id}")))?;
+            .ok_or_else(|| Error::NotFound(format!("attachment {}", clip(id))))?;
         require_member(&mut conn, &row.room, &caller.member).await?;
         drop(conn);
         let data = self.attachment_data(&row, &caller.member).await?;
@@ -173,7 +174,7 @@ impl Tenant {
         id: &str,
     ) -> Result<Vec<u8>> {
         let requester = MemberId::parse(requester).map_err(Error::bad_id("requester"))?;
-        let not_found = || Error::NotFound(format!("attachment {id}"));
+        let not_found = || Error::NotFound(format!("attachment {}", clip(id)));
         let mut conn = self.store.pool().acquire().await?;
         let row = store::get(&mut conn, id)
             .await?

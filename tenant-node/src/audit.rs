@@ -8,6 +8,11 @@ use crate::tenant::Tenant;
 
 pub const MAX_PAGE: i64 = 1000;
 
+/// The longest text an audit search looks for, in characters: longer than
+/// any name or phrase worth searching, and far below what a database's
+/// `LIKE` takes (SQLite refuses patterns over 50,000 bytes).
+pub const MAX_SEARCH_TEXT: usize = 256;
+
 impl Tenant {
     pub async fn audit_search(&self, caller: &Caller, mut filter: Filter) -> Result<Vec<Entry>> {
         caller.require_admin()?;
@@ -18,6 +23,14 @@ impl Tenant {
             return Err(Error::invalid(
                 "limit",
                 format!("must be at most {MAX_PAGE}"),
+            ));
+        }
+        if let Some(text) = &filter.text
+            && text.chars().count() > MAX_SEARCH_TEXT
+        {
+            return Err(Error::invalid(
+                "text",
+                format!("must be at most {MAX_SEARCH_TEXT} characters"),
             ));
         }
         if let (Some(since), Some(until)) = (filter.since_ms, filter.until_ms)

@@ -2,6 +2,7 @@
 //! external contacts, trash and blocks. Every cross-company step goes through
 //! `admission`, on the way out and on the way in.
 
+use works_bridge::error::clip;
 use works_bridge::{BridgeError, PublicProfile};
 
 use crate::admission::Permit;
@@ -72,7 +73,7 @@ impl Tenant {
         user: &str,
     ) -> Result<PublicProfile> {
         let requester = MemberId::parse(requester).map_err(Error::bad_id("requester"))?;
-        let not_found = || Error::NotFound(format!("user {user}"));
+        let not_found = || Error::NotFound(format!("user {}", clip(user)));
         let Ok(local) = MemberId::parse(user) else {
             return Err(not_found());
         };
@@ -403,7 +404,7 @@ impl Tenant {
         invitation: Option<&str>,
     ) -> Result<Option<PublicProfile>> {
         let requester = MemberId::parse(&from.user).map_err(Error::bad_id("from"))?;
-        let not_found = || Error::NotFound(format!("user {to}"));
+        let not_found = || Error::NotFound(format!("user {}", clip(to)));
         let local = MemberId::parse(to)
             .ok()
             .filter(|m| m.belongs_to(&self.id))
@@ -953,7 +954,10 @@ fn check_date(value: &str) -> Result<String> {
     }
     let format = time::macros::format_description!("[year]-[month]-[day]");
     time::Date::parse(v, format).map_err(|_| {
-        Error::invalid("birth_date", format!("{v:?} is not a date like 1990-04-01"))
+        Error::invalid(
+            "birth_date",
+            format!("{:?} is not a date like 1990-04-01", clip(v)),
+        )
     })?;
     Ok(v.to_string())
 }

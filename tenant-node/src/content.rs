@@ -187,15 +187,6 @@ pub fn members_within(members: &[String], limits: &Limits) -> Result<Vec<MemberI
     Ok(parsed)
 }
 
-/// `text` cut to at most `max` characters (a reason another node gives,
-/// shown to our members and admins), marked where it was cut.
-pub fn clipped(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    match text.char_indices().nth(max) {
-        None => std::borrow::Cow::Borrowed(text),
-        Some((at, _)) => std::borrow::Cow::Owned(format!("{}…", &text[..at])),
-    }
-}
-
 /// The time this node keeps for an event another node stamped: its own
 /// clock when the other's is implausible (before 2020, or more than
 /// `MAX_CLOCK_AHEAD_MS` ahead of ours).

@@ -7,6 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use ulid::Ulid;
+use works_bridge::error::clip;
 pub use works_certs::TenantId;
 
 /// Why an id was refused; the message is safe to return to the caller.
@@ -29,7 +30,8 @@ impl MemberId {
         let trimmed = input.trim();
         let Some((name, tenant)) = trimmed.rsplit_once('@') else {
             return Err(IdError(format!(
-                "member id {trimmed:?} must have the form name@tenant"
+                "member id {:?} must have the form name@tenant",
+                clip(trimmed)
             )));
         };
         let name = Self::parse_name(name)?;
@@ -127,7 +129,7 @@ macro_rules! ulid_id {
                     Ok(ulid) if fits => Ok($name(ulid)),
                     _ => Err(IdError(format!(
                         concat!($what, " id {:?} is not a valid ULID"),
-                        trimmed
+                        clip(trimmed)
                     ))),
                 }
             }
@@ -217,6 +219,18 @@ mod tests {
                 .to_string()
                 .contains("not a valid ULID")
         );
+    }
+
+    #[test]
+    fn a_huge_id_is_quoted_clipped() {
+        let huge = "Z".repeat(20_000);
+        for err in [
+            RoomId::parse(&huge).unwrap_err().to_string(),
+            MemberId::parse(&huge).unwrap_err().to_string(),
+        ] {
+            assert!(err.len() < 200, "{} bytes", err.len());
+            assert!(err.contains("… (20000 characters)"), "{err}");
+        }
     }
 
     #[test]

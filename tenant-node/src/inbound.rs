@@ -257,9 +257,7 @@ impl Tenant {
                     format!("names {tenant} twice, or this node"),
                 ));
             }
-            let reason = entry
-                .reason
-                .map(|r| crate::content::clipped(&r, 500).into_owned());
+            let reason = entry.reason.map(works_bridge::error::bounded_message);
             entries.push((tenant, state, reason));
         }
         for (tenant, state, reason) in entries {

@@ -19,10 +19,15 @@ pub struct InvitationMail<'a> {
 
 /// Checks an address before anything is stored or sent.
 pub fn parse_address(address: &str) -> Result<Mailbox> {
-    address
-        .trim()
-        .parse::<Mailbox>()
-        .map_err(|e| Error::invalid("email", format!("{address:?} is not an email address: {e}")))
+    address.trim().parse::<Mailbox>().map_err(|e| {
+        Error::invalid(
+            "email",
+            format!(
+                "{:?} is not an email address: {e}",
+                works_bridge::error::clip(address)
+            ),
+        )
+    })
 }
 
 pub async fn send_invitation(smtp: &SmtpConfig, mail: InvitationMail<'_>) -> Result<()> {

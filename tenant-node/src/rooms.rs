@@ -1192,7 +1192,8 @@ fn same_message(earlier: RoomEvent, key: &str, body: &EventBody) -> Result<(Room
         Ok((earlier, true))
     } else {
         Err(Error::AlreadyExists(format!(
-            "idempotency key {key:?} was already used for a different message"
+            "idempotency key {:?} was already used for a different message",
+            works_bridge::error::clip(key)
         )))
     }
 }

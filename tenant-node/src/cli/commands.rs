@@ -5,7 +5,7 @@ use serde_json::json;
 use tokio_stream::StreamExt;
 use works_proto::client::v1 as pb;
 
-use super::output::{self, print};
+use super::output::{self, print, safe};
 use super::{
     AdminCommand, AuditCommand, AuditFilter, CaCommand, ClientOpts, Command, CompanyCommand,
     ConnectedCommand, ContactCommand, ExportFormat, ExternalCommand, MemberCommand, PeerCommand,
@@ -24,10 +24,11 @@ fn rpc<T>(result: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Result<T
 }
 
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
+    // A node's message may quote what another company sent.
     anyhow!(
         "{}: {}",
         works_bridge::error::code_name(status.code()),
-        status.message()
+        safe(status.message())
     )
 }
 
@@ -260,7 +261,7 @@ async fn admin(command: AdminCommand, opts: &ClientOpts) -> anyhow::Result<()> {
             print(
                 opts.json,
                 json!({"tenant": company.tenant, "name": company.name}),
-                || format!("{} ({})", company.name, company.tenant),
+                || format!("{} ({})", safe(&company.name), safe(&company.tenant)),
             );
         }
         AdminCommand::Peer { command } => peer(command, &c, opts).await?,
@@ -295,7 +296,7 @@ async fn admin(command: AdminCommand, opts: &ClientOpts) -> anyhow::Result<()> {
                         on(settings.enabled),
                         on(settings.auto_grant),
                         on(settings.restrict_files),
-                        settings.company
+                        safe(&settings.company)
                     )
                 },
             );
@@ -335,7 +336,9 @@ async fn admin(command: AdminCommand, opts: &ClientOpts) -> anyhow::Result<()> {
                                 .map(|m| {
                                     format!(
                                         "{:<32} {:<24} granted by {}",
-                                        m.member_id, m.display_name, m.granted_by
+                                        safe(&m.member_id),
+                                        safe(&m.display_name),
+                                        safe(&m.granted_by)
                                     )
                                 })
                                 .collect::<Vec<_>>()
@@ -394,7 +397,11 @@ async fn peer(command: PeerCommand, c: &Client, opts: &ClientOpts) -> anyhow::Re
                 .accept_peer(pb::AcceptPeerRequest { token: invitation })
                 .await)?;
             print(opts.json, output::peer_json(&peer), || {
-                format!("peered with {} at {}", peer.tenant, peer.endpoint)
+                format!(
+                    "peered with {} at {}",
+                    safe(&peer.tenant),
+                    safe(&peer.endpoint)
+                )
             });
         }
         PeerCommand::List => {
@@ -417,7 +424,10 @@ async fn peer(command: PeerCommand, c: &Client, opts: &ClientOpts) -> anyhow::Re
                 output::peer_test_text(&report)
             });
             if !report.ok {
-                return Err(anyhow!("the peering with {} has problems", report.tenant));
+                return Err(anyhow!(
+                    "the peering with {} has problems",
+                    safe(&report.tenant)
+                ));
             }
         }
         PeerCommand::Remove { tenant } => {
@@ -425,7 +435,7 @@ async fn peer(command: PeerCommand, c: &Client, opts: &ClientOpts) -> anyhow::Re
             print(
                 opts.json,
                 json!({"peer_told": removed.peer_told, "detail": removed.detail}),
-                || removed.detail.clone(),
+                || safe(&removed.detail).into_owned(),
             );
         }
     }
@@ -579,9 +589,9 @@ async fn room(command: RoomCommand, opts: &ClientOpts) -> anyhow::Result<()> {
                 || {
                     format!(
                         "saved {} ({} bytes) to {}",
-                        meta.name,
+                        safe(&meta.name),
                         data.len(),
-                        path.display()
+                        safe(&path.display().to_string())
                     )
                 },
             );
@@ -716,7 +726,7 @@ async fn audit(command: AuditCommand, c: &Client, opts: &ClientOpts) -> anyhow::
                 let entry = entry.map_err(status_error)?;
                 match &mut csv {
                     Some(w) => w.write_record(output::audit_csv_record(&entry))?,
-                    None => println!("{}", output::audit_json(&entry)),
+                    None => println!("{}", output::json_line(&output::audit_json(&entry))),
                 }
             }
             if let Some(mut w) = csv {
@@ -735,7 +745,11 @@ async fn audit(command: AuditCommand, c: &Client, opts: &ClientOpts) -> anyhow::
                             v.entries
                         )
                     } else {
-                        format!("AUDIT LOG BROKEN at entry {}: {}", v.broken_at, v.reason)
+                        format!(
+                            "AUDIT LOG BROKEN at entry {}: {}",
+                            v.broken_at,
+                            safe(&v.reason)
+                        )
                     }
                 },
             );
@@ -764,7 +778,14 @@ async fn contact(command: ContactCommand, opts: &ClientOpts) -> anyhow::Result<(
                 opts.json,
                 json!({"user_id": p.user_id, "display_name": p.display_name, "company": p.company,
                        "photo_content_type": p.photo_content_type, "photo_bytes": p.photo.len()}),
-                || format!("{}  {}  ({})", p.user_id, p.display_name, p.company),
+                || {
+                    format!(
+                        "{}  {}  ({})",
+                        safe(&p.user_id),
+                        safe(&p.display_name),
+                        safe(&p.company)
+                    )
+                },
             );
         }
         ContactCommand::Add { id } => {
@@ -772,7 +793,7 @@ async fn contact(command: ContactCommand, opts: &ClientOpts) -> anyhow::Result<(
                 .send_friend_request(pb::SendFriendRequestRequest { user_id: id })
                 .await)?;
             print(opts.json, output::request_json(&r), || {
-                format!("request {} sent to {}", r.id, r.user_id)
+                format!("request {} sent to {}", safe(&r.id), safe(&r.user_id))
             });
         }
         ContactCommand::Invite {
@@ -798,7 +819,12 @@ async fn contact(command: ContactCommand, opts: &ClientOpts) -> anyhow::Result<(
             print(
                 opts.json,
                 json!({"link": inv.link, "expires_at_ms": inv.expires_at_ms, "qr_svg": inv.qr_svg, "emailed": inv.emailed}),
-                || format!("{}\n{}", inv.qr_text, inv.link),
+                || {
+                    // The code is drawn in lines of block characters: each
+                    // line is checked, the line breaks are kept.
+                    let qr: Vec<_> = inv.qr_text.lines().map(safe).collect();
+                    format!("{}\n{}", qr.join("\n"), safe(&inv.link))
+                },
             );
         }
         ContactCommand::Redeem { link } => {
@@ -882,7 +908,7 @@ async fn friend_request(command: RequestCommand, opts: &ClientOpts) -> anyhow::R
             print(opts.json, output::contact_json(&contact), || {
                 format!(
                     "{} is now your contact\n{}",
-                    contact.user_id,
+                    safe(&contact.user_id),
                     output::contact_text(&contact)
                 )
             });

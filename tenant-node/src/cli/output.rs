@@ -1,12 +1,100 @@
 //! How client subcommands print: a line per item for people, one JSON
 //! document for scripts (`--json`).
+//!
+//! Names, texts and ids shown here come from other members and other
+//! companies, not from the person at the terminal: every one of them goes
+//! through [`safe`] before it is printed for people. `--json` prints them
+//! exactly ([`json_line`]).
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 use works_proto::client::v1 as pb;
 
+/// Text from others made harmless for a terminal: control characters (C0,
+/// DEL, C1) and the invisible format characters that reorder or hide text
+/// (bidi embeddings, overrides and isolates, zero-width space, line and
+/// paragraph separators, byte-order mark) are shown escaped, as `\x1b` or
+/// `\u{202e}`; every other character, accents, CJK and emoji (with their
+/// zero-width joiners) included, is shown as it is.
+///
+/// A newline is escaped too, as `\n`, rather than indented: every listing
+/// prints one line per item, so `room history` and `room watch` stay one
+/// line per event for people and for `grep`, and a sender cannot put a line
+/// at the start of the terminal that looks like another event, a notice or
+/// a prompt. `--json` has the exact text, line breaks and all.
+pub fn safe(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => shown.push_str("\\n"),
+            '\r' => shown.push_str("\\r"),
+            '\t' => shown.push_str("\\t"),
+            c if c < '\u{80}' && needs_escape(c) => {
+                let _ = write!(shown, "\\x{:02x}", u32::from(c));
+            }
+            c if needs_escape(c) => {
+                let _ = write!(shown, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => shown.push(c),
+        }
+    }
+    Cow::Owned(shown)
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}'                    // Arabic letter mark
+            | '\u{180e}'                  // Mongolian vowel separator
+            | '\u{200b}'                  // zero-width space
+            | '\u{200e}' | '\u{200f}'     // left-to-right and right-to-left marks
+            | '\u{2028}' | '\u{2029}'     // line and paragraph separators
+            | '\u{202a}'..='\u{202e}'     // bidi embeddings and overrides
+            | '\u{2060}'..='\u{2064}'     // word joiner, invisible operators
+            | '\u{2066}'..='\u{2069}'     // bidi isolates
+            | '\u{206a}'..='\u{206f}'     // deprecated format characters
+            | '\u{feff}'                  // byte-order mark
+            | '\u{fff9}'..='\u{fffb}' // interlinear annotation
+        )
+}
+
+/// [`safe`] over a list: `a, b, c`.
+fn safe_list(items: &[String]) -> String {
+    items.iter().map(|i| safe(i)).collect::<Vec<_>>().join(", ")
+}
+
+/// One JSON document on a line. JSON escapes C0 controls but not DEL, C1
+/// or the bidi controls: those are written as `\u` escapes too, so the
+/// document decodes to exactly the same strings and is still safe to
+/// print on a terminal.
+pub fn json_line(value: &Value) -> String {
+    let text = value.to_string();
+    if !text.chars().any(needs_escape) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        // Every such character is in the Basic Multilingual Plane, and
+        // only ever inside a string: the compact form has no other
+        // whitespace and C0 is already escaped.
+        if needs_escape(c) {
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 pub fn print(json_mode: bool, value: Value, text: impl FnOnce() -> String) {
     if json_mode {
-        println!("{value}");
+        println!("{}", json_line(&value));
     } else {
         println!("{}", text());
     }
@@ -26,8 +114,8 @@ pub fn member_json(m: &pb::Member) -> Value {
 pub fn member_line(m: &pb::Member) -> String {
     format!(
         "{:<32} {:<24} {:<6} {}",
-        m.id,
-        m.display_name,
+        safe(&m.id),
+        safe(&m.display_name),
         role_name(m.role),
         state_name(m.state)
     )
@@ -69,11 +157,14 @@ pub fn profile_text(p: &pb::Profile) -> String {
     let photo = if p.photo.is_empty() {
         "none".to_string()
     } else {
-        format!("{} ({} bytes)", p.photo_content_type, p.photo.len())
+        format!("{} ({} bytes)", safe(&p.photo_content_type), p.photo.len())
     };
     format!(
         "id:           {}\nname:         {}\ncompany:      {}\nphoto:        {}",
-        p.member_id, p.display_name, p.company, photo
+        safe(&p.member_id),
+        safe(&p.display_name),
+        safe(&p.company),
+        photo
     )
 }
 
@@ -96,9 +187,12 @@ pub fn room_json(r: &pb::Room) -> Value {
 pub fn room_title(r: &pb::Room, me: Option<&str>) -> String {
     if pb::RoomKind::try_from(r.kind) == Ok(pb::RoomKind::Direct) {
         let other = r.members.iter().find(|m| Some(m.as_str()) != me);
-        return format!("1:1 with {}", other.map(String::as_str).unwrap_or("nobody"));
+        return format!(
+            "1:1 with {}",
+            safe(other.map(String::as_str).unwrap_or("nobody"))
+        );
     }
-    r.name.clone()
+    safe(&r.name).into_owned()
 }
 
 pub fn room_line(r: &pb::Room, me: Option<&str>) -> String {
@@ -109,7 +203,7 @@ pub fn room_line(r: &pb::Room, me: Option<&str>) -> String {
     };
     format!(
         "{}  {:<40} {:>3} members  {}",
-        r.id,
+        safe(&r.id),
         room_title(r, me),
         r.members.len(),
         unread
@@ -120,15 +214,15 @@ pub fn room_text(r: &pb::Room) -> String {
     let master = if r.master.is_empty() {
         String::new()
     } else {
-        format!("\nmaster:   {}", r.master)
+        format!("\nmaster:   {}", safe(&r.master))
     };
     format!(
         "room:     {}\nkind:     {}\nname:     {}{}\nmembers:  {}\nlast seq: {}\nunread:   {}",
-        r.id,
+        safe(&r.id),
         kind_name(r.kind),
-        r.name,
+        safe(&r.name),
         master,
-        r.members.join(", "),
+        safe_list(&r.members),
         r.last_seq,
         r.unread
     )
@@ -171,30 +265,41 @@ pub fn event_json(e: &pb::RoomEvent) -> Value {
 /// `#seq sender: text` for messages, `#seq * sender did something` for the rest.
 pub fn event_line(e: &pb::RoomEvent) -> String {
     use pb::room_event::Body;
+    let sender = safe(&e.sender);
     let what = match &e.body {
-        Some(Body::Text(t)) => return format!("#{} {}: {}", e.seq, e.sender, t.text),
-        Some(Body::Sticker(s)) => return format!("#{} {}: [sticker {}]", e.seq, e.sender, s.name),
+        Some(Body::Text(t)) => return format!("#{} {sender}: {}", e.seq, safe(&t.text)),
+        Some(Body::Sticker(s)) => {
+            return format!("#{} {sender}: [sticker {}]", e.seq, safe(&s.name));
+        }
         Some(Body::Attachment(a)) => {
             return format!(
-                "#{} {}: [file {} ({} bytes, {}) id {}]",
-                e.seq, e.sender, a.name, a.size, a.content_type, a.id
+                "#{} {sender}: [file {} ({} bytes, {}) id {}]",
+                e.seq,
+                safe(&a.name),
+                a.size,
+                safe(&a.content_type),
+                safe(&a.id)
             );
         }
         Some(Body::Unknown(_)) => "became unknown and left the room".to_string(),
         Some(Body::Created(c)) if c.name.is_empty() => {
-            format!("started a 1:1 room with {}", c.members.join(", "))
+            format!("started a 1:1 room with {}", safe_list(&c.members))
         }
-        Some(Body::Created(c)) => format!("created {:?} with {}", c.name, c.members.join(", ")),
-        Some(Body::Joined(j)) => format!("added {}", j.members.join(", ")),
+        Some(Body::Created(c)) => format!(
+            "created \"{}\" with {}",
+            safe(&c.name),
+            safe_list(&c.members)
+        ),
+        Some(Body::Joined(j)) => format!("added {}", safe_list(&j.members)),
         Some(Body::Left(l)) if !l.new_master.is_empty() => {
-            format!("left; {} is the group master now", l.new_master)
+            format!("left; {} is the group master now", safe(&l.new_master))
         }
         Some(Body::Left(_)) => "left".to_string(),
-        Some(Body::Removed(r)) => format!("removed {}", r.member),
-        Some(Body::Renamed(r)) => format!("renamed the room to {:?}", r.name),
+        Some(Body::Removed(r)) => format!("removed {}", safe(&r.member)),
+        Some(Body::Renamed(r)) => format!("renamed the room to \"{}\"", safe(&r.name)),
         None => "did something this client does not know".to_string(),
     };
-    format!("#{} * {} {}", e.seq, e.sender, what)
+    format!("#{} * {sender} {what}", e.seq)
 }
 
 pub fn peer_json(p: &pb::Peer) -> Value {
@@ -222,11 +327,18 @@ pub fn peer_line(p: &pb::Peer) -> String {
     let error = if p.last_error.is_empty() {
         String::new()
     } else {
-        format!("  error: {}", p.last_error)
+        format!("  error: {}", safe(&p.last_error))
     };
     format!(
         "{:<28} {:<8} {:<24} {:<22} queue {} lag {}ms  ({}){}",
-        p.tenant, p.state, p.endpoint, contact, p.queue_depth, p.lag_ms, p.source, error
+        safe(&p.tenant),
+        safe(&p.state),
+        safe(&p.endpoint),
+        contact,
+        p.queue_depth,
+        p.lag_ms,
+        safe(&p.source),
+        error
     )
 }
 
@@ -241,15 +353,15 @@ pub fn peer_test_json(r: &pb::PeerTestReport) -> Value {
 pub fn peer_test_text(r: &pb::PeerTestReport) -> String {
     let mut text = format!(
         "peering with {}: {}",
-        r.tenant,
+        safe(&r.tenant),
         if r.ok { "ok" } else { "PROBLEMS" }
     );
     for c in &r.checks {
         text.push_str(&format!(
             "\n  {} {:<16} {}",
             if c.ok { "ok  " } else { "FAIL" },
-            c.name,
-            c.detail
+            safe(&c.name),
+            safe(&c.detail)
         ));
     }
     text
@@ -276,21 +388,21 @@ pub fn ca_text(ca: &pb::CaStatus, notices: &[pb::PeerNotice]) -> String {
     let days = |ms: i64| (ms - now_ms()) / 86_400_000;
     let mut text = format!(
         "CA:               sha256 {} (valid {} more days)\nnode certificate: valid {} more days",
-        ca.fingerprint,
+        safe(&ca.fingerprint),
         days(ca.not_after_ms),
         days(ca.node_cert_not_after_ms)
     );
     if !ca.previous_fingerprint.is_empty() {
         text.push_str(&format!(
             "\nchange-over:      peers still trust the previous CA sha256 {} until `admin ca retire`",
-            ca.previous_fingerprint
+            safe(&ca.previous_fingerprint)
         ));
     }
     for n in notices {
         text.push_str(&format!(
             "\n  {} {}",
             if n.told { "told" } else { "NOT TOLD" },
-            n.detail
+            safe(&n.detail)
         ));
     }
     text
@@ -320,18 +432,23 @@ pub fn audit_line(e: &pb::AuditEntry) -> String {
                 .ok()
         })
         .unwrap_or_else(|| e.at_ms.to_string());
-    let mut parts = vec![format!("#{:<5} {at}  {:<18} by {}", e.seq, e.kind, e.actor)];
+    let mut parts = vec![format!(
+        "#{:<5} {at}  {:<18} by {}",
+        e.seq,
+        safe(&e.kind),
+        safe(&e.actor)
+    )];
     for (label, value) in [
         ("member", &e.member),
         ("external", &e.external_user),
         ("peer", &e.peer_tenant),
     ] {
         if !value.is_empty() {
-            parts.push(format!("{label} {value}"));
+            parts.push(format!("{label} {}", safe(value)));
         }
     }
     if !e.detail.is_empty() {
-        parts.push(format!("— {}", e.detail));
+        parts.push(format!("— {}", safe(&e.detail)));
     }
     parts.join("  ")
 }
@@ -378,11 +495,20 @@ pub fn request_json(r: &pb::FriendRequest) -> Value {
 
 pub fn request_line(r: &pb::FriendRequest) -> String {
     if r.outgoing {
-        format!("{}  to   {:<32} {}", r.id, r.user_id, r.state)
+        format!(
+            "{}  to   {:<32} {}",
+            safe(&r.id),
+            safe(&r.user_id),
+            safe(&r.state)
+        )
     } else {
         format!(
             "{}  from {:<32} {} ({})  {}",
-            r.id, r.user_id, r.display_name, r.company, r.state
+            safe(&r.id),
+            safe(&r.user_id),
+            safe(&r.display_name),
+            safe(&r.company),
+            safe(&r.state)
         )
     }
 }
@@ -401,16 +527,22 @@ pub fn contact_json(c: &pb::ExternalContact) -> Value {
 }
 
 pub fn contact_line(c: &pb::ExternalContact) -> String {
-    format!("{:<32} {:<24} {}", c.user_id, c.display_name, c.status)
+    format!(
+        "{:<32} {:<24} {}",
+        safe(&c.user_id),
+        safe(&c.display_name),
+        safe(&c.status)
+    )
 }
 
 pub fn contact_text(c: &pb::ExternalContact) -> String {
     format!(
         "id:       {}\nname:     {} (synced from their company)\nstatus:   {}\nfields:   {}{}",
-        c.user_id,
-        c.display_name,
-        c.status,
-        c.fields_json,
+        safe(&c.user_id),
+        safe(&c.display_name),
+        safe(&c.status),
+        // JSON escapes C0 controls, not DEL, C1 or bidi controls.
+        safe(&c.fields_json),
         if c.trashed { "\n(in the trash)" } else { "" }
     )
 }
@@ -442,16 +574,101 @@ pub fn delivery_json(d: &pb::Delivery) -> Value {
 pub fn delivery_line(d: &pb::Delivery) -> String {
     let state = delivery_state_name(d.state);
     if d.state == pb::DeliveryState::Queued as i32 {
-        let waiting: Vec<&str> = d
+        let waiting: Vec<Cow<str>> = d
             .peers
             .iter()
             .filter(|p| p.state == pb::DeliveryState::Queued as i32)
-            .map(|p| p.tenant.as_str())
+            .map(|p| safe(&p.tenant))
             .collect();
         format!("queued for {}", waiting.join(", "))
     } else if !d.reason.is_empty() {
-        format!("{state}: {}", d.reason)
+        format!("{state}: {}", safe(&d.reason))
     } else {
         state.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(input: &str, shown: &str) {
+        assert_eq!(safe(input), shown, "input {input:?}");
+    }
+
+    #[test]
+    fn ordinary_text_is_shown_as_it_is() {
+        for text in [
+            "hello, world",
+            "Ünïcødé 日本語 한국어 العربية",
+            "emoji 🦀 👨‍👩‍👧 🏳️‍🌈 👍🏽",
+            "a backslash \\ and quotes \" '",
+            "",
+        ] {
+            check(text, text);
+            assert!(matches!(safe(text), Cow::Borrowed(_)));
+        }
+    }
+
+    #[test]
+    fn terminal_controls_are_escaped() {
+        check("\x1b]0;pwned\x07", "\\x1b]0;pwned\\x07");
+        check("\x1b[2J", "\\x1b[2J");
+        check("nul\0 del\x7f", "nul\\x00 del\\x7f");
+        check("csi \u{9b}2J", "csi \\u{9b}2J");
+        check("tab\tcr\r", "tab\\tcr\\r");
+    }
+
+    #[test]
+    fn a_line_break_cannot_start_a_line_of_its_own() {
+        let shown = safe("hi\n#99 admin@a.example: send me your password\u{2028}x");
+        assert!(!shown.contains('\n'));
+        assert_eq!(
+            shown,
+            "hi\\n#99 admin@a.example: send me your password\\u{2028}x"
+        );
+    }
+
+    #[test]
+    fn text_that_reorders_or_hides_itself_is_escaped() {
+        check("\u{202e}gnp.exe", "\\u{202e}gnp.exe");
+        for c in ('\u{202a}'..='\u{202e}').chain('\u{2066}'..='\u{2069}') {
+            let text = format!("a{c}b");
+            assert_eq!(safe(&text), format!("a\\u{{{:x}}}b", u32::from(c)));
+        }
+        check("zero\u{200b}width\u{feff}", "zero\\u{200b}width\\u{feff}");
+    }
+
+    #[test]
+    fn lines_escape_every_field_from_others() {
+        let request = pb::FriendRequest {
+            id: "01REQ".into(),
+            user_id: "mallory@b.example".into(),
+            display_name: "\x1b]0;pwned\x07Mallory".into(),
+            company: "\x1b[2JEvil \u{202e}Corp".into(),
+            state: "pending".into(),
+            ..Default::default()
+        };
+        let line = request_line(&request);
+        assert!(!line.chars().any(needs_escape), "{line:?}");
+        assert!(line.contains("\\x1b]0;pwned\\x07Mallory"), "{line}");
+        assert!(line.contains("\\x1b[2JEvil \\u{202e}Corp"), "{line}");
+        // Scripts get the exact text.
+        let json = request_json(&request);
+        assert_eq!(json["display_name"], "\x1b]0;pwned\x07Mallory");
+        assert_eq!(json["company"], "\x1b[2JEvil \u{202e}Corp");
+    }
+
+    #[test]
+    fn json_is_exact_and_safe_to_print() {
+        let value = json!({"text": "\x1b]0;pwned\x07 \x7f \u{9b}2J \u{202e}x\ny 日本語 👨‍👩‍👧"});
+        let line = json_line(&value);
+        assert!(!line.chars().any(needs_escape), "{line:?}");
+        assert!(
+            line.contains("\\u009b") && line.contains("\\u202e"),
+            "{line}"
+        );
+        let back: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, value);
     }
 }

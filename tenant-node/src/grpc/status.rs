@@ -31,7 +31,9 @@ impl From<Error> for Status {
             }
         };
         tracing::info!(code = ?code, error = %error, "request refused");
-        Status::new(code, error.to_string())
+        // Messages quote their input clipped at its source; this bounds
+        // whatever a message still carries.
+        works_bridge::error::status(code, error.to_string())
     }
 }
 

@@ -4,7 +4,8 @@
 
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, AnyPool, Row};
+use unicode_normalization::UnicodeNormalization;
 
 use crate::error::Result;
 
@@ -101,6 +102,64 @@ pub fn chain_hash(prev: &str, seq: i64, at_ms: i64, e: &NewEntry) -> String {
     out
 }
 
+/// Text as the audit search compares it: lowercase by Unicode's rules (so
+/// "ÉCOLE" and "école" are one), and without the accents of the Latin
+/// scripts (so "ecole" finds "École" too, as an admin typing on any
+/// keyboard expects). Only the combining diacritical marks U+0300..U+036F
+/// are dropped: the Japanese voicing marks and every other script stay as
+/// written, so "が" and "か" remain two words. Done here rather than by
+/// the database, whose LOWER() differs between SQLite (ASCII only) and
+/// PostgreSQL (the server's locale).
+pub fn fold(text: &str) -> String {
+    text.nfd()
+        .filter(|c| !('\u{300}'..='\u{36f}').contains(c))
+        .flat_map(char::to_lowercase)
+        .nfc()
+        .collect()
+}
+
+/// A `LIKE` pattern matching `text` anywhere, its `%`, `_` and `\` taken
+/// literally (the query says `ESCAPE '\'`).
+pub fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in fold(text).chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// Fills the folded text of entries written before it was kept, a page at
+/// a time; returns how many. Each row's value depends on its own detail
+/// only, so replicas doing this at once write the same.
+pub async fn fill_folded(pool: &AnyPool) -> Result<u64> {
+    let mut filled = 0;
+    loop {
+        let rows = sqlx::query("SELECT seq, detail FROM audit_log WHERE folded IS NULL LIMIT 500")
+            .fetch_all(pool)
+            .await?;
+        if rows.is_empty() {
+            return Ok(filled);
+        }
+        let mut tx = pool.begin().await?;
+        for row in &rows {
+            let seq: i64 = row.try_get("seq")?;
+            let detail: String = row.try_get("detail")?;
+            sqlx::query("UPDATE audit_log SET folded = $1 WHERE seq = $2")
+                .bind(fold(&detail))
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        filled += rows.len() as u64;
+    }
+}
+
 /// Appends within the caller's transaction, so the entry commits (or not)
 /// with the change it records.
 pub async fn append(conn: &mut AnyConnection, entry: &NewEntry, at_ms: i64) -> Result<i64> {
@@ -112,8 +171,8 @@ pub async fn append(conn: &mut AnyConnection, entry: &NewEntry, at_ms: i64) -> R
     let prev: String = head.try_get("hash")?;
     let hash = chain_hash(&prev, seq, at_ms, entry);
     sqlx::query(
-        "INSERT INTO audit_log (seq, at, kind, actor, member, external_user, peer_tenant, detail, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO audit_log (seq, at, kind, actor, member, external_user, peer_tenant, detail, prev_hash, hash, folded) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(seq)
     .bind(at_ms)
@@ -125,6 +184,7 @@ pub async fn append(conn: &mut AnyConnection, entry: &NewEntry, at_ms: i64) -> R
     .bind(&entry.detail)
     .bind(&prev)
     .bind(&hash)
+    .bind(fold(&entry.detail))
     .execute(&mut *conn)
     .await?;
     // The head takes the new hash in the insert's trigger
@@ -158,7 +218,7 @@ pub async fn search(conn: &mut AnyConnection, f: &Filter) -> Result<Vec<Entry>> 
          AND ($2 IS NULL OR member = $2) \
          AND ($3 IS NULL OR external_user = $3) \
          AND ($4 IS NULL OR peer_tenant = $4) \
-         AND ($5 IS NULL OR LOWER(detail) LIKE $5 OR LOWER(kind) LIKE $5) \
+         AND ($5 IS NULL OR folded LIKE $5 ESCAPE '\\' OR kind LIKE $5 ESCAPE '\\') \
          AND ($6 IS NULL OR at >= $6) \
          AND ($7 IS NULL OR at < $7) \
          ORDER BY seq LIMIT $8"
@@ -167,7 +227,7 @@ pub async fn search(conn: &mut AnyConnection, f: &Filter) -> Result<Vec<Entry>> 
     .bind(f.member.as_deref())
     .bind(f.external_user.as_deref())
     .bind(f.peer_tenant.as_deref())
-    .bind(f.text.as_ref().map(|t| format!("%{}%", t.to_lowercase())))
+    .bind(f.text.as_deref().map(contains_pattern))
     .bind(f.since_ms)
     .bind(f.until_ms)
     .bind(f.limit)
@@ -224,4 +284,33 @@ pub async fn verify(conn: &mut AnyConnection) -> Result<Result<i64, (i64, String
         return Ok(Err((head_seq, "the newest entries were removed".into())));
     }
     Ok(Ok(count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folding_ignores_case_and_latin_accents() {
+        for spelling in ["École", "ÉCOLE", "école", "ecole", "ECOLE", "E\u{301}cole"] {
+            assert_eq!(fold(spelling), "ecole", "{spelling:?}");
+        }
+        assert_eq!(fold("Ünïcødé"), "unicødé".replace('é', "e"));
+        assert_eq!(fold("ΣΟΦΊΑ"), "σοφια");
+    }
+
+    #[test]
+    fn other_scripts_keep_their_marks() {
+        assert_eq!(fold("が"), "が");
+        assert_ne!(fold("が"), fold("か"));
+        assert_eq!(fold("日本語 한국어"), "日本語 한국어");
+    }
+
+    #[test]
+    fn patterns_take_wildcards_literally() {
+        assert_eq!(contains_pattern("%%%"), "%\\%\\%\\%%");
+        assert_eq!(contains_pattern("a_b"), "%a\\_b%");
+        assert_eq!(contains_pattern("c:\\dir"), "%c:\\\\dir%");
+        assert_eq!(contains_pattern("ÉCOLE"), "%ecole%");
+    }
 }

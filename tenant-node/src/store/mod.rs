@@ -131,6 +131,10 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
+        let filled = audit::fill_folded(&pool).await?;
+        if filled > 0 {
+            tracing::info!(entries = filled, "audit entries made searchable");
+        }
         Ok(Store {
             pool,
             backend,
