@@ -86,8 +86,8 @@ impl TrustStore {
         for (tenant, anchors) in pins.iter().filter(|(t, _)| names(leaf, t)) {
             match verify_chain(&certs.chain, anchors) {
                 Ok(()) => return Ok(tenant.clone()),
-                Err(reason) if another_issuer(&reason) => {}
-                Err(reason) => closest = Some(IdentityError::Invalid(reason)),
+                Err(ChainError::OtherIssuer) => {}
+                Err(ChainError::Invalid(reason)) => closest = Some(IdentityError::Invalid(reason)),
             }
         }
         if let Some(invalid) = closest {
@@ -101,8 +101,8 @@ impl TrustStore {
                         names: dns_names(leaf),
                     });
                 }
-                Err(reason) if another_issuer(&reason) => {}
-                Err(reason) => closest = Some(IdentityError::Invalid(reason)),
+                Err(ChainError::OtherIssuer) => {}
+                Err(ChainError::Invalid(reason)) => closest = Some(IdentityError::Invalid(reason)),
             }
         }
         Err(closest.unwrap_or_else(|| {
@@ -130,11 +130,6 @@ fn check_pin(
     Ok(())
 }
 
-/// The verifier's way of saying: another CA issued this chain.
-fn another_issuer(reason: &str) -> bool {
-    reason.contains("UnknownIssuer") || reason.contains("BadSignature")
-}
-
 /// The certificate chain a TLS client presented, attached to each request.
 #[derive(Debug, Clone)]
 pub struct PeerCerts {
@@ -154,26 +149,45 @@ pub enum IdentityError {
     },
 }
 
+/// Why a chain does not verify against a set of anchors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    /// Another CA issued it: nothing to say about it here.
+    #[error("the certificate is issued by another CA")]
+    OtherIssuer,
+    /// It chains to the anchors but is not valid (expired, not valid yet,
+    /// not for client authentication, malformed), or the anchors are.
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// Checks `chain` (leaf first) against `anchors` for client authentication,
 /// with validity dates as of now.
 pub fn verify_chain(
     chain: &[CertificateDer<'static>],
     anchors: &[CertificateDer<'static>],
-) -> Result<(), String> {
+) -> Result<(), ChainError> {
+    use rustls::{CertificateError, Error};
     let Some((leaf, intermediates)) = chain.split_first() else {
-        return Err("no certificate".into());
+        return Err(ChainError::Invalid("no certificate".into()));
     };
     let mut roots = RootCertStore::empty();
     for anchor in anchors {
-        roots.add(anchor.clone()).map_err(|e| e.to_string())?;
+        roots
+            .add(anchor.clone())
+            .map_err(|e| ChainError::Invalid(e.to_string()))?;
     }
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
         .build()
-        .map_err(|e| e.to_string())?;
-    verifier
-        .verify_client_cert(leaf, intermediates, UnixTime::now())
-        .map(|_| ())
-        .map_err(|e| format!("{e:?}"))
+        .map_err(|e| ChainError::Invalid(e.to_string()))?;
+    match verifier.verify_client_cert(leaf, intermediates, UnixTime::now()) {
+        Ok(_) => Ok(()),
+        Err(Error::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        )) => Err(ChainError::OtherIssuer),
+        // The variant's name says what to fix ("Expired", "NotValidYet").
+        Err(e) => Err(ChainError::Invalid(format!("{e:?}"))),
+    }
 }
 
 /// Whether the certificate carries `tenant` as a DNS subject alternative name.

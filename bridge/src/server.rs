@@ -369,7 +369,7 @@ impl pb::bridge_server::Bridge for BridgeService {
         }
         let ca = CertificateDer::from(r.ca_certificate);
         verify_chain(&chain, std::slice::from_ref(&ca)).map_err(|reason| {
-            tracing::warn!(tenant = %tenant, reason, "redeem refused: certificate does not chain to the presented CA");
+            tracing::warn!(tenant = %tenant, reason = %reason, "redeem refused: certificate does not chain to the presented CA");
             Status::unauthenticated(format!("the client certificate does not chain to the presented CA: {reason}"))
         })?;
         if !names(&chain[0], &tenant) {
