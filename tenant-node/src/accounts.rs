@@ -299,6 +299,13 @@ impl Tenant {
             .unwrap_or_else(|| self.id.to_string()))
     }
 
+    /// The company name as the admin console shows it; members read it in
+    /// their own profile (`GetProfile`).
+    pub async fn company_setting(&self, caller: &Caller) -> Result<String> {
+        caller.require_admin()?;
+        self.company_name().await
+    }
+
     pub async fn set_company_name(&self, caller: &Caller, name: &str) -> Result<String> {
         caller.require_admin()?;
         let name = clean_name("name", name, MAX_COMPANY_CHARS)?;

@@ -105,10 +105,10 @@ impl pb::admin_server::Admin for AdminApi {
     }
 
     async fn get_company(&self, request: Request<pb::GetCompanyRequest>) -> Reply<pb::Company> {
-        caller(&self.0, &request).await?;
+        let who = caller(&self.0, &request).await?;
         Ok(Response::new(pb::Company {
             tenant: self.0.id.to_string(),
-            name: self.0.company_name().await?,
+            name: self.0.company_setting(&who).await?,
         }))
     }
 
