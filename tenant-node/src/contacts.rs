@@ -9,8 +9,10 @@ use crate::error::{Error, Result};
 use crate::ids::{MemberId, TenantId};
 use crate::model::{Caller, MemberState};
 use crate::peers::bridge_error;
+use crate::quota::HOUR_MS;
 use crate::store::audit::{self, NewEntry};
 use crate::store::contacts::{self as store, ContactRow, RequestRow};
+use crate::store::limits::{self, ArrivalFilter};
 use crate::store::{now_ms, policy};
 use crate::tenant::Tenant;
 
@@ -154,7 +156,8 @@ fn view_of_request(r: RequestRow) -> FriendRequestView {
     }
 }
 
-const HOUR_MS: i64 = 3_600_000;
+/// What `peer_arrivals` counts for friend requests.
+const ARRIVAL_REQUEST: &str = "friend_request";
 
 enum Outcome {
     Pending(FriendRequestView),
@@ -446,10 +449,30 @@ impl Tenant {
                 .map(Some);
         }
         let mut w = self.store.begin_write().await?;
+        if let Some(pending) =
+            store::pending_incoming(&mut w.tx, local.as_str(), requester.as_str()).await?
+        {
+            // Asked again while the first is pending (or a retry): one
+            // request, one notice.
+            tracing::info!(peer = %peer, from = %requester, to = %local, request = %pending.id, "friend request repeated while pending");
+            return Ok(None);
+        }
+        self.check_incoming_request(&mut w.tx, peer, &requester, &local, row.created_at_ms)
+            .await?;
         if !store::insert_request(&mut w.tx, &row).await? {
             // The same request again (a retry): already stored.
             return Ok(None);
         }
+        limits::record_arrival(
+            &mut w.tx,
+            ARRIVAL_REQUEST,
+            peer.as_str(),
+            requester.as_str(),
+            local.as_str(),
+            row.created_at_ms,
+            row.created_at_ms - HOUR_MS,
+        )
+        .await?;
         audit::append(
             &mut w.tx,
             &NewEntry::new("request.received", format!("peer:{peer}"))
@@ -471,6 +494,71 @@ impl Tenant {
         w.commit().await?;
         self.hub.notice(notice);
         Ok(None)
+    }
+
+    /// The receiver's limits on new friend requests from a peer: per peer
+    /// member, per peer company (so made-up members do not escape) and per
+    /// recipient (so one of ours is not flooded with notices).
+    async fn check_incoming_request(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        peer: &TenantId,
+        requester: &MemberId,
+        local: &MemberId,
+        now: i64,
+    ) -> Result<()> {
+        let since = now - HOUR_MS;
+        let filter = |peer: Option<&'static str>| ArrivalFilter {
+            kind: ARRIVAL_REQUEST,
+            since_ms: since,
+            peer,
+            external_user: None,
+            local_member: None,
+        };
+        let l = &self.limits;
+        let checks = [
+            (
+                ArrivalFilter {
+                    external_user: Some(requester.as_str()),
+                    ..filter(None)
+                },
+                l.incoming_requests_per_member_hour,
+                format!(
+                    "{requester} already sent {} friend requests this hour, the most {} accepts from one member",
+                    l.incoming_requests_per_member_hour, self.id
+                ),
+            ),
+            (
+                ArrivalFilter {
+                    peer: Some(peer.as_str()),
+                    ..filter(None)
+                },
+                l.incoming_requests_per_peer_hour,
+                format!(
+                    "members of {peer} already sent {} friend requests this hour, the most {} accepts from one company",
+                    l.incoming_requests_per_peer_hour, self.id
+                ),
+            ),
+            (
+                ArrivalFilter {
+                    peer: Some(peer.as_str()),
+                    local_member: Some(local.as_str()),
+                    ..filter(None)
+                },
+                l.incoming_requests_per_recipient_hour,
+                format!(
+                    "{local} already got {} friend requests from {peer} this hour, the most {} accepts",
+                    l.incoming_requests_per_recipient_hour, self.id
+                ),
+            ),
+        ];
+        for (filter, limit, what) in checks {
+            let counted = limits::count_arrivals(conn, filter).await?;
+            if let Some(wait) = crate::quota::wait_ms(limit, counted, HOUR_MS, now) {
+                return Err(crate::quota::exceeded(what, wait));
+            }
+        }
+        Ok(())
     }
 
     /// A request that carries one of our member's invitation links: checked,

@@ -36,6 +36,7 @@ pub mod model;
 pub mod node;
 pub mod peers;
 pub mod policy;
+pub mod quota;
 pub mod relay;
 pub mod rooms;
 pub mod sends;

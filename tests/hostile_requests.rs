@@ -1,0 +1,239 @@
+//! A peered company's node turned hostile: it holds its own genuine
+//! certificate and sends crafted bridge calls. Each test asserts what a
+//! member or admin of the attacked node sees through the client API.
+
+mod support;
+
+use support::{Member, TestNode, allow, bridge_client, check, peer_with};
+use tenant_node::config::Config;
+use tonic::Code;
+use works_proto::client::v1 as pb;
+use works_proto::federation::v1 as fed;
+
+/// The attacked node (a.example, with `limits`), the attacker's node
+/// (b.example) peered with it, and a bridge client holding b.example's
+/// real certificate.
+async fn attacked(limits: impl Fn(&mut Config)) -> (TestNode, TestNode, works_bridge::PeerClient) {
+    let a = TestNode::start_with("a.example", limits).await;
+    let b = TestNode::start("b.example").await;
+    peer_with(&a, &b).await;
+    let attacker = bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
+    (a, b, attacker)
+}
+
+/// A member of the attacked node who may talk to other companies.
+async fn reachable_member(node: &TestNode, name: &str) -> Member {
+    let member = node.member(name).await;
+    allow(&node.admin().await, true, &member.id, true).await;
+    member
+}
+
+fn profile(user: &str, company: &str, photo: Vec<u8>) -> fed::PublicProfile {
+    fed::PublicProfile {
+        user: user.into(),
+        display_name: "Mallory".into(),
+        photo,
+        photo_content_type: "image/png".into(),
+        company: company.into(),
+    }
+}
+
+async fn request(
+    attacker: &mut works_bridge::PeerClient,
+    id: &str,
+    from: &str,
+    to: &str,
+) -> Result<fed::FriendRequestAck, tonic::Status> {
+    request_with(attacker, id, profile(from, "B", vec![]), to).await
+}
+
+async fn request_with(
+    attacker: &mut works_bridge::PeerClient,
+    id: &str,
+    from: fed::PublicProfile,
+    to: &str,
+) -> Result<fed::FriendRequestAck, tonic::Status> {
+    attacker
+        .raw()
+        .send_friend_request(fed::FriendRequest {
+            request_id: id.into(),
+            from: from.user.clone(),
+            to: to.into(),
+            from_profile: Some(from),
+            invitation: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Who sent `who` the friend requests still pending.
+async fn pending_from(who: &Member) -> Vec<String> {
+    let mut from: Vec<String> = who
+        .client
+        .contacts
+        .clone()
+        .list_friend_requests(pb::ListFriendRequestsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .requests
+        .into_iter()
+        .filter(|r| !r.outgoing && r.state == "pending")
+        .map(|r| r.user_id)
+        .collect();
+    from.sort();
+    from
+}
+
+async fn request_notices(who: &Member) -> usize {
+    who.client
+        .profiles
+        .clone()
+        .list_notices(pb::ListNoticesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .notices
+        .iter()
+        .filter(|n| n.kind == "friend_request")
+        .count()
+}
+
+#[tokio::test]
+async fn friend_requests_from_a_peer_are_limited_at_the_receiver() {
+    let (a, _b, mut attacker) = attacked(|c| {
+        c.limits.incoming_requests_per_member_hour = 3;
+        c.limits.incoming_requests_per_recipient_hour = 4;
+        c.limits.incoming_requests_per_peer_hour = 8;
+    })
+    .await;
+    let alice = reachable_member(&a, "alice").await;
+    let carol = reachable_member(&a, "carol").await;
+    let dave = reachable_member(&a, "dave").await;
+    let erin = reachable_member(&a, "erin").await;
+    let mallory = "mallory@b.example";
+
+    // The same member asking again and again, each time as a new request:
+    // one pending request, one notice.
+    for i in 0..25 {
+        request(&mut attacker, &format!("again{i}"), mallory, &alice.id)
+            .await
+            .expect("a repeat is answered as delivered");
+    }
+    assert_eq!(pending_from(&alice).await, [mallory]);
+    assert_eq!(request_notices(&alice).await, 1);
+
+    // One peer member: three new requests an hour.
+    request(&mut attacker, "m2", mallory, &carol.id)
+        .await
+        .unwrap();
+    request(&mut attacker, "m3", mallory, &dave.id)
+        .await
+        .unwrap();
+    check(
+        request(&mut attacker, "m4", mallory, &erin.id).await,
+        Code::ResourceExhausted,
+        "mallory@b.example already sent 3 friend requests this hour, the most a.example accepts from one member; try again in ",
+    );
+
+    // Made-up members escape the member limit, not the recipient's: alice
+    // gets at most four requests (and notices) from b.example an hour.
+    for i in 1..=3 {
+        request(
+            &mut attacker,
+            &format!("fake{i}"),
+            &format!("fake{i}@b.example"),
+            &alice.id,
+        )
+        .await
+        .unwrap();
+    }
+    check(
+        request(&mut attacker, "fake4", "fake4@b.example", &alice.id).await,
+        Code::ResourceExhausted,
+        "alice@a.example already got 4 friend requests from b.example this hour",
+    );
+
+    // Nor the company's: eight new requests from b.example in all.
+    request(&mut attacker, "fake5", "fake5@b.example", &erin.id)
+        .await
+        .unwrap();
+    request(&mut attacker, "fake6", "fake6@b.example", &erin.id)
+        .await
+        .unwrap();
+    let refused = request(&mut attacker, "fake7", "fake7@b.example", &erin.id).await;
+    check(
+        refused,
+        Code::ResourceExhausted,
+        "members of b.example already sent 8 friend requests this hour, the most a.example accepts from one company; try again in ",
+    );
+    let message = request(&mut attacker, "fake8", "fake8@b.example", &erin.id)
+        .await
+        .unwrap_err()
+        .message()
+        .to_string();
+    assert!(
+        message.ends_with(" minutes"),
+        "a retry hint in minutes: {message}"
+    );
+
+    // Nothing refused was stored, and each of ours saw what was accepted.
+    assert_eq!(
+        pending_from(&alice).await,
+        [
+            "fake1@b.example",
+            "fake2@b.example",
+            "fake3@b.example",
+            mallory
+        ]
+    );
+    assert_eq!(request_notices(&alice).await, 4);
+    assert_eq!(pending_from(&carol).await, [mallory]);
+    assert_eq!(pending_from(&dave).await, [mallory]);
+    assert_eq!(
+        pending_from(&erin).await,
+        ["fake5@b.example", "fake6@b.example"]
+    );
+    assert_eq!(request_notices(&erin).await, 2);
+    let logged = a
+        .log()
+        .lines()
+        .filter(|l| l.contains("members of b.example already sent 8 friend requests"))
+        .count();
+    assert_eq!(logged, 2, "one log line per refusal");
+}
+
+#[tokio::test]
+async fn reachability_notices_from_a_peer_are_limited() {
+    let (_a, _b, mut attacker) = attacked(|c| {
+        c.limits.reachability_notices_per_peer_hour = 2;
+    })
+    .await;
+    let notice = |members: Vec<String>| fed::ReachabilityNotice {
+        from_tenant: "b.example".into(),
+        all_members: members.is_empty(),
+        members,
+        reachable: false,
+    };
+    let made_up: Vec<String> = (0..1001).map(|i| format!("ghost{i}@b.example")).collect();
+    check(
+        attacker.raw().notify_reachability(notice(made_up)).await,
+        Code::InvalidArgument,
+        "at most 1000 members per notice",
+    );
+    for i in 0..2 {
+        attacker
+            .raw()
+            .notify_reachability(notice(vec![format!("ghost{i}@b.example")]))
+            .await
+            .expect("within the limit");
+    }
+    check(
+        attacker
+            .raw()
+            .notify_reachability(notice(vec!["ghost9@b.example".into()]))
+            .await,
+        Code::ResourceExhausted,
+        "b.example already sent 2 reachability notices this hour, the most a.example accepts; try again in ",
+    );
+}
