@@ -237,3 +237,67 @@ async fn reachability_notices_from_a_peer_are_limited() {
         "b.example already sent 2 reachability notices this hour, the most a.example accepts; try again in ",
     );
 }
+
+#[tokio::test]
+async fn failed_logins_are_limited_per_member_and_per_address() {
+    let a = TestNode::start_with("a.example", |c| {
+        c.limits.login_failures_per_member = 3;
+        c.limits.login_failures_per_address = 6;
+        c.limits.login_window_secs = 5;
+    })
+    .await;
+    let alice = a.member("alice").await;
+    let anonymous = a.anonymous().await;
+    let login = |member: &str, password: &str| {
+        let mut auth = anonymous.auth.clone();
+        let request = pb::LoginRequest {
+            member_id: member.into(),
+            password: password.into(),
+        };
+        async move { auth.login(request).await.map(|r| r.into_inner()) }
+    };
+
+    for _ in 0..3 {
+        check(
+            login(&alice.id, "a wrong guess").await,
+            Code::Unauthenticated,
+            "wrong member id or password",
+        );
+    }
+    // Refused before the password is looked at, even the right one.
+    let refused = login(&alice.id, support::PASSWORD).await;
+    check(
+        refused.clone(),
+        Code::ResourceExhausted,
+        "too many failed logins for alice@a.example; try again in ",
+    );
+    let message = refused.unwrap_err().message().to_string();
+    assert!(message.ends_with(" seconds"), "{message}");
+
+    // Guessing across made-up member ids runs into the address's limit.
+    for i in 0..3 {
+        check(
+            login(&format!("ghost{i}@a.example"), "a wrong guess").await,
+            Code::Unauthenticated,
+            "wrong member id or password",
+        );
+    }
+    check(
+        login("ghost9@a.example", "a wrong guess").await,
+        Code::ResourceExhausted,
+        "too many failed logins from 127.0.0.1; try again in ",
+    );
+    assert!(
+        a.log()
+            .contains("too many failed logins for alice@a.example"),
+        "the refusal is logged"
+    );
+
+    // Once the window has passed, the right password works again.
+    support::until(
+        std::time::Duration::from_secs(30),
+        "alice can log in again",
+        || async { login(&alice.id, support::PASSWORD).await.is_ok() },
+    )
+    .await;
+}

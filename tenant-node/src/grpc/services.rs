@@ -33,8 +33,9 @@ pub struct ContactsApi(pub Arc<Tenant>);
 #[tonic::async_trait]
 impl pb::auth_server::Auth for AuthApi {
     async fn login(&self, request: Request<pb::LoginRequest>) -> Reply<pb::LoginResponse> {
+        let source = request.remote_addr().map(|a| a.ip());
         let r = request.into_inner();
-        let login = self.0.login(&r.member_id, &r.password).await?;
+        let login = self.0.login(&r.member_id, &r.password, source).await?;
         Ok(Response::new(pb::LoginResponse {
             token: login.token,
             member_id: login.member.to_string(),

@@ -1,4 +1,5 @@
-//! What the receiver's limits count: arrivals from peers.
+//! What the receiver's limits count: arrivals from peers, failed logins;
+//! and the company name each peer tenant last sent.
 
 use sqlx::{AnyConnection, Row};
 
@@ -73,4 +74,83 @@ pub async fn record_arrival(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Failed logins since a time for one member id and for one address.
+pub async fn login_failures(
+    conn: &mut AnyConnection,
+    member: &str,
+    address: &str,
+    since_ms: i64,
+) -> Result<(Counted, Counted)> {
+    let by_member = sqlx::query(
+        "SELECT COUNT(*) AS n, MIN(at) AS oldest FROM login_failures WHERE member_id = $1 AND at >= $2",
+    )
+    .bind(member)
+    .bind(since_ms)
+    .fetch_one(&mut *conn)
+    .await?;
+    let by_address = sqlx::query(
+        "SELECT COUNT(*) AS n, MIN(at) AS oldest FROM login_failures WHERE address = $1 AND at >= $2",
+    )
+    .bind(address)
+    .bind(since_ms)
+    .fetch_one(conn)
+    .await?;
+    Ok((counted(&by_member)?, counted(&by_address)?))
+}
+
+pub async fn record_login_failure(
+    conn: &mut AnyConnection,
+    member: &str,
+    address: &str,
+    at_ms: i64,
+    prune_before_ms: i64,
+) -> Result<()> {
+    sqlx::query("DELETE FROM login_failures WHERE at < $1")
+        .bind(prune_before_ms)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("INSERT INTO login_failures (member_id, address, at) VALUES ($1, $2, $3)")
+        .bind(member)
+        .bind(address)
+        .bind(at_ms)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A successful login forgets the member's failures (not the address's).
+pub async fn clear_login_failures(conn: &mut AnyConnection, member: &str) -> Result<()> {
+    sqlx::query("DELETE FROM login_failures WHERE member_id = $1")
+        .bind(member)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_peer_company(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    name: &str,
+    at_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO peer_companies (tenant, name, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (tenant) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at",
+    )
+    .bind(tenant)
+    .bind(name)
+    .bind(at_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn peer_company(conn: &mut AnyConnection, tenant: &str) -> Result<Option<String>> {
+    let row = sqlx::query("SELECT name FROM peer_companies WHERE tenant = $1")
+        .bind(tenant)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(|r| r.try_get("name")).transpose()?)
 }
