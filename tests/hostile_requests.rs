@@ -301,3 +301,130 @@ async fn failed_logins_are_limited_per_member_and_per_address() {
     )
     .await;
 }
+
+/// A JPEG as a phone writes it: an EXIF block (APP1) with a GPS position
+/// right after the start-of-image marker.
+fn jpeg_with_location() -> Vec<u8> {
+    let mut plain = Vec::new();
+    image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
+        32,
+        24,
+        image::Rgb([200, 40, 40]),
+    ))
+    .write_to(
+        &mut std::io::Cursor::new(&mut plain),
+        image::ImageFormat::Jpeg,
+    )
+    .unwrap();
+    // TIFF header, one IFD entry: the GPS IFD pointer (tag 0x8825).
+    let mut exif = b"Exif\0\0MM\0*\0\0\0\x08\0\x01\x88\x25\0\x04\0\0\0\x01\0\0\0\x1a\0\0".to_vec();
+    exif.extend_from_slice(b"GPSLatitude 35.6586N GPSLongitude 139.7454E");
+    let len = u16::try_from(exif.len() + 2).unwrap().to_be_bytes();
+    [&plain[..2], &[0xFF, 0xE1], &len[..], &exif, &plain[2..]].concat()
+}
+
+const FAKE_PNG: &[u8] = b"\x89PNG\r\n\x1a\n<html><script>alert(document.cookie)</script></html>";
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn photos_from_a_peer_are_decoded_and_encoded_again() {
+    let (a, b, alice, bob) = support::pair().await;
+    let mut attacker = bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
+    let contact = |user: &str| {
+        let mut contacts = alice.client.contacts.clone();
+        let user = user.to_string();
+        async move {
+            contacts
+                .get_contact(pb::ContactRef { user_id: user })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+
+    // Bytes that only start like a PNG: refused, nothing stored.
+    check(
+        attacker
+            .raw()
+            .sync_profile(profile(&bob.id, "B", FAKE_PNG.to_vec()))
+            .await,
+        Code::InvalidArgument,
+        "invalid photo: is not a valid PNG image",
+    );
+    let seen = contact(&bob.id).await;
+    assert!(seen.photo.is_empty(), "no photo from the fake PNG");
+    assert_eq!(seen.display_name, "Bob", "nothing of the refused sync");
+
+    // A real JPEG: stored encoded again, without its EXIF block.
+    let sent = jpeg_with_location();
+    attacker
+        .raw()
+        .sync_profile(profile(&bob.id, "B", sent.clone()))
+        .await
+        .expect("a real photo is taken");
+    let seen = contact(&bob.id).await;
+    assert_eq!(seen.photo_content_type, "image/jpeg");
+    assert_ne!(seen.photo, sent);
+    assert!(!contains(&seen.photo, b"Exif"), "the EXIF block is gone");
+    assert!(!contains(&seen.photo, b"GPSLatitude"), "so is the location");
+    let decoded = image::load_from_memory(&seen.photo).expect("a photo that decodes");
+    assert_eq!((decoded.width(), decoded.height()), (32, 24));
+
+    // Accepting one of our requests with a fake photo: refused, and the
+    // request stays pending.
+    let carol = b.member("carol").await;
+    allow(&b.admin().await, true, &carol.id, true).await;
+    let asked = alice
+        .client
+        .contacts
+        .clone()
+        .send_friend_request(pb::SendFriendRequestRequest {
+            user_id: carol.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    check(
+        attacker
+            .raw()
+            .answer_friend_request(fed::FriendAnswer {
+                request_id: asked.id.clone(),
+                from: carol.id.clone(),
+                to: alice.id.clone(),
+                accepted: true,
+                from_profile: Some(profile(&carol.id, "B", FAKE_PNG.to_vec())),
+            })
+            .await,
+        Code::InvalidArgument,
+        "invalid photo: is not a valid PNG image",
+    );
+    let requests = alice
+        .client
+        .contacts
+        .clone()
+        .list_friend_requests(pb::ListFriendRequestsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .requests;
+    let request = requests.iter().find(|r| r.id == asked.id).unwrap();
+    assert_eq!(request.state, "pending");
+
+    // Our own member's upload of the fake PNG.
+    check(
+        alice
+            .client
+            .profiles
+            .clone()
+            .set_profile(pb::SetProfileRequest {
+                photo: Some(FAKE_PNG.to_vec()),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "invalid photo: is not a valid PNG image",
+    );
+}

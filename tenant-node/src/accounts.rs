@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::ids::MemberId;
-use crate::model::{Caller, Member, MemberState, Photo, Profile, Role};
+use crate::model::{Caller, Member, MemberState, Profile, Role};
 use crate::quota;
 use crate::store::{now_ms, settings};
 use crate::tenant::{Tenant, clean_name};
@@ -102,34 +102,6 @@ pub fn generate_password() -> String {
     (0..24)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect()
-}
-
-/// Checks an uploaded photo: size and an image type known by its magic bytes.
-pub fn check_photo(bytes: Vec<u8>, max_bytes: usize) -> Result<Photo> {
-    if bytes.len() > max_bytes {
-        return Err(Error::ResourceExhausted(format!(
-            "photo is {} bytes; the limit is {max_bytes}",
-            bytes.len()
-        )));
-    }
-    let content_type = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        "image/png"
-    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        "image/jpeg"
-    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
-        "image/gif"
-    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        "image/webp"
-    } else {
-        return Err(Error::invalid(
-            "photo",
-            "must be a PNG, JPEG, GIF or WebP image",
-        ));
-    };
-    Ok(Photo {
-        bytes,
-        content_type: content_type.into(),
-    })
 }
 
 impl Caller {
@@ -424,7 +396,9 @@ impl Tenant {
                     "give a photo or clear_photo, not both",
                 ));
             }
-            (Some(bytes), false) => Some(Some(check_photo(bytes, self.limits.max_photo_bytes)?)),
+            (Some(bytes), false) => Some(Some(
+                crate::photo::normalize(bytes, self.limits.max_photo_bytes).await?,
+            )),
             (None, true) => Some(None),
             (None, false) => None,
         };
@@ -450,23 +424,6 @@ mod tests {
         assert!(parse_token("wt_short").is_err());
         assert!(parse_token(&format!("wt_{}", URL_SAFE_NO_PAD.encode([7u8; 32]))).is_ok());
         assert!(parse_token(&format!("wt_{}", URL_SAFE_NO_PAD.encode([7u8; 31]))).is_err());
-    }
-
-    #[test]
-    fn photos_must_be_images_within_the_limit() {
-        let png = b"\x89PNG\r\n\x1a\n rest".to_vec();
-        assert_eq!(
-            check_photo(png.clone(), 100).unwrap().content_type,
-            "image/png"
-        );
-        assert!(matches!(
-            check_photo(png, 4),
-            Err(Error::ResourceExhausted(_))
-        ));
-        assert!(matches!(
-            check_photo(b"hello".to_vec(), 100),
-            Err(Error::Invalid { .. })
-        ));
     }
 
     #[test]

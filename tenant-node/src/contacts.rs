@@ -340,18 +340,21 @@ impl Tenant {
             created_at_ms: at,
             decided_at_ms: None,
         };
+        let contact = match accepted {
+            Some(profile) => Some(
+                self.synced_contact(caller.member.as_str(), profile, at)
+                    .await?,
+            ),
+            None => None,
+        };
         let mut w = self.store.begin_write().await?;
         store::insert_request(&mut w.tx, &row).await?;
-        let Some(profile) = accepted else {
+        let Some(contact) = contact else {
             w.commit().await?;
             return Ok(Outcome::Pending(view_of_request(row)));
         };
         store::decide_request(&mut w.tx, &row.id, "accepted", at).await?;
-        store::upsert_contact(
-            &mut w.tx,
-            &self.synced_contact(caller.member.as_str(), profile, at)?,
-        )
-        .await?;
+        store::upsert_contact(&mut w.tx, &contact).await?;
         w.commit().await?;
         self.open_direct_after_acceptance(&caller.member, &external)
             .await;
@@ -361,15 +364,17 @@ impl Tenant {
     }
 
     /// A new contact row from a profile a peer sent, checked like any input.
-    fn synced_contact(&self, owner: &str, profile: PublicProfile, at: i64) -> Result<ContactRow> {
+    async fn synced_contact(
+        &self,
+        owner: &str,
+        profile: PublicProfile,
+        at: i64,
+    ) -> Result<ContactRow> {
         let display_name = crate::tenant::clean_name("display_name", &profile.display_name, 100)?;
         let photo = if profile.photo.is_empty() {
             None
         } else {
-            Some(crate::accounts::check_photo(
-                profile.photo,
-                self.limits.max_photo_bytes,
-            )?)
+            Some(crate::photo::normalize(profile.photo, self.limits.max_photo_bytes).await?)
         };
         Ok(ContactRow {
             owner: owner.to_string(),
@@ -573,7 +578,7 @@ impl Tenant {
         requester: &MemberId,
     ) -> Result<PublicProfile> {
         let at = now_ms();
-        let contact = self.synced_contact(local.as_str(), from, at)?;
+        let contact = self.synced_contact(local.as_str(), from, at).await?;
         let mut w = self.store.begin_write().await?;
         if let Err(e) = self.use_invitation(&mut w.tx, link, local, requester).await {
             drop(w);
@@ -766,16 +771,17 @@ impl Tenant {
         let external =
             MemberId::parse(&row.external_user).map_err(|e| Error::Internal(e.to_string()))?;
         let at = now_ms();
+        let contact = if accepted {
+            Some(self.synced_contact(&row.local_member, from, at).await?)
+        } else {
+            None
+        };
         let mut w = self.store.begin_write().await?;
-        if accepted {
+        if let Some(contact) = &contact {
             if self.admit(&local, &external).await?.is_err() {
                 return Err(Error::NotFound(format!("user {to}")));
             }
-            store::upsert_contact(
-                &mut w.tx,
-                &self.synced_contact(&row.local_member, from, at)?,
-            )
-            .await?;
+            store::upsert_contact(&mut w.tx, contact).await?;
         }
         store::decide_request(
             &mut w.tx,
@@ -1211,10 +1217,7 @@ impl Tenant {
         let photo = if profile.photo.is_empty() {
             None
         } else {
-            Some(crate::accounts::check_photo(
-                profile.photo,
-                self.limits.max_photo_bytes,
-            )?)
+            Some(crate::photo::normalize(profile.photo, self.limits.max_photo_bytes).await?)
         };
         let at = now_ms();
         let mut w = self.store.begin_write().await?;

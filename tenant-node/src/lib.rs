@@ -35,6 +35,7 @@ pub mod mail;
 pub mod model;
 pub mod node;
 pub mod peers;
+pub mod photo;
 pub mod policy;
 pub mod quota;
 pub mod relay;
