@@ -428,3 +428,128 @@ async fn photos_from_a_peer_are_decoded_and_encoded_again() {
         "invalid photo: is not a valid PNG image",
     );
 }
+
+async fn cli(node: &TestNode, token: &str, args: &[&str]) -> String {
+    let out = tokio::process::Command::new(support::binary())
+        .args(args)
+        .env("WORKS_NODE", &node.url)
+        .env("WORKS_TOKEN", token)
+        .output()
+        .await
+        .expect("run the cli");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn another_company_has_one_name_shown_with_its_tenant() {
+    let (a, b, alice, bob) = support::pair().await;
+    a.admin()
+        .await
+        .admin
+        .clone()
+        .set_company(pb::SetCompanyRequest {
+            name: "Acme Corp".into(),
+        })
+        .await
+        .unwrap();
+    let mut attacker = bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
+
+    // One of the peer's members claims our own company's name.
+    request_with(
+        &mut attacker,
+        "spoof1",
+        profile("mallory@b.example", "Acme Corp", vec![]),
+        &alice.id,
+    )
+    .await
+    .unwrap();
+    let request_of = |from: &'static str| {
+        let mut contacts = alice.client.contacts.clone();
+        async move {
+            contacts
+                .list_friend_requests(pb::ListFriendRequestsRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .requests
+                .into_iter()
+                .find(|r| r.user_id == from)
+                .unwrap()
+        }
+    };
+    let contact_bob = || {
+        let mut contacts = alice.client.contacts.clone();
+        let user_id = bob.id.clone();
+        async move {
+            contacts
+                .get_contact(pb::ContactRef { user_id })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let mallory = request_of("mallory@b.example").await;
+    let bob_seen = contact_bob().await;
+    assert_eq!(mallory.tenant, "b.example");
+    assert_eq!(bob_seen.tenant, "b.example");
+    assert_eq!(
+        mallory.company, bob_seen.status,
+        "one company name per tenant, not one per member"
+    );
+
+    // The peer's company renames itself: every one of its members shows
+    // the new name at once.
+    b.admin()
+        .await
+        .admin
+        .clone()
+        .set_company(pb::SetCompanyRequest {
+            name: "Globex Corp".into(),
+        })
+        .await
+        .unwrap();
+    support::until(
+        support::EVENT_DEADLINE,
+        "bob's contact shows the new name",
+        || async { contact_bob().await.status == "Globex Corp" },
+    )
+    .await;
+    assert_eq!(request_of("mallory@b.example").await.company, "Globex Corp");
+
+    // The command line always shows the verified tenant beside the name.
+    let token = a
+        .anonymous()
+        .await
+        .auth
+        .clone()
+        .login(pb::LoginRequest {
+            member_id: alice.id.clone(),
+            password: support::PASSWORD.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let requests = cli(&a, &token, &["request", "list"]).await;
+    assert!(
+        requests.contains("Mallory (Globex Corp (b.example))"),
+        "{requests}"
+    );
+    let shown = cli(&a, &token, &["contact", "show", &bob.id]).await;
+    assert!(
+        shown.contains("status:   Globex Corp (b.example)"),
+        "{shown}"
+    );
+    let listed = cli(&a, &token, &["contact", "list"]).await;
+    assert!(listed.contains("Globex Corp (b.example)"), "{listed}");
+    let json: serde_json::Value =
+        serde_json::from_str(&cli(&a, &token, &["contact", "show", &bob.id, "--json"]).await)
+            .unwrap();
+    assert_eq!(json["tenant"], "b.example");
+    assert_eq!(json["status"], "Globex Corp");
+}

@@ -46,7 +46,15 @@ impl Tenant {
         )
         .await?;
         match answer {
-            Ok(profile) if profile.user == external.as_str() => Ok(profile),
+            Ok(profile) if profile.user == external.as_str() => {
+                if let Ok(company) = crate::tenant::clean_name("company", &profile.company, 100) {
+                    let mut w = self.store.begin_write().await?;
+                    limits::set_peer_company(&mut w.tx, permit.peer().as_str(), &company, now_ms())
+                        .await?;
+                    w.commit().await?;
+                }
+                Ok(profile)
+            }
             Ok(profile) => Err(Error::Unavailable(format!(
                 "{} answered for {} instead of {external}",
                 permit.peer(),
@@ -124,7 +132,10 @@ pub struct FriendRequestView {
     pub outgoing: bool,
     pub state: String,
     pub display_name: String,
+    /// The other company's name, one per tenant (the latest its node sent).
     pub company: String,
+    /// The other company's tenant id, from its node's verified certificate.
+    pub tenant: String,
     pub created_at_ms: i64,
 }
 
@@ -136,22 +147,25 @@ pub struct ContactView {
     pub display_name: String,
     pub photo: Vec<u8>,
     pub photo_content_type: String,
-    /// The user's company name, their fixed status; "unknown" when their
-    /// company withdrew them.
+    /// The user's company name, their fixed status, one per tenant (the
+    /// latest its node sent); "unknown" when their company withdrew them.
     pub status: String,
+    /// The user's tenant id, verified: shown beside the company name.
+    pub tenant: String,
     pub fields: serde_json::Value,
     pub trashed: bool,
     pub created_at_ms: i64,
 }
 
-fn view_of_request(r: RequestRow) -> FriendRequestView {
+fn view_of_request(r: RequestRow, company: String, tenant: String) -> FriendRequestView {
     FriendRequestView {
         id: r.id,
         external_user: r.external_user,
         outgoing: r.outgoing,
         state: r.state,
         display_name: r.display_name,
-        company: r.company,
+        company,
+        tenant,
         created_at_ms: r.created_at_ms,
     }
 }
@@ -351,10 +365,11 @@ impl Tenant {
         store::insert_request(&mut w.tx, &row).await?;
         let Some(contact) = contact else {
             w.commit().await?;
-            return Ok(Outcome::Pending(view_of_request(row)));
+            return Ok(Outcome::Pending(self.request_view(row).await?));
         };
         store::decide_request(&mut w.tx, &row.id, "accepted", at).await?;
         store::upsert_contact(&mut w.tx, &contact).await?;
+        limits::set_peer_company(&mut w.tx, permit.peer().as_str(), &contact.company, at).await?;
         w.commit().await?;
         self.open_direct_after_acceptance(&caller.member, &external)
             .await;
@@ -478,6 +493,7 @@ impl Tenant {
             row.created_at_ms - HOUR_MS,
         )
         .await?;
+        limits::set_peer_company(&mut w.tx, peer.as_str(), &company, row.created_at_ms).await?;
         audit::append(
             &mut w.tx,
             &NewEntry::new("request.received", format!("peer:{peer}"))
@@ -595,6 +611,7 @@ impl Tenant {
         store::insert_request(&mut w.tx, &row).await?;
         store::decide_request(&mut w.tx, &row.id, "accepted", at).await?;
         store::upsert_contact(&mut w.tx, &contact).await?;
+        limits::set_peer_company(&mut w.tx, peer.as_str(), &contact.company, at).await?;
         audit::append(
             &mut w.tx,
             &NewEntry::new("request.accepted_by_invitation", format!("peer:{peer}"))
@@ -622,12 +639,31 @@ impl Tenant {
     }
 
     pub async fn friend_requests(&self, caller: &Caller) -> Result<Vec<FriendRequestView>> {
+        let rows = {
+            let mut conn = self.store.pool().acquire().await?;
+            store::requests_of(&mut conn, caller.member.as_str()).await?
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(self.request_view(row).await?);
+        }
+        Ok(out)
+    }
+
+    async fn request_view(&self, row: RequestRow) -> Result<FriendRequestView> {
+        let user =
+            MemberId::parse(&row.external_user).map_err(|e| Error::Internal(e.to_string()))?;
+        let company = self.peer_company(user.tenant()).await?;
+        Ok(view_of_request(row, company, user.tenant().to_string()))
+    }
+
+    /// The company name a peer tenant last sent; its tenant id until it
+    /// has sent one. Never a member's own: one name per tenant.
+    pub async fn peer_company(&self, tenant: &TenantId) -> Result<String> {
         let mut conn = self.store.pool().acquire().await?;
-        Ok(store::requests_of(&mut conn, caller.member.as_str())
+        Ok(limits::peer_company(&mut conn, tenant.as_str())
             .await?
-            .into_iter()
-            .map(view_of_request)
-            .collect())
+            .unwrap_or_else(|| tenant.to_string()))
     }
 
     async fn incoming_pending(&self, caller: &Caller, id: &str) -> Result<(RequestRow, MemberId)> {
@@ -782,6 +818,7 @@ impl Tenant {
                 return Err(Error::NotFound(format!("user {to}")));
             }
             store::upsert_contact(&mut w.tx, contact).await?;
+            limits::set_peer_company(&mut w.tx, peer.as_str(), &contact.company, at).await?;
         }
         store::decide_request(
             &mut w.tx,
@@ -858,7 +895,7 @@ impl Tenant {
         let status = if self.is_unknown(&user).await? {
             "unknown".to_string()
         } else {
-            row.company
+            self.peer_company(user.tenant()).await?
         };
         Ok(ContactView {
             user_id: row.user_id,
@@ -866,6 +903,7 @@ impl Tenant {
             photo: row.photo.unwrap_or_default(),
             photo_content_type: row.photo_type.unwrap_or_default(),
             status,
+            tenant: user.tenant().to_string(),
             fields: serde_json::from_str(&row.fields).unwrap_or(serde_json::Value::Null),
             trashed: row.trashed_at_ms.is_some(),
             created_at_ms: row.created_at_ms,
@@ -1221,6 +1259,7 @@ impl Tenant {
         };
         let at = now_ms();
         let mut w = self.store.begin_write().await?;
+        limits::set_peer_company(&mut w.tx, peer.as_str(), &company, at).await?;
         let n = store::sync_profile(
             &mut w.tx,
             user.as_str(),

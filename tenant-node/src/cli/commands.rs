@@ -763,8 +763,16 @@ async fn contact(command: ContactCommand, opts: &ClientOpts) -> anyhow::Result<(
             print(
                 opts.json,
                 json!({"user_id": p.user_id, "display_name": p.display_name, "company": p.company,
+                       "tenant": p.tenant,
                        "photo_content_type": p.photo_content_type, "photo_bytes": p.photo.len()}),
-                || format!("{}  {}  ({})", p.user_id, p.display_name, p.company),
+                || {
+                    format!(
+                        "{}  {}  ({})",
+                        p.user_id,
+                        p.display_name,
+                        output::company_with_tenant(&p.company, &p.tenant)
+                    )
+                },
             );
         }
         ContactCommand::Add { id } => {

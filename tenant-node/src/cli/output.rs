@@ -372,6 +372,7 @@ pub fn request_json(r: &pb::FriendRequest) -> Value {
         "state": r.state,
         "display_name": (!r.display_name.is_empty()).then_some(&r.display_name),
         "company": (!r.company.is_empty()).then_some(&r.company),
+        "tenant": r.tenant,
         "created_at_ms": r.created_at_ms,
     })
 }
@@ -382,8 +383,22 @@ pub fn request_line(r: &pb::FriendRequest) -> String {
     } else {
         format!(
             "{}  from {:<32} {} ({})  {}",
-            r.id, r.user_id, r.display_name, r.company, r.state
+            r.id,
+            r.user_id,
+            r.display_name,
+            company_with_tenant(&r.company, &r.tenant),
+            r.state
         )
+    }
+}
+
+/// Another company's name as members see it: always with its verified
+/// tenant id, as the name is whatever that company chose.
+pub fn company_with_tenant(company: &str, tenant: &str) -> String {
+    if company.is_empty() || company == tenant {
+        tenant.to_string()
+    } else {
+        format!("{company} ({tenant})")
     }
 }
 
@@ -392,6 +407,7 @@ pub fn contact_json(c: &pb::ExternalContact) -> Value {
         "user_id": c.user_id,
         "display_name": c.display_name,
         "status": c.status,
+        "tenant": c.tenant,
         "photo_content_type": c.photo_content_type,
         "photo_bytes": c.photo.len(),
         "fields": serde_json::from_str::<Value>(&c.fields_json).unwrap_or(Value::Null),
@@ -401,7 +417,12 @@ pub fn contact_json(c: &pb::ExternalContact) -> Value {
 }
 
 pub fn contact_line(c: &pb::ExternalContact) -> String {
-    format!("{:<32} {:<24} {}", c.user_id, c.display_name, c.status)
+    format!(
+        "{:<32} {:<24} {}",
+        c.user_id,
+        c.display_name,
+        company_with_tenant(&c.status, &c.tenant)
+    )
 }
 
 pub fn contact_text(c: &pb::ExternalContact) -> String {
@@ -409,7 +430,7 @@ pub fn contact_text(c: &pb::ExternalContact) -> String {
         "id:       {}\nname:     {} (synced from their company)\nstatus:   {}\nfields:   {}{}",
         c.user_id,
         c.display_name,
-        c.status,
+        company_with_tenant(&c.status, &c.tenant),
         c.fields_json,
         if c.trashed { "\n(in the trash)" } else { "" }
     )
