@@ -553,3 +553,97 @@ async fn another_company_has_one_name_shown_with_its_tenant() {
     assert_eq!(json["tenant"], "b.example");
     assert_eq!(json["status"], "Globex Corp");
 }
+
+#[tokio::test]
+async fn lookups_and_profile_syncs_from_a_peer_are_limited() {
+    let a = TestNode::start_with("a.example", |c| {
+        c.limits.incoming_lookups_per_member_hour = 2;
+        c.limits.incoming_lookups_per_peer_hour = 3;
+        c.limits.profile_syncs_per_member_hour = 2;
+    })
+    .await;
+    let (a, b, alice, bob) = support::pair_of(a, TestNode::start("b.example").await).await;
+    let mut attacker = bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
+    let lookup = |requester: &str| fed::LookupUserRequest {
+        requester: requester.into(),
+        user: alice.id.clone(),
+    };
+
+    // Each lookup is audited at the attacked node: one member may make two
+    // an hour, the company three, made-up members included.
+    for _ in 0..2 {
+        attacker
+            .raw()
+            .lookup_user(lookup("mallory@b.example"))
+            .await
+            .expect("within the limit");
+    }
+    check(
+        attacker
+            .raw()
+            .lookup_user(lookup("mallory@b.example"))
+            .await,
+        Code::ResourceExhausted,
+        "mallory@b.example already looked up 2 users this hour, the most a.example answers for one member; try again in ",
+    );
+    attacker
+        .raw()
+        .lookup_user(lookup("fake1@b.example"))
+        .await
+        .expect("a member of its own");
+    check(
+        attacker.raw().lookup_user(lookup("fake2@b.example")).await,
+        Code::ResourceExhausted,
+        "members of b.example already looked up 3 users this hour, the most a.example answers for one company",
+    );
+    let audited = a
+        .admin()
+        .await
+        .audit
+        .clone()
+        .search_audit(pb::AuditSearchRequest {
+            peer_tenant: "b.example".into(),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+        .into_iter()
+        .filter(|e| e.kind == "lookup.incoming")
+        .count();
+    assert_eq!(audited, 3, "refused lookups leave no audit rows");
+
+    // Profile syncs for one member: two an hour.
+    for name in ["Bob 1", "Bob 2"] {
+        let mut p = profile(&bob.id, "B", vec![]);
+        p.display_name = name.into();
+        attacker
+            .raw()
+            .sync_profile(p)
+            .await
+            .expect("within the limit");
+    }
+    let mut p = profile(&bob.id, "B", vec![]);
+    p.display_name = "Bob 3".into();
+    check(
+        attacker.raw().sync_profile(p).await,
+        Code::ResourceExhausted,
+        "bob@b.example's profile was already synced 2 times this hour, the most a.example accepts",
+    );
+    let seen = alice
+        .client
+        .contacts
+        .clone()
+        .get_contact(pb::ContactRef {
+            user_id: bob.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        seen.display_name, "Bob 2",
+        "the refused sync changed nothing"
+    );
+}

@@ -144,6 +144,15 @@ pub struct Limits {
     /// one peer company per hour.
     #[serde(default = "default_incoming_requests_per_recipient_hour")]
     pub incoming_requests_per_recipient_hour: u32,
+    /// Lookups of our members one peer's member, and one peer company in
+    /// all, may make per hour (each is audited).
+    #[serde(default = "default_incoming_lookups_per_member_hour")]
+    pub incoming_lookups_per_member_hour: u32,
+    #[serde(default = "default_incoming_lookups_per_peer_hour")]
+    pub incoming_lookups_per_peer_hour: u32,
+    /// Profile syncs a peer may send for one of its members per hour.
+    #[serde(default = "default_profile_syncs_per_member_hour")]
+    pub profile_syncs_per_member_hour: u32,
     /// Reachability notices one peer may send per hour.
     #[serde(default = "default_reachability_notices_per_peer_hour")]
     pub reachability_notices_per_peer_hour: u32,
@@ -216,6 +225,15 @@ fn default_incoming_requests_per_peer_hour() -> u32 {
 fn default_incoming_requests_per_recipient_hour() -> u32 {
     20
 }
+fn default_incoming_lookups_per_member_hour() -> u32 {
+    60
+}
+fn default_incoming_lookups_per_peer_hour() -> u32 {
+    2000
+}
+fn default_profile_syncs_per_member_hour() -> u32 {
+    60
+}
 fn default_reachability_notices_per_peer_hour() -> u32 {
     600
 }
@@ -285,6 +303,9 @@ impl Default for Limits {
             incoming_requests_per_member_hour: default_incoming_requests_per_member_hour(),
             incoming_requests_per_peer_hour: default_incoming_requests_per_peer_hour(),
             incoming_requests_per_recipient_hour: default_incoming_requests_per_recipient_hour(),
+            incoming_lookups_per_member_hour: default_incoming_lookups_per_member_hour(),
+            incoming_lookups_per_peer_hour: default_incoming_lookups_per_peer_hour(),
+            profile_syncs_per_member_hour: default_profile_syncs_per_member_hour(),
             reachability_notices_per_peer_hour: default_reachability_notices_per_peer_hour(),
             login_failures_per_member: default_login_failures_per_member(),
             login_failures_per_address: default_login_failures_per_address(),
@@ -432,6 +453,18 @@ impl Config {
             (
                 "limits.incoming_requests_per_recipient_hour",
                 u64::from(self.limits.incoming_requests_per_recipient_hour),
+            ),
+            (
+                "limits.incoming_lookups_per_member_hour",
+                u64::from(self.limits.incoming_lookups_per_member_hour),
+            ),
+            (
+                "limits.incoming_lookups_per_peer_hour",
+                u64::from(self.limits.incoming_lookups_per_peer_hour),
+            ),
+            (
+                "limits.profile_syncs_per_member_hour",
+                u64::from(self.limits.profile_syncs_per_member_hour),
             ),
             (
                 "limits.reachability_notices_per_peer_hour",

@@ -82,6 +82,31 @@ impl Tenant {
         user: &str,
     ) -> Result<PublicProfile> {
         let requester = MemberId::parse(requester).map_err(Error::bad_id("requester"))?;
+        let l = &self.limits;
+        self.count_arrival(
+            ARRIVAL_LOOKUP,
+            peer,
+            &requester,
+            &[
+                (
+                    Scope::Member,
+                    l.incoming_lookups_per_member_hour,
+                    format!(
+                        "{requester} already looked up {} users this hour, the most {} answers for one member",
+                        l.incoming_lookups_per_member_hour, self.id
+                    ),
+                ),
+                (
+                    Scope::Peer,
+                    l.incoming_lookups_per_peer_hour,
+                    format!(
+                        "members of {peer} already looked up {} users this hour, the most {} answers for one company",
+                        l.incoming_lookups_per_peer_hour, self.id
+                    ),
+                ),
+            ],
+        )
+        .await?;
         let not_found = || Error::NotFound(format!("user {user}"));
         let Ok(local) = MemberId::parse(user) else {
             return Err(not_found());
@@ -170,8 +195,17 @@ fn view_of_request(r: RequestRow, company: String, tenant: String) -> FriendRequ
     }
 }
 
-/// What `peer_arrivals` counts for friend requests.
+/// What `peer_arrivals` counts: friend requests, lookups, profile syncs.
 const ARRIVAL_REQUEST: &str = "friend_request";
+const ARRIVAL_LOOKUP: &str = "lookup";
+const ARRIVAL_PROFILE: &str = "profile_sync";
+
+/// Whom a limit on arrivals counts: one peer member, or the peer in all.
+#[derive(Debug, Clone, Copy)]
+enum Scope {
+    Member,
+    Peer,
+}
 
 enum Outcome {
     Pending(FriendRequestView),
@@ -515,6 +549,46 @@ impl Tenant {
         w.commit().await?;
         self.hub.notice(notice);
         Ok(None)
+    }
+
+    /// Counts a call from `member` of `peer` against hourly limits, and
+    /// stores it when it is within them all; a call over one stores nothing.
+    async fn count_arrival(
+        &self,
+        kind: &'static str,
+        peer: &TenantId,
+        member: &MemberId,
+        checks: &[(Scope, u32, String)],
+    ) -> Result<()> {
+        let now = now_ms();
+        let mut w = self.store.begin_write().await?;
+        for (scope, limit, what) in checks {
+            let filter = ArrivalFilter {
+                kind,
+                since_ms: now - HOUR_MS,
+                peer: Some(peer.as_str()),
+                external_user: match scope {
+                    Scope::Member => Some(member.as_str()),
+                    Scope::Peer => None,
+                },
+                local_member: None,
+            };
+            let counted = limits::count_arrivals(&mut w.tx, filter).await?;
+            if let Some(wait) = crate::quota::wait_ms(*limit, counted, HOUR_MS, now) {
+                return Err(crate::quota::exceeded(what.clone(), wait));
+            }
+        }
+        limits::record_arrival(
+            &mut w.tx,
+            kind,
+            peer.as_str(),
+            member.as_str(),
+            "",
+            now,
+            now - HOUR_MS,
+        )
+        .await?;
+        w.commit().await
     }
 
     /// The receiver's limits on new friend requests from a peer: per peer
@@ -1250,6 +1324,21 @@ impl Tenant {
     /// A peer's member changed their profile (through the bridge).
     pub async fn receive_profile(&self, peer: &TenantId, profile: PublicProfile) -> Result<()> {
         let user = MemberId::parse(&profile.user).map_err(Error::bad_id("user"))?;
+        let limit = self.limits.profile_syncs_per_member_hour;
+        self.count_arrival(
+            ARRIVAL_PROFILE,
+            peer,
+            &user,
+            &[(
+                Scope::Member,
+                limit,
+                format!(
+                    "{user}'s profile was already synced {limit} times this hour, the most {} accepts",
+                    self.id
+                ),
+            )],
+        )
+        .await?;
         let display_name = crate::tenant::clean_name("display_name", &profile.display_name, 100)?;
         let company = crate::tenant::clean_name("company", &profile.company, 100)?;
         let photo = if profile.photo.is_empty() {
