@@ -647,3 +647,47 @@ async fn lookups_and_profile_syncs_from_a_peer_are_limited() {
         "the refused sync changed nothing"
     );
 }
+
+#[tokio::test]
+async fn guessed_invitation_links_count_against_the_request_limits() {
+    let (a, _b, mut attacker) = attacked(|c| {
+        c.limits.incoming_requests_per_member_hour = 2;
+    })
+    .await;
+    let alice = reachable_member(&a, "alice").await;
+    let guess = |id: &str| fed::FriendRequest {
+        request_id: id.into(),
+        from: "mallory@b.example".into(),
+        to: alice.id.clone(),
+        from_profile: Some(profile("mallory@b.example", "B", vec![])),
+        invitation: "works://invite/guessed.link".into(),
+    };
+    for id in ["guess1", "guess2"] {
+        let refused = attacker.raw().send_friend_request(guess(id)).await;
+        assert!(refused.is_err(), "a guessed link is refused");
+        assert_ne!(refused.unwrap_err().code(), Code::ResourceExhausted);
+    }
+    check(
+        attacker.raw().send_friend_request(guess("guess3")).await,
+        Code::ResourceExhausted,
+        "mallory@b.example already sent 2 friend requests this hour",
+    );
+    let refusals = a
+        .admin()
+        .await
+        .audit
+        .clone()
+        .search_audit(pb::AuditSearchRequest {
+            peer_tenant: "b.example".into(),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+        .into_iter()
+        .filter(|e| e.kind == "request.refused")
+        .count();
+    assert_eq!(refusals, 2, "no audit row beyond the limit");
+}

@@ -497,6 +497,22 @@ impl Tenant {
             decided_at_ms: None,
         };
         if let Some(link) = invitation {
+            // Counted like any new request, whether the link holds or not:
+            // each refusal is audited, so guessing links is limited too.
+            let mut w = self.store.begin_write().await?;
+            self.check_incoming_request(&mut w.tx, peer, &requester, &local, row.created_at_ms)
+                .await?;
+            limits::record_arrival(
+                &mut w.tx,
+                ARRIVAL_REQUEST,
+                peer.as_str(),
+                requester.as_str(),
+                local.as_str(),
+                row.created_at_ms,
+                row.created_at_ms - HOUR_MS,
+            )
+            .await?;
+            w.commit().await?;
             return self
                 .accept_by_invitation(peer, row, from, link, &local, &requester)
                 .await
