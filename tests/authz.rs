@@ -82,7 +82,7 @@ const CLIENT_MATRIX: &[(&str, [Code; 5])] = &[
     ),
     (
         "/works.client.v1.Admin/GetCompany",
-        [UNAUTH, OK, DENIED, OK, UNAUTH],
+        [UNAUTH, DENIED, DENIED, OK, UNAUTH],
     ),
     (
         "/works.client.v1.Admin/ListMembers",

@@ -398,7 +398,7 @@ async fn profiles_and_company_name() {
         .await
         .unwrap();
 
-    let png = b"\x89PNG\r\n\x1a\n0000IHDR".to_vec();
+    let png = support::png(8, 8);
     let mine = alice
         .client
         .profiles
@@ -431,7 +431,7 @@ async fn profiles_and_company_name() {
             seen_by_bob.company.as_str(),
             seen_by_bob.photo
         ),
-        ("Alice A.", "Acme Corp", png)
+        ("Alice A.", "Acme Corp", mine.photo.clone())
     );
     let set = |req: pb::SetProfileRequest| {
         let mut profiles = alice.client.profiles.clone();
@@ -444,7 +444,7 @@ async fn profiles_and_company_name() {
         })
         .await,
         Code::InvalidArgument,
-        "PNG, JPEG, GIF or WebP",
+        "must be a PNG or JPEG image",
     );
     check(
         set(pb::SetProfileRequest {

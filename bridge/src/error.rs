@@ -29,6 +29,9 @@ pub enum HandlerError {
     FailedPrecondition(String),
     #[error("{0}")]
     Unimplemented(String),
+    /// Over a rate limit; the message says when to try again.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// Logged on this node; the caller sees only INTERNAL.
     #[error("{0}")]
     Internal(String),
@@ -42,6 +45,7 @@ impl From<HandlerError> for Status {
             HandlerError::NotFound(_) => Code::NotFound,
             HandlerError::FailedPrecondition(_) => Code::FailedPrecondition,
             HandlerError::Unimplemented(_) => Code::Unimplemented,
+            HandlerError::ResourceExhausted(_) => Code::ResourceExhausted,
             HandlerError::Internal(detail) => {
                 tracing::error!(error = %detail, "bridge handler failed");
                 return Status::internal("internal error on the peer node");

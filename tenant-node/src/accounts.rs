@@ -1,5 +1,7 @@
 //! Accounts: members, passwords, login tokens, profiles and the company name.
 
+use std::net::IpAddr;
+
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
@@ -9,7 +11,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::ids::MemberId;
-use crate::model::{Caller, Member, MemberState, Photo, Profile, Role};
+use crate::model::{Caller, Member, MemberState, Profile, Role};
+use crate::quota;
 use crate::store::{now_ms, settings};
 use crate::tenant::{Tenant, clean_name};
 
@@ -99,34 +102,6 @@ pub fn generate_password() -> String {
     (0..24)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect()
-}
-
-/// Checks an uploaded photo: size and an image type known by its magic bytes.
-pub fn check_photo(bytes: Vec<u8>, max_bytes: usize) -> Result<Photo> {
-    if bytes.len() > max_bytes {
-        return Err(Error::ResourceExhausted(format!(
-            "photo is {} bytes; the limit is {max_bytes}",
-            bytes.len()
-        )));
-    }
-    let content_type = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        "image/png"
-    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        "image/jpeg"
-    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
-        "image/gif"
-    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        "image/webp"
-    } else {
-        return Err(Error::invalid(
-            "photo",
-            "must be a PNG, JPEG, GIF or WebP image",
-        ));
-    };
-    Ok(Photo {
-        bytes,
-        content_type: content_type.into(),
-    })
 }
 
 impl Caller {
@@ -219,20 +194,33 @@ impl Tenant {
         Ok(member)
     }
 
-    pub async fn login(&self, member: &str, password: &str) -> Result<Login> {
+    /// Logs a member in. `source` is the address the attempt came from;
+    /// failed attempts are limited per member id and per address, checked
+    /// before any password is hashed.
+    pub async fn login(
+        &self,
+        member: &str,
+        password: &str,
+        source: Option<IpAddr>,
+    ) -> Result<Login> {
         let wrong = || Error::Unauthenticated("wrong member id or password".into());
         let id = MemberId::parse(member).map_err(Error::bad_id("member_id"))?;
+        let address = source.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+        let failed_before = self.check_login_attempts(&id, &address).await?;
         if password.len() > MAX_PASSWORD_BYTES {
-            return Err(wrong());
+            return Err(self.login_failed(&id, &address, wrong()).await);
         }
         let Some(creds) = self.store.credentials(&id).await? else {
             // Spend the same time as a real check so timing tells nothing.
             let _ = hash_password(password).await;
-            return Err(wrong());
+            return Err(self.login_failed(&id, &address, wrong()).await);
         };
         if !verify_password(password, &creds.password_hash).await? {
-            tracing::info!(member = %id, "login refused: wrong password");
-            return Err(wrong());
+            tracing::info!(member = %id, %address, "login refused: wrong password");
+            return Err(self.login_failed(&id, &address, wrong()).await);
+        }
+        if failed_before {
+            self.store.clear_login_failures(&id).await?;
         }
         if creds.member.state == MemberState::Suspended {
             return Err(Error::PermissionDenied(format!("member {id} is suspended")));
@@ -252,6 +240,50 @@ impl Tenant {
             member: id,
             expires_at_ms,
         })
+    }
+
+    fn login_window_ms(&self) -> i64 {
+        i64::try_from(self.limits.login_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+
+    /// Refuses an attempt, before any hashing, once the member id or the
+    /// address has used up its failed attempts in the window; otherwise
+    /// tells whether the member id has failed attempts to forget.
+    async fn check_login_attempts(&self, id: &MemberId, address: &str) -> Result<bool> {
+        let now = now_ms();
+        let window = self.login_window_ms();
+        let (by_member, by_address) = self
+            .store
+            .login_failures(id, address, now.saturating_sub(window))
+            .await?;
+        let l = &self.limits;
+        if let Some(wait) = quota::wait_ms(l.login_failures_per_member, by_member, window, now) {
+            return Err(quota::exceeded(
+                format!("too many failed logins for {id}"),
+                wait,
+            ));
+        }
+        if let Some(wait) = quota::wait_ms(l.login_failures_per_address, by_address, window, now) {
+            return Err(quota::exceeded(
+                format!("too many failed logins from {address}"),
+                wait,
+            ));
+        }
+        Ok(by_member.count > 0)
+    }
+
+    /// Counts a failed attempt and gives back the caller's error (or the
+    /// storage error, should counting fail).
+    async fn login_failed(&self, id: &MemberId, address: &str, error: Error) -> Error {
+        let now = now_ms();
+        match self
+            .store
+            .record_login_failure(id, address, now, now.saturating_sub(self.login_window_ms()))
+            .await
+        {
+            Ok(()) => error,
+            Err(e) => e,
+        }
     }
 
     /// Resolves a bearer token to its caller.
@@ -297,6 +329,13 @@ impl Tenant {
             .setting(settings::COMPANY_NAME)
             .await?
             .unwrap_or_else(|| self.id.to_string()))
+    }
+
+    /// The company name as the admin console shows it; members read it in
+    /// their own profile (`GetProfile`).
+    pub async fn company_setting(&self, caller: &Caller) -> Result<String> {
+        caller.require_admin()?;
+        self.company_name().await
     }
 
     pub async fn set_company_name(&self, caller: &Caller, name: &str) -> Result<String> {
@@ -357,7 +396,9 @@ impl Tenant {
                     "give a photo or clear_photo, not both",
                 ));
             }
-            (Some(bytes), false) => Some(Some(check_photo(bytes, self.limits.max_photo_bytes)?)),
+            (Some(bytes), false) => Some(Some(
+                crate::photo::normalize(bytes, self.limits.max_photo_bytes).await?,
+            )),
             (None, true) => Some(None),
             (None, false) => None,
         };
@@ -383,23 +424,6 @@ mod tests {
         assert!(parse_token("wt_short").is_err());
         assert!(parse_token(&format!("wt_{}", URL_SAFE_NO_PAD.encode([7u8; 32]))).is_ok());
         assert!(parse_token(&format!("wt_{}", URL_SAFE_NO_PAD.encode([7u8; 31]))).is_err());
-    }
-
-    #[test]
-    fn photos_must_be_images_within_the_limit() {
-        let png = b"\x89PNG\r\n\x1a\n rest".to_vec();
-        assert_eq!(
-            check_photo(png.clone(), 100).unwrap().content_type,
-            "image/png"
-        );
-        assert!(matches!(
-            check_photo(png, 4),
-            Err(Error::ResourceExhausted(_))
-        ));
-        assert!(matches!(
-            check_photo(b"hello".to_vec(), 100),
-            Err(Error::Invalid { .. })
-        ));
     }
 
     #[test]

@@ -401,6 +401,11 @@ impl BenchNode {
             // Group set-up sends dozens of friend requests in a second.
             c.limits.requests_per_member_hour = 1_000_000;
             c.limits.requests_per_peer_hour = 1_000_000;
+            c.limits.incoming_requests_per_member_hour = 1_000_000;
+            c.limits.incoming_requests_per_peer_hour = 1_000_000;
+            c.limits.incoming_requests_per_recipient_hour = 1_000_000;
+            c.limits.incoming_lookups_per_member_hour = 1_000_000;
+            c.limits.incoming_lookups_per_peer_hour = 1_000_000;
             // `--variant idle-clients` holds 10,000 streams, one connection
             // each, beside the bench's own clients.
             c.limits.max_api_connections = 100_000;

@@ -132,6 +132,39 @@ pub struct Limits {
     /// Friend requests this node's members may send to one peer per hour.
     #[serde(default = "default_requests_per_peer_hour")]
     pub requests_per_peer_hour: u32,
+    /// New friend requests one peer's member may send our members per hour
+    /// (the receiver's half; a repeat of a pending request is not new).
+    #[serde(default = "default_incoming_requests_per_member_hour")]
+    pub incoming_requests_per_member_hour: u32,
+    /// New friend requests one peer company may send our members per hour,
+    /// all its members together (made-up ones too).
+    #[serde(default = "default_incoming_requests_per_peer_hour")]
+    pub incoming_requests_per_peer_hour: u32,
+    /// New friend requests, and so notices, one of our members may get from
+    /// one peer company per hour.
+    #[serde(default = "default_incoming_requests_per_recipient_hour")]
+    pub incoming_requests_per_recipient_hour: u32,
+    /// Lookups of our members one peer's member, and one peer company in
+    /// all, may make per hour (each is audited).
+    #[serde(default = "default_incoming_lookups_per_member_hour")]
+    pub incoming_lookups_per_member_hour: u32,
+    #[serde(default = "default_incoming_lookups_per_peer_hour")]
+    pub incoming_lookups_per_peer_hour: u32,
+    /// Profile syncs a peer may send for one of its members per hour.
+    #[serde(default = "default_profile_syncs_per_member_hour")]
+    pub profile_syncs_per_member_hour: u32,
+    /// Reachability notices one peer may send per hour.
+    #[serde(default = "default_reachability_notices_per_peer_hour")]
+    pub reachability_notices_per_peer_hour: u32,
+    /// Failed logins allowed per member id, and per source address, within
+    /// `login_window_secs`; more attempts are refused before any password
+    /// is checked.
+    #[serde(default = "default_login_failures_per_member")]
+    pub login_failures_per_member: u32,
+    #[serde(default = "default_login_failures_per_address")]
+    pub login_failures_per_address: u32,
+    #[serde(default = "default_login_window_secs")]
+    pub login_window_secs: u64,
     /// Client API connections open at once; one more is closed as soon as
     /// it is accepted. Each live stream (`room watch`) holds one.
     #[serde(default = "default_max_api_connections")]
@@ -182,6 +215,36 @@ fn default_requests_per_member_hour() -> u32 {
 }
 fn default_requests_per_peer_hour() -> u32 {
     200
+}
+fn default_incoming_requests_per_member_hour() -> u32 {
+    20
+}
+fn default_incoming_requests_per_peer_hour() -> u32 {
+    200
+}
+fn default_incoming_requests_per_recipient_hour() -> u32 {
+    20
+}
+fn default_incoming_lookups_per_member_hour() -> u32 {
+    60
+}
+fn default_incoming_lookups_per_peer_hour() -> u32 {
+    2000
+}
+fn default_profile_syncs_per_member_hour() -> u32 {
+    60
+}
+fn default_reachability_notices_per_peer_hour() -> u32 {
+    600
+}
+fn default_login_failures_per_member() -> u32 {
+    10
+}
+fn default_login_failures_per_address() -> u32 {
+    50
+}
+fn default_login_window_secs() -> u64 {
+    900
 }
 fn default_token_ttl_secs() -> u64 {
     30 * 24 * 3600
@@ -237,6 +300,16 @@ impl Default for Limits {
             token_ttl_secs: default_token_ttl_secs(),
             requests_per_member_hour: default_requests_per_member_hour(),
             requests_per_peer_hour: default_requests_per_peer_hour(),
+            incoming_requests_per_member_hour: default_incoming_requests_per_member_hour(),
+            incoming_requests_per_peer_hour: default_incoming_requests_per_peer_hour(),
+            incoming_requests_per_recipient_hour: default_incoming_requests_per_recipient_hour(),
+            incoming_lookups_per_member_hour: default_incoming_lookups_per_member_hour(),
+            incoming_lookups_per_peer_hour: default_incoming_lookups_per_peer_hour(),
+            profile_syncs_per_member_hour: default_profile_syncs_per_member_hour(),
+            reachability_notices_per_peer_hour: default_reachability_notices_per_peer_hour(),
+            login_failures_per_member: default_login_failures_per_member(),
+            login_failures_per_address: default_login_failures_per_address(),
+            login_window_secs: default_login_window_secs(),
             max_api_connections: default_max_api_connections(),
             max_bridge_connections: default_max_bridge_connections(),
             preface_timeout_ms: default_preface_timeout_ms(),
@@ -369,6 +442,43 @@ impl Config {
                 self.limits.max_bridge_connections as u64,
             ),
             ("limits.preface_timeout_ms", self.limits.preface_timeout_ms),
+            (
+                "limits.incoming_requests_per_member_hour",
+                u64::from(self.limits.incoming_requests_per_member_hour),
+            ),
+            (
+                "limits.incoming_requests_per_peer_hour",
+                u64::from(self.limits.incoming_requests_per_peer_hour),
+            ),
+            (
+                "limits.incoming_requests_per_recipient_hour",
+                u64::from(self.limits.incoming_requests_per_recipient_hour),
+            ),
+            (
+                "limits.incoming_lookups_per_member_hour",
+                u64::from(self.limits.incoming_lookups_per_member_hour),
+            ),
+            (
+                "limits.incoming_lookups_per_peer_hour",
+                u64::from(self.limits.incoming_lookups_per_peer_hour),
+            ),
+            (
+                "limits.profile_syncs_per_member_hour",
+                u64::from(self.limits.profile_syncs_per_member_hour),
+            ),
+            (
+                "limits.reachability_notices_per_peer_hour",
+                u64::from(self.limits.reachability_notices_per_peer_hour),
+            ),
+            (
+                "limits.login_failures_per_member",
+                u64::from(self.limits.login_failures_per_member),
+            ),
+            (
+                "limits.login_failures_per_address",
+                u64::from(self.limits.login_failures_per_address),
+            ),
+            ("limits.login_window_secs", self.limits.login_window_secs),
             (
                 "limits.keepalive_interval_ms",
                 self.limits.keepalive_interval_ms,

@@ -10,8 +10,10 @@ use crate::error::{Error, Result};
 use crate::ids::{MemberId, TenantId};
 use crate::model::{Caller, MemberState};
 use crate::peers::bridge_error;
+use crate::quota::HOUR_MS;
 use crate::store::audit::{self, NewEntry};
 use crate::store::contacts::{self as store, ContactRow, RequestRow};
+use crate::store::limits::{self, ArrivalFilter};
 use crate::store::{now_ms, policy};
 use crate::tenant::Tenant;
 
@@ -45,7 +47,15 @@ impl Tenant {
         )
         .await?;
         match answer {
-            Ok(profile) if profile.user == external.as_str() => Ok(profile),
+            Ok(profile) if profile.user == external.as_str() => {
+                if let Ok(company) = crate::tenant::clean_name("company", &profile.company, 100) {
+                    let mut w = self.store.begin_write().await?;
+                    limits::set_peer_company(&mut w.tx, permit.peer().as_str(), &company, now_ms())
+                        .await?;
+                    w.commit().await?;
+                }
+                Ok(profile)
+            }
             Ok(profile) => Err(Error::Unavailable(format!(
                 "{} answered for {} instead of {external}",
                 permit.peer(),
@@ -73,6 +83,31 @@ impl Tenant {
         user: &str,
     ) -> Result<PublicProfile> {
         let requester = MemberId::parse(requester).map_err(Error::bad_id("requester"))?;
+        let l = &self.limits;
+        self.count_arrival(
+            ARRIVAL_LOOKUP,
+            peer,
+            &requester,
+            &[
+                (
+                    Scope::Member,
+                    l.incoming_lookups_per_member_hour,
+                    format!(
+                        "{requester} already looked up {} users this hour, the most {} answers for one member",
+                        l.incoming_lookups_per_member_hour, self.id
+                    ),
+                ),
+                (
+                    Scope::Peer,
+                    l.incoming_lookups_per_peer_hour,
+                    format!(
+                        "members of {peer} already looked up {} users this hour, the most {} answers for one company",
+                        l.incoming_lookups_per_peer_hour, self.id
+                    ),
+                ),
+            ],
+        )
+        .await?;
         let not_found = || Error::NotFound(format!("user {}", clip(user)));
         let Ok(local) = MemberId::parse(user) else {
             return Err(not_found());
@@ -123,7 +158,10 @@ pub struct FriendRequestView {
     pub outgoing: bool,
     pub state: String,
     pub display_name: String,
+    /// The other company's name, one per tenant (the latest its node sent).
     pub company: String,
+    /// The other company's tenant id, from its node's verified certificate.
+    pub tenant: String,
     pub created_at_ms: i64,
 }
 
@@ -135,27 +173,40 @@ pub struct ContactView {
     pub display_name: String,
     pub photo: Vec<u8>,
     pub photo_content_type: String,
-    /// The user's company name, their fixed status; "unknown" when their
-    /// company withdrew them.
+    /// The user's company name, their fixed status, one per tenant (the
+    /// latest its node sent); "unknown" when their company withdrew them.
     pub status: String,
+    /// The user's tenant id, verified: shown beside the company name.
+    pub tenant: String,
     pub fields: serde_json::Value,
     pub trashed: bool,
     pub created_at_ms: i64,
 }
 
-fn view_of_request(r: RequestRow) -> FriendRequestView {
+fn view_of_request(r: RequestRow, company: String, tenant: String) -> FriendRequestView {
     FriendRequestView {
         id: r.id,
         external_user: r.external_user,
         outgoing: r.outgoing,
         state: r.state,
         display_name: r.display_name,
-        company: r.company,
+        company,
+        tenant,
         created_at_ms: r.created_at_ms,
     }
 }
 
-const HOUR_MS: i64 = 3_600_000;
+/// What `peer_arrivals` counts: friend requests, lookups, profile syncs.
+const ARRIVAL_REQUEST: &str = "friend_request";
+const ARRIVAL_LOOKUP: &str = "lookup";
+const ARRIVAL_PROFILE: &str = "profile_sync";
+
+/// Whom a limit on arrivals counts: one peer member, or the peer in all.
+#[derive(Debug, Clone, Copy)]
+enum Scope {
+    Member,
+    Peer,
+}
 
 enum Outcome {
     Pending(FriendRequestView),
@@ -338,18 +389,22 @@ impl Tenant {
             created_at_ms: at,
             decided_at_ms: None,
         };
+        let contact = match accepted {
+            Some(profile) => Some(
+                self.synced_contact(caller.member.as_str(), profile, at)
+                    .await?,
+            ),
+            None => None,
+        };
         let mut w = self.store.begin_write().await?;
         store::insert_request(&mut w.tx, &row).await?;
-        let Some(profile) = accepted else {
+        let Some(contact) = contact else {
             w.commit().await?;
-            return Ok(Outcome::Pending(view_of_request(row)));
+            return Ok(Outcome::Pending(self.request_view(row).await?));
         };
         store::decide_request(&mut w.tx, &row.id, "accepted", at).await?;
-        store::upsert_contact(
-            &mut w.tx,
-            &self.synced_contact(caller.member.as_str(), profile, at)?,
-        )
-        .await?;
+        store::upsert_contact(&mut w.tx, &contact).await?;
+        limits::set_peer_company(&mut w.tx, permit.peer().as_str(), &contact.company, at).await?;
         w.commit().await?;
         self.open_direct_after_acceptance(&caller.member, &external)
             .await;
@@ -359,15 +414,17 @@ impl Tenant {
     }
 
     /// A new contact row from a profile a peer sent, checked like any input.
-    fn synced_contact(&self, owner: &str, profile: PublicProfile, at: i64) -> Result<ContactRow> {
+    async fn synced_contact(
+        &self,
+        owner: &str,
+        profile: PublicProfile,
+        at: i64,
+    ) -> Result<ContactRow> {
         let display_name = crate::tenant::clean_name("display_name", &profile.display_name, 100)?;
         let photo = if profile.photo.is_empty() {
             None
         } else {
-            Some(crate::accounts::check_photo(
-                profile.photo,
-                self.limits.max_photo_bytes,
-            )?)
+            Some(crate::photo::normalize(profile.photo, self.limits.max_photo_bytes).await?)
         };
         Ok(ContactRow {
             owner: owner.to_string(),
@@ -441,16 +498,53 @@ impl Tenant {
             decided_at_ms: None,
         };
         if let Some(link) = invitation {
+            // Counted like any new request, whether the link holds or not:
+            // each refusal is audited, so guessing links is limited too.
+            let mut w = self.store.begin_write().await?;
+            self.check_incoming_request(&mut w.tx, peer, &requester, &local, row.created_at_ms)
+                .await?;
+            limits::record_arrival(
+                &mut w.tx,
+                ARRIVAL_REQUEST,
+                peer.as_str(),
+                requester.as_str(),
+                local.as_str(),
+                row.created_at_ms,
+                row.created_at_ms - HOUR_MS,
+            )
+            .await?;
+            w.commit().await?;
             return self
                 .accept_by_invitation(peer, row, from, link, &local, &requester)
                 .await
                 .map(Some);
         }
         let mut w = self.store.begin_write().await?;
+        if let Some(pending) =
+            store::pending_incoming(&mut w.tx, local.as_str(), requester.as_str()).await?
+        {
+            // Asked again while the first is pending (or a retry): one
+            // request, one notice.
+            tracing::info!(peer = %peer, from = %requester, to = %local, request = %pending.id, "friend request repeated while pending");
+            return Ok(None);
+        }
+        self.check_incoming_request(&mut w.tx, peer, &requester, &local, row.created_at_ms)
+            .await?;
         if !store::insert_request(&mut w.tx, &row).await? {
             // The same request again (a retry): already stored.
             return Ok(None);
         }
+        limits::record_arrival(
+            &mut w.tx,
+            ARRIVAL_REQUEST,
+            peer.as_str(),
+            requester.as_str(),
+            local.as_str(),
+            row.created_at_ms,
+            row.created_at_ms - HOUR_MS,
+        )
+        .await?;
+        limits::set_peer_company(&mut w.tx, peer.as_str(), &company, row.created_at_ms).await?;
         audit::append(
             &mut w.tx,
             &NewEntry::new("request.received", format!("peer:{peer}"))
@@ -474,6 +568,111 @@ impl Tenant {
         Ok(None)
     }
 
+    /// Counts a call from `member` of `peer` against hourly limits, and
+    /// stores it when it is within them all; a call over one stores nothing.
+    async fn count_arrival(
+        &self,
+        kind: &'static str,
+        peer: &TenantId,
+        member: &MemberId,
+        checks: &[(Scope, u32, String)],
+    ) -> Result<()> {
+        let now = now_ms();
+        let mut w = self.store.begin_write().await?;
+        for (scope, limit, what) in checks {
+            let filter = ArrivalFilter {
+                kind,
+                since_ms: now - HOUR_MS,
+                peer: Some(peer.as_str()),
+                external_user: match scope {
+                    Scope::Member => Some(member.as_str()),
+                    Scope::Peer => None,
+                },
+                local_member: None,
+            };
+            let counted = limits::count_arrivals(&mut w.tx, filter).await?;
+            if let Some(wait) = crate::quota::wait_ms(*limit, counted, HOUR_MS, now) {
+                return Err(crate::quota::exceeded(what.clone(), wait));
+            }
+        }
+        limits::record_arrival(
+            &mut w.tx,
+            kind,
+            peer.as_str(),
+            member.as_str(),
+            "",
+            now,
+            now - HOUR_MS,
+        )
+        .await?;
+        w.commit().await
+    }
+
+    /// The receiver's limits on new friend requests from a peer: per peer
+    /// member, per peer company (so made-up members do not escape) and per
+    /// recipient (so one of ours is not flooded with notices).
+    async fn check_incoming_request(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        peer: &TenantId,
+        requester: &MemberId,
+        local: &MemberId,
+        now: i64,
+    ) -> Result<()> {
+        let since = now - HOUR_MS;
+        let filter = |peer: Option<&'static str>| ArrivalFilter {
+            kind: ARRIVAL_REQUEST,
+            since_ms: since,
+            peer,
+            external_user: None,
+            local_member: None,
+        };
+        let l = &self.limits;
+        let checks = [
+            (
+                ArrivalFilter {
+                    external_user: Some(requester.as_str()),
+                    ..filter(None)
+                },
+                l.incoming_requests_per_member_hour,
+                format!(
+                    "{requester} already sent {} friend requests this hour, the most {} accepts from one member",
+                    l.incoming_requests_per_member_hour, self.id
+                ),
+            ),
+            (
+                ArrivalFilter {
+                    peer: Some(peer.as_str()),
+                    ..filter(None)
+                },
+                l.incoming_requests_per_peer_hour,
+                format!(
+                    "members of {peer} already sent {} friend requests this hour, the most {} accepts from one company",
+                    l.incoming_requests_per_peer_hour, self.id
+                ),
+            ),
+            (
+                ArrivalFilter {
+                    peer: Some(peer.as_str()),
+                    local_member: Some(local.as_str()),
+                    ..filter(None)
+                },
+                l.incoming_requests_per_recipient_hour,
+                format!(
+                    "{local} already got {} friend requests from {peer} this hour, the most {} accepts",
+                    l.incoming_requests_per_recipient_hour, self.id
+                ),
+            ),
+        ];
+        for (filter, limit, what) in checks {
+            let counted = limits::count_arrivals(conn, filter).await?;
+            if let Some(wait) = crate::quota::wait_ms(limit, counted, HOUR_MS, now) {
+                return Err(crate::quota::exceeded(what, wait));
+            }
+        }
+        Ok(())
+    }
+
     /// A request that carries one of our member's invitation links: checked,
     /// used up and accepted at once, all in one transaction.
     async fn accept_by_invitation(
@@ -486,7 +685,7 @@ impl Tenant {
         requester: &MemberId,
     ) -> Result<PublicProfile> {
         let at = now_ms();
-        let contact = self.synced_contact(local.as_str(), from, at)?;
+        let contact = self.synced_contact(local.as_str(), from, at).await?;
         let mut w = self.store.begin_write().await?;
         if let Err(e) = self.use_invitation(&mut w.tx, link, local, requester).await {
             drop(w);
@@ -503,6 +702,7 @@ impl Tenant {
         store::insert_request(&mut w.tx, &row).await?;
         store::decide_request(&mut w.tx, &row.id, "accepted", at).await?;
         store::upsert_contact(&mut w.tx, &contact).await?;
+        limits::set_peer_company(&mut w.tx, peer.as_str(), &contact.company, at).await?;
         audit::append(
             &mut w.tx,
             &NewEntry::new("request.accepted_by_invitation", format!("peer:{peer}"))
@@ -530,12 +730,31 @@ impl Tenant {
     }
 
     pub async fn friend_requests(&self, caller: &Caller) -> Result<Vec<FriendRequestView>> {
+        let rows = {
+            let mut conn = self.store.pool().acquire().await?;
+            store::requests_of(&mut conn, caller.member.as_str()).await?
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(self.request_view(row).await?);
+        }
+        Ok(out)
+    }
+
+    async fn request_view(&self, row: RequestRow) -> Result<FriendRequestView> {
+        let user =
+            MemberId::parse(&row.external_user).map_err(|e| Error::Internal(e.to_string()))?;
+        let company = self.peer_company(user.tenant()).await?;
+        Ok(view_of_request(row, company, user.tenant().to_string()))
+    }
+
+    /// The company name a peer tenant last sent; its tenant id until it
+    /// has sent one. Never a member's own: one name per tenant.
+    pub async fn peer_company(&self, tenant: &TenantId) -> Result<String> {
         let mut conn = self.store.pool().acquire().await?;
-        Ok(store::requests_of(&mut conn, caller.member.as_str())
+        Ok(limits::peer_company(&mut conn, tenant.as_str())
             .await?
-            .into_iter()
-            .map(view_of_request)
-            .collect())
+            .unwrap_or_else(|| tenant.to_string()))
     }
 
     async fn incoming_pending(&self, caller: &Caller, id: &str) -> Result<(RequestRow, MemberId)> {
@@ -679,16 +898,18 @@ impl Tenant {
         let external =
             MemberId::parse(&row.external_user).map_err(|e| Error::Internal(e.to_string()))?;
         let at = now_ms();
+        let contact = if accepted {
+            Some(self.synced_contact(&row.local_member, from, at).await?)
+        } else {
+            None
+        };
         let mut w = self.store.begin_write().await?;
-        if accepted {
+        if let Some(contact) = &contact {
             if self.admit(&local, &external).await?.is_err() {
                 return Err(Error::NotFound(format!("user {to}")));
             }
-            store::upsert_contact(
-                &mut w.tx,
-                &self.synced_contact(&row.local_member, from, at)?,
-            )
-            .await?;
+            store::upsert_contact(&mut w.tx, contact).await?;
+            limits::set_peer_company(&mut w.tx, peer.as_str(), &contact.company, at).await?;
         }
         store::decide_request(
             &mut w.tx,
@@ -765,7 +986,7 @@ impl Tenant {
         let status = if self.is_unknown(&user).await? {
             "unknown".to_string()
         } else {
-            row.company
+            self.peer_company(user.tenant()).await?
         };
         Ok(ContactView {
             user_id: row.user_id,
@@ -773,6 +994,7 @@ impl Tenant {
             photo: row.photo.unwrap_or_default(),
             photo_content_type: row.photo_type.unwrap_or_default(),
             status,
+            tenant: user.tenant().to_string(),
             fields: serde_json::from_str(&row.fields).unwrap_or(serde_json::Value::Null),
             trashed: row.trashed_at_ms.is_some(),
             created_at_ms: row.created_at_ms,
@@ -1122,18 +1344,31 @@ impl Tenant {
     /// A peer's member changed their profile (through the bridge).
     pub async fn receive_profile(&self, peer: &TenantId, profile: PublicProfile) -> Result<()> {
         let user = MemberId::parse(&profile.user).map_err(Error::bad_id("user"))?;
+        let limit = self.limits.profile_syncs_per_member_hour;
+        self.count_arrival(
+            ARRIVAL_PROFILE,
+            peer,
+            &user,
+            &[(
+                Scope::Member,
+                limit,
+                format!(
+                    "{user}'s profile was already synced {limit} times this hour, the most {} accepts",
+                    self.id
+                ),
+            )],
+        )
+        .await?;
         let display_name = crate::tenant::clean_name("display_name", &profile.display_name, 100)?;
         let company = crate::tenant::clean_name("company", &profile.company, 100)?;
         let photo = if profile.photo.is_empty() {
             None
         } else {
-            Some(crate::accounts::check_photo(
-                profile.photo,
-                self.limits.max_photo_bytes,
-            )?)
+            Some(crate::photo::normalize(profile.photo, self.limits.max_photo_bytes).await?)
         };
         let at = now_ms();
         let mut w = self.store.begin_write().await?;
+        limits::set_peer_company(&mut w.tx, peer.as_str(), &company, at).await?;
         let n = store::sync_profile(
             &mut w.tx,
             user.as_str(),

@@ -22,6 +22,7 @@ fn handler_error(e: Error) -> HandlerError {
         Error::AlreadyExists(m) | Error::FailedPrecondition(m) => {
             HandlerError::FailedPrecondition(m)
         }
+        Error::ResourceExhausted(m) => HandlerError::ResourceExhausted(m),
         other => HandlerError::Internal(other.to_string()),
     }
 }

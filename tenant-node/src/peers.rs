@@ -797,6 +797,7 @@ pub fn bridge_error(peer: &TenantId, error: BridgeError) -> Error {
                 Code::PermissionDenied | Code::Unauthenticated => Error::PermissionDenied(message),
                 Code::NotFound => Error::NotFound(message),
                 Code::AlreadyExists => Error::AlreadyExists(message),
+                Code::ResourceExhausted => Error::ResourceExhausted(message),
                 Code::InvalidArgument | Code::FailedPrecondition => {
                     Error::FailedPrecondition(message)
                 }

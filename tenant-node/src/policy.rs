@@ -4,9 +4,16 @@
 use crate::error::{Error, Result};
 use crate::ids::MemberId;
 use crate::model::{Caller, MemberState};
+use crate::quota::HOUR_MS;
 use crate::store::audit::{self, NewEntry};
-use crate::store::{WriteTx, now_ms, policy};
+use crate::store::{WriteTx, limits, now_ms, policy};
 use crate::tenant::Tenant;
+
+/// Members one reachability notice may name; a peer that withdraws more
+/// at once says "all members".
+const MAX_REACHABILITY_MEMBERS: usize = 1000;
+/// What `peer_arrivals` counts for reachability notices.
+const ARRIVAL_REACHABILITY: &str = "reachability";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExternalSettings {
@@ -89,8 +96,47 @@ impl Tenant {
         members: Vec<String>,
         reachable: bool,
     ) -> Result<()> {
+        if members.len() > MAX_REACHABILITY_MEMBERS {
+            return Err(Error::invalid(
+                "members",
+                format!(
+                    "at most {MAX_REACHABILITY_MEMBERS} members per notice; set all_members for more"
+                ),
+            ));
+        }
         let at = now_ms();
         let mut w = self.store.begin_write().await?;
+        let counted = limits::count_arrivals(
+            &mut w.tx,
+            limits::ArrivalFilter {
+                kind: ARRIVAL_REACHABILITY,
+                since_ms: at - HOUR_MS,
+                peer: Some(peer.as_str()),
+                external_user: None,
+                local_member: None,
+            },
+        )
+        .await?;
+        let limit = self.limits.reachability_notices_per_peer_hour;
+        if let Some(wait) = crate::quota::wait_ms(limit, counted, HOUR_MS, at) {
+            return Err(crate::quota::exceeded(
+                format!(
+                    "{peer} already sent {limit} reachability notices this hour, the most {} accepts",
+                    self.id
+                ),
+                wait,
+            ));
+        }
+        limits::record_arrival(
+            &mut w.tx,
+            ARRIVAL_REACHABILITY,
+            peer.as_str(),
+            "",
+            "",
+            at,
+            at - HOUR_MS,
+        )
+        .await?;
         let keys: Vec<String> = if members.is_empty() {
             vec![policy::all_members_key(peer)]
         } else {

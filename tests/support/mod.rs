@@ -420,6 +420,17 @@ pub fn text(event: &pb::RoomEvent) -> Option<&str> {
     }
 }
 
+/// A real PNG photo of `width` by `height` pixels.
+pub fn png(width: u32, height: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x * 16) as u8, (y * 16) as u8, 128])
+    }))
+    .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+    .expect("encode a PNG");
+    out
+}
+
 /// Asserts a call failed with `code` and a message containing `fragment`.
 #[track_caller]
 pub fn check<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, fragment: &str) {

@@ -777,13 +777,14 @@ async fn contact(command: ContactCommand, opts: &ClientOpts) -> anyhow::Result<(
             print(
                 opts.json,
                 json!({"user_id": p.user_id, "display_name": p.display_name, "company": p.company,
+                       "tenant": p.tenant,
                        "photo_content_type": p.photo_content_type, "photo_bytes": p.photo.len()}),
                 || {
                     format!(
                         "{}  {}  ({})",
                         safe(&p.user_id),
                         safe(&p.display_name),
-                        safe(&p.company)
+                        safe(&output::company_with_tenant(&p.company, &p.tenant))
                     )
                 },
             );

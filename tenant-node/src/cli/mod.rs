@@ -251,7 +251,8 @@ pub enum ProfileCommand {
     Set {
         #[arg(long)]
         display_name: Option<String>,
-        /// A PNG, JPEG, GIF or WebP file.
+        /// A PNG or JPEG file; it is re-encoded (at most 512 px a side, no
+        /// metadata kept).
         #[arg(long, conflicts_with = "clear_photo")]
         photo: Option<PathBuf>,
         #[arg(long)]

@@ -489,6 +489,7 @@ pub fn request_json(r: &pb::FriendRequest) -> Value {
         "state": r.state,
         "display_name": (!r.display_name.is_empty()).then_some(&r.display_name),
         "company": (!r.company.is_empty()).then_some(&r.company),
+        "tenant": r.tenant,
         "created_at_ms": r.created_at_ms,
     })
 }
@@ -507,9 +508,19 @@ pub fn request_line(r: &pb::FriendRequest) -> String {
             safe(&r.id),
             safe(&r.user_id),
             safe(&r.display_name),
-            safe(&r.company),
+            safe(&company_with_tenant(&r.company, &r.tenant)),
             safe(&r.state)
         )
+    }
+}
+
+/// Another company's name as members see it: always with its verified
+/// tenant id, as the name is whatever that company chose.
+pub fn company_with_tenant(company: &str, tenant: &str) -> String {
+    if company.is_empty() || company == tenant {
+        tenant.to_string()
+    } else {
+        format!("{company} ({tenant})")
     }
 }
 
@@ -518,6 +529,7 @@ pub fn contact_json(c: &pb::ExternalContact) -> Value {
         "user_id": c.user_id,
         "display_name": c.display_name,
         "status": c.status,
+        "tenant": c.tenant,
         "photo_content_type": c.photo_content_type,
         "photo_bytes": c.photo.len(),
         "fields": serde_json::from_str::<Value>(&c.fields_json).unwrap_or(Value::Null),
@@ -531,7 +543,7 @@ pub fn contact_line(c: &pb::ExternalContact) -> String {
         "{:<32} {:<24} {}",
         safe(&c.user_id),
         safe(&c.display_name),
-        safe(&c.status)
+        safe(&company_with_tenant(&c.status, &c.tenant))
     )
 }
 
@@ -540,7 +552,7 @@ pub fn contact_text(c: &pb::ExternalContact) -> String {
         "id:       {}\nname:     {} (synced from their company)\nstatus:   {}\nfields:   {}{}",
         safe(&c.user_id),
         safe(&c.display_name),
-        safe(&c.status),
+        safe(&company_with_tenant(&c.status, &c.tenant)),
         // JSON escapes C0 controls, not DEL, C1 or bidi controls.
         safe(&c.fields_json),
         if c.trashed { "\n(in the trash)" } else { "" }

@@ -278,15 +278,19 @@ pub fn audit_filter(r: &pb::AuditSearchRequest) -> Filter {
     }
 }
 
+/// A profile found at another company (`find_external` checked that it is
+/// the user asked for, so the tenant is the one that answered).
 pub fn external_profile(p: works_bridge::PublicProfile) -> pb::ExternalProfile {
-    {
-        pb::ExternalProfile {
-            user_id: p.user,
-            display_name: p.display_name,
-            photo: p.photo,
-            photo_content_type: p.photo_content_type,
-            company: p.company,
-        }
+    let tenant = crate::ids::MemberId::parse(&p.user)
+        .map(|m| m.tenant().to_string())
+        .unwrap_or_default();
+    pb::ExternalProfile {
+        user_id: p.user,
+        display_name: p.display_name,
+        photo: p.photo,
+        photo_content_type: p.photo_content_type,
+        company: p.company,
+        tenant,
     }
 }
 
@@ -300,6 +304,7 @@ impl From<crate::contacts::FriendRequestView> for pb::FriendRequest {
             display_name: r.display_name,
             company: r.company,
             created_at_ms: r.created_at_ms,
+            tenant: r.tenant,
         }
     }
 }
@@ -315,6 +320,7 @@ impl From<crate::contacts::ContactView> for pb::ExternalContact {
             fields_json: c.fields.to_string(),
             trashed: c.trashed,
             created_at_ms: c.created_at_ms,
+            tenant: c.tenant,
         }
     }
 }

@@ -33,8 +33,9 @@ pub struct ContactsApi(pub Arc<Tenant>);
 #[tonic::async_trait]
 impl pb::auth_server::Auth for AuthApi {
     async fn login(&self, request: Request<pb::LoginRequest>) -> Reply<pb::LoginResponse> {
+        let source = request.remote_addr().map(|a| a.ip());
         let r = request.into_inner();
-        let login = self.0.login(&r.member_id, &r.password).await?;
+        let login = self.0.login(&r.member_id, &r.password, source).await?;
         Ok(Response::new(pb::LoginResponse {
             token: login.token,
             member_id: login.member.to_string(),
@@ -105,10 +106,10 @@ impl pb::admin_server::Admin for AdminApi {
     }
 
     async fn get_company(&self, request: Request<pb::GetCompanyRequest>) -> Reply<pb::Company> {
-        caller(&self.0, &request).await?;
+        let who = caller(&self.0, &request).await?;
         Ok(Response::new(pb::Company {
             tenant: self.0.id.to_string(),
-            name: self.0.company_name().await?,
+            name: self.0.company_setting(&who).await?,
         }))
     }
 

@@ -108,6 +108,23 @@ pub async fn pending_between(
     row.as_ref().map(request_from_row).transpose()
 }
 
+/// The pending request a peer's member sent one of ours, if any.
+pub async fn pending_incoming(
+    conn: &mut AnyConnection,
+    local: &str,
+    external: &str,
+) -> Result<Option<RequestRow>> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {REQUEST_COLUMNS} FROM friend_requests WHERE local_member = $1 AND external_user = $2 \
+         AND direction = 'incoming' AND state = 'pending'"
+    )))
+    .bind(local)
+    .bind(external)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(request_from_row).transpose()
+}
+
 pub async fn requests_of(conn: &mut AnyConnection, member: &str) -> Result<Vec<RequestRow>> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {REQUEST_COLUMNS} FROM friend_requests WHERE local_member = $1 ORDER BY created_at DESC, id DESC LIMIT 200"

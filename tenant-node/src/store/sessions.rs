@@ -2,6 +2,7 @@
 
 use sqlx::Row;
 
+use super::limits::{self, Counted};
 use super::members::{role_from, state_from};
 use super::{Store, now_ms};
 use crate::error::Result;
@@ -87,5 +88,35 @@ impl Store {
             .rows_affected();
         w.commit().await?;
         Ok(n)
+    }
+
+    /// Failed logins since a time, for a member id and for an address.
+    pub async fn login_failures(
+        &self,
+        member: &MemberId,
+        address: &str,
+        since_ms: i64,
+    ) -> Result<(Counted, Counted)> {
+        let mut conn = self.pool().acquire().await?;
+        limits::login_failures(&mut conn, member.as_str(), address, since_ms).await
+    }
+
+    pub async fn record_login_failure(
+        &self,
+        member: &MemberId,
+        address: &str,
+        at_ms: i64,
+        prune_before_ms: i64,
+    ) -> Result<()> {
+        let mut w = self.begin_write().await?;
+        limits::record_login_failure(&mut w.tx, member.as_str(), address, at_ms, prune_before_ms)
+            .await?;
+        w.commit().await
+    }
+
+    pub async fn clear_login_failures(&self, member: &MemberId) -> Result<()> {
+        let mut w = self.begin_write().await?;
+        limits::clear_login_failures(&mut w.tx, member.as_str()).await?;
+        w.commit().await
     }
 }
