@@ -322,7 +322,7 @@ async fn another_companys_text_cannot_drive_a_members_terminal() {
         .sync_profile(fed::PublicProfile {
             user: bob.id.clone(),
             display_name: "Bob \u{202e}nimda".into(),
-            company: "B \u{202d}Holdings".into(),
+            company: "B \u{202d}Holdings \u{2066}Group\u{2069}".into(),
             ..Default::default()
         })
         .await
@@ -359,13 +359,20 @@ async fn another_companys_text_cannot_drive_a_members_terminal() {
     check_shown(
         "request list",
         &requests,
-        &["Mallory \\u{202e}fdp.exe", "Evil \\u{2066}Corp\\u{2069}"],
+        // The company is b.example's one name, the latest it sent.
+        &[
+            "Mallory \\u{202e}fdp.exe",
+            "B \\u{202d}Holdings \\u{2066}Group\\u{2069} (b.example)",
+        ],
     );
     let contacts = cli(&a.url, token, &["contact", "list"]).await;
     check_shown(
         "contact list",
         &contacts,
-        &["Bob \\u{202e}nimda", "B \\u{202d}Holdings"],
+        &[
+            "Bob \\u{202e}nimda",
+            "B \\u{202d}Holdings \\u{2066}Group\\u{2069} (b.example)",
+        ],
     );
     let history = cli(&a.url, token, &["room", "history", &direct.id]).await;
     check_shown(
