@@ -720,8 +720,10 @@ impl Tenant {
                 }
             }
             EventBody::Unknown => {
-                if !in_room {
-                    // Nothing to take out: keep the order, show nothing.
+                // Our own member left here before the host heard of it;
+                // anyone else not in the room: nothing to take out, keep
+                // the order, show nothing.
+                if !in_room && !ours {
                     return Ok((
                         Verdict::Withhold {
                             reason: Error::NotFound(format!("member {sender} in the room")),
