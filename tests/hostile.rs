@@ -29,6 +29,12 @@ fn new_id() -> String {
     ulid::Ulid::new().to_string()
 }
 
+async fn relay_one(client: &mut works_bridge::PeerClient, envelope: fed::Envelope) -> fed::Ack {
+    let mut acks = relay_once(client, vec![envelope]).await;
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    acks.remove(0)
+}
+
 fn refused(ack: &fed::Ack, fragment: &str) {
     assert!(
         ack.refused.contains(fragment) && !ack.retry,
@@ -243,32 +249,25 @@ async fn a_peer_cannot_open_a_room_holding_members_we_never_connected() {
     let admin = a.admin().await;
     allow(&admin, true, &carol.id, true).await;
     let welcome = new_id();
-    let acks = relay_once(
-        &mut from_b,
-        vec![envelope(
-            &new_id(),
-            "b.example",
-            &welcome,
-            1,
-            created(&[&bob.id, &carol.id]),
-        )],
-    )
-    .await;
-    stored(&acks[0]);
+    let opening = envelope(
+        &new_id(),
+        "b.example",
+        &welcome,
+        1,
+        created(&[&bob.id, &carol.id]),
+    );
+    stored(&relay_one(&mut from_b, opening).await);
     until_listed(&carol, &welcome).await;
     allow(&admin, false, &carol.id, true).await;
     let closed = new_id();
-    let acks = relay_once(
-        &mut from_b,
-        vec![envelope(
-            &new_id(),
-            "b.example",
-            &closed,
-            1,
-            created(&[&bob.id, &carol.id]),
-        )],
-    )
-    .await;
+    let opening = envelope(
+        &new_id(),
+        "b.example",
+        &closed,
+        1,
+        created(&[&bob.id, &carol.id]),
+    );
+    let acks = vec![relay_one(&mut from_b, opening).await];
     refused(&acks[0], "user carol@a.example not found");
     assert!(carol.rooms().await.iter().all(|r| r.id != closed));
 }

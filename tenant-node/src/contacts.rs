@@ -501,18 +501,8 @@ impl Tenant {
             // Counted like any new request, whether the link holds or not:
             // each refusal is audited, so guessing links is limited too.
             let mut w = self.store.begin_write().await?;
-            self.check_incoming_request(&mut w.tx, peer, &requester, &local, row.created_at_ms)
+            self.count_incoming_request(&mut w.tx, peer, &requester, &local, row.created_at_ms)
                 .await?;
-            limits::record_arrival(
-                &mut w.tx,
-                ARRIVAL_REQUEST,
-                peer.as_str(),
-                requester.as_str(),
-                local.as_str(),
-                row.created_at_ms,
-                row.created_at_ms - HOUR_MS,
-            )
-            .await?;
             w.commit().await?;
             return self
                 .accept_by_invitation(peer, row, from, link, &local, &requester)
@@ -528,22 +518,13 @@ impl Tenant {
             tracing::info!(peer = %peer, from = %requester, to = %local, request = %pending.id, "friend request repeated while pending");
             return Ok(None);
         }
-        self.check_incoming_request(&mut w.tx, peer, &requester, &local, row.created_at_ms)
+        self.count_incoming_request(&mut w.tx, peer, &requester, &local, row.created_at_ms)
             .await?;
         if !store::insert_request(&mut w.tx, &row).await? {
-            // The same request again (a retry): already stored.
+            // The same request again (a retry): already stored, and the
+            // transaction that counted it rolls back.
             return Ok(None);
         }
-        limits::record_arrival(
-            &mut w.tx,
-            ARRIVAL_REQUEST,
-            peer.as_str(),
-            requester.as_str(),
-            local.as_str(),
-            row.created_at_ms,
-            row.created_at_ms - HOUR_MS,
-        )
-        .await?;
         limits::set_peer_company(&mut w.tx, peer.as_str(), &company, row.created_at_ms).await?;
         audit::append(
             &mut w.tx,
@@ -610,8 +591,9 @@ impl Tenant {
 
     /// The receiver's limits on new friend requests from a peer: per peer
     /// member, per peer company (so made-up members do not escape) and per
-    /// recipient (so one of ours is not flooded with notices).
-    async fn check_incoming_request(
+    /// recipient (so one of ours is not flooded with notices). Within them
+    /// all, the request is counted in the caller's transaction.
+    async fn count_incoming_request(
         &self,
         conn: &mut sqlx::AnyConnection,
         peer: &TenantId,
@@ -665,12 +647,21 @@ impl Tenant {
             ),
         ];
         for (filter, limit, what) in checks {
-            let counted = limits::count_arrivals(conn, filter).await?;
+            let counted = limits::count_arrivals(&mut *conn, filter).await?;
             if let Some(wait) = crate::quota::wait_ms(limit, counted, HOUR_MS, now) {
                 return Err(crate::quota::exceeded(what, wait));
             }
         }
-        Ok(())
+        limits::record_arrival(
+            conn,
+            ARRIVAL_REQUEST,
+            peer.as_str(),
+            requester.as_str(),
+            local.as_str(),
+            now,
+            since,
+        )
+        .await
     }
 
     /// A request that carries one of our member's invitation links: checked,
