@@ -267,8 +267,10 @@ async fn a_peer_cannot_open_a_room_holding_members_we_never_connected() {
         1,
         created(&[&bob.id, &carol.id]),
     );
-    let acks = vec![relay_one(&mut from_b, opening).await];
-    refused(&acks[0], "user carol@a.example not found");
+    refused(
+        &relay_one(&mut from_b, opening).await,
+        "user carol@a.example not found",
+    );
     assert!(carol.rooms().await.iter().all(|r| r.id != closed));
 }
 
