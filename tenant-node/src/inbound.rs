@@ -435,7 +435,6 @@ impl Tenant {
                     direct_key: String::new(),
                     opened_with: Vec::new(),
                     row: Some(row),
-                    new: false,
                 }
             }
             None => self.new_room_view(&event, snapshot)?,
@@ -456,7 +455,7 @@ impl Tenant {
                 after
             }
             // A room is never opened only to hold what it withholds.
-            Verdict::Withhold { reason, .. } if view.new => return Err(reason),
+            Verdict::Withhold { reason, .. } if view.is_new() => return Err(reason),
             Verdict::Withhold { reason, tell_host } => {
                 tracing::info!(room = %event.room, sender = %event.sender, kind = event.body.kind(), reason = %reason, "relayed event withheld");
                 event.body = EventBody::Withheld;
@@ -470,7 +469,7 @@ impl Tenant {
                 }
             }
         };
-        if view.new {
+        if view.is_new() {
             // Two direct rooms for one pair can exist when both sides
             // opened one at once; only the first holds the key.
             let key = match view.kind {
@@ -589,7 +588,6 @@ impl Tenant {
             direct_key,
             opened_with: members,
             row: None,
-            new: true,
         })
     }
 
@@ -641,7 +639,7 @@ impl Tenant {
                 members,
             } => {
                 let members = content::members_within(members, &self.limits)?;
-                if !view.new {
+                if !view.is_new() {
                     return Err(Error::AlreadyExists(format!(
                         "room {} exists here",
                         event.room
@@ -905,9 +903,14 @@ struct RoomView {
     direct_key: String,
     /// A new room's members after its first event, as the host says.
     opened_with: Vec<MemberId>,
-    /// This node's row of the room, when it has one.
+    /// This node's row of the room; `None` for a room new here.
     row: Option<rooms::RoomRow>,
-    new: bool,
+}
+
+impl RoomView {
+    fn is_new(&self) -> bool {
+        self.row.is_none()
+    }
 }
 
 /// The room after an event this node applies.
