@@ -84,7 +84,10 @@ impl BenchNode {
         for var in NODE_ENV {
             init.env_remove(var);
         }
-        let out = init.output().await.context("cannot run init")?;
+        let out = init
+            .output()
+            .await
+            .with_context(|| format!("cannot run the node binary {} (init)", exe.display()))?;
         if !out.status.success() {
             bail!(
                 "init of {tenant} failed: {}",
