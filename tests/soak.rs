@@ -1,10 +1,8 @@
-//! The soak as an operator runs it (`tenant-node bench --variant soak`),
+//! The soak as an operator runs it (`works-bench --variant soak`),
 //! shortened: two nodes, a steady load both ways across a direct room, and
 //! the verdict it prints: nothing lost, nothing twice, seqs in order,
 //! memory bounded and queues flat. The ten-minute run is
-//! `tenant-node/bench/soak.sh` (RELIABILITY.md).
-
-mod support;
+//! `tests/bench/soak.sh` (RELIABILITY.md).
 
 use std::process::Command;
 use std::time::Instant;
@@ -20,8 +18,9 @@ fn a_short_soak_loses_nothing_duplicates_nothing_and_holds_memory_and_queues() {
     let started = Instant::now();
     // A modest rate and a warm-up long enough for memory to settle, so that
     // a loaded two-core machine running a debug build still holds the load.
-    let out = Command::new(support::binary())
-        .args(["bench", "--variant", "soak"])
+    // The bench starts the `node-under-test` built beside it.
+    let out = Command::new(env!("CARGO_BIN_EXE_works-bench"))
+        .args(["--variant", "soak"])
         .args(["--duration", "25s", "--warmup-for", "8s"])
         .args(["--rate", "50", "--sample-every", "1s"])
         .env("BENCH_NODE_LOG", "warn")

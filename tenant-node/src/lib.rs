@@ -18,7 +18,6 @@ pub mod accounts;
 pub mod admission;
 pub mod attachments;
 pub mod audit;
-pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -171,7 +171,7 @@ impl Tenant {
     /// than going back to its sender (as `ALONE` would): while the writer
     /// stores it the next sends queue up into a group; handed back, under
     /// load each send ran alone, 2,482–2,600 → 1,634–1,692 msgs/s
-    /// (`tenant-node bench --messages 10000 --idle 2000 --pin-cores`).
+    /// (`works-bench --messages 10000 --idle 2000 --pin-cores`).
     async fn commit_one(&self, mut w: WriteTx, job: Job) {
         let reply = match self
             .store_message_in(

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -17,6 +16,7 @@ use tokio::process::{Child, Command};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use works_proto::client::v1 as pb;
+use works_tests::scenario::{self, Side};
 
 pub const PASSWORD: &str = "correct horse battery";
 pub const ADMIN_PASSWORD: &str = "admin password 1";
@@ -94,37 +94,19 @@ impl TestNode {
             .append(true)
             .open(self.dir.path().join("node.log"))
             .expect("log file");
-        let mut child = Command::new(binary())
+        let mut serve = Command::new(binary());
+        serve
             .arg("serve")
             .arg("--data")
             .arg(self.data_dir())
             .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn node");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let (addr, bridge) = tokio::time::timeout(START_DEADLINE, async {
-            let mut api = None;
-            while let Some(line) = lines.next_line().await.expect("read stdout") {
-                if let Some(addr) = line.strip_prefix("api listening on ") {
-                    api = Some(addr.to_string());
-                }
-                if let Some(addr) = line.strip_prefix("bridge listening on ") {
-                    return (api.expect("api line first"), addr.to_string());
-                }
-            }
-            panic!("node exited before listening; log:\n{}", self.log());
-        })
-        .await
-        .expect("node did not start in time");
-        self.bridge = bridge;
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        self.url = format!("http://{addr}");
-        self.child = Some(child);
+            .stderr(log);
+        let serving = scenario::serve(serve, START_DEADLINE)
+            .await
+            .unwrap_or_else(|e| panic!("node {e:#}; log:\n{}", self.log()));
+        self.bridge = serving.bridge.to_string();
+        self.url = format!("http://{}", serving.api);
+        self.child = Some(serving.child);
     }
 
     pub fn tls_files(&self) -> works_certs::NodeTlsFiles {
@@ -197,28 +179,16 @@ impl TestNode {
     /// Adds a member through the admin API and logs them in.
     pub async fn member(&self, name: &str) -> Member {
         let admin = self.admin().await;
-        let added = admin
-            .admin
-            .clone()
-            .add_member(pb::AddMemberRequest {
-                name: name.into(),
-                display_name: capitalise(name),
-                password: PASSWORD.into(),
-                role: pb::Role::Member as i32,
-            })
+        let id = scenario::add_member(&admin, name, &capitalise(name), PASSWORD)
             .await
-            .expect("add member")
-            .into_inner();
+            .expect("add member");
         let client = self
             .anonymous()
             .await
-            .login(&added.id, PASSWORD)
+            .login(&id, PASSWORD)
             .await
             .expect("login");
-        Member {
-            id: added.id,
-            client,
-        }
+        Member { id, client }
     }
 
     /// Logs in an existing member again (after a restart, say).
@@ -250,6 +220,15 @@ pub struct Member {
 }
 
 impl Member {
+    /// This member's side of an introduction to another company.
+    pub fn side<'a>(&'a self, admin: &'a Client) -> Side<'a> {
+        Side {
+            admin,
+            member: &self.client,
+            member_id: &self.id,
+        }
+    }
+
     pub async fn direct_room(&self, other: &str) -> pb::Room {
         self.create_room(pb::RoomKind::Direct, "", &[other])
             .await
@@ -520,23 +499,9 @@ impl SmtpSink {
 
 /// Peers `a` with `b` by an invitation from `b`'s admin.
 pub async fn peer_with(a: &TestNode, b: &TestNode) {
-    let token = b
-        .admin()
+    scenario::peer(&a.admin().await, &b.admin().await)
         .await
-        .peering
-        .clone()
-        .invite_peer(pb::InvitePeerRequest::default())
-        .await
-        .expect("invite")
-        .into_inner()
-        .token;
-    a.admin()
-        .await
-        .peering
-        .clone()
-        .accept_peer(pb::AcceptPeerRequest { token })
-        .await
-        .expect("accept");
+        .expect("peer");
 }
 
 /// A bridge client presenting `cert` to `target`'s bridge, which must present
@@ -558,60 +523,19 @@ pub async fn bridge_client(
 /// Sets external messaging at `admin`'s company and whether `member` is on
 /// its connected-members list.
 pub async fn allow(admin: &Client, enabled: bool, member: &str, connected: bool) {
-    let mut external = admin.external.clone();
-    external
-        .set_external_settings(pb::SetExternalSettingsRequest {
-            enabled: Some(enabled),
-            ..Default::default()
-        })
+    scenario::set_external(admin, enabled)
         .await
-        .unwrap();
-    let listed = external
-        .list_connected(pb::ListConnectedRequest {})
+        .expect("external settings");
+    scenario::set_connected(admin, member, connected)
         .await
-        .unwrap()
-        .into_inner()
-        .members;
-    let is = listed.iter().any(|m| m.member_id == member);
-    if connected && !is {
-        external
-            .add_connected(pb::AddConnectedRequest {
-                member_id: member.into(),
-            })
-            .await
-            .unwrap();
-    }
-    if !connected && is {
-        external
-            .remove_connected(pb::RemoveConnectedRequest {
-                member_id: member.into(),
-            })
-            .await
-            .unwrap();
-    }
+        .expect("connected members");
 }
 
 /// `from` asks `to` to be a contact and `to` accepts.
 pub async fn befriend(from: &Member, to: &Member) {
-    let sent = from
-        .client
-        .contacts
-        .clone()
-        .send_friend_request(pb::SendFriendRequestRequest {
-            user_id: to.id.clone(),
-        })
+    scenario::befriend(&from.client, &to.client, &to.id)
         .await
-        .expect("friend request")
-        .into_inner();
-    to.client
-        .contacts
-        .clone()
-        .accept_friend_request(pb::AnswerFriendRequestRequest {
-            id: sent.id,
-            block: false,
-        })
-        .await
-        .expect("accept");
+        .expect("befriend");
 }
 
 /// Polls an async `condition` until it holds, failing the test after `within`.
@@ -846,33 +770,22 @@ pub async fn pair() -> (TestNode, TestNode, Member, Member) {
 
 /// `pair` on nodes already started (a.example and b.example).
 pub async fn pair_of(a: TestNode, b: TestNode) -> (TestNode, TestNode, Member, Member) {
-    peer_with(&a, &b).await;
     let alice = a.member("alice").await;
     let bob = b.member("bob").await;
-    allow(&a.admin().await, true, &alice.id, true).await;
-    allow(&b.admin().await, true, &bob.id, true).await;
-    befriend(&alice, &bob).await;
+    scenario::introduce(&alice.side(&a.admin().await), &bob.side(&b.admin().await))
+        .await
+        .expect("introduce alice and bob");
     (a, b, alice, bob)
 }
 
 /// The room `who` is in with `other`, once it shows in their list.
 pub async fn room_with(who: &Member, other: &str) -> pb::Room {
-    let deadline = tokio::time::Instant::now() + RELAY_DEADLINE;
-    loop {
-        let rooms = who.rooms().await;
-        if let Some(room) = rooms
-            .into_iter()
-            .find(|r| r.members.iter().any(|m| m == other))
-        {
-            return room;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} never saw a room with {other}",
-            who.id
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    scenario::room_where(&who.client, RELAY_DEADLINE, |r| {
+        r.members.iter().any(|m| m == other)
+    })
+    .await
+    .expect("list rooms")
+    .unwrap_or_else(|| panic!("{} never saw a room with {other}", who.id))
 }
 
 pub fn texts(events: &[pb::RoomEvent]) -> Vec<String> {

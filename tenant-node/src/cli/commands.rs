@@ -72,7 +72,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Serve { data } => serve(&data).await,
         Command::Demo => crate::demo::run().await,
-        Command::Bench(args) => crate::bench::run(args).await,
         Command::Login {
             user,
             password,

@@ -78,9 +78,6 @@ enum Command {
     },
     /// Start a node on a temporary directory and play a conversation.
     Demo,
-    /// Measure cross-company relay throughput, latency and memory on nodes
-    /// started here (the workload of the XMPP server-to-server baseline).
-    Bench(crate::bench::BenchArgs),
     /// Log in and print a token (use it as WORKS_TOKEN).
     Login {
         #[arg(long)]

@@ -3,10 +3,10 @@
 # the verdict (zero loss, zero duplicates, order kept, bounded memory, flat
 # queues). See RELIABILITY.md, "Load held: soak".
 #
-#   bash tenant-node/bench/soak.sh
+#   bash tests/bench/soak.sh
 #
-# Builds tenant-node in release mode and runs
-# `tenant-node bench --variant soak`: messages at RATE per second (both
+# Builds the bench and the node in release mode and runs
+# `works-bench --variant soak`: messages at RATE per second (both
 # ways together) across an external direct room for DURATION, memory and
 # queue depth sampled every SAMPLE_EVERY. Memory after WARMUP is the
 # baseline.
@@ -14,7 +14,7 @@
 # Knobs (environment):
 #   DURATION=600s RATE=200 WARMUP=60s SAMPLE_EVERY=5s
 #   PROFILE=release           or debug (no build optimisation, slower nodes)
-#   SOAK_EXTRA=""             more `tenant-node bench` flags (--keep, --json, ...)
+#   SOAK_EXTRA=""             more `works-bench` flags (--keep, --json, ...)
 # Output: the samples and the summary on stdout, progress on stderr; both
 # are also kept in OUT (default a new directory in /tmp). The last line is
 # `soak=pass` or `soak=fail reason=...`; the exit status is non-zero on fail.
@@ -31,19 +31,19 @@ SOAK_EXTRA="${SOAK_EXTRA:-}"
 OUT="${OUT:-$(mktemp -d /tmp/soak-XXXXXX)}"
 mkdir -p "$OUT"
 
-echo "== building tenant-node ($PROFILE)"
+echo "== building works-bench and the node ($PROFILE)"
 if [ "$PROFILE" = release ]; then
-  (cd "$ROOT" && cargo build --release -p tenant-node --quiet)
+  (cd "$ROOT" && cargo build --release -p works-tests --bin works-bench --bin node-under-test --quiet)
 else
-  (cd "$ROOT" && cargo build -p tenant-node --quiet)
+  (cd "$ROOT" && cargo build -p works-tests --bin works-bench --bin node-under-test --quiet)
 fi
-BIN="$ROOT/target/$PROFILE/tenant-node"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE/works-bench"
 
 echo "== soak: $RATE msgs/s for $DURATION (warm-up $WARMUP), logs in $OUT"
 echo "== $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -m), $(. /etc/os-release && echo "$PRETTY_NAME")"
 status=0
 # shellcheck disable=SC2086
-"$BIN" bench --variant soak --duration "$DURATION" --rate "$RATE" \
+"$BIN" --variant soak --duration "$DURATION" --rate "$RATE" \
   --warmup-for "$WARMUP" --sample-every "$SAMPLE_EVERY" $SOAK_EXTRA \
   >"$OUT/soak.out" 2> >(tee "$OUT/soak.err" >&2) || status=$?
 cat "$OUT/soak.out"

@@ -2,9 +2,9 @@
 # Cross-company relay benchmark, ours beside the XMPP server-to-server
 # baseline, in one run on one machine, and the ratios between them.
 #
-#   bash tenant-node/bench/compare.sh
+#   bash tests/bench/compare.sh
 #
-# Builds tenant-node in release mode, runs `tenant-node bench` RUNS times
+# Builds the bench and the node in release mode, runs `works-bench` RUNS times
 # for each SQLite synchronous mode in SYNC, then the XMPP baseline
 # (shared/bench/xmpp/xmpp_s2s_bench.sh, which installs its Debian packages
 # on first use, appends a.test/b.test to /etc/hosts and needs root) for each
@@ -19,7 +19,7 @@
 #   BASELINES="ejabberd:mem ejabberd:mam"   SERVER:MODE pairs (prosody too)
 #   XMPP_BENCH=<repo>/../shared/bench/xmpp/xmpp_s2s_bench.sh
 #   SKIP_XMPP=1               ours only
-#   BENCH_EXTRA=""            more `tenant-node bench` flags
+#   BENCH_EXTRA=""            more `works-bench` flags
 #   PIN=0                     1: each server on a core of its own, as if
 #                             each company ran its own machine: ours with
 #                             `--pin-cores`, each ejabberd's beam.smp bound
@@ -48,9 +48,9 @@ PIN="${PIN:-0}"
 OUT="${OUT:-$(mktemp -d /tmp/relay-compare-XXXXXX)}"
 mkdir -p "$OUT"
 
-echo "== building tenant-node (release)"
-(cd "$ROOT" && cargo build --release -p tenant-node --quiet)
-BIN="$ROOT/target/release/tenant-node"
+echo "== building works-bench and the node (release)"
+(cd "$ROOT" && cargo build --release -p works-tests --bin works-bench --bin node-under-test --quiet)
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/works-bench"
 
 med() { printf '%s\n' "$@" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END{ if(NR==0){print "nan"} else if(NR%2){print a[(NR+1)/2]} else {printf "%.3f\n",(a[NR/2]+a[NR/2+1])/2} }'; }
 field() { sed -nE "s/.*(^| )$1=([-0-9.naif]+).*/\2/p" <<<"$2" | tail -n 1; }
@@ -66,7 +66,7 @@ for sync in $SYNC; do
   for r in $(seq "$RUNS"); do
     log="$OUT/ours-$sync-$r.log"
     # shellcheck disable=SC2086
-    if ! "$BIN" bench --variant "$VARIANT" --sender "$SENDER" --synchronous "$sync" \
+    if ! "$BIN" --variant "$VARIANT" --sender "$SENDER" --synchronous "$sync" \
         --messages "$N" --in-flight "$WINDOW" --idle "$IDLE_N" --body-bytes "$BODY" \
         $BENCH_EXTRA >"$log" 2>&1; then
       echo "run $r ($name): failed: $(grep -m1 '^error' "$log" || tail -n 1 "$log")"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # How the cost of a message grows: with its size, the room's size, the
-# number of peers and the backlog. One `tenant-node bench` run per point,
+# number of peers and the backlog. One `works-bench` run per point,
 # then one table (BENCHMARKS.md, "How cost grows").
 #
-#   bash tenant-node/bench/scaling.sh
+#   bash tests/bench/scaling.sh
 #
 # Knobs (environment):
 #   SIZES="10 100 1000 10000"   --body-bytes, direct room, N messages
@@ -27,8 +27,8 @@ GROUP_N="${GROUP_N:-1000}"
 OUT="${OUT:-$(mktemp -d /tmp/scaling-XXXXXX)}"
 mkdir -p "$OUT"
 
-(cd "$ROOT" && cargo build --release -p tenant-node --quiet)
-BIN="$ROOT/target/release/tenant-node"
+(cd "$ROOT" && cargo build --release -p works-tests --bin works-bench --bin node-under-test --quiet)
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/works-bench"
 echo "== $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -m), logs in $OUT" >&2
 
 rows=()
@@ -37,8 +37,8 @@ point() {
   shift
   local log
   log="$OUT/$(echo "$name" | tr ' =' '__').log"
-  echo "== $name: tenant-node bench $*" >&2
-  if ! "$BIN" bench "$@" >"$log" 2>"$log.err"; then
+  echo "== $name: works-bench $*" >&2
+  if ! "$BIN" "$@" >"$log" 2>"$log.err"; then
     rows+=("$name | failed, see $log.err")
     return
   fi
