@@ -500,16 +500,7 @@ async fn profile_changes_at_home_reach_the_contacts_at_the_peer() {
         .unwrap()
         .into_inner()
         .photo;
-    let seen = alice
-        .client
-        .contacts
-        .clone()
-        .get_contact(pb::ContactRef {
-            user_id: bob.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let seen = alice.contact(&bob.id).await;
     assert_eq!(
         (
             seen.display_name.as_str(),
@@ -528,16 +519,7 @@ async fn profile_changes_at_home_reach_the_contacts_at_the_peer() {
         })
         .await
         .unwrap();
-    let seen = alice
-        .client
-        .contacts
-        .clone()
-        .get_contact(pb::ContactRef {
-            user_id: bob.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let seen = alice.contact(&bob.id).await;
     assert_eq!(
         seen.status, "B Holdings",
         "the status is the company name, set by B's admin"
@@ -571,16 +553,7 @@ async fn profile_changes_at_home_reach_the_contacts_at_the_peer() {
         Code::InvalidArgument,
         "must be a PNG or JPEG image",
     );
-    let seen = alice
-        .client
-        .contacts
-        .clone()
-        .get_contact(pb::ContactRef {
-            user_id: bob.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let seen = alice.contact(&bob.id).await;
     assert_eq!(
         seen.display_name, "Robert",
         "a refused sync changes nothing"

@@ -85,6 +85,26 @@ async fn pending_from(who: &Member) -> Vec<String> {
     from
 }
 
+/// How many of b.example's entries in a.example's audit log are of `kind`.
+async fn audited(a: &TestNode, kind: &str) -> usize {
+    a.admin()
+        .await
+        .audit
+        .clone()
+        .search_audit(pb::AuditSearchRequest {
+            peer_tenant: "b.example".into(),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+        .into_iter()
+        .filter(|e| e.kind == kind)
+        .count()
+}
+
 async fn request_notices(who: &Member) -> usize {
     who.client
         .profiles
@@ -333,17 +353,6 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 async fn photos_from_a_peer_are_decoded_and_encoded_again() {
     let (a, b, alice, bob) = support::pair().await;
     let mut attacker = bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
-    let contact = |user: &str| {
-        let mut contacts = alice.client.contacts.clone();
-        let user = user.to_string();
-        async move {
-            contacts
-                .get_contact(pb::ContactRef { user_id: user })
-                .await
-                .unwrap()
-                .into_inner()
-        }
-    };
 
     // Bytes that only start like a PNG: refused, nothing stored.
     check(
@@ -354,7 +363,7 @@ async fn photos_from_a_peer_are_decoded_and_encoded_again() {
         Code::InvalidArgument,
         "invalid photo: is not a valid PNG image",
     );
-    let seen = contact(&bob.id).await;
+    let seen = alice.contact(&bob.id).await;
     assert!(seen.photo.is_empty(), "no photo from the fake PNG");
     assert_eq!(seen.display_name, "Bob", "nothing of the refused sync");
 
@@ -365,7 +374,7 @@ async fn photos_from_a_peer_are_decoded_and_encoded_again() {
         .sync_profile(profile(&bob.id, "B", sent.clone()))
         .await
         .expect("a real photo is taken");
-    let seen = contact(&bob.id).await;
+    let seen = alice.contact(&bob.id).await;
     assert_eq!(seen.photo_content_type, "image/jpeg");
     assert_ne!(seen.photo, sent);
     assert!(!contains(&seen.photo, b"Exif"), "the EXIF block is gone");
@@ -482,19 +491,8 @@ async fn another_company_has_one_name_shown_with_its_tenant() {
                 .unwrap()
         }
     };
-    let contact_bob = || {
-        let mut contacts = alice.client.contacts.clone();
-        let user_id = bob.id.clone();
-        async move {
-            contacts
-                .get_contact(pb::ContactRef { user_id })
-                .await
-                .unwrap()
-                .into_inner()
-        }
-    };
     let mallory = request_of("mallory@b.example").await;
-    let bob_seen = contact_bob().await;
+    let bob_seen = alice.contact(&bob.id).await;
     assert_eq!(mallory.tenant, "b.example");
     assert_eq!(bob_seen.tenant, "b.example");
     assert_eq!(
@@ -516,7 +514,7 @@ async fn another_company_has_one_name_shown_with_its_tenant() {
     support::until(
         support::EVENT_DEADLINE,
         "bob's contact shows the new name",
-        || async { contact_bob().await.status == "Globex Corp" },
+        || async { alice.contact(&bob.id).await.status == "Globex Corp" },
     )
     .await;
     assert_eq!(request_of("mallory@b.example").await.company, "Globex Corp");
@@ -596,23 +594,7 @@ async fn lookups_and_profile_syncs_from_a_peer_are_limited() {
         Code::ResourceExhausted,
         "members of b.example already looked up 3 users this hour, the most a.example answers for one company",
     );
-    let audited = a
-        .admin()
-        .await
-        .audit
-        .clone()
-        .search_audit(pb::AuditSearchRequest {
-            peer_tenant: "b.example".into(),
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries
-        .into_iter()
-        .filter(|e| e.kind == "lookup.incoming")
-        .count();
+    let audited = audited(&a, "lookup.incoming").await;
     assert_eq!(audited, 3, "refused lookups leave no audit rows");
 
     // Profile syncs for one member: two an hour.
@@ -632,16 +614,7 @@ async fn lookups_and_profile_syncs_from_a_peer_are_limited() {
         Code::ResourceExhausted,
         "bob@b.example's profile was already synced 2 times this hour, the most a.example accepts",
     );
-    let seen = alice
-        .client
-        .contacts
-        .clone()
-        .get_contact(pb::ContactRef {
-            user_id: bob.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let seen = alice.contact(&bob.id).await;
     assert_eq!(
         seen.display_name, "Bob 2",
         "the refused sync changed nothing"
@@ -672,22 +645,6 @@ async fn guessed_invitation_links_count_against_the_request_limits() {
         Code::ResourceExhausted,
         "mallory@b.example already sent 2 friend requests this hour",
     );
-    let refusals = a
-        .admin()
-        .await
-        .audit
-        .clone()
-        .search_audit(pb::AuditSearchRequest {
-            peer_tenant: "b.example".into(),
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries
-        .into_iter()
-        .filter(|e| e.kind == "request.refused")
-        .count();
+    let refusals = audited(&a, "request.refused").await;
     assert_eq!(refusals, 2, "no audit row beyond the limit");
 }

@@ -614,16 +614,7 @@ async fn external(admin: &tenant_node::client::Client, enabled: bool) {
 }
 
 async fn contact_status(who: &Member, user: &str) -> String {
-    who.client
-        .contacts
-        .clone()
-        .get_contact(pb::ContactRef {
-            user_id: user.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
+    who.contact(user).await.status
 }
 
 #[tokio::test]

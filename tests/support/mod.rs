@@ -307,6 +307,19 @@ impl Member {
         }
     }
 
+    /// The caller's external contact `user`, as `GetContact` shows it.
+    pub async fn contact(&self, user: &str) -> pb::ExternalContact {
+        self.client
+            .contacts
+            .clone()
+            .get_contact(pb::ContactRef {
+                user_id: user.into(),
+            })
+            .await
+            .expect("get contact")
+            .into_inner()
+    }
+
     pub async fn rooms(&self) -> Vec<pb::Room> {
         self.client
             .rooms
