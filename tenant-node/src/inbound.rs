@@ -804,8 +804,8 @@ impl Tenant {
 
     /// Whether this node proposed `event` to `host` as it came back: the
     /// same change by the same member in the same room. A message's
-    /// pending copy is taken (and its idempotency key returned) when it
-    /// matches. The host may narrow an invitation to the members not in
+    /// pending copy is taken, and its idempotency key returned when the
+    /// content matches. The host may narrow an invitation to the members not in
     /// the room yet and names a departing master's successor.
     async fn our_proposal(
         &self,
@@ -814,17 +814,15 @@ impl Tenant {
         event: &RoomEvent,
     ) -> Result<Option<Option<String>>> {
         if event.body.is_message() {
-            let Some(pending) = outbox::pending_by_id(&mut *conn, &event.id).await? else {
+            // One statement on the path of every message of ours that
+            // comes back. Taken even when the host changed its content:
+            // then what it sequenced is withheld in its place.
+            let Some(pending) =
+                outbox::take_pending(&mut *conn, &event.id, &event.room, &event.sender).await?
+            else {
                 return Ok(None);
             };
-            if pending.room != event.room
-                || pending.sender != event.sender
-                || pending.body != event.body
-            {
-                return Ok(None);
-            }
-            outbox::take_pending(&mut *conn, &event.id).await?;
-            return Ok(Some(pending.idempotency_key));
+            return Ok((pending.body == event.body).then_some(pending.idempotency_key));
         }
         let Some((room, payload)) = outbox::proposal(&mut *conn, &event.id, host).await? else {
             return Ok(None);

@@ -275,13 +275,21 @@ pub async fn pending_by_key(
     row.as_ref().map(pending_from_row).transpose()
 }
 
-/// Removes a pending event once its sequenced copy is stored; returns it.
-pub async fn take_pending(conn: &mut AnyConnection, id: &EventId) -> Result<Option<Pending>> {
+/// Removes a pending event of `sender` in `room` once its sequenced copy
+/// is stored; returns it.
+pub async fn take_pending(
+    conn: &mut AnyConnection,
+    id: &EventId,
+    room: &RoomId,
+    sender: &MemberId,
+) -> Result<Option<Pending>> {
     let row = sqlx::query(
-        "DELETE FROM pending_events WHERE event_id = $1 \
+        "DELETE FROM pending_events WHERE event_id = $1 AND room_id = $2 AND sender = $3 \
          RETURNING event_id, room_id, sender, idempotency_key, body, at",
     )
     .bind(id.to_string())
+    .bind(room.to_string())
+    .bind(sender.to_string())
     .fetch_optional(conn)
     .await?;
     row.as_ref().map(pending_from_row).transpose()
