@@ -18,9 +18,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use tenant_node::admission::{Denied, Half, decide};
+use tenant_node::contacts::invitations::{LinkClaims, parse_link, sign_link};
 use tenant_node::error::Error;
 use tenant_node::ids::{EventId, MemberId, RoomId, TenantId};
-use tenant_node::invitations::{LinkClaims, parse_link, sign_link};
 
 /// Cases per property: enough to reach every branch of these small parsers
 /// many times over, few enough that the file runs in seconds.

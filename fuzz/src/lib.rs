@@ -19,8 +19,8 @@ use std::sync::OnceLock;
 
 use prost::Message;
 use rustls::pki_types::CertificateDer;
+use tenant_node::contacts::invitations::{parse_link, sign_link};
 use tenant_node::ids::{EventId, MemberId, RoomId, TenantId};
-use tenant_node::invitations::{parse_link, sign_link};
 use works_bridge::identity;
 use works_proto::federation::v1 as pb;
 
@@ -159,19 +159,19 @@ pub fn announce_ca_request(data: &[u8]) {
 /// same.
 pub fn relayed_payload(data: &[u8]) {
     let limits = tenant_node::config::Limits::default();
-    let Ok(payload) = tenant_node::inbound::read_payload(data, &limits) else {
+    let Ok(payload) = tenant_node::federation::inbound::read_payload(data, &limits) else {
         return;
     };
-    let tenant_node::relay::Payload::Event(relayed) = payload else {
+    let tenant_node::outbox::Payload::Event(relayed) = payload else {
         return;
     };
-    let passes = tenant_node::content::event(&relayed.body, &limits).is_ok();
+    let passes = tenant_node::rooms::content::event(&relayed.body, &limits).is_ok();
     member(&relayed.sender);
     if passes {
-        let again = serde_json::to_vec(&tenant_node::relay::Payload::Event(relayed.clone()))
+        let again = serde_json::to_vec(&tenant_node::outbox::Payload::Event(relayed.clone()))
             .expect("an event encodes");
-        match tenant_node::inbound::read_payload(&again, &limits) {
-            Ok(tenant_node::relay::Payload::Event(read)) => assert_eq!(read.body, relayed.body),
+        match tenant_node::federation::inbound::read_payload(&again, &limits) {
+            Ok(tenant_node::outbox::Payload::Event(read)) => assert_eq!(read.body, relayed.body),
             other => panic!("a re-encoded event reads back as {other:?}"),
         }
     }

@@ -128,13 +128,13 @@ impl Node {
             stopped(&stop),
         ));
         let purge = tokio::spawn(purge_sessions(self.tenant.clone()));
-        let relay = tokio::spawn(crate::relay::run(self.tenant.clone()));
-        let sends = tokio::spawn(crate::sends::run(self.tenant.clone()));
+        let relay = tokio::spawn(crate::outbox::run(self.tenant.clone()));
+        let sends = tokio::spawn(crate::rooms::send::run(self.tenant.clone()));
         let greet = tokio::spawn({
             let tenant = self.tenant.clone();
             async move { tenant.greet_peers().await }
         });
-        let api = tokio::spawn(crate::grpc::serve_api(
+        let api = tokio::spawn(crate::api::serve_api(
             self.tenant,
             listeners.api,
             stopped(&stop),

@@ -11,8 +11,8 @@ use works_bridge::{NodeIdentity, TrustStore};
 use works_certs::NodeTlsFiles;
 
 use crate::config::Limits;
-use crate::hub::Hub;
 use crate::ids::TenantId;
+use crate::live::hub::Hub;
 use crate::store::Store;
 
 pub struct Tenant {
@@ -33,9 +33,9 @@ pub struct Tenant {
     /// host:port peers dial; known once the bridge is bound.
     bridge_endpoint: RwLock<String>,
     /// Wakes the per-peer outbox deliverers.
-    pub relay: crate::relay::Relay,
+    pub relay: crate::outbox::Relay,
     /// Sends waiting for the group commit (SQLite).
-    pub sends: crate::sends::Sends,
+    pub sends: crate::rooms::send::Sends,
 }
 
 impl Tenant {
@@ -60,8 +60,8 @@ impl Tenant {
             smtp: None,
             trust: TrustStore::new(),
             bridge_endpoint: RwLock::new(String::new()),
-            relay: crate::relay::Relay::default(),
-            sends: crate::sends::Sends::default(),
+            relay: crate::outbox::Relay::default(),
+            sends: crate::rooms::send::Sends::default(),
         }
     }
 

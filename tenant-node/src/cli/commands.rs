@@ -71,7 +71,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve { data } => serve(&data).await,
-        Command::Demo => crate::demo::run().await,
+        Command::Demo => crate::cli::demo::run().await,
         Command::Login {
             user,
             password,

@@ -5,6 +5,8 @@
 //! `WORKS_TOKEN`) and `--json` (one JSON document on stdout; errors go to
 //! stderr with a non-zero exit).
 
+pub mod demo;
+
 mod commands;
 mod output;
 

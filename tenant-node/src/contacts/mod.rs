@@ -2,6 +2,9 @@
 //! external contacts, trash and blocks. Every cross-company step goes through
 //! `admission`, on the way out and on the way in.
 
+pub mod invitations;
+pub mod mail;
+
 use works_bridge::error::clip;
 use works_bridge::{BridgeError, PublicProfile};
 
@@ -283,7 +286,7 @@ impl Tenant {
     /// Redeems another company's member's invitation link: a request that
     /// their node accepts at once.
     pub async fn redeem_link(&self, caller: &Caller, link: &str) -> Result<ContactView> {
-        let parsed = crate::invitations::parse_link(link)?;
+        let parsed = crate::contacts::invitations::parse_link(link)?;
         if parsed.issuer.belongs_to(&self.id) {
             return Err(Error::invalid(
                 "link",
@@ -424,7 +427,10 @@ impl Tenant {
         let photo = if profile.photo.is_empty() {
             None
         } else {
-            Some(crate::photo::normalize(profile.photo, self.limits.max_photo_bytes).await?)
+            Some(
+                crate::accounts::photo::normalize(profile.photo, self.limits.max_photo_bytes)
+                    .await?,
+            )
         };
         Ok(ContactRow {
             owner: owner.to_string(),
@@ -1355,7 +1361,10 @@ impl Tenant {
         let photo = if profile.photo.is_empty() {
             None
         } else {
-            Some(crate::photo::normalize(profile.photo, self.limits.max_photo_bytes).await?)
+            Some(
+                crate::accounts::photo::normalize(profile.photo, self.limits.max_photo_bytes)
+                    .await?,
+            )
         };
         let at = now_ms();
         let mut w = self.store.begin_write().await?;

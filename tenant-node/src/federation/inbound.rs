@@ -23,13 +23,13 @@ use sqlx::AnyConnection;
 use works_bridge::{Envelope, Outcome};
 
 use crate::config::Limits;
-use crate::content;
 use crate::error::{Error, Result};
 use crate::ids::{EventId, MemberId, RoomId, TenantId};
 use crate::model::{EventBody, MemberState, RoomEvent, RoomKind};
-use crate::relay::{Payload, ReceiptEntry, Snapshot};
+use crate::outbox::{Payload, ReceiptEntry, Snapshot};
+use crate::rooms::content;
 use crate::rooms::{Applied, Change};
-use crate::store::relay::{self as outbox, OutboxState};
+use crate::store::outbox::{self as outbox, OutboxState};
 use crate::store::{WriteTx, events, now_ms, rooms, savepoint};
 use crate::tenant::Tenant;
 

@@ -10,10 +10,10 @@
 use sha2::{Digest, Sha256};
 use sqlx::AnyConnection;
 
-use crate::content;
 use crate::error::{Error, Result};
 use crate::ids::{MemberId, TenantId};
 use crate::model::{AttachmentMeta, Caller, EventBody, RoomEvent};
+use crate::rooms::content;
 use crate::rooms::require_member;
 use crate::store::attachments::{self as store, AttachmentRow};
 use crate::store::{now_ms, policy, rooms};

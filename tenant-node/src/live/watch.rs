@@ -11,8 +11,8 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::error::{Error, Result};
-use crate::hub::Live;
 use crate::ids::RoomId;
+use crate::live::hub::Live;
 use crate::model::{Caller, EventBody, RoomEvent};
 use crate::policy::{Notice, notice_of};
 use crate::store::{events, rooms};

@@ -1,11 +1,13 @@
 //! External-messaging policy (admin): use status, connected members,
 //! auto-grant, file restriction, company name; and members' notices.
 
+pub mod audit;
+
 use crate::error::{Error, Result};
 use crate::ids::MemberId;
 use crate::model::{Caller, MemberState};
 use crate::quota::HOUR_MS;
-use crate::store::audit::{self, NewEntry};
+use crate::store::audit::{self as audit_log, NewEntry};
 use crate::store::{WriteTx, limits, now_ms, policy};
 use crate::tenant::Tenant;
 
@@ -167,7 +169,7 @@ impl Tenant {
                     keys.join(", ")
                 }
             ));
-        audit::append(&mut w.tx, &entry, at).await?;
+        audit_log::append(&mut w.tx, &entry, at).await?;
         w.commit().await?;
         tracing::info!(peer = %peer, members = keys.len(), reachable, "peer reachability notice");
         if !reachable {
@@ -247,7 +249,7 @@ impl Tenant {
             changed.push(format!("company name {company:?}"));
         }
         if !changed.is_empty() {
-            audit::append(
+            audit_log::append(
                 &mut w.tx,
                 &NewEntry::new("policy.changed", &caller.member).detail(changed.join(", ")),
                 now_ms(),
@@ -315,7 +317,7 @@ impl Tenant {
 
     /// Records a grant and the member's notice, inside the caller's transaction.
     async fn grant(&self, w: &mut WriteTx, id: &MemberId, by: &str) -> Result<policy::NoticeRow> {
-        audit::append(
+        audit_log::append(
             &mut w.tx,
             &NewEntry::new("connected.added", by).member(id),
             now_ms(),
@@ -340,7 +342,7 @@ impl Tenant {
         if !policy::disconnect(&mut w.tx, &id).await? {
             return Err(Error::NotFound(format!("connected member {id}")));
         }
-        audit::append(
+        audit_log::append(
             &mut w.tx,
             &NewEntry::new("connected.removed", &caller.member).member(&id),
             now_ms(),

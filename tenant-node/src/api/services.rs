@@ -13,11 +13,11 @@ use super::convert::{
 };
 use super::{bearer, caller};
 use crate::error::Error;
+use crate::live::watch::WatchRequest;
 use crate::model::MemberState;
 use crate::policy::SettingsChange;
 use crate::rooms::{Content, HistoryQuery};
 use crate::tenant::Tenant;
-use crate::watch::WatchRequest;
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -536,7 +536,7 @@ impl pb::audit_server::Audit for AuditApi {
     ) -> Reply<Self::ExportAuditStream> {
         let who = caller(&self.0, &request).await?;
         let mut filter = audit_filter(request.get_ref());
-        filter.limit = crate::audit::MAX_PAGE;
+        filter.limit = crate::policy::audit::MAX_PAGE;
         // Check access and filters now, so a refusal is the call's status.
         let first = self.0.audit_search(&who, filter.clone()).await?;
         let tenant = self.0.clone();

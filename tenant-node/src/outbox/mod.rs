@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::ids::{EventId, MemberId, RoomId, TenantId};
 use crate::model::{Caller, EventBody, RoomEvent, RoomKind};
 use crate::rooms::{Applied, Change};
-use crate::store::relay::{self as outbox, OutboxRow, OutboxState};
+use crate::store::outbox::{self as outbox, OutboxRow, OutboxState};
 use crate::store::{events, now_ms};
 use crate::tenant::Tenant;
 

@@ -203,7 +203,7 @@ impl Tenant {
                     "this node has no mail server configured ([smtp] in node.toml)".into(),
                 ));
             }
-            crate::mail::parse_address(address)?;
+            crate::contacts::mail::parse_address(address)?;
         }
         {
             let mut conn = self.store.pool().acquire().await?;
@@ -248,9 +248,9 @@ impl Tenant {
         let mut emailed = false;
         if let (Some(address), Some(smtp)) = (email, &self.smtp) {
             let inviter = self.profile(caller, None).await?;
-            crate::mail::send_invitation(
+            crate::contacts::mail::send_invitation(
                 smtp,
-                crate::mail::InvitationMail {
+                crate::contacts::mail::InvitationMail {
                     to: address,
                     inviter: &inviter.display_name,
                     company: &inviter.company,

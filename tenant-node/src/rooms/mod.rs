@@ -8,18 +8,22 @@
 //! elsewhere propose their changes to its host through the outbox. Events
 //! reach live streams only after their commit.
 
+pub mod attachments;
+pub mod content;
+pub mod send;
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use sqlx::AnyConnection;
 
-use crate::content::{self, MAX_ROOM_NAME_CHARS};
 use crate::error::{Error, Result};
 use crate::ids::{EventId, MemberId, RoomId, TenantId};
 use crate::model::{Caller, EventBody, MemberState, Room, RoomEvent, RoomKind};
-use crate::relay::{Delivery, Snapshot};
-use crate::store::relay::{self as outbox, Pending};
+use crate::outbox::{Delivery, Snapshot};
+use crate::store::outbox::{self as outbox, Pending};
 use crate::store::{audit, contacts as contact_store, events, now_ms, rooms};
 use crate::tenant::Tenant;
+use content::MAX_ROOM_NAME_CHARS;
 
 const MAX_IDEMPOTENCY_KEY: usize = 128;
 pub const DEFAULT_PAGE: u32 = 100;
@@ -510,7 +514,7 @@ impl Tenant {
         // A message stored just now is queued for exactly the peers it was
         // queued for; only an earlier one needs its state read back.
         let delivery = match &sent.queued {
-            Some(peers) => crate::relay::just_queued(peers),
+            Some(peers) => crate::outbox::just_queued(peers),
             None => self.delivery_of_event(&sent.event.id).await?,
         };
         Ok(Sent {

@@ -1,5 +1,7 @@
 //! Accounts: members, passwords, login tokens, profiles and the company name.
 
+pub mod photo;
+
 use std::net::IpAddr;
 
 use argon2::Argon2;
@@ -397,7 +399,7 @@ impl Tenant {
                 ));
             }
             (Some(bytes), false) => Some(Some(
-                crate::photo::normalize(bytes, self.limits.max_photo_bytes).await?,
+                crate::accounts::photo::normalize(bytes, self.limits.max_photo_bytes).await?,
             )),
             (None, true) => Some(None),
             (None, false) => None,

@@ -3,14 +3,14 @@
 use works_proto::client::v1 as pb;
 
 use crate::error::{Error, Result};
+use crate::live::watch::WatchItem;
 use crate::model::{EventBody, Member, MemberState, Profile, Role, Room, RoomEvent, RoomKind};
+use crate::outbox::{Delivery, DeliveryState};
 use crate::peers::{CaStatus, PeerNotice, PeerStatus, PeerTest};
 use crate::policy::{Connected, ExternalSettings, Notice};
-use crate::relay::{Delivery, DeliveryState};
 use crate::store::audit::{Entry, Filter};
+use crate::store::outbox::OutboxState;
 use crate::store::peers::PeerSource;
-use crate::store::relay::OutboxState;
-use crate::watch::WatchItem;
 
 pub fn role_from_pb(value: i32) -> Result<Role> {
     match pb::Role::try_from(value) {

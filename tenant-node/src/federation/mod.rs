@@ -1,0 +1,15 @@
+//! The federation edge: everything a peered node's calls reach here.
+//!
+//! - `handler`: this node's answers on the bridge (`works-bridge` has
+//!   established which peer is calling, from its certificate).
+//! - `inbound`: the receiving gate for relayed envelopes, which treats every
+//!   peer as hostile.
+//!
+//! **Invariant:** a peer's tenant is the one the bridge verified; nothing a
+//! peer sends is stored unless this node would accept the same change from
+//! its own members.
+
+pub mod handler;
+pub mod inbound;
+
+pub use handler::NodeBridge;
