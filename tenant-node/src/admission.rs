@@ -8,12 +8,14 @@
 //! trusts the other node's claim about the other half.
 //!
 //! Code that sends or stores cross-tenant data takes a [`Permit`], which only
-//! [`decide`] makes, so it cannot run without passing this check.
+//! [`decide`] makes, so it cannot run without passing this check; a room
+//! event is queued for a peer only with the [`RoomPermit`] this module
+//! returned for it.
 
 use sqlx::AnyConnection;
 
 use crate::error::{Error, Result};
-use crate::ids::{MemberId, TenantId};
+use crate::ids::{MemberId, RoomId, TenantId};
 use crate::model::RoomKind;
 use crate::store::policy;
 use crate::tenant::Tenant;
@@ -57,6 +59,41 @@ impl Permit {
     }
     pub fn peer(&self) -> &TenantId {
         self.external.tenant()
+    }
+}
+
+/// Proof that this node's half admits an event `sender` adds to `room`:
+/// every pair of a local and an external member in the room that includes
+/// the sender passed [`decide`], or the event is one that needs no
+/// admission ([`departure`]). The outbox takes one for every room event it
+/// queues for a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomPermit {
+    room: RoomId,
+    sender: MemberId,
+}
+
+impl RoomPermit {
+    pub fn room(&self) -> &RoomId {
+        &self.room
+    }
+    pub fn sender(&self) -> &MemberId {
+        &self.sender
+    }
+    /// Whether this permit covers an event of `sender` in `room`.
+    pub fn covers(&self, room: &RoomId, sender: &MemberId) -> bool {
+        &self.room == room && &self.sender == sender
+    }
+}
+
+/// Someone leaving a room (leaving, being removed, becoming unknown) and a
+/// room's rename need no admission: they change only what the room's
+/// current members see of it, so every node with members in it must hear
+/// of them, whatever the policy says now.
+pub fn departure(room: &RoomId, sender: &MemberId) -> RoomPermit {
+    RoomPermit {
+        room: *room,
+        sender: sender.clone(),
     }
 }
 
@@ -130,50 +167,68 @@ impl Tenant {
         Ok(decide(local, external, half))
     }
 
-    /// This node's half for an event `actor` adds to a room of `kind` whose
-    /// members are `members`: every pair of a local and an external member
-    /// that includes the actor must be admitted. A block counts only in a
-    /// direct room (it is between two people); in a group, members who stop
-    /// being permitted are removed from the room instead. In a group hosted
-    /// elsewhere this node talks only to the `host`, so the peering that
-    /// counts is the host's, whoever the external member is.
-    /// `Err((why, local member))` names the first pair refused.
+    /// This node's half for an event `actor` adds to `room`, of `kind`,
+    /// whose members are `members` (see [`room_event`]).
     pub(crate) async fn admit_room_event(
         &self,
         conn: &mut AnyConnection,
+        room: &RoomId,
         kind: RoomKind,
         host: Option<&TenantId>,
         actor: &MemberId,
         members: &[MemberId],
-    ) -> Result<Result<(), (Denied, MemberId)>> {
-        let pairs: Vec<(&MemberId, &MemberId)> = if actor.belongs_to(&self.id) {
-            members
-                .iter()
-                .filter(|m| !m.belongs_to(&self.id))
-                .map(|x| (actor, x))
-                .collect()
-        } else {
-            members
-                .iter()
-                .filter(|m| m.belongs_to(&self.id))
-                .map(|m| (m, actor))
-                .collect()
-        };
-        for (local, external) in pairs {
-            let peer = match (kind, host) {
-                (RoomKind::Group, Some(host)) => host,
-                _ => external.tenant(),
-            };
-            let mut half = half(conn, local, external, peer).await?;
-            if kind == RoomKind::Group {
-                half.blocked = false;
-            }
-            if let Err(denied) = decide(local, external, half) {
-                return Ok(Err((denied, local.clone())));
-            }
-        }
-        Ok(Ok(()))
+    ) -> Result<Result<RoomPermit, (Denied, MemberId)>> {
+        room_event(conn, &self.id, room, kind, host, actor, members).await
     }
+}
+
+/// This node's (`us`) half for an event `actor` adds to `room`, of `kind`,
+/// whose members are `members`: every pair of a local and an external
+/// member that includes the actor must be admitted. A block counts only in
+/// a direct room (it is between two people); in a group, members who stop
+/// being permitted are removed from the room instead. In a group hosted
+/// elsewhere this node talks only to the `host`, so the peering that counts
+/// is the host's, whoever the external member is. `Err((why, local
+/// member))` names the first pair refused.
+pub(crate) async fn room_event(
+    conn: &mut AnyConnection,
+    us: &TenantId,
+    room: &RoomId,
+    kind: RoomKind,
+    host: Option<&TenantId>,
+    actor: &MemberId,
+    members: &[MemberId],
+) -> Result<Result<RoomPermit, (Denied, MemberId)>> {
+    let pairs: Vec<(&MemberId, &MemberId)> = if actor.belongs_to(us) {
+        members
+            .iter()
+            .filter(|m| !m.belongs_to(us))
+            .map(|x| (actor, x))
+            .collect()
+    } else {
+        members
+            .iter()
+            .filter(|m| m.belongs_to(us))
+            .map(|m| (m, actor))
+            .collect()
+    };
+    for (local, external) in pairs {
+        let peer = match (kind, host) {
+            (RoomKind::Group, Some(host)) => host,
+            _ => external.tenant(),
+        };
+        let mut half = half(conn, local, external, peer).await?;
+        if kind == RoomKind::Group {
+            half.blocked = false;
+        }
+        if let Err(denied) = decide(local, external, half) {
+            return Ok(Err((denied, local.clone())));
+        }
+    }
+    Ok(Ok(RoomPermit {
+        room: *room,
+        sender: actor.clone(),
+    }))
 }
 
 /// The facts of `local` ↔ `external`, with the peering of `peer` (the
@@ -259,5 +314,192 @@ mod tests {
             texts.iter().all(|t| t == "user a@a.example not found"),
             "{texts:?}"
         );
+    }
+
+    mod room_events {
+        use super::super::*;
+        use crate::store::testing::{TempStore, temp_store};
+        use crate::store::{contacts as contact_store, policy};
+
+        fn room() -> RoomId {
+            RoomId::parse("01J0000000000000000000000A").unwrap()
+        }
+
+        /// External messaging on, the given members connected, the given
+        /// tenants peered.
+        async fn facts(t: &TempStore, connected: &[&MemberId], peered: &[&str]) {
+            let mut conn = t.conn().await;
+            policy::set_setting(&mut conn, policy::EXTERNAL_ENABLED, "on")
+                .await
+                .unwrap();
+            for m in connected {
+                policy::connect(&mut conn, m, "admin@a.example", 1)
+                    .await
+                    .unwrap();
+            }
+            drop(conn);
+            for p in peered {
+                let tenant = TenantId::parse(p).unwrap();
+                t.store
+                    .upsert_declared_peer(&tenant, "127.0.0.1:1", "-")
+                    .await
+                    .unwrap();
+            }
+        }
+
+        async fn judge(
+            t: &TempStore,
+            kind: RoomKind,
+            host: Option<&str>,
+            actor: &MemberId,
+            members: &[&MemberId],
+        ) -> Result<RoomPermit, (Denied, MemberId)> {
+            let us = TenantId::parse("a.example").unwrap();
+            let host = host.map(|h| TenantId::parse(h).unwrap());
+            let members: Vec<MemberId> = members.iter().map(|m| (*m).clone()).collect();
+            let mut conn = t.conn().await;
+            room_event(
+                &mut conn,
+                &us,
+                &room(),
+                kind,
+                host.as_ref(),
+                actor,
+                &members,
+            )
+            .await
+            .unwrap()
+        }
+
+        #[tokio::test]
+        async fn a_room_of_our_own_members_needs_no_policy() {
+            let t = temp_store().await;
+            let a = t.member("a@a.example").await;
+            let a2 = t.member("a2@a.example").await;
+            // External messaging is off and nobody is connected.
+            let permit = judge(&t, RoomKind::Group, None, &a, &[&a, &a2])
+                .await
+                .unwrap();
+            assert!(permit.covers(&room(), &a));
+            assert!(!permit.covers(&room(), &a2));
+        }
+
+        #[tokio::test]
+        async fn our_sender_needs_every_pair_with_the_other_company() {
+            let t = temp_store().await;
+            let a = t.member("a@a.example").await;
+            let b = MemberId::parse("b@b.example").unwrap();
+            let c = MemberId::parse("c@c.example").unwrap();
+            facts(&t, &[&a], &["b.example"]).await;
+            assert_eq!(
+                judge(&t, RoomKind::Group, None, &a, &[&a, &b])
+                    .await
+                    .map(|p| p.sender().clone()),
+                Ok(a.clone())
+            );
+            // c's company is not peered with ours.
+            assert_eq!(
+                judge(&t, RoomKind::Group, None, &a, &[&a, &b, &c]).await,
+                Err((Denied::NotPeered, a.clone()))
+            );
+        }
+
+        #[tokio::test]
+        async fn an_external_sender_needs_every_local_member_admitted() {
+            let t = temp_store().await;
+            let a = t.member("a@a.example").await;
+            let a2 = t.member("a2@a.example").await;
+            let b = MemberId::parse("b@b.example").unwrap();
+            facts(&t, &[&a], &["b.example"]).await;
+            // a2 is not on the connected-members list: the refusal names a2.
+            assert_eq!(
+                judge(&t, RoomKind::Group, None, &b, &[&a, &b, &a2]).await,
+                Err((Denied::NotConnected, a2.clone()))
+            );
+            let mut conn = t.conn().await;
+            policy::connect(&mut conn, &a2, "admin@a.example", 1)
+                .await
+                .unwrap();
+            drop(conn);
+            assert!(
+                judge(&t, RoomKind::Group, None, &b, &[&a, &b, &a2])
+                    .await
+                    .is_ok()
+            );
+        }
+
+        #[tokio::test]
+        async fn a_block_counts_in_a_direct_room_only() {
+            let t = temp_store().await;
+            let a = t.member("a@a.example").await;
+            let b = MemberId::parse("b@b.example").unwrap();
+            facts(&t, &[&a], &["b.example"]).await;
+            let mut conn = t.conn().await;
+            contact_store::block(&mut conn, a.as_str(), b.as_str(), 1)
+                .await
+                .unwrap();
+            drop(conn);
+            assert_eq!(
+                judge(&t, RoomKind::Direct, None, &a, &[&a, &b]).await,
+                Err((Denied::Blocked, a.clone()))
+            );
+            assert_eq!(
+                judge(&t, RoomKind::Direct, None, &b, &[&a, &b]).await,
+                Err((Denied::Blocked, a.clone()))
+            );
+            assert!(
+                judge(&t, RoomKind::Group, None, &b, &[&a, &b])
+                    .await
+                    .is_ok()
+            );
+        }
+
+        #[tokio::test]
+        async fn in_a_group_hosted_elsewhere_the_hosts_peering_counts() {
+            let t = temp_store().await;
+            let a = t.member("a@a.example").await;
+            let c = MemberId::parse("c@c.example").unwrap();
+            // Peered with the host b.example only, never with c.example.
+            facts(&t, &[&a], &["b.example"]).await;
+            assert!(
+                judge(&t, RoomKind::Group, Some("b.example"), &a, &[&a, &c])
+                    .await
+                    .is_ok()
+            );
+            assert_eq!(
+                judge(&t, RoomKind::Group, None, &a, &[&a, &c]).await,
+                Err((Denied::NotPeered, a.clone()))
+            );
+            // A direct room's two members talk to each other's node.
+            assert_eq!(
+                judge(&t, RoomKind::Direct, Some("b.example"), &a, &[&a, &c]).await,
+                Err((Denied::NotPeered, a.clone()))
+            );
+        }
+
+        #[tokio::test]
+        async fn a_suspended_member_is_not_connected() {
+            let t = temp_store().await;
+            let a = t.member("a@a.example").await;
+            let b = MemberId::parse("b@b.example").unwrap();
+            facts(&t, &[&a], &["b.example"]).await;
+            t.store
+                .set_member_state(&a, crate::model::MemberState::Suspended)
+                .await
+                .unwrap();
+            assert_eq!(
+                judge(&t, RoomKind::Direct, None, &b, &[&a, &b]).await,
+                Err((Denied::NotConnected, a.clone()))
+            );
+        }
+
+        #[test]
+        fn a_departure_needs_no_admission_but_names_its_room_and_sender() {
+            let a = MemberId::parse("a@a.example").unwrap();
+            let other = RoomId::parse("01J0000000000000000000000B").unwrap();
+            let permit = departure(&room(), &a);
+            assert!(permit.covers(&room(), &a));
+            assert!(!permit.covers(&other, &a));
+        }
     }
 }

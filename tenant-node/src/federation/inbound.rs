@@ -770,7 +770,7 @@ impl Tenant {
         let mut turned_away = Vec::new();
         for member in joining.iter().filter(|m| m.belongs_to(&self.id)) {
             if let Err(e) = self
-                .may_join(conn, view.kind, host, member, &after.members)
+                .may_join(conn, &event.room, view.kind, host, member, &after.members)
                 .await
             {
                 if e.is_fault() {
@@ -850,6 +850,7 @@ impl Tenant {
     async fn may_join(
         &self,
         conn: &mut AnyConnection,
+        room: &RoomId,
         kind: RoomKind,
         host: &TenantId,
         member: &MemberId,
@@ -861,7 +862,7 @@ impl Tenant {
             _ => return Err(not_found()),
         }
         match self
-            .may_message(conn, kind, Some(host), member, members)
+            .may_message(conn, room, kind, Some(host), member, members)
             .await
         {
             Err(e) if e.is_fault() => Err(e),
@@ -879,8 +880,15 @@ impl Tenant {
         view: &RoomView,
         event: &RoomEvent,
     ) -> Result<()> {
-        self.may_message(conn, view.kind, Some(host), &event.sender, &view.members)
-            .await?;
+        self.may_message(
+            conn,
+            &event.room,
+            view.kind,
+            Some(host),
+            &event.sender,
+            &view.members,
+        )
+        .await?;
         if matches!(event.body, EventBody::Attachment(_)) {
             self.files_allowed(conn, &event.sender, &view.members)
                 .await?;

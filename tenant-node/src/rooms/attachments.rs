@@ -193,6 +193,7 @@ impl Tenant {
             Ok(()) if row.uploader.belongs_to(&self.id) => {
                 self.may_message(
                     &mut conn,
+                    &room.id,
                     room.kind,
                     room.host.as_ref(),
                     &row.uploader,

@@ -277,7 +277,7 @@ impl Tenant {
         let id = RoomId::generate();
         let at = now_ms();
         let mut w = self.store.begin_write().await?;
-        self.may_message(&mut w.tx, kind, None, creator, &members)
+        self.may_message(&mut w.tx, &id, kind, None, creator, &members)
             .await?;
         let (master, key) = match kind {
             RoomKind::Direct => (None, Some(rooms::direct_key(&members[0], &members[1]))),
@@ -604,7 +604,7 @@ impl Tenant {
             }
             Some(host) => {
                 if admission == Admission::Check {
-                    self.may_message(conn, row.kind, Some(&host), sender, &members)
+                    self.may_message(conn, id, row.kind, Some(&host), sender, &members)
                         .await?;
                 }
                 if let EventBody::Attachment(meta) = &change.body {
@@ -698,13 +698,13 @@ impl Tenant {
         match &mut body {
             EventBody::Text { .. } | EventBody::Sticker { .. } => {
                 if admission == Admission::Check {
-                    self.may_message(conn, row.kind, None, actor, &before)
+                    self.may_message(conn, &room, row.kind, None, actor, &before)
                         .await?;
                 }
             }
             EventBody::Attachment(_) => {
                 if admission == Admission::Check {
-                    self.may_message(conn, row.kind, None, actor, &before)
+                    self.may_message(conn, &room, row.kind, None, actor, &before)
                         .await?;
                 }
                 self.files_allowed(conn, actor, &before).await?;
@@ -734,7 +734,8 @@ impl Tenant {
                     if m.belongs_to(&self.id) {
                         require_active(conn, m).await?;
                     }
-                    self.may_message(conn, row.kind, None, m, &after).await?;
+                    self.may_message(conn, &room, row.kind, None, m, &after)
+                        .await?;
                 }
                 *members = new.iter().map(ToString::to_string).collect();
                 joined = new;
@@ -847,13 +848,14 @@ impl Tenant {
     pub(crate) async fn may_message(
         &self,
         conn: &mut AnyConnection,
+        room: &RoomId,
         kind: RoomKind,
         host: Option<&TenantId>,
         actor: &MemberId,
         members: &[MemberId],
     ) -> Result<()> {
         if let Err((denied, local)) = self
-            .admit_room_event(conn, kind, host, actor, members)
+            .admit_room_event(conn, room, kind, host, actor, members)
             .await?
         {
             return Err(if actor.belongs_to(&self.id) {

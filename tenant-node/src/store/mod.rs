@@ -219,3 +219,41 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// A store on a fresh SQLite file, for unit tests of the rules above it.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Store;
+    use crate::ids::MemberId;
+    use crate::model::Role;
+
+    pub struct TempStore {
+        pub store: Store,
+        _dir: tempfile::TempDir,
+    }
+
+    impl TempStore {
+        pub async fn conn(&self) -> sqlx::pool::PoolConnection<sqlx::Any> {
+            self.store.pool().acquire().await.expect("connection")
+        }
+
+        /// Adds an active member.
+        pub async fn member(&self, id: &str) -> MemberId {
+            let id = MemberId::parse(id).expect("member id");
+            self.store
+                .insert_member(&id, id.name(), "-", Role::Member)
+                .await
+                .expect("insert member");
+            id
+        }
+    }
+
+    pub async fn temp_store() -> TempStore {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("node.db").display());
+        let store = Store::open(&url, Some(2), crate::config::Synchronous::Normal)
+            .await
+            .expect("open store");
+        TempStore { store, _dir: dir }
+    }
+}
