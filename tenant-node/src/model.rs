@@ -174,3 +174,14 @@ pub struct AttachmentMeta {
     /// Hex SHA-256 of the bytes; every node checks it.
     pub sha256: String,
 }
+
+/// Something a member is told outside any room (a friend request, a change
+/// of what their admin allows), kept for them and shown on their stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub id: String,
+    pub member: MemberId,
+    pub kind: String,
+    pub text: String,
+    pub at_ms: i64,
+}

@@ -4,10 +4,11 @@ use works_proto::client::v1 as pb;
 
 use crate::error::{Error, Result};
 use crate::live::watch::WatchItem;
+use crate::model::Notice;
 use crate::model::{EventBody, Member, MemberState, Profile, Role, Room, RoomEvent, RoomKind};
 use crate::outbox::{Delivery, DeliveryState};
 use crate::peers::{CaStatus, PeerNotice, PeerStatus, PeerTest};
-use crate::policy::{Connected, ExternalSettings, Notice};
+use crate::policy::{Connected, ExternalSettings};
 use crate::store::audit::{Entry, Filter};
 use crate::store::outbox::OutboxState;
 use crate::store::peers::PeerSource;

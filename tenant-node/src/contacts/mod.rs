@@ -11,7 +11,7 @@ use works_bridge::{BridgeError, PublicProfile};
 use crate::admission::Permit;
 use crate::error::{Error, Result};
 use crate::ids::{MemberId, TenantId};
-use crate::model::{Caller, MemberState};
+use crate::model::{Caller, MemberState, Notice};
 use crate::peers::bridge_error;
 use crate::quota::HOUR_MS;
 use crate::store::audit::{self, NewEntry};
@@ -542,9 +542,9 @@ impl Tenant {
             now_ms(),
         )
         .await?;
-        let notice = policy::NoticeRow {
+        let notice = Notice {
             id: ulid::Ulid::new().to_string(),
-            member: local.to_string(),
+            member: local.clone(),
             kind: "friend_request".into(),
             text: format!("{display_name} ({company}, {requester}) wants to add you as a contact"),
             at_ms: now_ms(),
@@ -710,9 +710,9 @@ impl Tenant {
             at,
         )
         .await?;
-        let notice = policy::NoticeRow {
+        let notice = Notice {
             id: ulid::Ulid::new().to_string(),
-            member: local.to_string(),
+            member: local.clone(),
             kind: "contact_added".into(),
             text: format!(
                 "{} ({requester}) used your invitation and is now your contact",
@@ -932,9 +932,9 @@ impl Tenant {
             at,
         )
         .await?;
-        let notice = policy::NoticeRow {
+        let notice = Notice {
             id: ulid::Ulid::new().to_string(),
-            member: local.to_string(),
+            member: local.clone(),
             kind: if accepted {
                 "request_accepted"
             } else {

@@ -14,8 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::broadcast;
 
 use crate::ids::MemberId;
-use crate::model::RoomEvent;
-use crate::store::policy::NoticeRow;
+use crate::model::{Notice, RoomEvent};
 
 #[derive(Debug, Clone)]
 pub enum Live {
@@ -27,7 +26,7 @@ pub enum Live {
     /// The member was suspended: their streams end.
     Suspended(MemberId),
     /// A notice for one member (already stored).
-    Notice(Arc<NoticeRow>),
+    Notice(Arc<Notice>),
 }
 
 pub struct Hub {
@@ -93,9 +92,9 @@ impl Hub {
         }
     }
 
-    pub fn notice(&self, notice: NoticeRow) {
+    pub fn notice(&self, notice: Notice) {
         let member = notice.member.clone();
-        self.send(&member, Live::Notice(Arc::new(notice)));
+        self.send(member.as_str(), Live::Notice(Arc::new(notice)));
     }
 
     pub fn suspended(&self, member: MemberId) {

@@ -13,8 +13,8 @@ use tokio::sync::{broadcast, mpsc};
 use crate::error::{Error, Result};
 use crate::ids::RoomId;
 use crate::live::hub::Live;
+use crate::model::Notice;
 use crate::model::{Caller, EventBody, RoomEvent};
-use crate::policy::{Notice, notice_of};
 use crate::store::{events, rooms};
 use crate::tenant::Tenant;
 
@@ -149,8 +149,8 @@ impl Watcher {
                     }
                     Ok(Live::Suspended(_)) => {}
                     Ok(Live::Notice(notice)) => {
-                        if notice.member == self.caller.member.as_str() {
-                            let item = WatchItem::Notice(notice_of((*notice).clone()));
+                        if notice.member == self.caller.member {
+                            let item = WatchItem::Notice((*notice).clone());
                             self.out.send(Ok(item)).await.map_err(|_| Stop::Gone)?;
                         }
                     }

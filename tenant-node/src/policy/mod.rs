@@ -5,7 +5,7 @@ pub mod audit;
 
 use crate::error::{Error, Result};
 use crate::ids::MemberId;
-use crate::model::{Caller, MemberState};
+use crate::model::{Caller, MemberState, Notice};
 use crate::quota::HOUR_MS;
 use crate::store::audit::{self as audit_log, NewEntry};
 use crate::store::{WriteTx, limits, now_ms, policy};
@@ -40,15 +40,6 @@ pub struct Connected {
     pub display_name: String,
     pub granted_by: String,
     pub granted_at_ms: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct Notice {
-    pub id: String,
-    pub member: String,
-    pub kind: String,
-    pub text: String,
-    pub at_ms: i64,
 }
 
 fn on_off(v: bool) -> &'static str {
@@ -316,16 +307,16 @@ impl Tenant {
     }
 
     /// Records a grant and the member's notice, inside the caller's transaction.
-    async fn grant(&self, w: &mut WriteTx, id: &MemberId, by: &str) -> Result<policy::NoticeRow> {
+    async fn grant(&self, w: &mut WriteTx, id: &MemberId, by: &str) -> Result<Notice> {
         audit_log::append(
             &mut w.tx,
             &NewEntry::new("connected.added", by).member(id),
             now_ms(),
         )
         .await?;
-        let notice = policy::NoticeRow {
+        let notice = Notice {
             id: ulid::Ulid::new().to_string(),
-            member: id.to_string(),
+            member: id.clone(),
             kind: "external_granted".into(),
             text: "your admin allowed you to talk with members of other companies".into(),
             at_ms: now_ms(),
@@ -348,9 +339,9 @@ impl Tenant {
             now_ms(),
         )
         .await?;
-        let notice = policy::NoticeRow {
+        let notice = Notice {
             id: ulid::Ulid::new().to_string(),
-            member: id.to_string(),
+            member: id.clone(),
             kind: "external_revoked".into(),
             text: "your admin no longer allows you to talk with members of other companies".into(),
             at_ms: now_ms(),
@@ -387,17 +378,6 @@ impl Tenant {
         Ok(policy::notices(&mut conn, &caller.member, 100)
             .await?
             .into_iter()
-            .map(notice_of)
             .collect())
-    }
-}
-
-pub fn notice_of(r: policy::NoticeRow) -> Notice {
-    Notice {
-        id: r.id,
-        member: r.member,
-        kind: r.kind,
-        text: r.text,
-        at_ms: r.at_ms,
     }
 }

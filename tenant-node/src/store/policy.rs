@@ -5,6 +5,7 @@ use sqlx::{AnyConnection, Row};
 use super::rooms::stored;
 use crate::error::Result;
 use crate::ids::{MemberId, TenantId};
+use crate::model::Notice;
 
 pub const EXTERNAL_ENABLED: &str = "external.enabled";
 pub const EXTERNAL_AUTO_GRANT: &str = "external.auto_grant";
@@ -146,19 +147,10 @@ pub async fn connected(conn: &mut AnyConnection) -> Result<Vec<ConnectedRow>> {
         .collect()
 }
 
-#[derive(Debug, Clone)]
-pub struct NoticeRow {
-    pub id: String,
-    pub member: String,
-    pub kind: String,
-    pub text: String,
-    pub at_ms: i64,
-}
-
-pub async fn insert_notice(conn: &mut AnyConnection, notice: &NoticeRow) -> Result<()> {
+pub async fn insert_notice(conn: &mut AnyConnection, notice: &Notice) -> Result<()> {
     sqlx::query("INSERT INTO notices (id, member_id, kind, text, at) VALUES ($1, $2, $3, $4, $5)")
         .bind(&notice.id)
-        .bind(&notice.member)
+        .bind(notice.member.as_str())
         .bind(&notice.kind)
         .bind(&notice.text)
         .bind(notice.at_ms)
@@ -172,7 +164,7 @@ pub async fn notices(
     conn: &mut AnyConnection,
     member: &MemberId,
     limit: i64,
-) -> Result<Vec<NoticeRow>> {
+) -> Result<Vec<Notice>> {
     let rows = sqlx::query(
         "SELECT id, member_id, kind, text, at FROM notices WHERE member_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
     )
@@ -183,9 +175,12 @@ pub async fn notices(
     let mut out = rows
         .iter()
         .map(|r| {
-            Ok(NoticeRow {
+            Ok(Notice {
                 id: r.try_get("id")?,
-                member: r.try_get("member_id")?,
+                member: stored(
+                    "notice member",
+                    MemberId::parse(&r.try_get::<String, _>("member_id")?),
+                )?,
                 kind: r.try_get("kind")?,
                 text: r.try_get("text")?,
                 at_ms: r.try_get("at")?,
