@@ -509,7 +509,10 @@ async fn bridge_oversized_messages_are_refused() {
         "decoded message length too large",
     );
     // A relay batch: the stream ends with the precise status.
-    let mut relay = client.open_relay().await.expect("relay");
+    let mut relay = client
+        .open_relay(Duration::from_secs(10))
+        .await
+        .expect("relay");
     let envelope = works_bridge::Envelope {
         event_id: ulid::Ulid::new().to_string(),
         host: b.tenant.clone(),

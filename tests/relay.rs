@@ -1057,7 +1057,9 @@ async fn a_group_master_on_another_node_runs_the_room_through_its_host() {
 
 #[tokio::test]
 async fn a_peer_that_never_acknowledges_keeps_messages_queued_until_it_does() {
-    let (_a, b, alice, bob) = pair().await;
+    // a.example gives up on an unanswered batch after 1 s instead of 10 s.
+    let a = TestNode::start_with("a.example", |c| c.limits.relay_ack_timeout_ms = 1000).await;
+    let (_a, b, alice, bob) = pair_of(a, TestNode::start("b.example").await).await;
     let room = room_with(&alice, &bob.id).await.id;
     room_with(&bob, &alice.id).await;
     alice.send(&room, "warm").await.unwrap();
@@ -1070,9 +1072,17 @@ async fn a_peer_that_never_acknowledges_keeps_messages_queued_until_it_does() {
         sent.push(alice.send(&room, &format!("h{i:03}")).await.unwrap());
     }
     let (first, last) = (sent[0].clone(), sent[99].clone());
-    // The relay gives up on an unanswered batch after its timeout (10 s)
-    // and tries again; nothing is marked delivered meanwhile.
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    // The relay gives up on an unanswered batch after its timeout and
+    // tries again; nothing is marked delivered meanwhile.
+    until(
+        RELAY_DEADLINE,
+        "the unanswered batch counts as an attempt",
+        || async {
+            let d = alice.delivery(&room, &first.event_id).await.unwrap();
+            d.peers[0].attempts >= 1 && d.peers[0].reason.contains("acknowledgement")
+        },
+    )
+    .await;
     let d = alice.delivery(&room, &first.event_id).await.unwrap();
     assert_eq!(state(&d), pb::DeliveryState::Queued);
     assert!(
