@@ -2,12 +2,10 @@
 //! participating node, the durable relay between them, delivery states, and
 //! what the bridge does with forged or out-of-order envelopes.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{
-    Member, RELAY_DEADLINE, TestNode, allow, attachment, befriend, burst, check, envelope,
+use crate::support::{
+    self, Member, RELAY_DEADLINE, TestNode, allow, attachment, befriend, burst, check, envelope,
     history_texts, pair, pair_of, peer_with, peers, relay_once, room_with, state, text, texts,
     until, until_texts,
 };

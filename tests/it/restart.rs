@@ -1,11 +1,9 @@
 //! Durability: what the node acknowledged survives kill -9 and a restart.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use support::{TestNode, text};
+use crate::support::{TestNode, text};
 
 #[tokio::test]
 async fn every_acknowledged_message_survives_kill_9() {

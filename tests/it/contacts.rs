@@ -1,8 +1,6 @@
 //! Friend requests between companies, external contacts, trash and blocks.
 
-mod support;
-
-use support::{Member, TestNode, allow, check, peer_with as peer};
+use crate::support::{self, Member, TestNode, allow, check, peer_with as peer};
 use tonic::Code;
 use works_proto::client::v1 as pb;
 

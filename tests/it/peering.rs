@@ -1,13 +1,11 @@
 //! Two companies' nodes find and trust each other, and nothing else gets in.
 //! Every certificate is minted by `works-certs` at test time.
 
-mod support;
-
 use std::time::{Duration, SystemTime};
 
+use crate::support::{self, TestNode, bridge_client, check, peers};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use support::{TestNode, bridge_client, check, peers};
 use tenant_node::client::Client;
 use tonic::Code;
 use works_bridge::{PeerClient, TenantId, tls};

@@ -1,10 +1,8 @@
 //! External messaging policy, admission on both ends, and the audit log.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Member, TestNode, check, peer_with as peer};
+use crate::support::{self, Member, TestNode, check, peer_with as peer};
 use tenant_node::client::Client;
 use tonic::Code;
 use works_proto::client::v1 as pb;

@@ -3,12 +3,10 @@
 //! oversized and deeply nested protobuf messages, and a huge header. Each
 //! test asserts what the attacker sees, then that the node still serves.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{Raw, TestNode, bridge_client, check, peer_with, text, until};
+use crate::support::{self, Raw, TestNode, bridge_client, check, peer_with, text, until};
 use tenant_node::client::Client;
 use tenant_node::config::Config;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
