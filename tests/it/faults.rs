@@ -315,6 +315,7 @@ fn paced(
                 .await
                 .expect("send");
             acknowledged.push(text(&e).unwrap().to_string());
+            // The pace is the load under the fault, not a wait for anything.
             tokio::time::sleep(every).await;
         }
         acknowledged

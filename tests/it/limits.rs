@@ -178,6 +178,7 @@ async fn api_preface_one_byte_at_a_time_is_closed_at_the_deadline() {
                     return;
                 }
                 sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                // The slowness is the attack: one byte every 200 ms.
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         })

@@ -389,6 +389,7 @@ async fn settings_toggled_while_lookups_flow_never_leak_or_fail_oddly() {
     };
     for i in 0..20 {
         enable(&b_admin, i % 2 == 1).await;
+        // Paces the changes so that lookups fall between them.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let (found, hidden) = looker.await.unwrap();

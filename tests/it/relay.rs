@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::support::{
     self, Member, RELAY_DEADLINE, TestNode, allow, attachment, befriend, burst, check, envelope,
-    history_texts, pair, pair_of, peer_with, peers, relay_once, room_with, state, text, texts,
-    until, until_texts,
+    eventually, history_texts, pair, pair_of, peer_with, peers, relay_once, room_with, state, text,
+    texts, until, until_texts,
 };
 use tonic::Code;
 use works_proto::client::v1 as pb;
@@ -649,9 +649,17 @@ async fn turning_external_messaging_off_mid_conversation_takes_members_out() {
         "nothing goes to b.example any more"
     );
 
-    // Switching it back on brings no room back by itself.
+    // Switching it back on brings no room back by itself: not at once, nor
+    // once a.example has delivered whatever it queued for b.example on
+    // hearing that b.example's members are reachable again.
     external(&b.admin().await, true).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let a_admin = a.admin().await;
+    until(
+        RELAY_DEADLINE,
+        "a.example has nothing queued for b.example",
+        || async { peers(&a_admin).await.iter().all(|p| p.queue_depth == 0) },
+    )
+    .await;
     assert!(!bob.rooms().await.iter().any(|r| r.id == room));
     let audit = b
         .admin()
@@ -735,8 +743,16 @@ async fn a_blocked_users_messages_are_not_delivered() {
         Code::FailedPrecondition,
         "you blocked",
     );
-    alice.send(&room, "three").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let three = alice.send(&room, "three").await.unwrap();
+    until(
+        RELAY_DEADLINE,
+        "b.example has answered the third",
+        || async {
+            let d = alice.delivery(&room, &three.event_id).await.unwrap();
+            state(&d) == pb::DeliveryState::Refused
+        },
+    )
+    .await;
     assert_eq!(history_texts(&bob, &room).await, vec!["one"]);
 }
 
@@ -1122,9 +1138,18 @@ async fn unpeering_closes_the_queue_with_a_reason_and_stops_open_streams() {
     .await;
     let d = alice.delivery(&room, &stuck.event_id).await.unwrap();
     assert!(d.reason.contains("no longer a peer"), "{d:?}");
+    // b.example still lists a.example and greets it as it starts; by the
+    // time that greeting has failed, a.example has had its chance to send.
+    let greetings_failed =
+        |node: &TestNode| node.log().matches("peer not reachable at start-up").count();
+    let failed_before = greetings_failed(&b);
     b.restart().await;
     let bob = b.login(&bob.id).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually(
+        || greetings_failed(&b) > failed_before,
+        "b.example's greeting to a.example fails",
+    )
+    .await;
     assert!(
         !history_texts(&bob, &room)
             .await
