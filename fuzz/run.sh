@@ -2,7 +2,7 @@
 # Runs every fuzz target for FUZZ_SECONDS (default 60) each, starting from the
 # committed seeds. An input that crashes a target (or times out, or runs out
 # of memory) is copied to fuzz/regressions/<target>/, where
-# tests/properties.rs replays it, and the script fails once all have run.
+# tests/it/properties.rs replays it, and the script fails once all have run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -378,7 +378,9 @@ impl PeerClient {
     }
 
     /// Opens the relay stream: batches of envelopes out, acknowledgements in.
-    pub async fn open_relay(&mut self) -> Result<RelayStream, BridgeError> {
+    /// The peer may take up to `ack_timeout` for each acknowledgement before
+    /// the stream is given up and the batch retried.
+    pub async fn open_relay(&mut self, ack_timeout: Duration) -> Result<RelayStream, BridgeError> {
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let acks = self
             .inner
@@ -399,6 +401,7 @@ impl PeerClient {
             tx,
             acks,
             valid_until,
+            ack_timeout,
         })
     }
 
@@ -423,15 +426,13 @@ fn to_pb(p: &crate::PublicProfile) -> pb::PublicProfile {
     }
 }
 
-/// How long a peer may take to acknowledge a batch before the stream is
-/// given up and the batch retried.
-pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// An open relay stream to one peer.
 pub struct RelayStream {
     tx: tokio::sync::mpsc::Sender<pb::EnvelopeBatch>,
     acks: tonic::Streaming<pb::Ack>,
     valid_until: Option<SystemTime>,
+    /// How long the peer may take for each acknowledgement.
+    ack_timeout: Duration,
 }
 
 impl RelayStream {
@@ -468,11 +469,11 @@ impl RelayStream {
             .map_err(|_| BridgeError::NoAnswer("the relay stream was closed".into()))?;
         let mut outcomes = Vec::with_capacity(ids.len());
         for id in ids {
-            let ack = match tokio::time::timeout(ACK_TIMEOUT, self.acks.message()).await {
+            let ack = match tokio::time::timeout(self.ack_timeout, self.acks.message()).await {
                 Err(_) => {
                     return Err(BridgeError::NoAnswer(format!(
-                        "no acknowledgement within {}s",
-                        ACK_TIMEOUT.as_secs()
+                        "no acknowledgement within {:?}",
+                        self.ack_timeout
                     )));
                 }
                 Ok(Err(status)) => return Err(BridgeError::Refused(status)),

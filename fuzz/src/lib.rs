@@ -1,4 +1,4 @@
-//! What each fuzz target checks. `tests/properties.rs` includes this file too
+//! What each fuzz target checks. `tests/it/properties.rs` includes this file too
 //! and replays every input kept in `fuzz/regressions/<target>/` through
 //! [`replay`], so a crash once found stays fixed on stable Rust.
 //!

@@ -184,6 +184,11 @@ pub struct Limits {
     pub keepalive_interval_ms: u64,
     #[serde(default = "default_keepalive_timeout_ms")]
     pub keepalive_timeout_ms: u64,
+    /// How long a peer may take to acknowledge each relayed envelope, in
+    /// milliseconds; then the relay stream is given up and the batch
+    /// retried on a new one.
+    #[serde(default = "default_relay_ack_timeout_ms")]
+    pub relay_ack_timeout_ms: u64,
 }
 
 fn default_api_listen() -> SocketAddr {
@@ -264,6 +269,9 @@ fn default_keepalive_interval_ms() -> u64 {
 fn default_keepalive_timeout_ms() -> u64 {
     10_000
 }
+fn default_relay_ack_timeout_ms() -> u64 {
+    10_000
+}
 
 impl Default for ApiConfig {
     fn default() -> Self {
@@ -315,6 +323,7 @@ impl Default for Limits {
             preface_timeout_ms: default_preface_timeout_ms(),
             keepalive_interval_ms: default_keepalive_interval_ms(),
             keepalive_timeout_ms: default_keepalive_timeout_ms(),
+            relay_ack_timeout_ms: default_relay_ack_timeout_ms(),
         }
     }
 }
@@ -328,6 +337,9 @@ impl Limits {
     }
     pub fn keepalive_timeout(&self) -> Duration {
         Duration::from_millis(self.keepalive_timeout_ms)
+    }
+    pub fn relay_ack_timeout(&self) -> Duration {
+        Duration::from_millis(self.relay_ack_timeout_ms)
     }
 }
 
@@ -487,6 +499,10 @@ impl Config {
                 "limits.keepalive_timeout_ms",
                 self.limits.keepalive_timeout_ms,
             ),
+            (
+                "limits.relay_ack_timeout_ms",
+                self.limits.relay_ack_timeout_ms,
+            ),
         ];
         for (key, value) in at_least_one {
             if value == 0 {
@@ -573,6 +589,13 @@ mod tests {
         let err = config.validate().unwrap_err();
         assert!(
             err.to_string().contains("limits.max_api_connections"),
+            "{err}"
+        );
+        config.limits.max_api_connections = 1;
+        config.limits.relay_ack_timeout_ms = 0;
+        let err = config.validate().unwrap_err();
+        assert!(
+            err.to_string().contains("limits.relay_ack_timeout_ms"),
             "{err}"
         );
     }

@@ -277,7 +277,7 @@ async fn send(
             .map_err(|e| Error::Unavailable(e.to_string()))?;
         *stream = Some(
             client
-                .open_relay()
+                .open_relay(tenant.limits.relay_ack_timeout())
                 .await
                 .map_err(|e| Error::Unavailable(e.to_string()))?,
         );

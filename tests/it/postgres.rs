@@ -1,13 +1,11 @@
 //! The scale-out backend: the same promises on the local PostgreSQL
 //! (127.0.0.1:5432), each test in a database of its own, dropped at the end.
 
-mod support;
-
 use std::collections::BTreeSet;
 
+use crate::support::{self, TestNode, check, text};
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
-use support::{TestNode, check, text};
 use tonic::Code;
 use works_proto::client::v1 as pb;
 

@@ -2,14 +2,12 @@
 //! participating node, the durable relay between them, delivery states, and
 //! what the bridge does with forged or out-of-order envelopes.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{
-    Member, RELAY_DEADLINE, TestNode, allow, attachment, befriend, burst, check, envelope,
-    history_texts, pair, pair_of, peer_with, peers, relay_once, room_with, state, text, texts,
-    until, until_texts,
+use crate::support::{
+    self, Member, RELAY_DEADLINE, TestNode, allow, attachment, befriend, burst, check, envelope,
+    eventually, history_texts, pair, pair_of, peer_with, peers, relay_once, room_with, state, text,
+    texts, until, until_texts,
 };
 use tonic::Code;
 use works_proto::client::v1 as pb;
@@ -651,9 +649,17 @@ async fn turning_external_messaging_off_mid_conversation_takes_members_out() {
         "nothing goes to b.example any more"
     );
 
-    // Switching it back on brings no room back by itself.
+    // Switching it back on brings no room back by itself: not at once, nor
+    // once a.example has delivered whatever it queued for b.example on
+    // hearing that b.example's members are reachable again.
     external(&b.admin().await, true).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let a_admin = a.admin().await;
+    until(
+        RELAY_DEADLINE,
+        "a.example has nothing queued for b.example",
+        || async { peers(&a_admin).await.iter().all(|p| p.queue_depth == 0) },
+    )
+    .await;
     assert!(!bob.rooms().await.iter().any(|r| r.id == room));
     let audit = b
         .admin()
@@ -737,8 +743,16 @@ async fn a_blocked_users_messages_are_not_delivered() {
         Code::FailedPrecondition,
         "you blocked",
     );
-    alice.send(&room, "three").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let three = alice.send(&room, "three").await.unwrap();
+    until(
+        RELAY_DEADLINE,
+        "b.example has answered the third",
+        || async {
+            let d = alice.delivery(&room, &three.event_id).await.unwrap();
+            state(&d) == pb::DeliveryState::Refused
+        },
+    )
+    .await;
     assert_eq!(history_texts(&bob, &room).await, vec!["one"]);
 }
 
@@ -1057,7 +1071,9 @@ async fn a_group_master_on_another_node_runs_the_room_through_its_host() {
 
 #[tokio::test]
 async fn a_peer_that_never_acknowledges_keeps_messages_queued_until_it_does() {
-    let (_a, b, alice, bob) = pair().await;
+    // a.example gives up on an unanswered batch after 1 s instead of 10 s.
+    let a = TestNode::start_with("a.example", |c| c.limits.relay_ack_timeout_ms = 1000).await;
+    let (_a, b, alice, bob) = pair_of(a, TestNode::start("b.example").await).await;
     let room = room_with(&alice, &bob.id).await.id;
     room_with(&bob, &alice.id).await;
     alice.send(&room, "warm").await.unwrap();
@@ -1070,9 +1086,17 @@ async fn a_peer_that_never_acknowledges_keeps_messages_queued_until_it_does() {
         sent.push(alice.send(&room, &format!("h{i:03}")).await.unwrap());
     }
     let (first, last) = (sent[0].clone(), sent[99].clone());
-    // The relay gives up on an unanswered batch after its timeout (10 s)
-    // and tries again; nothing is marked delivered meanwhile.
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    // The relay gives up on an unanswered batch after its timeout and
+    // tries again; nothing is marked delivered meanwhile.
+    until(
+        RELAY_DEADLINE,
+        "the unanswered batch counts as an attempt",
+        || async {
+            let d = alice.delivery(&room, &first.event_id).await.unwrap();
+            d.peers[0].attempts >= 1 && d.peers[0].reason.contains("acknowledgement")
+        },
+    )
+    .await;
     let d = alice.delivery(&room, &first.event_id).await.unwrap();
     assert_eq!(state(&d), pb::DeliveryState::Queued);
     assert!(
@@ -1114,9 +1138,18 @@ async fn unpeering_closes_the_queue_with_a_reason_and_stops_open_streams() {
     .await;
     let d = alice.delivery(&room, &stuck.event_id).await.unwrap();
     assert!(d.reason.contains("no longer a peer"), "{d:?}");
+    // b.example still lists a.example and greets it as it starts; by the
+    // time that greeting has failed, a.example has had its chance to send.
+    let greetings_failed =
+        |node: &TestNode| node.log().matches("peer not reachable at start-up").count();
+    let failed_before = greetings_failed(&b);
     b.restart().await;
     let bob = b.login(&bob.id).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually(
+        || greetings_failed(&b) > failed_before,
+        "b.example's greeting to a.example fails",
+    )
+    .await;
     assert!(
         !history_texts(&bob, &room)
             .await

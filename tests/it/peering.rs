@@ -1,13 +1,11 @@
 //! Two companies' nodes find and trust each other, and nothing else gets in.
 //! Every certificate is minted by `works-certs` at test time.
 
-mod support;
-
 use std::time::{Duration, SystemTime};
 
+use crate::support::{self, TestNode, bridge_client, check, peers};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use support::{TestNode, bridge_client, check, peers};
 use tenant_node::client::Client;
 use tonic::Code;
 use works_bridge::{PeerClient, TenantId, tls};
@@ -241,6 +239,8 @@ async fn invitations_are_one_time_expiring_addressed_and_tamper_evident() {
     // Expired: refused locally from the token, and by the issuer even when
     // the token's own expiry is moved forward.
     let short = invite(&b_admin, "", 1).await;
+    // A fixed wait: the invitation expires after one second, and there is
+    // nothing to poll meanwhile (accepting it early would use it up).
     tokio::time::sleep(Duration::from_millis(1100)).await;
     check(
         accept(&c_admin, &short).await,

@@ -2,9 +2,7 @@
 //! certificate and sends crafted bridge calls. Each test asserts what a
 //! member or admin of the attacked node sees through the client API.
 
-mod support;
-
-use support::{Member, TestNode, allow, bridge_client, check, peer_with};
+use crate::support::{self, Member, TestNode, allow, bridge_client, check, peer_with};
 use tenant_node::config::Config;
 use tonic::Code;
 use works_proto::client::v1 as pb;

@@ -3,15 +3,13 @@
 //! would run it, and asserts what the attacked company's members and admin
 //! see. a.example is attacked; b.example (and c.example) attack or stand by.
 
-mod support;
-
 use std::time::Duration;
 
-use serde_json::json;
-use support::{
-    RELAY_DEADLINE, TestNode, allow, bridge_client, check, envelope, history_texts, pair,
+use crate::support::{
+    self, RELAY_DEADLINE, TestNode, allow, bridge_client, check, envelope, history_texts, pair,
     peer_with, peers, relay_once, texts, until, until_texts,
 };
+use serde_json::json;
 use tonic::Code;
 use works_certs::{TenantCa, Validity};
 use works_proto::client::v1 as pb;

@@ -1,8 +1,6 @@
 //! Friend requests between companies, external contacts, trash and blocks.
 
-mod support;
-
-use support::{Member, TestNode, allow, check, peer_with as peer};
+use crate::support::{self, Member, TestNode, allow, check, peer_with as peer};
 use tonic::Code;
 use works_proto::client::v1 as pb;
 
@@ -673,6 +671,8 @@ async fn tampered_expired_and_malformed_links_are_refused() {
     );
 
     let short = invite(&bob, 1).await.unwrap().link;
+    // A fixed wait: the link expires after one second, and there is nothing
+    // to poll meanwhile (redeeming it early would use it up).
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     check(
         redeem(&alice, &short).await,

@@ -8,7 +8,7 @@
 //! named case in the `refused` lists or in `fuzz/regressions/`, not in a
 //! proptest regression file.
 
-#[path = "../fuzz/src/lib.rs"]
+#[path = "../../fuzz/src/lib.rs"]
 mod fuzz_checks;
 
 use std::path::Path;

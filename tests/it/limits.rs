@@ -3,12 +3,10 @@
 //! oversized and deeply nested protobuf messages, and a huge header. Each
 //! test asserts what the attacker sees, then that the node still serves.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{Raw, TestNode, bridge_client, check, peer_with, text, until};
+use crate::support::{self, Raw, TestNode, bridge_client, check, peer_with, text, until};
 use tenant_node::client::Client;
 use tenant_node::config::Config;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -180,6 +178,7 @@ async fn api_preface_one_byte_at_a_time_is_closed_at_the_deadline() {
                     return;
                 }
                 sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                // The slowness is the attack: one byte every 200 ms.
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         })
@@ -509,7 +508,10 @@ async fn bridge_oversized_messages_are_refused() {
         "decoded message length too large",
     );
     // A relay batch: the stream ends with the precise status.
-    let mut relay = client.open_relay().await.expect("relay");
+    let mut relay = client
+        .open_relay(Duration::from_secs(10))
+        .await
+        .expect("relay");
     let envelope = works_bridge::Envelope {
         event_id: ulid::Ulid::new().to_string(),
         host: b.tenant.clone(),

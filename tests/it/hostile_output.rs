@@ -4,9 +4,7 @@
 //! The attacker is a peered company's node with its own genuine
 //! certificate: it calls the bridge with whatever content it likes.
 
-mod support;
-
-use support::{TestNode, peer_with};
+use crate::support::{self, TestNode, peer_with};
 use tonic::Code;
 use works_proto::client::v1 as pb;
 use works_proto::federation::v1 as fed;

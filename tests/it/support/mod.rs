@@ -743,6 +743,7 @@ impl LinkCutter {
         let me = self.clone();
         tokio::spawn(async move {
             loop {
+                // The period of the flapping link, the fault under test.
                 tokio::time::sleep(every).await;
                 me.cut();
             }

@@ -1,9 +1,7 @@
 //! Who may do what: tokens, roles, suspension, membership and bad input, each
 //! with its precise status and no partial write.
 
-mod support;
-
-use support::{TestNode, check};
+use crate::support::{self, TestNode, check};
 use tenant_node::client::Client;
 use tonic::Code;
 use works_proto::client::v1 as pb;

@@ -1,7 +1,7 @@
 //! The command line as admins and members script it: `--json` on stdout,
 //! errors on stderr with a non-zero exit.
 
-mod support;
+use crate::support;
 
 use std::process::Stdio;
 

@@ -1,10 +1,8 @@
 //! External messaging policy, admission on both ends, and the audit log.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Member, TestNode, check, peer_with as peer};
+use crate::support::{self, Member, TestNode, check, peer_with as peer};
 use tenant_node::client::Client;
 use tonic::Code;
 use works_proto::client::v1 as pb;
@@ -391,6 +389,7 @@ async fn settings_toggled_while_lookups_flow_never_leak_or_fail_oddly() {
     };
     for i in 0..20 {
         enable(&b_admin, i % 2 == 1).await;
+        // Paces the changes so that lookups fall between them.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let (found, hidden) = looker.await.unwrap();

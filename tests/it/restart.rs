@@ -1,11 +1,13 @@
 //! Durability: what the node acknowledged survives kill -9 and a restart.
 
-mod support;
-
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use support::{TestNode, text};
+use crate::support::{EVENT_DEADLINE, TestNode, text, until};
+
+/// Acknowledged sends after which the node is killed, still under load.
+const SENDS_BEFORE_THE_KILL: usize = 40;
 
 #[tokio::test]
 async fn every_acknowledged_message_survives_kill_9() {
@@ -16,22 +18,30 @@ async fn every_acknowledged_message_survives_kill_9() {
 
     // Four writers send until the node dies under them; only what was
     // acknowledged counts.
+    let sent = Arc::new(AtomicUsize::new(0));
     let mut writers = Vec::new();
     for w in 0..4 {
         let alice = node.login(&alice.id).await;
         let room = room.id.clone();
+        let sent = sent.clone();
         writers.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             for i in 0.. {
                 match alice.send(&room, &format!("w{w}-{i}")).await {
-                    Ok(event) => acked.push((event.event_id, event.seq)),
+                    Ok(event) => {
+                        acked.push((event.event_id, event.seq));
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
                     Err(_) => break,
                 }
             }
             acked
         }));
     }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    until(EVENT_DEADLINE, "the writers are under way", || async {
+        sent.load(Ordering::Relaxed) >= SENDS_BEFORE_THE_KILL
+    })
+    .await;
     node.kill().await;
     let mut acknowledged = Vec::new();
     for w in writers {

@@ -3,13 +3,11 @@
 //! exact status an empty request gets. The RPCs come from the services'
 //! descriptors, so an RPC added without its row fails this test.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::support::{self, Raw, TestNode, peer_with};
 use prost::Message;
-use support::{Raw, TestNode, peer_with};
 use tonic::Code;
 use tonic::transport::Channel;
 use works_certs::{TenantCa, TenantId, Validity};

@@ -1,10 +1,8 @@
 //! Members of one company chatting through a real node's gRPC API.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{TestNode, check, text};
+use crate::support::{self, TestNode, check, text};
 use tonic::Code;
 use works_proto::client::v1 as pb;
 

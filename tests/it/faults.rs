@@ -7,13 +7,11 @@
 //! The disk tests mount a small tmpfs over a node's data directory, so they
 //! need root (as CI and the development machines run them).
 
-mod support;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use support::{
+use crate::support::{
     Member, RELAY_DEADLINE, TestNode, history_texts, pair, peers, room_with, state, text, until,
     until_texts,
 };
@@ -317,6 +315,7 @@ fn paced(
                 .await
                 .expect("send");
             acknowledged.push(text(&e).unwrap().to_string());
+            // The pace is the load under the fault, not a wait for anything.
             tokio::time::sleep(every).await;
         }
         acknowledged
