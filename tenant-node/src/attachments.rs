@@ -170,10 +170,9 @@ impl Tenant {
     pub async fn serve_attachment(
         &self,
         peer: &TenantId,
-        requester: &str,
+        requester: &MemberId,
         id: &str,
     ) -> Result<Vec<u8>> {
-        let requester = MemberId::parse(requester).map_err(Error::bad_id("requester"))?;
         let not_found = || Error::NotFound(format!("attachment {}", clip(id)));
         let mut conn = self.store.pool().acquire().await?;
         let row = store::get(&mut conn, id)
@@ -183,7 +182,7 @@ impl Tenant {
         let Some((room, members)) = rooms::room_with_members(&mut conn, &row.room).await? else {
             return Err(not_found());
         };
-        if !members.contains(&requester) {
+        if !members.contains(requester) {
             tracing::info!(peer = %peer, %requester, attachment = id, "attachment refused: not in the room");
             return Err(not_found());
         }
@@ -196,7 +195,7 @@ impl Tenant {
                     room.kind,
                     room.host.as_ref(),
                     &row.uploader,
-                    std::slice::from_ref(&requester),
+                    std::slice::from_ref(requester),
                 )
                 .await
             }
@@ -211,7 +210,7 @@ impl Tenant {
             }
         }
         drop(conn);
-        self.attachment_data(&row, &requester).await
+        self.attachment_data(&row, requester).await
     }
 
     /// The bytes, from storage or, the first time, from the node that has
@@ -252,7 +251,7 @@ impl Tenant {
             self.any_local_member_of(&row.room).await?
         };
         let data = client
-            .fetch_attachment(asking.as_str(), id, row.meta.size)
+            .fetch_attachment(&asking, id, row.meta.size)
             .await
             .map_err(|e| crate::peers::bridge_error(&source, e))?;
         if data.len() as u64 != row.meta.size
