@@ -7,7 +7,6 @@
 //! node when peered with it, otherwise from the room's host, which fetches
 //! them the same way. Each node checks size and hash before it keeps them.
 
-use sha2::{Digest, Sha256};
 use sqlx::AnyConnection;
 
 use crate::content;
@@ -40,7 +39,7 @@ impl Tenant {
             name,
             content_type: content_type.to_string(),
             size: data.len() as u64,
-            sha256: format!("{:x}", Sha256::digest(&data)),
+            sha256: works_certs::sha256_hex(&data),
         };
         let mut w = self.store.begin_write().await?;
         rooms::room(&mut w.tx, &room)
@@ -254,9 +253,7 @@ impl Tenant {
             .fetch_attachment(&asking, id, row.meta.size)
             .await
             .map_err(|e| crate::peers::bridge_error(&source, e))?;
-        if data.len() as u64 != row.meta.size
-            || format!("{:x}", Sha256::digest(&data)) != row.meta.sha256
-        {
+        if data.len() as u64 != row.meta.size || works_certs::sha256_hex(&data) != row.meta.sha256 {
             return Err(Error::Unavailable(format!(
                 "attachment {id} from {source} does not match its size and SHA-256"
             )));

@@ -8,6 +8,7 @@ pub mod attachments;
 pub mod audit;
 pub mod contacts;
 pub mod events;
+pub mod invitations;
 pub mod limits;
 pub mod members;
 pub mod peers;
