@@ -13,6 +13,7 @@ use works_certs::TenantId;
 use works_proto::federation::v1 as pb;
 
 use crate::error::BridgeError;
+use crate::ids::MemberId;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -204,14 +205,14 @@ impl PeerClient {
     pub async fn notify_reachability(
         &mut self,
         me: &TenantId,
-        members: &[String],
+        members: &[MemberId],
         reachable: bool,
     ) -> Result<(), BridgeError> {
         self.inner
             .notify_reachability(pb::ReachabilityNotice {
                 from_tenant: me.to_string(),
                 all_members: members.is_empty(),
-                members: members.to_vec(),
+                members: members.iter().map(MemberId::to_string).collect(),
                 reachable,
             })
             .await
@@ -236,14 +237,14 @@ impl PeerClient {
         &mut self,
         request_id: &str,
         from: &crate::PublicProfile,
-        to: &str,
+        to: &MemberId,
         invitation: Option<&str>,
     ) -> Result<Option<crate::PublicProfile>, BridgeError> {
         let ack = self
             .inner
             .send_friend_request(pb::FriendRequest {
                 request_id: request_id.to_string(),
-                from: from.user.clone(),
+                from: from.user.to_string(),
                 to: to.to_string(),
                 from_profile: Some(to_pb(from)),
                 invitation: invitation.unwrap_or_default().to_string(),
@@ -257,14 +258,14 @@ impl PeerClient {
         let p = ack.profile.ok_or_else(|| {
             BridgeError::Malformed("an accepted request without a profile".into())
         })?;
-        if !p.user.eq_ignore_ascii_case(to) {
+        let user = answered_member(&p.user)?;
+        if &user != to {
             return Err(BridgeError::Malformed(format!(
-                "accepted by {} instead of {to}",
-                p.user
+                "accepted by {user} instead of {to}"
             )));
         }
         Ok(Some(crate::PublicProfile {
-            user: p.user,
+            user,
             display_name: p.display_name,
             photo: p.photo,
             photo_content_type: p.photo_content_type,
@@ -276,13 +277,13 @@ impl PeerClient {
         &mut self,
         request_id: &str,
         from: &crate::PublicProfile,
-        to: &str,
+        to: &MemberId,
         accepted: bool,
     ) -> Result<(), BridgeError> {
         self.inner
             .answer_friend_request(pb::FriendAnswer {
                 request_id: request_id.to_string(),
-                from: from.user.clone(),
+                from: from.user.to_string(),
                 to: to.to_string(),
                 accepted,
                 from_profile: accepted.then(|| to_pb(from)),
@@ -295,8 +296,8 @@ impl PeerClient {
     /// Asks the peer for one of its members' public profile.
     pub async fn lookup_user(
         &mut self,
-        requester: &str,
-        user: &str,
+        requester: &MemberId,
+        user: &MemberId,
     ) -> Result<crate::PublicProfile, BridgeError> {
         let r = self
             .inner
@@ -308,7 +309,7 @@ impl PeerClient {
             .map_err(BridgeError::Refused)?
             .into_inner();
         Ok(crate::PublicProfile {
-            user: r.user,
+            user: answered_member(&r.user)?,
             display_name: r.display_name,
             photo: r.photo,
             photo_content_type: r.photo_content_type,
@@ -337,7 +338,7 @@ impl PeerClient {
     /// cut short is an error, never a shorter file.
     pub async fn fetch_attachment(
         &mut self,
-        requester: &str,
+        requester: &MemberId,
         id: &str,
         max_size: u64,
     ) -> Result<Vec<u8>, BridgeError> {
@@ -416,9 +417,14 @@ impl PeerClient {
     }
 }
 
+/// A member id in a peer's answer, parsed like any input from a peer.
+fn answered_member(user: &str) -> Result<MemberId, BridgeError> {
+    MemberId::parse(user).map_err(|e| BridgeError::Malformed(format!("invalid user: {e}")))
+}
+
 fn to_pb(p: &crate::PublicProfile) -> pb::PublicProfile {
     pb::PublicProfile {
-        user: p.user.clone(),
+        user: p.user.to_string(),
         display_name: p.display_name.clone(),
         photo: p.photo.clone(),
         photo_content_type: p.photo_content_type.clone(),

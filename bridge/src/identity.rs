@@ -185,9 +185,40 @@ pub fn verify_chain(
         Err(Error::InvalidCertificate(
             CertificateError::UnknownIssuer | CertificateError::BadSignature,
         )) => Err(ChainError::OtherIssuer),
-        // The variant's name says what to fix ("Expired", "NotValidYet").
-        Err(e) => Err(ChainError::Invalid(format!("{e:?}"))),
+        Err(e) => Err(ChainError::Invalid(invalid_reason(&e))),
     }
+}
+
+/// Why a chain that reaches the anchors is refused: the error's name
+/// ("Expired", "NotValidYet"), which says what to fix, and what it means.
+fn invalid_reason(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(e) = e else {
+        return e.to_string();
+    };
+    let (name, what) = match e {
+        C::Expired | C::ExpiredContext { .. } => ("Expired", "its validity period has ended"),
+        C::NotValidYet | C::NotValidYetContext { .. } => {
+            ("NotValidYet", "its validity period has not begun")
+        }
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => (
+            "InvalidPurpose",
+            "it is not issued for client authentication",
+        ),
+        C::BadEncoding => ("BadEncoding", "it is malformed"),
+        C::Revoked => ("Revoked", "its issuer revoked it"),
+        C::UnhandledCriticalExtension => (
+            "UnhandledCriticalExtension",
+            "it has a critical extension this node does not know",
+        ),
+        C::UnsupportedSignatureAlgorithmContext { .. }
+        | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => (
+            "UnsupportedSignatureAlgorithm",
+            "it is signed with an algorithm this node does not accept",
+        ),
+        other => return other.to_string(),
+    };
+    format!("{name}: {what}")
 }
 
 /// Whether the certificate carries `tenant` as a DNS subject alternative name.

@@ -3,7 +3,8 @@
 //! gRPC over TLS 1.3 with a client certificate required on both ends. The
 //! peer's tenant id is taken from its verified certificate, once per call, by
 //! `identity`; the service then compares every tenant a request names with
-//! it. The crate knows nothing of SQL or of members: a node plugs its rules in
+//! it, and parses every member id it names into a typed id. The crate knows
+//! nothing of SQL or of members beyond their ids: a node plugs its rules in
 //! through the [`BridgeHandler`] trait and keeps the [`TrustStore`] current.
 //!
 //! # Layout
@@ -16,12 +17,15 @@
 //!   them too).
 //! - `server`: the TLS accept loop and the gRPC service.
 //! - `client`: dialing a peer and calling it.
+//! - `ids`: tenant, member, room and event ids, parsed once at an edge;
+//!   the node uses the same types.
 //! - `error`: the crate's errors and their gRPC statuses.
 #![forbid(unsafe_code)]
 
 pub mod client;
 pub mod error;
 pub mod identity;
+pub mod ids;
 pub mod limits;
 pub mod server;
 pub mod tls;

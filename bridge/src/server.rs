@@ -23,6 +23,7 @@ use works_proto::federation::v1 as pb;
 
 use crate::error::{BridgeError, HandlerError, clip};
 use crate::identity::{IdentityError, PeerCerts, TrustStore, names, verify_chain};
+use crate::ids::MemberId;
 use crate::limits::{ConnectionCap, Guarded, ServerLimits};
 
 /// How long a client may take to complete the TLS handshake.
@@ -44,14 +45,28 @@ pub struct NewPeer {
 }
 
 /// A member's public profile, as their company publishes it to a peer.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicProfile {
-    pub user: String,
+    pub user: MemberId,
     pub display_name: String,
     pub photo: Vec<u8>,
     pub photo_content_type: String,
     /// The company name: the fixed status shown to other companies.
     pub company: String,
+}
+
+impl PublicProfile {
+    /// A profile that names its member and nothing else (a declined
+    /// request carries no profile).
+    pub fn bare(user: MemberId) -> Self {
+        PublicProfile {
+            user,
+            display_name: String::new(),
+            photo: Vec::new(),
+            photo_content_type: String::new(),
+            company: String::new(),
+        }
+    }
 }
 
 /// Bytes per attachment chunk on the bridge.
@@ -86,7 +101,10 @@ pub enum Outcome {
     Retry(String),
 }
 
-/// What a node decides; the bridge has established who is asking.
+/// What a node decides; the bridge has established who is asking, and
+/// parsed every member id the request names: a member said to be the
+/// caller's is checked to belong to `peer`, one said to be ours may still
+/// be of any tenant.
 #[tonic::async_trait]
 pub trait BridgeHandler: Send + Sync + 'static {
     /// This node's tenant.
@@ -103,7 +121,7 @@ pub trait BridgeHandler: Send + Sync + 'static {
     async fn reachability(
         &self,
         peer: &TenantId,
-        members: Vec<String>,
+        members: Vec<MemberId>,
         reachable: bool,
     ) -> Result<(), HandlerError>;
     /// A member of the peer (`from`, checked to belong to `peer`, with their
@@ -115,7 +133,7 @@ pub trait BridgeHandler: Send + Sync + 'static {
         peer: &TenantId,
         request_id: &str,
         from: PublicProfile,
-        to: &str,
+        to: &MemberId,
         invitation: Option<&str>,
     ) -> Result<Option<PublicProfile>, HandlerError>;
     /// A member of the peer (`from`, checked) answered a request from `to`.
@@ -124,7 +142,7 @@ pub trait BridgeHandler: Send + Sync + 'static {
         peer: &TenantId,
         request_id: &str,
         from: PublicProfile,
-        to: &str,
+        to: &MemberId,
         accepted: bool,
     ) -> Result<(), HandlerError>;
     /// A member of the peer (checked to belong to `peer`) changed their profile.
@@ -138,8 +156,8 @@ pub trait BridgeHandler: Send + Sync + 'static {
     async fn lookup_user(
         &self,
         peer: &TenantId,
-        requester: &str,
-        user: &str,
+        requester: &MemberId,
+        user: &MemberId,
     ) -> Result<PublicProfile, HandlerError>;
     /// Envelopes from the peer's outbox, in order: one outcome each, in the
     /// same order. An envelope is answered `Stored` only once it is durable.
@@ -149,7 +167,7 @@ pub trait BridgeHandler: Send + Sync + 'static {
     async fn attachment(
         &self,
         peer: &TenantId,
-        requester: &str,
+        requester: &MemberId,
         id: &str,
     ) -> Result<Vec<u8>, HandlerError>;
     /// The peer rotates its CA: trust exactly these CAs for it from now on.
@@ -326,9 +344,12 @@ impl BridgeService {
 
     /// Checks that a tenant named in the request is the caller's own.
     fn claim(peer: &TenantId, field: &str, claimed: &str) -> Result<(), Status> {
-        let claimed = TenantId::parse(claimed)
-            .map_err(|e| Status::invalid_argument(format!("invalid {field}: {e}")))?;
-        if &claimed != peer {
+        let claimed = TenantId::parse(claimed).map_err(|e| malformed(peer, field, e))?;
+        Self::claim_tenant(peer, field, &claimed)
+    }
+
+    fn claim_tenant(peer: &TenantId, field: &str, claimed: &TenantId) -> Result<(), Status> {
+        if claimed != peer {
             tracing::warn!(peer = %peer, claimed = %claimed, field, "bridge call refused: spoofed tenant");
             return Err(Status::permission_denied(format!(
                 "{field} names {claimed}, but the caller's certificate is {peer}'s"
@@ -337,16 +358,35 @@ impl BridgeService {
         Ok(())
     }
 
-    /// Checks that a member id named in the request belongs to the caller.
-    fn claim_member(peer: &TenantId, field: &str, member: &str) -> Result<(), Status> {
-        let tenant = member.rsplit_once('@').map(|(_, t)| t).ok_or_else(|| {
-            Status::invalid_argument(format!(
-                "invalid {field}: {:?} must have the form name@tenant",
-                clip(member)
-            ))
-        })?;
-        Self::claim(peer, field, tenant)
+    /// Parses a member id the request names as the caller's member, and
+    /// checks that it belongs to the caller.
+    fn claim_member(peer: &TenantId, field: &str, member: &str) -> Result<MemberId, Status> {
+        let member = MemberId::parse(member).map_err(|e| malformed(peer, field, e))?;
+        Self::claim_tenant(peer, field, member.tenant())?;
+        Ok(member)
     }
+}
+
+/// A malformed id in `field` of a request.
+fn malformed(peer: &TenantId, field: &str, error: impl std::fmt::Display) -> Status {
+    tracing::info!(peer = %peer, field, error = %error, "bridge request refused: malformed id");
+    Status::invalid_argument(format!("invalid {field}: {error}"))
+}
+
+/// Parses a member id the request names as one of this node's members. An
+/// id that cannot be anyone's answers "not found" (`not_found` says what),
+/// as a member this node does not show the caller does: the other company
+/// learns nothing more of ours than that.
+fn ours(
+    peer: &TenantId,
+    field: &str,
+    member: &str,
+    not_found: impl FnOnce() -> String,
+) -> Result<MemberId, Status> {
+    MemberId::parse(member).map_err(|e| {
+        tracing::info!(peer = %peer, field, error = %e, "bridge request refused: malformed id of ours");
+        Status::not_found(not_found())
+    })
 }
 
 #[tonic::async_trait]
@@ -488,18 +528,18 @@ impl pb::bridge_server::Bridge for BridgeService {
     ) -> Result<Response<pb::FriendRequestAck>, Status> {
         let peer = self.peer(&request)?;
         let r = request.into_inner();
-        Self::claim_member(&peer, "from", &r.from)?;
-        let from = profile_of(&r.from, r.from_profile)?;
+        let from = sender(&peer, &r.from, r.from_profile)?;
         check_request_id(&r.request_id)?;
+        let to = ours(&peer, "to", &r.to, || format!("user {}", clip(&r.to)))?;
         let invitation = (!r.invitation.is_empty()).then_some(r.invitation.as_str());
         let accepted = self
             .handler
-            .friend_request(&peer, &r.request_id, from, &r.to, invitation)
+            .friend_request(&peer, &r.request_id, from, &to, invitation)
             .await?;
         Ok(Response::new(pb::FriendRequestAck {
             accepted: accepted.is_some(),
             profile: accepted.map(|p| pb::PublicProfile {
-                user: p.user,
+                user: p.user.to_string(),
                 display_name: p.display_name,
                 photo: p.photo,
                 photo_content_type: p.photo_content_type,
@@ -514,18 +554,17 @@ impl pb::bridge_server::Bridge for BridgeService {
     ) -> Result<Response<pb::FriendAnswerAck>, Status> {
         let peer = self.peer(&request)?;
         let r = request.into_inner();
-        Self::claim_member(&peer, "from", &r.from)?;
-        check_request_id(&r.request_id)?;
         let from = if r.accepted {
-            profile_of(&r.from, r.from_profile)?
+            sender(&peer, &r.from, r.from_profile)?
         } else {
-            PublicProfile {
-                user: r.from.clone(),
-                ..PublicProfile::default()
-            }
+            PublicProfile::bare(Self::claim_member(&peer, "from", &r.from)?)
         };
+        check_request_id(&r.request_id)?;
+        let to = ours(&peer, "to", &r.to, || {
+            format!("friend request {}", clip(&r.request_id))
+        })?;
         self.handler
-            .friend_answer(&peer, &r.request_id, from, &r.to, r.accepted)
+            .friend_answer(&peer, &r.request_id, from, &to, r.accepted)
             .await?;
         Ok(Response::new(pb::FriendAnswerAck {}))
     }
@@ -536,11 +575,14 @@ impl pb::bridge_server::Bridge for BridgeService {
     ) -> Result<Response<pb::SyncProfileAck>, Status> {
         let peer = self.peer(&request)?;
         let p = request.into_inner();
-        Self::claim_member(&peer, "user", &p.user)?;
-        let user = p.user.clone();
-        self.handler
-            .profile_changed(&peer, profile_of(&user, Some(p))?)
-            .await?;
+        let profile = PublicProfile {
+            user: Self::claim_member(&peer, "user", &p.user)?,
+            display_name: p.display_name,
+            photo: p.photo,
+            photo_content_type: p.photo_content_type,
+            company: p.company,
+        };
+        self.handler.profile_changed(&peer, profile).await?;
         Ok(Response::new(pb::SyncProfileAck {}))
     }
 
@@ -556,11 +598,13 @@ impl pb::bridge_server::Bridge for BridgeService {
                 "name members, or set all_members, not both",
             ));
         }
-        for member in &r.members {
-            Self::claim_member(&peer, "members", member)?;
-        }
+        let members = r
+            .members
+            .iter()
+            .map(|member| Self::claim_member(&peer, "members", member))
+            .collect::<Result<Vec<_>, _>>()?;
         self.handler
-            .reachability(&peer, r.members, r.reachable)
+            .reachability(&peer, members, r.reachable)
             .await?;
         Ok(Response::new(pb::ReachabilityAck {}))
     }
@@ -571,13 +615,11 @@ impl pb::bridge_server::Bridge for BridgeService {
     ) -> Result<Response<pb::LookupUserResponse>, Status> {
         let peer = self.peer(&request)?;
         let r = request.into_inner();
-        Self::claim_member(&peer, "requester", &r.requester)?;
-        let profile = self
-            .handler
-            .lookup_user(&peer, &r.requester, &r.user)
-            .await?;
+        let requester = Self::claim_member(&peer, "requester", &r.requester)?;
+        let user = ours(&peer, "user", &r.user, || format!("user {}", clip(&r.user)))?;
+        let profile = self.handler.lookup_user(&peer, &requester, &user).await?;
         Ok(Response::new(pb::LookupUserResponse {
-            user: profile.user,
+            user: profile.user.to_string(),
             display_name: profile.display_name,
             photo: profile.photo,
             photo_content_type: profile.photo_content_type,
@@ -693,10 +735,10 @@ impl pb::bridge_server::Bridge for BridgeService {
     ) -> Result<Response<Self::FetchAttachmentStream>, Status> {
         let peer = self.peer(&request)?;
         let r = request.into_inner();
-        Self::claim_member(&peer, "requester", &r.requester)?;
+        let requester = Self::claim_member(&peer, "requester", &r.requester)?;
         let data = self
             .handler
-            .attachment(&peer, &r.requester, &r.attachment_id)
+            .attachment(&peer, &requester, &r.attachment_id)
             .await?;
         let total = data.len() as u64;
         let chunks: Vec<Result<pb::AttachmentChunk, Status>> = if data.is_empty() {
@@ -730,10 +772,18 @@ fn check_request_id(id: &str) -> Result<(), Status> {
     Ok(())
 }
 
-/// The profile sent along with a request; it must be the sender's own.
-fn profile_of(from: &str, profile: Option<pb::PublicProfile>) -> Result<PublicProfile, Status> {
+/// The sender of a request (`from`, the caller's member) with the profile
+/// sent along, which must be the sender's own. The profile is compared
+/// first, as sent, so a sender whose id is not even valid is told whose
+/// profile it sent.
+fn sender(
+    peer: &TenantId,
+    from: &str,
+    profile: Option<pb::PublicProfile>,
+) -> Result<PublicProfile, Status> {
     let p = profile.ok_or_else(|| Status::invalid_argument("from_profile is missing"))?;
     if !p.user.eq_ignore_ascii_case(from) {
+        tracing::warn!(peer = %peer, "bridge call refused: a profile of someone else sent along");
         return Err(Status::permission_denied(format!(
             "from_profile is {}'s, not {}'s",
             clip(&p.user),
@@ -741,7 +791,7 @@ fn profile_of(from: &str, profile: Option<pb::PublicProfile>) -> Result<PublicPr
         )));
     }
     Ok(PublicProfile {
-        user: p.user,
+        user: BridgeService::claim_member(peer, "from", from)?,
         display_name: p.display_name,
         photo: p.photo,
         photo_content_type: p.photo_content_type,
@@ -754,4 +804,83 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> TenantId {
+        TenantId::parse("b.example").unwrap()
+    }
+
+    #[track_caller]
+    fn check<T: std::fmt::Debug>(got: Result<T, Status>, code: tonic::Code, fragment: &str) {
+        let status = got.expect_err("a refusal");
+        assert_eq!(status.code(), code, "{}", status.message());
+        assert!(
+            status.message().contains(fragment),
+            "{:?} lacks {fragment:?}",
+            status.message()
+        );
+    }
+
+    #[test]
+    fn a_member_of_the_caller_is_parsed_once_at_the_edge() {
+        let member = BridgeService::claim_member(&peer(), "from", " Mallory@B.example ").unwrap();
+        assert_eq!(member.as_str(), "mallory@b.example");
+        check(
+            BridgeService::claim_member(&peer(), "from", "mallory"),
+            tonic::Code::InvalidArgument,
+            "invalid from: member id \"mallory\" must have the form name@tenant",
+        );
+        check(
+            BridgeService::claim_member(&peer(), "requester", "x y@b.example"),
+            tonic::Code::InvalidArgument,
+            "invalid requester: member name",
+        );
+        check(
+            BridgeService::claim_member(&peer(), "members", "mallory@c.example"),
+            tonic::Code::PermissionDenied,
+            "members names c.example, but the caller's certificate is b.example's",
+        );
+    }
+
+    #[test]
+    fn a_malformed_member_of_ours_is_not_found() {
+        let ok = ours(&peer(), "user", "Alice@a.example", || "unused".into()).unwrap();
+        assert_eq!(ok.as_str(), "alice@a.example");
+        check(
+            ours(&peer(), "user", "nobody", || "user nobody".into()),
+            tonic::Code::NotFound,
+            "user nobody",
+        );
+    }
+
+    #[test]
+    fn the_profile_sent_along_must_be_the_senders() {
+        let profile = |user: &str| {
+            Some(pb::PublicProfile {
+                user: user.into(),
+                ..Default::default()
+            })
+        };
+        let from = sender(&peer(), "mallory@b.example", profile("MALLORY@b.example")).unwrap();
+        assert_eq!(from.user.as_str(), "mallory@b.example");
+        check(
+            sender(&peer(), "mallory@b.example", None),
+            tonic::Code::InvalidArgument,
+            "from_profile is missing",
+        );
+        check(
+            sender(&peer(), "mallory@b.example", profile("eve@b.example")),
+            tonic::Code::PermissionDenied,
+            "from_profile is eve@b.example's, not mallory@b.example's",
+        );
+        check(
+            sender(&peer(), "mallory@c.example", profile("mallory@c.example")),
+            tonic::Code::PermissionDenied,
+            "from names c.example",
+        );
+    }
 }

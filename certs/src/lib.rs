@@ -177,7 +177,13 @@ fn random_serial() -> rcgen::SerialNumber {
 
 /// The SHA-256 fingerprint of a DER certificate, lowercase hex.
 pub fn fingerprint(der: &[u8]) -> String {
-    hex::encode(Sha256::digest(der))
+    sha256_hex(der)
+}
+
+/// The SHA-256 digest of `bytes`, lowercase hex: how every crate of the
+/// workspace writes one (fingerprints, file checksums, stored secrets).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Every certificate in a PEM text, in order.

@@ -56,15 +56,15 @@ impl Error {
         )
     }
 
-    /// Whether the database refused a write for want of space (SQLite's
-    /// SQLITE_FULL, PostgreSQL's disk_full): the write was rolled back and
-    /// may succeed once space returns.
+    /// Whether the database refused a write for want of space
+    /// (`store::Fault::Full`).
     pub fn is_storage_full(&self) -> bool {
-        let Error::Storage(sqlx::Error::Database(e)) = self else {
-            return false;
-        };
-        matches!(e.code().as_deref(), Some("13") | Some("53100"))
-            || e.message().contains("database or disk is full")
+        matches!(self, Error::Storage(e) if crate::store::classify(e) == crate::store::Fault::Full)
+    }
+
+    /// Whether a unique constraint refused a row (`store::Fault::Duplicate`).
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, Error::Storage(e) if crate::store::classify(e) == crate::store::Fault::Duplicate)
     }
 
     /// Adapts an id parse error to the field it came from.

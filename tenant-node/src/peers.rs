@@ -11,7 +11,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use rustls::pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use works_bridge::{BridgeError, PeerClient, tls};
 
 use crate::error::{Error, Result};
@@ -77,11 +76,7 @@ impl InvitationToken {
 }
 
 pub fn secret_hash(secret: &[u8]) -> String {
-    hex_digest(&Sha256::digest(secret))
-}
-
-fn hex_digest(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    works_certs::sha256_hex(secret)
 }
 
 pub struct Invitation {

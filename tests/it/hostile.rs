@@ -23,6 +23,10 @@ fn tenant(s: &str) -> works_bridge::TenantId {
     works_bridge::TenantId::parse(s).unwrap()
 }
 
+fn member(s: &str) -> works_bridge::ids::MemberId {
+    works_bridge::ids::MemberId::parse(s).unwrap()
+}
+
 fn new_id() -> String {
     ulid::Ulid::new().to_string()
 }
@@ -64,7 +68,7 @@ async fn last_seq(who: &support::Member, room: &str) -> u64 {
 /// A file's bytes as bob@b.example asks a.example's node for them.
 async fn fetch(client: &mut works_bridge::PeerClient, id: &str) -> Result<Vec<u8>, String> {
     client
-        .fetch_attachment("bob@b.example", id, 1 << 20)
+        .fetch_attachment(&member("bob@b.example"), id, 1 << 20)
         .await
         .map_err(|e| e.to_string())
 }
@@ -157,12 +161,12 @@ async fn our_files_are_not_served_once_our_admin_cuts_access() {
     // A member of b.example not in the room, and a requester of another company.
     assert!(
         from_b
-            .fetch_attachment("mallory@b.example", &id, 1 << 20)
+            .fetch_attachment(&member("mallory@b.example"), &id, 1 << 20)
             .await
             .is_err()
     );
     let other = from_b
-        .fetch_attachment("zed@c.example", &id, 1 << 20)
+        .fetch_attachment(&member("zed@c.example"), &id, 1 << 20)
         .await
         .unwrap_err()
         .to_string();

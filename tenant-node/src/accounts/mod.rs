@@ -9,7 +9,6 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::ids::MemberId;
@@ -80,8 +79,7 @@ async fn verify_password(password: &str, stored: &str) -> Result<bool> {
 }
 
 fn token_hash(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    works_certs::sha256_hex(token.as_bytes())
 }
 
 /// Checks a token's shape before any lookup, so garbage never reaches storage.

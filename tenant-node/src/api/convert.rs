@@ -282,16 +282,13 @@ pub fn audit_filter(r: &pb::AuditSearchRequest) -> Filter {
 /// A profile found at another company (`find_external` checked that it is
 /// the user asked for, so the tenant is the one that answered).
 pub fn external_profile(p: works_bridge::PublicProfile) -> pb::ExternalProfile {
-    let tenant = crate::ids::MemberId::parse(&p.user)
-        .map(|m| m.tenant().to_string())
-        .unwrap_or_default();
     pb::ExternalProfile {
-        user_id: p.user,
+        tenant: p.user.tenant().to_string(),
+        user_id: p.user.to_string(),
         display_name: p.display_name,
         photo: p.photo,
         photo_content_type: p.photo_content_type,
         company: p.company,
-        tenant,
     }
 }
 

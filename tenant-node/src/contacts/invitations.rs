@@ -166,13 +166,8 @@ impl Tenant {
         rand::rng().fill_bytes(&mut key);
         let mut w = self.store.begin_write().await?;
         // First writer wins; everyone then reads the same key.
-        sqlx::query(
-            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(KEY_SETTING)
-        .bind(key.iter().map(|b| format!("{b:02x}")).collect::<String>())
-        .execute(&mut *w.tx)
-        .await?;
+        crate::store::invitations::insert_key_once(&mut w.tx, KEY_SETTING, &hex::encode(key))
+            .await?;
         w.commit().await?;
         let hex = self
             .store
@@ -228,13 +223,14 @@ impl Tenant {
         };
         let link = sign_link(&self.invitation_key().await?, &claims)?;
         let mut w = self.store.begin_write().await?;
-        sqlx::query("INSERT INTO invitation_links (nonce, issuer, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(&claims.nonce)
-            .bind(caller.member.as_str())
-            .bind(now_ms())
-            .bind(claims.expires_at_ms)
-            .execute(&mut *w.tx)
-            .await?;
+        crate::store::invitations::insert_link(
+            &mut w.tx,
+            &claims.nonce,
+            &caller.member,
+            now_ms(),
+            claims.expires_at_ms,
+        )
+        .await?;
         crate::store::audit::append(
             &mut w.tx,
             &crate::store::audit::NewEntry::new("invitation.created", &caller.member)
@@ -300,17 +296,10 @@ impl Tenant {
         if parsed.claims.expires_at_ms <= now_ms() {
             return Err(refused("it has expired"));
         }
-        let used = sqlx::query(
-            "UPDATE invitation_links SET used_at = $1, used_by = $2 WHERE nonce = $3 AND issuer = $4 AND used_at IS NULL",
-        )
-        .bind(now_ms())
-        .bind(by.as_str())
-        .bind(&parsed.claims.nonce)
-        .bind(issuer.as_str())
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-        if used != 1 {
+        let used =
+            crate::store::invitations::use_link(conn, &parsed.claims.nonce, issuer, by, now_ms())
+                .await?;
+        if !used {
             return Err(refused("it was already used"));
         }
         Ok(())
@@ -318,14 +307,7 @@ impl Tenant {
 }
 
 fn hex_decode(hex: &str) -> Result<Vec<u8>> {
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| {
-            hex.get(i..i + 2)
-                .and_then(|b| u8::from_str_radix(b, 16).ok())
-                .ok_or_else(|| Error::Internal("stored invitation key is not hex".into()))
-        })
-        .collect()
+    hex::decode(hex).map_err(|_| Error::Internal("stored invitation key is not hex".into()))
 }
 
 #[cfg(test)]

@@ -30,11 +30,7 @@ impl Tenant {
             Error::Internal(format!("admitted without a peer row for {}", permit.peer()))
         })?;
         let answer = match self.dial(&peer).await {
-            Ok(mut client) => {
-                client
-                    .lookup_user(permit.local().as_str(), permit.external().as_str())
-                    .await
-            }
+            Ok(mut client) => client.lookup_user(permit.local(), permit.external()).await,
             Err(e) => Err(e),
         };
         let outcome = match &answer {
@@ -50,7 +46,7 @@ impl Tenant {
         )
         .await?;
         match answer {
-            Ok(profile) if profile.user == external.as_str() => {
+            Ok(profile) if profile.user == external => {
                 if let Ok(company) = crate::tenant::clean_name("company", &profile.company, 100) {
                     let mut w = self.store.begin_write().await?;
                     limits::set_peer_company(&mut w.tx, permit.peer().as_str(), &company, now_ms())
@@ -82,15 +78,14 @@ impl Tenant {
     pub async fn answer_lookup(
         &self,
         peer: &TenantId,
-        requester: &str,
-        user: &str,
+        requester: &MemberId,
+        user: &MemberId,
     ) -> Result<PublicProfile> {
-        let requester = MemberId::parse(requester).map_err(Error::bad_id("requester"))?;
         let l = &self.limits;
         self.count_arrival(
             ARRIVAL_LOOKUP,
             peer,
-            &requester,
+            requester,
             &[
                 (
                     Scope::Member,
@@ -111,15 +106,13 @@ impl Tenant {
             ],
         )
         .await?;
-        let not_found = || Error::NotFound(format!("user {}", clip(user)));
-        let Ok(local) = MemberId::parse(user) else {
-            return Err(not_found());
-        };
-        if !local.belongs_to(&self.id) {
+        let not_found = || Error::NotFound(format!("user {}", clip(user.as_str())));
+        if !user.belongs_to(&self.id) {
             return Err(not_found());
         }
-        let verdict = self.admit(&local, &requester).await?;
-        let member = self.store.member(&local).await?;
+        let local = user;
+        let verdict = self.admit(local, requester).await?;
+        let member = self.store.member(local).await?;
         let found =
             matches!((&verdict, &member), (Ok(_), Some(m)) if m.state == MemberState::Active);
         let detail = match &verdict {
@@ -129,8 +122,8 @@ impl Tenant {
         };
         self.record(
             NewEntry::new("lookup.incoming", format!("peer:{peer}"))
-                .member(&local)
-                .external(&requester)
+                .member(local)
+                .external(requester)
                 .peer(peer)
                 .detail(detail),
         )
@@ -139,12 +132,12 @@ impl Tenant {
             return Err(not_found());
         };
         let photo = if profile.has_photo {
-            self.store.member_photo(&local).await?
+            self.store.member_photo(local).await?
         } else {
             None
         };
         Ok(PublicProfile {
-            user: local.to_string(),
+            user: local.clone(),
             display_name: profile.display_name,
             photo: photo.as_ref().map(|p| p.bytes.clone()).unwrap_or_default(),
             photo_content_type: photo.map(|p| p.content_type).unwrap_or_default(),
@@ -230,7 +223,7 @@ impl Tenant {
             None
         };
         Ok(PublicProfile {
-            user: member.to_string(),
+            user: member.clone(),
             display_name: m.display_name,
             photo: photo.as_ref().map(|p| p.bytes.clone()).unwrap_or_default(),
             photo_content_type: photo.map(|p| p.content_type).unwrap_or_default(),
@@ -359,7 +352,7 @@ impl Tenant {
         let me = self.public_profile(&caller.member).await?;
         let mut client = self.dial_tenant(permit.peer()).await?;
         let sent = client
-            .send_friend_request(&id, &me, permit.external().as_str(), invitation)
+            .send_friend_request(&id, &me, permit.external(), invitation)
             .await;
         self.record(
             NewEntry::new("request.sent", &caller.member)
@@ -434,7 +427,7 @@ impl Tenant {
         };
         Ok(ContactRow {
             owner: owner.to_string(),
-            user_id: profile.user.to_lowercase(),
+            user_id: profile.user.to_string(),
             fields: serde_json::json!({ "name": display_name }).to_string(),
             display_name,
             photo_type: photo.as_ref().map(|p| p.content_type.clone()),
@@ -463,15 +456,15 @@ impl Tenant {
         peer: &TenantId,
         id: &str,
         from: PublicProfile,
-        to: &str,
+        to: &MemberId,
         invitation: Option<&str>,
     ) -> Result<Option<PublicProfile>> {
-        let requester = MemberId::parse(&from.user).map_err(Error::bad_id("from"))?;
-        let not_found = || Error::NotFound(format!("user {}", clip(to)));
-        let local = MemberId::parse(to)
-            .ok()
-            .filter(|m| m.belongs_to(&self.id))
-            .ok_or_else(not_found)?;
+        let requester = from.user.clone();
+        let not_found = || Error::NotFound(format!("user {}", clip(to.as_str())));
+        if !to.belongs_to(&self.id) {
+            return Err(not_found());
+        }
+        let local = to.clone();
         let verdict = self.admit(&local, &requester).await?;
         let active =
             matches!(self.store.member(&local).await?, Some(m) if m.state == MemberState::Active);
@@ -777,7 +770,7 @@ impl Tenant {
         let me = self.public_profile(&caller.member).await?;
         let mut client = self.dial_tenant(permit.peer()).await?;
         match client
-            .answer_friend_request(&row.id, &me, external.as_str(), true)
+            .answer_friend_request(&row.id, &me, &external, true)
             .await
         {
             Ok(()) => {}
@@ -849,14 +842,11 @@ impl Tenant {
         )
         .await?;
         w.commit().await?;
-        let me = PublicProfile {
-            user: caller.member.to_string(),
-            ..PublicProfile::default()
-        };
+        let me = PublicProfile::bare(caller.member.clone());
         if let Err(e) = async {
             let mut client = self.dial_tenant(external.tenant()).await?;
             client
-                .answer_friend_request(&row.id, &me, external.as_str(), false)
+                .answer_friend_request(&row.id, &me, &external, false)
                 .await
                 .map_err(|e| bridge_error(external.tenant(), e))
         }
@@ -873,7 +863,7 @@ impl Tenant {
         peer: &TenantId,
         id: &str,
         from: PublicProfile,
-        to: &str,
+        to: &MemberId,
         accepted: bool,
     ) -> Result<()> {
         let not_found = || Error::NotFound(format!("friend request {id}"));
@@ -882,8 +872,8 @@ impl Tenant {
             .await?
             .filter(|r| {
                 r.outgoing
-                    && r.local_member == to
-                    && r.external_user.eq_ignore_ascii_case(&from.user)
+                    && r.local_member == to.as_str()
+                    && r.external_user.eq_ignore_ascii_case(from.user.as_str())
             })
             .ok_or_else(not_found)?;
         drop(conn);
@@ -1340,7 +1330,7 @@ impl Tenant {
 
     /// A peer's member changed their profile (through the bridge).
     pub async fn receive_profile(&self, peer: &TenantId, profile: PublicProfile) -> Result<()> {
-        let user = MemberId::parse(&profile.user).map_err(Error::bad_id("user"))?;
+        let user = profile.user.clone();
         let limit = self.limits.profile_syncs_per_member_hour;
         self.count_arrival(
             ARRIVAL_PROFILE,

@@ -9,7 +9,7 @@ use rustls::pki_types::CertificateDer;
 use works_bridge::{BridgeHandler, Envelope, HandlerError, NewPeer, Outcome, PublicProfile};
 
 use crate::error::Error;
-use crate::ids::TenantId;
+use crate::ids::{MemberId, TenantId};
 use crate::tenant::Tenant;
 
 pub struct NodeBridge(pub Arc<Tenant>);
@@ -40,7 +40,7 @@ impl BridgeHandler for NodeBridge {
     async fn attachment(
         &self,
         peer: &TenantId,
-        requester: &str,
+        requester: &MemberId,
         id: &str,
     ) -> Result<Vec<u8>, HandlerError> {
         self.0
@@ -72,8 +72,8 @@ impl BridgeHandler for NodeBridge {
     async fn lookup_user(
         &self,
         peer: &TenantId,
-        requester: &str,
-        user: &str,
+        requester: &MemberId,
+        user: &MemberId,
     ) -> Result<PublicProfile, HandlerError> {
         self.0
             .answer_lookup(peer, requester, user)
@@ -84,7 +84,7 @@ impl BridgeHandler for NodeBridge {
     async fn reachability(
         &self,
         peer: &TenantId,
-        members: Vec<String>,
+        members: Vec<MemberId>,
         reachable: bool,
     ) -> Result<(), HandlerError> {
         self.0
@@ -98,7 +98,7 @@ impl BridgeHandler for NodeBridge {
         peer: &TenantId,
         request_id: &str,
         from: PublicProfile,
-        to: &str,
+        to: &MemberId,
         invitation: Option<&str>,
     ) -> Result<Option<PublicProfile>, HandlerError> {
         self.0
@@ -112,7 +112,7 @@ impl BridgeHandler for NodeBridge {
         peer: &TenantId,
         request_id: &str,
         from: PublicProfile,
-        to: &str,
+        to: &MemberId,
         accepted: bool,
     ) -> Result<(), HandlerError> {
         self.0

@@ -50,7 +50,7 @@ impl Tenant {
     /// Tells every peer that `members` (all members, when empty) became
     /// unreachable or reachable again, and records what each peer said.
     /// Best effort: this node enforces its own half whatever a peer heard.
-    async fn tell_peers(&self, by: &str, members: &[String], reachable: bool) -> Result<()> {
+    async fn tell_peers(&self, by: &str, members: &[MemberId], reachable: bool) -> Result<()> {
         for peer in self.store.peers().await? {
             let told = match self.dial(&peer).await {
                 Ok(mut client) => client
@@ -62,7 +62,11 @@ impl Tenant {
             let who = if members.is_empty() {
                 "all members".to_string()
             } else {
-                members.join(", ")
+                members
+                    .iter()
+                    .map(MemberId::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
             let state = if reachable { "reachable" } else { "unknown" };
             let detail = match &told {
@@ -86,7 +90,7 @@ impl Tenant {
     pub async fn reachability_changed(
         &self,
         peer: &crate::ids::TenantId,
-        members: Vec<String>,
+        members: Vec<MemberId>,
         reachable: bool,
     ) -> Result<()> {
         if members.len() > MAX_REACHABILITY_MEMBERS {
@@ -133,14 +137,7 @@ impl Tenant {
         let keys: Vec<String> = if members.is_empty() {
             vec![policy::all_members_key(peer)]
         } else {
-            members
-                .iter()
-                .map(|m| {
-                    MemberId::parse(m)
-                        .map(|id| id.to_string())
-                        .map_err(Error::bad_id("members"))
-                })
-                .collect::<Result<_>>()?
+            members.iter().map(MemberId::to_string).collect()
         };
         for key in &keys {
             policy::set_reachability(&mut w.tx, key, peer.as_str(), reachable, at).await?;
@@ -302,8 +299,7 @@ impl Tenant {
         let notice = self.grant(&mut w, &id, caller.member.as_str()).await?;
         w.commit().await?;
         self.hub.notice(notice);
-        self.tell_peers(caller.member.as_str(), &[id.to_string()], true)
-            .await
+        self.tell_peers(caller.member.as_str(), &[id], true).await
     }
 
     /// Records a grant and the member's notice, inside the caller's transaction.
@@ -352,8 +348,7 @@ impl Tenant {
         self.hub.notice(notice);
         self.leave_external_rooms(Some(std::slice::from_ref(&id)))
             .await?;
-        self.tell_peers(caller.member.as_str(), &[id.to_string()], false)
-            .await
+        self.tell_peers(caller.member.as_str(), &[id], false).await
     }
 
     /// Grants a newly added member when the admin chose automatic grants.
@@ -370,7 +365,7 @@ impl Tenant {
         let notice = self.grant(&mut w, id, by).await?;
         w.commit().await?;
         self.hub.notice(notice);
-        self.tell_peers(by, &[id.to_string()], true).await
+        self.tell_peers(by, std::slice::from_ref(id), true).await
     }
 
     pub async fn notices(&self, caller: &Caller) -> Result<Vec<Notice>> {

@@ -7,7 +7,6 @@
 //! node when peered with it, otherwise from the room's host, which fetches
 //! them the same way. Each node checks size and hash before it keeps them.
 
-use sha2::{Digest, Sha256};
 use sqlx::AnyConnection;
 
 use crate::error::{Error, Result};
@@ -40,7 +39,7 @@ impl Tenant {
             name,
             content_type: content_type.to_string(),
             size: data.len() as u64,
-            sha256: format!("{:x}", Sha256::digest(&data)),
+            sha256: works_certs::sha256_hex(&data),
         };
         let mut w = self.store.begin_write().await?;
         rooms::room(&mut w.tx, &room)
@@ -170,10 +169,9 @@ impl Tenant {
     pub async fn serve_attachment(
         &self,
         peer: &TenantId,
-        requester: &str,
+        requester: &MemberId,
         id: &str,
     ) -> Result<Vec<u8>> {
-        let requester = MemberId::parse(requester).map_err(Error::bad_id("requester"))?;
         let not_found = || Error::NotFound(format!("attachment {}", clip(id)));
         let mut conn = self.store.pool().acquire().await?;
         let row = store::get(&mut conn, id)
@@ -183,7 +181,7 @@ impl Tenant {
         let Some((room, members)) = rooms::room_with_members(&mut conn, &row.room).await? else {
             return Err(not_found());
         };
-        if !members.contains(&requester) {
+        if !members.contains(requester) {
             tracing::info!(peer = %peer, %requester, attachment = id, "attachment refused: not in the room");
             return Err(not_found());
         }
@@ -197,7 +195,7 @@ impl Tenant {
                     room.kind,
                     room.host.as_ref(),
                     &row.uploader,
-                    std::slice::from_ref(&requester),
+                    std::slice::from_ref(requester),
                 )
                 .await
             }
@@ -212,7 +210,7 @@ impl Tenant {
             }
         }
         drop(conn);
-        self.attachment_data(&row, &requester).await
+        self.attachment_data(&row, requester).await
     }
 
     /// The bytes, from storage or, the first time, from the node that has
@@ -253,12 +251,10 @@ impl Tenant {
             self.any_local_member_of(&row.room).await?
         };
         let data = client
-            .fetch_attachment(asking.as_str(), id, row.meta.size)
+            .fetch_attachment(&asking, id, row.meta.size)
             .await
             .map_err(|e| crate::peers::bridge_error(&source, e))?;
-        if data.len() as u64 != row.meta.size
-            || format!("{:x}", Sha256::digest(&data)) != row.meta.sha256
-        {
+        if data.len() as u64 != row.meta.size || works_certs::sha256_hex(&data) != row.meta.sha256 {
             return Err(Error::Unavailable(format!(
                 "attachment {id} from {source} does not match its size and SHA-256"
             )));

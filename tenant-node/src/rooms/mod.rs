@@ -500,7 +500,7 @@ impl Tenant {
         {
             // A concurrent retry with the same key committed first (PostgreSQL
             // runs writers in parallel): answer with the event it stored.
-            Err(Error::Storage(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+            Err(e) if e.is_duplicate() => {
                 let mut conn = self.store.pool().acquire().await?;
                 match earlier_send(&mut conn, &id, &caller.member, key).await? {
                     Some(earlier) => same_message(earlier, key, &body).map(Stored::earlier),

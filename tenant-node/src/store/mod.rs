@@ -8,6 +8,7 @@ pub mod attachments;
 pub mod audit;
 pub mod contacts;
 pub mod events;
+pub mod invitations;
 pub mod limits;
 pub mod members;
 pub mod outbox;
@@ -213,6 +214,35 @@ fn default_connections(backend: Backend) -> u32 {
 }
 
 /// Current time in unix milliseconds.
+/// What a database driver's error means to the node. `classify` is the
+/// one place that reads driver error codes and texts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The database refused a write for want of space (SQLite's
+    /// SQLITE_FULL, PostgreSQL's disk_full): the write was rolled back and
+    /// may succeed once space returns.
+    Full,
+    /// A unique constraint refused a row.
+    Duplicate,
+    /// Anything else.
+    Other,
+}
+
+pub fn classify(e: &sqlx::Error) -> Fault {
+    let sqlx::Error::Database(e) = e else {
+        return Fault::Other;
+    };
+    if matches!(e.code().as_deref(), Some("13") | Some("53100"))
+        || e.message().contains("database or disk is full")
+    {
+        Fault::Full
+    } else if e.is_unique_violation() {
+        Fault::Duplicate
+    } else {
+        Fault::Other
+    }
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
