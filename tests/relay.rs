@@ -427,7 +427,7 @@ async fn the_bridge_refuses_forged_duplicated_and_out_of_order_envelopes() {
     let room = room_with(&alice, &bob.id).await.id;
     room_with(&bob, &alice.id).await;
     let mut from_b = support::bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
-    let text_from = |who: &str, t: &str| serde_json::json!({"sender": who, "body": {"kind": "text", "text": t}});
+    let text_from = support::wire::text;
 
     let id1 = ulid::Ulid::new().to_string();
     let forged_host = ulid::Ulid::new().to_string();
@@ -483,13 +483,13 @@ async fn the_bridge_refuses_forged_duplicated_and_out_of_order_envelopes() {
                 text_from("bob@b.example", "x"),
             ),
             fed::Envelope {
-                payload: b"{not json".to_vec(),
+                payload: None,
                 ..envelope(
                     &ulid::Ulid::new().to_string(),
                     "a.example",
                     &room,
                     0,
-                    serde_json::json!({}),
+                    text_from("bob@b.example", "x"),
                 )
             },
         ],
