@@ -995,6 +995,30 @@ pub mod wire {
     }
 }
 
+/// One batch whose encoded bytes are `batch` (crafted, for what a typed
+/// message cannot carry, such as a field this build does not know), and
+/// the acknowledgements that come back.
+pub async fn relay_raw(
+    client: &works_bridge::PeerClient,
+    batch: Vec<u8>,
+) -> Vec<works_proto::federation::v1::Ack> {
+    use prost::Message;
+    let mut grpc = tonic::client::Grpc::new(client.channel());
+    grpc.ready().await.expect("channel ready");
+    let path = "/works.federation.v1.Bridge/Relay".parse().expect("path");
+    let request = tonic::Request::new(tokio_stream::iter(vec![batch]));
+    let mut acks = grpc
+        .streaming(request, path, Raw)
+        .await
+        .expect("relay stream")
+        .into_inner();
+    let mut out = Vec::new();
+    while let Ok(Some(ack)) = acks.message().await {
+        out.push(works_proto::federation::v1::Ack::decode(ack.as_slice()).expect("an ack"));
+    }
+    out
+}
+
 pub async fn relay_once(
     client: &mut works_bridge::PeerClient,
     envelopes: Vec<works_proto::federation::v1::Envelope>,
