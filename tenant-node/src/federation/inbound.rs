@@ -18,6 +18,9 @@
 //! - What fails is withheld (stored as `withheld`, so the room's order
 //!   stays whole, never shown) and the host is told why; a room this node
 //!   does not know yet is opened only by an event that passes.
+//! - An envelope is first bounded in size and read by `wire`; one of a
+//!   kind this node does not know (a newer node's) is neither stored nor
+//!   refused but answered retry, so that it waits at its sender.
 
 use sqlx::AnyConnection;
 use works_bridge::Outcome;
