@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every fuzz target for FUZZ_SECONDS (default 60) each, starting from the
-# committed seeds. An input that crashes a target (or times out, or runs out
-# of memory) is copied to fuzz/regressions/<target>/, where
+# Runs every fuzz target (or the ones named as arguments) for FUZZ_SECONDS
+# (default 60) each, starting from the committed seeds. An input that
+# crashes a target (or times out, or runs out of memory) is copied to
+# fuzz/regressions/<target>/, where
 # tests/it/properties.rs replays it, and the script fails once all have run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,10 +21,16 @@ fi
 # instrumentation); stable rustc accepts them when told it is bootstrapping.
 # The toolchain stays the same stable one as for the rest of the workspace.
 export RUSTC_BOOTSTRAP=1
-export CARGO_TARGET_DIR="$PWD/fuzz/target"
+# fuzz/target unless the caller names another target directory.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/fuzz/target}"
 
-cargo fuzz build
-mapfile -t targets < <(cargo fuzz list)
+if [ "$#" -gt 0 ]; then
+  targets=("$@")
+  for target in "${targets[@]}"; do cargo fuzz build "$target"; done
+else
+  cargo fuzz build
+  mapfile -t targets < <(cargo fuzz list)
+fi
 
 failed=()
 for target in "${targets[@]}"; do
@@ -33,7 +40,7 @@ for target in "${targets[@]}"; do
   rm -f "$artifacts"/*
   seeds=()
   [ -d "fuzz/seeds/$target" ] && seeds=("fuzz/seeds/$target")
-  log="fuzz/target/$target.log"
+  log="$CARGO_TARGET_DIR/$target.log"
   if cargo fuzz run "$target" "$corpus" "${seeds[@]}" -- \
       -max_total_time="$seconds" -timeout=10 -print_final_stats=1 >"$log" 2>&1; then
     status=ok

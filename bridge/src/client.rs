@@ -453,22 +453,10 @@ impl RelayStream {
     /// order. Any failure leaves the stream unusable: open a new one.
     pub async fn send(
         &mut self,
-        envelopes: Vec<crate::Envelope>,
+        envelopes: Vec<pb::Envelope>,
     ) -> Result<Vec<crate::Outcome>, BridgeError> {
         let ids: Vec<String> = envelopes.iter().map(|e| e.event_id.clone()).collect();
-        let batch = pb::EnvelopeBatch {
-            envelopes: envelopes
-                .into_iter()
-                .map(|e| pb::Envelope {
-                    event_id: e.event_id,
-                    host: e.host,
-                    room_id: e.room_id,
-                    host_seq: e.host_seq,
-                    at_ms: e.at_ms,
-                    payload: e.payload,
-                })
-                .collect(),
-        };
+        let batch = pb::EnvelopeBatch { envelopes };
         self.tx
             .send(batch)
             .await

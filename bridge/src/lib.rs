@@ -34,6 +34,6 @@ pub use client::{PeerClient, PingReport};
 pub use error::{BridgeError, HandlerError};
 pub use identity::{ChainError, PeerCerts, PinError, TrustStore};
 pub use limits::ServerLimits;
-pub use server::{BridgeHandler, Envelope, MAX_BATCH, NewPeer, Outcome, PublicProfile, serve};
+pub use server::{BridgeHandler, MAX_BATCH, NewPeer, Outcome, PublicProfile, serve};
 pub use tls::NodeIdentity;
 pub use works_certs::TenantId;

@@ -78,18 +78,6 @@ pub const MAX_BATCH: usize = 1000;
 /// How often an open relay stream re-checks the certificate that opened it.
 const RECHECK_IDENTITY: Duration = Duration::from_secs(1);
 
-/// One relayed room event, as the bridge carries it (see `Envelope` in
-/// `federation.proto`); the node decodes the payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Envelope {
-    pub event_id: String,
-    pub host: String,
-    pub room_id: String,
-    pub host_seq: u64,
-    pub at_ms: i64,
-    pub payload: Vec<u8>,
-}
-
 /// The receiver's answer for one envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -159,9 +147,10 @@ pub trait BridgeHandler: Send + Sync + 'static {
         requester: &MemberId,
         user: &MemberId,
     ) -> Result<PublicProfile, HandlerError>;
-    /// Envelopes from the peer's outbox, in order: one outcome each, in the
+    /// Envelopes from the peer's outbox, in order, as they came off the
+    /// wire (the node reads what they carry): one outcome each, in the
     /// same order. An envelope is answered `Stored` only once it is durable.
-    async fn relay(&self, peer: &TenantId, envelopes: Vec<Envelope>) -> Vec<Outcome>;
+    async fn relay(&self, peer: &TenantId, envelopes: Vec<pb::Envelope>) -> Vec<Outcome>;
     /// The bytes of an attachment for `requester` (checked to belong to
     /// `peer`), who must be in the room it was posted to.
     async fn attachment(
@@ -685,18 +674,7 @@ impl pb::bridge_server::Bridge for BridgeService {
                         .await;
                     return;
                 }
-                let envelopes: Vec<Envelope> = batch
-                    .envelopes
-                    .into_iter()
-                    .map(|e| Envelope {
-                        event_id: e.event_id,
-                        host: e.host,
-                        room_id: e.room_id,
-                        host_seq: e.host_seq,
-                        at_ms: e.at_ms,
-                        payload: e.payload,
-                    })
-                    .collect();
+                let envelopes = batch.envelopes;
                 let ids: Vec<String> = envelopes.iter().map(|e| e.event_id.clone()).collect();
                 let outcomes = handler.relay(&peer, envelopes).await;
                 for (event_id, outcome) in ids.into_iter().zip(outcomes) {

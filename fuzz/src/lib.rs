@@ -8,6 +8,8 @@
 //! - a decoder or parser that panics;
 //! - a message whose re-encoding does not decode to the same message;
 //! - a parsed id that does not round-trip, or has two spellings;
+//! - a relayed envelope that the node's wire module reads but that does not
+//!   convert back to protobuf and read again as itself;
 //! - a member id whose tenant is not the one the bridge compares with the
 //!   caller's certificate (the text after the last `@`): that would let a
 //!   peer speak for another company's member;
@@ -37,7 +39,7 @@ pub const TARGETS: &[&str] = &[
     "envelope_batch",
     "envelope",
     "announce_ca_request",
-    "relayed_payload",
+    "relayed_envelope",
 ];
 
 /// A key the input's author cannot know: no input may verify under it
@@ -58,7 +60,7 @@ pub fn replay(target: &str, data: &[u8]) -> bool {
         "envelope_batch" => envelope_batch(data),
         "envelope" => envelope(data),
         "announce_ca_request" => announce_ca_request(data),
-        "relayed_payload" => relayed_payload(data),
+        "relayed_envelope" => relayed_envelope(data),
         _ => return false,
     }
     true
@@ -153,28 +155,33 @@ pub fn announce_ca_request(data: &[u8]) {
     certificates(&request.ca_certificates);
 }
 
-/// What an envelope carries, read as the receiving gate reads it, and its
-/// event checked against the limits our own members are held to: neither
-/// may panic, and an event that passes re-encodes to one that reads the
-/// same.
-pub fn relayed_payload(data: &[u8]) {
+/// An envelope read as the receiving gate reads it (bounded in size, then
+/// converted by `federation::wire`), its event checked against the limits
+/// our own members are held to: none of it may panic, and an envelope that
+/// reads converts back to protobuf, which reads as the same envelope and
+/// converts back to the same protobuf (the ids in their one spelling).
+pub fn relayed_envelope(data: &[u8]) {
+    use tenant_node::federation::inbound::{Read, read_envelope};
+    use tenant_node::outbox::{Envelope, Payload};
     let limits = tenant_node::config::Limits::default();
-    let Ok(payload) = tenant_node::federation::inbound::read_payload(data, &limits) else {
+    let Some(envelope) = decode::<pb::Envelope>(data) else {
         return;
     };
-    let tenant_node::outbox::Payload::Event(relayed) = payload else {
+    let Ok(Read::Known(read)) = read_envelope(envelope, &limits) else {
         return;
     };
-    let passes = tenant_node::rooms::content::event(&relayed.body, &limits).is_ok();
-    member(&relayed.sender);
-    if passes {
-        let again = serde_json::to_vec(&tenant_node::outbox::Payload::Event(relayed.clone()))
-            .expect("an event encodes");
-        match tenant_node::federation::inbound::read_payload(&again, &limits) {
-            Ok(tenant_node::outbox::Payload::Event(read)) => assert_eq!(read.body, relayed.body),
-            other => panic!("a re-encoded event reads back as {other:?}"),
-        }
+    if let Payload::Event(relayed) = &read.payload {
+        let _ = tenant_node::rooms::content::event(&relayed.body, &limits);
+        member(relayed.sender.as_str());
     }
+    let wire = pb::Envelope::try_from(&read).expect("an envelope that reads converts back");
+    let again = Envelope::try_from(wire.clone()).expect("an envelope this node wrote reads");
+    assert_eq!(again, read, "an envelope reads back as itself");
+    assert_eq!(
+        pb::Envelope::try_from(&again).expect("an envelope that reads converts back"),
+        wire,
+        "an envelope converts back to the same protobuf"
+    );
 }
 
 /// Decodes `M` as the bridge does; a message that decodes must re-encode

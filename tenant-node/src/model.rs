@@ -93,20 +93,27 @@ pub enum EventBody {
     Created {
         room_kind: RoomKind,
         name: String,
-        members: Vec<String>,
+        #[serde(with = "member_ids")]
+        members: Vec<MemberId>,
     },
     /// The sender added these members.
     Joined {
-        members: Vec<String>,
+        #[serde(with = "member_ids")]
+        members: Vec<MemberId>,
     },
     /// The sender left; `new_master` took over when they were the master.
     Left {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        new_master: Option<String>,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "optional_member_id"
+        )]
+        new_master: Option<MemberId>,
     },
     /// The sender removed `member`.
     Removed {
-        member: String,
+        #[serde(with = "member_id")]
+        member: MemberId,
     },
     Renamed {
         name: String,
@@ -184,4 +191,83 @@ pub struct Notice {
     pub kind: String,
     pub text: String,
     pub at_ms: i64,
+}
+
+// Typed ids in what is stored as JSON (events, outbox rows): each written
+// as the same string it always was, and parsed again when read, so rows
+// written before the ids were typed still read.
+
+/// A `MemberId` as its string.
+pub(crate) mod member_id {
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    use crate::ids::MemberId;
+
+    pub fn serialize<S: Serializer>(id: &MemberId, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(id.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<MemberId, D::Error> {
+        let text = String::deserialize(d)?;
+        MemberId::parse(&text).map_err(de::Error::custom)
+    }
+}
+
+/// An optional `MemberId` as a string or null.
+pub(crate) mod optional_member_id {
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    use crate::ids::MemberId;
+
+    pub fn serialize<S: Serializer>(id: &Option<MemberId>, s: S) -> Result<S::Ok, S::Error> {
+        match id {
+            Some(id) => s.serialize_some(id.as_str()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MemberId>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| MemberId::parse(&text).map_err(de::Error::custom))
+            .transpose()
+    }
+}
+
+/// A list of `MemberId`s as strings.
+pub(crate) mod member_ids {
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    use crate::ids::MemberId;
+
+    pub fn serialize<S: Serializer>(ids: &[MemberId], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(ids.len()))?;
+        for id in ids {
+            seq.serialize_element(id.as_str())?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<MemberId>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|text| MemberId::parse(text).map_err(de::Error::custom))
+            .collect()
+    }
+}
+
+/// A `TenantId` as its string.
+pub(crate) mod tenant_id {
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    use crate::ids::TenantId;
+
+    pub fn serialize<S: Serializer>(id: &TenantId, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(id.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<TenantId, D::Error> {
+        let text = String::deserialize(d)?;
+        TenantId::parse(&text).map_err(de::Error::custom)
+    }
 }

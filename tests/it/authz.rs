@@ -499,8 +499,10 @@ fn naming_a_foreign_user(path: &str) -> Option<Vec<u8>> {
                 event_id: "01JZ0000000000000000000000".into(),
                 host: "a.example".into(),
                 room_id: "01JZ0000000000000000000001".into(),
-                payload: br#"{"sender":"mallory@c.example","body":{"kind":"text","text":"x"}}"#
-                    .to_vec(),
+                payload: Some(fed::envelope::Payload::Text(fed::TextEvent {
+                    sender: "mallory@c.example".into(),
+                    text: "x".into(),
+                })),
                 ..Default::default()
             }],
         }

@@ -5,18 +5,18 @@
 
 use std::time::Duration;
 
+use crate::support::wire::{self, Payload};
 use crate::support::{
     self, RELAY_DEADLINE, TestNode, allow, bridge_client, check, envelope, history_texts, pair,
     peer_with, peers, relay_once, texts, until, until_texts,
 };
-use serde_json::json;
 use tonic::Code;
 use works_certs::{TenantCa, Validity};
 use works_proto::client::v1 as pb;
 use works_proto::federation::v1 as fed;
 
-fn text_from(sender: &str, text: &str) -> serde_json::Value {
-    json!({"sender": sender, "body": {"kind": "text", "text": text}})
+fn text_from(sender: &str, text: &str) -> Payload {
+    wire::text(sender, text)
 }
 
 fn tenant(s: &str) -> works_bridge::TenantId {
@@ -196,11 +196,8 @@ async fn a_peer_cannot_open_a_room_holding_members_we_never_connected() {
     let carol = a.member("carol").await;
     let mut from_b = bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
     let created = |members: &[&str]| {
-        json!({
-            "sender": bob.id,
-            "body": {"kind": "created", "room_kind": "group", "name": "Trap", "members": members},
-            "room": {"kind": "group", "name": "Trap", "master": bob.id, "members": members},
-        })
+        let room = wire::group("Trap", &bob.id, members);
+        wire::created_group(&bob.id, "Trap", members, Some(room))
     };
     let trap = new_id();
     let acks = relay_once(
@@ -294,12 +291,15 @@ async fn a_hosts_snapshot_adds_nobody_and_its_master_alone_invites() {
                 "b.example",
                 &room,
                 last + 1,
-                json!({
-                    "sender": bob.id,
-                    "body": {"kind": "renamed", "name": "Renamed"},
-                    "room": {"kind": "group", "name": "Renamed", "master": bob.id,
-                             "members": [bob.id, alice.id, carol.id]},
-                }),
+                wire::renamed(
+                    &bob.id,
+                    "Renamed",
+                    Some(wire::group(
+                        "Renamed",
+                        &bob.id,
+                        &[&bob.id, &alice.id, &carol.id],
+                    )),
+                ),
             ),
             // Only the group master invites; alice is not the master.
             envelope(
@@ -307,12 +307,15 @@ async fn a_hosts_snapshot_adds_nobody_and_its_master_alone_invites() {
                 "b.example",
                 &room,
                 last + 2,
-                json!({
-                    "sender": "dave@b.example",
-                    "body": {"kind": "joined", "members": [carol.id]},
-                    "room": {"kind": "group", "name": "Renamed", "master": bob.id,
-                             "members": [bob.id, alice.id, carol.id, "dave@b.example"]},
-                }),
+                wire::joined(
+                    "dave@b.example",
+                    &[&carol.id],
+                    Some(wire::group(
+                        "Renamed",
+                        &bob.id,
+                        &[&bob.id, &alice.id, &carol.id, "dave@b.example"],
+                    )),
+                ),
             ),
         ],
     )
@@ -422,28 +425,20 @@ async fn relayed_events_are_held_to_the_limits_our_members_are() {
     // As host: what bob's node proposes to a room alice's node hosts.
     let hosted = alice.group_room("Hosted", &[&bob.id]).await.id;
     until_listed(&bob, &hosted).await;
-    let propose = |body: serde_json::Value| {
-        envelope(
-            &new_id(),
-            "a.example",
-            &hosted,
-            0,
-            json!({"sender": bob.id, "body": body}),
-        )
-    };
+    let propose = |payload: Payload| envelope(&new_id(), "a.example", &hosted, 0, payload);
     let future = fed::Envelope {
         at_ms: 253_402_300_799_000,
-        ..propose(json!({"kind": "text", "text": "from the year 9999"}))
+        ..propose(wire::text(&bob.id, "from the year 9999"))
     };
     let acks = relay_once(
         &mut from_b,
         vec![
-            propose(json!({"kind": "text", "text": "x".repeat(100 * 1024)})),
-            propose(json!({"kind": "text", "text": "  "})),
-            propose(json!({"kind": "sticker", "name": "../../<script>"})),
-            propose(json!({"kind": "renamed", "name": "n".repeat(10_000)})),
+            propose(wire::text(&bob.id, &"x".repeat(100 * 1024))),
+            propose(wire::text(&bob.id, "  ")),
+            propose(wire::sticker(&bob.id, "../../<script>")),
+            propose(wire::renamed(&bob.id, &"n".repeat(10_000), None)),
             future,
-            propose(json!({"kind": "text", "text": "fine"})),
+            propose(wire::text(&bob.id, "fine")),
         ],
     )
     .await;
@@ -474,9 +469,7 @@ async fn relayed_events_are_held_to_the_limits_our_members_are() {
     let replica = bob.group_room("Replica", &[&alice.id]).await.id;
     until_listed(&alice, &replica).await;
     let last = last_seq(&alice, &replica).await;
-    let at = |seq: u64, payload: serde_json::Value| {
-        envelope(&new_id(), "b.example", &replica, seq, payload)
-    };
+    let at = |seq: u64, payload: Payload| envelope(&new_id(), "b.example", &replica, seq, payload);
     let huge_name = "N".repeat(200_000);
     let acks = relay_once(
         &mut from_b,
@@ -487,15 +480,14 @@ async fn relayed_events_are_held_to_the_limits_our_members_are() {
             // Withheld: stored to keep the room's order, never shown.
             at(
                 last + 1,
-                json!({"sender": bob.id, "body": {"kind": "renamed", "name": huge_name},
-                       "room": {"kind": "group", "name": huge_name, "master": bob.id,
-                                "members": [bob.id, alice.id]}}),
+                wire::renamed(
+                    &bob.id,
+                    &huge_name,
+                    Some(wire::group(&huge_name, &bob.id, &[&bob.id, &alice.id])),
+                ),
             ),
             at(last + 2, text_from(&bob.id, &"z".repeat(20 * 1024))),
-            at(
-                last + 3,
-                json!({"sender": bob.id, "body": {"kind": "renamed", "name": "bell\u{7}"}}),
-            ),
+            at(last + 3, wire::renamed(&bob.id, "bell\u{7}", None)),
             at(last + 4, text_from(&bob.id, "within the limits")),
         ],
     )

@@ -512,13 +512,16 @@ async fn bridge_oversized_messages_are_refused() {
         .open_relay(Duration::from_secs(10))
         .await
         .expect("relay");
-    let envelope = works_bridge::Envelope {
+    let envelope = works_proto::federation::v1::Envelope {
         event_id: ulid::Ulid::new().to_string(),
         host: b.tenant.clone(),
         room_id: ulid::Ulid::new().to_string(),
         host_seq: 1,
         at_ms: 0,
-        payload: vec![b'x'; 17 * 1024 * 1024],
+        payload: Some(support::wire::text(
+            "bob@b.example",
+            &"x".repeat(17 * 1024 * 1024),
+        )),
     };
     match relay.send(vec![envelope]).await {
         Err(works_bridge::BridgeError::Refused(status)) => {

@@ -425,7 +425,7 @@ async fn the_bridge_refuses_forged_duplicated_and_out_of_order_envelopes() {
     let room = room_with(&alice, &bob.id).await.id;
     room_with(&bob, &alice.id).await;
     let mut from_b = support::bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
-    let text_from = |who: &str, t: &str| serde_json::json!({"sender": who, "body": {"kind": "text", "text": t}});
+    let text_from = support::wire::text;
 
     let id1 = ulid::Ulid::new().to_string();
     let forged_host = ulid::Ulid::new().to_string();
@@ -481,13 +481,13 @@ async fn the_bridge_refuses_forged_duplicated_and_out_of_order_envelopes() {
                 text_from("bob@b.example", "x"),
             ),
             fed::Envelope {
-                payload: b"{not json".to_vec(),
+                payload: None,
                 ..envelope(
                     &ulid::Ulid::new().to_string(),
                     "a.example",
                     &room,
                     0,
-                    serde_json::json!({}),
+                    text_from("bob@b.example", "x"),
                 )
             },
         ],
@@ -1271,4 +1271,74 @@ async fn sends_committed_together_are_each_admitted_on_their_own() {
     let distinct: std::collections::BTreeSet<&String> = seen.iter().collect();
     assert_eq!((seen.len(), distinct.len()), (EACH, EACH), "{seen:?}");
     assert!(history_texts(&carol, &carol_room.id).await.is_empty());
+}
+
+/// A newer node may send a kind of envelope this one does not know (a
+/// payload field it was not built with): answered retry, so that it stays
+/// queued at its sender, with everything after it; nothing is shown.
+#[tokio::test]
+async fn an_envelope_of_a_kind_this_node_does_not_know_waits_at_its_sender() {
+    use prost::Message;
+    let (a, b, alice, bob) = pair().await;
+    let room = room_with(&alice, &bob.id).await.id;
+    let from_b = support::bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
+    let proposal = |id: &str, text: &str| {
+        envelope(
+            id,
+            "a.example",
+            &room,
+            0,
+            support::wire::text(&bob.id, text),
+        )
+    };
+    // The envelope of a newer kind: payload field 99, a message {1: 1}.
+    let newer = ulid::Ulid::new().to_string();
+    let mut unknown = fed::Envelope {
+        payload: None,
+        ..proposal(&newer, "")
+    }
+    .encode_to_vec();
+    unknown.extend([0x9a, 0x06, 0x02, 0x08, 0x01]);
+    let after = ulid::Ulid::new().to_string();
+    let mut batch = Vec::new();
+    for envelope in [unknown, proposal(&after, "after it").encode_to_vec()] {
+        // EnvelopeBatch field 1, length-delimited.
+        batch.push(0x0a);
+        prost::encoding::encode_varint(envelope.len() as u64, &mut batch);
+        batch.extend(envelope);
+    }
+    let acks = support::relay_raw(&from_b, batch).await;
+    assert_eq!(acks.len(), 2, "{acks:?}");
+    assert_eq!(acks[0].event_id, newer);
+    assert!(acks[0].retry, "{:?}", acks[0]);
+    assert!(
+        acks[0]
+            .refused
+            .contains("unknown kind of payload (none set, or one this node does not know)"),
+        "{:?}",
+        acks[0]
+    );
+    assert!(acks[1].retry, "what follows waits too: {:?}", acks[1]);
+    assert!(history_texts(&alice, &room).await.is_empty());
+    until(RELAY_DEADLINE, "the node logs it", || async {
+        a.log()
+            .contains("relayed envelope of a kind this node does not know")
+    })
+    .await;
+
+    // Once the sender moves on (here: the same envelope as this node
+    // knows it), nothing was lost.
+    let acks = relay_once(
+        &mut support::bridge_client(&a, &b.tls_files().load_node().unwrap()).await,
+        vec![proposal(&newer, "now known"), proposal(&after, "after it")],
+    )
+    .await;
+    assert!(
+        acks.iter().all(|a| a.refused.is_empty() && !a.retry),
+        "{acks:?}"
+    );
+    assert_eq!(
+        history_texts(&alice, &room).await,
+        vec!["now known", "after it"]
+    );
 }

@@ -111,13 +111,17 @@ impl From<RoomEvent> for pb::RoomEvent {
             } => Body::Created(pb::RoomCreated {
                 kind: room_kind_to_pb(room_kind) as i32,
                 name,
-                members,
+                members: members.iter().map(ToString::to_string).collect(),
             }),
-            EventBody::Joined { members } => Body::Joined(pb::MembersJoined { members }),
+            EventBody::Joined { members } => Body::Joined(pb::MembersJoined {
+                members: members.iter().map(ToString::to_string).collect(),
+            }),
             EventBody::Left { new_master } => Body::Left(pb::MemberLeft {
-                new_master: new_master.unwrap_or_default(),
+                new_master: new_master.map(|m| m.to_string()).unwrap_or_default(),
             }),
-            EventBody::Removed { member } => Body::Removed(pb::MemberRemoved { member }),
+            EventBody::Removed { member } => Body::Removed(pb::MemberRemoved {
+                member: member.to_string(),
+            }),
             EventBody::Renamed { name } => Body::Renamed(pb::RoomRenamed { name }),
             EventBody::Sticker { name } => Body::Sticker(pb::Sticker { name }),
             EventBody::Attachment(meta) => Body::Attachment(meta.into()),

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use rustls::pki_types::CertificateDer;
-use works_bridge::{BridgeHandler, Envelope, HandlerError, NewPeer, Outcome, PublicProfile};
+use works_bridge::{BridgeHandler, HandlerError, NewPeer, Outcome, PublicProfile};
+use works_proto::federation::v1 as pb;
 
 use crate::error::Error;
 use crate::ids::{MemberId, TenantId};
@@ -33,7 +34,7 @@ impl BridgeHandler for NodeBridge {
         &self.0.id
     }
 
-    async fn relay(&self, peer: &TenantId, envelopes: Vec<Envelope>) -> Vec<Outcome> {
+    async fn relay(&self, peer: &TenantId, envelopes: Vec<pb::Envelope>) -> Vec<Outcome> {
         self.0.receive_envelopes(peer, envelopes).await
     }
 

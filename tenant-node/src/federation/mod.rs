@@ -4,6 +4,8 @@
 //!   established which peer is calling, from its certificate).
 //! - `inbound`: the receiving gate for relayed envelopes, which treats every
 //!   peer as hostile.
+//! - `wire`: relayed envelopes from protobuf to the node's types and back,
+//!   ids parsed there.
 //!
 //! **Invariant:** a peer's tenant is the one the bridge verified; nothing a
 //! peer sends is stored unless this node would accept the same change from
@@ -11,5 +13,6 @@
 
 pub mod handler;
 pub mod inbound;
+pub mod wire;
 
 pub use handler::NodeBridge;

@@ -175,7 +175,7 @@ impl Watcher {
         }
         let ends_membership = match &event.body {
             EventBody::Left { .. } => event.sender == self.caller.member,
-            EventBody::Removed { member } => member == self.caller.member.as_str(),
+            EventBody::Removed { member } => member == &self.caller.member,
             EventBody::Unknown => event.sender == self.caller.member,
             _ => false,
         };

@@ -17,10 +17,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
+use works_bridge::Outcome;
 use works_bridge::client::RelayStream;
-use works_bridge::{Envelope, Outcome};
 
 use crate::error::{Error, Result};
+use crate::federation::wire;
 use crate::ids::{EventId, MemberId, RoomId, TenantId};
 use crate::model::{Caller, EventBody, RoomEvent, RoomKind};
 use crate::rooms::{Applied, Change};
@@ -40,41 +41,62 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// A deliverer with nothing to do looks at its queue this often anyway.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
 
+/// An envelope on the relay, as this node reads and writes it; its wire
+/// form is `federation::wire`'s business.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub event_id: EventId,
+    /// The node that hosts the room.
+    pub host: TenantId,
+    pub room: RoomId,
+    /// The host's seq; 0 for a change proposed to the host.
+    pub host_seq: u64,
+    pub at_ms: i64,
+    pub payload: Payload,
+}
+
 /// What an envelope carries: a room event, or a host's delivery receipt for
-/// a message whose sender is on the receiving node.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// a message whose sender is on the receiving node. Outbox rows hold it as
+/// JSON. Held one per envelope in hand, so a receipt's small size is no
+/// saving worth a box.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
+#[allow(clippy::large_enum_variant)]
 pub enum Payload {
     Receipt { receipt: Vec<ReceiptEntry> },
     Event(Relayed),
 }
 
 /// One participating node's answer, as a host reports it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReceiptEntry {
-    pub tenant: String,
-    pub state: String,
+    #[serde(with = "crate::model::tenant_id")]
+    pub tenant: TenantId,
+    pub state: OutboxState,
     #[serde(default)]
     pub reason: Option<String>,
 }
 
-/// The event inside an envelope's payload.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The event inside an envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Relayed {
-    pub sender: String,
+    #[serde(with = "crate::model::member_id")]
+    pub sender: MemberId,
     pub body: EventBody,
     /// The room after the change, on every event that changes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room: Option<Snapshot>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A room as its host has it after a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub kind: RoomKind,
     pub name: String,
-    #[serde(default)]
-    pub master: Option<String>,
-    pub members: Vec<String>,
+    #[serde(default, with = "crate::model::optional_member_id")]
+    pub master: Option<MemberId>,
+    #[serde(with = "crate::model::member_ids")]
+    pub members: Vec<MemberId>,
 }
 
 /// Where a message stands on its way to the other participating nodes.
@@ -285,25 +307,19 @@ async fn send(
     let Some(open) = stream.as_mut() else {
         return Err(Error::Internal("relay stream missing".into()));
     };
+    let host = |row: &OutboxRow| {
+        if row.host_seq == 0 {
+            peer.clone()
+        } else {
+            tenant.id.clone()
+        }
+    };
+    // A row that cannot be encoded is this node's fault: the queue waits
+    // on it, the reason shown in `peer list`, rather than drop it.
     let envelopes = rows
         .iter()
-        .map(|r| Envelope {
-            event_id: r.event_id.clone(),
-            host: String::new(),
-            room_id: r.room_id.clone(),
-            host_seq: r.host_seq,
-            at_ms: r.created_at_ms,
-            payload: r.payload.clone().into_bytes(),
-        })
-        .map(|mut e| {
-            e.host = if e.host_seq == 0 {
-                peer.to_string()
-            } else {
-                tenant.id.to_string()
-            };
-            e
-        })
-        .collect();
+        .map(|row| wire::outgoing(row, &host(row)))
+        .collect::<Result<Vec<_>>>()?;
     let outcomes = open
         .send(envelopes)
         .await
@@ -359,7 +375,7 @@ impl Tenant {
             return Ok(());
         }
         let payload = encode(&Relayed {
-            sender: event.sender.to_string(),
+            sender: event.sender.clone(),
             body: event.body.clone(),
             room: snapshot,
         })?;
@@ -387,7 +403,7 @@ impl Tenant {
         change: &Change,
     ) -> Result<()> {
         let payload = encode(&Relayed {
-            sender: change.actor.to_string(),
+            sender: change.actor.clone(),
             body: change.body.clone(),
             room: None,
         })?;
@@ -403,7 +419,7 @@ impl Tenant {
         let Ok(Payload::Event(relayed)) = serde_json::from_str::<Payload>(&row.payload) else {
             return Ok(());
         };
-        let sender = MemberId::parse(&relayed.sender).map_err(Error::bad_id("sender"))?;
+        let sender = relayed.sender;
         if sender.belongs_to(&self.id) || !relayed.body.is_message() {
             return Ok(());
         }
@@ -417,8 +433,8 @@ impl Tenant {
             .into_iter()
             .filter(|d| &d.peer != sender.tenant())
             .map(|d| ReceiptEntry {
-                tenant: d.peer.to_string(),
-                state: d.state.as_str().to_string(),
+                tenant: d.peer,
+                state: d.state,
                 reason: d.reason,
             })
             .collect();
@@ -459,9 +475,9 @@ impl Tenant {
             EventBody::Created { .. } => self.remove_unreachable(&room, Some(peer), None).await,
             EventBody::Joined { members } => {
                 let mut done = Ok(());
-                for m in members.iter().filter_map(|m| MemberId::parse(m).ok()) {
+                for m in members {
                     if m.belongs_to(peer) && done.is_ok() {
-                        done = self.remove_unreachable(&room, None, Some(&m)).await;
+                        done = self.remove_unreachable(&room, None, Some(m)).await;
                     }
                 }
                 done
@@ -587,6 +603,39 @@ mod tests {
             payload: "x".repeat(payload_bytes),
             attempts: 0,
             created_at_ms: 0,
+        }
+    }
+
+    /// Outbox rows and events written before the ids were typed read, and
+    /// are written again byte for byte.
+    #[test]
+    fn stored_json_reads_and_writes_as_before() {
+        let rows = [
+            r#"{"sender":"bob@b.example","body":{"kind":"text","text":"hi"}}"#,
+            r#"{"sender":"bob@b.example","body":{"kind":"created","room_kind":"group","name":"Launch","members":["bob@b.example","alice@a.example"]},"room":{"kind":"group","name":"Launch","master":"bob@b.example","members":["bob@b.example","alice@a.example"]}}"#,
+            r#"{"sender":"bob@b.example","body":{"kind":"left"},"room":{"kind":"direct","name":"","master":null,"members":["alice@a.example"]}}"#,
+            r#"{"sender":"bob@b.example","body":{"kind":"left","new_master":"alice@a.example"}}"#,
+            r#"{"sender":"bob@b.example","body":{"kind":"removed","member":"alice@a.example"}}"#,
+            r#"{"sender":"bob@b.example","body":{"kind":"joined","members":["carol@a.example"]}}"#,
+            r#"{"receipt":[{"tenant":"a.example","state":"delivered","reason":null},{"tenant":"c.example","state":"refused","reason":"no"}]}"#,
+            r#"{"receipt":[]}"#,
+        ];
+        for row in rows {
+            let payload: Payload = serde_json::from_str(row).expect(row);
+            assert_eq!(serde_json::to_string(&payload).unwrap(), row);
+        }
+        let event: EventBody =
+            serde_json::from_str(r#"{"kind":"joined","members":["carol@a.example"]}"#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&event).unwrap(),
+            r#"{"kind":"joined","members":["carol@a.example"]}"#
+        );
+        // What no longer parses is refused, never defaulted.
+        for bad in [
+            r#"{"sender":"bob","body":{"kind":"text","text":"hi"}}"#,
+            r#"{"receipt":[{"tenant":"a.example","state":"lost","reason":null}]}"#,
+        ] {
+            assert!(serde_json::from_str::<Payload>(bad).is_err(), "{bad}");
         }
     }
 

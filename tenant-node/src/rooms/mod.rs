@@ -230,13 +230,13 @@ impl Tenant {
                 )
                 .await;
         };
-        let missing: Vec<String> = {
+        let missing: Vec<MemberId> = {
             let mut conn = self.store.pool().acquire().await?;
             let current = rooms::member_ids(&mut conn, &row.id).await?;
             [local, other]
                 .into_iter()
                 .filter(|m| !current.contains(m))
-                .map(ToString::to_string)
+                .cloned()
                 .collect()
         };
         if missing.is_empty() {
@@ -302,7 +302,7 @@ impl Tenant {
             EventBody::Created {
                 room_kind: kind,
                 name: name.to_string(),
-                members: members.iter().map(ToString::to_string).collect(),
+                members: members.clone(),
             },
             None,
             at,
@@ -384,18 +384,14 @@ impl Tenant {
                 "name at least one member to invite",
             ));
         }
-        let body = EventBody::Joined {
-            members: invitees.iter().map(ToString::to_string).collect(),
-        };
+        let body = EventBody::Joined { members: invitees };
         self.change_room(caller, room, body).await?;
         self.room(caller, room).await
     }
 
     pub async fn remove_member(&self, caller: &Caller, room: &str, member: &str) -> Result<Room> {
         let target = MemberId::parse(member).map_err(Error::bad_id("member_id"))?;
-        let body = EventBody::Removed {
-            member: target.to_string(),
-        };
+        let body = EventBody::Removed { member: target };
         self.change_room(caller, room, body).await?;
         self.room(caller, room).await
     }
@@ -712,9 +708,8 @@ impl Tenant {
             EventBody::Joined { members } => {
                 let mut new = Vec::new();
                 for m in members.iter() {
-                    let m = MemberId::parse(m).map_err(Error::bad_id("members"))?;
-                    if !before.contains(&m) && !new.contains(&m) {
-                        new.push(m);
+                    if !before.contains(m) && !new.contains(m) {
+                        new.push(m.clone());
                     }
                 }
                 if new.is_empty() {
@@ -737,18 +732,15 @@ impl Tenant {
                     self.may_message(conn, &room, row.kind, None, m, &after)
                         .await?;
                 }
-                *members = new.iter().map(ToString::to_string).collect();
+                members.clone_from(&new);
                 joined = new;
             }
-            EventBody::Removed { member } => {
-                let target = MemberId::parse(member).map_err(Error::bad_id("member_id"))?;
-                departed = Some(target);
-            }
+            EventBody::Removed { member } => departed = Some(member.clone()),
             EventBody::Left { new_master } => {
                 departed = Some(actor.clone());
                 if row.kind == RoomKind::Group && row.master.as_ref() == Some(actor) {
                     // The longest-standing member takes over from a departing master.
-                    *new_master = before.iter().find(|m| *m != actor).map(ToString::to_string);
+                    *new_master = before.iter().find(|m| *m != actor).cloned();
                 }
             }
             EventBody::Unknown => departed = Some(actor.clone()),
@@ -822,8 +814,8 @@ impl Tenant {
             Some(Snapshot {
                 kind: row.kind,
                 name: row.name,
-                master: row.master.map(|m| m.to_string()),
-                members: after.iter().map(ToString::to_string).collect(),
+                master: row.master,
+                members: after.clone(),
             })
         } else {
             None
@@ -1099,7 +1091,7 @@ pub(crate) async fn check_rules(
             )));
         }
         for m in joining {
-            if !key.split(' ').any(|k| k == m) {
+            if !key.split(' ').any(|k| k == m.as_str()) {
                 return Err(Error::FailedPrecondition(
                     "a direct room's members cannot change; create a group room instead".into(),
                 ));
@@ -1125,15 +1117,14 @@ pub(crate) async fn check_rules(
                     "only the group master can {action} in room {room}"
                 )));
             }
-            if let EventBody::Removed { member } = body {
-                let target = MemberId::parse(member).map_err(Error::bad_id("member_id"))?;
-                if &target == actor {
+            if let EventBody::Removed { member: target } = body {
+                if target == actor {
                     return Err(Error::invalid(
                         "member_id",
                         "to remove yourself, leave the room",
                     ));
                 }
-                if !members.contains(&target) {
+                if !members.contains(target) {
                     return Err(Error::NotFound(format!("member {target} in room {room}")));
                 }
             }

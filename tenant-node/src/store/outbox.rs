@@ -22,7 +22,10 @@ pub struct OutboxRow {
     pub created_at_ms: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Also how a delivery receipt in an outbox row names a state (the same
+/// words as `as_str`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OutboxState {
     Queued,
     Delivered,
