@@ -162,7 +162,7 @@ pub fn announce_ca_request(data: &[u8]) {
 /// converts back to the same protobuf (the ids in their one spelling).
 pub fn relayed_envelope(data: &[u8]) {
     use tenant_node::federation::inbound::{Read, read_envelope};
-    use tenant_node::outbox::{Envelope, Payload};
+    use tenant_node::wire::{Envelope, Payload};
     let limits = tenant_node::config::Limits::default();
     let Some(envelope) = decode::<pb::Envelope>(data) else {
         return;

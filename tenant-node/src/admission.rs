@@ -65,7 +65,7 @@ impl Permit {
 /// Proof that this node's half admits an event `sender` adds to `room`:
 /// every pair of a local and an external member in the room that includes
 /// the sender passed [`decide`], or the event is one that needs no
-/// admission ([`departure`]). The outbox takes one for every room event it
+/// admission ([`unchecked`]). The outbox takes one for every room event it
 /// queues for a peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomPermit {
@@ -86,15 +86,37 @@ impl RoomPermit {
     }
 }
 
-/// Someone leaving a room (leaving, being removed, becoming unknown) and a
-/// room's rename need no admission: they change only what the room's
-/// current members see of it, so every node with members in it must hear
-/// of them, whatever the policy says now.
-pub fn departure(room: &RoomId, sender: &MemberId) -> RoomPermit {
+/// Why a room event needs no check of its own here; each caller says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unchecked {
+    /// Someone leaves (leaving, removed, becoming unknown): every node with
+    /// members in the room must hear of it, whatever the policy says now.
+    Departure,
+    /// A rename changes only what the room's current members see of it.
+    Rename,
+    /// A change our member proposes to a room hosted elsewhere, other than
+    /// a message: the host checks it, and what it brings back passes our
+    /// receiving gate (our members join only as our half admits them).
+    Proposal,
+}
+
+/// The permit of an event that needs no admission check, for `why`.
+pub fn unchecked(room: &RoomId, sender: &MemberId, why: Unchecked) -> RoomPermit {
+    tracing::trace!(room = %room, sender = %sender, ?why, "room event needs no admission check");
     RoomPermit {
         room: *room,
         sender: sender.clone(),
     }
+}
+
+/// The permit of an invitation `actor` makes in `room`: every member it
+/// brings in was admitted, each with every member of the room after it
+/// (`joiners`, one permit each).
+pub fn invitation(room: &RoomId, actor: &MemberId, joiners: &[RoomPermit]) -> Option<RoomPermit> {
+    (!joiners.is_empty() && joiners.iter().all(|p| &p.room == room)).then(|| RoomPermit {
+        room: *room,
+        sender: actor.clone(),
+    })
 }
 
 /// The rule itself: a pure function of this node's facts.
@@ -494,12 +516,31 @@ mod tests {
         }
 
         #[test]
-        fn a_departure_needs_no_admission_but_names_its_room_and_sender() {
+        fn an_unchecked_permit_still_names_its_room_and_sender() {
             let a = MemberId::parse("a@a.example").unwrap();
             let other = RoomId::parse("01J0000000000000000000000B").unwrap();
-            let permit = departure(&room(), &a);
+            let permit = unchecked(&room(), &a, Unchecked::Departure);
             assert!(permit.covers(&room(), &a));
             assert!(!permit.covers(&other, &a));
+        }
+
+        #[tokio::test]
+        async fn an_invitation_needs_a_permit_for_each_member_it_brings_in() {
+            let t = temp_store().await;
+            let a = t.member("a@a.example").await;
+            let a2 = t.member("a2@a.example").await;
+            let joiner = judge(&t, RoomKind::Group, None, &a2, &[&a, &a2])
+                .await
+                .unwrap();
+            assert_eq!(invitation(&room(), &a, &[]), None);
+            let permit = invitation(&room(), &a, &[joiner]).unwrap();
+            assert!(permit.covers(&room(), &a));
+            let elsewhere = unchecked(
+                &RoomId::parse("01J0000000000000000000000B").unwrap(),
+                &a2,
+                Unchecked::Proposal,
+            );
+            assert_eq!(invitation(&room(), &a, &[elsewhere]), None);
         }
     }
 }

@@ -40,3 +40,4 @@ pub mod quota;
 pub mod rooms;
 pub mod store;
 pub mod tenant;
+pub mod wire;

@@ -129,6 +129,7 @@ impl Node {
         ));
         let purge = tokio::spawn(purge_sessions(self.tenant.clone()));
         let relay = tokio::spawn(crate::outbox::run(self.tenant.clone()));
+        let refused = tokio::spawn(crate::rooms::leave::take_refused(self.tenant.clone()));
         let sends = tokio::spawn(crate::rooms::send::run(self.tenant.clone()));
         let greet = tokio::spawn({
             let tenant = self.tenant.clone();
@@ -148,6 +149,7 @@ impl Node {
                 // both servers (peers' relays, members' live streams) get a
                 // moment to finish, then close.
                 relay.abort();
+                refused.abort();
                 sends.abort();
                 greet.abort();
                 (within_grace(api).await, within_grace(bridge).await)
@@ -170,6 +172,7 @@ impl Node {
         };
         purge.abort();
         relay.abort();
+        refused.abort();
         sends.abort();
         greet.abort();
         store.close().await;

@@ -29,15 +29,15 @@ use works_proto::federation::v1 as pb;
 
 use crate::config::Limits;
 use crate::error::{Error, Result};
-use crate::federation::wire::WireError;
 use crate::ids::{EventId, MemberId, RoomId, TenantId};
 use crate::model::{EventBody, MemberState, RoomEvent, RoomKind};
-use crate::outbox::{Envelope, Payload, ReceiptEntry, Snapshot};
 use crate::rooms::content;
 use crate::rooms::{Applied, Change};
 use crate::store::outbox::{self as outbox, OutboxState};
 use crate::store::{WriteTx, events, now_ms, rooms, savepoint};
 use crate::tenant::Tenant;
+use crate::wire::WireError;
+use crate::wire::{Envelope, Payload, ReceiptEntry, Snapshot};
 
 /// The largest envelope this node reads: a text at the limit, or a group
 /// room's snapshot, with room to spare for the encoding.
@@ -893,7 +893,7 @@ impl Tenant {
         {
             Err(e) if e.is_fault() => Err(e),
             Err(_) => Err(not_found()),
-            Ok(()) => Ok(()),
+            Ok(_) => Ok(()),
         }
     }
 

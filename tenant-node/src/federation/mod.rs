@@ -4,8 +4,8 @@
 //!   established which peer is calling, from its certificate).
 //! - `inbound`: the receiving gate for relayed envelopes, which treats every
 //!   peer as hostile.
-//! - `wire`: relayed envelopes from protobuf to the node's types and back,
-//!   ids parsed there.
+//! - reading what is relayed goes through `crate::wire`, shared with the
+//!   outbox that sends it.
 //!
 //! **Invariant:** a peer's tenant is the one the bridge verified; nothing a
 //! peer sends is stored unless this node would accept the same change from
@@ -13,6 +13,5 @@
 
 pub mod handler;
 pub mod inbound;
-pub mod wire;
 
 pub use handler::NodeBridge;

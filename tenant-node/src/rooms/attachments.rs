@@ -188,8 +188,8 @@ impl Tenant {
         // Our half, as it stands now: the file-transfer restriction, and
         // for our own member's file, admission of uploader and requester.
         let allowed = match self.files_allowed(&mut conn, &row.uploader, &members).await {
-            Ok(()) if row.uploader.belongs_to(&self.id) => {
-                self.may_message(
+            Ok(()) if row.uploader.belongs_to(&self.id) => self
+                .may_message(
                     &mut conn,
                     &room.id,
                     room.kind,
@@ -198,7 +198,7 @@ impl Tenant {
                     std::slice::from_ref(requester),
                 )
                 .await
-            }
+                .map(|_| ()),
             other => other,
         };
         match allowed {

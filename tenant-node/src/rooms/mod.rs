@@ -10,19 +10,22 @@
 
 pub mod attachments;
 pub mod content;
+pub mod leave;
 pub mod send;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 use sqlx::AnyConnection;
 
+use crate::admission::{self, RoomPermit, Unchecked};
 use crate::error::{Error, Result};
 use crate::ids::{EventId, MemberId, RoomId, TenantId};
 use crate::model::{Caller, EventBody, MemberState, Room, RoomEvent, RoomKind};
-use crate::outbox::{Delivery, Snapshot};
+use crate::outbox::Delivery;
 use crate::store::outbox::{self as outbox, Pending};
 use crate::store::{audit, contacts as contact_store, events, now_ms, rooms};
 use crate::tenant::Tenant;
+use crate::wire::Snapshot;
 use content::MAX_ROOM_NAME_CHARS;
 
 const MAX_IDEMPOTENCY_KEY: usize = 128;
@@ -40,14 +43,15 @@ pub const MAX_PAGE: u32 = 1000;
 #[derive(Default)]
 pub(crate) struct SendReads {
     rooms: HashMap<RoomId, (rooms::RoomRow, Vec<MemberId>)>,
-    admitted: HashSet<(MemberId, RoomId)>,
+    admitted: HashMap<(MemberId, RoomId), RoomPermit>,
 }
 
 /// Whether a hosted change still needs its admission check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Admission {
     Check,
-    Admitted,
+    /// This transaction admitted the same member's message to the same room.
+    Admitted(RoomPermit),
 }
 
 /// The outcome of a send: the stored event, whether it was stored before,
@@ -277,7 +281,8 @@ impl Tenant {
         let id = RoomId::generate();
         let at = now_ms();
         let mut w = self.store.begin_write().await?;
-        self.may_message(&mut w.tx, &id, kind, None, creator, &members)
+        let permit = self
+            .may_message(&mut w.tx, &id, kind, None, creator, &members)
             .await?;
         let (master, key) = match kind {
             RoomKind::Direct => (None, Some(rooms::direct_key(&members[0], &members[1]))),
@@ -311,7 +316,9 @@ impl Tenant {
         for member in &members {
             rooms::insert_membership(&mut w.tx, &id, member, event.seq, at).await?;
         }
-        let applied = self.after_change(&mut w.tx, &id, event, None, &[]).await?;
+        let applied = self
+            .after_change(&mut w.tx, &permit, event, None, &[])
+            .await?;
         w.commit().await?;
         tracing::info!(room = %id, by = %creator, ?kind, members = members.len(), "room created");
         self.announce(applied);
@@ -450,7 +457,21 @@ impl Tenant {
                     // The room leaves the member's list at once.
                     rooms::delete_membership(&mut w.tx, &id, &caller.member).await?;
                 }
-                self.queue_for_host(&mut w.tx, &host, &id, &change).await?;
+                let why = if matches!(change.body, EventBody::Left { .. }) {
+                    Unchecked::Departure
+                } else {
+                    Unchecked::Proposal
+                };
+                let permit = admission::unchecked(&id, &caller.member, why);
+                self.queue_for_host(
+                    &mut w.tx,
+                    &permit,
+                    &host,
+                    &change.id,
+                    &change.body,
+                    change.at_ms,
+                )
+                .await?;
                 w.commit().await?;
                 self.relay.wake(&host);
                 Ok(Some(pending_event(id, change)))
@@ -572,10 +593,9 @@ impl Tenant {
             }
         };
         require_among(&members, id, sender)?;
-        let admission = if reads.admitted.contains(&(sender.clone(), *id)) {
-            Admission::Admitted
-        } else {
-            Admission::Check
+        let admission = match reads.admitted.get(&(sender.clone(), *id)) {
+            Some(permit) => Admission::Admitted(permit.clone()),
+            None => Admission::Check,
         };
         // Only messages to rooms hosted elsewhere wait in `pending_events`.
         let earlier = match row.host {
@@ -588,9 +608,10 @@ impl Tenant {
         let change = Change::new(sender, body, Some(key));
         let stored = match row.host.clone() {
             None => {
-                let applied = self
+                let (applied, permit) = self
                     .host_change_checked(conn, &row, members, change, admission)
                     .await?;
+                reads.admitted.insert((sender.clone(), *id), permit);
                 Stored {
                     event: applied.event.clone(),
                     duplicate: false,
@@ -599,10 +620,13 @@ impl Tenant {
                 }
             }
             Some(host) => {
-                if admission == Admission::Check {
-                    self.may_message(conn, id, row.kind, Some(&host), sender, &members)
-                        .await?;
-                }
+                let permit = match admission {
+                    Admission::Admitted(permit) => permit,
+                    Admission::Check => {
+                        self.may_message(conn, id, row.kind, Some(&host), sender, &members)
+                            .await?
+                    }
+                };
                 if let EventBody::Attachment(meta) = &change.body {
                     self.files_allowed(conn, sender, &members).await?;
                     crate::store::attachments::mark_posted(conn, &meta.id, &change.id).await?;
@@ -619,7 +643,9 @@ impl Tenant {
                     },
                 )
                 .await?;
-                self.queue_for_host(conn, &host, id, &change).await?;
+                self.queue_for_host(conn, &permit, &host, &change.id, &change.body, change.at_ms)
+                    .await?;
+                reads.admitted.insert((sender.clone(), *id), permit);
                 Stored {
                     event: pending_event(*id, change),
                     duplicate: false,
@@ -628,8 +654,16 @@ impl Tenant {
                 }
             }
         };
-        reads.admitted.insert((sender.clone(), *id));
         Ok(stored)
+    }
+
+    /// Wakes the deliverers of the peers an applied change was queued for and
+    /// shows it to local watchers.
+    pub(crate) fn announce(&self, applied: Applied) {
+        for peer in &applied.peers {
+            self.relay.wake(peer);
+        }
+        self.hub.publish(applied.event, applied.local);
     }
 
     /// What follows a stored message's commit: local streams see it and the
@@ -673,6 +707,7 @@ impl Tenant {
     ) -> Result<Applied> {
         self.host_change_checked(conn, row, before, change, Admission::Check)
             .await
+            .map(|(applied, _)| applied)
     }
 
     /// `host_change_among`, where `Admission::Admitted` says this
@@ -684,26 +719,26 @@ impl Tenant {
         before: Vec<MemberId>,
         change: Change,
         admission: Admission,
-    ) -> Result<Applied> {
+    ) -> Result<(Applied, RoomPermit)> {
         let room = row.id;
         let actor = &change.actor;
         check_rules(conn, row, &before, actor, &change.body).await?;
         let mut body = change.body;
         let mut joined = Vec::new();
         let mut departed = None;
+        let permit: Option<RoomPermit>;
         match &mut body {
-            EventBody::Text { .. } | EventBody::Sticker { .. } => {
-                if admission == Admission::Check {
-                    self.may_message(conn, &room, row.kind, None, actor, &before)
-                        .await?;
+            EventBody::Text { .. } | EventBody::Sticker { .. } | EventBody::Attachment(_) => {
+                permit = Some(match admission {
+                    Admission::Admitted(permit) => permit,
+                    Admission::Check => {
+                        self.may_message(conn, &room, row.kind, None, actor, &before)
+                            .await?
+                    }
+                });
+                if matches!(body, EventBody::Attachment(_)) {
+                    self.files_allowed(conn, actor, &before).await?;
                 }
-            }
-            EventBody::Attachment(_) => {
-                if admission == Admission::Check {
-                    self.may_message(conn, &room, row.kind, None, actor, &before)
-                        .await?;
-                }
-                self.files_allowed(conn, actor, &before).await?;
             }
             EventBody::Joined { members } => {
                 let mut new = Vec::new();
@@ -725,26 +760,39 @@ impl Tenant {
                 }
                 let mut after = before.clone();
                 after.extend(new.iter().cloned());
+                let mut admitted = Vec::new();
                 for m in &new {
                     if m.belongs_to(&self.id) {
                         require_active(conn, m).await?;
                     }
-                    self.may_message(conn, &room, row.kind, None, m, &after)
-                        .await?;
+                    admitted.push(
+                        self.may_message(conn, &room, row.kind, None, m, &after)
+                            .await?,
+                    );
                 }
+                permit = admission::invitation(&room, actor, &admitted);
                 members.clone_from(&new);
                 joined = new;
             }
-            EventBody::Removed { member } => departed = Some(member.clone()),
+            EventBody::Removed { member } => {
+                departed = Some(member.clone());
+                permit = Some(admission::unchecked(&room, actor, Unchecked::Departure));
+            }
             EventBody::Left { new_master } => {
                 departed = Some(actor.clone());
+                permit = Some(admission::unchecked(&room, actor, Unchecked::Departure));
                 if row.kind == RoomKind::Group && row.master.as_ref() == Some(actor) {
                     // The longest-standing member takes over from a departing master.
                     *new_master = before.iter().find(|m| *m != actor).cloned();
                 }
             }
-            EventBody::Unknown => departed = Some(actor.clone()),
-            EventBody::Renamed { .. } => {}
+            EventBody::Unknown => {
+                departed = Some(actor.clone());
+                permit = Some(admission::unchecked(&room, actor, Unchecked::Departure));
+            }
+            EventBody::Renamed { .. } => {
+                permit = Some(admission::unchecked(&room, actor, Unchecked::Rename));
+            }
             EventBody::Created { .. } | EventBody::Withheld => {
                 return Err(Error::invalid("body", "not a change to an existing room"));
             }
@@ -780,8 +828,16 @@ impl Tenant {
         // Without a change of membership the members are the ones read before.
         let after = (joined.is_empty() && departed.is_none()).then_some(before);
         let departed: Vec<MemberId> = departed.into_iter().collect();
-        self.after_change(conn, &room, event, after, &departed)
-            .await
+        let permit = permit.ok_or_else(|| {
+            Error::Internal(format!(
+                "no admission permit for a {} event",
+                event.body.kind()
+            ))
+        })?;
+        let applied = self
+            .after_change(conn, &permit, event, after, &departed)
+            .await?;
+        Ok((applied, permit))
     }
 
     /// Queues a hosted room's new event for the participating peers (with
@@ -790,11 +846,12 @@ impl Tenant {
     async fn after_change(
         &self,
         conn: &mut AnyConnection,
-        room: &RoomId,
+        permit: &RoomPermit,
         event: RoomEvent,
         after: Option<Vec<MemberId>>,
         departed: &[MemberId],
     ) -> Result<Applied> {
+        let room = &event.room;
         let after = match after {
             Some(after) => after,
             None => rooms::member_ids(conn, room).await?,
@@ -820,7 +877,8 @@ impl Tenant {
         } else {
             None
         };
-        self.queue_for_peers(conn, &event, snapshot, &peers).await?;
+        self.queue_for_peers(conn, permit, &event, snapshot, &peers)
+            .await?;
         self.audit_room_event(conn, &event, &everyone).await?;
         let local = everyone
             .into_iter()
@@ -845,21 +903,24 @@ impl Tenant {
         host: Option<&TenantId>,
         actor: &MemberId,
         members: &[MemberId],
-    ) -> Result<()> {
-        if let Err((denied, local)) = self
+    ) -> Result<RoomPermit> {
+        let permit = match self
             .admit_room_event(conn, room, kind, host, actor, members)
             .await?
         {
-            return Err(if actor.belongs_to(&self.id) {
-                let external = members
-                    .iter()
-                    .find(|m| !m.belongs_to(&self.id))
-                    .unwrap_or(actor);
-                denied.to_member(external)
-            } else {
-                denied.to_peer(&local)
-            });
-        }
+            Ok(permit) => permit,
+            Err((denied, local)) => {
+                return Err(if actor.belongs_to(&self.id) {
+                    let external = members
+                        .iter()
+                        .find(|m| !m.belongs_to(&self.id))
+                        .unwrap_or(actor);
+                    denied.to_member(external)
+                } else {
+                    denied.to_peer(&local)
+                });
+            }
+        };
         if kind == RoomKind::Direct {
             let local = members.iter().find(|m| m.belongs_to(&self.id));
             let external = members.iter().find(|m| !m.belongs_to(&self.id));
@@ -877,7 +938,7 @@ impl Tenant {
                 });
             }
         }
-        Ok(())
+        Ok(permit)
     }
 
     /// Audits a room event that members of another company take part in.
@@ -917,88 +978,6 @@ impl Tenant {
             entry = entry.member(local);
         }
         audit::append(conn, &entry, now_ms()).await?;
-        Ok(())
-    }
-
-    /// Takes `members` (every member, when `None`) out of every room they
-    /// share with another company: they stopped being permitted to talk
-    /// across. Each departure is a "became unknown" event, sequenced here
-    /// for rooms this node hosts and proposed to the host for the others;
-    /// the rooms leave the members' lists at once and history stays.
-    pub(crate) async fn leave_external_rooms(&self, members: Option<&[MemberId]>) -> Result<()> {
-        let mut conn = self.store.pool().acquire().await?;
-        let members = match members {
-            Some(m) => m.to_vec(),
-            None => rooms::members_in_external_rooms(&mut conn, &self.id).await?,
-        };
-        let mut work = Vec::new();
-        for member in members {
-            for room in rooms::external_rooms_of(&mut conn, &member, &self.id).await? {
-                work.push((member.clone(), room));
-            }
-        }
-        drop(conn);
-        for (member, room) in work {
-            let change = Change::new(&member, EventBody::Unknown, None);
-            let mut w = self.store.begin_write().await?;
-            let Some(row) = rooms::room(&mut w.tx, &room).await? else {
-                continue;
-            };
-            match row.host.clone() {
-                None => {
-                    let applied = self.host_change(&mut w.tx, &row, change).await?;
-                    w.commit().await?;
-                    self.announce(applied);
-                }
-                Some(host) => {
-                    rooms::delete_membership(&mut w.tx, &room, &member).await?;
-                    self.queue_for_host(&mut w.tx, &host, &room, &change)
-                        .await?;
-                    w.commit().await?;
-                    self.relay.wake(&host);
-                }
-            }
-            tracing::info!(room = %room, member = %member, "member no longer permitted across companies; left the room");
-        }
-        Ok(())
-    }
-
-    /// Removes members who stopped being reachable from the rooms this node
-    /// hosts: every member of `tenant`, or just `member`. Each one's
-    /// departure is a "became unknown" event.
-    pub(crate) async fn remove_unreachable(
-        &self,
-        room: &RoomId,
-        tenant: Option<&TenantId>,
-        member: Option<&MemberId>,
-    ) -> Result<()> {
-        let mut w = self.store.begin_write().await?;
-        let Some(row) = rooms::room(&mut w.tx, room).await? else {
-            return Ok(());
-        };
-        if row.host.is_some() {
-            return Ok(());
-        }
-        let gone: Vec<MemberId> = rooms::member_ids(&mut w.tx, room)
-            .await?
-            .into_iter()
-            .filter(|m| tenant.is_some_and(|t| m.belongs_to(t)) || member == Some(m))
-            .collect();
-        let mut applied = Vec::new();
-        for m in gone {
-            let row = rooms::room(&mut w.tx, room)
-                .await?
-                .ok_or_else(|| Error::NotFound(format!("room {room}")))?;
-            applied.push(
-                self.host_change(&mut w.tx, &row, Change::new(&m, EventBody::Unknown, None))
-                    .await?,
-            );
-        }
-        w.commit().await?;
-        for a in applied {
-            tracing::info!(room = %room, member = %a.event.sender, "member became unknown and left the room");
-            self.announce(a);
-        }
         Ok(())
     }
 

@@ -1,5 +1,5 @@
 //! The relay's wire format: the protobuf `Envelope` of `federation.proto`
-//! to and from the node's own `outbox::Envelope`, both ways, with every id
+//! to and from the node's own `wire::Envelope`, both ways, with every id
 //! parsed here. A field that does not parse is refused with its name; an
 //! envelope that carries no payload this node knows, or an enum value it
 //! does not know (both what a newer node may send), is `WireError::Unknown`,
@@ -8,10 +8,10 @@
 use works_proto::federation::v1 as pb;
 use works_proto::federation::v1::envelope::Payload as PbPayload;
 
+use super::{Envelope, Payload, ReceiptEntry, Relayed, Snapshot};
 use crate::error::Error;
 use crate::ids::{EventId, MemberId, RoomId, TenantId};
 use crate::model::{AttachmentMeta, EventBody, RoomKind};
-use crate::outbox::{Envelope, Payload, ReceiptEntry, Relayed, Snapshot};
 use crate::store::outbox::{OutboxRow, OutboxState};
 
 /// Why an envelope cannot be read (or written).
