@@ -20,6 +20,7 @@ use crate::store::audit::{self, NewEntry};
 use crate::store::now_ms;
 use crate::store::peers::{self as peer_store, PeerRow, PeerSource};
 use crate::tenant::Tenant;
+use crate::wire::status::from_peer;
 
 const TOKEN_PREFIX: &str = "wpi1.";
 pub const DEFAULT_INVITATION_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -220,7 +221,7 @@ impl Tenant {
                 .map_err(|e| Error::Internal(e.to_string()))?;
         let mut client = PeerClient::connect(&token.endpoint, &peer, config)
             .await
-            .map_err(|e| bridge_error(&peer, e))?;
+            .map_err(|e| from_peer(&peer, e))?;
         client
             .redeem(
                 token.secret_bytes()?,
@@ -229,7 +230,7 @@ impl Tenant {
                 self.identity().ca(),
             )
             .await
-            .map_err(|e| bridge_error(&peer, e))?;
+            .map_err(|e| from_peer(&peer, e))?;
         let ca = seen_ca
             .lock()
             .ok()
@@ -779,35 +780,6 @@ fn expiry_check(name: &'static str, not_after: SystemTime) -> Check {
             ok: left > EXPIRY_WARNING,
             detail: format!("valid for {} more days", left.as_secs() / 86_400),
         },
-    }
-}
-
-/// A bridge failure as this node's error, naming the peer.
-pub fn bridge_error(peer: &TenantId, error: BridgeError) -> Error {
-    use tonic::Code;
-    match error {
-        BridgeError::Refused(status) => {
-            let message = format!("{peer} refused: {}", status.message());
-            match status.code() {
-                Code::PermissionDenied | Code::Unauthenticated => Error::PermissionDenied(message),
-                Code::NotFound => Error::NotFound(message),
-                Code::AlreadyExists => Error::AlreadyExists(message),
-                Code::ResourceExhausted => Error::ResourceExhausted(message),
-                Code::InvalidArgument | Code::FailedPrecondition => {
-                    Error::FailedPrecondition(message)
-                }
-                _ => Error::Unavailable(message),
-            }
-        }
-        BridgeError::Handshake { .. } => {
-            Error::FailedPrecondition(format!("cannot peer with {peer}: {error}"))
-        }
-        BridgeError::Unreachable { .. } | BridgeError::Endpoint(..) | BridgeError::NoAnswer(_) => {
-            Error::Unavailable(format!("{peer}: {error}"))
-        }
-        BridgeError::Malformed(_) | BridgeError::Tls(_) => {
-            Error::Internal(format!("{peer}: {error}"))
-        }
     }
 }
 

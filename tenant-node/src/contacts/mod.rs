@@ -12,13 +12,13 @@ use crate::admission::Permit;
 use crate::error::{Error, Result};
 use crate::ids::{MemberId, TenantId};
 use crate::model::{Caller, MemberState, Notice};
-use crate::peers::bridge_error;
 use crate::quota::HOUR_MS;
 use crate::store::audit::{self, NewEntry};
 use crate::store::contacts::{self as store, ContactRow, RequestRow};
 use crate::store::limits::{self, ArrivalFilter};
 use crate::store::{now_ms, policy};
 use crate::tenant::Tenant;
+use crate::wire::status::from_peer;
 
 impl Tenant {
     /// Finds a member of another company by exact id: their public profile
@@ -63,7 +63,7 @@ impl Tenant {
             Err(BridgeError::Refused(status)) if status.code() == tonic::Code::NotFound => {
                 Err(Error::NotFound(format!("user {external}")))
             }
-            Err(e) => Err(bridge_error(permit.peer(), e)),
+            Err(e) => Err(from_peer(permit.peer(), e)),
         }
     }
 
@@ -261,7 +261,7 @@ impl Tenant {
         let peer = self.store.peer(tenant).await?.ok_or_else(|| {
             Error::FailedPrecondition(format!("your company's node is not peered with {tenant}"))
         })?;
-        self.dial(&peer).await.map_err(|e| bridge_error(tenant, e))
+        self.dial(&peer).await.map_err(|e| from_peer(tenant, e))
     }
 
     pub async fn send_friend_request(
@@ -371,7 +371,7 @@ impl Tenant {
             Err(BridgeError::Refused(s)) if s.code() == tonic::Code::NotFound => {
                 return Err(Error::NotFound(format!("user {external}")));
             }
-            Err(e) => return Err(bridge_error(permit.peer(), e)),
+            Err(e) => return Err(from_peer(permit.peer(), e)),
         };
         let at = now_ms();
         let row = RequestRow {
@@ -777,7 +777,7 @@ impl Tenant {
             Err(BridgeError::Refused(s)) if s.code() == tonic::Code::NotFound => {
                 return Err(Error::NotFound(format!("user {external}")));
             }
-            Err(e) => return Err(bridge_error(permit.peer(), e)),
+            Err(e) => return Err(from_peer(permit.peer(), e)),
         }
         let at = now_ms();
         let contact = ContactRow {
@@ -848,7 +848,7 @@ impl Tenant {
             client
                 .answer_friend_request(&row.id, &me, &external, false)
                 .await
-                .map_err(|e| bridge_error(external.tenant(), e))
+                .map_err(|e| from_peer(external.tenant(), e))
         }
         .await
         {
@@ -1296,7 +1296,7 @@ impl Tenant {
                 Ok(mut client) => client
                     .sync_profile(&profile)
                     .await
-                    .map_err(|e| bridge_error(&tenant, e)),
+                    .map_err(|e| from_peer(&tenant, e)),
                 Err(e) => Err(e),
             };
             let detail = match &result {

@@ -9,24 +9,11 @@ use rustls::pki_types::CertificateDer;
 use works_bridge::{BridgeHandler, HandlerError, NewPeer, Outcome, PublicProfile};
 use works_proto::federation::v1 as pb;
 
-use crate::error::Error;
 use crate::ids::{MemberId, TenantId};
 use crate::tenant::Tenant;
+use crate::wire::status;
 
 pub struct NodeBridge(pub Arc<Tenant>);
-
-fn handler_error(e: Error) -> HandlerError {
-    match e {
-        Error::Invalid { .. } => HandlerError::InvalidArgument(e.to_string()),
-        Error::Unauthenticated(m) | Error::PermissionDenied(m) => HandlerError::PermissionDenied(m),
-        Error::NotFound(_) => HandlerError::NotFound(e.to_string()),
-        Error::AlreadyExists(m) | Error::FailedPrecondition(m) => {
-            HandlerError::FailedPrecondition(m)
-        }
-        Error::ResourceExhausted(m) => HandlerError::ResourceExhausted(m),
-        other => HandlerError::Internal(other.to_string()),
-    }
-}
 
 #[tonic::async_trait]
 impl BridgeHandler for NodeBridge {
@@ -47,14 +34,14 @@ impl BridgeHandler for NodeBridge {
         self.0
             .serve_attachment(peer, requester, id)
             .await
-            .map_err(handler_error)
+            .map_err(status::to_peer)
     }
 
     async fn redeem(&self, peer: NewPeer) -> Result<(), HandlerError> {
         self.0
             .redeem_invitation(&peer.tenant, &peer.endpoint, peer.ca, &peer.secret)
             .await
-            .map_err(handler_error)
+            .map_err(status::to_peer)
     }
 
     async fn contact(&self, peer: &TenantId) -> Result<(), HandlerError> {
@@ -63,11 +50,11 @@ impl BridgeHandler for NodeBridge {
             .store
             .peer_contacted(peer)
             .await
-            .map_err(handler_error)
+            .map_err(status::to_peer)
     }
 
     async fn unpeer(&self, peer: &TenantId) -> Result<(), HandlerError> {
-        self.0.peer_ended(peer).await.map_err(handler_error)
+        self.0.peer_ended(peer).await.map_err(status::to_peer)
     }
 
     async fn lookup_user(
@@ -79,7 +66,7 @@ impl BridgeHandler for NodeBridge {
         self.0
             .answer_lookup(peer, requester, user)
             .await
-            .map_err(handler_error)
+            .map_err(status::to_peer)
     }
 
     async fn reachability(
@@ -91,7 +78,7 @@ impl BridgeHandler for NodeBridge {
         self.0
             .reachability_changed(peer, members, reachable)
             .await
-            .map_err(handler_error)
+            .map_err(status::to_peer)
     }
 
     async fn friend_request(
@@ -105,7 +92,7 @@ impl BridgeHandler for NodeBridge {
         self.0
             .receive_friend_request(peer, request_id, from, to, invitation)
             .await
-            .map_err(handler_error)
+            .map_err(status::to_peer)
     }
 
     async fn friend_answer(
@@ -119,7 +106,7 @@ impl BridgeHandler for NodeBridge {
         self.0
             .receive_friend_answer(peer, request_id, from, to, accepted)
             .await
-            .map_err(handler_error)
+            .map_err(status::to_peer)
     }
 
     async fn profile_changed(
@@ -130,7 +117,7 @@ impl BridgeHandler for NodeBridge {
         self.0
             .receive_profile(peer, profile)
             .await
-            .map_err(handler_error)
+            .map_err(status::to_peer)
     }
 
     async fn replace_cas(
@@ -141,6 +128,6 @@ impl BridgeHandler for NodeBridge {
         self.0
             .replace_peer_cas(peer, cas)
             .await
-            .map_err(handler_error)
+            .map_err(status::to_peer)
     }
 }

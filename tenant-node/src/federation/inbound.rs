@@ -37,6 +37,7 @@ use crate::store::outbox::{self as outbox, OutboxState};
 use crate::store::{WriteTx, events, now_ms, rooms, savepoint};
 use crate::tenant::Tenant;
 use crate::wire::WireError;
+use crate::wire::status;
 use crate::wire::{Envelope, Payload, ReceiptEntry, Snapshot};
 
 /// The largest envelope this node reads: a text at the limit, or a group
@@ -75,32 +76,6 @@ pub fn read_envelope(envelope: pb::Envelope, limits: &Limits) -> Result<Read> {
     }
 }
 
-/// What the peer hears of an envelope that was not stored: retry later on
-/// a storage or internal error, refused for good otherwise.
-fn not_received(peer: &TenantId, e: Error) -> Outcome {
-    match e {
-        e @ Error::Storage(_) => {
-            tracing::warn!(peer = %peer, error = %e, "cannot store a relayed event");
-            Outcome::Retry(not_stored_yet(&e))
-        }
-        Error::Internal(e) => {
-            tracing::error!(peer = %peer, error = %e, "relayed event failed");
-            Outcome::Retry(not_stored_yet(&Error::Internal(e)))
-        }
-        e => Outcome::Refused(e.to_string()),
-    }
-}
-
-/// Why the peer should send an event again later: the sender's admin sees
-/// it as the peer's last error.
-fn not_stored_yet(e: &Error) -> String {
-    if e.is_storage_full() {
-        "the receiving node's storage is full".into()
-    } else {
-        "the receiving node could not store it yet".into()
-    }
-}
-
 impl Tenant {
     /// Stores what a peer relays, in order. The first envelope that cannot
     /// be stored yet makes every later one wait too.
@@ -127,7 +102,7 @@ impl Tenant {
             }
             Err(e) => {
                 tracing::warn!(peer = %peer, error = %e, "cannot check a relaying peer");
-                return retry_all(&not_stored_yet(&e));
+                return retry_all(&status::not_stored_yet(&e));
             }
         }
         // One transaction for the batch, a savepoint per envelope: a refusal
@@ -137,7 +112,7 @@ impl Tenant {
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!(peer = %peer, error = %e, "cannot store relayed events");
-                return retry_all(&not_stored_yet(&e));
+                return retry_all(&status::not_stored_yet(&e));
             }
         };
         if count == 1 {
@@ -158,7 +133,7 @@ impl Tenant {
                     // envelope wrote may still be there, so nothing of the
                     // batch may commit.
                     tracing::warn!(peer = %peer, error = %e, "a batch of relayed events failed");
-                    return retry_all(&not_stored_yet(&e));
+                    return retry_all(&status::not_stored_yet(&e));
                 }
             };
             let outcome = match received {
@@ -166,7 +141,7 @@ impl Tenant {
                     announce.extend(applied);
                     outcome
                 }
-                Err(e) => not_received(peer, e),
+                Err(e) => status::outcome(peer, e),
             };
             if let Outcome::Retry(reason) = &outcome {
                 waiting = Some(reason.clone());
@@ -175,7 +150,7 @@ impl Tenant {
         }
         if let Err(e) = w.commit().await {
             tracing::warn!(peer = %peer, error = %e, "cannot commit relayed events");
-            return retry_all(&not_stored_yet(&e));
+            return retry_all(&status::not_stored_yet(&e));
         }
         for applied in announce {
             self.announce(applied);
@@ -202,11 +177,11 @@ impl Tenant {
                 }
                 Err(e) => {
                     tracing::warn!(peer = %peer, error = %e, "cannot commit a relayed event");
-                    Outcome::Retry(not_stored_yet(&e))
+                    Outcome::Retry(status::not_stored_yet(&e))
                 }
             },
             // Dropping the transaction undoes whatever it wrote.
-            Err(e) => not_received(peer, e),
+            Err(e) => status::outcome(peer, e),
         };
         vec![outcome]
     }

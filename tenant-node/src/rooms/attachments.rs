@@ -242,7 +242,7 @@ impl Tenant {
         let mut client = self
             .dial(&peer)
             .await
-            .map_err(|e| crate::peers::bridge_error(&source, e))?;
+            .map_err(|e| crate::wire::status::from_peer(&source, e))?;
         // The host fetches on behalf of a requester of another company; the
         // uploader's node sees the host's member-less request as the host's.
         let asking = if requester.belongs_to(&self.id) {
@@ -253,7 +253,7 @@ impl Tenant {
         let data = client
             .fetch_attachment(&asking, id, row.meta.size)
             .await
-            .map_err(|e| crate::peers::bridge_error(&source, e))?;
+            .map_err(|e| crate::wire::status::from_peer(&source, e))?;
         if data.len() as u64 != row.meta.size || works_certs::sha256_hex(&data) != row.meta.sha256 {
             return Err(Error::Unavailable(format!(
                 "attachment {id} from {source} does not match its size and SHA-256"

@@ -4,6 +4,8 @@
 //! protobuf form (`federation.proto`), converted both ways with every id
 //! parsed there.
 //!
+//! `status` maps errors across the peer boundary, both ways.
+//!
 //! Both the outbox (which queues and sends envelopes) and the federation
 //! edge (which reads what peers relay) use it; it uses neither.
 //!
@@ -12,6 +14,7 @@
 //! wire carries protobuf only.
 
 pub mod convert;
+pub mod status;
 
 use serde::{Deserialize, Serialize};
 
