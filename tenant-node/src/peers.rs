@@ -499,7 +499,7 @@ impl Tenant {
         self.store.delete_peer(&tenant).await?;
         self.trust.unpin(&tenant);
         // Its deliverer closes the queue: nothing more can reach it.
-        self.relay.wake(&tenant);
+        self.outbox.wake(&tenant);
         let detail = match &told {
             Ok(()) => "the peer was told".to_string(),
             Err(e) => format!("the peer could not be told: {e}"),
@@ -524,7 +524,7 @@ impl Tenant {
     pub async fn peer_ended(&self, peer: &TenantId) -> Result<()> {
         self.store.delete_peer(peer).await?;
         self.trust.unpin(peer);
-        self.relay.wake(peer);
+        self.outbox.wake(peer);
         self.record(NewEntry::new("peer.ended", format!("peer:{peer}")).peer(peer))
             .await?;
         tracing::info!(peer = %peer, "peer ended the peering");

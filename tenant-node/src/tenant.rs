@@ -1,8 +1,10 @@
 //! The domain layer's context: one company's members, rooms and rules.
 //!
-//! `Tenant` methods are split by area (`accounts`, `rooms`, `watch`); each
-//! checks its rules and calls `store`. gRPC handlers call these methods and
-//! nothing below them.
+//! `Tenant` methods are split by area (`accounts`, `rooms`, `outbox`, …);
+//! each checks its rules and calls `store`. The edges (`api`, `federation`)
+//! call these methods and nothing below them. The fields are the node's
+//! and no one else's (`pub(crate)`); an area's own state sits behind its
+//! own type (`outbox::Relay`, `rooms::send::Sends`) with private fields.
 
 use std::sync::{Arc, RwLock};
 
@@ -16,26 +18,26 @@ use crate::live::hub::Hub;
 use crate::store::Store;
 
 pub struct Tenant {
-    pub id: TenantId,
-    pub store: Store,
-    pub hub: Hub,
-    pub limits: Limits,
+    pub(crate) id: TenantId,
+    pub(crate) store: Store,
+    pub(crate) hub: Hub,
+    pub(crate) limits: Limits,
     /// This node's certificate chain and key on the bridge, as a client.
     identity: RwLock<NodeIdentity>,
     /// The same, as the bridge server presents it.
-    pub server_cert: Arc<ServerCert>,
+    pub(crate) server_cert: Arc<ServerCert>,
     /// Where the CA and node certificate live.
-    pub tls_files: NodeTlsFiles,
+    pub(crate) tls_files: NodeTlsFiles,
     /// The CAs pinned for each peer; kept in step with the `peers` table.
-    pub trust: TrustStore,
+    pub(crate) trust: TrustStore,
     /// Where invitation emails go out, if anywhere.
-    pub smtp: Option<crate::config::SmtpConfig>,
+    pub(crate) smtp: Option<crate::config::SmtpConfig>,
     /// host:port peers dial; known once the bridge is bound.
     bridge_endpoint: RwLock<String>,
-    /// Wakes the per-peer outbox deliverers.
-    pub relay: crate::outbox::Relay,
+    /// Wakes the per-peer outbox deliverers; takes their refusals.
+    pub(crate) outbox: crate::outbox::Relay,
     /// Sends waiting for the group commit (SQLite).
-    pub sends: crate::rooms::send::Sends,
+    pub(crate) sends: crate::rooms::send::Sends,
 }
 
 impl Tenant {
@@ -60,7 +62,7 @@ impl Tenant {
             smtp: None,
             trust: TrustStore::new(),
             bridge_endpoint: RwLock::new(String::new()),
-            relay: crate::outbox::Relay::default(),
+            outbox: crate::outbox::Relay::default(),
             sends: crate::rooms::send::Sends::default(),
         }
     }

@@ -45,7 +45,7 @@ impl BridgeHandler for NodeBridge {
     }
 
     async fn contact(&self, peer: &TenantId) -> Result<(), HandlerError> {
-        self.0.relay.peer_back(peer);
+        self.0.outbox.peer_back(peer);
         self.0
             .store
             .peer_contacted(peer)

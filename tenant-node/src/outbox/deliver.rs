@@ -32,7 +32,7 @@ const IDLE_CHECK: Duration = Duration::from_secs(5);
 
 /// Runs the deliverers: one task per peer with something queued.
 pub async fn run(tenant: Arc<Tenant>) {
-    let Some(mut woken) = tenant.relay.woken.lock().ok().and_then(|mut w| w.take()) else {
+    let Some(mut woken) = tenant.outbox.woken.lock().ok().and_then(|mut w| w.take()) else {
         return;
     };
     let mut deliverers: HashMap<TenantId, Arc<Signals>> = HashMap::new();
@@ -40,7 +40,7 @@ pub async fn run(tenant: Arc<Tenant>) {
     let mut tasks = tokio::task::JoinSet::new();
     match tenant.store.pool().acquire().await {
         Ok(mut conn) => match outbox::peers_with_queued(&mut conn).await {
-            Ok(peers) => peers.iter().for_each(|p| tenant.relay.wake(p)),
+            Ok(peers) => peers.iter().for_each(|p| tenant.outbox.wake(p)),
             Err(e) => tracing::warn!(error = %e, "cannot read the outbox"),
         },
         Err(e) => tracing::warn!(error = %e, "cannot read the outbox"),
@@ -222,7 +222,7 @@ async fn send(
     w.commit().await?;
     for (row, refused) in answered {
         if refused && let Some(refusal) = refusal(peer, &row) {
-            tenant.relay.refused(refusal);
+            tenant.outbox.refused(refusal);
         }
         if let Err(e) = tenant.report_to_origin(&row).await {
             tracing::warn!(event = %row.event_id, error = %e, "cannot queue a delivery receipt");

@@ -69,7 +69,7 @@ impl Tenant {
         )
         .await?;
         w.commit().await?;
-        self.relay.wake(sender.tenant());
+        self.outbox.wake(sender.tenant());
         Ok(())
     }
 

@@ -18,7 +18,7 @@ use crate::tenant::Tenant;
 /// a change bringing its own members into a room hosted here has them
 /// taken out again. Runs for as long as the node does.
 pub async fn take_refused(tenant: Arc<Tenant>) {
-    let Some(mut refusals) = tenant.relay.take_refusals() else {
+    let Some(mut refusals) = tenant.outbox.take_refusals() else {
         return;
     };
     while let Some(Refused {
@@ -89,7 +89,7 @@ impl Tenant {
                     )
                     .await?;
                     w.commit().await?;
-                    self.relay.wake(&host);
+                    self.outbox.wake(&host);
                 }
             }
             tracing::info!(room = %room, member = %member, "member no longer permitted across companies; left the room");

@@ -473,7 +473,7 @@ impl Tenant {
                 )
                 .await?;
                 w.commit().await?;
-                self.relay.wake(&host);
+                self.outbox.wake(&host);
                 Ok(Some(pending_event(id, change)))
             }
         }
@@ -661,7 +661,7 @@ impl Tenant {
     /// shows it to local watchers.
     pub(crate) fn announce(&self, applied: Applied) {
         for peer in &applied.peers {
-            self.relay.wake(peer);
+            self.outbox.wake(peer);
         }
         self.hub.publish(applied.event, applied.local);
     }
@@ -675,7 +675,7 @@ impl Tenant {
                 self.announce(*applied);
             }
             AfterCommit::WakeHost(host) => {
-                self.relay.wake(&host);
+                self.outbox.wake(&host);
                 tracing::debug!(room = %stored.event.room, host = %host, sender = %stored.event.sender, "message queued for the host");
             }
             AfterCommit::Nothing => {}
