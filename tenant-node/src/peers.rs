@@ -377,14 +377,6 @@ impl Tenant {
         }
     }
 
-    /// A client to a pinned peer.
-    pub async fn dial(&self, peer: &PeerRow) -> std::result::Result<PeerClient, BridgeError> {
-        let anchors =
-            works_certs::certificates(&peer.ca_pem).map_err(|e| BridgeError::Tls(e.to_string()))?;
-        let config = tls::client_config_pinned(&self.identity(), &anchors)?;
-        PeerClient::connect(&peer.endpoint, &peer.tenant, config).await
-    }
-
     /// Checks a peering end to end and says precisely what is wrong.
     pub async fn test_peer(&self, caller: &Caller, tenant: &str) -> Result<PeerTest> {
         caller.require_admin()?;

@@ -9,13 +9,17 @@
 use std::sync::{Arc, RwLock};
 
 use works_bridge::tls::ServerCert;
-use works_bridge::{NodeIdentity, TrustStore};
+use works_bridge::{BridgeError, NodeIdentity, PeerClient, TrustStore, tls};
 use works_certs::NodeTlsFiles;
 
 use crate::config::Limits;
+use crate::error::{Error, Result};
 use crate::ids::TenantId;
+use crate::ids::{MemberId, RoomId};
 use crate::live::hub::Hub;
-use crate::store::Store;
+use crate::store::audit::{self, NewEntry};
+use crate::store::peers::PeerRow;
+use crate::store::{Store, now_ms, settings};
 
 pub struct Tenant {
     pub(crate) id: TenantId,
@@ -81,6 +85,47 @@ impl Tenant {
             *slot = identity;
         }
         Ok(())
+    }
+
+    /// Parses a room id a caller gave.
+    pub fn parse_room_id(&self, input: &str) -> Result<RoomId> {
+        RoomId::parse(input).map_err(Error::bad_id("room_id"))
+    }
+
+    /// Parses a member id and checks it belongs to this company.
+    pub fn local_member_id(&self, field: &'static str, input: &str) -> Result<MemberId> {
+        let id = MemberId::parse(input).map_err(Error::bad_id(field))?;
+        if !id.belongs_to(&self.id) {
+            return Err(Error::invalid(
+                field,
+                format!("{id} is not a member of {}", self.id),
+            ));
+        }
+        Ok(id)
+    }
+
+    pub async fn company_name(&self) -> Result<String> {
+        Ok(self
+            .store
+            .setting(settings::COMPANY_NAME)
+            .await?
+            .unwrap_or_else(|| self.id.to_string()))
+    }
+
+    /// A client to a pinned peer.
+    pub async fn dial(&self, peer: &PeerRow) -> std::result::Result<PeerClient, BridgeError> {
+        let anchors =
+            works_certs::certificates(&peer.ca_pem).map_err(|e| BridgeError::Tls(e.to_string()))?;
+        let config = tls::client_config_pinned(&self.identity(), &anchors)?;
+        PeerClient::connect(&peer.endpoint, &peer.tenant, config).await
+    }
+
+    /// Appends one entry in a transaction of its own, for events that change
+    /// nothing else here (a lookup, a peer told of something).
+    pub async fn record(&self, entry: NewEntry) -> Result<()> {
+        let mut w = self.store.begin_write().await?;
+        audit::append(&mut w.tx, &entry, now_ms()).await?;
+        w.commit().await
     }
 
     pub fn bridge_endpoint(&self) -> String {

@@ -116,18 +116,6 @@ impl Caller {
 }
 
 impl Tenant {
-    /// Parses a member id and checks it belongs to this company.
-    pub fn local_member_id(&self, field: &'static str, input: &str) -> Result<MemberId> {
-        let id = MemberId::parse(input).map_err(Error::bad_id(field))?;
-        if !id.belongs_to(&self.id) {
-            return Err(Error::invalid(
-                field,
-                format!("{id} is not a member of {}", self.id),
-            ));
-        }
-        Ok(id)
-    }
-
     /// Creates a member; used by `init` for the first admin and by admins.
     pub async fn create_member(
         &self,
@@ -321,14 +309,6 @@ impl Tenant {
             .member(&caller.member)
             .await?
             .ok_or_else(|| Error::NotFound(format!("member {}", caller.member)))
-    }
-
-    pub async fn company_name(&self) -> Result<String> {
-        Ok(self
-            .store
-            .setting(settings::COMPANY_NAME)
-            .await?
-            .unwrap_or_else(|| self.id.to_string()))
     }
 
     /// The company name as the admin console shows it; members read it in

@@ -2,8 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::Caller;
-use crate::store::audit::{self, Entry, Filter, NewEntry};
-use crate::store::now_ms;
+use crate::store::audit::{self, Entry, Filter};
 use crate::tenant::Tenant;
 
 pub const MAX_PAGE: i64 = 1000;
@@ -50,13 +49,5 @@ impl Tenant {
         caller.require_admin()?;
         let mut conn = self.store.pool().acquire().await?;
         audit::verify(&mut conn).await
-    }
-
-    /// Appends one entry in a transaction of its own, for events that change
-    /// nothing else here (a lookup, a peer told of something).
-    pub async fn record(&self, entry: NewEntry) -> Result<()> {
-        let mut w = self.store.begin_write().await?;
-        audit::append(&mut w.tx, &entry, now_ms()).await?;
-        w.commit().await
     }
 }

@@ -141,10 +141,6 @@ pub(crate) struct Applied {
 }
 
 impl Tenant {
-    pub fn parse_room_id(&self, input: &str) -> Result<RoomId> {
-        RoomId::parse(input).map_err(Error::bad_id("room_id"))
-    }
-
     /// Parses invitees and drops duplicates and the caller. A colleague must
     /// be an active member; someone of another company must be one of the
     /// caller's contacts (not in trash).
