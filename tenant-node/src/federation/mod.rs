@@ -16,3 +16,6 @@ pub mod inbound;
 pub mod wire;
 
 pub use handler::NodeBridge;
+
+#[cfg(test)]
+mod inbound_tests;
