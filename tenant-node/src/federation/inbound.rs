@@ -399,39 +399,12 @@ impl Tenant {
     ) -> Result<(Outcome, Option<Applied>)> {
         let at = now_ms();
         if let Some(stored) = events::by_id(&mut *conn, &event.id).await? {
-            return if stored.seq == event.seq && stored.room == event.room {
-                Ok((Outcome::Stored, None))
-            } else {
-                Err(Error::AlreadyExists(format!(
-                    "event {} is stored here at {} seq {}",
-                    event.id, stored.room, stored.seq
-                )))
-            };
+            return stored_before(&stored, &event).map(|outcome| (outcome, None));
         }
         let view = match rooms::room_with_members(&mut *conn, &event.room).await? {
             Some((row, members)) => {
-                if row.host.as_ref() != Some(host) {
-                    return Err(Error::PermissionDenied(format!(
-                        "room {} is not hosted by {host}",
-                        event.room
-                    )));
-                }
-                if event.seq <= row.last_seq {
-                    return Err(Error::AlreadyExists(format!(
-                        "room {} already has seq {} with another event",
-                        event.room, event.seq
-                    )));
-                }
-                if event.seq > row.last_seq + 1 {
-                    return Ok((
-                        Outcome::Retry(format!(
-                            "room {} is at seq {}; waiting for {}",
-                            event.room,
-                            row.last_seq,
-                            row.last_seq + 1
-                        )),
-                        None,
-                    ));
+                if let Some(wait) = in_order(&row, host, &event)? {
+                    return Ok((wait, None));
                 }
                 RoomView {
                     kind: row.kind,
@@ -443,7 +416,7 @@ impl Tenant {
                     row: Some(row),
                 }
             }
-            None => self.new_room_view(&event, snapshot)?,
+            None => new_room_view(&self.id, &self.limits, &event, snapshot)?,
         };
         let (verdict, key) = self.judge(&mut *conn, host, &view, &event).await?;
         let mut event = event;
@@ -535,65 +508,6 @@ impl Tenant {
         ))
     }
 
-    /// The room as an event the host relays for a room this node does not
-    /// know yet says it is: only an event that brings one of our members
-    /// in can open one, with the host's snapshot of the room after it.
-    fn new_room_view(&self, event: &RoomEvent, snapshot: Option<Snapshot>) -> Result<RoomView> {
-        let Some(snapshot) = snapshot else {
-            return Err(Error::NotFound(format!("room {}", event.room)));
-        };
-        content::members_within(&snapshot.members, &self.limits)?;
-        let members = snapshot.members;
-        if !members.iter().any(|m| m.belongs_to(&self.id)) {
-            return Err(Error::PermissionDenied(format!(
-                "room {} has no member of {}",
-                event.room, self.id
-            )));
-        }
-        let master = snapshot.master;
-        let (name, master, direct_key) = match (snapshot.kind, members.as_slice()) {
-            (RoomKind::Direct, [a, b]) if snapshot.name.is_empty() && master.is_none() => {
-                (String::new(), None, rooms::direct_key(a, b))
-            }
-            (RoomKind::Direct, _) => {
-                return Err(Error::invalid(
-                    "room",
-                    "a direct room has two members, no name and no master",
-                ));
-            }
-            (RoomKind::Group, _) => {
-                let name = content::room_name(&snapshot.name)?;
-                if master.as_ref().is_some_and(|m| !members.contains(m)) {
-                    return Err(Error::invalid("master", "is not a member of the room"));
-                }
-                (name, master, String::new())
-            }
-        };
-        let before = match &event.body {
-            EventBody::Created { .. } if event.seq == 1 => Vec::new(),
-            EventBody::Joined { members: joining } if snapshot.kind == RoomKind::Group => members
-                .iter()
-                .filter(|m| !joining.contains(m))
-                .cloned()
-                .collect(),
-            _ => {
-                return Err(Error::NotFound(format!(
-                    "room {}: only its creation, or members of {} joining it, opens it here",
-                    event.room, self.id
-                )));
-            }
-        };
-        Ok(RoomView {
-            kind: snapshot.kind,
-            name,
-            master,
-            members: before,
-            direct_key,
-            opened_with: members,
-            row: None,
-        })
-    }
-
     /// This node's verdict on an event the room's host sequenced, and the
     /// idempotency key of our own member's message it carries back.
     async fn judge(
@@ -609,8 +523,8 @@ impl Tenant {
         // The host may take our member out of its room (after we refused
         // them, or their company withdrew them); anything else in their
         // name must be a change this node proposed.
-        if ours && event.body != EventBody::Unknown {
-            match self.our_proposal(conn, host, event).await? {
+        if needs_our_proposal(&self.id, event) {
+            match our_proposal(conn, host, event).await? {
                 Some(k) => key = k,
                 None => {
                     return Ok((
@@ -628,11 +542,6 @@ impl Tenant {
         }
         let before = &view.members;
         let in_room = before.contains(sender);
-        let mut after = RoomAfter {
-            name: view.name.clone(),
-            master: view.master.clone(),
-            members: before.clone(),
-        };
         let mut joining: Vec<MemberId> = Vec::new();
         let refused = |reason: String| Ok((withhold(Error::PermissionDenied(reason)), None));
         match &event.body {
@@ -664,7 +573,6 @@ impl Tenant {
                         event.room
                     ));
                 }
-                after.members = members.clone();
                 joining = members.clone();
             }
             EventBody::Joined { members } => {
@@ -698,24 +606,17 @@ impl Tenant {
                         None,
                     ));
                 }
-                after.members.extend(new.iter().cloned());
                 joining = new;
             }
-            EventBody::Removed { member } => {
+            EventBody::Removed { .. } => {
                 if let Err(e) = rules(conn, view, sender, &event.body).await? {
                     return Ok((withhold(e), None));
                 }
-                after.members.retain(|m| m != member);
             }
-            EventBody::Left { new_master } => {
+            EventBody::Left { .. } => {
                 // Our own member left here before the host heard of it.
                 if !in_room && !ours {
                     return refused(format!("{sender} is not a member of room {}", event.room));
-                }
-                after.members.retain(|m| m != sender);
-                if view.master.as_ref() == Some(sender) {
-                    let proposed = new_master.clone().filter(|m| after.members.contains(m));
-                    after.master = proposed.or_else(|| after.members.first().cloned());
                 }
             }
             EventBody::Unknown => {
@@ -731,16 +632,11 @@ impl Tenant {
                         None,
                     ));
                 }
-                after.members.retain(|m| m != sender);
-                if view.master.as_ref() == Some(sender) {
-                    after.master = after.members.first().cloned();
-                }
             }
-            EventBody::Renamed { name } => {
+            EventBody::Renamed { .. } => {
                 if let Err(e) = rules(conn, view, sender, &event.body).await? {
                     return Ok((withhold(e), None));
                 }
-                after.name = name.clone();
             }
             EventBody::Text { .. } | EventBody::Sticker { .. } | EventBody::Attachment(_) => {
                 if !in_room && !ours {
@@ -763,6 +659,7 @@ impl Tenant {
                 ));
             }
         }
+        let mut after = room_after(view, sender, &event.body);
         // Our members come in only as our half admits them now. Of an
         // invitation, what it may do is done (so the room stays as its
         // host has it for everyone else) and the host hears of the rest,
@@ -801,47 +698,6 @@ impl Tenant {
             },
             None,
         ))
-    }
-
-    /// Whether this node proposed `event` to `host` as it came back: the
-    /// same change by the same member in the same room. A message's
-    /// pending copy is taken, and its idempotency key returned when the
-    /// content matches. The host may narrow an invitation to the members not in
-    /// the room yet and names a departing master's successor.
-    async fn our_proposal(
-        &self,
-        conn: &mut AnyConnection,
-        host: &TenantId,
-        event: &RoomEvent,
-    ) -> Result<Option<Option<String>>> {
-        if event.body.is_message() {
-            // One statement on the path of every message of ours that
-            // comes back. Taken even when the host changed its content:
-            // then what it sequenced is withheld in its place.
-            let Some(pending) =
-                outbox::take_pending(&mut *conn, &event.id, &event.room, &event.sender).await?
-            else {
-                return Ok(None);
-            };
-            return Ok((pending.body == event.body).then_some(pending.idempotency_key));
-        }
-        let Some((room, payload)) = outbox::proposal(&mut *conn, &event.id, host).await? else {
-            return Ok(None);
-        };
-        let Ok(Payload::Event(proposed)) = serde_json::from_str::<Payload>(&payload) else {
-            return Ok(None);
-        };
-        if room != event.room.to_string() || proposed.sender != event.sender {
-            return Ok(None);
-        }
-        let same = match (&proposed.body, &event.body) {
-            (EventBody::Joined { members: asked }, EventBody::Joined { members: done }) => {
-                done.iter().all(|m| asked.contains(m))
-            }
-            (EventBody::Left { .. }, EventBody::Left { .. }) => true,
-            (asked, done) => asked == done,
-        };
-        Ok(same.then_some(None))
     }
 
     /// Whether our `member` may be in a room of `kind` hosted by `host`
@@ -900,31 +756,31 @@ impl Tenant {
 
 /// The room an event from its host changes, as this node knows it (or,
 /// for a room new here, as the host's snapshot describes it).
-struct RoomView {
-    kind: RoomKind,
-    name: String,
-    master: Option<MemberId>,
+pub(crate) struct RoomView {
+    pub(crate) kind: RoomKind,
+    pub(crate) name: String,
+    pub(crate) master: Option<MemberId>,
     /// The members before the event, in the order they joined.
-    members: Vec<MemberId>,
+    pub(crate) members: Vec<MemberId>,
     /// A new direct room's key.
-    direct_key: String,
+    pub(crate) direct_key: String,
     /// A new room's members after its first event, as the host says.
-    opened_with: Vec<MemberId>,
+    pub(crate) opened_with: Vec<MemberId>,
     /// This node's row of the room; `None` for a room new here.
-    row: Option<rooms::RoomRow>,
+    pub(crate) row: Option<rooms::RoomRow>,
 }
 
 impl RoomView {
-    fn is_new(&self) -> bool {
+    pub(crate) fn is_new(&self) -> bool {
         self.row.is_none()
     }
 }
 
 /// The room after an event this node applies.
-struct RoomAfter {
-    name: String,
-    master: Option<MemberId>,
-    members: Vec<MemberId>,
+pub(crate) struct RoomAfter {
+    pub(crate) name: String,
+    pub(crate) master: Option<MemberId>,
+    pub(crate) members: Vec<MemberId>,
 }
 
 enum Verdict {
@@ -944,6 +800,213 @@ enum Verdict {
     },
 }
 
+/// The room as an event the host relays for a room this node does not
+/// know yet says it is: only an event that brings one of our members
+/// in can open one, with the host's snapshot of the room after it.
+pub(crate) fn new_room_view(
+    us: &TenantId,
+    limits: &Limits,
+    event: &RoomEvent,
+    snapshot: Option<Snapshot>,
+) -> Result<RoomView> {
+    let Some(snapshot) = snapshot else {
+        return Err(Error::NotFound(format!("room {}", event.room)));
+    };
+    content::members_within(&snapshot.members, limits)?;
+    let members = snapshot.members;
+    if !members.iter().any(|m| m.belongs_to(us)) {
+        return Err(Error::PermissionDenied(format!(
+            "room {} has no member of {}",
+            event.room, us
+        )));
+    }
+    let master = snapshot.master;
+    let (name, master, direct_key) = match (snapshot.kind, members.as_slice()) {
+        (RoomKind::Direct, [a, b]) if snapshot.name.is_empty() && master.is_none() => {
+            (String::new(), None, rooms::direct_key(a, b))
+        }
+        (RoomKind::Direct, _) => {
+            return Err(Error::invalid(
+                "room",
+                "a direct room has two members, no name and no master",
+            ));
+        }
+        (RoomKind::Group, _) => {
+            let name = content::room_name(&snapshot.name)?;
+            if master.as_ref().is_some_and(|m| !members.contains(m)) {
+                return Err(Error::invalid("master", "is not a member of the room"));
+            }
+            (name, master, String::new())
+        }
+    };
+    let before = match &event.body {
+        EventBody::Created { .. } if event.seq == 1 => Vec::new(),
+        EventBody::Joined { members: joining } if snapshot.kind == RoomKind::Group => members
+            .iter()
+            .filter(|m| !joining.contains(m))
+            .cloned()
+            .collect(),
+        _ => {
+            return Err(Error::NotFound(format!(
+                "room {}: only its creation, or members of {} joining it, opens it here",
+                event.room, us
+            )));
+        }
+    };
+    Ok(RoomView {
+        kind: snapshot.kind,
+        name,
+        master,
+        members: before,
+        direct_key,
+        opened_with: members,
+        row: None,
+    })
+}
+
+/// The answer to an event id stored here before: acknowledged again when
+/// it is the same event at the same place, refused otherwise.
+pub(crate) fn stored_before(stored: &RoomEvent, event: &RoomEvent) -> Result<Outcome> {
+    if stored.seq == event.seq && stored.room == event.room {
+        Ok(Outcome::Stored)
+    } else {
+        Err(Error::AlreadyExists(format!(
+            "event {} is stored here at {} seq {}",
+            event.id, stored.room, stored.seq
+        )))
+    }
+}
+
+/// Whether an event `host` relays comes next in this node's copy of the
+/// room (`row`): `None` when it does, the answer to wait with when there
+/// is a gap before it. Only the room's host sequences, and a seq is taken
+/// once.
+pub(crate) fn in_order(
+    row: &rooms::RoomRow,
+    host: &TenantId,
+    event: &RoomEvent,
+) -> Result<Option<Outcome>> {
+    if row.host.as_ref() != Some(host) {
+        return Err(Error::PermissionDenied(format!(
+            "room {} is not hosted by {host}",
+            event.room
+        )));
+    }
+    if event.seq <= row.last_seq {
+        return Err(Error::AlreadyExists(format!(
+            "room {} already has seq {} with another event",
+            event.room, event.seq
+        )));
+    }
+    if event.seq > row.last_seq + 1 {
+        return Ok(Some(Outcome::Retry(format!(
+            "room {} is at seq {}; waiting for {}",
+            event.room,
+            row.last_seq,
+            row.last_seq + 1
+        ))));
+    }
+    Ok(None)
+}
+
+/// The room after an event `judge` lets through, from the room before it
+/// (`view`): members it brings in join, in order; whoever leaves or is
+/// removed goes, and a departing master hands over to the successor the
+/// event names, if still in the room, or else to the longest-standing
+/// member.
+pub(crate) fn room_after(view: &RoomView, sender: &MemberId, body: &EventBody) -> RoomAfter {
+    let mut after = RoomAfter {
+        name: view.name.clone(),
+        master: view.master.clone(),
+        members: view.members.clone(),
+    };
+    match body {
+        EventBody::Created { members, .. } => after.members = members.clone(),
+        EventBody::Joined { members } => {
+            let new: Vec<MemberId> = members
+                .iter()
+                .filter(|m| !view.members.contains(m))
+                .cloned()
+                .collect();
+            after.members.extend(new);
+        }
+        EventBody::Removed { member } => after.members.retain(|m| m != member),
+        EventBody::Left { new_master } => {
+            after.members.retain(|m| m != sender);
+            if view.master.as_ref() == Some(sender) {
+                let proposed = new_master.clone().filter(|m| after.members.contains(m));
+                after.master = proposed.or_else(|| after.members.first().cloned());
+            }
+        }
+        EventBody::Unknown => {
+            after.members.retain(|m| m != sender);
+            if view.master.as_ref() == Some(sender) {
+                after.master = after.members.first().cloned();
+            }
+        }
+        EventBody::Renamed { name } => after.name = name.clone(),
+        EventBody::Text { .. }
+        | EventBody::Sticker { .. }
+        | EventBody::Attachment(_)
+        | EventBody::Withheld => {}
+    }
+    after
+}
+
+/// Whether an event from a room's host names our member as its sender in
+/// a change that this node must have proposed: anything but the host
+/// taking that member out ("unknown").
+pub(crate) fn needs_our_proposal(us: &TenantId, event: &RoomEvent) -> bool {
+    event.sender.belongs_to(us) && event.body != EventBody::Unknown
+}
+
+/// Whether this node proposed `event` to `host` as it came back: the
+/// same change by the same member in the same room. A message's
+/// pending copy is taken, and its idempotency key returned when the
+/// content matches. The host may narrow an invitation to the members not in
+/// the room yet and names a departing master's successor.
+pub(crate) async fn our_proposal(
+    conn: &mut AnyConnection,
+    host: &TenantId,
+    event: &RoomEvent,
+) -> Result<Option<Option<String>>> {
+    if event.body.is_message() {
+        // One statement on the path of every message of ours that
+        // comes back. Taken even when the host changed its content:
+        // then what it sequenced is withheld in its place.
+        let Some(pending) =
+            outbox::take_pending(&mut *conn, &event.id, &event.room, &event.sender).await?
+        else {
+            return Ok(None);
+        };
+        return Ok((pending.body == event.body).then_some(pending.idempotency_key));
+    }
+    let Some((room, payload)) = outbox::proposal(&mut *conn, &event.id, host).await? else {
+        return Ok(None);
+    };
+    let Ok(Payload::Event(proposed)) = serde_json::from_str::<Payload>(&payload) else {
+        return Ok(None);
+    };
+    if room != event.room.to_string() || proposed.sender != event.sender {
+        return Ok(None);
+    }
+    Ok(same_change(&proposed.body, &event.body).then_some(None))
+}
+
+/// Whether the change a host sequenced (`done`) is the one this node
+/// proposed (`asked`): the same, except that an invitation may be
+/// narrowed to the members not in the room yet and a departure names the
+/// master's successor.
+pub(crate) fn same_change(asked: &EventBody, done: &EventBody) -> bool {
+    match (asked, done) {
+        (EventBody::Joined { members: asked }, EventBody::Joined { members: done }) => {
+            done.iter().all(|m| asked.contains(m))
+        }
+        (EventBody::Left { .. }, EventBody::Left { .. }) => true,
+        (asked, done) => asked == done,
+    }
+}
+
 fn withhold(reason: Error) -> Verdict {
     Verdict::Withhold {
         reason,
@@ -951,14 +1014,14 @@ fn withhold(reason: Error) -> Verdict {
     }
 }
 
-fn same_members(a: &[MemberId], b: &[MemberId]) -> bool {
+pub(crate) fn same_members(a: &[MemberId], b: &[MemberId]) -> bool {
     a.len() == b.len() && a.iter().all(|m| b.contains(m))
 }
 
 /// The room's rules (membership, the group master's rights) for a change
 /// its host relays: those of a local change for a room this node knows;
 /// for a group new here, only its master brings members in.
-async fn rules(
+pub(crate) async fn rules(
     conn: &mut AnyConnection,
     view: &RoomView,
     actor: &MemberId,

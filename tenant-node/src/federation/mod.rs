@@ -15,3 +15,6 @@ pub mod handler;
 pub mod inbound;
 
 pub use handler::NodeBridge;
+
+#[cfg(test)]
+mod inbound_tests;

@@ -1204,3 +1204,6 @@ pub(crate) async fn require_member(
         .await?
         .ok_or_else(|| Error::PermissionDenied(format!("{member} is not a member of room {room}")))
 }
+
+#[cfg(test)]
+mod rules_tests;
