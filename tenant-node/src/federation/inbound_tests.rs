@@ -13,10 +13,10 @@ use crate::federation::inbound::{
 };
 use crate::ids::{EventId, MemberId, RoomId, TenantId};
 use crate::model::{EventBody, RoomEvent, RoomKind};
-use crate::outbox::{Payload, Relayed, Snapshot};
 use crate::store::outbox::{self as outbox, Pending};
 use crate::store::rooms;
 use crate::store::testing::{TempStore, temp_store};
+use crate::wire::{Payload, Relayed, Snapshot};
 
 fn us() -> TenantId {
     TenantId::parse("a.example").expect("tenant id")
