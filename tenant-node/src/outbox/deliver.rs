@@ -11,7 +11,7 @@ use works_bridge::client::RelayStream;
 
 use super::signal::{Refused, Signal, Signals};
 use crate::error::{Error, Result};
-use crate::ids::{RoomId, TenantId};
+use crate::ids::TenantId;
 use crate::model::EventBody;
 use crate::store::now_ms;
 use crate::store::outbox::{self as outbox, OutboxRow, OutboxState};
@@ -242,7 +242,7 @@ fn refusal(peer: &TenantId, row: &OutboxRow) -> Option<Refused> {
     let Ok(Payload::Event(relayed)) = serde_json::from_str::<Payload>(&row.payload) else {
         return None;
     };
-    let room = RoomId::parse(&row.room_id).ok()?;
+    let room = row.room_id;
     let members = match relayed.body {
         EventBody::Created { .. } => None,
         EventBody::Joined { members } => {
@@ -260,13 +260,14 @@ fn refusal(peer: &TenantId, row: &OutboxRow) -> Option<Refused> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::{EventId, RoomId};
 
     fn row(payload_bytes: usize) -> OutboxRow {
         OutboxRow {
             id: 1,
             peer: TenantId::parse("globex.example").unwrap(),
-            event_id: String::new(),
-            room_id: String::new(),
+            event_id: EventId::generate(),
+            room_id: RoomId::generate(),
             host_seq: 1,
             payload: "x".repeat(payload_bytes),
             attempts: 0,

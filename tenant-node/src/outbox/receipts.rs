@@ -3,7 +3,7 @@
 //! has answered; a member sees stored, queued, delivered or refused.
 
 use crate::error::{Error, Result};
-use crate::ids::{EventId, RoomId, TenantId};
+use crate::ids::{EventId, TenantId};
 use crate::model::Caller;
 use crate::store::outbox::{self as outbox, OutboxRow, OutboxState};
 use crate::store::{events, now_ms};
@@ -44,7 +44,7 @@ impl Tenant {
         if !outbox::all_done(&mut w.tx, &row.event_id).await? {
             return Ok(());
         }
-        let event_id = EventId::parse(&row.event_id).map_err(Error::bad_id("event_id"))?;
+        let event_id = row.event_id;
         let receipt: Vec<ReceiptEntry> = outbox::deliveries(&mut w.tx, &event_id)
             .await?
             .into_iter()
@@ -55,7 +55,7 @@ impl Tenant {
                 reason: d.reason,
             })
             .collect();
-        let room = RoomId::parse(&row.room_id).map_err(Error::bad_id("room_id"))?;
+        let room = row.room_id;
         let payload = serde_json::to_string(&Payload::Receipt { receipt })
             .map_err(|e| Error::Internal(format!("cannot encode a receipt: {e}")))?;
         outbox::enqueue(

@@ -14,8 +14,8 @@ use crate::model::EventBody;
 pub struct OutboxRow {
     pub id: i64,
     pub peer: TenantId,
-    pub event_id: String,
-    pub room_id: String,
+    pub event_id: EventId,
+    pub room_id: RoomId,
     pub host_seq: u64,
     pub payload: String,
     pub attempts: u32,
@@ -98,8 +98,14 @@ fn outbox_from_row(row: &AnyRow) -> Result<OutboxRow> {
     Ok(OutboxRow {
         id: row.try_get("id")?,
         peer: stored("outbox peer", TenantId::parse(&peer))?,
-        event_id: row.try_get("event_id")?,
-        room_id: row.try_get("room_id")?,
+        event_id: stored(
+            "outbox event id",
+            EventId::parse(&row.try_get::<String, _>("event_id")?),
+        )?,
+        room_id: stored(
+            "outbox room id",
+            RoomId::parse(&row.try_get::<String, _>("room_id")?),
+        )?,
         host_seq: row.try_get::<i64, _>("host_seq")? as u64,
         payload: row.try_get("payload")?,
         attempts: row.try_get::<i64, _>("attempts")? as u32,
@@ -328,10 +334,10 @@ pub async fn pending_by_id(conn: &mut AnyConnection, id: &EventId) -> Result<Opt
 }
 
 /// Whether every envelope queued for `event` has its answer.
-pub async fn all_done(conn: &mut AnyConnection, event: &str) -> Result<bool> {
+pub async fn all_done(conn: &mut AnyConnection, event: &EventId) -> Result<bool> {
     let row =
         sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE event_id = $1 AND state = 'queued'")
-            .bind(event)
+            .bind(event.to_string())
             .fetch_one(conn)
             .await?;
     Ok(row.try_get::<i64, _>("n")? == 0)

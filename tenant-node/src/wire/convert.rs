@@ -328,9 +328,9 @@ pub(crate) fn outgoing(row: &OutboxRow, host: &TenantId) -> Result<pb::Envelope,
         ))
     };
     let envelope = Envelope {
-        event_id: EventId::parse(&row.event_id).map_err(|e| stored("an event id", &e))?,
+        event_id: row.event_id,
         host: host.clone(),
-        room: RoomId::parse(&row.room_id).map_err(|e| stored("a room id", &e))?,
+        room: row.room_id,
         host_seq: row.host_seq,
         at_ms: row.created_at_ms,
         payload: serde_json::from_str(&row.payload).map_err(|e| stored("a payload", &e))?,
@@ -488,8 +488,8 @@ mod tests {
             let row = OutboxRow {
                 id: 1,
                 peer: TenantId::parse("a.example").unwrap(),
-                event_id: sent.event_id.to_string(),
-                room_id: sent.room.to_string(),
+                event_id: sent.event_id,
+                room_id: sent.room,
                 host_seq: sent.host_seq,
                 payload: serde_json::to_string(&sent.payload).unwrap(),
                 attempts: 0,
