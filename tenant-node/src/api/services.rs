@@ -8,8 +8,8 @@ use tonic::{Request, Response, Status};
 use works_proto::client::v1 as pb;
 
 use super::convert::{
-    audit_filter, ca_change, contact_edit, external_profile, role_from_pb, room_kind_from_pb,
-    room_to_pb,
+    audit_filter, ca_change, contact_edit, event_id, external_profile, member_id, member_ids,
+    role_from_pb, room_id, room_kind_from_pb, room_to_pb,
 };
 use super::{bearer, caller};
 use crate::error::Error;
@@ -249,7 +249,8 @@ impl pb::rooms_server::Rooms for RoomsApi {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
         let kind = room_kind_from_pb(r.kind)?;
-        let room = self.0.create_room(&who, kind, &r.name, &r.members).await?;
+        let members = member_ids("members", &r.members)?;
+        let room = self.0.create_room(&who, kind, &r.name, &members).await?;
         Ok(Response::new(room_to_pb(room, &self.0.id)))
     }
 
@@ -269,21 +270,26 @@ impl pb::rooms_server::Rooms for RoomsApi {
 
     async fn get_room(&self, request: Request<pb::GetRoomRequest>) -> Reply<pb::Room> {
         let who = caller(&self.0, &request).await?;
-        let room = self.0.room(&who, &request.into_inner().room_id).await?;
+        let room = room_id(&request.into_inner().room_id)?;
+        let room = self.0.room(&who, &room).await?;
         Ok(Response::new(room_to_pb(room, &self.0.id)))
     }
 
     async fn invite_members(&self, request: Request<pb::InviteMembersRequest>) -> Reply<pb::Room> {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
-        let room = self.0.invite_members(&who, &r.room_id, &r.members).await?;
+        let members = member_ids("members", &r.members)?;
+        let room = room_id(&r.room_id)?;
+        let room = self.0.invite_members(&who, &room, &members).await?;
         Ok(Response::new(room_to_pb(room, &self.0.id)))
     }
 
     async fn remove_member(&self, request: Request<pb::RemoveMemberRequest>) -> Reply<pb::Room> {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
-        let room = self.0.remove_member(&who, &r.room_id, &r.member_id).await?;
+        let member = member_id("member_id", &r.member_id)?;
+        let room = room_id(&r.room_id)?;
+        let room = self.0.remove_member(&who, &room, &member).await?;
         Ok(Response::new(room_to_pb(room, &self.0.id)))
     }
 
@@ -292,10 +298,8 @@ impl pb::rooms_server::Rooms for RoomsApi {
         request: Request<pb::LeaveRoomRequest>,
     ) -> Reply<pb::LeaveRoomResponse> {
         let who = caller(&self.0, &request).await?;
-        let event = self
-            .0
-            .leave_room(&who, &request.into_inner().room_id)
-            .await?;
+        let room = room_id(&request.into_inner().room_id)?;
+        let event = self.0.leave_room(&who, &room).await?;
         Ok(Response::new(pb::LeaveRoomResponse {
             event: Some(event.into()),
         }))
@@ -304,7 +308,8 @@ impl pb::rooms_server::Rooms for RoomsApi {
     async fn rename_room(&self, request: Request<pb::RenameRoomRequest>) -> Reply<pb::Room> {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
-        let room = self.0.rename_room(&who, &r.room_id, &r.name).await?;
+        let room = room_id(&r.room_id)?;
+        let room = self.0.rename_room(&who, &room, &r.name).await?;
         Ok(Response::new(room_to_pb(room, &self.0.id)))
     }
 
@@ -329,9 +334,10 @@ impl pb::rooms_server::Rooms for RoomsApi {
                 );
             }
         };
+        let room = room_id(&r.room_id)?;
         let sent = self
             .0
-            .send_message(&who, &r.room_id, &r.idempotency_key, content)
+            .send_message(&who, &room, &r.idempotency_key, content)
             .await?;
         Ok(Response::new(pb::SendMessageResponse {
             event: Some(sent.event.into()),
@@ -343,18 +349,21 @@ impl pb::rooms_server::Rooms for RoomsApi {
     async fn get_delivery(&self, request: Request<pb::GetDeliveryRequest>) -> Reply<pb::Delivery> {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
-        let delivery = self.0.delivery(&who, &r.room_id, &r.event_id).await?;
+        let room = room_id(&r.room_id)?;
+        let event = event_id(&r.event_id)?;
+        let delivery = self.0.delivery(&who, &room, &event).await?;
         Ok(Response::new(delivery.into()))
     }
 
     async fn history(&self, request: Request<pb::HistoryRequest>) -> Reply<pb::HistoryResponse> {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
+        let room = room_id(&r.room_id)?;
         let page = self
             .0
             .history(
                 &who,
-                &r.room_id,
+                &room,
                 HistoryQuery {
                     after_seq: r.after_seq,
                     before_seq: r.before_seq,
@@ -374,7 +383,8 @@ impl pb::rooms_server::Rooms for RoomsApi {
     ) -> Reply<pb::MarkReadResponse> {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
-        let (last_read_seq, unread) = self.0.mark_read(&who, &r.room_id, r.seq).await?;
+        let room = room_id(&r.room_id)?;
+        let (last_read_seq, unread) = self.0.mark_read(&who, &room, r.seq).await?;
         Ok(Response::new(pb::MarkReadResponse {
             last_read_seq,
             unread,
@@ -398,9 +408,10 @@ impl pb::rooms_server::Rooms for RoomsApi {
             data.extend_from_slice(&chunk.data);
             self.0.check_attachment_size(data.len())?;
         }
+        let room = room_id(&first.room_id)?;
         let meta = self
             .0
-            .upload_attachment(&who, &first.room_id, &first.name, &first.content_type, data)
+            .upload_attachment(&who, &room, &first.name, &first.content_type, data)
             .await?;
         Ok(Response::new(meta.into()))
     }
