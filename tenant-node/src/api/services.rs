@@ -602,10 +602,8 @@ impl pb::audit_server::Audit for AuditApi {
 impl pb::contacts_server::Contacts for ContactsApi {
     async fn find_user(&self, request: Request<pb::FindUserRequest>) -> Reply<pb::ExternalProfile> {
         let who = caller(&self.0, &request).await?;
-        let profile = self
-            .0
-            .find_external(&who, &request.into_inner().user_id)
-            .await?;
+        let user = member_id("user_id", &request.into_inner().user_id)?;
+        let profile = self.0.find_external(&who, &user).await?;
         Ok(Response::new(external_profile(profile)))
     }
 
@@ -649,10 +647,8 @@ impl pb::contacts_server::Contacts for ContactsApi {
         request: Request<pb::SendFriendRequestRequest>,
     ) -> Reply<pb::FriendRequest> {
         let who = caller(&self.0, &request).await?;
-        let sent = self
-            .0
-            .send_friend_request(&who, &request.into_inner().user_id)
-            .await?;
+        let user = member_id("user_id", &request.into_inner().user_id)?;
+        let sent = self.0.send_friend_request(&who, &user).await?;
         Ok(Response::new(sent.into()))
     }
 
@@ -704,12 +700,8 @@ impl pb::contacts_server::Contacts for ContactsApi {
 
     async fn get_contact(&self, request: Request<pb::ContactRef>) -> Reply<pb::ExternalContact> {
         let who = caller(&self.0, &request).await?;
-        Ok(Response::new(
-            self.0
-                .contact(&who, &request.into_inner().user_id)
-                .await?
-                .into(),
-        ))
+        let user = member_id("user_id", &request.into_inner().user_id)?;
+        Ok(Response::new(self.0.contact(&who, &user).await?.into()))
     }
 
     async fn edit_contact(
@@ -718,7 +710,7 @@ impl pb::contacts_server::Contacts for ContactsApi {
     ) -> Reply<pb::ExternalContact> {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
-        let user = r.user_id.clone();
+        let user = member_id("user_id", &r.user_id)?;
         Ok(Response::new(
             self.0
                 .edit_contact(&who, &user, contact_edit(r))
@@ -731,7 +723,11 @@ impl pb::contacts_server::Contacts for ContactsApi {
         let who = caller(&self.0, &request).await?;
         Ok(Response::new(
             self.0
-                .trash_contact(&who, &request.into_inner().user_id, true)
+                .trash_contact(
+                    &who,
+                    &member_id("user_id", &request.into_inner().user_id)?,
+                    true,
+                )
                 .await?
                 .into(),
         ))
@@ -744,7 +740,11 @@ impl pb::contacts_server::Contacts for ContactsApi {
         let who = caller(&self.0, &request).await?;
         Ok(Response::new(
             self.0
-                .trash_contact(&who, &request.into_inner().user_id, false)
+                .trash_contact(
+                    &who,
+                    &member_id("user_id", &request.into_inner().user_id)?,
+                    false,
+                )
                 .await?
                 .into(),
         ))
@@ -753,7 +753,11 @@ impl pb::contacts_server::Contacts for ContactsApi {
     async fn block_user(&self, request: Request<pb::ContactRef>) -> Reply<pb::BlockResponse> {
         let who = caller(&self.0, &request).await?;
         self.0
-            .set_blocked(&who, &request.into_inner().user_id, true)
+            .set_blocked(
+                &who,
+                &member_id("user_id", &request.into_inner().user_id)?,
+                true,
+            )
             .await?;
         Ok(Response::new(pb::BlockResponse {}))
     }
@@ -761,7 +765,11 @@ impl pb::contacts_server::Contacts for ContactsApi {
     async fn unblock_user(&self, request: Request<pb::ContactRef>) -> Reply<pb::BlockResponse> {
         let who = caller(&self.0, &request).await?;
         self.0
-            .set_blocked(&who, &request.into_inner().user_id, false)
+            .set_blocked(
+                &who,
+                &member_id("user_id", &request.into_inner().user_id)?,
+                false,
+            )
             .await?;
         Ok(Response::new(pb::BlockResponse {}))
     }
