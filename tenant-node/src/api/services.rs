@@ -35,7 +35,8 @@ impl pb::auth_server::Auth for AuthApi {
     async fn login(&self, request: Request<pb::LoginRequest>) -> Reply<pb::LoginResponse> {
         let source = request.remote_addr().map(|a| a.ip());
         let r = request.into_inner();
-        let login = self.0.login(&r.member_id, &r.password, source).await?;
+        let member = member_id("member_id", &r.member_id)?;
+        let login = self.0.login(&member, &r.password, source).await?;
         Ok(Response::new(pb::LoginResponse {
             token: login.token,
             member_id: login.member.to_string(),
@@ -84,10 +85,15 @@ impl pb::admin_server::Admin for AdminApi {
         request: Request<pb::SuspendMemberRequest>,
     ) -> Reply<pb::Member> {
         let who = caller(&self.0, &request).await?;
-        let r = request.into_inner();
+        // The role first, as the domain checks it: a member without it
+        // hears so whatever id they sent.
+        who.require_admin()?;
         let member = self
             .0
-            .set_member_state(&who, &r.member_id, MemberState::Suspended)
+            .local_member_id("member_id", &request.into_inner().member_id)?;
+        let member = self
+            .0
+            .set_member_state(&who, &member, MemberState::Suspended)
             .await?;
         Ok(Response::new(member.into()))
     }
@@ -97,10 +103,13 @@ impl pb::admin_server::Admin for AdminApi {
         request: Request<pb::UnsuspendMemberRequest>,
     ) -> Reply<pb::Member> {
         let who = caller(&self.0, &request).await?;
-        let r = request.into_inner();
+        who.require_admin()?;
         let member = self
             .0
-            .set_member_state(&who, &r.member_id, MemberState::Active)
+            .local_member_id("member_id", &request.into_inner().member_id)?;
+        let member = self
+            .0
+            .set_member_state(&who, &member, MemberState::Active)
             .await?;
         Ok(Response::new(member.into()))
     }
@@ -131,8 +140,14 @@ impl pb::profiles_server::Profiles for ProfilesApi {
     async fn get_profile(&self, request: Request<pb::GetProfileRequest>) -> Reply<pb::Profile> {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
-        let member = (!r.member_id.trim().is_empty()).then_some(r.member_id.as_str());
-        Ok(Response::new(self.0.profile(&who, member).await?.into()))
+        let member = if r.member_id.trim().is_empty() {
+            None
+        } else {
+            Some(self.0.local_member_id("member_id", &r.member_id)?)
+        };
+        Ok(Response::new(
+            self.0.profile(&who, member.as_ref()).await?.into(),
+        ))
     }
 
     async fn set_profile(&self, request: Request<pb::SetProfileRequest>) -> Reply<pb::Profile> {
@@ -503,9 +518,11 @@ impl pb::external_policy_server::ExternalPolicy for ExternalPolicyApi {
         request: Request<pb::AddConnectedRequest>,
     ) -> Reply<pb::AddConnectedResponse> {
         let who = caller(&self.0, &request).await?;
-        self.0
-            .add_connected(&who, &request.into_inner().member_id)
-            .await?;
+        who.require_admin()?;
+        let member = self
+            .0
+            .local_member_id("member_id", &request.into_inner().member_id)?;
+        self.0.add_connected(&who, &member).await?;
         Ok(Response::new(pb::AddConnectedResponse {}))
     }
 
@@ -514,9 +531,11 @@ impl pb::external_policy_server::ExternalPolicy for ExternalPolicyApi {
         request: Request<pb::RemoveConnectedRequest>,
     ) -> Reply<pb::RemoveConnectedResponse> {
         let who = caller(&self.0, &request).await?;
-        self.0
-            .remove_connected(&who, &request.into_inner().member_id)
-            .await?;
+        who.require_admin()?;
+        let member = self
+            .0
+            .local_member_id("member_id", &request.into_inner().member_id)?;
+        self.0.remove_connected(&who, &member).await?;
         Ok(Response::new(pb::RemoveConnectedResponse {}))
     }
 }
