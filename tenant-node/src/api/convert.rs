@@ -3,7 +3,7 @@
 use works_proto::client::v1 as pb;
 
 use crate::error::{Error, Result};
-use crate::ids::{EventId, MemberId, RoomId};
+use crate::ids::{EventId, MemberId, RoomId, TenantId};
 use crate::live::watch::WatchItem;
 use crate::model::Notice;
 use crate::model::{EventBody, Member, MemberState, Profile, Role, Room, RoomEvent, RoomKind};
@@ -32,6 +32,11 @@ pub fn member_id(field: &'static str, input: &str) -> Result<MemberId> {
 /// Member ids of any company the client sent in `field`, in order.
 pub fn member_ids(field: &'static str, inputs: &[String]) -> Result<Vec<MemberId>> {
     inputs.iter().map(|m| member_id(field, m)).collect()
+}
+
+/// A tenant id the client sent in `field`.
+pub fn tenant_id(field: &'static str, input: &str) -> Result<TenantId> {
+    TenantId::parse(input).map_err(|e| Error::invalid(field, e.to_string()))
 }
 
 pub fn role_from_pb(value: i32) -> Result<Role> {

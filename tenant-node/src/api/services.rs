@@ -9,7 +9,7 @@ use works_proto::client::v1 as pb;
 
 use super::convert::{
     audit_filter, ca_change, contact_edit, event_id, external_profile, member_id, member_ids,
-    role_from_pb, room_id, room_kind_from_pb, room_to_pb,
+    role_from_pb, room_id, room_kind_from_pb, room_to_pb, tenant_id,
 };
 use super::{bearer, caller};
 use crate::error::Error;
@@ -181,7 +181,15 @@ impl pb::peering_server::Peering for PeeringApi {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
         let ttl = (r.ttl_secs > 0).then(|| std::time::Duration::from_secs(r.ttl_secs));
-        let invitation = self.0.invite_peer(&who, Some(&r.for_tenant), ttl).await?;
+        // The role first, as the domain checks it: a member without it
+        // hears so whatever they sent.
+        who.require_admin()?;
+        let for_tenant = if r.for_tenant.trim().is_empty() {
+            None
+        } else {
+            Some(tenant_id("for_tenant", &r.for_tenant)?)
+        };
+        let invitation = self.0.invite_peer(&who, for_tenant.as_ref(), ttl).await?;
         Ok(Response::new(pb::PeerInvitation {
             token: invitation.token,
             expires_at_ms: invitation.expires_at_ms,
@@ -210,7 +218,9 @@ impl pb::peering_server::Peering for PeeringApi {
 
     async fn test_peer(&self, request: Request<pb::TestPeerRequest>) -> Reply<pb::PeerTestReport> {
         let who = caller(&self.0, &request).await?;
-        let report = self.0.test_peer(&who, &request.into_inner().tenant).await?;
+        who.require_admin()?;
+        let tenant = tenant_id("tenant", &request.into_inner().tenant)?;
+        let report = self.0.test_peer(&who, &tenant).await?;
         Ok(Response::new(report.into()))
     }
 
@@ -219,10 +229,9 @@ impl pb::peering_server::Peering for PeeringApi {
         request: Request<pb::RemovePeerRequest>,
     ) -> Reply<pb::RemovePeerResponse> {
         let who = caller(&self.0, &request).await?;
-        let (peer_told, detail) = self
-            .0
-            .remove_peer(&who, &request.into_inner().tenant)
-            .await?;
+        who.require_admin()?;
+        let tenant = tenant_id("tenant", &request.into_inner().tenant)?;
+        let (peer_told, detail) = self.0.remove_peer(&who, &tenant).await?;
         Ok(Response::new(pb::RemovePeerResponse { peer_told, detail }))
     }
 
@@ -458,17 +467,17 @@ impl pb::rooms_server::Rooms for RoomsApi {
     async fn watch(&self, request: Request<pb::WatchRequest>) -> Reply<Self::WatchStream> {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
-        let room = (!r.room_id.trim().is_empty()).then_some(r.room_id);
-        let events = self
-            .0
-            .watch(
-                who,
-                WatchRequest {
-                    cursors: r.cursors.into_iter().map(|c| (c.room_id, c.seq)).collect(),
-                    room,
-                },
-            )
-            .await?;
+        let room = if r.room_id.trim().is_empty() {
+            None
+        } else {
+            Some(room_id(&r.room_id)?)
+        };
+        let cursors = r
+            .cursors
+            .iter()
+            .map(|c| Ok((room_id(&c.room_id)?, c.seq)))
+            .collect::<Result<_, Error>>()?;
+        let events = self.0.watch(who, WatchRequest { cursors, room }).await?;
         let stream =
             ReceiverStream::new(events).map(|item| item.map(Into::into).map_err(Status::from));
         Ok(Response::new(Box::pin(stream)))
