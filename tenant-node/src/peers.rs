@@ -138,15 +138,11 @@ impl Tenant {
     pub async fn invite_peer(
         &self,
         caller: &Caller,
-        for_tenant: Option<&str>,
+        for_tenant: Option<&TenantId>,
         ttl: Option<Duration>,
     ) -> Result<Invitation> {
         caller.require_admin()?;
-        let for_tenant = for_tenant
-            .filter(|t| !t.trim().is_empty())
-            .map(|t| TenantId::parse(t).map_err(|e| Error::invalid("for_tenant", e.to_string())))
-            .transpose()?;
-        if for_tenant.as_ref() == Some(&self.id) {
+        if for_tenant == Some(&self.id) {
             return Err(Error::invalid(
                 "for_tenant",
                 "a node cannot peer with its own tenant",
@@ -165,7 +161,7 @@ impl Tenant {
         self.store
             .insert_invitation(
                 &secret_hash(&secret),
-                for_tenant.as_ref(),
+                for_tenant,
                 caller.member.as_str(),
                 expires_at_ms,
             )
@@ -378,13 +374,11 @@ impl Tenant {
     }
 
     /// Checks a peering end to end and says precisely what is wrong.
-    pub async fn test_peer(&self, caller: &Caller, tenant: &str) -> Result<PeerTest> {
+    pub async fn test_peer(&self, caller: &Caller, tenant: &TenantId) -> Result<PeerTest> {
         caller.require_admin()?;
-        let tenant =
-            TenantId::parse(tenant).map_err(|e| Error::invalid("tenant", e.to_string()))?;
         let row = self
             .store
-            .peer(&tenant)
+            .peer(tenant)
             .await?
             .ok_or_else(|| Error::NotFound(format!("peer {tenant}")))?;
         let mut checks = Vec::new();
@@ -408,7 +402,7 @@ impl Tenant {
                     ok: false,
                     detail: e.to_string(),
                 });
-                self.store.peer_failed(&tenant, &e.to_string()).await?;
+                self.store.peer_failed(tenant, &e.to_string()).await?;
             }
             Ok(mut client) => {
                 checks.push(Check {
@@ -430,7 +424,7 @@ impl Tenant {
                             ok: false,
                             detail: e.to_string(),
                         });
-                        self.store.peer_failed(&tenant, &e.to_string()).await?;
+                        self.store.peer_failed(tenant, &e.to_string()).await?;
                     }
                     Ok(report) => {
                         checks.push(Check {
@@ -457,26 +451,24 @@ impl Tenant {
                         if let Some(not_after) = report.peer_cert_not_after {
                             checks.push(expiry_check("peer certificate", not_after));
                         }
-                        self.store.peer_contacted(&tenant).await?;
+                        self.store.peer_contacted(tenant).await?;
                     }
                 }
             }
         }
         Ok(PeerTest {
             ok: checks.iter().all(|c| c.ok),
-            tenant,
+            tenant: tenant.clone(),
             checks,
         })
     }
 
     /// Ends a peering on both sides; returns whether the peer was told.
-    pub async fn remove_peer(&self, caller: &Caller, tenant: &str) -> Result<(bool, String)> {
+    pub async fn remove_peer(&self, caller: &Caller, tenant: &TenantId) -> Result<(bool, String)> {
         caller.require_admin()?;
-        let tenant =
-            TenantId::parse(tenant).map_err(|e| Error::invalid("tenant", e.to_string()))?;
         let row = self
             .store
-            .peer(&tenant)
+            .peer(tenant)
             .await?
             .ok_or_else(|| Error::NotFound(format!("peer {tenant}")))?;
         if row.source == PeerSource::Config {
@@ -488,17 +480,17 @@ impl Tenant {
             Ok(mut client) => client.unpeer(&self.id).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        self.store.delete_peer(&tenant).await?;
-        self.trust.unpin(&tenant);
+        self.store.delete_peer(tenant).await?;
+        self.trust.unpin(tenant);
         // Its deliverer closes the queue: nothing more can reach it.
-        self.outbox.wake(&tenant);
+        self.outbox.wake(tenant);
         let detail = match &told {
             Ok(()) => "the peer was told".to_string(),
             Err(e) => format!("the peer could not be told: {e}"),
         };
         self.record(
             NewEntry::new("peer.removed", &caller.member)
-                .peer(&tenant)
+                .peer(tenant)
                 .detail(detail),
         )
         .await?;

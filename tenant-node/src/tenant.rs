@@ -14,8 +14,8 @@ use works_certs::NodeTlsFiles;
 
 use crate::config::Limits;
 use crate::error::{Error, Result};
+use crate::ids::MemberId;
 use crate::ids::TenantId;
-use crate::ids::{MemberId, RoomId};
 use crate::live::hub::Hub;
 use crate::store::audit::{self, NewEntry};
 use crate::store::peers::PeerRow;
@@ -87,12 +87,8 @@ impl Tenant {
         Ok(())
     }
 
-    /// Parses a room id a caller gave.
-    pub fn parse_room_id(&self, input: &str) -> Result<RoomId> {
-        RoomId::parse(input).map_err(Error::bad_id("room_id"))
-    }
-
-    /// Parses a member id and checks it belongs to this company.
+    /// Parses a member id the client API was given in `field` and checks it
+    /// belongs to this company.
     pub fn local_member_id(&self, field: &'static str, input: &str) -> Result<MemberId> {
         let id = MemberId::parse(input).map_err(Error::bad_id(field))?;
         if !id.belongs_to(&self.id) {

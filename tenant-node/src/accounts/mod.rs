@@ -164,17 +164,16 @@ impl Tenant {
     pub async fn set_member_state(
         &self,
         caller: &Caller,
-        member: &str,
+        id: &MemberId,
         state: MemberState,
     ) -> Result<Member> {
         caller.require_admin()?;
-        let id = self.local_member_id("member_id", member)?;
-        if id == caller.member && state == MemberState::Suspended {
+        if *id == caller.member && state == MemberState::Suspended {
             return Err(Error::FailedPrecondition(
                 "an admin cannot suspend their own account".into(),
             ));
         }
-        let member = self.store.set_member_state(&id, state).await?;
+        let member = self.store.set_member_state(id, state).await?;
         if state == MemberState::Suspended {
             self.hub.suspended(id.clone());
         }
@@ -187,28 +186,27 @@ impl Tenant {
     /// before any password is hashed.
     pub async fn login(
         &self,
-        member: &str,
+        id: &MemberId,
         password: &str,
         source: Option<IpAddr>,
     ) -> Result<Login> {
         let wrong = || Error::Unauthenticated("wrong member id or password".into());
-        let id = MemberId::parse(member).map_err(Error::bad_id("member_id"))?;
         let address = source.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
-        let failed_before = self.check_login_attempts(&id, &address).await?;
+        let failed_before = self.check_login_attempts(id, &address).await?;
         if password.len() > MAX_PASSWORD_BYTES {
-            return Err(self.login_failed(&id, &address, wrong()).await);
+            return Err(self.login_failed(id, &address, wrong()).await);
         }
-        let Some(creds) = self.store.credentials(&id).await? else {
+        let Some(creds) = self.store.credentials(id).await? else {
             // Spend the same time as a real check so timing tells nothing.
             let _ = hash_password(password).await;
-            return Err(self.login_failed(&id, &address, wrong()).await);
+            return Err(self.login_failed(id, &address, wrong()).await);
         };
         if !verify_password(password, &creds.password_hash).await? {
             tracing::info!(member = %id, %address, "login refused: wrong password");
-            return Err(self.login_failed(&id, &address, wrong()).await);
+            return Err(self.login_failed(id, &address, wrong()).await);
         }
         if failed_before {
-            self.store.clear_login_failures(&id).await?;
+            self.store.clear_login_failures(id).await?;
         }
         if creds.member.state == MemberState::Suspended {
             return Err(Error::PermissionDenied(format!("member {id} is suspended")));
@@ -220,12 +218,12 @@ impl Tenant {
             i64::try_from(self.limits.token_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         let expires_at_ms = now_ms().saturating_add(ttl_ms);
         self.store
-            .insert_session(&token_hash(&token), &id, expires_at_ms)
+            .insert_session(&token_hash(&token), id, expires_at_ms)
             .await?;
         tracing::info!(member = %id, "login");
         Ok(Login {
             token,
-            member: id,
+            member: id.clone(),
             expires_at_ms,
         })
     }
@@ -335,23 +333,20 @@ impl Tenant {
         self.store.set_setting(settings::COMPANY_NAME, &name).await
     }
 
-    pub async fn profile(&self, caller: &Caller, member: Option<&str>) -> Result<Profile> {
-        let id = match member {
-            Some(m) => self.local_member_id("member_id", m)?,
-            None => caller.member.clone(),
-        };
+    pub async fn profile(&self, caller: &Caller, member: Option<&MemberId>) -> Result<Profile> {
+        let id = member.unwrap_or(&caller.member);
         let member = self
             .store
-            .member(&id)
+            .member(id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("member {id}")))?;
         let photo = if member.has_photo {
-            self.store.member_photo(&id).await?
+            self.store.member_photo(id).await?
         } else {
             None
         };
         Ok(Profile {
-            member_id: id,
+            member_id: id.clone(),
             display_name: member.display_name,
             photo,
             company: self.company_name().await?,

@@ -3,6 +3,7 @@
 use works_proto::client::v1 as pb;
 
 use crate::error::{Error, Result};
+use crate::ids::{EventId, MemberId, RoomId, TenantId};
 use crate::live::watch::WatchItem;
 use crate::model::Notice;
 use crate::model::{EventBody, Member, MemberState, Profile, Role, Room, RoomEvent, RoomKind};
@@ -12,6 +13,31 @@ use crate::policy::{Connected, ExternalSettings};
 use crate::store::audit::{Entry, Filter};
 use crate::store::outbox::OutboxState;
 use crate::store::peers::PeerSource;
+
+/// A room id the client sent, named by its field in errors.
+pub fn room_id(input: &str) -> Result<RoomId> {
+    RoomId::parse(input).map_err(Error::bad_id("room_id"))
+}
+
+/// An event id the client sent.
+pub fn event_id(input: &str) -> Result<EventId> {
+    EventId::parse(input).map_err(Error::bad_id("event_id"))
+}
+
+/// A member id of any company the client sent in `field`.
+pub fn member_id(field: &'static str, input: &str) -> Result<MemberId> {
+    MemberId::parse(input).map_err(Error::bad_id(field))
+}
+
+/// Member ids of any company the client sent in `field`, in order.
+pub fn member_ids(field: &'static str, inputs: &[String]) -> Result<Vec<MemberId>> {
+    inputs.iter().map(|m| member_id(field, m)).collect()
+}
+
+/// A tenant id the client sent in `field`.
+pub fn tenant_id(field: &'static str, input: &str) -> Result<TenantId> {
+    TenantId::parse(input).map_err(|e| Error::invalid(field, e.to_string()))
+}
 
 pub fn role_from_pb(value: i32) -> Result<Role> {
     match pb::Role::try_from(value) {

@@ -8,8 +8,8 @@ use tonic::{Request, Response, Status};
 use works_proto::client::v1 as pb;
 
 use super::convert::{
-    audit_filter, ca_change, contact_edit, external_profile, role_from_pb, room_kind_from_pb,
-    room_to_pb,
+    audit_filter, ca_change, contact_edit, event_id, external_profile, member_id, member_ids,
+    role_from_pb, room_id, room_kind_from_pb, room_to_pb, tenant_id,
 };
 use super::{bearer, caller};
 use crate::error::Error;
@@ -35,7 +35,8 @@ impl pb::auth_server::Auth for AuthApi {
     async fn login(&self, request: Request<pb::LoginRequest>) -> Reply<pb::LoginResponse> {
         let source = request.remote_addr().map(|a| a.ip());
         let r = request.into_inner();
-        let login = self.0.login(&r.member_id, &r.password, source).await?;
+        let member = member_id("member_id", &r.member_id)?;
+        let login = self.0.login(&member, &r.password, source).await?;
         Ok(Response::new(pb::LoginResponse {
             token: login.token,
             member_id: login.member.to_string(),
@@ -84,10 +85,15 @@ impl pb::admin_server::Admin for AdminApi {
         request: Request<pb::SuspendMemberRequest>,
     ) -> Reply<pb::Member> {
         let who = caller(&self.0, &request).await?;
-        let r = request.into_inner();
+        // The role first, as the domain checks it: a member without it
+        // hears so whatever id they sent.
+        who.require_admin()?;
         let member = self
             .0
-            .set_member_state(&who, &r.member_id, MemberState::Suspended)
+            .local_member_id("member_id", &request.into_inner().member_id)?;
+        let member = self
+            .0
+            .set_member_state(&who, &member, MemberState::Suspended)
             .await?;
         Ok(Response::new(member.into()))
     }
@@ -97,10 +103,13 @@ impl pb::admin_server::Admin for AdminApi {
         request: Request<pb::UnsuspendMemberRequest>,
     ) -> Reply<pb::Member> {
         let who = caller(&self.0, &request).await?;
-        let r = request.into_inner();
+        who.require_admin()?;
         let member = self
             .0
-            .set_member_state(&who, &r.member_id, MemberState::Active)
+            .local_member_id("member_id", &request.into_inner().member_id)?;
+        let member = self
+            .0
+            .set_member_state(&who, &member, MemberState::Active)
             .await?;
         Ok(Response::new(member.into()))
     }
@@ -131,8 +140,14 @@ impl pb::profiles_server::Profiles for ProfilesApi {
     async fn get_profile(&self, request: Request<pb::GetProfileRequest>) -> Reply<pb::Profile> {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
-        let member = (!r.member_id.trim().is_empty()).then_some(r.member_id.as_str());
-        Ok(Response::new(self.0.profile(&who, member).await?.into()))
+        let member = if r.member_id.trim().is_empty() {
+            None
+        } else {
+            Some(self.0.local_member_id("member_id", &r.member_id)?)
+        };
+        Ok(Response::new(
+            self.0.profile(&who, member.as_ref()).await?.into(),
+        ))
     }
 
     async fn set_profile(&self, request: Request<pb::SetProfileRequest>) -> Reply<pb::Profile> {
@@ -166,7 +181,15 @@ impl pb::peering_server::Peering for PeeringApi {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
         let ttl = (r.ttl_secs > 0).then(|| std::time::Duration::from_secs(r.ttl_secs));
-        let invitation = self.0.invite_peer(&who, Some(&r.for_tenant), ttl).await?;
+        // The role first, as the domain checks it: a member without it
+        // hears so whatever they sent.
+        who.require_admin()?;
+        let for_tenant = if r.for_tenant.trim().is_empty() {
+            None
+        } else {
+            Some(tenant_id("for_tenant", &r.for_tenant)?)
+        };
+        let invitation = self.0.invite_peer(&who, for_tenant.as_ref(), ttl).await?;
         Ok(Response::new(pb::PeerInvitation {
             token: invitation.token,
             expires_at_ms: invitation.expires_at_ms,
@@ -195,7 +218,9 @@ impl pb::peering_server::Peering for PeeringApi {
 
     async fn test_peer(&self, request: Request<pb::TestPeerRequest>) -> Reply<pb::PeerTestReport> {
         let who = caller(&self.0, &request).await?;
-        let report = self.0.test_peer(&who, &request.into_inner().tenant).await?;
+        who.require_admin()?;
+        let tenant = tenant_id("tenant", &request.into_inner().tenant)?;
+        let report = self.0.test_peer(&who, &tenant).await?;
         Ok(Response::new(report.into()))
     }
 
@@ -204,10 +229,9 @@ impl pb::peering_server::Peering for PeeringApi {
         request: Request<pb::RemovePeerRequest>,
     ) -> Reply<pb::RemovePeerResponse> {
         let who = caller(&self.0, &request).await?;
-        let (peer_told, detail) = self
-            .0
-            .remove_peer(&who, &request.into_inner().tenant)
-            .await?;
+        who.require_admin()?;
+        let tenant = tenant_id("tenant", &request.into_inner().tenant)?;
+        let (peer_told, detail) = self.0.remove_peer(&who, &tenant).await?;
         Ok(Response::new(pb::RemovePeerResponse { peer_told, detail }))
     }
 
@@ -249,7 +273,8 @@ impl pb::rooms_server::Rooms for RoomsApi {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
         let kind = room_kind_from_pb(r.kind)?;
-        let room = self.0.create_room(&who, kind, &r.name, &r.members).await?;
+        let members = member_ids("members", &r.members)?;
+        let room = self.0.create_room(&who, kind, &r.name, &members).await?;
         Ok(Response::new(room_to_pb(room, &self.0.id)))
     }
 
@@ -269,21 +294,26 @@ impl pb::rooms_server::Rooms for RoomsApi {
 
     async fn get_room(&self, request: Request<pb::GetRoomRequest>) -> Reply<pb::Room> {
         let who = caller(&self.0, &request).await?;
-        let room = self.0.room(&who, &request.into_inner().room_id).await?;
+        let room = room_id(&request.into_inner().room_id)?;
+        let room = self.0.room(&who, &room).await?;
         Ok(Response::new(room_to_pb(room, &self.0.id)))
     }
 
     async fn invite_members(&self, request: Request<pb::InviteMembersRequest>) -> Reply<pb::Room> {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
-        let room = self.0.invite_members(&who, &r.room_id, &r.members).await?;
+        let members = member_ids("members", &r.members)?;
+        let room = room_id(&r.room_id)?;
+        let room = self.0.invite_members(&who, &room, &members).await?;
         Ok(Response::new(room_to_pb(room, &self.0.id)))
     }
 
     async fn remove_member(&self, request: Request<pb::RemoveMemberRequest>) -> Reply<pb::Room> {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
-        let room = self.0.remove_member(&who, &r.room_id, &r.member_id).await?;
+        let member = member_id("member_id", &r.member_id)?;
+        let room = room_id(&r.room_id)?;
+        let room = self.0.remove_member(&who, &room, &member).await?;
         Ok(Response::new(room_to_pb(room, &self.0.id)))
     }
 
@@ -292,10 +322,8 @@ impl pb::rooms_server::Rooms for RoomsApi {
         request: Request<pb::LeaveRoomRequest>,
     ) -> Reply<pb::LeaveRoomResponse> {
         let who = caller(&self.0, &request).await?;
-        let event = self
-            .0
-            .leave_room(&who, &request.into_inner().room_id)
-            .await?;
+        let room = room_id(&request.into_inner().room_id)?;
+        let event = self.0.leave_room(&who, &room).await?;
         Ok(Response::new(pb::LeaveRoomResponse {
             event: Some(event.into()),
         }))
@@ -304,7 +332,8 @@ impl pb::rooms_server::Rooms for RoomsApi {
     async fn rename_room(&self, request: Request<pb::RenameRoomRequest>) -> Reply<pb::Room> {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
-        let room = self.0.rename_room(&who, &r.room_id, &r.name).await?;
+        let room = room_id(&r.room_id)?;
+        let room = self.0.rename_room(&who, &room, &r.name).await?;
         Ok(Response::new(room_to_pb(room, &self.0.id)))
     }
 
@@ -329,9 +358,10 @@ impl pb::rooms_server::Rooms for RoomsApi {
                 );
             }
         };
+        let room = room_id(&r.room_id)?;
         let sent = self
             .0
-            .send_message(&who, &r.room_id, &r.idempotency_key, content)
+            .send_message(&who, &room, &r.idempotency_key, content)
             .await?;
         Ok(Response::new(pb::SendMessageResponse {
             event: Some(sent.event.into()),
@@ -343,18 +373,21 @@ impl pb::rooms_server::Rooms for RoomsApi {
     async fn get_delivery(&self, request: Request<pb::GetDeliveryRequest>) -> Reply<pb::Delivery> {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
-        let delivery = self.0.delivery(&who, &r.room_id, &r.event_id).await?;
+        let room = room_id(&r.room_id)?;
+        let event = event_id(&r.event_id)?;
+        let delivery = self.0.delivery(&who, &room, &event).await?;
         Ok(Response::new(delivery.into()))
     }
 
     async fn history(&self, request: Request<pb::HistoryRequest>) -> Reply<pb::HistoryResponse> {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
+        let room = room_id(&r.room_id)?;
         let page = self
             .0
             .history(
                 &who,
-                &r.room_id,
+                &room,
                 HistoryQuery {
                     after_seq: r.after_seq,
                     before_seq: r.before_seq,
@@ -374,7 +407,8 @@ impl pb::rooms_server::Rooms for RoomsApi {
     ) -> Reply<pb::MarkReadResponse> {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
-        let (last_read_seq, unread) = self.0.mark_read(&who, &r.room_id, r.seq).await?;
+        let room = room_id(&r.room_id)?;
+        let (last_read_seq, unread) = self.0.mark_read(&who, &room, r.seq).await?;
         Ok(Response::new(pb::MarkReadResponse {
             last_read_seq,
             unread,
@@ -398,9 +432,10 @@ impl pb::rooms_server::Rooms for RoomsApi {
             data.extend_from_slice(&chunk.data);
             self.0.check_attachment_size(data.len())?;
         }
+        let room = room_id(&first.room_id)?;
         let meta = self
             .0
-            .upload_attachment(&who, &first.room_id, &first.name, &first.content_type, data)
+            .upload_attachment(&who, &room, &first.name, &first.content_type, data)
             .await?;
         Ok(Response::new(meta.into()))
     }
@@ -432,17 +467,17 @@ impl pb::rooms_server::Rooms for RoomsApi {
     async fn watch(&self, request: Request<pb::WatchRequest>) -> Reply<Self::WatchStream> {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
-        let room = (!r.room_id.trim().is_empty()).then_some(r.room_id);
-        let events = self
-            .0
-            .watch(
-                who,
-                WatchRequest {
-                    cursors: r.cursors.into_iter().map(|c| (c.room_id, c.seq)).collect(),
-                    room,
-                },
-            )
-            .await?;
+        let room = if r.room_id.trim().is_empty() {
+            None
+        } else {
+            Some(room_id(&r.room_id)?)
+        };
+        let cursors = r
+            .cursors
+            .iter()
+            .map(|c| Ok((room_id(&c.room_id)?, c.seq)))
+            .collect::<Result<_, Error>>()?;
+        let events = self.0.watch(who, WatchRequest { cursors, room }).await?;
         let stream =
             ReceiverStream::new(events).map(|item| item.map(Into::into).map_err(Status::from));
         Ok(Response::new(Box::pin(stream)))
@@ -492,9 +527,11 @@ impl pb::external_policy_server::ExternalPolicy for ExternalPolicyApi {
         request: Request<pb::AddConnectedRequest>,
     ) -> Reply<pb::AddConnectedResponse> {
         let who = caller(&self.0, &request).await?;
-        self.0
-            .add_connected(&who, &request.into_inner().member_id)
-            .await?;
+        who.require_admin()?;
+        let member = self
+            .0
+            .local_member_id("member_id", &request.into_inner().member_id)?;
+        self.0.add_connected(&who, &member).await?;
         Ok(Response::new(pb::AddConnectedResponse {}))
     }
 
@@ -503,9 +540,11 @@ impl pb::external_policy_server::ExternalPolicy for ExternalPolicyApi {
         request: Request<pb::RemoveConnectedRequest>,
     ) -> Reply<pb::RemoveConnectedResponse> {
         let who = caller(&self.0, &request).await?;
-        self.0
-            .remove_connected(&who, &request.into_inner().member_id)
-            .await?;
+        who.require_admin()?;
+        let member = self
+            .0
+            .local_member_id("member_id", &request.into_inner().member_id)?;
+        self.0.remove_connected(&who, &member).await?;
         Ok(Response::new(pb::RemoveConnectedResponse {}))
     }
 }
@@ -591,10 +630,8 @@ impl pb::audit_server::Audit for AuditApi {
 impl pb::contacts_server::Contacts for ContactsApi {
     async fn find_user(&self, request: Request<pb::FindUserRequest>) -> Reply<pb::ExternalProfile> {
         let who = caller(&self.0, &request).await?;
-        let profile = self
-            .0
-            .find_external(&who, &request.into_inner().user_id)
-            .await?;
+        let user = member_id("user_id", &request.into_inner().user_id)?;
+        let profile = self.0.find_external(&who, &user).await?;
         Ok(Response::new(external_profile(profile)))
     }
 
@@ -638,10 +675,8 @@ impl pb::contacts_server::Contacts for ContactsApi {
         request: Request<pb::SendFriendRequestRequest>,
     ) -> Reply<pb::FriendRequest> {
         let who = caller(&self.0, &request).await?;
-        let sent = self
-            .0
-            .send_friend_request(&who, &request.into_inner().user_id)
-            .await?;
+        let user = member_id("user_id", &request.into_inner().user_id)?;
+        let sent = self.0.send_friend_request(&who, &user).await?;
         Ok(Response::new(sent.into()))
     }
 
@@ -693,12 +728,8 @@ impl pb::contacts_server::Contacts for ContactsApi {
 
     async fn get_contact(&self, request: Request<pb::ContactRef>) -> Reply<pb::ExternalContact> {
         let who = caller(&self.0, &request).await?;
-        Ok(Response::new(
-            self.0
-                .contact(&who, &request.into_inner().user_id)
-                .await?
-                .into(),
-        ))
+        let user = member_id("user_id", &request.into_inner().user_id)?;
+        Ok(Response::new(self.0.contact(&who, &user).await?.into()))
     }
 
     async fn edit_contact(
@@ -707,7 +738,7 @@ impl pb::contacts_server::Contacts for ContactsApi {
     ) -> Reply<pb::ExternalContact> {
         let who = caller(&self.0, &request).await?;
         let r = request.into_inner();
-        let user = r.user_id.clone();
+        let user = member_id("user_id", &r.user_id)?;
         Ok(Response::new(
             self.0
                 .edit_contact(&who, &user, contact_edit(r))
@@ -720,7 +751,11 @@ impl pb::contacts_server::Contacts for ContactsApi {
         let who = caller(&self.0, &request).await?;
         Ok(Response::new(
             self.0
-                .trash_contact(&who, &request.into_inner().user_id, true)
+                .trash_contact(
+                    &who,
+                    &member_id("user_id", &request.into_inner().user_id)?,
+                    true,
+                )
                 .await?
                 .into(),
         ))
@@ -733,7 +768,11 @@ impl pb::contacts_server::Contacts for ContactsApi {
         let who = caller(&self.0, &request).await?;
         Ok(Response::new(
             self.0
-                .trash_contact(&who, &request.into_inner().user_id, false)
+                .trash_contact(
+                    &who,
+                    &member_id("user_id", &request.into_inner().user_id)?,
+                    false,
+                )
                 .await?
                 .into(),
         ))
@@ -742,7 +781,11 @@ impl pb::contacts_server::Contacts for ContactsApi {
     async fn block_user(&self, request: Request<pb::ContactRef>) -> Reply<pb::BlockResponse> {
         let who = caller(&self.0, &request).await?;
         self.0
-            .set_blocked(&who, &request.into_inner().user_id, true)
+            .set_blocked(
+                &who,
+                &member_id("user_id", &request.into_inner().user_id)?,
+                true,
+            )
             .await?;
         Ok(Response::new(pb::BlockResponse {}))
     }
@@ -750,7 +793,11 @@ impl pb::contacts_server::Contacts for ContactsApi {
     async fn unblock_user(&self, request: Request<pb::ContactRef>) -> Reply<pb::BlockResponse> {
         let who = caller(&self.0, &request).await?;
         self.0
-            .set_blocked(&who, &request.into_inner().user_id, false)
+            .set_blocked(
+                &who,
+                &member_id("user_id", &request.into_inner().user_id)?,
+                false,
+            )
             .await?;
         Ok(Response::new(pb::BlockResponse {}))
     }

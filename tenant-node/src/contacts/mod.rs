@@ -23,9 +23,13 @@ use crate::wire::status::from_peer;
 impl Tenant {
     /// Finds a member of another company by exact id: their public profile
     /// when both companies admit it, otherwise "not found".
-    pub async fn find_external(&self, caller: &Caller, user: &str) -> Result<PublicProfile> {
-        let external = self.external_id(user)?;
-        let permit = self.permit_for(caller, &external, "lookup").await?;
+    pub async fn find_external(
+        &self,
+        caller: &Caller,
+        external: &MemberId,
+    ) -> Result<PublicProfile> {
+        self.require_external(external)?;
+        let permit = self.permit_for(caller, external, "lookup").await?;
         let peer = self.store.peer(permit.peer()).await?.ok_or_else(|| {
             Error::Internal(format!("admitted without a peer row for {}", permit.peer()))
         })?;
@@ -46,7 +50,7 @@ impl Tenant {
         )
         .await?;
         match answer {
-            Ok(profile) if profile.user == external => {
+            Ok(profile) if profile.user == *external => {
                 if let Ok(company) = crate::tenant::clean_name("company", &profile.company, 100) {
                     let mut w = self.store.begin_write().await?;
                     limits::set_peer_company(&mut w.tx, permit.peer().as_str(), &company, now_ms())
@@ -267,10 +271,10 @@ impl Tenant {
     pub async fn send_friend_request(
         &self,
         caller: &Caller,
-        user: &str,
+        external: &MemberId,
     ) -> Result<FriendRequestView> {
-        let external = self.external_id(user)?;
-        match self.request_to(caller, &external, None).await? {
+        self.require_external(external)?;
+        match self.request_to(caller, external, None).await? {
             Outcome::Pending(view) => Ok(view),
             Outcome::Accepted(_) => Err(Error::Internal("accepted without an invitation".into())),
         }
@@ -404,9 +408,7 @@ impl Tenant {
         w.commit().await?;
         self.open_direct_after_acceptance(&caller.member, &external)
             .await;
-        Ok(Outcome::Accepted(
-            self.contact(caller, external.as_str()).await?,
-        ))
+        Ok(Outcome::Accepted(self.contact(caller, &external).await?))
     }
 
     /// A new contact row from a profile a peer sent, checked like any input.
@@ -439,15 +441,15 @@ impl Tenant {
         })
     }
 
-    fn external_id(&self, user: &str) -> Result<MemberId> {
-        let external = MemberId::parse(user).map_err(Error::bad_id("user_id"))?;
-        if external.belongs_to(&self.id) {
+    /// Refuses a member of this company where one of another is asked for.
+    fn require_external(&self, user: &MemberId) -> Result<()> {
+        if user.belongs_to(&self.id) {
             return Err(Error::invalid(
                 "user_id",
-                format!("{external} is in your own company"),
+                format!("{user} is in your own company"),
             ));
         }
-        Ok(external)
+        Ok(())
     }
 
     /// A request from a peer's member arrives (through the bridge).
@@ -806,7 +808,7 @@ impl Tenant {
         )
         .await?;
         w.commit().await?;
-        self.contact(caller, external.as_str()).await
+        self.contact(caller, &external).await
     }
 
     /// Declines a request, and blocks its sender when asked. The sender's
@@ -958,8 +960,8 @@ impl Tenant {
         }
     }
 
-    pub async fn contact(&self, caller: &Caller, user: &str) -> Result<ContactView> {
-        let external = self.external_id(user)?;
+    pub async fn contact(&self, caller: &Caller, external: &MemberId) -> Result<ContactView> {
+        self.require_external(external)?;
         let mut conn = self.store.pool().acquire().await?;
         let row = store::contact(&mut conn, caller.member.as_str(), external.as_str())
             .await?
@@ -1003,10 +1005,10 @@ impl Tenant {
     pub async fn trash_contact(
         &self,
         caller: &Caller,
-        user: &str,
+        external: &MemberId,
         trash: bool,
     ) -> Result<ContactView> {
-        let external = self.external_id(user)?;
+        self.require_external(external)?;
         let at = now_ms();
         let mut w = self.store.begin_write().await?;
         let current = store::contact(&mut w.tx, caller.member.as_str(), external.as_str())
@@ -1021,7 +1023,7 @@ impl Tenant {
         if trash
             && let Some((room, colleague)) = crate::store::rooms::shared_with_colleague(
                 &mut w.tx,
-                &external,
+                external,
                 &caller.member,
                 &self.id,
             )
@@ -1049,17 +1051,22 @@ impl Tenant {
                 &caller.member,
             )
             .member(&caller.member)
-            .external(&external)
+            .external(external)
             .peer(external.tenant()),
             at,
         )
         .await?;
         w.commit().await?;
-        self.contact(caller, external.as_str()).await
+        self.contact(caller, external).await
     }
 
-    pub async fn set_blocked(&self, caller: &Caller, user: &str, blocked: bool) -> Result<()> {
-        let external = self.external_id(user)?;
+    pub async fn set_blocked(
+        &self,
+        caller: &Caller,
+        external: &MemberId,
+        blocked: bool,
+    ) -> Result<()> {
+        self.require_external(external)?;
         let at = now_ms();
         let mut w = self.store.begin_write().await?;
         let changed = if blocked {
@@ -1084,7 +1091,7 @@ impl Tenant {
                 &caller.member,
             )
             .member(&caller.member)
-            .external(&external)
+            .external(external)
             .peer(external.tenant()),
             at,
         )
@@ -1175,10 +1182,10 @@ impl Tenant {
     pub async fn edit_contact(
         &self,
         caller: &Caller,
-        user: &str,
+        external: &MemberId,
         edit: ContactEdit,
     ) -> Result<ContactView> {
-        let external = self.external_id(user)?;
+        self.require_external(external)?;
         if let Some(field) = edit.synced.first() {
             return Err(Error::FailedPrecondition(format!(
                 "{field} is synced from {}'s company and read-only here; edit the contact's own name instead",
@@ -1267,7 +1274,7 @@ impl Tenant {
         )
         .await?;
         w.commit().await?;
-        self.contact(caller, external.as_str()).await
+        self.contact(caller, external).await
     }
 }
 

@@ -23,9 +23,9 @@ const STREAM_BUFFER: usize = 128;
 
 pub struct WatchRequest {
     /// (room, last seq the client has) pairs, as given by the client.
-    pub cursors: Vec<(String, u64)>,
+    pub cursors: Vec<(RoomId, u64)>,
     /// Only this room, when set.
-    pub room: Option<String>,
+    pub room: Option<RoomId>,
 }
 
 /// What a live stream carries.
@@ -65,15 +65,8 @@ impl Tenant {
         caller: Caller,
         request: WatchRequest,
     ) -> Result<WatchStream> {
-        let only = request
-            .room
-            .as_deref()
-            .map(|r| self.parse_room_id(r))
-            .transpose()?;
-        let mut given = HashMap::new();
-        for (room, seq) in &request.cursors {
-            given.insert(self.parse_room_id(room)?, *seq);
-        }
+        let only = request.room;
+        let given: HashMap<RoomId, u64> = request.cursors.into_iter().collect();
         // Subscribe first: whatever commits from now on reaches us live.
         let live = self.hub.subscribe(&caller.member);
         let mut conn = self.store.pool().acquire().await?;

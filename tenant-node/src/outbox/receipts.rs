@@ -74,17 +74,15 @@ impl Tenant {
     }
 
     /// The delivery state of a message the caller sent.
-    pub async fn delivery(&self, caller: &Caller, room: &str, event: &str) -> Result<Delivery> {
-        let room = self.parse_room_id(room)?;
-        let id = EventId::parse(event).map_err(Error::bad_id("event_id"))?;
+    pub async fn delivery(&self, caller: &Caller, room: &RoomId, id: &EventId) -> Result<Delivery> {
         let mut conn = self.store.pool().acquire().await?;
         // Pending first: a message only ever moves from pending to stored,
         // so reading in this order cannot miss it in between.
-        let sender = match outbox::pending_by_id(&mut conn, &id).await? {
-            Some(p) => (p.room == room).then_some(p.sender),
-            None => events::by_id(&mut conn, &id)
+        let sender = match outbox::pending_by_id(&mut conn, id).await? {
+            Some(p) => (p.room == *room).then_some(p.sender),
+            None => events::by_id(&mut conn, id)
                 .await?
-                .filter(|e| e.room == room)
+                .filter(|e| e.room == *room)
                 .map(|e| e.sender),
         };
         match sender {
@@ -96,7 +94,7 @@ impl Tenant {
             }
         }
         drop(conn);
-        self.delivery_of_event(&id).await
+        self.delivery_of_event(id).await
     }
 
     /// An event's delivery: our own outbox rows and, for a message that

@@ -278,10 +278,9 @@ impl Tenant {
             .collect())
     }
 
-    pub async fn add_connected(&self, caller: &Caller, member: &str) -> Result<()> {
+    pub async fn add_connected(&self, caller: &Caller, id: &MemberId) -> Result<()> {
         caller.require_admin()?;
-        let id = self.local_member_id("member_id", member)?;
-        match self.store.member(&id).await? {
+        match self.store.member(id).await? {
             None => return Err(Error::NotFound(format!("member {id}"))),
             Some(m) if m.state == MemberState::Suspended => {
                 return Err(Error::FailedPrecondition(format!(
@@ -291,15 +290,16 @@ impl Tenant {
             Some(_) => {}
         }
         let mut w = self.store.begin_write().await?;
-        if !policy::connect(&mut w.tx, &id, caller.member.as_str(), now_ms()).await? {
+        if !policy::connect(&mut w.tx, id, caller.member.as_str(), now_ms()).await? {
             return Err(Error::AlreadyExists(format!(
                 "{id} is already a connected member"
             )));
         }
-        let notice = self.grant(&mut w, &id, caller.member.as_str()).await?;
+        let notice = self.grant(&mut w, id, caller.member.as_str()).await?;
         w.commit().await?;
         self.hub.notice(notice);
-        self.tell_peers(caller.member.as_str(), &[id], true).await
+        self.tell_peers(caller.member.as_str(), std::slice::from_ref(id), true)
+            .await
     }
 
     /// Records a grant and the member's notice, inside the caller's transaction.
@@ -322,16 +322,15 @@ impl Tenant {
         Ok(notice)
     }
 
-    pub async fn remove_connected(&self, caller: &Caller, member: &str) -> Result<()> {
+    pub async fn remove_connected(&self, caller: &Caller, id: &MemberId) -> Result<()> {
         caller.require_admin()?;
-        let id = self.local_member_id("member_id", member)?;
         let mut w = self.store.begin_write().await?;
-        if !policy::disconnect(&mut w.tx, &id).await? {
+        if !policy::disconnect(&mut w.tx, id).await? {
             return Err(Error::NotFound(format!("connected member {id}")));
         }
         audit_log::append(
             &mut w.tx,
-            &NewEntry::new("connected.removed", &caller.member).member(&id),
+            &NewEntry::new("connected.removed", &caller.member).member(id),
             now_ms(),
         )
         .await?;
@@ -346,9 +345,10 @@ impl Tenant {
         w.commit().await?;
         tracing::info!(member = %id, by = %caller.member, "connected member removed");
         self.hub.notice(notice);
-        self.leave_external_rooms(Some(std::slice::from_ref(&id)))
+        self.leave_external_rooms(Some(std::slice::from_ref(id)))
             .await?;
-        self.tell_peers(caller.member.as_str(), &[id], false).await
+        self.tell_peers(caller.member.as_str(), std::slice::from_ref(id), false)
+            .await
     }
 
     /// Grants a newly added member when the admin chose automatic grants.

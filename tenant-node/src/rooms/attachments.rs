@@ -10,7 +10,7 @@
 use sqlx::AnyConnection;
 
 use crate::error::{Error, Result};
-use crate::ids::{MemberId, TenantId};
+use crate::ids::{MemberId, RoomId, TenantId};
 use crate::model::{AttachmentMeta, Caller, EventBody, RoomEvent};
 use crate::rooms::content;
 use crate::rooms::require_member;
@@ -25,12 +25,11 @@ impl Tenant {
     pub async fn upload_attachment(
         &self,
         caller: &Caller,
-        room: &str,
+        room: &RoomId,
         name: &str,
         content_type: &str,
         data: Vec<u8>,
     ) -> Result<AttachmentMeta> {
-        let room = self.parse_room_id(room)?;
         let name = content::file_name(name)?;
         let content_type = content::content_type(content_type)?;
         self.check_attachment_size(data.len())?;
@@ -42,17 +41,17 @@ impl Tenant {
             sha256: works_certs::sha256_hex(&data),
         };
         let mut w = self.store.begin_write().await?;
-        rooms::room(&mut w.tx, &room)
+        rooms::room(&mut w.tx, room)
             .await?
             .ok_or_else(|| Error::NotFound(format!("room {room}")))?;
-        require_member(&mut w.tx, &room, &caller.member).await?;
-        let members = rooms::member_ids(&mut w.tx, &room).await?;
+        require_member(&mut w.tx, room, &caller.member).await?;
+        let members = rooms::member_ids(&mut w.tx, room).await?;
         self.files_allowed(&mut w.tx, &caller.member, &members)
             .await?;
         store::insert(
             &mut w.tx,
             &meta,
-            &room,
+            room,
             &caller.member,
             None,
             Some(&data),

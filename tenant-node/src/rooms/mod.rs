@@ -141,17 +141,19 @@ pub(crate) struct Applied {
 }
 
 impl Tenant {
-    /// Parses invitees and drops duplicates and the caller. A colleague must
-    /// be an active member; someone of another company must be one of the
+    /// Drops duplicate invitees and the caller. A colleague must be an
+    /// active member; someone of another company must be one of the
     /// caller's contacts (not in trash).
-    async fn resolve_invitees(&self, caller: &Caller, inputs: &[String]) -> Result<Vec<MemberId>> {
-        let mut ids = BTreeSet::new();
-        for input in inputs {
-            let id = MemberId::parse(input).map_err(Error::bad_id("members"))?;
-            if id != caller.member {
-                ids.insert(id);
-            }
-        }
+    async fn resolve_invitees(
+        &self,
+        caller: &Caller,
+        invitees: &[MemberId],
+    ) -> Result<Vec<MemberId>> {
+        let ids: BTreeSet<MemberId> = invitees
+            .iter()
+            .filter(|id| **id != caller.member)
+            .cloned()
+            .collect();
         let mut conn = self.store.pool().acquire().await?;
         for id in &ids {
             if id.belongs_to(&self.id) {
@@ -181,7 +183,7 @@ impl Tenant {
         caller: &Caller,
         kind: RoomKind,
         name: &str,
-        members: &[String],
+        members: &[MemberId],
     ) -> Result<Room> {
         let invitees = self.resolve_invitees(caller, members).await?;
         let room = match kind {
@@ -206,7 +208,7 @@ impl Tenant {
                     .await?
             }
         };
-        self.room(caller, &room.to_string()).await
+        self.room(caller, &room).await
     }
 
     /// The direct room of `local` and `other`, created (hosted here) if
@@ -322,17 +324,16 @@ impl Tenant {
     }
 
     /// A room as the caller sees it; only members may look.
-    pub async fn room(&self, caller: &Caller, room: &str) -> Result<Room> {
-        let id = self.parse_room_id(room)?;
+    pub async fn room(&self, caller: &Caller, id: &RoomId) -> Result<Room> {
         let mut conn = self.store.pool().acquire().await?;
-        let row = rooms::room(&mut conn, &id)
+        let row = rooms::room(&mut conn, id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("room {id}")))?;
-        let membership = require_member(&mut conn, &id, &caller.member).await?;
-        let members = rooms::member_ids(&mut conn, &id).await?;
+        let membership = require_member(&mut conn, id, &caller.member).await?;
+        let members = rooms::member_ids(&mut conn, id).await?;
         let unread = rooms::unread_counts(&mut conn, &caller.member)
             .await?
-            .get(&id)
+            .get(id)
             .copied()
             .unwrap_or(0);
         Ok(self.room_view(row, membership, members, unread))
@@ -377,8 +378,8 @@ impl Tenant {
     pub async fn invite_members(
         &self,
         caller: &Caller,
-        room: &str,
-        members: &[String],
+        room: &RoomId,
+        members: &[MemberId],
     ) -> Result<Room> {
         let invitees = self.resolve_invitees(caller, members).await?;
         if invitees.is_empty() {
@@ -392,14 +393,20 @@ impl Tenant {
         self.room(caller, room).await
     }
 
-    pub async fn remove_member(&self, caller: &Caller, room: &str, member: &str) -> Result<Room> {
-        let target = MemberId::parse(member).map_err(Error::bad_id("member_id"))?;
-        let body = EventBody::Removed { member: target };
+    pub async fn remove_member(
+        &self,
+        caller: &Caller,
+        room: &RoomId,
+        member: &MemberId,
+    ) -> Result<Room> {
+        let body = EventBody::Removed {
+            member: member.clone(),
+        };
         self.change_room(caller, room, body).await?;
         self.room(caller, room).await
     }
 
-    pub async fn leave_room(&self, caller: &Caller, room: &str) -> Result<RoomEvent> {
+    pub async fn leave_room(&self, caller: &Caller, room: &RoomId) -> Result<RoomEvent> {
         let event = self
             .change_room(caller, room, EventBody::Left { new_master: None })
             .await?
@@ -408,7 +415,7 @@ impl Tenant {
         Ok(event)
     }
 
-    pub async fn rename_room(&self, caller: &Caller, room: &str, name: &str) -> Result<Room> {
+    pub async fn rename_room(&self, caller: &Caller, room: &RoomId, name: &str) -> Result<Room> {
         let name = content::room_name(name)?;
         self.change_room(caller, room, EventBody::Renamed { name })
             .await?;
@@ -421,16 +428,15 @@ impl Tenant {
     async fn change_room(
         &self,
         caller: &Caller,
-        room: &str,
+        id: &RoomId,
         body: EventBody,
     ) -> Result<Option<RoomEvent>> {
-        let id = self.parse_room_id(room)?;
         let change = Change::new(&caller.member, body, None);
         let mut w = self.store.begin_write().await?;
-        let (row, members) = rooms::room_with_members(&mut w.tx, &id)
+        let (row, members) = rooms::room_with_members(&mut w.tx, id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("room {id}")))?;
-        require_among(&members, &id, &caller.member)?;
+        require_among(&members, id, &caller.member)?;
         match row.host.clone() {
             None => {
                 if let EventBody::Renamed { name } = &change.body
@@ -451,14 +457,14 @@ impl Tenant {
                 check_rules(&mut w.tx, &row, &members, &caller.member, &change.body).await?;
                 if matches!(change.body, EventBody::Left { .. }) {
                     // The room leaves the member's list at once.
-                    rooms::delete_membership(&mut w.tx, &id, &caller.member).await?;
+                    rooms::delete_membership(&mut w.tx, id, &caller.member).await?;
                 }
                 let why = if matches!(change.body, EventBody::Left { .. }) {
                     Unchecked::Departure
                 } else {
                     Unchecked::Proposal
                 };
-                let permit = admission::unchecked(&id, &caller.member, why);
+                let permit = admission::unchecked(id, &caller.member, why);
                 self.queue_for_host(
                     &mut w.tx,
                     &permit,
@@ -470,7 +476,7 @@ impl Tenant {
                 .await?;
                 w.commit().await?;
                 self.outbox.wake(&host);
-                Ok(Some(pending_event(id, change)))
+                Ok(Some(pending_event(*id, change)))
             }
         }
     }
@@ -482,11 +488,10 @@ impl Tenant {
     pub async fn send_message(
         &self,
         caller: &Caller,
-        room: &str,
+        id: &RoomId,
         idempotency_key: &str,
         content: Content,
     ) -> Result<Sent> {
-        let id = self.parse_room_id(room)?;
         let key = idempotency_key.trim();
         if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
             return Err(Error::invalid(
@@ -504,18 +509,18 @@ impl Tenant {
                 EventBody::Sticker { name }
             }
             Content::Attachment(attachment) => {
-                self.attachment_body(caller, &id, attachment.trim()).await?
+                self.attachment_body(caller, id, attachment.trim()).await?
             }
         };
         let sent = match self
-            .store_message(&caller.member, &id, key, body.clone())
+            .store_message(&caller.member, id, key, body.clone())
             .await
         {
             // A concurrent retry with the same key committed first (PostgreSQL
             // runs writers in parallel): answer with the event it stored.
             Err(e) if e.is_duplicate() => {
                 let mut conn = self.store.pool().acquire().await?;
-                match earlier_send(&mut conn, &id, &caller.member, key).await? {
+                match earlier_send(&mut conn, id, &caller.member, key).await? {
                     Some(earlier) => same_message(earlier, key, &body).map(Stored::earlier),
                     None => Err(Error::Internal(format!(
                         "unique violation without a stored event: {e}"
@@ -980,10 +985,9 @@ impl Tenant {
     pub async fn history(
         &self,
         caller: &Caller,
-        room: &str,
+        id: &RoomId,
         query: HistoryQuery,
     ) -> Result<HistoryPage> {
-        let id = self.parse_room_id(room)?;
         let limit = match query.limit {
             0 => DEFAULT_PAGE,
             n if n > MAX_PAGE => {
@@ -995,10 +999,10 @@ impl Tenant {
             n => n,
         };
         let mut conn = self.store.pool().acquire().await?;
-        if rooms::room(&mut conn, &id).await?.is_none() {
+        if rooms::room(&mut conn, id).await?.is_none() {
             return Err(Error::NotFound(format!("room {id}")));
         }
-        require_member(&mut conn, &id, &caller.member).await?;
+        require_member(&mut conn, id, &caller.member).await?;
         let mut page = match (query.after_seq, query.before_seq) {
             (Some(_), Some(_)) => {
                 return Err(Error::invalid(
@@ -1007,13 +1011,13 @@ impl Tenant {
                 ));
             }
             (Some(after), None) => {
-                let mut events = events::range(&mut conn, &id, after, u64::MAX, limit + 1).await?;
+                let mut events = events::range(&mut conn, id, after, u64::MAX, limit + 1).await?;
                 let has_more = events.len() > limit as usize;
                 events.truncate(limit as usize);
                 HistoryPage { events, has_more }
             }
             (None, before) => {
-                let mut events = events::page_before(&mut conn, &id, before, limit + 1).await?;
+                let mut events = events::page_before(&mut conn, id, before, limit + 1).await?;
                 let has_more = events.len() > limit as usize;
                 if has_more {
                     events.remove(0);
@@ -1026,20 +1030,19 @@ impl Tenant {
     }
 
     /// Moves the caller's read marker to `seq` (clamped to the room's last).
-    pub async fn mark_read(&self, caller: &Caller, room: &str, seq: u64) -> Result<(u64, u64)> {
-        let id = self.parse_room_id(room)?;
+    pub async fn mark_read(&self, caller: &Caller, id: &RoomId, seq: u64) -> Result<(u64, u64)> {
         let mut w = self.store.begin_write().await?;
-        let row = rooms::room(&mut w.tx, &id)
+        let row = rooms::room(&mut w.tx, id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("room {id}")))?;
-        require_member(&mut w.tx, &id, &caller.member).await?;
+        require_member(&mut w.tx, id, &caller.member).await?;
         let marker =
-            rooms::advance_read(&mut w.tx, &id, &caller.member, seq.min(row.last_seq)).await?;
+            rooms::advance_read(&mut w.tx, id, &caller.member, seq.min(row.last_seq)).await?;
         w.commit().await?;
         let mut conn = self.store.pool().acquire().await?;
         let unread = rooms::unread_counts(&mut conn, &caller.member)
             .await?
-            .get(&id)
+            .get(id)
             .copied()
             .unwrap_or(0);
         Ok((marker, unread))
