@@ -3,7 +3,7 @@
 //! has answered; a member sees stored, queued, delivered or refused.
 
 use crate::error::{Error, Result};
-use crate::ids::{EventId, TenantId};
+use crate::ids::{EventId, RoomId, TenantId};
 use crate::model::Caller;
 use crate::store::outbox::{self as outbox, OutboxRow, OutboxState};
 use crate::store::{events, now_ms};
