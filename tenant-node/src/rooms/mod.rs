@@ -27,6 +27,7 @@ use crate::store::{audit, contacts as contact_store, events, now_ms, rooms};
 use crate::tenant::Tenant;
 use crate::wire::Snapshot;
 use content::MAX_ROOM_NAME_CHARS;
+use send::Stored;
 
 const MAX_IDEMPOTENCY_KEY: usize = 128;
 pub const DEFAULT_PAGE: u32 = 100;
@@ -100,33 +101,6 @@ impl Change {
             body,
             idempotency_key: idempotency_key.map(str::to_string),
             at_ms: now_ms(),
-        }
-    }
-}
-
-/// A message stored in a transaction, and what follows its commit.
-pub(crate) struct Stored {
-    pub event: RoomEvent,
-    pub duplicate: bool,
-    /// The peers it was just queued for; `None` for a message stored
-    /// before, whose delivery state is read back.
-    pub queued: Option<Vec<TenantId>>,
-    after_commit: AfterCommit,
-}
-
-enum AfterCommit {
-    Nothing,
-    Announce(Box<Applied>),
-    WakeHost(TenantId),
-}
-
-impl Stored {
-    fn earlier((event, duplicate): (RoomEvent, bool)) -> Stored {
-        Stored {
-            event,
-            duplicate,
-            queued: None,
-            after_commit: AfterCommit::Nothing,
         }
     }
 }
@@ -613,12 +587,7 @@ impl Tenant {
                     .host_change_checked(conn, &row, members, change, admission)
                     .await?;
                 reads.admitted.insert((sender.clone(), *id), permit);
-                Stored {
-                    event: applied.event.clone(),
-                    duplicate: false,
-                    queued: Some(applied.peers.clone()),
-                    after_commit: AfterCommit::Announce(Box::new(applied)),
-                }
+                Stored::hosted(applied)
             }
             Some(host) => {
                 let permit = match admission {
@@ -647,12 +616,7 @@ impl Tenant {
                 self.queue_for_host(conn, &permit, &host, &change.id, &change.body, change.at_ms)
                     .await?;
                 reads.admitted.insert((sender.clone(), *id), permit);
-                Stored {
-                    event: pending_event(*id, change),
-                    duplicate: false,
-                    queued: Some(vec![host.clone()]),
-                    after_commit: AfterCommit::WakeHost(host),
-                }
+                Stored::proposed(pending_event(*id, change), host)
             }
         };
         Ok(stored)
@@ -665,22 +629,6 @@ impl Tenant {
             self.outbox.wake(peer);
         }
         self.hub.publish(applied.event, applied.local);
-    }
-
-    /// What follows a stored message's commit: local streams see it and the
-    /// deliverers of the peers it was queued for wake up.
-    pub(crate) fn committed(&self, stored: &mut Stored) {
-        match std::mem::replace(&mut stored.after_commit, AfterCommit::Nothing) {
-            AfterCommit::Announce(applied) => {
-                tracing::debug!(room = %stored.event.room, seq = stored.event.seq, sender = %stored.event.sender, "message stored");
-                self.announce(*applied);
-            }
-            AfterCommit::WakeHost(host) => {
-                self.outbox.wake(&host);
-                tracing::debug!(room = %stored.event.room, host = %host, sender = %stored.event.sender, "message queued for the host");
-            }
-            AfterCommit::Nothing => {}
-        }
     }
 
     /// Checks a change against the room's rules and this node's half of

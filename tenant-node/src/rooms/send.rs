@@ -1,4 +1,5 @@
-//! Group commit of messages on SQLite.
+//! The send path's own end: group commit of messages on SQLite, and the
+//! after-commit step of every stored message (`Stored`, `committed`).
 //!
 //! SQLite has one writer at a time, so concurrent sends queue for the write
 //! lock anyway. Instead of one transaction each, a writer task takes every
@@ -23,11 +24,81 @@ use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Result;
+use crate::ids::TenantId;
 use crate::ids::{MemberId, RoomId};
 use crate::model::EventBody;
-use crate::rooms::{SendReads, Stored};
+use crate::model::RoomEvent;
+use crate::rooms::{Applied, SendReads};
 use crate::store::{Backend, WriteTx, savepoint};
 use crate::tenant::Tenant;
+
+/// A message stored in a transaction, and what follows its commit.
+pub(crate) struct Stored {
+    pub event: RoomEvent,
+    pub duplicate: bool,
+    /// The peers it was just queued for; `None` for a message stored
+    /// before, whose delivery state is read back.
+    pub queued: Option<Vec<TenantId>>,
+    after_commit: AfterCommit,
+}
+
+enum AfterCommit {
+    Nothing,
+    Announce(Box<Applied>),
+    WakeHost(TenantId),
+}
+
+impl Stored {
+    /// A message stored before, with the same idempotency key.
+    pub(super) fn earlier((event, duplicate): (RoomEvent, bool)) -> Stored {
+        Stored {
+            event,
+            duplicate,
+            queued: None,
+            after_commit: AfterCommit::Nothing,
+        }
+    }
+
+    /// A message stored in a room hosted here: shown and relayed after
+    /// the commit.
+    pub(super) fn hosted(applied: Applied) -> Stored {
+        Stored {
+            event: applied.event.clone(),
+            duplicate: false,
+            queued: Some(applied.peers.clone()),
+            after_commit: AfterCommit::Announce(Box::new(applied)),
+        }
+    }
+
+    /// A message queued for the room's host: its host's deliverer wakes
+    /// after the commit.
+    pub(super) fn proposed(event: RoomEvent, host: TenantId) -> Stored {
+        Stored {
+            event,
+            duplicate: false,
+            queued: Some(vec![host.clone()]),
+            after_commit: AfterCommit::WakeHost(host),
+        }
+    }
+}
+
+impl Tenant {
+    /// What follows a stored message's commit: local streams see it and the
+    /// deliverers of the peers it was queued for wake up.
+    pub(crate) fn committed(&self, stored: &mut Stored) {
+        match std::mem::replace(&mut stored.after_commit, AfterCommit::Nothing) {
+            AfterCommit::Announce(applied) => {
+                tracing::debug!(room = %stored.event.room, seq = stored.event.seq, sender = %stored.event.sender, "message stored");
+                self.announce(*applied);
+            }
+            AfterCommit::WakeHost(host) => {
+                self.outbox.wake(&host);
+                tracing::debug!(room = %stored.event.room, host = %host, sender = %stored.event.sender, "message queued for the host");
+            }
+            AfterCommit::Nothing => {}
+        }
+    }
+}
 
 /// Most sends in one transaction.
 const MAX_GROUP: usize = 128;
