@@ -156,7 +156,7 @@ pub fn announce_ca_request(data: &[u8]) {
 }
 
 /// An envelope read as the receiving gate reads it (bounded in size, then
-/// converted by `federation::wire`), its event checked against the limits
+/// converted by `wire`), its event checked against the limits
 /// our own members are held to: none of it may panic, and an envelope that
 /// reads converts back to protobuf, which reads as the same envelope and
 /// converts back to the same protobuf (the ids in their one spelling).

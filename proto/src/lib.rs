@@ -1,8 +1,8 @@
 //! Generated protobuf types and gRPC stubs.
 //!
 //! This crate is the wire edge: only the adapter modules of the other crates
-//! (`tenant-node/src/grpc/`, later `bridge/`) import it. Domain and storage code
-//! never see these types.
+//! (`tenant-node/src/api/`, `federation/`, `wire/`, `bridge/`) import it.
+//! Domain and storage code never see these types.
 #![forbid(unsafe_code)]
 
 pub mod client {

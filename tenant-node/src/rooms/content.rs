@@ -226,7 +226,7 @@ mod tests {
     }
 
     // A member id that does not parse is refused where it is read
-    // (`federation::wire`); the body holds parsed ones.
+    // (`wire`); the body holds parsed ones.
     #[test]
     fn relayed_bodies_meet_the_clients_limits() {
         let l = limits();

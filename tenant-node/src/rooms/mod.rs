@@ -4,7 +4,7 @@
 //! write transaction: `host_change` checks the rules (membership, the group
 //! master's rights, this node's admission half), appends the event with the
 //! room's next sequence number, updates membership and queues the event for
-//! every other participating node (`relay`). Members of a room hosted
+//! every other participating node (`outbox`). Members of a room hosted
 //! elsewhere propose their changes to its host through the outbox. Events
 //! reach live streams only after their commit.
 
