@@ -200,37 +200,6 @@ impl PeerClient {
         Ok(())
     }
 
-    /// Tells the peer that some (or all, when `members` is empty) of our
-    /// members became unreachable, or reachable again.
-    pub async fn notify_reachability(
-        &mut self,
-        me: &TenantId,
-        members: &[MemberId],
-        reachable: bool,
-    ) -> Result<(), BridgeError> {
-        self.inner
-            .notify_reachability(pb::ReachabilityNotice {
-                from_tenant: me.to_string(),
-                all_members: members.is_empty(),
-                members: members.iter().map(MemberId::to_string).collect(),
-                reachable,
-            })
-            .await
-            .map_err(BridgeError::Refused)?;
-        Ok(())
-    }
-
-    pub async fn sync_profile(
-        &mut self,
-        profile: &crate::PublicProfile,
-    ) -> Result<(), BridgeError> {
-        self.inner
-            .sync_profile(to_pb(profile))
-            .await
-            .map_err(BridgeError::Refused)?;
-        Ok(())
-    }
-
     /// Sends a friend request; with an invitation link the answer may be an
     /// immediate acceptance, with the recipient's profile.
     pub async fn send_friend_request(
@@ -315,22 +284,6 @@ impl PeerClient {
             photo_content_type: r.photo_content_type,
             company: r.company,
         })
-    }
-
-    /// Tells the peer which of our CAs to trust from now on.
-    pub async fn announce_cas(
-        &mut self,
-        me: &TenantId,
-        cas: &[CertificateDer<'static>],
-    ) -> Result<(), BridgeError> {
-        self.inner
-            .announce_ca(pb::AnnounceCaRequest {
-                from_tenant: me.to_string(),
-                ca_certificates: cas.iter().map(|c| c.to_vec()).collect(),
-            })
-            .await
-            .map_err(BridgeError::Refused)?;
-        Ok(())
     }
 
     /// An attachment's bytes, in chunks, for our member `requester`. Refuses

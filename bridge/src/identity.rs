@@ -29,7 +29,78 @@ pub enum PinError {
     Unavailable,
 }
 
+/// Why a peer's announcement of its CAs is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnnouncementError {
+    /// Malformed: no CA, more than two, or not CAs.
+    #[error("{0}")]
+    Invalid(String),
+    /// The announced CAs would not trust the certificate the peer presents
+    /// now: taking them would lock it out.
+    #[error("{0}")]
+    LocksOut(String),
+    /// A CA that is not the peer's own, or is trusted for another tenant.
+    #[error("{0}")]
+    NotOwn(String),
+}
+
 impl TrustStore {
+    /// Checks the CAs `peer` announces, presenting `chain`: one, or two
+    /// during a change-over, each a CA, the chain trusted by them, and only
+    /// the peer's own (each issues the certificate it presents now, is one
+    /// already trusted for it, or is a CA of its tenant), none trusted for
+    /// another tenant. Returns them, parsed.
+    pub fn check_announcement(
+        &self,
+        peer: &TenantId,
+        chain: &[CertificateDer<'static>],
+        ders: Vec<Vec<u8>>,
+    ) -> Result<Vec<CertificateDer<'static>>, AnnouncementError> {
+        if ders.is_empty() || ders.len() > 2 {
+            return Err(AnnouncementError::Invalid(
+                "name one CA, or two during a change-over".into(),
+            ));
+        }
+        let cas: Vec<CertificateDer<'static>> =
+            ders.into_iter().map(CertificateDer::from).collect();
+        for ca in &cas {
+            match works_certs::inspect(ca) {
+                Ok(info) if info.is_ca => {}
+                Ok(_) => {
+                    return Err(AnnouncementError::Invalid(
+                        "ca_certificates holds a certificate that is not a CA".into(),
+                    ));
+                }
+                Err(e) => {
+                    return Err(AnnouncementError::Invalid(format!(
+                        "ca_certificates holds a malformed certificate: {e}"
+                    )));
+                }
+            }
+        }
+        verify_chain(chain, &cas).map_err(|reason| {
+            AnnouncementError::LocksOut(format!(
+                "the caller's own certificate does not chain to the announced CAs ({reason}); it would lock itself out"
+            ))
+        })?;
+        let pinned = self.anchors(peer).unwrap_or_default();
+        for ca in &cas {
+            let own = pinned.contains(ca)
+                || verify_chain(chain, std::slice::from_ref(ca)).is_ok()
+                || works_certs::inspect(ca)
+                    .is_ok_and(|info| info.organization.as_deref() == Some(peer.as_str()));
+            if !own {
+                return Err(AnnouncementError::NotOwn(format!(
+                    "CA sha256 {} is not {peer}'s: it neither issues the caller's certificate nor is a CA of {peer}",
+                    works_certs::fingerprint(ca)
+                )));
+            }
+        }
+        self.can_pin(peer, &cas)
+            .map_err(|e| AnnouncementError::NotOwn(format!("announced CAs refused: {e}")))?;
+        Ok(cas)
+    }
+
     pub fn new() -> TrustStore {
         TrustStore::default()
     }

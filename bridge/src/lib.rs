@@ -32,7 +32,7 @@ pub mod tls;
 
 pub use client::{PeerClient, PingReport};
 pub use error::{BridgeError, HandlerError};
-pub use identity::{ChainError, PeerCerts, PinError, TrustStore};
+pub use identity::{AnnouncementError, ChainError, PeerCerts, PinError, TrustStore};
 pub use limits::ServerLimits;
 pub use server::{BridgeHandler, MAX_BATCH, NewPeer, Outcome, PublicProfile, serve};
 pub use tls::NodeIdentity;

@@ -103,15 +103,6 @@ pub trait BridgeHandler: Send + Sync + 'static {
     async fn contact(&self, peer: &TenantId) -> Result<(), HandlerError>;
     /// The peer ended the peering.
     async fn unpeer(&self, peer: &TenantId) -> Result<(), HandlerError>;
-    /// The peer says some (or all, when `members` is empty) of its members
-    /// became unreachable, or reachable again. Members are checked to belong
-    /// to `peer` before this is called.
-    async fn reachability(
-        &self,
-        peer: &TenantId,
-        members: Vec<MemberId>,
-        reachable: bool,
-    ) -> Result<(), HandlerError>;
     /// A member of the peer (`from`, checked to belong to `peer`, with their
     /// profile) asks `to`, one of ours, to be a contact.
     /// With an `invitation` issued by `to` the request is accepted at once:
@@ -133,12 +124,6 @@ pub trait BridgeHandler: Send + Sync + 'static {
         to: &MemberId,
         accepted: bool,
     ) -> Result<(), HandlerError>;
-    /// A member of the peer (checked to belong to `peer`) changed their profile.
-    async fn profile_changed(
-        &self,
-        peer: &TenantId,
-        profile: PublicProfile,
-    ) -> Result<(), HandlerError>;
     /// A member of the peer asks for one of this node's members. `requester`
     /// is checked to belong to `peer` before this is called.
     async fn lookup_user(
@@ -150,7 +135,14 @@ pub trait BridgeHandler: Send + Sync + 'static {
     /// Envelopes from the peer's outbox, in order, as they came off the
     /// wire (the node reads what they carry): one outcome each, in the
     /// same order. An envelope is answered `Stored` only once it is durable.
-    async fn relay(&self, peer: &TenantId, envelopes: Vec<pb::Envelope>) -> Vec<Outcome>;
+    /// `chain` is the certificate the peer presents on this stream (a CA
+    /// announcement is checked against it).
+    async fn relay(
+        &self,
+        peer: &TenantId,
+        chain: &[CertificateDer<'static>],
+        envelopes: Vec<pb::Envelope>,
+    ) -> Vec<Outcome>;
     /// The bytes of an attachment for `requester` (checked to belong to
     /// `peer`), who must be in the room it was posted to.
     async fn attachment(
@@ -159,12 +151,6 @@ pub trait BridgeHandler: Send + Sync + 'static {
         requester: &MemberId,
         id: &str,
     ) -> Result<Vec<u8>, HandlerError>;
-    /// The peer rotates its CA: trust exactly these CAs for it from now on.
-    async fn replace_cas(
-        &self,
-        peer: &TenantId,
-        cas: Vec<CertificateDer<'static>>,
-    ) -> Result<(), HandlerError>;
 }
 
 /// Serves the bridge on `listener` until `shutdown` resolves, within
@@ -447,70 +433,6 @@ impl pb::bridge_server::Bridge for BridgeService {
         Ok(Response::new(pb::UnpeerResponse {}))
     }
 
-    async fn announce_ca(
-        &self,
-        request: Request<pb::AnnounceCaRequest>,
-    ) -> Result<Response<pb::AnnounceCaResponse>, Status> {
-        let peer = self.peer(&request)?;
-        let chain = certs_of(&request)?.chain.clone();
-        let r = request.into_inner();
-        Self::claim(&peer, "from_tenant", &r.from_tenant)?;
-        if r.ca_certificates.is_empty() || r.ca_certificates.len() > 2 {
-            return Err(Status::invalid_argument(
-                "name one CA, or two during a change-over",
-            ));
-        }
-        let cas: Vec<CertificateDer<'static>> = r
-            .ca_certificates
-            .into_iter()
-            .map(CertificateDer::from)
-            .collect();
-        for ca in &cas {
-            match works_certs::inspect(ca) {
-                Ok(info) if info.is_ca => {}
-                Ok(_) => {
-                    return Err(Status::invalid_argument(
-                        "ca_certificates holds a certificate that is not a CA",
-                    ));
-                }
-                Err(e) => {
-                    return Err(Status::invalid_argument(format!(
-                        "ca_certificates holds a malformed certificate: {e}"
-                    )));
-                }
-            }
-        }
-        verify_chain(&chain, &cas).map_err(|reason| {
-            Status::failed_precondition(format!(
-                "the caller's own certificate does not chain to the announced CAs ({reason}); it would lock itself out"
-            ))
-        })?;
-        // Only the caller's own CAs: each issues the certificate it
-        // presents now, is one already trusted for it (the CA it changes
-        // from), or is a CA of its own tenant (the CA it changes to); and
-        // none is trusted for another tenant.
-        let pinned = self.trust.anchors(&peer).unwrap_or_default();
-        for ca in &cas {
-            let own = pinned.contains(ca)
-                || verify_chain(&chain, std::slice::from_ref(ca)).is_ok()
-                || works_certs::inspect(ca)
-                    .is_ok_and(|info| info.organization.as_deref() == Some(peer.as_str()));
-            if !own {
-                tracing::warn!(peer = %peer, ca = %works_certs::fingerprint(ca), "refused a CA announcement naming a CA that is not the caller's");
-                return Err(Status::permission_denied(format!(
-                    "CA sha256 {} is not {peer}'s: it neither issues the caller's certificate nor is a CA of {peer}",
-                    works_certs::fingerprint(ca)
-                )));
-            }
-        }
-        self.trust.can_pin(&peer, &cas).map_err(|e| {
-            tracing::warn!(peer = %peer, error = %e, "refused a CA announcement naming another tenant's CA");
-            Status::permission_denied(format!("announced CAs refused: {e}"))
-        })?;
-        self.handler.replace_cas(&peer, cas).await?;
-        Ok(Response::new(pb::AnnounceCaResponse {}))
-    }
-
     async fn send_friend_request(
         &self,
         request: Request<pb::FriendRequest>,
@@ -556,46 +478,6 @@ impl pb::bridge_server::Bridge for BridgeService {
             .friend_answer(&peer, &r.request_id, from, &to, r.accepted)
             .await?;
         Ok(Response::new(pb::FriendAnswerAck {}))
-    }
-
-    async fn sync_profile(
-        &self,
-        request: Request<pb::PublicProfile>,
-    ) -> Result<Response<pb::SyncProfileAck>, Status> {
-        let peer = self.peer(&request)?;
-        let p = request.into_inner();
-        let profile = PublicProfile {
-            user: Self::claim_member(&peer, "user", &p.user)?,
-            display_name: p.display_name,
-            photo: p.photo,
-            photo_content_type: p.photo_content_type,
-            company: p.company,
-        };
-        self.handler.profile_changed(&peer, profile).await?;
-        Ok(Response::new(pb::SyncProfileAck {}))
-    }
-
-    async fn notify_reachability(
-        &self,
-        request: Request<pb::ReachabilityNotice>,
-    ) -> Result<Response<pb::ReachabilityAck>, Status> {
-        let peer = self.peer(&request)?;
-        let r = request.into_inner();
-        Self::claim(&peer, "from_tenant", &r.from_tenant)?;
-        if r.all_members != r.members.is_empty() {
-            return Err(Status::invalid_argument(
-                "name members, or set all_members, not both",
-            ));
-        }
-        let members = r
-            .members
-            .iter()
-            .map(|member| Self::claim_member(&peer, "members", member))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.handler
-            .reachability(&peer, members, r.reachable)
-            .await?;
-        Ok(Response::new(pb::ReachabilityAck {}))
     }
 
     async fn lookup_user(
@@ -676,7 +558,7 @@ impl pb::bridge_server::Bridge for BridgeService {
                 }
                 let envelopes = batch.envelopes;
                 let ids: Vec<String> = envelopes.iter().map(|e| e.event_id.clone()).collect();
-                let outcomes = handler.relay(&peer, envelopes).await;
+                let outcomes = handler.relay(&peer, &certs.chain, envelopes).await;
                 for (event_id, outcome) in ids.into_iter().zip(outcomes) {
                     let ack = match outcome {
                         Outcome::Stored => pb::Ack {

@@ -1,5 +1,7 @@
 //! A node's TLS files in its data directory: `tls/ca.pem`, `tls/ca.key`,
-//! `tls/node.pem` (chain), `tls/node.key`. Keys are written 0600.
+//! `tls/node.pem` (chain), `tls/node.key`; during a CA change-over also
+//! `tls/ca.prev.pem` and the previous node certificate,
+//! `tls/node.prev.pem` and `tls/node.prev.key`. Keys are written 0600.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,6 +26,14 @@ impl NodeTlsFiles {
     /// The CA being retired during a change-over, while peers still trust it.
     pub fn previous_ca_cert(&self) -> PathBuf {
         self.dir.join("ca.prev.pem")
+    }
+    /// The node certificate of the CA being retired, presented to a peer
+    /// until it has heard of the new CA.
+    pub fn previous_node_chain(&self) -> PathBuf {
+        self.dir.join("node.prev.pem")
+    }
+    pub fn previous_node_key(&self) -> PathBuf {
+        self.dir.join("node.prev.key")
     }
     pub fn node_chain(&self) -> PathBuf {
         self.dir.join("node.pem")
@@ -65,20 +75,41 @@ impl NodeTlsFiles {
         hosts: &[String],
     ) -> Result<(TenantCa, NodeCert), CertError> {
         let old = read(&self.ca_cert())?;
+        let old_node = self.load_node()?;
         let ca = TenantCa::generate(tenant, Validity::from_now(crate::CA_VALIDITY))?;
         let node = ca.issue_node(tenant, hosts, Validity::from_now(crate::NODE_VALIDITY))?;
         write_public(&self.previous_ca_cert(), &old)?;
+        write_public(&self.previous_node_chain(), &old_node.chain_pem)?;
+        write_private(&self.previous_node_key(), &old_node.key_pem)?;
         self.write(&ca, &node)?;
         Ok((ca, node))
     }
 
     /// Ends a change-over: the previous CA is forgotten.
     pub fn retire_previous(&self) -> Result<(), CertError> {
-        match std::fs::remove_file(self.previous_ca_cert()) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(io(&self.previous_ca_cert(), source)),
+        for path in [
+            self.previous_node_key(),
+            self.previous_node_chain(),
+            self.previous_ca_cert(),
+        ] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(io(&path, source)),
+            }
         }
+        Ok(())
+    }
+
+    /// The previous node certificate during a change-over, if kept.
+    pub fn load_previous_node(&self) -> Result<Option<NodeCert>, CertError> {
+        if !self.previous_node_chain().exists() {
+            return Ok(None);
+        }
+        Ok(Some(NodeCert {
+            chain_pem: read(&self.previous_node_chain())?,
+            key_pem: read(&self.previous_node_key())?,
+        }))
     }
 
     pub fn load_previous_ca(&self) -> Result<Option<String>, CertError> {

@@ -31,14 +31,12 @@ pub const TARGETS: &[&str] = &[
     "invitation_link",
     "redeem_request",
     "ping_request",
-    "reachability_notice",
     "public_profile",
     "friend_request",
     "friend_answer",
     "lookup_user_request",
     "envelope_batch",
     "envelope",
-    "announce_ca_request",
     "relayed_envelope",
 ];
 
@@ -52,14 +50,12 @@ pub fn replay(target: &str, data: &[u8]) -> bool {
         "invitation_link" => invitation_link(data),
         "redeem_request" => redeem_request(data),
         "ping_request" => ping_request(data),
-        "reachability_notice" => reachability_notice(data),
         "public_profile" => public_profile(data),
         "friend_request" => friend_request(data),
         "friend_answer" => friend_answer(data),
         "lookup_user_request" => lookup_user_request(data),
         "envelope_batch" => envelope_batch(data),
         "envelope" => envelope(data),
-        "announce_ca_request" => announce_ca_request(data),
         "relayed_envelope" => relayed_envelope(data),
         _ => return false,
     }
@@ -84,14 +80,6 @@ pub fn ping_request(data: &[u8]) {
         return;
     };
     tenant(&request.from_tenant);
-}
-
-pub fn reachability_notice(data: &[u8]) {
-    let Some(notice) = decode::<pb::ReachabilityNotice>(data) else {
-        return;
-    };
-    tenant(&notice.from_tenant);
-    notice.members.iter().for_each(|m| member(m));
 }
 
 pub fn public_profile(data: &[u8]) {
@@ -147,14 +135,6 @@ pub fn envelope(data: &[u8]) {
     }
 }
 
-pub fn announce_ca_request(data: &[u8]) {
-    let Some(request) = decode::<pb::AnnounceCaRequest>(data) else {
-        return;
-    };
-    tenant(&request.from_tenant);
-    certificates(&request.ca_certificates);
-}
-
 /// An envelope read as the receiving gate reads it (bounded in size, then
 /// converted by `wire`), its event checked against the limits
 /// our own members are held to: none of it may panic, and an envelope that
@@ -162,7 +142,7 @@ pub fn announce_ca_request(data: &[u8]) {
 /// converts back to the same protobuf (the ids in their one spelling).
 pub fn relayed_envelope(data: &[u8]) {
     use tenant_node::federation::inbound::{Read, read_envelope};
-    use tenant_node::wire::{Envelope, Payload};
+    use tenant_node::wire::{Control, Message, Payload};
     let limits = tenant_node::config::Limits::default();
     let Some(envelope) = decode::<pb::Envelope>(data) else {
         return;
@@ -170,12 +150,26 @@ pub fn relayed_envelope(data: &[u8]) {
     let Ok(Read::Known(read)) = read_envelope(envelope, &limits) else {
         return;
     };
-    if let Payload::Event(relayed) = &read.payload {
-        let _ = tenant_node::rooms::content::event(&relayed.body, &limits);
-        member(relayed.sender.as_str());
+    match &read {
+        Message::Room(envelope) => {
+            if let Payload::Event(relayed) = &envelope.payload {
+                let _ = tenant_node::rooms::content::event(&relayed.body, &limits);
+                member(relayed.sender.as_str());
+            }
+        }
+        Message::Control(message) => match &message.control {
+            Control::Reachability { members, .. } => {
+                members.iter().for_each(|m| member(m.as_str()))
+            }
+            Control::Profile { profile, holders } => {
+                member(profile.user.as_str());
+                holders.iter().for_each(|m| member(m.as_str()));
+            }
+            Control::Cas { cas } => certificates(cas),
+        },
     }
     let wire = pb::Envelope::try_from(&read).expect("an envelope that reads converts back");
-    let again = Envelope::try_from(wire.clone()).expect("an envelope this node wrote reads");
+    let again = Message::try_from(wire.clone()).expect("an envelope this node wrote reads");
     assert_eq!(again, read, "an envelope reads back as itself");
     assert_eq!(
         pb::Envelope::try_from(&again).expect("an envelope that reads converts back"),

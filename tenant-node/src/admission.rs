@@ -119,6 +119,70 @@ pub fn invitation(room: &RoomId, actor: &MemberId, joiners: &[RoomPermit]) -> Op
     })
 }
 
+/// Proof that a control message may be queued for `peer`: for a profile
+/// sync, that this node's half admits the member with every holder it
+/// names (one [`Permit`] each); for an announcement, why it needs none.
+/// The outbox takes one for every control message it queues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlPermit {
+    peer: TenantId,
+    /// The member and the holders a profile sync may name; `None` for an
+    /// announcement, which names no holders.
+    profile: Option<(MemberId, Vec<MemberId>)>,
+}
+
+impl ControlPermit {
+    pub fn peer(&self) -> &TenantId {
+        &self.peer
+    }
+    /// Whether this permit covers a sync of `member`'s profile to
+    /// `holders`, none of them missing from the permits it was made of.
+    pub fn covers_profile(&self, member: &MemberId, holders: &[MemberId]) -> bool {
+        self.profile
+            .as_ref()
+            .is_some_and(|(m, hs)| m == member && holders.iter().all(|h| hs.contains(h)))
+    }
+    pub fn is_announcement(&self) -> bool {
+        self.profile.is_none()
+    }
+}
+
+/// Why an announcement to a peer needs no admission check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announcement {
+    /// Which of our members the peer can reach: it tells the peer what
+    /// our half now refuses (or admits again), and names no one of theirs.
+    Reachability,
+    /// Which CAs to trust for this node: every peer must hear it.
+    Cas,
+}
+
+/// The permit of an announcement to `peer`, for `why`.
+pub fn announcement(peer: &TenantId, why: Announcement) -> ControlPermit {
+    tracing::trace!(peer = %peer, ?why, "announcement needs no admission check");
+    ControlPermit {
+        peer: peer.clone(),
+        profile: None,
+    }
+}
+
+/// The permit of a sync of `member`'s profile to the holders of one peer
+/// tenant: one permit per holder, each for `member`; `None` when there is
+/// none, or they are not all for `member` and one tenant.
+pub fn profile_sync(member: &MemberId, holders: &[Permit]) -> Option<ControlPermit> {
+    let peer = holders.first()?.peer().clone();
+    holders
+        .iter()
+        .all(|p| &p.local == member && p.peer() == &peer)
+        .then(|| ControlPermit {
+            peer,
+            profile: Some((
+                member.clone(),
+                holders.iter().map(|p| p.external.clone()).collect(),
+            )),
+        })
+}
+
 /// The rule itself: a pure function of this node's facts.
 pub fn decide(local: &MemberId, external: &MemberId, half: Half) -> Result<Permit, Denied> {
     if !half.enabled {
@@ -185,7 +249,22 @@ impl Tenant {
             )));
         }
         let mut conn = self.store.pool().acquire().await?;
-        let half = half(&mut conn, local, external, external.tenant()).await?;
+        self.admit_in(&mut conn, local, external).await
+    }
+
+    /// `admit`, reading the facts in the caller's transaction.
+    pub(crate) async fn admit_in(
+        &self,
+        conn: &mut AnyConnection,
+        local: &MemberId,
+        external: &MemberId,
+    ) -> Result<Result<Permit, Denied>> {
+        if !local.belongs_to(&self.id) || external.belongs_to(&self.id) {
+            return Err(Error::Internal(format!(
+                "admission asked for {local} ↔ {external}, which is not local ↔ external"
+            )));
+        }
+        let half = half(conn, local, external, external.tenant()).await?;
         Ok(decide(local, external, half))
     }
 

@@ -67,6 +67,13 @@ impl Node {
             server_cert,
         );
         tenant.smtp = config.smtp.clone();
+        // During a CA change-over the previous certificate is still shown
+        // to peers that have not acknowledged the new CA.
+        if let Some(previous) = tenant.tls_files.load_previous_node().with_context(|| {
+            format!("cannot load the previous node certificate of {}", tenant.id)
+        })? {
+            tenant.set_previous_identity(Some(NodeIdentity::from_node_cert(&previous)?));
+        }
         let tenant = Arc::new(tenant);
         let mut declared = Vec::new();
         for peer in &config.peers {

@@ -13,14 +13,21 @@ use rustls::pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
 use works_bridge::{BridgeError, PeerClient, tls};
 
+use crate::admission::{self, Announcement};
 use crate::error::{Error, Result};
 use crate::ids::TenantId;
 use crate::model::Caller;
 use crate::store::audit::{self, NewEntry};
 use crate::store::now_ms;
+use crate::store::outbox::OutboxState;
 use crate::store::peers::{self as peer_store, PeerRow, PeerSource};
 use crate::tenant::Tenant;
 use crate::wire::status::from_peer;
+use crate::wire::{CAS_TOPIC, Control};
+
+/// How long a CA change waits for peers to acknowledge it before it
+/// answers; the others are told when they are back.
+const ANNOUNCE_WAIT: Duration = Duration::from_secs(5);
 
 const TOKEN_PREFIX: &str = "wpi1.";
 pub const DEFAULT_INVITATION_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -576,7 +583,11 @@ impl Tenant {
     }
 
     /// Starts a CA change-over: a new CA and node certificate; every peer is
-    /// told to trust both CAs, then this node switches to the new one.
+    /// told, through the outbox, to trust both CAs, and this node presents
+    /// the new certificate from now on, except to a peer that has not
+    /// acknowledged the announcement yet (it gets the previous one, which
+    /// it trusts). The answer says which peers acknowledged within a few
+    /// seconds; the others hear it when they are back.
     pub async fn rotate_ca(&self, caller: &Caller) -> Result<(CaStatus, Vec<PeerNotice>)> {
         caller.require_admin()?;
         if self.in_change_over()? {
@@ -585,24 +596,29 @@ impl Tenant {
             ));
         }
         let old_ca = self.identity().ca().clone();
+        let previous = self.identity();
         let (new_ca, node) = self
             .tls_files
             .rotate(&self.id, &[])
             .map_err(|e| Error::Internal(format!("cannot rotate the CA: {e}")))?;
         let both = vec![old_ca, new_ca.der().clone()];
-        // Told while still presenting the old certificate, which they trust.
-        let notices = self.announce_cas(&both).await?;
+        self.set_previous_identity(Some(previous));
+        let queued = self
+            .announce_cas(
+                &both,
+                NewEntry::new("ca.rotated", &caller.member)
+                    .detail(format!("new CA sha256 {}", new_ca.fingerprint())),
+            )
+            .await?;
         self.switch_to(&node)?;
-        self.record(
-            NewEntry::new("ca.rotated", &caller.member)
-                .detail(format!("new CA sha256 {}", new_ca.fingerprint())),
-        )
-        .await?;
         tracing::info!(by = %caller.member, ca = %new_ca.fingerprint(), "CA change-over started");
+        let notices = self.await_told(queued, both.len()).await?;
         Ok((self.ca_status(caller)?, notices))
     }
 
-    /// Ends a change-over: peers are told to trust the new CA alone.
+    /// Ends a change-over once every peer has acknowledged trusting both
+    /// CAs: peers are told, through the outbox, to trust the new CA alone,
+    /// and the previous CA and certificate are forgotten.
     pub async fn retire_previous_ca(&self, caller: &Caller) -> Result<(CaStatus, Vec<PeerNotice>)> {
         caller.require_admin()?;
         if !self.in_change_over()? {
@@ -610,14 +626,29 @@ impl Tenant {
                 "no CA change-over is under way".into(),
             ));
         }
+        {
+            let mut conn = self.store.pool().acquire().await?;
+            for peer in peer_store::all(&mut conn).await? {
+                if crate::store::outbox::topic_queued(&mut conn, &peer, CAS_TOPIC).await? {
+                    return Err(Error::FailedPrecondition(format!(
+                        "{peer} has not yet acknowledged the new CA (see `peer list`); retire once it has, or remove the peer"
+                    )));
+                }
+            }
+        }
         let current = self.identity().ca().clone();
-        let notices = self.announce_cas(&[current]).await?;
         self.tls_files
             .retire_previous()
             .map_err(|e| Error::Internal(e.to_string()))?;
-        self.record(NewEntry::new("ca.retired", &caller.member))
+        self.set_previous_identity(None);
+        let queued = self
+            .announce_cas(
+                std::slice::from_ref(&current),
+                NewEntry::new("ca.retired", &caller.member),
+            )
             .await?;
         tracing::info!(by = %caller.member, "previous CA retired");
+        let notices = self.await_told(queued, 1).await?;
         Ok((self.ca_status(caller)?, notices))
     }
 
@@ -633,45 +664,89 @@ impl Tenant {
         self.ca_status(caller)
     }
 
-    async fn announce_cas(&self, cas: &[CertificateDer<'static>]) -> Result<Vec<PeerNotice>> {
+    /// Queues `cas` for every peer, with `entry` for the audit, in one
+    /// transaction; wakes the deliverers. Returns each peer's outbox row.
+    async fn announce_cas(
+        &self,
+        cas: &[CertificateDer<'static>],
+        entry: NewEntry,
+    ) -> Result<Vec<(TenantId, i64)>> {
+        let control = Control::Cas {
+            cas: cas.iter().map(|c| c.to_vec()).collect(),
+        };
+        let at = now_ms();
+        let mut w = self.store.begin_write().await?;
+        let mut queued = Vec::new();
+        for peer in peer_store::all(&mut w.tx).await? {
+            let permit = admission::announcement(&peer, Announcement::Cas);
+            let row = self.queue_control(&mut w.tx, &permit, &control, at).await?;
+            queued.push((peer, row));
+        }
+        audit::append(&mut w.tx, &entry, at).await?;
+        w.commit().await?;
+        queued.iter().for_each(|(peer, _)| self.outbox.wake(peer));
+        Ok(queued)
+    }
+
+    /// Waits a few seconds for the peers to acknowledge an announcement of
+    /// `count` CAs, and says how each stands.
+    async fn await_told(
+        &self,
+        queued: Vec<(TenantId, i64)>,
+        count: usize,
+    ) -> Result<Vec<PeerNotice>> {
+        let deadline = tokio::time::Instant::now() + ANNOUNCE_WAIT;
         let mut notices = Vec::new();
-        for peer in self.store.peers().await? {
-            let told = match self.dial(&peer).await {
-                Ok(mut client) => client
-                    .announce_cas(&self.id, cas)
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
+        for (peer, row) in queued {
+            let state = loop {
+                let state = {
+                    let mut conn = self.store.pool().acquire().await?;
+                    crate::store::outbox::row_state(&mut conn, row).await?
+                };
+                match state {
+                    Some((OutboxState::Queued, _)) if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    other => break other,
+                }
             };
-            if let Err(e) = &told {
-                self.store.peer_failed(&peer.tenant, e).await?;
-            }
-            notices.push(PeerNotice {
-                told: told.is_ok(),
-                detail: match told {
-                    Ok(()) => format!(
-                        "{} now trusts {} CA(s) for {}",
-                        peer.tenant,
-                        cas.len(),
-                        self.id
+            let (told, detail) = match state {
+                Some((OutboxState::Delivered, _)) => (
+                    true,
+                    format!("{peer} now trusts {count} CA(s) for {}", self.id),
+                ),
+                Some((OutboxState::Refused, reason)) => (
+                    false,
+                    format!("{peer} refused: {}", reason.unwrap_or_default()),
+                ),
+                Some((OutboxState::Queued, reason)) => (
+                    false,
+                    format!(
+                        "queued for {peer}, which has not answered yet{}; it is told when it is back",
+                        reason.map(|r| format!(" ({r})")).unwrap_or_default()
                     ),
-                    Err(e) => format!("{} was not told: {e}", peer.tenant),
-                },
-                tenant: peer.tenant,
+                ),
+                None => (false, format!("replaced by a newer announcement to {peer}")),
+            };
+            notices.push(PeerNotice {
+                tenant: peer,
+                told,
+                detail,
             });
         }
         Ok(notices)
     }
 
-    /// A peer rotates its CA (called through the bridge).
-    pub async fn replace_peer_cas(
+    /// A peer's CA announcement (already checked against the certificate
+    /// it presents), stored in the caller's transaction (the relay
+    /// batch's); pin the CAs with `pin_peer_cas` after the commit.
+    pub(crate) async fn replace_peer_cas(
         &self,
+        conn: &mut sqlx::AnyConnection,
         peer: &TenantId,
-        cas: Vec<CertificateDer<'static>>,
+        cas: &[CertificateDer<'static>],
     ) -> Result<()> {
-        let row = self
-            .store
-            .peer(peer)
+        let row = peer_store::peer(&mut *conn, peer)
             .await?
             .ok_or_else(|| Error::NotFound(format!("peer {peer}")))?;
         if row.source == PeerSource::Config {
@@ -680,31 +755,30 @@ impl Tenant {
                 self.id
             )));
         }
-        self.pinnable(peer, &cas)?;
+        self.pinnable(peer, cas)?;
         let pem: String = cas.iter().map(|c| works_certs::to_pem(c)).collect();
-        self.store.update_peer_cas(peer, &pem).await?;
-        let cas_fingerprints: Vec<String> =
-            cas.iter().map(|c| works_certs::fingerprint(c)).collect();
-        self.pin(peer, cas);
-        let fingerprints: Vec<String> = cas_fingerprints;
-        self.record(
-            NewEntry::new("peer.ca_changed", format!("peer:{peer}"))
+        peer_store::set_cas(&mut *conn, peer, &pem).await?;
+        let fingerprints: Vec<String> = cas.iter().map(|c| works_certs::fingerprint(c)).collect();
+        audit::append(
+            &mut *conn,
+            &NewEntry::new("peer.ca_changed", format!("peer:{peer}"))
                 .peer(peer)
                 .detail(format!(
                     "trusted CAs now sha256 {}",
                     fingerprints.join(", ")
                 )),
+            now_ms(),
         )
         .await?;
-        tracing::info!(peer = %peer, "peer CAs replaced");
         Ok(())
     }
-}
 
-impl Tenant {
-    /// Whether `cas` may be trusted for `peer`: none is this node's own CA
-    /// or one trusted for another tenant, so that a certificate proves at
-    /// most one company.
+    /// After a peer's CA announcement committed: trust exactly its CAs.
+    pub(crate) fn pin_peer_cas(&self, peer: &TenantId, cas: Vec<CertificateDer<'static>>) {
+        self.pin(peer, cas);
+        tracing::info!(peer = %peer, "peer CAs replaced");
+    }
+
     fn pinnable(&self, peer: &TenantId, cas: &[CertificateDer<'static>]) -> Result<()> {
         let own = [self.tls_files.load_ca().ok().map(|ca| ca.der().clone())];
         if cas.iter().any(|ca| own.iter().flatten().any(|o| o == ca)) {

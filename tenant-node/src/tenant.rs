@@ -6,6 +6,7 @@
 //! and no one else's (`pub(crate)`); an area's own state sits behind its
 //! own type (`outbox::Relay`, `rooms::send::Sends`) with private fields.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use works_bridge::tls::ServerCert;
@@ -20,6 +21,7 @@ use crate::live::hub::Hub;
 use crate::store::audit::{self, NewEntry};
 use crate::store::peers::PeerRow;
 use crate::store::{Store, now_ms, settings};
+use crate::wire::CAS_TOPIC;
 
 pub struct Tenant {
     pub(crate) id: TenantId,
@@ -28,6 +30,13 @@ pub struct Tenant {
     pub(crate) limits: Limits,
     /// This node's certificate chain and key on the bridge, as a client.
     identity: RwLock<NodeIdentity>,
+    /// During a CA change-over, the certificate of the CA being retired:
+    /// presented, as a client, to a peer that has not yet acknowledged the
+    /// new CA (it trusts only the old one until then).
+    previous_identity: RwLock<Option<NodeIdentity>>,
+    /// Counts changes of what this node presents; a relay stream opened
+    /// under an older count is opened again.
+    identity_epoch: AtomicU64,
     /// The same, as the bridge server presents it.
     pub(crate) server_cert: Arc<ServerCert>,
     /// Where the CA and node certificate live.
@@ -61,6 +70,8 @@ impl Tenant {
             hub: Hub::new(64),
             limits,
             identity: RwLock::new(identity),
+            previous_identity: RwLock::new(None),
+            identity_epoch: AtomicU64::new(0),
             server_cert,
             tls_files,
             smtp: None,
@@ -84,7 +95,39 @@ impl Tenant {
         if let Ok(mut slot) = self.identity.write() {
             *slot = identity;
         }
+        self.identity_epoch.fetch_add(1, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Keeps (or forgets) the certificate of the CA being retired.
+    pub fn set_previous_identity(&self, identity: Option<NodeIdentity>) {
+        if let Ok(mut slot) = self.previous_identity.write() {
+            *slot = identity;
+        }
+        self.identity_epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Changes whenever what this node presents to peers may change.
+    pub fn identity_epoch(&self) -> u64 {
+        self.identity_epoch.load(Ordering::SeqCst)
+    }
+
+    /// What this node presents to `peer`: during a change-over, the
+    /// previous certificate until the peer has acknowledged the new CA.
+    async fn identity_for(&self, peer: &TenantId) -> NodeIdentity {
+        let previous = self.previous_identity.read().ok().and_then(|p| p.clone());
+        if let Some(previous) = previous {
+            let unacknowledged = match self.store.pool().acquire().await {
+                Ok(mut conn) => crate::store::outbox::topic_queued(&mut conn, peer, CAS_TOPIC)
+                    .await
+                    .unwrap_or(false),
+                Err(_) => false,
+            };
+            if unacknowledged {
+                return previous;
+            }
+        }
+        self.identity()
     }
 
     /// Parses a member id the client API was given in `field` and checks it
@@ -112,7 +155,8 @@ impl Tenant {
     pub async fn dial(&self, peer: &PeerRow) -> std::result::Result<PeerClient, BridgeError> {
         let anchors =
             works_certs::certificates(&peer.ca_pem).map_err(|e| BridgeError::Tls(e.to_string()))?;
-        let config = tls::client_config_pinned(&self.identity(), &anchors)?;
+        let identity = self.identity_for(&peer.tenant).await;
+        let config = tls::client_config_pinned(&identity, &anchors)?;
         PeerClient::connect(&peer.endpoint, &peer.tenant, config).await
     }
 

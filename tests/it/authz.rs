@@ -415,14 +415,6 @@ const BRIDGE_MATRIX: &[(&str, [Option<Code>; 4])] = &[
         [is(UNAUTH), is(INVALID), is(DENIED), NA],
     ),
     (
-        "/works.federation.v1.Bridge/AnnounceCa",
-        [is(UNAUTH), is(INVALID), is(DENIED), NA],
-    ),
-    (
-        "/works.federation.v1.Bridge/NotifyReachability",
-        [is(UNAUTH), is(INVALID), is(DENIED), is(DENIED)],
-    ),
-    (
         "/works.federation.v1.Bridge/LookupUser",
         [is(UNAUTH), is(INVALID), is(DENIED), is(DENIED)],
     ),
@@ -432,10 +424,6 @@ const BRIDGE_MATRIX: &[(&str, [Option<Code>; 4])] = &[
     ),
     (
         "/works.federation.v1.Bridge/AnswerFriendRequest",
-        [is(UNAUTH), is(INVALID), is(DENIED), is(DENIED)],
-    ),
-    (
-        "/works.federation.v1.Bridge/SyncProfile",
         [is(UNAUTH), is(INVALID), is(DENIED), is(DENIED)],
     ),
     (
@@ -464,12 +452,6 @@ fn naming_a_foreign_user(path: &str) -> Option<Vec<u8>> {
     };
     let method = path.rsplit('/').next().unwrap_or_default();
     Some(match method {
-        "NotifyReachability" => fed::ReachabilityNotice {
-            from_tenant: "b.example".into(),
-            members: vec![foreign],
-            ..Default::default()
-        }
-        .encode_to_vec(),
         "LookupUser" => fed::LookupUserRequest {
             requester: foreign,
             user: "alice@a.example".into(),
@@ -491,7 +473,6 @@ fn naming_a_foreign_user(path: &str) -> Option<Vec<u8>> {
             from_profile: Some(profile),
         }
         .encode_to_vec(),
-        "SyncProfile" => profile.encode_to_vec(),
         // Accepted as a stream; the envelope itself is refused in its ack
         // (see relay.rs).
         "Relay" => fed::EnvelopeBatch {

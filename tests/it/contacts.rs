@@ -358,14 +358,12 @@ async fn trash_restore_and_unknown_status() {
 
     // B withdraws bob: alice sees him as unknown.
     allow(&b.admin().await, true, &bob.id, false).await;
-    let shown = c
-        .get_contact(pb::ContactRef {
-            user_id: bob.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(shown.status, "unknown");
+    support::until(
+        support::RELAY_DEADLINE,
+        "alice sees bob unknown",
+        || async { alice.contact(&bob.id).await.status == "unknown" },
+    )
+    .await;
 }
 
 async fn befriended() -> (TestNode, TestNode, Member, Member) {
@@ -498,6 +496,13 @@ async fn profile_changes_at_home_reach_the_contacts_at_the_peer() {
         .unwrap()
         .into_inner()
         .photo;
+    // The profile travels in B's queue for A.
+    support::until(
+        support::RELAY_DEADLINE,
+        "alice sees bob's profile",
+        || async { alice.contact(&bob.id).await.display_name == "Robert" },
+    )
+    .await;
     let seen = alice.contact(&bob.id).await;
     assert_eq!(
         (
@@ -517,6 +522,12 @@ async fn profile_changes_at_home_reach_the_contacts_at_the_peer() {
         })
         .await
         .unwrap();
+    support::until(
+        support::RELAY_DEADLINE,
+        "alice sees B's new name",
+        || async { alice.contact(&bob.id).await.status == "B Holdings" },
+    )
+    .await;
     let seen = alice.contact(&bob.id).await;
     assert_eq!(
         seen.status, "B Holdings",
@@ -538,17 +549,22 @@ async fn profile_changes_at_home_reach_the_contacts_at_the_peer() {
         photo_content_type: String::new(),
         company: "B".into(),
     };
-    check(
-        from_b.raw().sync_profile(profile(&alice.id, vec![])).await,
-        Code::PermissionDenied,
-        "user names a.example",
+    support::refused(
+        &support::relay_control(
+            &mut from_b,
+            "b.example",
+            support::wire::profile(profile(&alice.id, vec![]), &[&alice.id]),
+        )
+        .await,
+        "b.example cannot speak for alice@a.example",
     );
-    check(
-        from_b
-            .raw()
-            .sync_profile(profile(&bob.id, b"MZ not an image".to_vec()))
-            .await,
-        Code::InvalidArgument,
+    support::refused(
+        &support::relay_control(
+            &mut from_b,
+            "b.example",
+            support::wire::profile(profile(&bob.id, b"MZ not an image".to_vec()), &[&alice.id]),
+        )
+        .await,
         "must be a PNG or JPEG image",
     );
     let seen = alice.contact(&bob.id).await;

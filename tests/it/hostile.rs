@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::support::wire::{self, Payload};
 use crate::support::{
     self, RELAY_DEADLINE, TestNode, allow, bridge_client, check, envelope, history_texts, pair,
-    peer_with, peers, relay_once, texts, until, until_texts,
+    peer_with, peers, refused, relay_control, relay_once, stored, texts, until, until_texts,
 };
 use tonic::Code;
 use works_certs::{TenantCa, Validity};
@@ -35,20 +35,6 @@ async fn relay_one(client: &mut works_bridge::PeerClient, envelope: fed::Envelop
     let mut acks = relay_once(client, vec![envelope]).await;
     assert_eq!(acks.len(), 1, "{acks:?}");
     acks.remove(0)
-}
-
-fn refused(ack: &fed::Ack, fragment: &str) {
-    assert!(
-        ack.refused.contains(fragment) && !ack.retry,
-        "expected a refusal naming {fragment:?}, got {ack:?}"
-    );
-}
-
-fn stored(ack: &fed::Ack) {
-    assert!(
-        ack.refused.is_empty() && !ack.retry,
-        "expected stored: {ack:?}"
-    );
 }
 
 /// The room's id once `who` sees it in their list.
@@ -352,14 +338,13 @@ async fn ca_announcements_hold_only_the_announcers_own_chain() {
     let c_ca = c.tls_files().load_ca().unwrap();
 
     let mut from_b = bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
-    let err = from_b
-        .announce_cas(
-            &tenant("b.example"),
-            &[b_ca.der().clone(), c_ca.der().clone()],
-        )
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = relay_control(
+        &mut from_b,
+        "b.example",
+        wire::cas(vec![b_ca.der().to_vec(), c_ca.der().to_vec()]),
+    )
+    .await
+    .refused;
     assert!(
         err.contains("is not b.example's: it neither issues the caller's certificate"),
         "{err}"
@@ -370,14 +355,13 @@ async fn ca_announcements_hold_only_the_announcers_own_chain() {
         Validity::from_now(Duration::from_secs(3600)),
     )
     .unwrap();
-    let err = from_b
-        .announce_cas(
-            &tenant("b.example"),
-            &[b_ca.der().clone(), spare.der().clone()],
-        )
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = relay_control(
+        &mut from_b,
+        "b.example",
+        wire::cas(vec![b_ca.der().to_vec(), spare.der().to_vec()]),
+    )
+    .await
+    .refused;
     assert!(
         err.contains("is not b.example's: it neither issues the caller's certificate"),
         "{err}"

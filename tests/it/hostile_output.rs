@@ -315,16 +315,22 @@ async fn another_companys_text_cannot_drive_a_members_terminal() {
         ))
         .await
         .expect("a pending request");
-    attacker
-        .raw()
-        .sync_profile(fed::PublicProfile {
-            user: bob.id.clone(),
-            display_name: "Bob \u{202e}nimda".into(),
-            company: "B \u{202d}Holdings \u{2066}Group\u{2069}".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("bob's profile synced");
+    support::stored(
+        &support::relay_control(
+            &mut attacker,
+            "b.example",
+            support::wire::profile(
+                fed::PublicProfile {
+                    user: bob.id.clone(),
+                    display_name: "Bob \u{202e}nimda".into(),
+                    company: "B \u{202d}Holdings \u{2066}Group\u{2069}".into(),
+                    ..Default::default()
+                },
+                &[&alice.id],
+            ),
+        )
+        .await,
+    );
 
     // B's member, through B's real client API: a message whose text sets
     // the terminal's title, clears the screen and fakes a line of output,

@@ -2,7 +2,10 @@
 //! certificate and sends crafted bridge calls. Each test asserts what a
 //! member or admin of the attacked node sees through the client API.
 
-use crate::support::{self, Member, TestNode, allow, bridge_client, check, peer_with};
+use crate::support::wire;
+use crate::support::{
+    self, Member, TestNode, allow, bridge_client, check, peer_with, refused, relay_control, stored,
+};
 use tenant_node::config::Config;
 use tonic::Code;
 use works_proto::client::v1 as pb;
@@ -227,32 +230,50 @@ async fn reachability_notices_from_a_peer_are_limited() {
         c.limits.reachability_notices_per_peer_hour = 2;
     })
     .await;
-    let notice = |members: Vec<String>| fed::ReachabilityNotice {
-        from_tenant: "b.example".into(),
-        all_members: members.is_empty(),
-        members,
-        reachable: false,
-    };
     let made_up: Vec<String> = (0..1001).map(|i| format!("ghost{i}@b.example")).collect();
-    check(
-        attacker.raw().notify_reachability(notice(made_up)).await,
-        Code::InvalidArgument,
+    let made_up: Vec<&str> = made_up.iter().map(String::as_str).collect();
+    refused(
+        &relay_control(
+            &mut attacker,
+            "b.example",
+            wire::reachability(&made_up, false),
+        )
+        .await,
         "at most 1000 members per notice",
     );
     for i in 0..2 {
-        attacker
-            .raw()
-            .notify_reachability(notice(vec![format!("ghost{i}@b.example")]))
-            .await
-            .expect("within the limit");
-    }
-    check(
-        attacker
-            .raw()
-            .notify_reachability(notice(vec!["ghost9@b.example".into()]))
+        let ghost = format!("ghost{i}@b.example");
+        stored(
+            &relay_control(
+                &mut attacker,
+                "b.example",
+                wire::reachability(&[&ghost], false),
+            )
             .await,
-        Code::ResourceExhausted,
+        );
+    }
+    refused(
+        &relay_control(
+            &mut attacker,
+            "b.example",
+            wire::reachability(&["ghost9@b.example"], false),
+        )
+        .await,
         "b.example already sent 2 reachability notices this hour, the most a.example accepts; try again in ",
+    );
+    // Another tenant's members, or another tenant's name: refused.
+    refused(
+        &relay_control(
+            &mut attacker,
+            "b.example",
+            wire::reachability(&["carol@c.example"], false),
+        )
+        .await,
+        "b.example cannot speak for carol@c.example",
+    );
+    refused(
+        &relay_control(&mut attacker, "c.example", wire::reachability(&[], false)).await,
+        "b.example cannot send a control message as c.example",
     );
 }
 
@@ -353,12 +374,13 @@ async fn photos_from_a_peer_are_decoded_and_encoded_again() {
     let mut attacker = bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
 
     // Bytes that only start like a PNG: refused, nothing stored.
-    check(
-        attacker
-            .raw()
-            .sync_profile(profile(&bob.id, "B", FAKE_PNG.to_vec()))
-            .await,
-        Code::InvalidArgument,
+    refused(
+        &relay_control(
+            &mut attacker,
+            "b.example",
+            wire::profile(profile(&bob.id, "B", FAKE_PNG.to_vec()), &[&alice.id]),
+        )
+        .await,
         "invalid photo: is not a valid PNG image",
     );
     let seen = alice.contact(&bob.id).await;
@@ -367,11 +389,14 @@ async fn photos_from_a_peer_are_decoded_and_encoded_again() {
 
     // A real JPEG: stored encoded again, without its EXIF block.
     let sent = jpeg_with_location();
-    attacker
-        .raw()
-        .sync_profile(profile(&bob.id, "B", sent.clone()))
-        .await
-        .expect("a real photo is taken");
+    stored(
+        &relay_control(
+            &mut attacker,
+            "b.example",
+            wire::profile(profile(&bob.id, "B", sent.clone()), &[&alice.id]),
+        )
+        .await,
+    );
     let seen = alice.contact(&bob.id).await;
     assert_eq!(seen.photo_content_type, "image/jpeg");
     assert_ne!(seen.photo, sent);
@@ -599,17 +624,12 @@ async fn lookups_and_profile_syncs_from_a_peer_are_limited() {
     for name in ["Bob 1", "Bob 2"] {
         let mut p = profile(&bob.id, "B", vec![]);
         p.display_name = name.into();
-        attacker
-            .raw()
-            .sync_profile(p)
-            .await
-            .expect("within the limit");
+        stored(&relay_control(&mut attacker, "b.example", wire::profile(p, &[&alice.id])).await);
     }
     let mut p = profile(&bob.id, "B", vec![]);
     p.display_name = "Bob 3".into();
-    check(
-        attacker.raw().sync_profile(p).await,
-        Code::ResourceExhausted,
+    refused(
+        &relay_control(&mut attacker, "b.example", wire::profile(p, &[&alice.id])).await,
         "bob@b.example's profile was already synced 2 times this hour, the most a.example accepts",
     );
     let seen = alice.contact(&bob.id).await;

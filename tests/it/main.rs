@@ -15,6 +15,7 @@ mod authz;
 mod chat;
 mod cli;
 mod contacts;
+mod control;
 mod faults;
 mod hostile;
 mod hostile_output;

@@ -3,7 +3,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::support::{self, TestNode, bridge_client, check, peers};
+use crate::support::wire;
+use crate::support::{self, TestNode, bridge_client, check, peers, refused, relay_control};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tenant_node::client::Client;
@@ -710,40 +711,28 @@ async fn a_ca_change_over_keeps_the_peering_alive() {
         Validity::from_now(Duration::from_secs(3600)),
     )
     .unwrap();
-    let announce = |cas: Vec<Vec<u8>>| fed::AnnounceCaRequest {
-        from_tenant: "a.example".into(),
-        ca_certificates: cas,
-    };
-    check(
-        client
-            .raw()
-            .announce_ca(announce(vec![stranger.der().to_vec()]))
-            .await,
-        Code::FailedPrecondition,
+    refused(
+        &relay_control(
+            &mut client,
+            "a.example",
+            wire::cas(vec![stranger.der().to_vec()]),
+        )
+        .await,
         "lock itself out",
     );
-    check(
-        client.raw().announce_ca(announce(vec![])).await,
-        Code::InvalidArgument,
+    refused(
+        &relay_control(&mut client, "a.example", wire::cas(vec![])).await,
         "one CA",
     );
     let leaf = works_certs::certificates(&a.tls_files().load_node().unwrap().chain_pem).unwrap()[0]
         .to_vec();
-    check(
-        client.raw().announce_ca(announce(vec![leaf])).await,
-        Code::InvalidArgument,
+    refused(
+        &relay_control(&mut client, "a.example", wire::cas(vec![leaf])).await,
         "not a CA",
     );
-    check(
-        client
-            .raw()
-            .announce_ca(fed::AnnounceCaRequest {
-                from_tenant: "c.example".into(),
-                ca_certificates: vec![],
-            })
-            .await,
-        Code::PermissionDenied,
-        "from_tenant names c.example",
+    refused(
+        &relay_control(&mut client, "c.example", wire::cas(vec![])).await,
+        "a.example cannot send a control message as c.example",
     );
 }
 

@@ -58,6 +58,26 @@ async fn find(who: &Member, user: &str) -> Result<pb::ExternalProfile, tonic::St
         .map(|r| r.into_inner())
 }
 
+/// Waits until `admin`'s node has recorded `n` reachability notices from
+/// its peers (they come through the peers' outboxes).
+async fn until_reachability(admin: &Client, n: usize) {
+    support::until(support::RELAY_DEADLINE, "the peer's notice", || async {
+        audit(
+            admin,
+            pb::AuditSearchRequest {
+                text: "peer.reachability".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .iter()
+        .filter(|e| e.kind == "peer.reachability")
+        .count()
+            >= n
+    })
+    .await;
+}
+
 async fn audit(admin: &Client, filter: pb::AuditSearchRequest) -> Vec<pb::AuditEntry> {
     admin
         .audit
@@ -410,10 +430,14 @@ async fn the_audit_log_finds_every_external_event_and_detects_tampering() {
         - 1;
     enable(&a_admin, true).await;
     connect(&a_admin, &alice.id, true).await;
+    // B's notices come through its outbox: each is waited for.
     enable(&b_admin, true).await;
+    until_reachability(&a_admin, 1).await;
     connect(&b_admin, &bob.id, true).await;
+    until_reachability(&a_admin, 2).await;
     find(&alice, &bob.id).await.unwrap();
     connect(&b_admin, &bob.id, false).await;
+    until_reachability(&a_admin, 3).await;
     check(find(&alice, &bob.id).await, Code::NotFound, "bob");
 
     let kinds =
@@ -681,14 +705,21 @@ async fn switching_off_makes_members_unknown_at_the_peer_until_switched_on_again
     assert_eq!(incoming(b_admin.clone()).await, 1);
 
     enable(&b_admin, false).await;
-    let told = audit(
-        &a_admin,
-        pb::AuditSearchRequest {
-            text: "all members unknown".into(),
-            ..Default::default()
-        },
-    )
+    let unknown = || async {
+        audit(
+            &a_admin,
+            pb::AuditSearchRequest {
+                text: "all members unknown".into(),
+                ..Default::default()
+            },
+        )
+        .await
+    };
+    support::until(support::RELAY_DEADLINE, "B's notice", || async {
+        !unknown().await.is_empty()
+    })
     .await;
+    let told = unknown().await;
     assert_eq!(told.len(), 1);
     assert_eq!(
         (told[0].kind.as_str(), told[0].actor.as_str()),
@@ -707,6 +738,19 @@ async fn switching_off_makes_members_unknown_at_the_peer_until_switched_on_again
 
     // Back on: bob is reachable again (he is still on B's connected list).
     enable(&b_admin, true).await;
+    support::until(support::RELAY_DEADLINE, "B's notice", || async {
+        audit(
+            &a_admin,
+            pb::AuditSearchRequest {
+                text: "all members reachable again".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .len()
+            == 2
+    })
+    .await;
     let again = find(&alice, &bob.id).await.unwrap();
     assert_eq!(again.user_id, bob.id);
     assert_eq!(incoming(b_admin.clone()).await, 2);
@@ -714,29 +758,22 @@ async fn switching_off_makes_members_unknown_at_the_peer_until_switched_on_again
     // A peer may speak only of its own members.
     // B's node itself, with its real certificate, calling A's bridge.
     let mut from_b = support::bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
-    let notice =
-        |members: Vec<String>, all_members: bool| works_proto::federation::v1::ReachabilityNotice {
-            from_tenant: "b.example".into(),
-            all_members,
-            members,
-            reachable: false,
-        };
-    check(
-        from_b
-            .raw()
-            .notify_reachability(notice(vec![alice.id.clone()], false))
-            .await,
-        Code::PermissionDenied,
-        "members names a.example",
+    support::refused(
+        &support::relay_control(
+            &mut from_b,
+            "b.example",
+            support::wire::reachability(&[&alice.id], false),
+        )
+        .await,
+        "b.example cannot speak for alice@a.example",
     );
-    check(
-        from_b
-            .raw()
-            .notify_reachability(notice(vec![bob.id.clone()], true))
-            .await,
-        Code::InvalidArgument,
-        "not both",
-    );
+    let mut both =
+        support::wire::control("b.example", support::wire::reachability(&[&bob.id], true));
+    if let Some(support::wire::Payload::Reachability(r)) = &mut both.payload {
+        r.all_members = true;
+    }
+    let acks = support::relay_once(&mut from_b, vec![both]).await;
+    support::refused(&acks[0], "not both");
     // Alice is still reachable from A's own point of view: nothing was stored.
     let alice_unknown = audit(
         &a_admin,

@@ -323,15 +323,11 @@ async fn befriend(alice: &Client, carol: &Client) -> anyhow::Result<()> {
         .await
         .map_err(status_error)?;
     say("carol", "profile set --display-name \"Carol C. Chen\"");
-    let seen = alice
-        .contacts
-        .clone()
-        .get_contact(pb::ContactRef {
-            user_id: contact.user_id,
-        })
-        .await
-        .map_err(status_error)?
-        .into_inner();
+    // The profile travels in acme.example's queue for globex.example.
+    let seen = wait_for_contact(alice, &contact.user_id, |c| {
+        c.display_name == "Carol C. Chen"
+    })
+    .await?;
     say(
         "alice",
         format!(
@@ -503,15 +499,7 @@ async fn chat_across(
     );
     let gone = next_event(&mut alice_stream).await?;
     say("alice", format!("sees {}", crate::cli::event_line(&gone)));
-    let shown = alice
-        .contacts
-        .clone()
-        .get_contact(pb::ContactRef {
-            user_id: "carol@globex.example".into(),
-        })
-        .await
-        .map_err(status_error)?
-        .into_inner();
+    let shown = wait_for_contact(alice, "carol@globex.example", |c| c.status == "unknown").await?;
     say(
         "alice",
         format!(
@@ -601,6 +589,30 @@ async fn wait_for_room(who: &Client, member: &str) -> anyhow::Result<pb::Room> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Err(anyhow!("no room with {member} arrived within 10 s"))
+}
+
+/// `who`'s contact `user` once it is as `wanted`.
+async fn wait_for_contact(
+    who: &Client,
+    user: &str,
+    wanted: impl Fn(&pb::ExternalContact) -> bool,
+) -> anyhow::Result<pb::ExternalContact> {
+    for _ in 0..200 {
+        let contact = who
+            .contacts
+            .clone()
+            .get_contact(pb::ContactRef {
+                user_id: user.into(),
+            })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        if wanted(&contact) {
+            return Ok(contact);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(anyhow!("contact {user} did not change within 10 s"))
 }
 
 /// Waits until `event` is in `who`'s copy of `room`.

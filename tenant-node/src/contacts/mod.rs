@@ -8,7 +8,9 @@ pub mod mail;
 use works_bridge::error::clip;
 use works_bridge::{BridgeError, PublicProfile};
 
-use crate::admission::Permit;
+use std::collections::BTreeMap;
+
+use crate::admission::{self, Permit};
 use crate::error::{Error, Result};
 use crate::ids::{MemberId, TenantId};
 use crate::model::{Caller, MemberState, Notice};
@@ -19,6 +21,7 @@ use crate::store::limits::{self, ArrivalFilter};
 use crate::store::{now_ms, policy};
 use crate::tenant::Tenant;
 use crate::wire::status::from_peer;
+use crate::wire::{Control, Profile};
 
 impl Tenant {
     /// Finds a member of another company by exact id: their public profile
@@ -526,6 +529,13 @@ impl Tenant {
             // transaction that counted it rolls back.
             return Ok(None);
         }
+        // Decoded only within the limits just counted; the member who
+        // accepts has the requester's photo at once.
+        if !from.photo.is_empty() {
+            let photo =
+                crate::accounts::photo::normalize(from.photo, self.limits.max_photo_bytes).await?;
+            store::set_request_photo(&mut w.tx, &row.id, &photo.bytes, &photo.content_type).await?;
+        }
         limits::set_peer_company(&mut w.tx, peer.as_str(), &company, row.created_at_ms).await?;
         audit::append(
             &mut w.tx,
@@ -782,19 +792,20 @@ impl Tenant {
             Err(e) => return Err(from_peer(permit.peer(), e)),
         }
         let at = now_ms();
+        let mut w = self.store.begin_write().await?;
+        let photo = store::request_photo(&mut w.tx, &row.id).await?;
         let contact = ContactRow {
             owner: caller.member.to_string(),
             user_id: external.to_string(),
             display_name: row.display_name.clone(),
-            photo: None,
-            photo_type: None,
+            photo_type: photo.as_ref().map(|p| p.1.clone()),
+            photo: photo.map(|p| p.0),
             company: row.company.clone(),
             fields: serde_json::json!({ "name": row.display_name }).to_string(),
             created_at_ms: at,
             synced_at_ms: at,
             trashed_at_ms: None,
         };
-        let mut w = self.store.begin_write().await?;
         store::decide_request(&mut w.tx, &row.id, "accepted", at).await?;
         store::upsert_contact(&mut w.tx, &contact).await?;
         audit::append(
@@ -1279,49 +1290,61 @@ impl Tenant {
 }
 
 impl Tenant {
-    /// Sends a member's public profile to every peer whose members hold
-    /// them as a contact. Best effort: a peer that misses it catches up at
-    /// the next change.
+    /// Queues a member's public profile for every peer whose members hold
+    /// them as a contact, for those holders this node's half admits with
+    /// the member now (none while external messaging is off, the member
+    /// is not connected, or the member blocked the holder). A newer
+    /// profile replaces one still queued; a peer that is down gets it when
+    /// it is back.
     pub async fn push_profile(&self, member: &MemberId) -> Result<()> {
-        let holders = {
-            let mut conn = self.store.pool().acquire().await?;
-            store::holders_of(&mut conn, member.as_str()).await?
-        };
-        let mut tenants: Vec<TenantId> = holders
+        let profile = Profile::from(self.public_profile(member).await?);
+        let at = now_ms();
+        let mut w = self.store.begin_write().await?;
+        let holders: Vec<MemberId> = store::holders_of(&mut w.tx, member.as_str())
+            .await?
             .iter()
             .filter_map(|h| MemberId::parse(h).ok())
-            .map(|h| h.tenant().clone())
             .collect();
-        tenants.sort();
-        tenants.dedup();
-        if tenants.is_empty() {
-            return Ok(());
+        let mut by_peer: BTreeMap<TenantId, Vec<Permit>> = BTreeMap::new();
+        for holder in &holders {
+            match self.admit_in(&mut w.tx, member, holder).await? {
+                Ok(permit) => by_peer
+                    .entry(holder.tenant().clone())
+                    .or_default()
+                    .push(permit),
+                Err(denied) => {
+                    tracing::debug!(member = %member, holder = %holder, reason = denied.reason(), "profile not synced to a contact")
+                }
+            }
         }
-        let profile = self.public_profile(member).await?;
-        for tenant in tenants {
-            let result = match self.dial_tenant(&tenant).await {
-                Ok(mut client) => client
-                    .sync_profile(&profile)
-                    .await
-                    .map_err(|e| from_peer(&tenant, e)),
-                Err(e) => Err(e),
+        let mut told = Vec::new();
+        for (peer, permits) in by_peer {
+            let Some(permit) = admission::profile_sync(member, &permits) else {
+                continue;
             };
-            let detail = match &result {
-                Ok(()) => "profile sent".to_string(),
-                Err(e) => format!("profile not sent: {e}"),
+            let control = Control::Profile {
+                profile: profile.clone(),
+                holders: permits.iter().map(|p| p.external().clone()).collect(),
             };
-            self.record(
-                NewEntry::new("profile.pushed", member)
+            self.queue_control(&mut w.tx, &permit, &control, at).await?;
+            audit::append(
+                &mut w.tx,
+                &NewEntry::new("profile.pushed", member)
                     .member(member)
-                    .peer(&tenant)
-                    .detail(detail),
+                    .peer(&peer)
+                    .detail(format!("queued for {} contact(s)", permits.len())),
+                at,
             )
             .await?;
+            told.push(peer);
         }
+        w.commit().await?;
+        told.iter().for_each(|peer| self.outbox.wake(peer));
         Ok(())
     }
 
-    /// After the company name changed: every member held as a contact.
+    /// After the company name changed, or external messaging came back
+    /// on: every member held as a contact.
     pub async fn push_all_profiles(&self) -> Result<()> {
         let owners = {
             let mut conn = self.store.pool().acquire().await?;
@@ -1335,22 +1358,58 @@ impl Tenant {
         Ok(())
     }
 
-    /// A peer's member changed their profile (through the bridge).
-    pub async fn receive_profile(&self, peer: &TenantId, profile: PublicProfile) -> Result<()> {
+    /// A peer's member changed their profile: a control message, applied
+    /// in the caller's transaction (the relay batch's) to the contacts of
+    /// `holders` that this node's half admits with them now.
+    pub(crate) async fn receive_profile(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        peer: &TenantId,
+        profile: Profile,
+        holders: &[MemberId],
+    ) -> Result<()> {
         let user = profile.user.clone();
+        if !user.belongs_to(peer) {
+            return Err(Error::PermissionDenied(format!(
+                "{peer} cannot speak for {user}"
+            )));
+        }
+        if let Some(other) = holders.iter().find(|h| !h.belongs_to(&self.id)) {
+            return Err(Error::invalid(
+                "holders",
+                format!("{other} is not a member of {}", self.id),
+            ));
+        }
         let limit = self.limits.profile_syncs_per_member_hour;
-        self.count_arrival(
-            ARRIVAL_PROFILE,
-            peer,
-            &user,
-            &[(
-                Scope::Member,
-                limit,
+        let at = now_ms();
+        let counted = limits::count_arrivals(
+            &mut *conn,
+            ArrivalFilter {
+                kind: ARRIVAL_PROFILE,
+                since_ms: at - HOUR_MS,
+                peer: Some(peer.as_str()),
+                external_user: Some(user.as_str()),
+                local_member: None,
+            },
+        )
+        .await?;
+        if let Some(wait) = crate::quota::wait_ms(limit, counted, HOUR_MS, at) {
+            return Err(crate::quota::exceeded(
                 format!(
                     "{user}'s profile was already synced {limit} times this hour, the most {} accepts",
                     self.id
                 ),
-            )],
+                wait,
+            ));
+        }
+        limits::record_arrival(
+            &mut *conn,
+            ARRIVAL_PROFILE,
+            peer.as_str(),
+            user.as_str(),
+            "",
+            at,
+            at - HOUR_MS,
         )
         .await?;
         let display_name = crate::tenant::clean_name("display_name", &profile.display_name, 100)?;
@@ -1363,31 +1422,39 @@ impl Tenant {
                     .await?,
             )
         };
-        let at = now_ms();
-        let mut w = self.store.begin_write().await?;
-        limits::set_peer_company(&mut w.tx, peer.as_str(), &company, at).await?;
-        let n = store::sync_profile(
-            &mut w.tx,
-            user.as_str(),
-            &display_name,
-            photo
-                .as_ref()
-                .map(|p| (p.bytes.as_slice(), p.content_type.as_str())),
-            &company,
-            at,
-        )
-        .await?;
-        if n > 0 {
-            audit::append(
-                &mut w.tx,
-                &NewEntry::new("profile.synced", format!("peer:{peer}"))
-                    .external(&user)
-                    .peer(peer)
-                    .detail(format!("{display_name} ({company}) for {n} contact(s)")),
+        limits::set_peer_company(&mut *conn, peer.as_str(), &company, at).await?;
+        let mut synced = 0;
+        for holder in holders {
+            if let Err(denied) = self.admit_in(&mut *conn, holder, &user).await? {
+                tracing::debug!(holder = %holder, user = %user, reason = denied.reason(), "synced profile not applied to a contact");
+                continue;
+            }
+            synced += store::sync_profile(
+                &mut *conn,
+                holder.as_str(),
+                user.as_str(),
+                &display_name,
+                photo
+                    .as_ref()
+                    .map(|p| (p.bytes.as_slice(), p.content_type.as_str())),
+                &company,
                 at,
             )
             .await?;
         }
-        w.commit().await
+        if synced > 0 {
+            audit::append(
+                &mut *conn,
+                &NewEntry::new("profile.synced", format!("peer:{peer}"))
+                    .external(&user)
+                    .peer(peer)
+                    .detail(format!(
+                        "{display_name} ({company}) for {synced} contact(s)"
+                    )),
+                at,
+            )
+            .await?;
+        }
+        Ok(())
     }
 }

@@ -21,8 +21,13 @@ impl BridgeHandler for NodeBridge {
         &self.0.id
     }
 
-    async fn relay(&self, peer: &TenantId, envelopes: Vec<pb::Envelope>) -> Vec<Outcome> {
-        self.0.receive_envelopes(peer, envelopes).await
+    async fn relay(
+        &self,
+        peer: &TenantId,
+        chain: &[CertificateDer<'static>],
+        envelopes: Vec<pb::Envelope>,
+    ) -> Vec<Outcome> {
+        self.0.receive_envelopes(peer, chain, envelopes).await
     }
 
     async fn attachment(
@@ -69,18 +74,6 @@ impl BridgeHandler for NodeBridge {
             .map_err(status::to_peer)
     }
 
-    async fn reachability(
-        &self,
-        peer: &TenantId,
-        members: Vec<MemberId>,
-        reachable: bool,
-    ) -> Result<(), HandlerError> {
-        self.0
-            .reachability_changed(peer, members, reachable)
-            .await
-            .map_err(status::to_peer)
-    }
-
     async fn friend_request(
         &self,
         peer: &TenantId,
@@ -105,28 +98,6 @@ impl BridgeHandler for NodeBridge {
     ) -> Result<(), HandlerError> {
         self.0
             .receive_friend_answer(peer, request_id, from, to, accepted)
-            .await
-            .map_err(status::to_peer)
-    }
-
-    async fn profile_changed(
-        &self,
-        peer: &TenantId,
-        profile: PublicProfile,
-    ) -> Result<(), HandlerError> {
-        self.0
-            .receive_profile(peer, profile)
-            .await
-            .map_err(status::to_peer)
-    }
-
-    async fn replace_cas(
-        &self,
-        peer: &TenantId,
-        cas: Vec<CertificateDer<'static>>,
-    ) -> Result<(), HandlerError> {
-        self.0
-            .replace_peer_cas(peer, cas)
             .await
             .map_err(status::to_peer)
     }

@@ -22,6 +22,7 @@
 //!   kind this node does not know (a newer node's) is neither stored nor
 //!   refused but answered retry, so that it waits at its sender.
 
+use rustls::pki_types::CertificateDer;
 use sqlx::AnyConnection;
 use works_bridge::Outcome;
 use works_bridge::error::clip;
@@ -38,7 +39,16 @@ use crate::store::{WriteTx, events, now_ms, rooms, savepoint};
 use crate::tenant::Tenant;
 use crate::wire::WireError;
 use crate::wire::status;
-use crate::wire::{Envelope, Payload, ReceiptEntry, Snapshot};
+use crate::wire::{Envelope, Message, Payload, ReceiptEntry, Snapshot};
+
+use super::control::Later;
+
+/// What follows the commit of a relayed envelope: a room event to
+/// announce, or what a control message changes outside the database.
+pub(super) enum After {
+    Room(Applied),
+    Control(Later),
+}
 
 /// The largest envelope this node reads: a text at the limit, or a group
 /// room's snapshot, with room to spare for the encoding.
@@ -52,7 +62,7 @@ fn max_envelope_bytes(limits: &Limits) -> usize {
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
 pub enum Read {
-    Known(Envelope),
+    Known(Message),
     /// It carries nothing this node knows (a newer node's kind): not
     /// refused, so that it stays queued at the sender; this says why.
     Unknown(String),
@@ -69,8 +79,8 @@ pub fn read_envelope(envelope: pb::Envelope, limits: &Limits) -> Result<Read> {
             max_envelope_bytes(limits)
         )));
     }
-    match Envelope::try_from(envelope) {
-        Ok(envelope) => Ok(Read::Known(envelope)),
+    match Message::try_from(envelope) {
+        Ok(message) => Ok(Read::Known(message)),
         Err(unknown @ WireError::Unknown { .. }) => Ok(Read::Unknown(unknown.to_string())),
         Err(WireError::Invalid { field, reason }) => Err(Error::Invalid { field, reason }),
     }
@@ -82,6 +92,7 @@ impl Tenant {
     pub async fn receive_envelopes(
         &self,
         peer: &TenantId,
+        chain: &[CertificateDer<'static>],
         envelopes: Vec<pb::Envelope>,
     ) -> Vec<Outcome> {
         let count = envelopes.len();
@@ -116,7 +127,7 @@ impl Tenant {
             }
         };
         if count == 1 {
-            return self.receive_alone(w, peer, envelopes).await;
+            return self.receive_alone(w, peer, chain, envelopes).await;
         }
         let mut outcomes = Vec::with_capacity(count);
         let mut announce = Vec::new();
@@ -126,7 +137,10 @@ impl Tenant {
                 outcomes.push(Outcome::Retry(reason.clone()));
                 continue;
             }
-            let received = match self.receive_in_savepoint(&mut w.tx, peer, envelope).await {
+            let received = match self
+                .receive_in_savepoint(&mut w.tx, peer, chain, envelope)
+                .await
+            {
                 Ok(received) => received,
                 Err(e) => {
                     // The savepoint did not end as it should: what the
@@ -152,10 +166,18 @@ impl Tenant {
             tracing::warn!(peer = %peer, error = %e, "cannot commit relayed events");
             return retry_all(&status::not_stored_yet(&e));
         }
-        for applied in announce {
-            self.announce(applied);
+        for after in announce {
+            self.after_commit(after).await;
         }
         outcomes
+    }
+
+    /// What follows a relayed envelope's commit.
+    async fn after_commit(&self, after: After) {
+        match after {
+            After::Room(applied) => self.announce(applied),
+            After::Control(later) => self.after_control(later).await,
+        }
     }
 
     /// A batch of one, as at a low rate, needs no savepoint: a refusal
@@ -164,15 +186,18 @@ impl Tenant {
         &self,
         mut w: WriteTx,
         peer: &TenantId,
+        chain: &[CertificateDer<'static>],
         envelopes: Vec<pb::Envelope>,
     ) -> Vec<Outcome> {
         let Some(envelope) = envelopes.into_iter().next() else {
             return Vec::new();
         };
-        let outcome = match self.receive_one(&mut w.tx, peer, envelope).await {
-            Ok((outcome, applied)) => match w.commit().await {
+        let outcome = match self.receive_one(&mut w.tx, peer, chain, envelope).await {
+            Ok((outcome, after)) => match w.commit().await {
                 Ok(()) => {
-                    applied.into_iter().for_each(|a| self.announce(a));
+                    if let Some(after) = after {
+                        self.after_commit(after).await;
+                    }
                     outcome
                 }
                 Err(e) => {
@@ -193,10 +218,11 @@ impl Tenant {
         &self,
         conn: &mut sqlx::AnyConnection,
         peer: &TenantId,
+        chain: &[CertificateDer<'static>],
         envelope: pb::Envelope,
-    ) -> Result<Result<(Outcome, Option<Applied>)>> {
+    ) -> Result<Result<(Outcome, Option<After>)>> {
         savepoint::begin(conn).await?;
-        match self.receive_one(conn, peer, envelope).await {
+        match self.receive_one(conn, peer, chain, envelope).await {
             Ok(done) => {
                 savepoint::release(conn).await?;
                 Ok(Ok(done))
@@ -287,11 +313,16 @@ impl Tenant {
         &self,
         conn: &mut AnyConnection,
         peer: &TenantId,
+        chain: &[CertificateDer<'static>],
         envelope: pb::Envelope,
-    ) -> Result<(Outcome, Option<Applied>)> {
+    ) -> Result<(Outcome, Option<After>)> {
         let event_id = clip(&envelope.event_id).into_owned();
         let envelope = match read_envelope(envelope, &self.limits)? {
-            Read::Known(envelope) => envelope,
+            Read::Known(Message::Room(envelope)) => envelope,
+            Read::Known(Message::Control(message)) => {
+                let later = self.receive_control(conn, peer, chain, message).await?;
+                return Ok((Outcome::Stored, later.map(After::Control)));
+            }
             Read::Unknown(reason) => {
                 tracing::warn!(peer = %peer, event = %event_id, %reason, "relayed envelope of a kind this node does not know; asked to retry");
                 return Ok((Outcome::Retry(reason), None));
@@ -346,7 +377,7 @@ impl Tenant {
                 at_ms,
             };
             let applied = self.sequence_from_peer(conn, &room, change).await?;
-            return Ok((Outcome::Stored, applied));
+            return Ok((Outcome::Stored, applied.map(After::Room)));
         }
         if &host != peer {
             return Err(Error::PermissionDenied(format!(
@@ -361,7 +392,10 @@ impl Tenant {
             at_ms,
             body: relayed.body,
         };
-        self.store_from_host(conn, peer, event, relayed.room).await
+        let (outcome, applied) = self
+            .store_from_host(conn, peer, event, relayed.room)
+            .await?;
+        Ok((outcome, applied.map(After::Room)))
     }
 
     /// A change a peer's member asks of a room hosted here (`None`: stored

@@ -3,7 +3,8 @@
 //! - `handler`: this node's answers on the bridge (`works-bridge` has
 //!   established which peer is calling, from its certificate).
 //! - `inbound`: the receiving gate for relayed envelopes, which treats every
-//!   peer as hostile.
+//!   peer as hostile; `control`: the control messages among them
+//!   (reachability, profiles, CAs).
 //! - reading what is relayed goes through `crate::wire`, shared with the
 //!   outbox that sends it.
 //!
@@ -11,6 +12,7 @@
 //! peer sends is stored unless this node would accept the same change from
 //! its own members.
 
+mod control;
 pub mod handler;
 pub mod inbound;
 

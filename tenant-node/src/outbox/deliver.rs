@@ -67,7 +67,7 @@ pub async fn run(tenant: Arc<Tenant>) {
 
 /// Delivers one peer's queue, in order, for as long as the node runs.
 async fn deliver(tenant: Arc<Tenant>, peer: TenantId, signals: Arc<Signals>) {
-    let mut stream: Option<RelayStream> = None;
+    let mut stream: Option<(RelayStream, u64)> = None;
     let mut backoff = MIN_BACKOFF;
     let mut failing = false;
     loop {
@@ -145,7 +145,7 @@ fn within_batch_bytes(rows: &[OutboxRow]) -> usize {
 async fn send(
     tenant: &Tenant,
     peer: &TenantId,
-    stream: &mut Option<RelayStream>,
+    stream: &mut Option<(RelayStream, u64)>,
     rows: &[OutboxRow],
 ) -> Result<Option<String>> {
     let Some(row) = tenant.store.peer(peer).await? else {
@@ -158,8 +158,15 @@ async fn send(
         tracing::info!(peer = %peer, refused = n, "queue of a former peer closed");
         return Ok(None);
     };
-    if stream.as_ref().is_some_and(RelayStream::outlived) {
+    if stream.as_ref().is_some_and(|(s, _)| s.outlived()) {
         tracing::info!(peer = %peer, "the peer's certificate expired; reconnecting");
+        *stream = None;
+    }
+    // What this node presents changed (a CA change-over): the stream
+    // carries the certificate it was opened with.
+    let epoch = tenant.identity_epoch();
+    if stream.as_ref().is_some_and(|(_, opened)| *opened != epoch) {
+        tracing::info!(peer = %peer, "this node's certificate changed; reconnecting");
         *stream = None;
     }
     if stream.is_none() {
@@ -167,28 +174,22 @@ async fn send(
             .dial(&row)
             .await
             .map_err(|e| Error::Unavailable(e.to_string()))?;
-        *stream = Some(
+        *stream = Some((
             client
                 .open_relay(tenant.limits.relay_ack_timeout())
                 .await
                 .map_err(|e| Error::Unavailable(e.to_string()))?,
-        );
+            epoch,
+        ));
     }
-    let Some(open) = stream.as_mut() else {
+    let Some((open, _)) = stream.as_mut() else {
         return Err(Error::Internal("relay stream missing".into()));
-    };
-    let host = |row: &OutboxRow| {
-        if row.host_seq == 0 {
-            peer.clone()
-        } else {
-            tenant.id.clone()
-        }
     };
     // A row that cannot be encoded is this node's fault: the queue waits
     // on it, the reason shown in `peer list`, rather than drop it.
     let envelopes = rows
         .iter()
-        .map(|row| wire::outgoing(row, &host(row)))
+        .map(|row| wire::outgoing(row, &tenant.id))
         .collect::<Result<Vec<_>>>()?;
     let outcomes = open
         .send(envelopes)
@@ -236,13 +237,13 @@ async fn send(
 /// members in (every one of the peer's members for a refused creation, the
 /// ones it was asked to add for a refused invitation), they are to leave.
 fn refusal(peer: &TenantId, row: &OutboxRow) -> Option<Refused> {
+    let room = row.room_id?;
     if row.host_seq == 0 {
         return None;
     }
     let Ok(Payload::Event(relayed)) = serde_json::from_str::<Payload>(&row.payload) else {
         return None;
     };
-    let room = row.room_id;
     let members = match relayed.body {
         EventBody::Created { .. } => None,
         EventBody::Joined { members } => {
@@ -267,7 +268,7 @@ mod tests {
             id: 1,
             peer: TenantId::parse("globex.example").unwrap(),
             event_id: EventId::generate(),
-            room_id: RoomId::generate(),
+            room_id: Some(RoomId::generate()),
             host_seq: 1,
             payload: "x".repeat(payload_bytes),
             attempts: 0,

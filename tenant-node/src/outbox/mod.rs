@@ -2,7 +2,9 @@
 //!
 //! - here: queueing a room event for the peers (or a change for a room's
 //!   host), in the transaction that stores it, only with the
-//!   `admission::RoomPermit` admission gave for that event;
+//!   `admission::RoomPermit` admission gave for that event; and queueing a
+//!   control message (reachability, a profile, our CAs) with its
+//!   `admission::ControlPermit`, in the transaction of the change it tells;
 //! - `signal`: the deliverers' wake-ups, and the refusals they report
 //!   back (rooms act on them: the outbox never changes a room);
 //! - `deliver`: one deliverer per peer, batches on one relay stream;
@@ -27,13 +29,13 @@ mod deliver;
 pub mod receipts;
 mod signal;
 
-use crate::admission::RoomPermit;
+use crate::admission::{ControlPermit, RoomPermit};
 use crate::error::{Error, Result};
 use crate::ids::{EventId, MemberId, RoomId, TenantId};
 use crate::model::{EventBody, RoomEvent};
 use crate::store::outbox;
 use crate::tenant::Tenant;
-use crate::wire::{Relayed, Snapshot};
+use crate::wire::{Control, Relayed, Snapshot};
 
 pub use deliver::run;
 pub(crate) use receipts::just_queued;
@@ -93,6 +95,41 @@ impl Tenant {
             room: None,
         })?;
         outbox::enqueue(conn, host, event, permit.room(), 0, &payload, at_ms).await
+    }
+}
+
+impl Tenant {
+    /// Queues a control message for the permit's peer in the caller's
+    /// transaction (wake the peer's deliverer after the commit), replacing
+    /// an older one of its topic still queued. Returns the outbox row.
+    pub(crate) async fn queue_control(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        permit: &ControlPermit,
+        control: &Control,
+        at_ms: i64,
+    ) -> Result<i64> {
+        let covered = match control {
+            Control::Profile { profile, holders } => permit.covers_profile(&profile.user, holders),
+            Control::Reachability { .. } | Control::Cas { .. } => permit.is_announcement(),
+        };
+        if !covered {
+            return Err(Error::Internal(format!(
+                "a control message for {} came with a permit that does not cover it",
+                permit.peer()
+            )));
+        }
+        let payload = serde_json::to_string(control)
+            .map_err(|e| Error::Internal(format!("cannot encode a control message: {e}")))?;
+        outbox::enqueue_control(
+            conn,
+            permit.peer(),
+            &EventId::generate(),
+            control.topic().as_deref(),
+            &payload,
+            at_ms,
+        )
+        .await
     }
 }
 

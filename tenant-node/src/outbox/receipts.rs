@@ -30,6 +30,9 @@ impl Tenant {
     /// Once every node a relayed message went to has answered, the host
     /// tells the sender's node how it went.
     pub(super) async fn report_to_origin(&self, row: &OutboxRow) -> Result<()> {
+        let Some(room) = row.room_id else {
+            return Ok(());
+        };
         if row.host_seq == 0 {
             return Ok(());
         }
@@ -55,7 +58,6 @@ impl Tenant {
                 reason: d.reason,
             })
             .collect();
-        let room = row.room_id;
         let payload = serde_json::to_string(&Payload::Receipt { receipt })
             .map_err(|e| Error::Internal(format!("cannot encode a receipt: {e}")))?;
         outbox::enqueue(

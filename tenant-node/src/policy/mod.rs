@@ -3,13 +3,15 @@
 
 pub mod audit;
 
+use crate::admission::{self, Announcement};
 use crate::error::{Error, Result};
-use crate::ids::MemberId;
+use crate::ids::{MemberId, TenantId};
 use crate::model::{Caller, MemberState, Notice};
 use crate::quota::HOUR_MS;
 use crate::store::audit::{self as audit_log, NewEntry};
 use crate::store::{WriteTx, limits, now_ms, policy};
 use crate::tenant::Tenant;
+use crate::wire::Control;
 
 /// Members one reachability notice may name; a peer that withdraws more
 /// at once says "all members".
@@ -42,55 +44,77 @@ pub struct Connected {
     pub granted_at_ms: i64,
 }
 
+/// The reachability rows a notice about `members` of `peer` sets: one per
+/// member, or the peer's "all members" row.
+fn reachability_keys(peer: &TenantId, members: &[MemberId]) -> Vec<String> {
+    if members.is_empty() {
+        vec![policy::all_members_key(peer)]
+    } else {
+        members.iter().map(MemberId::to_string).collect()
+    }
+}
+
 fn on_off(v: bool) -> &'static str {
     if v { "on" } else { "off" }
 }
 
 impl Tenant {
-    /// Tells every peer that `members` (all members, when empty) became
-    /// unreachable or reachable again, and records what each peer said.
-    /// Best effort: this node enforces its own half whatever a peer heard.
-    async fn tell_peers(&self, by: &str, members: &[MemberId], reachable: bool) -> Result<()> {
-        for peer in self.store.peers().await? {
-            let told = match self.dial(&peer).await {
-                Ok(mut client) => client
-                    .notify_reachability(&self.id, members, reachable)
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            let who = if members.is_empty() {
-                "all members".to_string()
-            } else {
-                members
-                    .iter()
-                    .map(MemberId::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let state = if reachable { "reachable" } else { "unknown" };
-            let detail = match &told {
-                Ok(()) => format!("told: {who} {state}"),
-                Err(e) => format!("not told ({e}): {who} {state}"),
-            };
-            if let Err(e) = &told {
-                tracing::warn!(peer = %peer.tenant, error = %e, "peer not told of a reachability change");
-            }
-            self.record(
-                NewEntry::new("peer.notified", by)
-                    .peer(&peer.tenant)
-                    .detail(detail),
+    /// Queues, for every peer, that `members` (all members, when empty)
+    /// became unknown to other companies or reachable again, in the
+    /// caller's transaction: the peers hear it in order with the room
+    /// events around it, even when they are down now. Returns the peers to
+    /// wake after the commit.
+    async fn queue_reachability(
+        &self,
+        w: &mut WriteTx,
+        by: &str,
+        members: &[MemberId],
+        reachable: bool,
+    ) -> Result<Vec<TenantId>> {
+        let at = now_ms();
+        let peers = crate::store::peers::all(&mut w.tx).await?;
+        let who = if members.is_empty() {
+            "all members".to_string()
+        } else {
+            members
+                .iter()
+                .map(MemberId::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let state = if reachable { "reachable" } else { "unknown" };
+        let control = Control::Reachability {
+            members: members.to_vec(),
+            reachable,
+        };
+        for peer in &peers {
+            let permit = admission::announcement(peer, Announcement::Reachability);
+            self.queue_control(&mut w.tx, &permit, &control, at).await?;
+            audit_log::append(
+                &mut w.tx,
+                &NewEntry::new("peer.notified", by)
+                    .peer(peer)
+                    .detail(format!("queued: {who} {state}")),
+                at,
             )
             .await?;
         }
-        Ok(())
+        Ok(peers)
     }
 
-    /// A peer told us about its members (called through the bridge).
-    pub async fn reachability_changed(
+    fn wake_all(&self, peers: &[TenantId]) {
+        peers.iter().for_each(|p| self.outbox.wake(p));
+    }
+
+    /// A peer's control message about its members' reachability, applied
+    /// in the caller's transaction (the relay batch's). Those who became
+    /// unknown leave the rooms this node hosts after the commit
+    /// (`unreachable_left`).
+    pub(crate) async fn reachability_changed(
         &self,
-        peer: &crate::ids::TenantId,
-        members: Vec<MemberId>,
+        conn: &mut sqlx::AnyConnection,
+        peer: &TenantId,
+        members: &[MemberId],
         reachable: bool,
     ) -> Result<()> {
         if members.len() > MAX_REACHABILITY_MEMBERS {
@@ -101,10 +125,14 @@ impl Tenant {
                 ),
             ));
         }
+        if let Some(other) = members.iter().find(|m| !m.belongs_to(peer)) {
+            return Err(Error::PermissionDenied(format!(
+                "{peer} cannot speak for {other}"
+            )));
+        }
         let at = now_ms();
-        let mut w = self.store.begin_write().await?;
         let counted = limits::count_arrivals(
-            &mut w.tx,
+            &mut *conn,
             limits::ArrivalFilter {
                 kind: ARRIVAL_REACHABILITY,
                 since_ms: at - HOUR_MS,
@@ -125,7 +153,7 @@ impl Tenant {
             ));
         }
         limits::record_arrival(
-            &mut w.tx,
+            &mut *conn,
             ARRIVAL_REACHABILITY,
             peer.as_str(),
             "",
@@ -134,13 +162,9 @@ impl Tenant {
             at - HOUR_MS,
         )
         .await?;
-        let keys: Vec<String> = if members.is_empty() {
-            vec![policy::all_members_key(peer)]
-        } else {
-            members.iter().map(MemberId::to_string).collect()
-        };
+        let keys = reachability_keys(peer, members);
         for key in &keys {
-            policy::set_reachability(&mut w.tx, key, peer.as_str(), reachable, at).await?;
+            policy::set_reachability(&mut *conn, key, peer.as_str(), reachable, at).await?;
         }
         let state = if reachable {
             "reachable again"
@@ -157,18 +181,24 @@ impl Tenant {
                     keys.join(", ")
                 }
             ));
-        audit_log::append(&mut w.tx, &entry, at).await?;
-        w.commit().await?;
+        audit_log::append(&mut *conn, &entry, at).await?;
         tracing::info!(peer = %peer, members = keys.len(), reachable, "peer reachability notice");
-        if !reachable {
-            // They get no more traffic: out of the rooms this node hosts.
-            let mut conn = self.store.pool().acquire().await?;
-            let hosted = crate::store::rooms::hosted_rooms_with(&mut conn, peer).await?;
-            drop(conn);
-            for (room, member) in hosted {
-                if members.is_empty() || keys.contains(&member.to_string()) {
-                    self.remove_unreachable(&room, None, Some(&member)).await?;
-                }
+        Ok(())
+    }
+
+    /// After a peer's members became unknown (`members`; all, when empty):
+    /// they get no more traffic, so they leave the rooms this node hosts.
+    pub(crate) async fn unreachable_left(
+        &self,
+        peer: &TenantId,
+        members: &[MemberId],
+    ) -> Result<()> {
+        let mut conn = self.store.pool().acquire().await?;
+        let hosted = crate::store::rooms::hosted_rooms_with(&mut conn, peer).await?;
+        drop(conn);
+        for (room, member) in hosted {
+            if members.is_empty() || members.contains(&member) {
+                self.remove_unreachable(&room, None, Some(&member)).await?;
             }
         }
         Ok(())
@@ -244,20 +274,27 @@ impl Tenant {
             )
             .await?;
         }
+        let switched = change.enabled.filter(|enabled| *enabled != before.enabled);
+        let told = match switched {
+            Some(enabled) => {
+                self.queue_reachability(&mut w, caller.member.as_str(), &[], enabled)
+                    .await?
+            }
+            None => Vec::new(),
+        };
         w.commit().await?;
+        self.wake_all(&told);
         if !changed.is_empty() {
             tracing::info!(by = %caller.member, change = %changed.join(", "), "external messaging settings changed");
         }
-        if let Some(enabled) = change.enabled
-            && enabled != before.enabled
-        {
-            if !enabled {
-                self.leave_external_rooms(None).await?;
-            }
-            self.tell_peers(caller.member.as_str(), &[], enabled)
-                .await?;
+        match switched {
+            Some(false) => self.leave_external_rooms(None).await?,
+            // Back on: peers' members who hold ours as contacts get their
+            // profiles as they are now.
+            Some(true) => self.push_all_profiles().await?,
+            None => {}
         }
-        if company.is_some_and(|c| c != before.company) {
+        if switched != Some(true) && company.is_some_and(|c| c != before.company) {
             self.push_all_profiles().await?;
         }
         self.read_external_settings().await
@@ -296,10 +333,19 @@ impl Tenant {
             )));
         }
         let notice = self.grant(&mut w, id, caller.member.as_str()).await?;
+        let told = self
+            .queue_reachability(
+                &mut w,
+                caller.member.as_str(),
+                std::slice::from_ref(id),
+                true,
+            )
+            .await?;
         w.commit().await?;
+        self.wake_all(&told);
         self.hub.notice(notice);
-        self.tell_peers(caller.member.as_str(), std::slice::from_ref(id), true)
-            .await
+        // Contacts elsewhere see the member as they are now.
+        self.push_profile(id).await
     }
 
     /// Records a grant and the member's notice, inside the caller's transaction.
@@ -342,12 +388,19 @@ impl Tenant {
             at_ms: now_ms(),
         };
         policy::insert_notice(&mut w.tx, &notice).await?;
+        let told = self
+            .queue_reachability(
+                &mut w,
+                caller.member.as_str(),
+                std::slice::from_ref(id),
+                false,
+            )
+            .await?;
         w.commit().await?;
+        self.wake_all(&told);
         tracing::info!(member = %id, by = %caller.member, "connected member removed");
         self.hub.notice(notice);
         self.leave_external_rooms(Some(std::slice::from_ref(id)))
-            .await?;
-        self.tell_peers(caller.member.as_str(), std::slice::from_ref(id), false)
             .await
     }
 
@@ -363,9 +416,13 @@ impl Tenant {
             return Ok(());
         }
         let notice = self.grant(&mut w, id, by).await?;
+        let told = self
+            .queue_reachability(&mut w, by, std::slice::from_ref(id), true)
+            .await?;
         w.commit().await?;
+        self.wake_all(&told);
         self.hub.notice(notice);
-        self.tell_peers(by, std::slice::from_ref(id), true).await
+        Ok(())
     }
 
     pub async fn notices(&self, caller: &Caller) -> Result<Vec<Notice>> {

@@ -64,6 +64,39 @@ fn contact_from_row(r: &AnyRow) -> Result<ContactRow> {
     })
 }
 
+/// Keeps the photo sent with an incoming request (already normalized).
+pub async fn set_request_photo(
+    conn: &mut AnyConnection,
+    id: &str,
+    photo: &[u8],
+    content_type: &str,
+) -> Result<()> {
+    sqlx::query("UPDATE friend_requests SET photo = $1, photo_type = $2 WHERE id = $3")
+        .bind(photo.to_vec())
+        .bind(content_type)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The photo sent with a request, if any: its bytes and content type.
+pub async fn request_photo(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<Option<(Vec<u8>, String)>> {
+    let row = sqlx::query("SELECT photo, photo_type FROM friend_requests WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let photo: Option<Vec<u8>> = row.try_get("photo")?;
+    let kind: Option<String> = row.try_get("photo_type")?;
+    Ok(photo.zip(kind))
+}
+
 pub async fn insert_request(conn: &mut AnyConnection, r: &RequestRow) -> Result<bool> {
     let n = sqlx::query(
         "INSERT INTO friend_requests (id, local_member, external_user, direction, state, display_name, company, created_at) \
@@ -295,9 +328,11 @@ pub async fn owners_with_contacts(conn: &mut AnyConnection) -> Result<Vec<String
     rows.iter().map(|r| Ok(r.try_get("owner")?)).collect()
 }
 
-/// Refreshes the synced fields of every contact of `user`; returns how many.
+/// Refreshes the synced fields of `owner`'s contact `user`; returns how
+/// many rows (0 or 1).
 pub async fn sync_profile(
     conn: &mut AnyConnection,
+    owner: &str,
     user: &str,
     display_name: &str,
     photo: Option<(&[u8], &str)>,
@@ -305,7 +340,8 @@ pub async fn sync_profile(
     at_ms: i64,
 ) -> Result<u64> {
     let n = sqlx::query(
-        "UPDATE external_contacts SET display_name = $1, photo = $2, photo_type = $3, company = $4, synced_at = $5          WHERE user_id = $6",
+        "UPDATE external_contacts SET display_name = $1, photo = $2, photo_type = $3, company = $4, synced_at = $5 \
+         WHERE user_id = $6 AND owner = $7",
     )
     .bind(display_name)
     .bind(photo.map(|p| p.0.to_vec()))
@@ -313,6 +349,7 @@ pub async fn sync_profile(
     .bind(company)
     .bind(at_ms)
     .bind(user)
+    .bind(owner)
     .execute(conn)
     .await?
     .rows_affected();

@@ -15,7 +15,8 @@ pub struct OutboxRow {
     pub id: i64,
     pub peer: TenantId,
     pub event_id: EventId,
-    pub room_id: RoomId,
+    /// `None` for a control message.
+    pub room_id: Option<RoomId>,
     pub host_seq: u64,
     pub payload: String,
     pub attempts: u32,
@@ -93,6 +94,96 @@ pub async fn enqueue(
     Ok(())
 }
 
+/// Queues a control message (no room) for `peer`. One with a `topic`
+/// replaces what is still queued of the same topic for that peer: the
+/// older one says nothing the newer one does not. Returns the row's id.
+pub async fn enqueue_control(
+    conn: &mut AnyConnection,
+    peer: &TenantId,
+    id: &EventId,
+    topic: Option<&str>,
+    payload: &str,
+    at_ms: i64,
+) -> Result<i64> {
+    if let Some(topic) = topic {
+        // A deliverer may have the older one in flight: its answer then
+        // finds no queued row, and the newer one still goes.
+        sqlx::query("DELETE FROM outbox WHERE peer = $1 AND topic = $2 AND state = 'queued'")
+            .bind(peer.as_str())
+            .bind(topic)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let row = sqlx::query(
+        "INSERT INTO outbox (peer, event_id, room_id, host_seq, payload, state, attempts, created_at, topic) \
+         VALUES ($1, $2, NULL, 0, $3, 'queued', 0, $4, $5) RETURNING id",
+    )
+    .bind(peer.as_str())
+    .bind(id.to_string())
+    .bind(payload)
+    .bind(at_ms)
+    .bind(topic)
+    .fetch_one(conn)
+    .await?;
+    Ok(row.try_get("id")?)
+}
+
+/// Whether something of `topic` is still queued for `peer`.
+pub async fn topic_queued(conn: &mut AnyConnection, peer: &TenantId, topic: &str) -> Result<bool> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n FROM outbox WHERE peer = $1 AND topic = $2 AND state = 'queued'",
+    )
+    .bind(peer.as_str())
+    .bind(topic)
+    .fetch_one(conn)
+    .await?;
+    Ok(row.try_get::<i64, _>("n")? > 0)
+}
+
+/// Where one outbox row stands: its state and last reason (`None` once
+/// the row is gone, replaced by a newer one of its topic).
+pub async fn row_state(
+    conn: &mut AnyConnection,
+    id: i64,
+) -> Result<Option<(OutboxState, Option<String>)>> {
+    let row = sqlx::query("SELECT state, reason FROM outbox WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.map(|r| {
+        let state: String = r.try_get("state")?;
+        Ok((
+            stored(
+                "outbox state",
+                OutboxState::parse(&state).ok_or_else(|| format!("{state:?}")),
+            )?,
+            r.try_get("reason")?,
+        ))
+    })
+    .transpose()
+}
+
+/// Records that a control message from `peer` was applied; `false` when it
+/// was before (sent again after its acknowledgement was lost).
+pub async fn control_applied(
+    conn: &mut AnyConnection,
+    peer: &TenantId,
+    id: &EventId,
+    at_ms: i64,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO peer_controls (peer, event_id, at) VALUES ($1, $2, $3) \
+         ON CONFLICT (peer, event_id) DO NOTHING",
+    )
+    .bind(peer.as_str())
+    .bind(id.to_string())
+    .bind(at_ms)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(done == 1)
+}
+
 fn outbox_from_row(row: &AnyRow) -> Result<OutboxRow> {
     let peer: String = row.try_get("peer")?;
     Ok(OutboxRow {
@@ -102,10 +193,10 @@ fn outbox_from_row(row: &AnyRow) -> Result<OutboxRow> {
             "outbox event id",
             EventId::parse(&row.try_get::<String, _>("event_id")?),
         )?,
-        room_id: stored(
-            "outbox room id",
-            RoomId::parse(&row.try_get::<String, _>("room_id")?),
-        )?,
+        room_id: row
+            .try_get::<Option<String>, _>("room_id")?
+            .map(|room| stored("outbox room id", RoomId::parse(&room)))
+            .transpose()?,
         host_seq: row.try_get::<i64, _>("host_seq")? as u64,
         payload: row.try_get("payload")?,
         attempts: row.try_get::<i64, _>("attempts")? as u32,

@@ -110,16 +110,6 @@ impl Store {
         Ok(n > 0)
     }
 
-    pub async fn update_peer_cas(&self, tenant: &TenantId, ca_pem: &str) -> Result<()> {
-        let mut w = self.begin_write().await?;
-        sqlx::query("UPDATE peers SET ca_pem = $1 WHERE tenant = $2")
-            .bind(ca_pem)
-            .bind(tenant.as_str())
-            .execute(&mut *w.tx)
-            .await?;
-        w.commit().await
-    }
-
     pub async fn peer_contacted(&self, tenant: &TenantId) -> Result<()> {
         let mut w = self.begin_write().await?;
         sqlx::query("UPDATE peers SET last_contact_at = $1 WHERE tenant = $2")
@@ -162,6 +152,26 @@ impl Store {
         .await?;
         w.commit().await
     }
+}
+
+/// Updates a peer's pinned CAs in the caller's transaction.
+pub async fn set_cas(conn: &mut AnyConnection, tenant: &TenantId, ca_pem: &str) -> Result<()> {
+    sqlx::query("UPDATE peers SET ca_pem = $1 WHERE tenant = $2")
+        .bind(ca_pem)
+        .bind(tenant.as_str())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Every peer, in the caller's transaction.
+pub async fn all(conn: &mut AnyConnection) -> Result<Vec<TenantId>> {
+    let rows = sqlx::query("SELECT tenant FROM peers ORDER BY tenant")
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|r| stored("peer", TenantId::parse(&r.try_get::<String, _>("tenant")?)))
+        .collect()
 }
 
 pub async fn peer(conn: &mut AnyConnection, tenant: &TenantId) -> Result<Option<PeerRow>> {

@@ -1,5 +1,6 @@
 //! The relay's wire format: the protobuf `Envelope` of `federation.proto`
-//! to and from the node's own `wire::Envelope`, both ways, with every id
+//! to and from the node's own `wire::Message` (a room's `Envelope` or a
+//! `ControlMessage`), both ways, with every id
 //! parsed here. A field that does not parse is refused with its name; an
 //! envelope that carries no payload this node knows, or an enum value it
 //! does not know (both what a newer node may send), is `WireError::Unknown`,
@@ -8,7 +9,9 @@
 use works_proto::federation::v1 as pb;
 use works_proto::federation::v1::envelope::Payload as PbPayload;
 
-use super::{Envelope, Payload, ReceiptEntry, Relayed, Snapshot};
+use super::{
+    Control, ControlMessage, Envelope, Message, Payload, Profile, ReceiptEntry, Relayed, Snapshot,
+};
 use crate::error::Error;
 use crate::ids::{EventId, MemberId, RoomId, TenantId};
 use crate::model::{AttachmentMeta, EventBody, RoomKind};
@@ -196,6 +199,9 @@ impl TryFrom<PbPayload> for Payload {
                     .collect::<Result<_, WireError>>()?;
                 Ok(Payload::Receipt { receipt })
             }
+            PbPayload::Reachability(_) | PbPayload::Profile(_) | PbPayload::Cas(_) => {
+                Err(invalid("payload", "a control message is not about a room"))
+            }
         }
     }
 }
@@ -317,20 +323,131 @@ impl TryFrom<&Envelope> for pb::Envelope {
     }
 }
 
-/// An outbox row as it goes on the wire; `host` is the room's host. The
-/// row holds the payload as JSON: one that does not read or cannot be
+impl TryFrom<pb::Envelope> for Message {
+    type Error = WireError;
+
+    /// A control message names no room (`room_id` empty, `host_seq` 0);
+    /// `host` is its sender. Anything else is a room's envelope.
+    fn try_from(envelope: pb::Envelope) -> Result<Self, WireError> {
+        let control = match envelope.payload {
+            Some(PbPayload::Reachability(r)) => {
+                if r.all_members != r.members.is_empty() {
+                    return Err(invalid(
+                        "reachability",
+                        "name members, or set all_members, not both",
+                    ));
+                }
+                Control::Reachability {
+                    members: members("reachability.members", &r.members)?,
+                    reachable: r.reachable,
+                }
+            }
+            Some(PbPayload::Profile(p)) => {
+                let profile = p.profile.ok_or_else(|| invalid("profile", "is missing"))?;
+                Control::Profile {
+                    profile: Profile {
+                        user: member("profile.user", &profile.user)?,
+                        display_name: profile.display_name,
+                        photo: profile.photo,
+                        photo_content_type: profile.photo_content_type,
+                        company: profile.company,
+                    },
+                    holders: members("profile.holders", &p.holders)?,
+                }
+            }
+            Some(PbPayload::Cas(c)) => Control::Cas {
+                cas: c.ca_certificates,
+            },
+            _ => return Envelope::try_from(envelope).map(Message::Room),
+        };
+        if !envelope.room_id.is_empty() || envelope.host_seq != 0 {
+            return Err(invalid(
+                "room_id",
+                "a control message names no room and no seq",
+            ));
+        }
+        Ok(Message::Control(ControlMessage {
+            id: EventId::parse(&envelope.event_id).map_err(|e| invalid("event_id", e))?,
+            from: TenantId::parse(&envelope.host).map_err(|e| invalid("host", e))?,
+            at_ms: envelope.at_ms,
+            control,
+        }))
+    }
+}
+
+impl From<&ControlMessage> for pb::Envelope {
+    fn from(message: &ControlMessage) -> Self {
+        let payload = match &message.control {
+            Control::Reachability { members, reachable } => {
+                PbPayload::Reachability(pb::ReachabilityChange {
+                    all_members: members.is_empty(),
+                    members: strings(members),
+                    reachable: *reachable,
+                })
+            }
+            Control::Profile { profile, holders } => PbPayload::Profile(pb::ProfileSync {
+                profile: Some(pb::PublicProfile {
+                    user: profile.user.to_string(),
+                    display_name: profile.display_name.clone(),
+                    photo: profile.photo.clone(),
+                    photo_content_type: profile.photo_content_type.clone(),
+                    company: profile.company.clone(),
+                }),
+                holders: strings(holders),
+            }),
+            Control::Cas { cas } => PbPayload::Cas(pb::CaAnnouncement {
+                ca_certificates: cas.clone(),
+            }),
+        };
+        pb::Envelope {
+            event_id: message.id.to_string(),
+            host: message.from.to_string(),
+            room_id: String::new(),
+            host_seq: 0,
+            at_ms: message.at_ms,
+            payload: Some(payload),
+        }
+    }
+}
+
+impl TryFrom<&Message> for pb::Envelope {
+    type Error = WireError;
+
+    fn try_from(message: &Message) -> Result<Self, WireError> {
+        match message {
+            Message::Room(envelope) => pb::Envelope::try_from(envelope),
+            Message::Control(control) => Ok(pb::Envelope::from(control)),
+        }
+    }
+}
+
+/// An outbox row as it goes on the wire from `me` to the row's peer. The
+/// row holds its payload as JSON: one that does not read or cannot be
 /// encoded is a fault of this node.
-pub(crate) fn outgoing(row: &OutboxRow, host: &TenantId) -> Result<pb::Envelope, Error> {
+pub(crate) fn outgoing(row: &OutboxRow, me: &TenantId) -> Result<pb::Envelope, Error> {
     let stored = |what: &str, e: &dyn std::fmt::Display| {
         Error::Internal(format!(
             "outbox row {} holds {what} that cannot be relayed: {e}",
             row.id
         ))
     };
+    let Some(room) = row.room_id else {
+        let control: Control =
+            serde_json::from_str(&row.payload).map_err(|e| stored("a control message", &e))?;
+        return Ok(pb::Envelope::from(&ControlMessage {
+            id: row.event_id,
+            from: me.clone(),
+            at_ms: row.created_at_ms,
+            control,
+        }));
+    };
+    // A proposal goes to the room's host, the peer; with a seq, this node
+    // is the host.
+    let host = if row.host_seq == 0 { &row.peer } else { me };
     let envelope = Envelope {
         event_id: row.event_id,
         host: host.clone(),
-        room: row.room_id,
+        room,
         host_seq: row.host_seq,
         at_ms: row.created_at_ms,
         payload: serde_json::from_str(&row.payload).map_err(|e| stored("a payload", &e))?,
@@ -489,7 +606,7 @@ mod tests {
                 id: 1,
                 peer: TenantId::parse("a.example").unwrap(),
                 event_id: sent.event_id,
-                room_id: sent.room,
+                room_id: Some(sent.room),
                 host_seq: sent.host_seq,
                 payload: serde_json::to_string(&sent.payload).unwrap(),
                 attempts: 0,
@@ -498,6 +615,107 @@ mod tests {
             let wire = outgoing(&row, &host).expect("relayed");
             assert_eq!(Envelope::try_from(wire), Ok(sent));
         }
+    }
+
+    fn controls() -> Vec<Control> {
+        vec![
+            Control::Reachability {
+                members: vec![id("bob@b.example"), id("carol@b.example")],
+                reachable: false,
+            },
+            Control::Reachability {
+                members: Vec::new(),
+                reachable: true,
+            },
+            Control::Profile {
+                profile: Profile {
+                    user: id("bob@b.example"),
+                    display_name: "Bob".into(),
+                    photo: vec![0x89, b'P', b'N', b'G', 0, 255],
+                    photo_content_type: "image/png".into(),
+                    company: "Globex".into(),
+                },
+                holders: vec![id("alice@a.example")],
+            },
+            Control::Cas {
+                cas: vec![vec![1, 2, 3], vec![0, 255]],
+            },
+        ]
+    }
+
+    /// A control message goes on the wire and back, and through an outbox
+    /// row (JSON) onto the wire, as itself; it names no room and no seq.
+    #[test]
+    fn every_control_message_goes_there_and_back() {
+        let me = TenantId::parse("b.example").unwrap();
+        for control in controls() {
+            let sent = ControlMessage {
+                id: EventId::generate(),
+                from: me.clone(),
+                at_ms: 1_700_000_000_000,
+                control: control.clone(),
+            };
+            let wire = pb::Envelope::from(&sent);
+            assert_eq!((wire.room_id.as_str(), wire.host_seq), ("", 0));
+            assert_eq!(
+                Message::try_from(wire.clone()),
+                Ok(Message::Control(sent.clone()))
+            );
+            let row = OutboxRow {
+                id: 1,
+                peer: TenantId::parse("a.example").unwrap(),
+                event_id: sent.id,
+                room_id: None,
+                host_seq: 0,
+                payload: serde_json::to_string(&control).unwrap(),
+                attempts: 0,
+                created_at_ms: sent.at_ms,
+            };
+            assert_eq!(outgoing(&row, &me).expect("relayed"), wire);
+        }
+    }
+
+    #[test]
+    fn a_malformed_control_message_is_refused_by_name() {
+        let me = TenantId::parse("b.example").unwrap();
+        let wire = |control: Control| {
+            pb::Envelope::from(&ControlMessage {
+                id: EventId::generate(),
+                from: me.clone(),
+                at_ms: 1,
+                control,
+            })
+        };
+        let refused = |envelope: pb::Envelope, fragment: &str| {
+            let err = Message::try_from(envelope).expect_err(fragment).to_string();
+            assert!(err.contains(fragment), "{err:?} lacks {fragment:?}");
+        };
+        let mut in_room = wire(controls().remove(0));
+        in_room.room_id = RoomId::generate().to_string();
+        refused(in_room, "a control message names no room and no seq");
+        let mut both = wire(controls().remove(0));
+        if let Some(PbPayload::Reachability(r)) = &mut both.payload {
+            r.all_members = true;
+        }
+        refused(both, "name members, or set all_members, not both");
+        let mut bad_member = wire(controls().remove(2));
+        if let Some(PbPayload::Profile(p)) = &mut bad_member.payload {
+            p.holders.push("not a member".into());
+        }
+        refused(bad_member, "invalid profile.holders");
+        let mut no_profile = wire(controls().remove(2));
+        if let Some(PbPayload::Profile(p)) = &mut no_profile.payload {
+            p.profile = None;
+        }
+        refused(no_profile, "invalid profile: is missing");
+        // A room's envelope reader never takes a control message.
+        let mut cas = wire(controls().remove(3));
+        cas.room_id = RoomId::generate().to_string();
+        let err = Envelope::try_from(cas).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid payload: a control message is not about a room"
+        );
     }
 
     #[test]

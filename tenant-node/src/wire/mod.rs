@@ -1,8 +1,9 @@
-//! What crosses companies on the relay: the envelope as this node holds
-//! it (`Envelope`: a room event with the room after it, a proposal to a
-//! room's host, or a host's delivery receipt) and, in `convert`, its
-//! protobuf form (`federation.proto`), converted both ways with every id
-//! parsed there.
+//! What crosses companies on the relay, as this node holds it (`Message`):
+//! a room's envelope (`Envelope`: a room event with the room after it, a
+//! proposal to a room's host, or a host's delivery receipt) or a control
+//! message (`ControlMessage`: reachability, a profile, the sender's CAs);
+//! and, in `convert`, its protobuf form (`federation.proto`), converted
+//! both ways with every id parsed there.
 //!
 //! `status` maps errors across the peer boundary, both ways.
 //!
@@ -25,7 +26,149 @@ use crate::store::outbox::OutboxState;
 pub use convert::WireError;
 pub(crate) use convert::outgoing;
 
-/// An envelope on the relay, as this node reads and writes it; its
+/// What one relayed envelope carries: about a room, or about the sender's
+/// node and members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
+pub enum Message {
+    Room(Envelope),
+    Control(ControlMessage),
+}
+
+/// A control message: it changes what the receiving node shows or trusts
+/// of the sender, outside any room. It travels in the sender's outbox, in
+/// order with room events, and is applied once, by its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlMessage {
+    pub id: EventId,
+    /// The sender's tenant, as the envelope says (the gate compares it
+    /// with the verified caller).
+    pub from: TenantId,
+    pub at_ms: i64,
+    pub control: Control,
+}
+
+/// What a control message says. Outbox rows hold it as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "control", rename_all = "snake_case")]
+pub enum Control {
+    /// Some of the sender's members (all of them, when `members` is empty)
+    /// became unknown to the receiver, or reachable again.
+    Reachability {
+        #[serde(with = "crate::model::member_ids")]
+        members: Vec<MemberId>,
+        reachable: bool,
+    },
+    /// A member of the sender changed their public profile (or the company
+    /// its name), for the receiver's members in `holders`, each of whom the
+    /// sender's half of admission admits with that member.
+    Profile {
+        profile: Profile,
+        #[serde(with = "crate::model::member_ids")]
+        holders: Vec<MemberId>,
+    },
+    /// The sender's CAs from now on (DER): one, or two during a change-over.
+    Cas {
+        #[serde(with = "base64_list")]
+        cas: Vec<Vec<u8>>,
+    },
+}
+
+impl Control {
+    /// What the message is about, for a newer one to replace an older one
+    /// still queued: a member's profile; the CAs. A reachability notice
+    /// replaces none (each says something of its own members).
+    pub fn topic(&self) -> Option<String> {
+        match self {
+            Control::Reachability { .. } => None,
+            Control::Profile { profile, .. } => Some(format!("profile:{}", profile.user)),
+            Control::Cas { .. } => Some(CAS_TOPIC.to_string()),
+        }
+    }
+}
+
+/// The topic of CA announcements.
+pub const CAS_TOPIC: &str = "cas";
+
+/// A member's public profile as it travels to another company.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    #[serde(with = "crate::model::member_id")]
+    pub user: MemberId,
+    pub display_name: String,
+    /// Encoded image bytes; empty for none.
+    #[serde(with = "base64_bytes")]
+    pub photo: Vec<u8>,
+    pub photo_content_type: String,
+    /// The company name, the fixed status shown to other companies.
+    pub company: String,
+}
+
+impl From<works_bridge::PublicProfile> for Profile {
+    fn from(p: works_bridge::PublicProfile) -> Self {
+        Profile {
+            user: p.user,
+            display_name: p.display_name,
+            photo: p.photo,
+            photo_content_type: p.photo_content_type,
+            company: p.company,
+        }
+    }
+}
+
+impl From<Profile> for works_bridge::PublicProfile {
+    fn from(p: Profile) -> Self {
+        works_bridge::PublicProfile {
+            user: p.user,
+            display_name: p.display_name,
+            photo: p.photo,
+            photo_content_type: p.photo_content_type,
+            company: p.company,
+        }
+    }
+}
+
+/// Bytes as base64 in stored JSON.
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        STANDARD
+            .decode(String::deserialize(d)?)
+            .map_err(de::Error::custom)
+    }
+}
+
+/// A list of byte strings as base64 in stored JSON.
+mod base64_list {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(items: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(items.len()))?;
+        for item in items {
+            seq.serialize_element(&STANDARD.encode(item))?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|text| STANDARD.decode(text).map_err(de::Error::custom))
+            .collect()
+    }
+}
+
+/// A room's envelope on the relay, as this node reads and writes it; its
 /// protobuf form is `convert`'s business.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
@@ -104,6 +247,15 @@ mod tests {
         for row in rows {
             let payload: Payload = serde_json::from_str(row).expect(row);
             assert_eq!(serde_json::to_string(&payload).unwrap(), row);
+        }
+        // Control messages, as outbox rows hold them.
+        for row in [
+            r#"{"control":"reachability","members":["bob@b.example"],"reachable":false}"#,
+            r#"{"control":"profile","profile":{"user":"bob@b.example","display_name":"Bob","photo":"AAH/","photo_content_type":"image/png","company":"Globex"},"holders":["alice@a.example"]}"#,
+            r#"{"control":"cas","cas":["AQID"]}"#,
+        ] {
+            let control: Control = serde_json::from_str(row).expect(row);
+            assert_eq!(serde_json::to_string(&control).unwrap(), row);
         }
         let event: EventBody =
             serde_json::from_str(r#"{"kind":"joined","members":["carol@a.example"]}"#).unwrap();

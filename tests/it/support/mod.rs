@@ -985,6 +985,42 @@ pub mod wire {
         })
     }
 
+    /// A control message from `from`'s node: no room, no seq, its own id.
+    pub fn control(from: &str, payload: Payload) -> fed::Envelope {
+        fed::Envelope {
+            event_id: ulid::Ulid::new().to_string(),
+            host: from.into(),
+            room_id: String::new(),
+            host_seq: 0,
+            at_ms: 1,
+            payload: Some(payload),
+        }
+    }
+
+    /// Members (all, when `members` is empty) became unknown or reachable.
+    pub fn reachability(members: &[&str], reachable: bool) -> Payload {
+        Payload::Reachability(fed::ReachabilityChange {
+            all_members: members.is_empty(),
+            members: strings(members),
+            reachable,
+        })
+    }
+
+    /// `profile` of the sender's member, for the receiver's `holders`.
+    pub fn profile(profile: fed::PublicProfile, holders: &[&str]) -> Payload {
+        Payload::Profile(fed::ProfileSync {
+            profile: Some(profile),
+            holders: strings(holders),
+        })
+    }
+
+    /// The sender's CAs (DER).
+    pub fn cas(cas: Vec<Vec<u8>>) -> Payload {
+        Payload::Cas(fed::CaAnnouncement {
+            ca_certificates: cas,
+        })
+    }
+
     /// A group room as its host describes it after a change.
     pub fn group(name: &str, master: &str, members: &[&str]) -> fed::RoomSnapshot {
         fed::RoomSnapshot {
@@ -1018,6 +1054,34 @@ pub async fn relay_raw(
         out.push(works_proto::federation::v1::Ack::decode(ack.as_slice()).expect("an ack"));
     }
     out
+}
+
+/// Asserts that an envelope was refused for good, with `fragment` in the
+/// reason.
+pub fn refused(ack: &works_proto::federation::v1::Ack, fragment: &str) {
+    assert!(
+        !ack.retry && ack.refused.contains(fragment),
+        "expected a refusal with {fragment:?}, got {ack:?}"
+    );
+}
+
+/// Asserts that an envelope was stored.
+pub fn stored(ack: &works_proto::federation::v1::Ack) {
+    assert!(
+        !ack.retry && ack.refused.is_empty(),
+        "expected it stored, got {ack:?}"
+    );
+}
+
+/// Relays one control message and returns its acknowledgement.
+pub async fn relay_control(
+    client: &mut works_bridge::PeerClient,
+    from: &str,
+    payload: wire::Payload,
+) -> works_proto::federation::v1::Ack {
+    let acks = relay_once(client, vec![wire::control(from, payload)]).await;
+    assert_eq!(acks.len(), 1, "one acknowledgement: {acks:?}");
+    acks.into_iter().next().expect("an ack")
 }
 
 pub async fn relay_once(
