@@ -416,6 +416,9 @@ impl Tenant {
                 if let EventBody::Renamed { name } = &change.body
                     && &row.name == name
                 {
+                    // Nothing to write, but refused all the same to whom
+                    // the rules refuse.
+                    check_rules(&mut w.tx, &row, &members, &caller.member, &change.body).await?;
                     return Ok(None);
                 }
                 let applied = self
@@ -998,8 +1001,11 @@ impl Tenant {
 }
 
 /// The room's rules for a change, as far as this node's copy of the room
-/// tells: the actor is a member; only the group master adds and removes.
-/// `members` are the room's current members.
+/// tells: the actor is a member; only the group master adds and removes,
+/// and renames a group with members of other companies (in a group of one
+/// company every member renames). `members` are the room's current
+/// members. Every node applies them alike: the member's own node before it
+/// proposes, the host before it sequences, each replica before it stores.
 pub(crate) async fn check_rules(
     conn: &mut AnyConnection,
     row: &rooms::RoomRow,
@@ -1059,6 +1065,17 @@ pub(crate) async fn check_rules(
             return Err(Error::FailedPrecondition(
                 "a direct room has no name; create a group room instead".into(),
             ));
+        }
+        EventBody::Renamed { .. }
+            if spans_companies(members) && row.master.as_ref() != Some(actor) =>
+        {
+            let master = match &row.master {
+                Some(master) => format!(", {master},"),
+                None => String::new(),
+            };
+            return Err(Error::PermissionDenied(format!(
+                "only the group master{master} can rename room {room}, which has members of other companies"
+            )));
         }
         _ => {}
     }
@@ -1133,6 +1150,14 @@ fn default_group_name(creator: &MemberId, others: &[MemberId]) -> String {
         name.push_str(other.name());
     }
     name
+}
+
+/// Whether `members` belong to more than one company: an external room.
+/// Every node that holds the room reads the same answer from it.
+fn spans_companies(members: &[MemberId]) -> bool {
+    members
+        .split_first()
+        .is_some_and(|(first, rest)| rest.iter().any(|m| m.tenant() != first.tenant()))
 }
 
 /// `require_member` against members already read.
