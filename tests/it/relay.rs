@@ -1423,3 +1423,49 @@ async fn only_the_group_master_renames_a_room_with_another_company() {
     assert_eq!(renamed(&bob.history(&room).await.unwrap()), 1);
     assert_eq!(name_of(&alice, &room).await.as_deref(), Some("Launch 2"));
 }
+
+#[tokio::test]
+async fn inviting_a_colleague_not_permitted_across_names_the_colleague() {
+    let (a, _b, alice, bob) = pair().await;
+    // carol is a member of a.example, not on its connected-members list.
+    let carol = a.member("carol").await;
+    let room = alice.group_room("Launch", &[&bob.id]).await.id;
+    room_with(&bob, &alice.id).await;
+    let expected =
+        "carol@a.example is not on a.example's connected-members list for other companies";
+
+    let invited = alice
+        .client
+        .rooms
+        .clone()
+        .invite_members(pb::InviteMembersRequest {
+            room_id: room.clone(),
+            members: vec![carol.id.clone()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (invited.code(), invited.message()),
+        (Code::PermissionDenied, expected)
+    );
+    // Nor can she be put in a new room with bob.
+    let created = alice
+        .create_room(pb::RoomKind::Group, "Trio", &[&bob.id, &carol.id])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (created.code(), created.message()),
+        (Code::PermissionDenied, expected)
+    );
+    // Nothing changed: carol is in no room, the room has its two.
+    assert!(carol.rooms().await.is_empty());
+    let mut members = members_of(&alice, &room).await.unwrap();
+    members.sort();
+    assert_eq!(members, vec![alice.id.clone(), bob.id.clone()]);
+    // bob's node is told nothing either.
+    assert_eq!(
+        bob.rooms().await.len(),
+        2,
+        "the direct room and Launch only"
+    );
+}
