@@ -204,20 +204,42 @@ pub fn decide(local: &MemberId, external: &MemberId, half: Half) -> Result<Permi
 }
 
 impl Denied {
-    /// The refusal as the local member who asked sees it.
+    /// The refusal as the local member who asked sees it, for their own
+    /// pair with `external`.
     pub fn to_member(self, external: &MemberId) -> Error {
-        match self {
-            Denied::ExternalDisabled => Error::FailedPrecondition(
+        self.to_asker(None, external)
+    }
+
+    /// The refusal as `asker`, a local member, sees it when this node's
+    /// half refused `local` ↔ `external`: `local` is the asker, or a
+    /// colleague the asker would bring together with `external` (inviting
+    /// them, or inviting `external` to a room they are in). The message
+    /// names whoever is not permitted.
+    pub fn to_asker_about(self, asker: &MemberId, local: &MemberId, external: &MemberId) -> Error {
+        self.to_asker((asker != local).then_some(local), external)
+    }
+
+    /// `colleague`: the local member refused, when it is not the asker.
+    fn to_asker(self, colleague: Option<&MemberId>, external: &MemberId) -> Error {
+        match (self, colleague) {
+            (Denied::ExternalDisabled, _) => Error::FailedPrecondition(
                 "your company has not enabled messaging with other companies".into(),
             ),
-            Denied::NotConnected => Error::PermissionDenied(
+            (Denied::NotConnected, None) => Error::PermissionDenied(
                 "you are not on your company's connected-members list for other companies".into(),
             ),
-            Denied::NotPeered => Error::FailedPrecondition(format!(
+            (Denied::NotConnected, Some(local)) => Error::PermissionDenied(format!(
+                "{local} is not on {}'s connected-members list for other companies",
+                local.tenant()
+            )),
+            (Denied::NotPeered, _) => Error::FailedPrecondition(format!(
                 "your company's node is not peered with {}",
                 external.tenant()
             )),
-            Denied::Blocked => Error::FailedPrecondition(format!("you blocked {external}")),
+            (Denied::Blocked, None) => Error::FailedPrecondition(format!("you blocked {external}")),
+            (Denied::Blocked, Some(local)) => {
+                Error::FailedPrecondition(format!("{local} blocked {external}"))
+            }
         }
     }
 
@@ -397,6 +419,33 @@ mod tests {
             }
         }
         assert_eq!(admitted, 1);
+    }
+
+    #[test]
+    fn a_refusal_names_whoever_is_not_permitted() {
+        let alice = MemberId::parse("alice@a.example").unwrap();
+        let carol = MemberId::parse("carol@a.example").unwrap();
+        let bob = MemberId::parse("bob@b.example").unwrap();
+        let shown = |denied: Denied, local: &MemberId| {
+            denied.to_asker_about(&alice, local, &bob).to_string()
+        };
+        assert_eq!(
+            shown(Denied::NotConnected, &carol),
+            "carol@a.example is not on a.example's connected-members list for other companies"
+        );
+        assert_eq!(
+            shown(Denied::NotConnected, &alice),
+            "you are not on your company's connected-members list for other companies"
+        );
+        assert_eq!(
+            shown(Denied::Blocked, &carol),
+            "carol@a.example blocked bob@b.example"
+        );
+        assert_eq!(shown(Denied::Blocked, &alice), "you blocked bob@b.example");
+        assert_eq!(
+            shown(Denied::NotPeered, &carol),
+            "your company's node is not peered with b.example"
+        );
     }
 
     #[test]

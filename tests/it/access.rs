@@ -427,14 +427,33 @@ async fn rooms_refuse_outsiders_and_bad_input_without_writing() {
     assert!(mallory.rooms().await.is_empty());
 }
 
+/// The client API's services that every listing must hold.
+const LISTED_SERVICES: [&str; 9] = [
+    "works.client.v1.Auth",
+    "works.client.v1.Admin",
+    "works.client.v1.Profiles",
+    "works.client.v1.Peering",
+    "works.client.v1.ExternalPolicy",
+    "works.client.v1.Audit",
+    "works.client.v1.Contacts",
+    "works.client.v1.Rooms",
+    "grpc.health.v1.Health",
+];
+
+fn assert_lists_the_client_api(names: &[String], how: &str) {
+    for service in LISTED_SERVICES {
+        assert!(
+            names.iter().any(|n| n == service),
+            "{how}: {service} missing from {names:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn health_and_reflection_answer_off_the_shelf_clients() {
     use tokio_stream::StreamExt;
     use tonic_health::pb::health_client::HealthClient;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::{v1, v1alpha};
 
     let node = TestNode::start("acme.example").await;
     let channel = tonic::transport::Endpoint::from_shared(node.url.clone())
@@ -454,32 +473,121 @@ async fn health_and_reflection_answer_off_the_shelf_clients() {
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
 
-    let request = ServerReflectionRequest {
+    // grpc.reflection.v1.
+    let request = v1::ServerReflectionRequest {
         host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
     };
-    let mut responses = ServerReflectionClient::new(channel)
+    let mut responses = v1::server_reflection_client::ServerReflectionClient::new(channel.clone())
         .server_reflection_info(tokio_stream::iter(vec![request]))
         .await
         .unwrap()
         .into_inner();
-    let Some(MessageResponse::ListServicesResponse(list)) =
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
         responses.next().await.unwrap().unwrap().message_response
     else {
         panic!("expected a service list");
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for service in [
-        "works.client.v1.Auth",
-        "works.client.v1.Admin",
-        "works.client.v1.Profiles",
-        "works.client.v1.Rooms",
-        "grpc.health.v1.Health",
-    ] {
-        assert!(
-            names.iter().any(|n| n == service),
-            "{service} missing from {names:?}"
-        );
-    }
+    assert_lists_the_client_api(&names, "reflection v1");
+
+    // grpc.reflection.v1alpha, which many clients still speak only.
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut responses =
+        v1alpha::server_reflection_client::ServerReflectionClient::new(channel.clone())
+            .server_reflection_info(tokio_stream::iter(vec![request]))
+            .await
+            .expect("reflection v1alpha is served")
+            .into_inner();
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        responses.next().await.unwrap().unwrap().message_response
+    else {
+        panic!("expected a service list");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert_lists_the_client_api(&names, "reflection v1alpha");
     let _ = Client::connect(&node.url, None).await.unwrap();
+}
+
+/// The Python interpreter that has grpcio-reflection: `WORKS_TEST_PYTHON`,
+/// else the virtual environment `.ci/run` makes in `target/`, else
+/// `python3`.
+fn reflection_python() -> std::path::PathBuf {
+    if let Some(python) = std::env::var_os("WORKS_TEST_PYTHON") {
+        return python.into();
+    }
+    let venv =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/reflection-py/bin/python");
+    if venv.exists() {
+        return venv;
+    }
+    "python3".into()
+}
+
+/// Python's grpcio-reflection (what Python tools and many scripts use)
+/// speaks only reflection v1alpha: it lists the client API and resolves
+/// every service's descriptor from the node.
+#[tokio::test]
+async fn pythons_grpcio_reflection_lists_and_resolves_the_client_api() {
+    let python = reflection_python();
+    let install = "install it as .ci/run does: `python3 -m venv target/reflection-py && \
+         target/reflection-py/bin/pip install grpcio-reflection` (or name an interpreter \
+         that has it in WORKS_TEST_PYTHON)";
+    let probe = tokio::process::Command::new(&python)
+        .args(["-c", "import grpc_reflection.v1alpha"])
+        .output()
+        .await;
+    match probe {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => panic!(
+            "{} has no grpcio-reflection ({}); {install}",
+            python.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => panic!("cannot run {}: {e}; {install}", python.display()),
+    }
+
+    let node = TestNode::start("acme.example").await;
+    let address = node.url.trim_start_matches("http://");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("py/reflection_list.py");
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new(&python)
+            .arg(&script)
+            .arg(address)
+            .output(),
+    )
+    .await
+    .expect("the Python client finished")
+    .expect("run the Python client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the Python client failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let services: Vec<(String, Vec<String>)> = stdout
+        .lines()
+        .map(|line| {
+            let mut words = line.split(' ').map(str::to_string);
+            (words.next().unwrap_or_default(), words.collect())
+        })
+        .collect();
+    let names: Vec<String> = services.iter().map(|(n, _)| n.clone()).collect();
+    assert_lists_the_client_api(&names, "grpcio-reflection (v1alpha)");
+    let rooms = &services
+        .iter()
+        .find(|(n, _)| n == "works.client.v1.Rooms")
+        .unwrap()
+        .1;
+    for method in ["CreateRoom", "ListRooms", "SendMessage", "Watch"] {
+        assert!(rooms.iter().any(|m| m == method), "{method} in {rooms:?}");
+    }
 }

@@ -1,7 +1,9 @@
 //! The authorization matrix: every client RPC × every kind of caller, and
 //! every bridge RPC × every kind of calling node, each cell asserting the
 //! exact status an empty request gets. The RPCs come from the services'
-//! descriptors, so an RPC added without its row fails this test.
+//! descriptors, so an RPC added without its row fails this test. The
+//! client API port also serves health and both versions of reflection,
+//! open to every caller: their RPCs are rows of the same matrix.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -302,6 +304,17 @@ const CLIENT_MATRIX: &[(&str, [Code; 5])] = &[
         "/works.client.v1.Rooms/Watch",
         [UNAUTH, OK, DENIED, OK, UNAUTH],
     ),
+    // Open to everyone; an empty reflection request names no question.
+    ("/grpc.health.v1.Health/Check", [OK, OK, OK, OK, OK]),
+    ("/grpc.health.v1.Health/Watch", [OK, OK, OK, OK, OK]),
+    (
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        [INVALID, INVALID, INVALID, INVALID, INVALID],
+    ),
+    (
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        [INVALID, INVALID, INVALID, INVALID, INVALID],
+    ),
 ];
 
 async fn token(node: &TestNode, id: &str, password: &str) -> String {
@@ -360,6 +373,13 @@ async fn every_client_rpc_answers_every_kind_of_caller_exactly() {
         .await
         .unwrap();
     let mut paths = methods(works_proto::CLIENT_DESCRIPTOR_SET);
+    for open in [
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ] {
+        paths.extend(methods(open));
+    }
     // Logging out ends the caller's token: last.
     paths.sort_by_key(|p| p.ends_with("/Logout"));
     let expected: BTreeMap<&str, [Code; 5]> = CLIENT_MATRIX.iter().copied().collect();

@@ -463,3 +463,194 @@ async fn members_befriend_across_companies_from_the_command_line() {
         again.stderr
     );
 }
+
+/// A member's token from `tenant-node login`.
+async fn login(node: &str, id: &str) -> String {
+    let out = run(
+        &["login", "--user", id, "--password", support::PASSWORD],
+        Some(node),
+        None,
+    )
+    .await;
+    assert!(out.ok, "{}", out.stderr);
+    out.stdout.trim().to_string()
+}
+
+/// The lines a running CLI command prints, as it prints them.
+struct Streaming {
+    _child: tokio::process::Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Streaming {
+    async fn start(args: &[&str], node: &str, token: &str) -> Streaming {
+        let mut child = Command::new(support::binary())
+            .args(args)
+            .env("WORKS_NODE", node)
+            .env("WORKS_TOKEN", token)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run cli");
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Streaming {
+            _child: child,
+            lines,
+        }
+    }
+
+    /// The first line that `wanted` accepts; earlier ones are skipped.
+    async fn line_where(&mut self, wanted: impl Fn(&str) -> bool) -> String {
+        loop {
+            let line = self.next_line().await;
+            if wanted(&line) {
+                return line;
+            }
+        }
+    }
+
+    async fn next_line(&mut self) -> String {
+        tokio::time::timeout(support::EVENT_DEADLINE, self.lines.next_line())
+            .await
+            .expect("a line within the deadline")
+            .expect("read stdout")
+            .expect("the command is still printing")
+    }
+}
+
+#[tokio::test]
+async fn room_list_marks_external_rooms_with_their_host() {
+    let (a, _b, alice, bob) = support::pair().await;
+    let carol = a.member("carol").await;
+    let direct = support::room_with(&alice, &bob.id).await;
+    let group = bob.group_room("Launch", &[&alice.id]).await;
+    let team = alice.group_room("Team", &[&carol.id]).await;
+    support::until(
+        support::RELAY_DEADLINE,
+        "alice sees bob's group",
+        || async { alice.rooms().await.iter().any(|r| r.id == group.id) },
+    )
+    .await;
+    let token = login(&a.url, &alice.id).await;
+
+    let listed = json(&["room", "list"], &a.url, &token).await;
+    let rooms = listed["rooms"].as_array().unwrap();
+    let by_id = |id: &str| {
+        rooms
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("room {id} not listed: {listed}"))
+    };
+    assert_eq!(
+        (&by_id(&direct.id)["external"], &by_id(&direct.id)["host"]),
+        (&Value::Bool(true), &Value::from("a.example"))
+    );
+    assert_eq!(
+        (&by_id(&group.id)["external"], &by_id(&group.id)["host"]),
+        (&Value::Bool(true), &Value::from("b.example"))
+    );
+    assert_eq!(
+        (&by_id(&team.id)["external"], &by_id(&team.id)["host"]),
+        (&Value::Bool(false), &Value::from("a.example"))
+    );
+
+    let text = run(&["room", "list"], Some(&a.url), Some(&token)).await;
+    assert!(text.ok, "{}", text.stderr);
+    let line = |id: &str| {
+        text.stdout
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("room {id} not listed: {}", text.stdout))
+            .to_string()
+    };
+    let shown = line(&group.id);
+    assert!(
+        shown.starts_with(&format!("{}  [external] Launch ", group.id))
+            && shown.contains("2 members  host b.example"),
+        "{shown}"
+    );
+    let shown = line(&direct.id);
+    assert!(
+        shown.starts_with(&format!(
+            "{}  [external] 1:1 with bob@b.example ",
+            direct.id
+        )) && shown.contains("2 members  host a.example"),
+        "{shown}"
+    );
+    let shown = line(&team.id);
+    assert!(
+        shown.starts_with(&format!("{}  Team ", team.id))
+            && !shown.contains("[external]")
+            && !shown.contains("host"),
+        "{shown}"
+    );
+    let shown = run(&["room", "show", &group.id], Some(&a.url), Some(&token)).await;
+    assert!(
+        shown
+            .stdout
+            .contains("kind:     group (with members of other companies)")
+            && shown.stdout.contains("host:     b.example"),
+        "{}",
+        shown.stdout
+    );
+}
+
+#[tokio::test]
+async fn room_watch_prints_notices_and_notice_list_lists_them() {
+    let a = support::TestNode::start("a.example").await;
+    let admin = a.admin().await;
+    let alice = a.member("alice").await;
+    let carol = a.member("carol").await;
+    let token = login(&a.url, &carol.id).await;
+    let room = alice.group_room("Team", &[&carol.id]).await.id;
+    alice.send(&room, "before the grant").await.unwrap();
+
+    // Each stream is live once it printed the unread message.
+    let mut text = Streaming::start(&["room", "watch"], &a.url, &token).await;
+    let mut json_watch = Streaming::start(&["room", "watch", "--json"], &a.url, &token).await;
+    text.line_where(|l| l.ends_with("alice@a.example: before the grant"))
+        .await;
+    json_watch
+        .line_where(|l| l.contains("\"text\":\"before the grant\""))
+        .await;
+
+    support::allow(&admin, true, &carol.id, true).await;
+    assert_eq!(
+        text.next_line().await,
+        "notice external_granted: your admin allowed you to talk with members of other companies"
+    );
+    let notice: Value = serde_json::from_str(&json_watch.next_line().await).unwrap();
+    assert_eq!(notice["notice"]["kind"], "external_granted");
+    assert_eq!(
+        notice["notice"]["text"],
+        "your admin allowed you to talk with members of other companies"
+    );
+    let id = notice["notice"]["id"].as_str().unwrap().to_string();
+    // The stream goes on with events after a notice.
+    alice.send(&room, "after the grant").await.unwrap();
+    assert!(
+        text.next_line()
+            .await
+            .ends_with("alice@a.example: after the grant"),
+        "events after the notice"
+    );
+
+    let listed = json(&["notice", "list"], &a.url, &token).await;
+    let notices = listed["notices"].as_array().unwrap();
+    assert_eq!(notices.len(), 1, "{listed}");
+    assert_eq!(
+        (&notices[0]["id"], &notices[0]["kind"]),
+        (&Value::from(id), &Value::from("external_granted"))
+    );
+    let shown = run(&["notice", "list"], Some(&a.url), Some(&token)).await;
+    assert!(shown.ok, "{}", shown.stderr);
+    assert_eq!(
+        shown.stdout,
+        "notice external_granted: your admin allowed you to talk with members of other companies\n"
+    );
+    // alice has none.
+    let alice_token = login(&a.url, &alice.id).await;
+    let none = json(&["notice", "list"], &a.url, &alice_token).await;
+    assert_eq!(none["notices"], serde_json::json!([]));
+}

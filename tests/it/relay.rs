@@ -1342,3 +1342,130 @@ async fn an_envelope_of_a_kind_this_node_does_not_know_waits_at_its_sender() {
         vec!["now known", "after it"]
     );
 }
+
+/// The room's name as `who` lists it.
+async fn name_of(who: &Member, room: &str) -> Option<String> {
+    who.rooms()
+        .await
+        .into_iter()
+        .find(|r| r.id == room)
+        .map(|r| r.name)
+}
+
+#[tokio::test]
+async fn only_the_group_master_renames_a_room_with_another_company() {
+    let (a, b, alice, bob) = pair().await;
+    let room = alice.group_room("Launch", &[&bob.id]).await.id;
+    room_with(&bob, &alice.id).await;
+    until(RELAY_DEADLINE, "bob sees the room", || async {
+        name_of(&bob, &room).await.as_deref() == Some("Launch")
+    })
+    .await;
+    let refusal = format!(
+        "only the group master, alice@a.example, can rename room {room}, which has members of other companies"
+    );
+    let rename = |who: &Member, name: &str| {
+        let mut rooms = who.client.rooms.clone();
+        let request = pb::RenameRoomRequest {
+            room_id: room.clone(),
+            name: name.into(),
+        };
+        async move { rooms.rename_room(request).await }
+    };
+
+    // bob's own node refuses at once, and queues nothing for the host.
+    let refused = rename(&bob, "Mine").await.unwrap_err();
+    assert_eq!(
+        (refused.code(), refused.message()),
+        (Code::PermissionDenied, refusal.as_str())
+    );
+    // Even to the name it has.
+    let refused = rename(&bob, "Launch").await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    // The host refuses the same rename when b.example's node proposes it.
+    let mut from_b = support::bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
+    let acks = relay_once(
+        &mut from_b,
+        vec![envelope(
+            &ulid::Ulid::new().to_string(),
+            "a.example",
+            &room,
+            0,
+            support::wire::renamed(&bob.id, "Mine", None),
+        )],
+    )
+    .await;
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert!(
+        acks[0].refused.contains(&refusal) && !acks[0].retry,
+        "{acks:?}"
+    );
+
+    // Nothing was written anywhere: no event, the name as it was.
+    let renamed = |events: &[pb::RoomEvent]| {
+        events
+            .iter()
+            .filter(|e| matches!(e.body, Some(pb::room_event::Body::Renamed(_))))
+            .count()
+    };
+    assert_eq!(renamed(&alice.history(&room).await.unwrap()), 0);
+    assert_eq!(renamed(&bob.history(&room).await.unwrap()), 0);
+    assert_eq!(name_of(&alice, &room).await.as_deref(), Some("Launch"));
+
+    // The group master renames; both sides see it.
+    let room_now = rename(&alice, "Launch 2").await.unwrap().into_inner();
+    assert_eq!(room_now.name, "Launch 2");
+    until(RELAY_DEADLINE, "bob sees the new name", || async {
+        name_of(&bob, &room).await.as_deref() == Some("Launch 2")
+    })
+    .await;
+    assert_eq!(renamed(&bob.history(&room).await.unwrap()), 1);
+    assert_eq!(name_of(&alice, &room).await.as_deref(), Some("Launch 2"));
+}
+
+#[tokio::test]
+async fn inviting_a_colleague_not_permitted_across_names_the_colleague() {
+    let (a, _b, alice, bob) = pair().await;
+    // carol is a member of a.example, not on its connected-members list.
+    let carol = a.member("carol").await;
+    let room = alice.group_room("Launch", &[&bob.id]).await.id;
+    room_with(&bob, &alice.id).await;
+    let expected =
+        "carol@a.example is not on a.example's connected-members list for other companies";
+
+    let invited = alice
+        .client
+        .rooms
+        .clone()
+        .invite_members(pb::InviteMembersRequest {
+            room_id: room.clone(),
+            members: vec![carol.id.clone()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (invited.code(), invited.message()),
+        (Code::PermissionDenied, expected)
+    );
+    // Nor can she be put in a new room with bob.
+    let created = alice
+        .create_room(pb::RoomKind::Group, "Trio", &[&bob.id, &carol.id])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (created.code(), created.message()),
+        (Code::PermissionDenied, expected)
+    );
+    // Nothing changed: carol is in no room, the room has its two.
+    assert!(carol.rooms().await.is_empty());
+    let mut members = members_of(&alice, &room).await.unwrap();
+    members.sort();
+    assert_eq!(members, vec![alice.id.clone(), bob.id.clone()]);
+    // bob's node is told nothing either.
+    assert_eq!(
+        bob.rooms().await.len(),
+        2,
+        "the direct room and Launch only"
+    );
+}

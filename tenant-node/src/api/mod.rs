@@ -68,10 +68,15 @@ pub async fn serve_api(
     health_reporter
         .set_serving::<pb::rooms_server::RoomsServer<services::RoomsApi>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(works_proto::CLIENT_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Both versions of reflection: `v1`, and `v1alpha`, which many clients
+    // still speak only (Python's grpcio-reflection, older grpcurl, Postman).
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(works_proto::CLIENT_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
     let tenant_id = tenant.id.to_string();
     let limits = server_limits(&tenant);
     let (conns, incoming) = tokio::sync::mpsc::channel(64);
@@ -89,7 +94,8 @@ pub async fn serve_api(
             )
         })
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(
             pb::auth_server::AuthServer::new(services::AuthApi(tenant.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),

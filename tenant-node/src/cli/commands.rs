@@ -8,8 +8,8 @@ use works_proto::client::v1 as pb;
 use super::output::{self, print, safe};
 use super::{
     AdminCommand, AuditCommand, AuditFilter, CaCommand, ClientOpts, Command, CompanyCommand,
-    ConnectedCommand, ContactCommand, ExportFormat, ExternalCommand, MemberCommand, PeerCommand,
-    ProfileCommand, RequestCommand, RoomCommand,
+    ConnectedCommand, ContactCommand, ExportFormat, ExternalCommand, MemberCommand, NoticeCommand,
+    PeerCommand, ProfileCommand, RequestCommand, RoomCommand,
 };
 use crate::client::Client;
 use crate::config::Config;
@@ -114,7 +114,33 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Room { command, client } => room(command, &client).await,
         Command::Contact { command, client } => contact(command, &client).await,
         Command::Request { command, client } => friend_request(command, &client).await,
+        Command::Notice { command, client } => notice(command, &client).await,
     }
+}
+
+async fn notice(command: NoticeCommand, opts: &ClientOpts) -> anyhow::Result<()> {
+    let c = connect(opts).await?;
+    match command {
+        NoticeCommand::List => {
+            let list = rpc(c
+                .profiles
+                .clone()
+                .list_notices(pb::ListNoticesRequest {})
+                .await)?;
+            print(
+                opts.json,
+                json!({"notices": list.notices.iter().map(output::notice_json).collect::<Vec<_>>()}),
+                || {
+                    list.notices
+                        .iter()
+                        .map(output::notice_line)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn serve(data: &std::path::Path) -> anyhow::Result<()> {
@@ -654,13 +680,24 @@ async fn room(command: RoomCommand, opts: &ClientOpts) -> anyhow::Result<()> {
                     break;
                 };
                 let item = item.map_err(status_error)?;
-                if let Some(pb::watch_event::Kind::RoomEvent(event)) = item.kind {
-                    // One JSON document per line: a stream of events.
-                    print(opts.json, output::event_json(&event), || {
-                        output::event_line(&event)
-                    });
-                    seen += 1;
+                // One JSON document per line: a stream of events, and of
+                // notices as `{"notice": …}`.
+                match item.kind {
+                    Some(pb::watch_event::Kind::RoomEvent(event)) => {
+                        print(opts.json, output::event_json(&event), || {
+                            output::event_line(&event)
+                        });
+                    }
+                    Some(pb::watch_event::Kind::Notice(notice)) => {
+                        print(
+                            opts.json,
+                            json!({"notice": output::notice_json(&notice)}),
+                            || output::notice_line(&notice),
+                        );
+                    }
+                    None => continue,
                 }
+                seen += 1;
             }
         }
     }

@@ -134,6 +134,20 @@ enum Command {
         #[command(flatten)]
         client: ClientOpts,
     },
+    /// Notices to you, such as your admin allowing you to talk with other
+    /// companies (`room watch` shows them live).
+    Notice {
+        #[command(subcommand)]
+        command: NoticeCommand,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum NoticeCommand {
+    /// Your recent notices, newest first.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -472,6 +486,8 @@ pub enum RoomCommand {
     Leave {
         room: String,
     },
+    /// Rename a group room (in a room with other companies, group master
+    /// only).
     Rename {
         room: String,
         name: String,
@@ -517,13 +533,14 @@ pub enum RoomCommand {
         room: String,
         seq: Option<u64>,
     },
-    /// Stream events as they arrive (unread ones first).
+    /// Stream events as they arrive (unread ones first), and notices to
+    /// you as they are sent.
     Watch {
         room: Option<String>,
         /// Start after this sequence number (needs ROOM).
         #[arg(long, requires = "room")]
         since: Option<u64>,
-        /// Exit after this many events.
+        /// Exit after this many events and notices.
         #[arg(long)]
         count: Option<u64>,
     },

@@ -180,6 +180,8 @@ pub fn room_json(r: &pb::Room) -> Value {
         "unread": r.unread,
         "created_at_ms": r.created_at_ms,
         "last_event_at_ms": r.last_event_at_ms,
+        "host": r.host,
+        "external": r.external,
     })
 }
 
@@ -195,19 +197,30 @@ pub fn room_title(r: &pb::Room, me: Option<&str>) -> String {
     safe(&r.name).into_owned()
 }
 
+/// What marks a room with members of other companies, in front of its name.
+pub const EXTERNAL_MARK: &str = "[external]";
+
+/// `ID  [external] NAME  N members  host TENANT  N unread`: the mark and
+/// the host only for a room with members of other companies.
 pub fn room_line(r: &pb::Room, me: Option<&str>) -> String {
-    let unread = if r.unread > 0 {
-        format!("{} unread", r.unread)
+    let title = if r.external {
+        format!("{EXTERNAL_MARK} {}", room_title(r, me))
     } else {
-        String::new()
+        room_title(r, me)
     };
-    format!(
-        "{}  {:<40} {:>3} members  {}",
+    let mut line = format!(
+        "{}  {:<40} {:>3} members",
         safe(&r.id),
-        room_title(r, me),
-        r.members.len(),
-        unread
-    )
+        title,
+        r.members.len()
+    );
+    if r.external {
+        line.push_str(&format!("  host {}", safe(&r.host)));
+    }
+    if r.unread > 0 {
+        line.push_str(&format!("  {} unread", r.unread));
+    }
+    line
 }
 
 pub fn room_text(r: &pb::Room) -> String {
@@ -216,16 +229,38 @@ pub fn room_text(r: &pb::Room) -> String {
     } else {
         format!("\nmaster:   {}", safe(&r.master))
     };
+    let external = if r.external {
+        " (with members of other companies)"
+    } else {
+        ""
+    };
     format!(
-        "room:     {}\nkind:     {}\nname:     {}{}\nmembers:  {}\nlast seq: {}\nunread:   {}",
+        "room:     {}\nkind:     {}{}\nname:     {}{}\nhost:     {}\nmembers:  {}\nlast seq: {}\nunread:   {}",
         safe(&r.id),
         kind_name(r.kind),
+        external,
         safe(&r.name),
         master,
+        safe(&r.host),
         safe_list(&r.members),
         r.last_seq,
         r.unread
     )
+}
+
+pub fn notice_json(n: &pb::Notice) -> Value {
+    json!({
+        "id": n.id,
+        "kind": n.kind,
+        "text": n.text,
+        "at_ms": n.at_ms,
+    })
+}
+
+/// `notice KIND: TEXT`: the kind and text come from this node, but the text
+/// may quote another company's names.
+pub fn notice_line(n: &pb::Notice) -> String {
+    format!("notice {}: {}", safe(&n.kind), safe(&n.text))
 }
 
 pub fn event_json(e: &pb::RoomEvent) -> Value {
@@ -669,6 +704,46 @@ mod tests {
         let json = request_json(&request);
         assert_eq!(json["display_name"], "\x1b]0;pwned\x07Mallory");
         assert_eq!(json["company"], "\x1b[2JEvil \u{202e}Corp");
+    }
+
+    #[test]
+    fn an_external_room_is_marked_with_its_host() {
+        let room = pb::Room {
+            id: "01ROOM".into(),
+            kind: pb::RoomKind::Group as i32,
+            name: "Launch\x1b[2J".into(),
+            members: vec!["alice@a.example".into(), "bob@b.example".into()],
+            host: "b.example\u{202e}".into(),
+            external: true,
+            unread: 2,
+            ..Default::default()
+        };
+        let line = room_line(&room, Some("alice@a.example"));
+        assert!(!line.chars().any(needs_escape), "{line:?}");
+        assert!(
+            line.starts_with("01ROOM  [external] Launch\\x1b[2J "),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("2 members  host b.example\\u{202e}  2 unread"),
+            "{line}"
+        );
+        let internal = pb::Room {
+            external: false,
+            host: "a.example".into(),
+            unread: 0,
+            ..room.clone()
+        };
+        let line = room_line(&internal, None);
+        assert!(
+            !line.contains(EXTERNAL_MARK) && !line.contains("host"),
+            "{line}"
+        );
+        let json = room_json(&room);
+        assert_eq!(
+            (&json["external"], &json["host"]),
+            (&json!(true), &json!("b.example\u{202e}"))
+        );
     }
 
     #[test]

@@ -256,6 +256,15 @@ impl Tenant {
         let permit = self
             .may_message(&mut w.tx, &id, kind, None, creator, &members)
             .await?;
+        if kind == RoomKind::Group {
+            // Everyone the creator brings in, as an invitation checks them:
+            // a colleague not permitted to talk across cannot be put in a
+            // room with another company.
+            for m in members.iter().filter(|m| *m != creator) {
+                self.may_bring(&mut w.tx, &id, kind, None, creator, m, &members)
+                    .await?;
+            }
+        }
         let (master, key) = match kind {
             RoomKind::Direct => (None, Some(rooms::direct_key(&members[0], &members[1]))),
             RoomKind::Group => (Some(creator), None),
@@ -416,6 +425,9 @@ impl Tenant {
                 if let EventBody::Renamed { name } = &change.body
                     && &row.name == name
                 {
+                    // Nothing to write, but refused all the same to whom
+                    // the rules refuse.
+                    check_rules(&mut w.tx, &row, &members, &caller.member, &change.body).await?;
                     return Ok(None);
                 }
                 let applied = self
@@ -715,7 +727,7 @@ impl Tenant {
                         require_active(conn, m).await?;
                     }
                     admitted.push(
-                        self.may_message(conn, &room, row.kind, None, m, &after)
+                        self.may_bring(conn, &room, row.kind, None, actor, m, &after)
                             .await?,
                     );
                 }
@@ -853,18 +865,38 @@ impl Tenant {
         actor: &MemberId,
         members: &[MemberId],
     ) -> Result<RoomPermit> {
+        self.may_bring(conn, room, kind, host, actor, actor, members)
+            .await
+    }
+
+    /// `may_message` for `actor` in a room with `members`, on behalf of
+    /// `asker`: the actor themselves, or the member who brings the actor
+    /// in. The refusal is told to the asker (precisely when they are our
+    /// member, naming whoever is not permitted).
+    #[allow(clippy::too_many_arguments)]
+    async fn may_bring(
+        &self,
+        conn: &mut AnyConnection,
+        room: &RoomId,
+        kind: RoomKind,
+        host: Option<&TenantId>,
+        asker: &MemberId,
+        actor: &MemberId,
+        members: &[MemberId],
+    ) -> Result<RoomPermit> {
         let permit = match self
             .admit_room_event(conn, room, kind, host, actor, members)
             .await?
         {
             Ok(permit) => permit,
             Err((denied, local)) => {
-                return Err(if actor.belongs_to(&self.id) {
-                    let external = members
-                        .iter()
-                        .find(|m| !m.belongs_to(&self.id))
-                        .unwrap_or(actor);
-                    denied.to_member(external)
+                return Err(if asker.belongs_to(&self.id) {
+                    let external = if actor.belongs_to(&self.id) {
+                        members.iter().find(|m| !m.belongs_to(&self.id))
+                    } else {
+                        Some(actor)
+                    };
+                    denied.to_asker_about(asker, &local, external.unwrap_or(actor))
                 } else {
                     denied.to_peer(&local)
                 });
@@ -878,7 +910,7 @@ impl Tenant {
                     contact_store::contact(conn, local.as_str(), external.as_str()).await?
                 && contact.trashed_at_ms.is_some()
             {
-                return Err(if actor == local {
+                return Err(if asker == local {
                     Error::FailedPrecondition(format!(
                         "{external} is in your trash; restore the contact to message them"
                     ))
@@ -998,8 +1030,11 @@ impl Tenant {
 }
 
 /// The room's rules for a change, as far as this node's copy of the room
-/// tells: the actor is a member; only the group master adds and removes.
-/// `members` are the room's current members.
+/// tells: the actor is a member; only the group master adds and removes,
+/// and renames a group with members of other companies (in a group of one
+/// company every member renames). `members` are the room's current
+/// members. Every node applies them alike: the member's own node before it
+/// proposes, the host before it sequences, each replica before it stores.
 pub(crate) async fn check_rules(
     conn: &mut AnyConnection,
     row: &rooms::RoomRow,
@@ -1059,6 +1094,17 @@ pub(crate) async fn check_rules(
             return Err(Error::FailedPrecondition(
                 "a direct room has no name; create a group room instead".into(),
             ));
+        }
+        EventBody::Renamed { .. }
+            if spans_companies(members) && row.master.as_ref() != Some(actor) =>
+        {
+            let master = match &row.master {
+                Some(master) => format!(", {master},"),
+                None => String::new(),
+            };
+            return Err(Error::PermissionDenied(format!(
+                "only the group master{master} can rename room {room}, which has members of other companies"
+            )));
         }
         _ => {}
     }
@@ -1133,6 +1179,14 @@ fn default_group_name(creator: &MemberId, others: &[MemberId]) -> String {
         name.push_str(other.name());
     }
     name
+}
+
+/// Whether `members` belong to more than one company: an external room.
+/// Every node that holds the room reads the same answer from it.
+fn spans_companies(members: &[MemberId]) -> bool {
+    members
+        .split_first()
+        .is_some_and(|(first, rest)| rest.iter().any(|m| m.tenant() != first.tenant()))
 }
 
 /// `require_member` against members already read.

@@ -172,7 +172,7 @@ async fn a_group_without_a_master_lets_nobody_add_or_remove() {
 }
 
 #[tokio::test]
-async fn every_group_member_renames_posts_and_leaves() {
+async fn in_a_group_of_one_company_every_member_renames_posts_and_leaves() {
     let t = temp_store().await;
     let (master, b) = (t.member("a@a.example").await, t.member("b@a.example").await);
     let group = new_room(&t, RoomKind::Group, Some(&master), &[&master, &b]).await;
@@ -347,4 +347,62 @@ async fn a_direct_room_with_another_company_brings_back_its_member() {
     let direct = direct_after_leaving(&t, &a, &b, &b).await;
     assert!(rules(&t, &direct, &a, joined(&[&b])).await.is_ok());
     assert!(rules(&t, &direct, &b, joined(&[&b])).await.is_ok());
+}
+
+#[tokio::test]
+async fn only_the_group_master_renames_a_group_with_other_companies() {
+    let t = temp_store().await;
+    let (master, colleague) = (t.member("a@a.example").await, t.member("b@a.example").await);
+    let outsider = id("x@b.example");
+    let group = new_room(
+        &t,
+        RoomKind::Group,
+        Some(&master),
+        &[&master, &colleague, &outsider],
+    )
+    .await;
+    let room = group.0.id;
+    let rename = || EventBody::Renamed {
+        name: "launch".into(),
+    };
+    // Neither a colleague of the master's nor a member of the other company.
+    for actor in [&colleague, &outsider] {
+        match rules(&t, &group, actor, rename()).await {
+            Err(e @ Error::PermissionDenied(_)) => assert_eq!(
+                e.to_string(),
+                format!(
+                    "only the group master, a@a.example, can rename room {room}, which has members of other companies"
+                ),
+                "{actor}"
+            ),
+            other => panic!("{actor}: {other:?}"),
+        }
+    }
+    assert!(rules(&t, &group, &master, rename()).await.is_ok());
+    // Everything else stays every member's.
+    for body in [
+        EventBody::Text { text: "hi".into() },
+        EventBody::Left { new_master: None },
+    ] {
+        let kind = body.kind();
+        assert!(rules(&t, &group, &outsider, body).await.is_ok(), "{kind}");
+    }
+}
+
+#[tokio::test]
+async fn a_group_with_other_companies_and_no_master_is_renamed_by_nobody() {
+    let t = temp_store().await;
+    let a = t.member("a@a.example").await;
+    let outsider = id("x@b.example");
+    let group = new_room(&t, RoomKind::Group, None, &[&a, &outsider]).await;
+    let room = group.0.id;
+    match rules(&t, &group, &a, EventBody::Renamed { name: "x".into() }).await {
+        Err(e @ Error::PermissionDenied(_)) => assert_eq!(
+            e.to_string(),
+            format!(
+                "only the group master can rename room {room}, which has members of other companies"
+            )
+        ),
+        other => panic!("{other:?}"),
+    }
 }
