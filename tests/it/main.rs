@@ -26,4 +26,5 @@ mod postgres;
 mod properties;
 mod relay;
 mod restart;
+mod room_policy;
 mod soak;

@@ -729,7 +729,9 @@ impl Tenant {
     }
 
     /// This node's say on a message from another company's member that its
-    /// host sequenced: admission (with blocks and trash), file transfer.
+    /// host sequenced: admission (with blocks and trash). A file is
+    /// received as any message is: the file-transfer restriction is on
+    /// what our members send.
     async fn may_receive(
         &self,
         conn: &mut AnyConnection,
@@ -746,10 +748,6 @@ impl Tenant {
             &view.members,
         )
         .await?;
-        if matches!(event.body, EventBody::Attachment(_)) {
-            self.files_allowed(conn, &event.sender, &view.members)
-                .await?;
-        }
         Ok(())
     }
 }
