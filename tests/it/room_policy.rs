@@ -1,8 +1,13 @@
 //! What a member's standing and choices do in rooms shared with other
-//! companies: the file-transfer restriction stops what our members send,
-//! not what they receive.
+//! companies: a block or a deleted contact
+//! hides that person's messages in groups from the one who chose it (and
+//! from no one else), and the file-transfer restriction stops what our
+//! members send, not what they receive.
 
-use crate::support::{Member, RELAY_DEADLINE, attachment, check, pair, until};
+use crate::support::{
+    Member, RELAY_DEADLINE, TestNode, allow, attachment, befriend, check, history_texts, pair,
+    state, until,
+};
 use tonic::Code;
 use works_proto::client::v1 as pb;
 
@@ -42,6 +47,180 @@ async fn until_text(who: &Member, room: &str, text: &str) {
         },
     )
     .await;
+}
+
+/// Waits until the host has reported `event` delivered to every node.
+async fn until_delivered(who: &Member, room: &str, event: &str) {
+    until(
+        RELAY_DEADLINE,
+        &format!("{}'s message is delivered", who.id),
+        || async {
+            who.delivery(room, event)
+                .await
+                .is_ok_and(|d| state(&d) == pb::DeliveryState::Delivered)
+        },
+    )
+    .await;
+}
+
+async fn contact_call(who: &Member, user: &str, what: &str) -> Result<(), tonic::Status> {
+    let mut contacts = who.client.contacts.clone();
+    let user = pb::ContactRef {
+        user_id: user.into(),
+    };
+    match what {
+        "block" => contacts.block_user(user).await.map(|_| ()),
+        "delete" => contacts.delete_contact(user).await.map(|_| ()),
+        "restore" => contacts.restore_contact(user).await.map(|_| ()),
+        other => panic!("no contact call {other}"),
+    }
+}
+
+async fn unread(who: &Member, room: &str) -> u64 {
+    who.rooms()
+        .await
+        .into_iter()
+        .find(|r| r.id == room)
+        .map_or(0, |r| r.unread)
+}
+
+/// alice and amy of a.example, bob of b.example, contacts of each other
+/// across the companies.
+async fn two_colleagues_and_bob() -> (TestNode, TestNode, Member, Member, Member) {
+    let (a, b, alice, bob) = pair().await;
+    let amy = a.member("amy").await;
+    allow(&a.admin().await, true, &amy.id, true).await;
+    befriend(&amy, &bob).await;
+    (a, b, alice, amy, bob)
+}
+
+#[tokio::test]
+async fn a_block_hides_the_blocked_members_messages_in_groups_from_the_blocker_only() {
+    let (_a, _b, alice, amy, bob) = two_colleagues_and_bob().await;
+    // One group hosted at bob's node, made before the block.
+    let at_b = bob
+        .group_room("At B", &[alice.id.as_str(), amy.id.as_str()])
+        .await
+        .id;
+    let all = [bob.id.as_str(), alice.id.as_str(), amy.id.as_str()];
+    until_members(&alice, &at_b, &all).await;
+    until_members(&amy, &at_b, &all).await;
+
+    contact_call(&alice, &bob.id, "block").await.unwrap();
+    // A colleague may still put the two in one room (hosted at a.example).
+    let at_a = amy
+        .group_room("At A", &[alice.id.as_str(), bob.id.as_str()])
+        .await
+        .id;
+    until_members(
+        &bob,
+        &at_a,
+        &[amy.id.as_str(), alice.id.as_str(), bob.id.as_str()],
+    )
+    .await;
+
+    for room in [&at_b, &at_a] {
+        let last = alice
+            .rooms()
+            .await
+            .into_iter()
+            .find(|r| &r.id == room)
+            .map_or(0, |r| r.last_seq);
+        let mut alice_live = alice.watch(&[(room.as_str(), last)]).await.unwrap();
+        let from_bob = bob.send(room, "from bob").await.unwrap();
+        alice.send(room, "from alice").await.unwrap();
+        bob.send(room, "bob again").await.unwrap();
+        amy.send(room, "from amy").await.unwrap();
+        // amy sees everyone; bob sees alice; nothing tells bob of the block.
+        for text in ["from bob", "from alice", "bob again", "from amy"] {
+            until_text(&amy, room, text).await;
+        }
+        until_text(&bob, room, "from alice").await;
+        until_text(&bob, room, "from amy").await;
+        until_delivered(&bob, room, &from_bob.event_id).await;
+        // alice sees neither of bob's messages, in history, live or unread.
+        assert_eq!(
+            history_texts(&alice, room).await,
+            vec!["from alice", "from amy"],
+            "alice's view of {room}"
+        );
+        let mut live = Vec::new();
+        while live.len() < 2 {
+            let event = alice_live.next().await;
+            if &event.room_id == room
+                && let Some(text) = crate::support::text(&event)
+            {
+                live.push(text.to_string());
+            }
+        }
+        assert_eq!(live, vec!["from alice", "from amy"]);
+        assert_eq!(
+            unread(&alice, room).await,
+            1,
+            "only amy's message is unread"
+        );
+    }
+
+    // alice cannot invite bob; bob cannot bring alice in.
+    check(
+        alice
+            .create_room(pb::RoomKind::Group, "Again", &[&bob.id])
+            .await,
+        Code::FailedPrecondition,
+        "you blocked bob@b.example",
+    );
+    let by_bob = bob
+        .create_room(pb::RoomKind::Group, "Hi", &[&alice.id])
+        .await
+        .unwrap()
+        .id;
+    until_members(&bob, &by_bob, &[bob.id.as_str()]).await;
+    assert!(members_of(&alice, &by_bob).await.is_none());
+}
+
+#[tokio::test]
+async fn a_deleted_contacts_messages_in_a_group_stop_for_the_one_who_deleted_them() {
+    let (_a, _b, alice, bob) = pair().await;
+    // A group hosted at bob's node where alice is a.example's only member,
+    // so she may delete bob.
+    let group = bob.group_room("Deal", &[alice.id.as_str()]).await.id;
+    until_members(&alice, &group, &[bob.id.as_str(), alice.id.as_str()]).await;
+    bob.send(&group, "before").await.unwrap();
+    until_text(&alice, &group, "before").await;
+
+    contact_call(&alice, &bob.id, "delete").await.unwrap();
+    let after = bob.send(&group, "after the delete").await.unwrap();
+    until_delivered(&bob, &group, &after.event_id).await;
+    // alice still talks to the room; bob's later messages are not hers.
+    alice.send(&group, "alice still here").await.unwrap();
+    until_text(&bob, &group, "alice still here").await;
+    assert_eq!(
+        history_texts(&alice, &group).await,
+        vec!["before", "alice still here"]
+    );
+    check(
+        alice
+            .create_room(pb::RoomKind::Group, "Again", &[&bob.id])
+            .await,
+        Code::FailedPrecondition,
+        "in your trash",
+    );
+    let by_bob = bob
+        .create_room(pb::RoomKind::Group, "Hi", &[&alice.id])
+        .await
+        .unwrap()
+        .id;
+    until_members(&bob, &by_bob, &[bob.id.as_str()]).await;
+    assert!(members_of(&alice, &by_bob).await.is_none());
+
+    // Restored, bob's new messages reach her again.
+    contact_call(&alice, &bob.id, "restore").await.unwrap();
+    bob.send(&group, "after the restore").await.unwrap();
+    until_text(&alice, &group, "after the restore").await;
+    assert_eq!(
+        history_texts(&alice, &group).await,
+        vec!["before", "alice still here", "after the restore"]
+    );
 }
 
 #[tokio::test]

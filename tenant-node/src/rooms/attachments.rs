@@ -159,6 +159,22 @@ impl Tenant {
             .await?
             .ok_or_else(|| Error::NotFound(format!("attachment {}", clip(id))))?;
         require_member(&mut conn, &row.room, &caller.member).await?;
+        // A file in a message kept out of the caller's sight is not theirs.
+        if let Some(event) = &row.event_id
+            && let Ok(event) = crate::ids::EventId::parse(event)
+            && let Some(event) = crate::store::events::by_id(&mut conn, &event).await?
+            && crate::store::events::unseen(
+                &mut conn,
+                &event.room,
+                &caller.member,
+                event.seq.saturating_sub(1),
+                event.seq,
+            )
+            .await?
+            .contains(&event.seq)
+        {
+            return Err(Error::NotFound(format!("attachment {}", clip(id))));
+        }
         drop(conn);
         let data = self.attachment_data(&row, &caller.member).await?;
         Ok((row.meta, data))
