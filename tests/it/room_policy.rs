@@ -1,5 +1,5 @@
 //! What a member's standing and choices do in rooms shared with other
-//! companies: a block or a deleted contact
+//! companies: a suspended member leaves them, a block or a deleted contact
 //! hides that person's messages in groups from the one who chose it (and
 //! from no one else), and the file-transfer restriction stops what our
 //! members send, not what they receive.
@@ -63,6 +63,10 @@ async fn until_delivered(who: &Member, room: &str, event: &str) {
     .await;
 }
 
+async fn contact_status(who: &Member, user: &str) -> String {
+    who.contact(user).await.status
+}
+
 async fn contact_call(who: &Member, user: &str, what: &str) -> Result<(), tonic::Status> {
     let mut contacts = who.client.contacts.clone();
     let user = pb::ContactRef {
@@ -92,6 +96,75 @@ async fn two_colleagues_and_bob() -> (TestNode, TestNode, Member, Member, Member
     allow(&a.admin().await, true, &amy.id, true).await;
     befriend(&amy, &bob).await;
     (a, b, alice, amy, bob)
+}
+
+#[tokio::test]
+async fn a_suspended_colleague_leaves_external_rooms_and_silences_no_one() {
+    let (a, _b, alice, amy, bob) = two_colleagues_and_bob().await;
+    // bob's node hosts the group; a.example keeps a replica. amy's direct
+    // room with bob is hosted at a.example (she asked to be his contact).
+    let group = bob
+        .group_room("Deal", &[alice.id.as_str(), amy.id.as_str()])
+        .await
+        .id;
+    let direct = crate::support::room_with(&amy, &bob.id).await.id;
+    let all = [bob.id.as_str(), alice.id.as_str(), amy.id.as_str()];
+    until_members(&alice, &group, &all).await;
+    until_members(&amy, &group, &all).await;
+
+    let admin = a.admin().await;
+    admin
+        .admin
+        .clone()
+        .suspend_member(pb::SuspendMemberRequest {
+            member_id: amy.id.clone(),
+        })
+        .await
+        .unwrap();
+
+    // alice still gets bob's messages: amy does not hold them back.
+    bob.send(&group, "after amy's suspension").await.unwrap();
+    until_text(&alice, &group, "after amy's suspension").await;
+    // amy left the group on both nodes as a disconnected member does,
+    // and her direct room with bob too.
+    let left = [bob.id.as_str(), alice.id.as_str()];
+    until_members(&alice, &group, &left).await;
+    until_members(&bob, &group, &left).await;
+    until_members(&bob, &direct, &[bob.id.as_str()]).await;
+    let shown = bob.history(&group).await.unwrap();
+    assert!(
+        shown.iter().any(|e| {
+            matches!(e.body, Some(pb::room_event::Body::Unknown(_))) && e.sender == amy.id
+        }),
+        "bob sees amy become unknown"
+    );
+    until(RELAY_DEADLINE, "amy shows as unknown to bob", || async {
+        contact_status(&bob, &amy.id).await == "unknown"
+    })
+    .await;
+
+    // Reinstated, amy is reachable again, as a member connected again is;
+    // no room comes back by itself.
+    admin
+        .admin
+        .clone()
+        .unsuspend_member(pb::UnsuspendMemberRequest {
+            member_id: amy.id.clone(),
+        })
+        .await
+        .unwrap();
+    until(RELAY_DEADLINE, "amy is known to bob again", || async {
+        contact_status(&bob, &amy.id).await != "unknown"
+    })
+    .await;
+    let amy = a.login(&amy.id).await;
+    assert!(
+        !amy.rooms()
+            .await
+            .iter()
+            .any(|r| r.id == group || r.id == direct),
+        "no room came back"
+    );
 }
 
 #[tokio::test]

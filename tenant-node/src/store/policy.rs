@@ -51,6 +51,15 @@ pub async fn is_connected(conn: &mut AnyConnection, member: &MemberId) -> Result
     Ok(row.is_some())
 }
 
+/// On the connected-members list, whatever the member's state.
+pub async fn is_on_connected_list(conn: &mut AnyConnection, member: &MemberId) -> Result<bool> {
+    let row = sqlx::query("SELECT 1 AS one FROM connected_members WHERE member_id = $1")
+        .bind(member.as_str())
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.is_some())
+}
+
 /// This node's admission facts for `local` and `external`, in one
 /// statement: whether external messaging is on, `local` is connected (and
 /// active), `peer` is a peer, `local` blocked `external`, and `local`
