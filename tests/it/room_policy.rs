@@ -234,6 +234,18 @@ async fn a_block_hides_the_blocked_members_messages_in_groups_from_the_blocker_o
         );
     }
 
+    // bob's file is amy's to download, not alice's.
+    let sent = bob
+        .send_file(&at_b, "bob.bin", b"bob's file")
+        .await
+        .unwrap();
+    let file = attachment(sent.event.as_ref().unwrap()).unwrap().id.clone();
+    until(RELAY_DEADLINE, "amy downloads bob's file", || async {
+        amy.download(&file).await.is_ok()
+    })
+    .await;
+    check(alice.download(&file).await, Code::NotFound, "attachment");
+
     // alice cannot invite bob; bob cannot bring alice in.
     check(
         alice
