@@ -7,6 +7,15 @@
 //! decides its own half here, for everything it sends and receives, and never
 //! trusts the other node's claim about the other half.
 //!
+//! In rooms ([`room_event`]) the rule is decided per member of ours: a
+//! message from another company reaches each of our members in the room
+//! whom this half admits with its sender, and is kept out of sight of the
+//! others (not connected or suspended, or who blocked or deleted the
+//! sender), so one colleague never silences a room for the rest. A block or
+//! a deleted contact also keeps the two from bringing each other into a
+//! room ([`bring_in`]); in a direct room, which is only the two of them, it
+//! stops the room both ways.
+//!
 //! Code that sends or stores cross-tenant data takes a [`Permit`], which only
 //! [`decide`] makes, so it cannot run without passing this check; a room
 //! event is queued for a peer only with the [`RoomPermit`] this module
@@ -41,6 +50,10 @@ pub enum Denied {
     NotConnected,
     NotPeered,
     Blocked,
+    /// The local member moved the external user's contact to the trash.
+    /// Only rooms ask this ([`room_event`], [`bring_in`]); [`decide`]
+    /// never answers it.
+    Deleted,
 }
 
 /// Proof that this node's half admits `local` ↔ `external` right now.
@@ -71,6 +84,9 @@ impl Permit {
 pub struct RoomPermit {
     room: RoomId,
     sender: MemberId,
+    /// Our members whom this half does not admit with the sender: the
+    /// event is stored, and kept out of their sight.
+    unseen_by: Vec<MemberId>,
 }
 
 impl RoomPermit {
@@ -79,6 +95,10 @@ impl RoomPermit {
     }
     pub fn sender(&self) -> &MemberId {
         &self.sender
+    }
+    /// Our members who must not see a message this permit covers.
+    pub fn unseen_by(&self) -> &[MemberId] {
+        &self.unseen_by
     }
     /// Whether this permit covers an event of `sender` in `room`.
     pub fn covers(&self, room: &RoomId, sender: &MemberId) -> bool {
@@ -100,12 +120,24 @@ pub enum Unchecked {
     Proposal,
 }
 
+/// What an event does that [`room_event`] is asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    /// A message (text, sticker, file): for another company's, each
+    /// member of ours is judged alone.
+    Message,
+    /// `actor` comes into the room (created with it, or invited): the room
+    /// after it must admit them with every member, for ours to stay in it.
+    Join,
+}
+
 /// The permit of an event that needs no admission check, for `why`.
 pub fn unchecked(room: &RoomId, sender: &MemberId, why: Unchecked) -> RoomPermit {
     tracing::trace!(room = %room, sender = %sender, ?why, "room event needs no admission check");
     RoomPermit {
         room: *room,
         sender: sender.clone(),
+        unseen_by: Vec::new(),
     }
 }
 
@@ -116,6 +148,7 @@ pub fn invitation(room: &RoomId, actor: &MemberId, joiners: &[RoomPermit]) -> Op
     (!joiners.is_empty() && joiners.iter().all(|p| &p.room == room)).then(|| RoomPermit {
         room: *room,
         sender: actor.clone(),
+        unseen_by: Vec::new(),
     })
 }
 
@@ -240,6 +273,12 @@ impl Denied {
             (Denied::Blocked, Some(local)) => {
                 Error::FailedPrecondition(format!("{local} blocked {external}"))
             }
+            (Denied::Deleted, None) => Error::FailedPrecondition(format!(
+                "{external} is in your trash; restore the contact to message them"
+            )),
+            (Denied::Deleted, Some(local)) => {
+                Error::FailedPrecondition(format!("{local} moved {external} to the trash"))
+            }
         }
     }
 
@@ -254,6 +293,7 @@ impl Denied {
             Denied::NotConnected => "member not connected",
             Denied::NotPeered => "not peered",
             Denied::Blocked => "blocked",
+            Denied::Deleted => "contact deleted",
         }
     }
 }
@@ -292,66 +332,168 @@ impl Tenant {
 
     /// This node's half for an event `actor` adds to `room`, of `kind`,
     /// whose members are `members` (see [`room_event`]).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn admit_room_event(
         &self,
         conn: &mut AnyConnection,
+        act: Act,
         room: &RoomId,
         kind: RoomKind,
         host: Option<&TenantId>,
         actor: &MemberId,
         members: &[MemberId],
     ) -> Result<Result<RoomPermit, (Denied, MemberId)>> {
-        room_event(conn, &self.id, room, kind, host, actor, members).await
+        room_event(conn, &self.id, act, room, kind, host, actor, members).await
     }
 }
 
 /// This node's (`us`) half for an event `actor` adds to `room`, of `kind`,
-/// whose members are `members`: every pair of a local and an external
-/// member that includes the actor must be admitted. A block counts only in
-/// a direct room (it is between two people); in a group, members who stop
-/// being permitted are removed from the room instead. In a group hosted
-/// elsewhere this node talks only to the `host`, so the peering that counts
-/// is the host's, whoever the external member is. `Err((why, local
-/// member))` names the first pair refused.
+/// whose members are `members`.
+///
+/// - Our member acts: every pair of the actor and an external member must
+///   be admitted. A block or a deleted contact refuses in a direct room;
+///   in a group our member still talks to the room (what they no longer
+///   see is the other's messages).
+/// - Another company's member posts a message: this company's external
+///   messaging and the peering hold for the room as a whole, or the event
+///   is refused. Each of our members is then judged alone: one not
+///   admitted with the actor (not connected, suspended, or who blocked or
+///   deleted the actor) is in the permit's `unseen_by`, and the others see
+///   the message. In a direct room that member is the room, so any
+///   refusal refuses.
+/// - Another company's member comes into the room: every member of ours
+///   must be admitted with them, as they would be with our member who
+///   acts, so that no member of ours not permitted across is ever in a
+///   room with another company; a block or a deleted contact does not
+///   stop it in a group ([`bring_in`] is what stops the two bringing each
+///   other in).
+///
+/// In a group hosted elsewhere this node talks only to the `host`, so the
+/// peering that counts is the host's, whoever the external member is.
+/// `Err((why, local member))` names the first member refused.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn room_event(
     conn: &mut AnyConnection,
     us: &TenantId,
+    act: Act,
     room: &RoomId,
     kind: RoomKind,
     host: Option<&TenantId>,
     actor: &MemberId,
     members: &[MemberId],
 ) -> Result<Result<RoomPermit, (Denied, MemberId)>> {
-    let pairs: Vec<(&MemberId, &MemberId)> = if actor.belongs_to(us) {
-        members
-            .iter()
-            .filter(|m| !m.belongs_to(us))
-            .map(|x| (actor, x))
-            .collect()
-    } else {
-        members
-            .iter()
-            .filter(|m| m.belongs_to(us))
-            .map(|m| (m, actor))
-            .collect()
-    };
-    for (local, external) in pairs {
-        let peer = match (kind, host) {
-            (RoomKind::Group, Some(host)) => host,
-            _ => external.tenant(),
-        };
-        let mut half = half(conn, local, external, peer).await?;
-        if kind == RoomKind::Group {
-            half.blocked = false;
+    let peer_of = |external: &MemberId| -> TenantId {
+        match (kind, host) {
+            (RoomKind::Group, Some(host)) => host.clone(),
+            _ => external.tenant().clone(),
         }
-        if let Err(denied) = decide(local, external, half) {
-            return Ok(Err((denied, local.clone())));
+    };
+    let mut unseen_by = Vec::new();
+    if actor.belongs_to(us) {
+        for external in members.iter().filter(|m| !m.belongs_to(us)) {
+            let facts = half_in_room(conn, actor, external, &peer_of(external)).await?;
+            if let Err(denied) = in_room(actor, external, kind == RoomKind::Direct, facts) {
+                return Ok(Err((denied, actor.clone())));
+            }
+        }
+    } else {
+        let peer = peer_of(actor);
+        for local in members.iter().filter(|m| m.belongs_to(us)) {
+            let facts = half_in_room(conn, local, actor, &peer).await?;
+            if act == Act::Join {
+                if let Err(denied) = in_room(local, actor, kind == RoomKind::Direct, facts) {
+                    return Ok(Err((denied, local.clone())));
+                }
+                continue;
+            }
+            match in_room(local, actor, true, facts) {
+                Ok(()) => {}
+                Err(denied @ (Denied::ExternalDisabled | Denied::NotPeered)) => {
+                    return Ok(Err((denied, local.clone())));
+                }
+                Err(denied) if kind == RoomKind::Direct => {
+                    return Ok(Err((denied, local.clone())));
+                }
+                Err(denied) => {
+                    tracing::debug!(room = %room, member = %local, sender = %actor, reason = denied.reason(), "event kept out of one member's sight");
+                    unseen_by.push(local.clone());
+                }
+            }
         }
     }
     Ok(Ok(RoomPermit {
         room: *room,
         sender: actor.clone(),
+        unseen_by,
     }))
+}
+
+/// Whether `inviter` may bring `joiner` into a room, as far as what is
+/// between the two goes: when one is ours and the other of another company,
+/// ours must not have blocked the other or deleted them as a contact. So a
+/// member cannot invite someone they blocked or deleted, nor be brought in
+/// by them; someone else may still put the two in one room. `Err` names our
+/// member of the two.
+pub(crate) async fn bring_in(
+    conn: &mut AnyConnection,
+    us: &TenantId,
+    inviter: &MemberId,
+    joiner: &MemberId,
+) -> Result<Result<(), (Denied, MemberId)>> {
+    let (local, external) = match (inviter.belongs_to(us), joiner.belongs_to(us)) {
+        (true, false) => (inviter, joiner),
+        (false, true) => (joiner, inviter),
+        _ => return Ok(Ok(())),
+    };
+    let facts = policy::pair_facts(conn, local, external, external.tenant()).await?;
+    Ok(if facts.blocked {
+        Err((Denied::Blocked, local.clone()))
+    } else if facts.trashed {
+        Err((Denied::Deleted, local.clone()))
+    } else {
+        Ok(())
+    })
+}
+
+/// The facts of a pair in a room: [`Half`] and whether our member deleted
+/// the other as a contact.
+async fn half_in_room(
+    conn: &mut AnyConnection,
+    local: &MemberId,
+    external: &MemberId,
+    peer: &TenantId,
+) -> Result<(Half, bool)> {
+    let facts = policy::pair_facts(conn, local, external, peer).await?;
+    Ok((
+        Half {
+            enabled: facts.enabled,
+            connected: facts.connected,
+            peered: facts.peered,
+            blocked: facts.blocked,
+        },
+        facts.trashed,
+    ))
+}
+
+/// The pair rule in a room: [`decide`], and a deleted contact refuses as
+/// a block does, where `both_ways` (what the pair says to each other, or
+/// what our member receives). Our member's own events to a group are not
+/// stopped by a block or a deleted contact: the group is not the two of
+/// them alone.
+fn in_room(
+    local: &MemberId,
+    external: &MemberId,
+    both_ways: bool,
+    (mut half, trashed): (Half, bool),
+) -> Result<(), Denied> {
+    if !both_ways {
+        half.blocked = false;
+    }
+    decide(local, external, half)?;
+    if trashed && both_ways {
+        return Err(Denied::Deleted);
+    }
+    Ok(())
 }
 
 /// The facts of `local` ↔ `external`, with the peering of `peer` (the
@@ -511,6 +653,7 @@ mod tests {
             room_event(
                 &mut conn,
                 &us,
+                Act::Message,
                 &room(),
                 kind,
                 host.as_ref(),
@@ -555,15 +698,21 @@ mod tests {
         }
 
         #[tokio::test]
-        async fn an_external_sender_needs_every_local_member_admitted() {
+        async fn an_external_sender_is_judged_for_each_member_of_ours() {
             let t = temp_store().await;
             let a = t.member("a@a.example").await;
             let a2 = t.member("a2@a.example").await;
             let b = MemberId::parse("b@b.example").unwrap();
             facts(&t, &[&a], &["b.example"]).await;
-            // a2 is not on the connected-members list: the refusal names a2.
+            // a2 is not on the connected-members list: a sees b's message,
+            // a2 does not, and the room goes on.
+            let permit = judge(&t, RoomKind::Group, None, &b, &[&a, &b, &a2])
+                .await
+                .unwrap();
+            assert_eq!(permit.unseen_by(), std::slice::from_ref(&a2));
+            // A direct room is its one member of ours.
             assert_eq!(
-                judge(&t, RoomKind::Group, None, &b, &[&a, &b, &a2]).await,
+                judge(&t, RoomKind::Direct, None, &b, &[&a2, &b]).await,
                 Err((Denied::NotConnected, a2.clone()))
             );
             let mut conn = t.conn().await;
@@ -571,19 +720,71 @@ mod tests {
                 .await
                 .unwrap();
             drop(conn);
-            assert!(
-                judge(&t, RoomKind::Group, None, &b, &[&a, &b, &a2])
-                    .await
-                    .is_ok()
+            let permit = judge(&t, RoomKind::Group, None, &b, &[&a, &b, &a2])
+                .await
+                .unwrap();
+            assert!(permit.unseen_by().is_empty());
+            // What holds for the whole company refuses the whole event.
+            let mut conn = t.conn().await;
+            policy::set_setting(&mut conn, policy::EXTERNAL_ENABLED, "off")
+                .await
+                .unwrap();
+            drop(conn);
+            assert_eq!(
+                judge(&t, RoomKind::Group, None, &b, &[&a, &b, &a2]).await,
+                Err((Denied::ExternalDisabled, a.clone()))
             );
         }
 
         #[tokio::test]
-        async fn a_block_counts_in_a_direct_room_only() {
+        async fn another_company_comes_in_only_where_every_member_of_ours_may_talk_with_them() {
             let t = temp_store().await;
             let a = t.member("a@a.example").await;
+            let a2 = t.member("a2@a.example").await;
             let b = MemberId::parse("b@b.example").unwrap();
             facts(&t, &[&a], &["b.example"]).await;
+            let us = TenantId::parse("a.example").unwrap();
+            let join = |kind: RoomKind, members: Vec<MemberId>| {
+                let (t, us, b) = (&t, &us, &b);
+                async move {
+                    let mut conn = t.conn().await;
+                    room_event(&mut conn, us, Act::Join, &room(), kind, None, b, &members)
+                        .await
+                        .unwrap()
+                }
+            };
+            // a2 is not connected: b does not come into a room with a2.
+            assert_eq!(
+                join(RoomKind::Group, vec![a.clone(), a2.clone(), b.clone()]).await,
+                Err((Denied::NotConnected, a2.clone()))
+            );
+            let mut conn = t.conn().await;
+            policy::connect(&mut conn, &a2, "admin@a.example", 1)
+                .await
+                .unwrap();
+            contact_store::block(&mut conn, a.as_str(), b.as_str(), 1)
+                .await
+                .unwrap();
+            drop(conn);
+            // a's block does not keep a colleague from putting them together.
+            assert!(
+                join(RoomKind::Group, vec![a.clone(), a2.clone(), b.clone()])
+                    .await
+                    .is_ok()
+            );
+            assert_eq!(
+                join(RoomKind::Direct, vec![a.clone(), b.clone()]).await,
+                Err((Denied::Blocked, a.clone()))
+            );
+        }
+
+        #[tokio::test]
+        async fn a_block_stops_a_direct_room_and_hides_the_blocked_in_a_group() {
+            let t = temp_store().await;
+            let a = t.member("a@a.example").await;
+            let a2 = t.member("a2@a.example").await;
+            let b = MemberId::parse("b@b.example").unwrap();
+            facts(&t, &[&a, &a2], &["b.example"]).await;
             let mut conn = t.conn().await;
             contact_store::block(&mut conn, a.as_str(), b.as_str(), 1)
                 .await
@@ -597,11 +798,71 @@ mod tests {
                 judge(&t, RoomKind::Direct, None, &b, &[&a, &b]).await,
                 Err((Denied::Blocked, a.clone()))
             );
-            assert!(
-                judge(&t, RoomKind::Group, None, &b, &[&a, &b])
-                    .await
-                    .is_ok()
+            // In a group, b's messages reach a2 and not a; a still talks
+            // to the room.
+            let permit = judge(&t, RoomKind::Group, None, &b, &[&a, &b, &a2])
+                .await
+                .unwrap();
+            assert_eq!(permit.unseen_by(), std::slice::from_ref(&a));
+            let permit = judge(&t, RoomKind::Group, None, &a, &[&a, &b, &a2])
+                .await
+                .unwrap();
+            assert!(permit.unseen_by().is_empty());
+        }
+
+        #[tokio::test]
+        async fn a_deleted_contact_counts_as_a_block_in_rooms() {
+            let t = temp_store().await;
+            let a = t.member("a@a.example").await;
+            let a2 = t.member("a2@a.example").await;
+            let b = MemberId::parse("b@b.example").unwrap();
+            facts(&t, &[&a, &a2], &["b.example"]).await;
+            let mut conn = t.conn().await;
+            contact_store::upsert_contact(
+                &mut conn,
+                &contact_store::ContactRow {
+                    owner: a.as_str().into(),
+                    user_id: b.as_str().into(),
+                    display_name: "B".into(),
+                    photo: None,
+                    photo_type: None,
+                    company: "B Corp".into(),
+                    fields: "{}".into(),
+                    created_at_ms: 1,
+                    synced_at_ms: 1,
+                    trashed_at_ms: None,
+                },
+            )
+            .await
+            .unwrap();
+            contact_store::set_trashed(&mut conn, a.as_str(), b.as_str(), Some(2))
+                .await
+                .unwrap();
+            let us = TenantId::parse("a.example").unwrap();
+            // Neither brings the other into a room; a colleague may.
+            assert_eq!(
+                bring_in(&mut conn, &us, &a, &b).await.unwrap(),
+                Err((Denied::Deleted, a.clone()))
             );
+            assert_eq!(
+                bring_in(&mut conn, &us, &b, &a).await.unwrap(),
+                Err((Denied::Deleted, a.clone()))
+            );
+            assert_eq!(bring_in(&mut conn, &us, &a2, &b).await.unwrap(), Ok(()));
+            assert_eq!(bring_in(&mut conn, &us, &b, &a2).await.unwrap(), Ok(()));
+            drop(conn);
+            assert_eq!(
+                judge(&t, RoomKind::Direct, None, &b, &[&a, &b]).await,
+                Err((Denied::Deleted, a.clone()))
+            );
+            assert_eq!(
+                judge(&t, RoomKind::Direct, None, &a, &[&a, &b]).await,
+                Err((Denied::Deleted, a.clone()))
+            );
+            let permit = judge(&t, RoomKind::Group, None, &b, &[&a, &b, &a2])
+                .await
+                .unwrap();
+            assert_eq!(permit.unseen_by(), std::slice::from_ref(&a));
         }
 
         #[tokio::test]

@@ -27,4 +27,5 @@ mod postgres;
 mod properties;
 mod relay;
 mod restart;
+mod room_policy;
 mod soak;

@@ -367,6 +367,8 @@ proptest! {
                     Denied::NotConnected => !half.connected,
                     Denied::NotPeered => !half.peered,
                     Denied::Blocked => half.blocked,
+                    // `decide` never answers it: only rooms ask of the trash.
+                    Denied::Deleted => false,
                 };
                 prop_assert!(true_reason, "{:?} for {:?}", denied, half);
                 // The other company is told nothing of it.
@@ -380,7 +382,7 @@ proptest! {
     #[test]
     fn every_refusal_looks_the_same_to_the_peer(local in member()) {
         let local = MemberId::parse(&local).expect("generated ids are valid");
-        for denied in [Denied::ExternalDisabled, Denied::NotConnected, Denied::NotPeered, Denied::Blocked] {
+        for denied in [Denied::ExternalDisabled, Denied::NotConnected, Denied::NotPeered, Denied::Blocked, Denied::Deleted] {
             prop_assert_eq!(denied.to_peer(&local).to_string(), not_found(&local));
         }
     }

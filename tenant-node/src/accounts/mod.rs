@@ -161,7 +161,10 @@ impl Tenant {
         self.store.list_members().await
     }
 
-    pub async fn set_member_state(
+    /// Suspends or reinstates a member here: the state, and a suspended
+    /// member's streams end. What it means across companies is
+    /// `policy::set_member_state`, the entry point.
+    pub(crate) async fn change_member_state(
         &self,
         caller: &Caller,
         id: &MemberId,

@@ -335,7 +335,8 @@ pub enum ExternalCommand {
         /// Connect new members automatically.
         #[arg(long)]
         auto_grant: Option<OnOff>,
-        /// Forbid attachments in rooms with other companies.
+        /// Stop your members sending files into rooms with other companies
+        /// (files other companies send still come in).
         #[arg(long)]
         restrict_files: Option<OnOff>,
         /// The company name other companies see as the fixed status.

@@ -28,6 +28,7 @@ use works_bridge::Outcome;
 use works_bridge::error::clip;
 use works_proto::federation::v1 as pb;
 
+use crate::admission;
 use crate::config::Limits;
 use crate::error::{Error, Result};
 use crate::ids::{EventId, MemberId, RoomId, TenantId};
@@ -455,8 +456,12 @@ impl Tenant {
         let (verdict, key) = self.judge(&mut *conn, host, &view, &event).await?;
         let mut event = event;
         let mut outcome = Outcome::Stored;
+        let mut unseen_by = Vec::new();
         let after = match verdict {
-            Verdict::Apply(after) => after,
+            Verdict::Apply { after, unseen } => {
+                unseen_by = unseen;
+                after
+            }
             Verdict::InPart {
                 after,
                 body,
@@ -509,6 +514,7 @@ impl Tenant {
             .await?;
         }
         events::store_sequenced(&mut *conn, &event, key.as_deref()).await?;
+        events::hide_from(&mut *conn, &event.room, event.seq, &unseen_by).await?;
         self.record_attachment(&mut *conn, &event).await?;
         if event.body.changes_room() {
             rooms::apply_snapshot(
@@ -528,7 +534,7 @@ impl Tenant {
             .members
             .iter()
             .chain(view.members.iter().filter(|m| !after.members.contains(m)))
-            .filter(|m| m.belongs_to(&self.id))
+            .filter(|m| m.belongs_to(&self.id) && !unseen_by.contains(m))
             .cloned()
             .collect();
         local.dedup();
@@ -577,6 +583,7 @@ impl Tenant {
         let before = &view.members;
         let in_room = before.contains(sender);
         let mut joining: Vec<MemberId> = Vec::new();
+        let mut unseen = Vec::new();
         let refused = |reason: String| Ok((withhold(Error::PermissionDenied(reason)), None));
         match &event.body {
             EventBody::Created {
@@ -676,11 +683,12 @@ impl Tenant {
                 if !in_room && !ours {
                     return refused(format!("{sender} is not a member of room {}", event.room));
                 }
-                if !ours && let Err(refusal) = self.may_receive(conn, host, view, event).await {
-                    if refusal.is_fault() {
-                        return Err(refusal);
+                if !ours {
+                    match self.may_receive(conn, host, view, event).await {
+                        Ok(hidden) => unseen = hidden,
+                        Err(refusal) if refusal.is_fault() => return Err(refusal),
+                        Err(refusal) => return Ok((withhold(refusal), None)),
                     }
-                    return Ok((withhold(refusal), None));
                 }
             }
             EventBody::Withheld => {
@@ -702,7 +710,15 @@ impl Tenant {
         let mut turned_away = Vec::new();
         for member in joining.iter().filter(|m| m.belongs_to(&self.id)) {
             if let Err(e) = self
-                .may_join(conn, &event.room, view.kind, host, member, &after.members)
+                .may_join(
+                    conn,
+                    &event.room,
+                    view.kind,
+                    host,
+                    sender,
+                    member,
+                    &after.members,
+                )
                 .await
             {
                 if e.is_fault() {
@@ -713,7 +729,7 @@ impl Tenant {
             }
         }
         let Some(refusal) = refusal else {
-            return Ok((Verdict::Apply(after), key));
+            return Ok((Verdict::Apply { after, unseen }, key));
         };
         let admitted: Vec<MemberId> = joining
             .iter()
@@ -734,16 +750,19 @@ impl Tenant {
         ))
     }
 
-    /// Whether our `member` may be in a room of `kind` hosted by `host`
-    /// with `members`: an active member of ours whom this node's half of
-    /// admission admits with every member of the room now. The host
-    /// learns only "not found".
+    /// Whether `inviter` may bring our `member` into a room of `kind`
+    /// hosted by `host` with `members`: an active member of ours whom this
+    /// node's half of admission admits with every member of the room now,
+    /// and who did not block or delete the inviter. The host learns only
+    /// "not found".
+    #[allow(clippy::too_many_arguments)]
     async fn may_join(
         &self,
         conn: &mut AnyConnection,
         room: &RoomId,
         kind: RoomKind,
         host: &TenantId,
+        inviter: &MemberId,
         member: &MemberId,
         members: &[MemberId],
     ) -> Result<()> {
@@ -752,8 +771,14 @@ impl Tenant {
             Some(m) if m.state == MemberState::Active => {}
             _ => return Err(not_found()),
         }
+        if admission::bring_in(conn, &self.id, inviter, member)
+            .await?
+            .is_err()
+        {
+            return Err(not_found());
+        }
         match self
-            .may_message(conn, room, kind, Some(host), member, members)
+            .may_enter(conn, room, kind, Some(host), member, member, members)
             .await
         {
             Err(e) if e.is_fault() => Err(e),
@@ -763,28 +788,28 @@ impl Tenant {
     }
 
     /// This node's say on a message from another company's member that its
-    /// host sequenced: admission (with blocks and trash), file transfer.
+    /// host sequenced: admission, judged for each member of ours
+    /// (`admission::room_event`); the members of ours who must not see it.
+    /// A file is received as any message is: the file-transfer restriction
+    /// is on what our members send.
     async fn may_receive(
         &self,
         conn: &mut AnyConnection,
         host: &TenantId,
         view: &RoomView,
         event: &RoomEvent,
-    ) -> Result<()> {
-        self.may_message(
-            conn,
-            &event.room,
-            view.kind,
-            Some(host),
-            &event.sender,
-            &view.members,
-        )
-        .await?;
-        if matches!(event.body, EventBody::Attachment(_)) {
-            self.files_allowed(conn, &event.sender, &view.members)
-                .await?;
-        }
-        Ok(())
+    ) -> Result<Vec<MemberId>> {
+        let permit = self
+            .may_message(
+                conn,
+                &event.room,
+                view.kind,
+                Some(host),
+                &event.sender,
+                &view.members,
+            )
+            .await?;
+        Ok(permit.unseen_by().to_vec())
     }
 }
 
@@ -818,7 +843,11 @@ pub(crate) struct RoomAfter {
 }
 
 enum Verdict {
-    Apply(RoomAfter),
+    /// Stored and applied; a message is kept out of sight of `unseen`.
+    Apply {
+        after: RoomAfter,
+        unseen: Vec<MemberId>,
+    },
     /// An invitation, stored and applied for the members it may bring in
     /// (`body` names them); the host hears `reason` for the others.
     InPart {
@@ -828,10 +857,7 @@ enum Verdict {
     },
     /// Stored as `withheld` to keep the room's order whole, never shown;
     /// the host hears `reason` when `tell_host`.
-    Withhold {
-        reason: Error,
-        tell_host: bool,
-    },
+    Withhold { reason: Error, tell_host: bool },
 }
 
 /// The room as an event the host relays for a room this node does not

@@ -203,7 +203,7 @@ impl Watcher {
             if after >= upto {
                 return Ok(());
             }
-            let page = {
+            let (page, unseen) = {
                 let mut conn = self
                     .tenant
                     .store
@@ -211,10 +211,19 @@ impl Watcher {
                     .acquire()
                     .await
                     .map_err(Error::from)?;
-                events::range(&mut conn, &room, after, upto, REPLAY_PAGE).await?
+                let page = events::range(&mut conn, &room, after, upto, REPLAY_PAGE).await?;
+                let last = page.last().map_or(after, |e| e.seq);
+                let unseen =
+                    events::unseen(&mut conn, &room, &self.caller.member, after, last).await?;
+                (page, unseen)
             };
             let full = page.len() == REPLAY_PAGE as usize;
             for event in page {
+                if unseen.contains(&event.seq) {
+                    // Kept out of this member's sight: step over it.
+                    self.cursors.insert(room, event.seq);
+                    continue;
+                }
                 self.send(event).await?;
                 if !self.cursors.contains_key(&room) {
                     return Ok(());

@@ -102,6 +102,18 @@ impl Tenant {
         Ok(peers)
     }
 
+    /// `queue_reachability` in a transaction of its own, for a change
+    /// committed elsewhere (a member suspended or reinstated).
+    async fn tell_peers(&self, by: &str, members: &[MemberId], reachable: bool) -> Result<()> {
+        let mut w = self.store.begin_write().await?;
+        let told = self
+            .queue_reachability(&mut w, by, members, reachable)
+            .await?;
+        w.commit().await?;
+        self.wake_all(&told);
+        Ok(())
+    }
+
     fn wake_all(&self, peers: &[TenantId]) {
         peers.iter().for_each(|p| self.outbox.wake(p));
     }
@@ -402,6 +414,48 @@ impl Tenant {
         self.hub.notice(notice);
         self.leave_external_rooms(Some(std::slice::from_ref(id)))
             .await
+    }
+
+    /// Suspends or reinstates a member (`accounts`), and what that means
+    /// across companies. A suspended member is no longer permitted to talk
+    /// across, as a member taken off the connected list: they leave every
+    /// external room at once (the others see them become unknown) and the
+    /// peers are told. Reinstated, a connected member is reachable again
+    /// and the peers are told so; no room comes back by itself, as for a
+    /// member connected again.
+    pub async fn set_member_state(
+        &self,
+        caller: &Caller,
+        id: &MemberId,
+        state: MemberState,
+    ) -> Result<crate::model::Member> {
+        caller.require_admin()?;
+        let before = self.store.member(id).await?.map(|m| m.state);
+        let member = self.change_member_state(caller, id, state).await?;
+        if before == Some(state) {
+            return Ok(member);
+        }
+        let reachable = {
+            let mut conn = self.store.pool().acquire().await?;
+            policy::external_enabled(&mut conn).await?
+                && policy::is_on_connected_list(&mut conn, id).await?
+        };
+        let one = std::slice::from_ref(id);
+        match state {
+            MemberState::Suspended => {
+                self.leave_external_rooms(Some(one)).await?;
+                if reachable {
+                    self.tell_peers(caller.member.as_str(), one, false).await?;
+                }
+            }
+            MemberState::Active => {
+                if reachable {
+                    self.tell_peers(caller.member.as_str(), one, true).await?;
+                    self.push_profile(id).await?;
+                }
+            }
+        }
+        Ok(member)
     }
 
     /// Grants a newly added member when the admin chose automatic grants.

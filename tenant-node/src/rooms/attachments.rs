@@ -1,5 +1,6 @@
-//! Files in rooms: upload, the file-transfer restriction, and fetching the
-//! bytes across companies the first time a member downloads them.
+//! Files in rooms: upload, the file-transfer restriction (on what our
+//! members send to other companies), and fetching the bytes across
+//! companies the first time a member downloads them.
 //!
 //! The uploader's node keeps the bytes. Every other participating node gets
 //! the metadata (name, type, size, SHA-256) with the relayed event and
@@ -97,25 +98,27 @@ impl Tenant {
         Ok(EventBody::Attachment(row.meta))
     }
 
-    /// File transfer with other companies is allowed here for `actor` in a
-    /// room with `members`: refused when this company restricts it and the
-    /// room has someone of another company.
+    /// Whether `actor` may send a file into a room with `members`, as this
+    /// company's file-transfer restriction says: when it is on, our own
+    /// members send no file into a room with someone of another company
+    /// (the admin guide: "members cannot ... send files" in rooms with
+    /// other companies). It restricts what leaves this company: a file
+    /// another company's member sends is received, shown and downloaded
+    /// here as any message is.
     pub(crate) async fn files_allowed(
         &self,
         conn: &mut AnyConnection,
         actor: &MemberId,
         members: &[MemberId],
     ) -> Result<()> {
-        let external = members
-            .iter()
-            .chain([actor])
-            .any(|m| !m.belongs_to(&self.id));
+        if !actor.belongs_to(&self.id) {
+            return Ok(());
+        }
+        let external = members.iter().any(|m| !m.belongs_to(&self.id));
         if external && policy::flag(conn, policy::EXTERNAL_RESTRICT_FILES).await? {
-            return Err(Error::FailedPrecondition(if actor.belongs_to(&self.id) {
-                "your company restricts file transfer with other companies".to_string()
-            } else {
-                format!("{} does not accept files from other companies", self.id)
-            }));
+            return Err(Error::FailedPrecondition(
+                "your company restricts file transfer with other companies, and this room has members of other companies".to_string(),
+            ));
         }
         Ok(())
     }
@@ -156,6 +159,22 @@ impl Tenant {
             .await?
             .ok_or_else(|| Error::NotFound(format!("attachment {}", clip(id))))?;
         require_member(&mut conn, &row.room, &caller.member).await?;
+        // A file in a message kept out of the caller's sight is not theirs.
+        if let Some(event) = &row.event_id
+            && let Ok(event) = crate::ids::EventId::parse(event)
+            && let Some(event) = crate::store::events::by_id(&mut conn, &event).await?
+            && crate::store::events::unseen(
+                &mut conn,
+                &event.room,
+                &caller.member,
+                event.seq.saturating_sub(1),
+                event.seq,
+            )
+            .await?
+            .contains(&event.seq)
+        {
+            return Err(Error::NotFound(format!("attachment {}", clip(id))));
+        }
         drop(conn);
         let data = self.attachment_data(&row, &caller.member).await?;
         Ok((row.meta, data))
@@ -163,8 +182,9 @@ impl Tenant {
 
     /// A peer's member asks for a file of a room they are in (as this node
     /// knows the room), and this node's half allows it at the time of
-    /// asking: file transfer not restricted here and, for our own
-    /// member's file, admission of the two. Anything else is "not found".
+    /// asking: for our own member's file, file transfer not restricted
+    /// here and admission of the two (another company's file, which a host
+    /// passes on, is theirs to restrict). Anything else is "not found".
     pub async fn serve_attachment(
         &self,
         peer: &TenantId,
@@ -184,8 +204,8 @@ impl Tenant {
             tracing::info!(peer = %peer, %requester, attachment = id, "attachment refused: not in the room");
             return Err(not_found());
         }
-        // Our half, as it stands now: the file-transfer restriction, and
-        // for our own member's file, admission of uploader and requester.
+        // Our half, as it stands now, for our own member's file: the
+        // file-transfer restriction, and admission of uploader and requester.
         let allowed = match self.files_allowed(&mut conn, &row.uploader, &members).await {
             Ok(()) if row.uploader.belongs_to(&self.id) => self
                 .may_message(

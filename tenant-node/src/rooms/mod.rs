@@ -17,7 +17,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use sqlx::AnyConnection;
 
-use crate::admission::{self, RoomPermit, Unchecked};
+use crate::admission::{self, Act, RoomPermit, Unchecked};
 use crate::error::{Error, Result};
 use crate::ids::{EventId, MemberId, RoomId, TenantId};
 use crate::model::{Caller, EventBody, MemberState, Room, RoomEvent, RoomKind};
@@ -117,7 +117,7 @@ pub(crate) struct Applied {
 impl Tenant {
     /// Drops duplicate invitees and the caller. A colleague must be an
     /// active member; someone of another company must be one of the
-    /// caller's contacts (not in trash).
+    /// caller's contacts (not in trash), not blocked by the caller.
     async fn resolve_invitees(
         &self,
         caller: &Caller,
@@ -135,7 +135,13 @@ impl Tenant {
             } else {
                 match contact_store::contact(&mut conn, caller.member.as_str(), id.as_str()).await?
                 {
-                    Some(c) if c.trashed_at_ms.is_none() => {}
+                    Some(c) if c.trashed_at_ms.is_none() => {
+                        if let Err((denied, _)) =
+                            admission::bring_in(&mut conn, &self.id, &caller.member, id).await?
+                        {
+                            return Err(denied.to_member(id));
+                        }
+                    }
                     Some(_) => {
                         return Err(Error::FailedPrecondition(format!(
                             "{id} is in your trash; restore the contact first"
@@ -254,14 +260,14 @@ impl Tenant {
         let at = now_ms();
         let mut w = self.store.begin_write().await?;
         let permit = self
-            .may_message(&mut w.tx, &id, kind, None, creator, &members)
+            .may_enter(&mut w.tx, &id, kind, None, creator, creator, &members)
             .await?;
         if kind == RoomKind::Group {
             // Everyone the creator brings in, as an invitation checks them:
             // a colleague not permitted to talk across cannot be put in a
             // room with another company.
             for m in members.iter().filter(|m| *m != creator) {
-                self.may_bring(&mut w.tx, &id, kind, None, creator, m, &members)
+                self.may_enter(&mut w.tx, &id, kind, None, creator, m, &members)
                     .await?;
             }
         }
@@ -726,8 +732,17 @@ impl Tenant {
                     if m.belongs_to(&self.id) {
                         require_active(conn, m).await?;
                     }
+                    if let Err((denied, local)) =
+                        admission::bring_in(conn, &self.id, actor, m).await?
+                    {
+                        return Err(if actor.belongs_to(&self.id) {
+                            denied.to_member(m)
+                        } else {
+                            denied.to_peer(&local)
+                        });
+                    }
                     admitted.push(
-                        self.may_bring(conn, &room, row.kind, None, actor, m, &after)
+                        self.may_enter(conn, &room, row.kind, None, actor, m, &after)
                             .await?,
                     );
                 }
@@ -769,6 +784,12 @@ impl Tenant {
         )
         .await?;
         self.record_attachment(conn, &event).await?;
+        let unseen_by: Vec<MemberId> = permit
+            .as_ref()
+            .filter(|_| event.body.is_message())
+            .map(|p| p.unseen_by().to_vec())
+            .unwrap_or_default();
+        events::hide_from(conn, &room, event.seq, &unseen_by).await?;
         for m in &joined {
             rooms::insert_membership(conn, &room, m, event.seq, event.at_ms).await?;
         }
@@ -795,9 +816,10 @@ impl Tenant {
                 event.body.kind()
             ))
         })?;
-        let applied = self
+        let mut applied = self
             .after_change(conn, &permit, event, after, &departed)
             .await?;
+        applied.local.retain(|m| !unseen_by.contains(m));
         Ok((applied, permit))
     }
 
@@ -852,10 +874,12 @@ impl Tenant {
         })
     }
 
-    /// This node's say on whether `actor` may post to (or join) a room with
-    /// `members`: admission, and in a direct room, the local member's
-    /// contact not being in trash. The refusal is precise for our own
-    /// member and a bare "not found" for another company's.
+    /// This node's say on whether `actor` may post a message to a room with
+    /// `members` (`admission::room_event`: in a direct room a block or a
+    /// deleted contact stops it; in a group they decide only who of ours
+    /// sees another company's message, `RoomPermit::unseen_by`). The
+    /// refusal is precise for our own member and a bare "not found" for
+    /// another company's.
     pub(crate) async fn may_message(
         &self,
         conn: &mut AnyConnection,
@@ -865,18 +889,35 @@ impl Tenant {
         actor: &MemberId,
         members: &[MemberId],
     ) -> Result<RoomPermit> {
-        self.may_bring(conn, room, kind, host, actor, actor, members)
+        self.room_admission(conn, Act::Message, room, kind, host, actor, actor, members)
             .await
     }
 
-    /// `may_message` for `actor` in a room with `members`, on behalf of
-    /// `asker`: the actor themselves, or the member who brings the actor
-    /// in. The refusal is told to the asker (precisely when they are our
-    /// member, naming whoever is not permitted).
+    /// This node's say on whether `joiner` may come into a room whose
+    /// members are then `members`: admitted with every member of the other
+    /// side (`admission::room_event`, `Act::Join`). `asker` is who brings
+    /// them in (or the joiner): the refusal is told to them, precisely when
+    /// they are our member, naming whoever is not permitted.
     #[allow(clippy::too_many_arguments)]
-    async fn may_bring(
+    pub(crate) async fn may_enter(
         &self,
         conn: &mut AnyConnection,
+        room: &RoomId,
+        kind: RoomKind,
+        host: Option<&TenantId>,
+        asker: &MemberId,
+        joiner: &MemberId,
+        members: &[MemberId],
+    ) -> Result<RoomPermit> {
+        self.room_admission(conn, Act::Join, room, kind, host, asker, joiner, members)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn room_admission(
+        &self,
+        conn: &mut AnyConnection,
+        act: Act,
         room: &RoomId,
         kind: RoomKind,
         host: Option<&TenantId>,
@@ -885,7 +926,7 @@ impl Tenant {
         members: &[MemberId],
     ) -> Result<RoomPermit> {
         let permit = match self
-            .admit_room_event(conn, room, kind, host, actor, members)
+            .admit_room_event(conn, act, room, kind, host, actor, members)
             .await?
         {
             Ok(permit) => permit,
@@ -902,23 +943,6 @@ impl Tenant {
                 });
             }
         };
-        if kind == RoomKind::Direct {
-            let local = members.iter().find(|m| m.belongs_to(&self.id));
-            let external = members.iter().find(|m| !m.belongs_to(&self.id));
-            if let (Some(local), Some(external)) = (local, external)
-                && let Some(contact) =
-                    contact_store::contact(conn, local.as_str(), external.as_str()).await?
-                && contact.trashed_at_ms.is_some()
-            {
-                return Err(if asker == local {
-                    Error::FailedPrecondition(format!(
-                        "{external} is in your trash; restore the contact to message them"
-                    ))
-                } else {
-                    Error::NotFound(format!("user {local}"))
-                });
-            }
-        }
         Ok(permit)
     }
 
@@ -1006,6 +1030,7 @@ impl Tenant {
             }
         };
         page.events.retain(|e| e.body != EventBody::Withheld);
+        events::retain_seen(&mut conn, &caller.member, &mut page.events).await?;
         Ok(page)
     }
 

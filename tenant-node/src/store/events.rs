@@ -187,3 +187,68 @@ pub async fn page_before(
     events.reverse();
     Ok(events)
 }
+
+/// Keeps the event at `seq` of `room` out of `members`' sight.
+pub async fn hide_from(
+    conn: &mut AnyConnection,
+    room: &RoomId,
+    seq: u64,
+    members: &[MemberId],
+) -> Result<()> {
+    for member in members {
+        sqlx::query(
+            "INSERT INTO unseen_events (room_id, member_id, seq) VALUES ($1, $2, $3) \
+             ON CONFLICT (room_id, member_id, seq) DO NOTHING",
+        )
+        .bind(room.to_string())
+        .bind(member.as_str())
+        .bind(seq as i64)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The seqs of `room` with `after < seq <= upto` kept out of `member`'s sight.
+pub async fn unseen(
+    conn: &mut AnyConnection,
+    room: &RoomId,
+    member: &MemberId,
+    after: u64,
+    upto: u64,
+) -> Result<std::collections::HashSet<u64>> {
+    let rows = sqlx::query(
+        "SELECT seq FROM unseen_events WHERE room_id = $1 AND member_id = $2 \
+         AND seq > $3 AND seq <= $4",
+    )
+    .bind(room.to_string())
+    .bind(member.as_str())
+    .bind(after.min(i64::MAX as u64) as i64)
+    .bind(upto.min(i64::MAX as u64) as i64)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| Ok(row.try_get::<i64, _>("seq")? as u64))
+        .collect()
+}
+
+/// Drops from `events` (of one room) those kept out of `member`'s sight.
+pub async fn retain_seen(
+    conn: &mut AnyConnection,
+    member: &MemberId,
+    events: &mut Vec<RoomEvent>,
+) -> Result<()> {
+    let (Some(first), Some(last)) = (events.first(), events.last()) else {
+        return Ok(());
+    };
+    let hidden = unseen(
+        conn,
+        &first.room,
+        member,
+        first.seq.saturating_sub(1),
+        last.seq,
+    )
+    .await?;
+    events.retain(|e| !hidden.contains(&e.seq));
+    Ok(())
+}

@@ -51,14 +51,25 @@ pub async fn is_connected(conn: &mut AnyConnection, member: &MemberId) -> Result
     Ok(row.is_some())
 }
 
+/// On the connected-members list, whatever the member's state.
+pub async fn is_on_connected_list(conn: &mut AnyConnection, member: &MemberId) -> Result<bool> {
+    let row = sqlx::query("SELECT 1 AS one FROM connected_members WHERE member_id = $1")
+        .bind(member.as_str())
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.is_some())
+}
+
 /// This node's admission facts for `local` and `external`, in one
 /// statement: whether external messaging is on, `local` is connected (and
-/// active), `peer` is a peer, and `local` blocked `external`.
+/// active), `peer` is a peer, `local` blocked `external`, and `local`
+/// moved `external` to the trash (deleted the contact).
 pub struct PairFacts {
     pub enabled: bool,
     pub connected: bool,
     pub peered: bool,
     pub blocked: bool,
+    pub trashed: bool,
 }
 
 pub async fn pair_facts(
@@ -72,7 +83,9 @@ pub async fn pair_facts(
          (SELECT COUNT(*) FROM connected_members c JOIN members m ON m.id = c.member_id \
           WHERE c.member_id = $2 AND m.state = 'active') AS connected, \
          (SELECT COUNT(*) FROM peers WHERE tenant = $3) AS peered, \
-         (SELECT COUNT(*) FROM blocks WHERE member_id = $2 AND blocked = $4) AS blocked",
+         (SELECT COUNT(*) FROM blocks WHERE member_id = $2 AND blocked = $4) AS blocked, \
+         (SELECT COUNT(*) FROM external_contacts WHERE owner = $2 AND user_id = $4 \
+          AND trashed_at IS NOT NULL) AS trashed",
     )
     .bind(EXTERNAL_ENABLED)
     .bind(local.as_str())
@@ -85,6 +98,7 @@ pub async fn pair_facts(
         connected: row.try_get::<i64, _>("connected")? > 0,
         peered: row.try_get::<i64, _>("peered")? > 0,
         blocked: row.try_get::<i64, _>("blocked")? > 0,
+        trashed: row.try_get::<i64, _>("trashed")? > 0,
     })
 }
 

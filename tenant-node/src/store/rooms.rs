@@ -437,7 +437,8 @@ pub async fn rooms_of(
         .collect()
 }
 
-/// Unread text messages from others, per room the member is in.
+/// Unread messages from others, per room the member is in (not counting
+/// those kept out of the member's sight).
 pub async fn unread_counts(
     conn: &mut AnyConnection,
     member: &MemberId,
@@ -446,6 +447,8 @@ pub async fn unread_counts(
         "SELECT m.room_id, COUNT(e.seq) AS unread FROM room_members m \
          LEFT JOIN events e ON e.room_id = m.room_id AND e.seq > m.last_read_seq \
               AND e.kind IN ('text', 'sticker', 'attachment') AND e.sender <> m.member_id \
+              AND NOT EXISTS (SELECT 1 FROM unseen_events u WHERE u.room_id = e.room_id \
+                  AND u.member_id = m.member_id AND u.seq = e.seq) \
          WHERE m.member_id = $1 GROUP BY m.room_id",
     )
     .bind(member.as_str())
