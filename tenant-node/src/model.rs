@@ -193,6 +193,19 @@ pub struct Notice {
     pub at_ms: i64,
 }
 
+impl Notice {
+    /// A new notice for `member`, with its own id, dated now.
+    pub fn new(member: &MemberId, kind: &str, text: impl Into<String>) -> Notice {
+        Notice {
+            id: ulid::Ulid::new().to_string(),
+            member: member.clone(),
+            kind: kind.into(),
+            text: text.into(),
+            at_ms: crate::store::now_ms(),
+        }
+    }
+}
+
 // Typed ids in what is stored as JSON (events, outbox rows): each written
 // as the same string it always was, and parsed again when read, so rows
 // written before the ids were typed still read.

@@ -24,13 +24,7 @@ async fn set_profile(who: &Member, name: &str, photo: Option<Vec<u8>>) -> pb::Pr
 }
 
 async fn external(admin: &Client, enabled: bool) {
-    admin
-        .external
-        .clone()
-        .set_external_settings(pb::SetExternalSettingsRequest {
-            enabled: Some(enabled),
-            ..Default::default()
-        })
+    works_tests::scenario::set_external(admin, enabled)
         .await
         .expect("external settings");
 }

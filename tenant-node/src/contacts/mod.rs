@@ -547,13 +547,11 @@ impl Tenant {
             now_ms(),
         )
         .await?;
-        let notice = Notice {
-            id: ulid::Ulid::new().to_string(),
-            member: local.clone(),
-            kind: "friend_request".into(),
-            text: format!("{display_name} ({company}, {requester}) wants to add you as a contact"),
-            at_ms: now_ms(),
-        };
+        let notice = Notice::new(
+            &local,
+            "friend_request",
+            format!("{display_name} ({company}, {requester}) wants to add you as a contact"),
+        );
         policy::insert_notice(&mut w.tx, &notice).await?;
         w.commit().await?;
         self.hub.notice(notice);
@@ -715,16 +713,14 @@ impl Tenant {
             at,
         )
         .await?;
-        let notice = Notice {
-            id: ulid::Ulid::new().to_string(),
-            member: local.clone(),
-            kind: "contact_added".into(),
-            text: format!(
+        let notice = Notice::new(
+            local,
+            "contact_added",
+            format!(
                 "{} ({requester}) used your invitation and is now your contact",
                 contact.display_name
             ),
-            at_ms: at,
-        };
+        );
         policy::insert_notice(&mut w.tx, &notice).await?;
         w.commit().await?;
         self.hub.notice(notice);
@@ -935,21 +931,18 @@ impl Tenant {
             at,
         )
         .await?;
-        let notice = Notice {
-            id: ulid::Ulid::new().to_string(),
-            member: local.clone(),
-            kind: if accepted {
-                "request_accepted"
-            } else {
-                "request_declined"
-            }
-            .into(),
-            text: if accepted {
-                format!("{external} accepted your request; they are in your contacts")
-            } else {
-                format!("{external} did not accept your request")
-            },
-            at_ms: at,
+        let notice = if accepted {
+            Notice::new(
+                &local,
+                "request_accepted",
+                format!("{external} accepted your request; they are in your contacts"),
+            )
+        } else {
+            Notice::new(
+                &local,
+                "request_declined",
+                format!("{external} did not accept your request"),
+            )
         };
         policy::insert_notice(&mut w.tx, &notice).await?;
         w.commit().await?;

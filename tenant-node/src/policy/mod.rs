@@ -368,13 +368,11 @@ impl Tenant {
             now_ms(),
         )
         .await?;
-        let notice = Notice {
-            id: ulid::Ulid::new().to_string(),
-            member: id.clone(),
-            kind: "external_granted".into(),
-            text: "your admin allowed you to talk with members of other companies".into(),
-            at_ms: now_ms(),
-        };
+        let notice = Notice::new(
+            id,
+            "external_granted",
+            "your admin allowed you to talk with members of other companies",
+        );
         policy::insert_notice(&mut w.tx, &notice).await?;
         tracing::info!(member = %id, by, "connected member added");
         Ok(notice)
@@ -392,13 +390,11 @@ impl Tenant {
             now_ms(),
         )
         .await?;
-        let notice = Notice {
-            id: ulid::Ulid::new().to_string(),
-            member: id.clone(),
-            kind: "external_revoked".into(),
-            text: "your admin no longer allows you to talk with members of other companies".into(),
-            at_ms: now_ms(),
-        };
+        let notice = Notice::new(
+            id,
+            "external_revoked",
+            "your admin no longer allows you to talk with members of other companies",
+        );
         policy::insert_notice(&mut w.tx, &notice).await?;
         let told = self
             .queue_reachability(
