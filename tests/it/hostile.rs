@@ -175,6 +175,29 @@ async fn our_files_are_not_served_once_our_admin_cuts_access() {
     assert!(e.contains("not found"), "external messaging off: {e}");
 }
 
+// 3a. A host's invitation, which may open a room at any seq, at a seq
+// beyond any room's order (stored as a signed 64-bit number, it would wrap).
+#[tokio::test]
+async fn a_seq_beyond_any_rooms_order_is_refused() {
+    let (a, b, alice, bob) = pair().await;
+    let mut from_b = bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
+    let members = [bob.id.as_str(), alice.id.as_str()];
+    let room = wire::group("Far", &bob.id, &members);
+    let ack = relay_one(
+        &mut from_b,
+        envelope(
+            &new_id(),
+            "b.example",
+            &new_id(),
+            1 << 63,
+            wire::joined(&bob.id, &[&alice.id], Some(room)),
+        ),
+    )
+    .await;
+    refused(&ack, "beyond any room's order");
+    assert!(alice.rooms().await.iter().all(|r| r.name != "Far"));
+}
+
 // 3. Rooms opened on our node holding members we never connected.
 #[tokio::test]
 async fn a_peer_cannot_open_a_room_holding_members_we_never_connected() {

@@ -348,6 +348,13 @@ impl Tenant {
         };
         let sender = relayed.sender;
         let at_ms = content::timestamp(at_ms, now_ms());
+        // Seqs are stored as signed 64-bit numbers.
+        if host_seq > i64::MAX as u64 {
+            return Err(Error::invalid(
+                "host_seq",
+                format!("{host_seq} is beyond any room's order"),
+            ));
+        }
         if host_seq == 0 {
             if host != self.id {
                 return Err(Error::PermissionDenied(format!(
@@ -907,8 +914,8 @@ pub(crate) fn new_room_view(
             .cloned()
             .collect(),
         _ => {
-            return Err(Error::NotFound(format!(
-                "room {}: only its creation, or members of {} joining it, opens it here",
+            return Err(Error::FailedPrecondition(format!(
+                "room {} is not known here: only its creation, or members of {} joining it, opens it",
                 event.room, us
             )));
         }

@@ -237,7 +237,7 @@ fn only_a_creation_at_seq_one_or_our_member_joining_a_group_opens_a_room() {
     let room = RoomId::generate();
     let group = || snapshot(RoomKind::Group, "x", Some(&b), &[&a, &b]);
     let refusal = format!(
-        "room {room}: only its creation, or members of a.example joining it, opens it here not found"
+        "room {room} is not known here: only its creation, or members of a.example joining it, opens it"
     );
     for (seq, body, snap) in [
         (5, EventBody::Text { text: "hi".into() }, group()),
@@ -253,7 +253,10 @@ fn only_a_creation_at_seq_one_or_our_member_joining_a_group_opens_a_room() {
     ] {
         let kind = body.kind();
         let err = refused(open(&event(room, seq, &b, body), snap));
-        assert!(matches!(err, Error::NotFound(_)), "{kind}: {err:?}");
+        assert!(
+            matches!(err, Error::FailedPrecondition(_)),
+            "{kind}: {err:?}"
+        );
         assert_eq!(err.to_string(), refusal, "{kind}");
     }
 }
