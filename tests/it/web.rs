@@ -471,3 +471,143 @@ async fn an_empty_web_listen_serves_no_web_port() {
         "the API port served the page"
     );
 }
+
+#[tokio::test]
+async fn the_web_demo_stays_up_with_sign_in_details_until_ctrl_c() {
+    use tokio::io::AsyncBufReadExt;
+    let mut demo = tokio::process::Command::new(support::binary())
+        .args(["demo", "--web"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the demo");
+    let mut lines = tokio::io::BufReader::new(demo.stdout.take().expect("stdout")).lines();
+    let (mut webs, mut members) = (Vec::new(), Vec::new());
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            if let Some((tenant, rest)) = line.split_once(": open ")
+                && let Some(url) = rest.strip_suffix(" in a browser")
+            {
+                let tenant = tenant.trim_start_matches("== ").to_string();
+                webs.push((tenant, url.trim_end_matches('/').to_string()));
+            }
+            if let Some(rest) = line.trim_start().strip_prefix("member  ")
+                && let Some((id, password)) = rest.split_once("  password ")
+            {
+                members.push((id.to_string(), password.to_string()));
+            }
+            if line.contains("press Ctrl-C") {
+                return;
+            }
+        }
+        panic!("the demo ended without waiting for Ctrl-C");
+    })
+    .await
+    .expect("the story played within a minute");
+    assert_eq!(webs.len(), 2, "a web address per company: {webs:?}");
+    for (_, web) in &webs {
+        let index = http1(web, "GET", "/", &[]).await;
+        assert_eq!(index.status, 200);
+        assert_secure(&index);
+    }
+    // Alice signs in at her company's web port with what the demo printed.
+    let (alice, password) = members
+        .iter()
+        .find(|(id, _)| id == "alice@acme.example")
+        .expect("alice's sign-in details");
+    let (_, acme) = webs
+        .iter()
+        .find(|(tenant, _)| tenant == "acme.example")
+        .expect("acme's web address");
+    let token = pb::auth_client::AuthClient::with_origin(
+        support::web::web_service(),
+        acme.parse().expect("url"),
+    )
+    .login(pb::LoginRequest {
+        member_id: alice.clone(),
+        password: password.clone(),
+    })
+    .await
+    .expect("alice signs in over grpc-web")
+    .into_inner()
+    .token;
+    assert!(!token.is_empty());
+    // Ctrl-C stops both nodes and the demo ends cleanly.
+    let pid = demo.id().expect("pid");
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(sent.success());
+    let mut rest = String::new();
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(support::EVENT_DEADLINE, lines.next_line()).await
+    {
+        rest.push_str(&line);
+        rest.push('\n');
+    }
+    let status = tokio::time::timeout(support::EVENT_DEADLINE, demo.wait())
+        .await
+        .expect("the demo stopped after Ctrl-C")
+        .expect("wait");
+    assert!(status.success(), "{status:?}");
+    assert!(rest.contains("== done"), "{rest}");
+}
+
+#[tokio::test]
+async fn an_upload_in_parts_meets_the_admins_file_restriction_at_both_ends() {
+    let (a, _b, alice, bob) = support::pair().await;
+    let room = alice.group_room("Files", &[&bob.id]).await;
+    let token = a.web_login(&alice.id, support::PASSWORD).await;
+    let mut rooms = a.web_rooms();
+    let admin = a.admin().await;
+    let restrict = |on: bool| {
+        let mut external = admin.external.clone();
+        async move {
+            external
+                .set_external_settings(pb::SetExternalSettingsRequest {
+                    restrict_files: Some(on),
+                    ..Default::default()
+                })
+                .await
+                .expect("set the restriction");
+        }
+    };
+    // Started while allowed, finished after the admin restricted files:
+    // the last part is checked again and nothing is stored.
+    let id = rooms
+        .upload_part(bearer(first(&room.id, 4), &token))
+        .await
+        .expect("start while allowed")
+        .into_inner()
+        .upload_id;
+    restrict(true).await;
+    check(
+        rooms
+            .upload_part(bearer(part(&id, 0, b"data", true), &token))
+            .await,
+        Code::FailedPrecondition,
+        "your company restricts file transfer with other companies",
+    );
+    // And a new upload is refused at its first part.
+    check(
+        rooms.upload_part(bearer(first(&room.id, 4), &token)).await,
+        Code::FailedPrecondition,
+        "your company restricts file transfer with other companies",
+    );
+    restrict(false).await;
+    let stored = rooms
+        .upload_part(bearer(
+            pb::UploadPartRequest {
+                data: b"data".to_vec(),
+                last: true,
+                ..first(&room.id, 4)
+            },
+            &token,
+        ))
+        .await
+        .expect("allowed again")
+        .into_inner();
+    assert!(stored.attachment.is_some());
+}

@@ -162,9 +162,10 @@ impl Uploads {
     }
 
     /// Adds a part's bytes at `offset`; the whole upload, taken out, when
-    /// it is the last. A part refused leaves the upload as it was, so the
-    /// client may send it again, except that a last part short of the size
-    /// ends the upload.
+    /// it is the last. A part refused here (out of order, past the size)
+    /// leaves the upload as it was, so the client may send it again; a last
+    /// part that is accepted ends the upload, whether its bytes add up to
+    /// the size and pass the rules at storing or not.
     fn append(
         &self,
         owner: &MemberId,
