@@ -70,7 +70,10 @@ async fn start_node(
         let _ = stopped.await;
     }));
     println!(
-        "   {tenant} ({company}): client API {api}, bridge {bridge}, CA sha256 {}…",
+        "   {tenant} ({company}): client API {api}, bridge {bridge}{}, CA sha256 {}…",
+        web.as_deref()
+            .map(|w| format!(", web {w}"))
+            .unwrap_or_default(),
         &done.ca_fingerprint[..16]
     );
     Ok(DemoNode {
