@@ -32,13 +32,11 @@ async fn the_app_is_served_with_a_strict_policy_and_the_app_routes_get_index_htm
     );
     assert_eq!(index.header("cache-control"), Some("no-cache"));
     assert_secure(&index);
-    assert!(
-        index.text().contains("<title>Works</title>"),
-        "{}",
-        index.text()
-    );
+    assert!(index.text().contains("<title>"), "{}", index.text());
     // Nothing the page loads may come from outside the node.
-    assert!(!index.text().contains("http://") && !index.text().contains("https://"));
+    for outside in ["src=\"http", "href=\"http", "src=\"//", "href=\"//"] {
+        assert!(!index.text().contains(outside), "{}", index.text());
+    }
 
     // A route of the app (the browser reloads on it) is the same page.
     let route = http1(web, "GET", "/rooms/01JZ0000000000000000000001?x=1", &[]).await;

@@ -139,7 +139,15 @@ impl Uploads {
                 "you have {MAX_UPLOADS_PER_MEMBER} uploads in progress already: finish one or let it expire"
             )));
         }
-        if inner.uploads.len() >= MAX_UPLOADS || inner.reserved + size > MAX_RESERVED_BYTES {
+        // Only when `limits.max_attachment_bytes` is set above it.
+        if size > MAX_RESERVED_BYTES {
+            return Err(Error::ResourceExhausted(format!(
+                "an upload in parts takes at most {MAX_RESERVED_BYTES} bytes: use UploadAttachment"
+            )));
+        }
+        if inner.uploads.len() >= MAX_UPLOADS
+            || inner.reserved.saturating_add(size) > MAX_RESERVED_BYTES
+        {
             return Err(Error::ResourceExhausted(
                 "too many uploads are in progress on this node: try again later".into(),
             ));
@@ -390,7 +398,9 @@ mod tests {
         assert!(matches!(err, Error::ResourceExhausted(_)), "{err}");
         let bob = member("bob");
         let err = start(&uploads, &bob, MAX_RESERVED_BYTES, now).unwrap_err();
-        assert!(matches!(err, Error::ResourceExhausted(_)), "{err}");
+        assert!(err.to_string().contains("too many uploads"), "{err}");
+        let err = start(&uploads, &bob, MAX_RESERVED_BYTES + 1, now).unwrap_err();
+        assert!(err.to_string().contains("use UploadAttachment"), "{err}");
         // Idle ones expire, and free their slots and bytes.
         let later = now + IDLE;
         start(&uploads, &alice, 1, later).unwrap();
