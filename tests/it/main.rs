@@ -29,3 +29,4 @@ mod relay;
 mod restart;
 mod room_policy;
 mod soak;
+mod web;
