@@ -28,3 +28,4 @@ mod properties;
 mod relay;
 mod restart;
 mod soak;
+mod web_build;
