@@ -307,7 +307,7 @@ function RoomPane(props: { room: Room }) {
       <ol class="events" ref={list} aria-label={t("Messages")} aria-live="polite">
         {events.map((event) => (
           <EventItem
-            key={String(event.seq)}
+            key={event.eventId}
             event={event}
             mine={event.sender === state.me?.id}
             delivery={state.deliveries.get(event.eventId)}

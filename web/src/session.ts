@@ -116,8 +116,8 @@ export function setOpenRoom(roomId: string | null) {
 }
 
 export async function markRead(roomId: string) {
-  const events = store.state.events.get(roomId);
-  const last = events?.[events.length - 1];
+  const events = store.state.events.get(roomId) ?? [];
+  const last = events.findLast((e) => e.seq > 0n);
   if (!last) return;
   const room = store.state.rooms.find((r) => r.id === roomId);
   if (room && room.lastReadSeq >= last.seq && room.unread === 0n) return;

@@ -11,7 +11,7 @@ export interface State {
   me: Member | null;
   connection: Connection;
   rooms: Room[];
-  /** Events per room, sorted by seq, each seq once. */
+  /** Events per room, sorted by seq, each event once. */
   events: Map<string, RoomEvent[]>;
   /** Whether older history exists before the first loaded event. */
   olderExists: Map<string, boolean>;
@@ -59,13 +59,27 @@ export function useStore(): State {
   return store.state;
 }
 
-/** Merges events into a room's list: sorted by seq, a seq seen twice kept once. */
+/**
+ * Merges events into a room's list, each event once (by id), sorted by seq.
+ * A message sent into a room another node hosts comes back from SendMessage
+ * before the host has ordered it (seq 0): it stays last until the host's copy,
+ * with the same id and its seq, replaces it.
+ */
 export function mergeEvents(roomId: string, incoming: RoomEvent[]) {
   const current = store.state.events.get(roomId) ?? [];
-  const bySeq = new Map<bigint, RoomEvent>();
-  for (const event of current) bySeq.set(event.seq, event);
-  for (const event of incoming) bySeq.set(event.seq, event);
-  const merged = [...bySeq.values()].sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
+  const byId = new Map<string, RoomEvent>();
+  for (const event of current) byId.set(event.eventId, event);
+  for (const event of incoming) {
+    const known = byId.get(event.eventId);
+    if (known && known.seq !== 0n && event.seq === 0n) continue;
+    byId.set(event.eventId, event);
+  }
+  const order = (e: RoomEvent) => (e.seq === 0n ? BigInt(Number.MAX_SAFE_INTEGER) : e.seq);
+  const merged = [...byId.values()].sort((a, b) => {
+    const x = order(a);
+    const y = order(b);
+    return x < y ? -1 : x > y ? 1 : Number(a.atMs - b.atMs);
+  });
   const events = new Map(store.state.events);
   events.set(roomId, merged);
   store.set({ events });

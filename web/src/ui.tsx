@@ -44,7 +44,7 @@ export function Check(props: { label: string; checked: boolean; onChange: (check
 
 export function Section(props: { title: string; children: ComponentChildren }) {
   return (
-    <section class="card" aria-label={props.title}>
+    <section class="card">
       <h2>{props.title}</h2>
       {props.children}
     </section>

@@ -89,7 +89,7 @@ test("admins sign in, peer their nodes and connect a member each", async () => {
   if ((await peered.count()) === 0) {
     await pages.adminA.getByLabel("Peer tenant").fill(B.tenant);
     await pages.adminA.getByRole("button", { name: "Create invitation token" }).click();
-    const token = await pages.adminA.getByLabel("Invitation token").inputValue({ timeout: TIMEOUT });
+    const token = await pages.adminA.getByLabel("Invitation token", { exact: true }).inputValue({ timeout: TIMEOUT });
     assert.ok(token.length > 0, "an invitation token is shown");
     await pages.adminB.getByLabel("Token", { exact: true }).fill(token);
     await pages.adminB.getByRole("button", { name: "Accept", exact: true }).click();
