@@ -5,7 +5,7 @@ import { defineConfig } from "vite";
 // emitted as separate files with content hashes, and the same sources always
 // give the same bytes (the Rust test compares them with SOURCES.sha256).
 export default defineConfig({
-  base: "./",
+  base: "/",
   oxc: {
     jsx: { runtime: "automatic", importSource: "preact" },
   },

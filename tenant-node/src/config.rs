@@ -21,6 +21,8 @@ pub struct Config {
     #[serde(default)]
     pub bridge: BridgeConfig,
     #[serde(default)]
+    pub web: WebConfig,
+    #[serde(default)]
     pub storage: StorageConfig,
     #[serde(default)]
     pub limits: Limits,
@@ -79,6 +81,56 @@ pub struct BridgeConfig {
     /// The node's CA and certificate (relative to the data directory).
     #[serde(default = "default_tls_dir")]
     pub tls_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// Where the browser app and the client API over grpc-web are served
+    /// (plain HTTP/1.1 and HTTP/2); an empty string serves no web port.
+    #[serde(default = "default_web_listen")]
+    pub listen: WebListen,
+}
+
+/// The web port's address, or none: written as `host:port` or `""`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct WebListen(pub Option<SocketAddr>);
+
+impl std::str::FromStr for WebListen {
+    type Err = std::net::AddrParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(WebListen(None));
+        }
+        text.parse().map(|addr| WebListen(Some(addr)))
+    }
+}
+
+impl TryFrom<String> for WebListen {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+            .map_err(|e| format!("{text:?} is neither host:port nor empty: {e}"))
+    }
+}
+
+impl From<WebListen> for String {
+    fn from(listen: WebListen) -> String {
+        listen.to_string()
+    }
+}
+
+impl std::fmt::Display for WebListen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => write!(f, "{addr}"),
+            None => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -197,6 +249,9 @@ fn default_api_listen() -> SocketAddr {
 fn default_bridge_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 4781))
 }
+fn default_web_listen() -> WebListen {
+    WebListen(Some(SocketAddr::from(([127, 0, 0, 1], 4782))))
+}
 fn default_tls_dir() -> PathBuf {
     PathBuf::from("tls")
 }
@@ -277,6 +332,13 @@ impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             listen: default_api_listen(),
+        }
+    }
+}
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            listen: default_web_listen(),
         }
     }
 }
@@ -366,6 +428,7 @@ impl Config {
             tenant: tenant.to_string(),
             api: ApiConfig::default(),
             bridge: BridgeConfig::default(),
+            web: WebConfig::default(),
             storage: StorageConfig::default(),
             limits: Limits::default(),
             smtp: None,
@@ -374,7 +437,8 @@ impl Config {
     }
 
     /// Reads `node.toml` from the data directory, then applies the environment
-    /// overlay (`WORKS_API_LISTEN`, `WORKS_BRIDGE_LISTEN`, `WORKS_DATABASE_URL`).
+    /// overlay (`WORKS_API_LISTEN`, `WORKS_BRIDGE_LISTEN`, `WORKS_WEB_LISTEN`,
+    /// `WORKS_DATABASE_URL`).
     pub fn load(data_dir: &Path) -> Result<Self, ConfigError> {
         let path = data_dir.join(CONFIG_FILE);
         let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
@@ -414,6 +478,12 @@ impl Config {
         }
         if let Some(v) = var("WORKS_BRIDGE_LISTEN") {
             self.bridge.listen = addr("WORKS_BRIDGE_LISTEN", v)?;
+        }
+        if let Some(v) = var("WORKS_WEB_LISTEN") {
+            self.web.listen = v.parse().map_err(|e| ConfigError::Invalid {
+                key: "WORKS_WEB_LISTEN",
+                reason: format!("{v:?} is neither host:port nor empty: {e}"),
+            })?;
         }
         if let Some(v) = var("WORKS_DATABASE_URL") {
             self.storage.url = v;
@@ -510,6 +580,19 @@ impl Config {
                     key,
                     reason: "must be at least 1".into(),
                 });
+            }
+        }
+        if let Some(web) = self.web.listen.0 {
+            for (other, addr) in [
+                ("api.listen", self.api.listen),
+                ("bridge.listen", self.bridge.listen),
+            ] {
+                if web.port() != 0 && web == addr {
+                    return Err(ConfigError::Invalid {
+                        key: "web.listen",
+                        reason: format!("{web} is {other} already"),
+                    });
+                }
             }
         }
         if self.limits.max_room_members < 2 {
@@ -617,6 +700,34 @@ mod tests {
             .apply_env(|k| (k == "WORKS_BRIDGE_LISTEN").then(|| "nowhere".to_string()))
             .unwrap_err();
         assert!(err.to_string().contains("WORKS_BRIDGE_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn the_web_port_defaults_on_and_an_empty_listen_turns_it_off() {
+        let config = Config::parse("tenant = \"acme.example\"\n").unwrap();
+        assert_eq!(config.web.listen.0.map(|a| a.port()), Some(4782));
+        let off = Config::parse("tenant = \"acme.example\"\n[web]\nlisten = \"\"\n").unwrap();
+        assert_eq!(off.web.listen, WebListen(None));
+        // Written back as it was read.
+        assert!(off.to_toml().contains("listen = \"\""), "{}", off.to_toml());
+        assert_eq!(
+            Config::parse(&off.to_toml()).unwrap().web.listen,
+            WebListen(None)
+        );
+        let err = Config::parse("tenant = \"a.b\"\n[web]\nlisten = \"nowhere\"\n").unwrap_err();
+        assert!(err.to_string().contains("nowhere"), "{err}");
+        let mut config = config;
+        config
+            .apply_env(|k| (k == "WORKS_WEB_LISTEN").then(String::new))
+            .unwrap();
+        assert_eq!(config.web.listen, WebListen(None));
+        let err = config
+            .apply_env(|k| (k == "WORKS_WEB_LISTEN").then(|| "nowhere".to_string()))
+            .unwrap_err();
+        assert!(err.to_string().contains("WORKS_WEB_LISTEN"), "{err}");
+        config.web.listen = WebListen(Some(config.api.listen));
+        let err = config.validate().unwrap_err();
+        assert!(err.to_string().contains("web.listen"), "{err}");
     }
 
     #[test]

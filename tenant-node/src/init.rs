@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use crate::accounts::generate_password;
-use crate::config::{CONFIG_FILE, Config};
+use crate::config::{CONFIG_FILE, Config, WebListen};
 use crate::ids::{MemberId, TenantId};
 use crate::model::Role;
 use crate::node::Node;
@@ -20,6 +20,8 @@ pub struct InitOptions {
     pub company: String,
     pub api: Option<SocketAddr>,
     pub bridge: Option<SocketAddr>,
+    /// The web port's address, or none; the default when absent.
+    pub web: Option<WebListen>,
     pub admin_password: Option<String>,
     /// Where the data lives; the embedded SQLite file when absent.
     pub database_url: Option<String>,
@@ -51,6 +53,9 @@ pub async fn init(options: InitOptions) -> anyhow::Result<Initialized> {
     }
     if let Some(bridge) = options.bridge {
         config.bridge.listen = bridge;
+    }
+    if let Some(web) = options.web {
+        config.web.listen = web;
     }
     if let Some(url) = options.database_url {
         config.storage.url = url;

@@ -23,10 +23,11 @@ pub struct Node {
     pub config: Config,
 }
 
-/// The two sockets a node serves on.
+/// The sockets a node serves on; the web port is optional.
 pub struct Listeners {
     pub api: TcpListener,
     pub bridge: TcpListener,
+    pub web: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -37,7 +38,15 @@ impl Listeners {
         let bridge = TcpListener::bind(config.bridge.listen)
             .await
             .with_context(|| format!("cannot listen on {} (bridge)", config.bridge.listen))?;
-        Ok(Listeners { api, bridge })
+        let web = match config.web.listen.0 {
+            None => None,
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (web)"))?,
+            ),
+        };
+        Ok(Listeners { api, bridge, web })
     }
 }
 
@@ -142,6 +151,21 @@ impl Node {
             let tenant = self.tenant.clone();
             async move { tenant.greet_peers().await }
         });
+        // Without a web port, a task that only waits for the node to stop.
+        let mut web = match listeners.web {
+            Some(listener) => tokio::spawn(crate::api::serve_web(
+                self.tenant.clone(),
+                listener,
+                stopped(&stop),
+            )),
+            None => {
+                let stopped = stopped(&stop);
+                tokio::spawn(async move {
+                    stopped.await;
+                    anyhow::Ok(())
+                })
+            }
+        };
         let api = tokio::spawn(crate::api::serve_api(
             self.tenant,
             listeners.api,
@@ -149,22 +173,30 @@ impl Node {
         ));
         let (mut api, mut bridge) = (api, bridge);
         // A server that stops on its own (it failed) stops the node too.
-        let (api_result, bridge_result) = tokio::select! {
+        let (api_result, bridge_result, web_result) = tokio::select! {
             _ = shutdown => {
                 let _ = stop.send(true);
                 // Our outbound relay streams end now; open streams into
-                // both servers (peers' relays, members' live streams) get a
+                // the servers (peers' relays, members' live streams) get a
                 // moment to finish, then close.
                 relay.abort();
                 refused.abort();
                 sends.abort();
                 greet.abort();
-                (within_grace(api).await, within_grace(bridge).await)
+                (
+                    within_grace(api).await,
+                    within_grace(bridge).await,
+                    within_grace(web).await,
+                )
             }
             finished = &mut api => {
                 tracing::error!("the client API stopped; stopping the node");
                 let _ = stop.send(true);
-                (finished.map_err(anyhow::Error::from), within_grace(bridge).await)
+                (
+                    finished.map_err(anyhow::Error::from),
+                    within_grace(bridge).await,
+                    within_grace(web).await,
+                )
             }
             finished = &mut bridge => {
                 tracing::error!("the bridge stopped; stopping the node");
@@ -174,6 +206,16 @@ impl Node {
                     finished
                         .map(|r| r.map_err(anyhow::Error::from))
                         .map_err(anyhow::Error::from),
+                    within_grace(web).await,
+                )
+            }
+            finished = &mut web => {
+                tracing::error!("the web port stopped; stopping the node");
+                let _ = stop.send(true);
+                (
+                    within_grace(api).await,
+                    within_grace(bridge).await,
+                    finished.map_err(anyhow::Error::from),
                 )
             }
         };
@@ -185,6 +227,7 @@ impl Node {
         store.close().await;
         api_result.context("api task")??;
         bridge_result.context("bridge task")??;
+        web_result.context("web task")??;
         Ok(())
     }
 }

@@ -51,6 +51,8 @@ pub struct Tenant {
     pub(crate) outbox: crate::outbox::Relay,
     /// Sends waiting for the group commit (SQLite).
     pub(crate) sends: crate::rooms::send::Sends,
+    /// Uploads in parts in progress.
+    pub(crate) uploads: crate::rooms::uploads::Uploads,
 }
 
 impl Tenant {
@@ -79,6 +81,7 @@ impl Tenant {
             bridge_endpoint: RwLock::new(String::new()),
             outbox: crate::outbox::Relay::default(),
             sends: crate::rooms::send::Sends::default(),
+            uploads: crate::rooms::uploads::Uploads::default(),
         }
     }
 

@@ -3,11 +3,14 @@
 //! exact status an empty request gets. The RPCs come from the services'
 //! descriptors, so an RPC added without its row fails this test. The
 //! client API port also serves health and both versions of reflection,
-//! open to every caller: their RPCs are rows of the same matrix.
+//! open to every caller: their RPCs are rows of the same matrix. The same
+//! client matrix runs again over the web port, through grpc-web on
+//! HTTP/1.1 as a browser calls it; reflection is not served there.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::support::web::web_service;
 use crate::support::{self, Raw, TestNode, peer_with};
 use prost::Message;
 use tonic::Code;
@@ -18,13 +21,31 @@ use works_proto::federation::v1 as fed;
 
 /// Calls `path` with one empty request message; the status it ends with
 /// (a stream still open after a moment counts as OK).
-async fn call(channel: Channel, token: Option<&str>, path: &str) -> Code {
-    call_with(channel, token, path, Vec::new()).await
+async fn call<T>(grpc: tonic::client::Grpc<T>, token: Option<&str>, path: &str) -> Code
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    call_with(grpc, token, path, Vec::new()).await
 }
 
-async fn call_with(channel: Channel, token: Option<&str>, path: &str, body: Vec<u8>) -> Code {
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.expect("channel ready");
+async fn call_with<T>(
+    mut grpc: tonic::client::Grpc<T>,
+    token: Option<&str>,
+    path: &str,
+    body: Vec<u8>,
+) -> Code
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    if grpc.ready().await.is_err() {
+        panic!("channel not ready");
+    }
     let mut request = tonic::Request::new(tokio_stream::iter(vec![body]));
     if let Some(token) = token {
         request
@@ -301,6 +322,10 @@ const CLIENT_MATRIX: &[(&str, [Code; 5])] = &[
         [UNAUTH, INVALID, DENIED, INVALID, UNAUTH],
     ),
     (
+        "/works.client.v1.Rooms/UploadPart",
+        [UNAUTH, INVALID, DENIED, INVALID, UNAUTH],
+    ),
+    (
         "/works.client.v1.Rooms/Watch",
         [UNAUTH, OK, DENIED, OK, UNAUTH],
     ),
@@ -332,8 +357,36 @@ async fn token(node: &TestNode, id: &str, password: &str) -> String {
         .token
 }
 
+/// Which port the client matrix runs on.
+#[derive(Clone, Copy, PartialEq)]
+enum Port {
+    /// The client API port: native gRPC over HTTP/2.
+    Api,
+    /// The web port: grpc-web over HTTP/1.1.
+    Web,
+}
+
+/// The row `path` has on `port`: the web port serves no reflection, so
+/// there every caller gets UNIMPLEMENTED.
+fn row_on(port: Port, path: &str, row: [Code; 5]) -> [Code; 5] {
+    if port == Port::Web && path.starts_with("/grpc.reflection.") {
+        [Code::Unimplemented; 5]
+    } else {
+        row
+    }
+}
+
 #[tokio::test]
 async fn every_client_rpc_answers_every_kind_of_caller_exactly() {
+    client_matrix(Port::Api).await;
+}
+
+#[tokio::test]
+async fn every_client_rpc_answers_every_kind_of_caller_exactly_over_grpc_web() {
+    client_matrix(Port::Web).await;
+}
+
+async fn client_matrix(port: Port) {
     let a = TestNode::start("a.example").await;
     let b = TestNode::start("b.example").await;
     peer_with(&a, &b).await;
@@ -389,8 +442,26 @@ async fn every_client_rpc_answers_every_kind_of_caller_exactly() {
             wrong.push(format!("{path}: no row in CLIENT_MATRIX"));
             continue;
         };
+        let row = row_on(port, path, *row);
         for (i, (caller, t)) in tokens.iter().enumerate() {
-            let got = call(channel.clone(), t.as_deref(), path).await;
+            let got = match port {
+                Port::Api => {
+                    call(
+                        tonic::client::Grpc::new(channel.clone()),
+                        t.as_deref(),
+                        path,
+                    )
+                    .await
+                }
+                Port::Web => {
+                    call(
+                        tonic::client::Grpc::with_origin(web_service(), a.web_origin()),
+                        t.as_deref(),
+                        path,
+                    )
+                    .await
+                }
+            };
             if got != row[i] {
                 wrong.push(format!(
                     "{path} as {caller}: {got:?}, expected {:?}",
@@ -558,7 +629,15 @@ async fn every_bridge_rpc_answers_every_kind_of_node_exactly() {
                 Some(Vec::new())
             };
             let got = match body {
-                Some(body) => Some(call_with(channels[i].clone(), None, path, body).await),
+                Some(body) => Some(
+                    call_with(
+                        tonic::client::Grpc::new(channels[i].clone()),
+                        None,
+                        path,
+                        body,
+                    )
+                    .await,
+                ),
                 None => None,
             };
             if got != row[i] {

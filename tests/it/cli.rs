@@ -56,6 +56,8 @@ async fn init_serve_and_chat_from_the_command_line() {
         "Acme.Example",
         "--company",
         "Acme Corp",
+        "--web",
+        "127.0.0.1:0",
         "--api",
         "127.0.0.1:0",
     ];

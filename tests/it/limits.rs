@@ -557,3 +557,96 @@ async fn bridge_deeply_nested_ping_is_refused_without_a_crash() {
     );
     bridge_still_serves(&a, &b).await;
 }
+
+fn web_addr(node: &TestNode) -> String {
+    node.web_url().trim_start_matches("http://").to_string()
+}
+
+#[tokio::test]
+async fn web_silent_connection_is_closed_at_the_deadline() {
+    let node = TestNode::start_with("acme.example", short_deadlines).await;
+    let mut silent = TcpStream::connect(web_addr(&node)).await.unwrap();
+    let peer = silent.local_addr().unwrap().to_string();
+    closed_at_the_preface_deadline(&mut silent).await;
+    logged(&node, &[&peer, "server=\"web\""]).await;
+    api_still_serves(&node).await;
+}
+
+#[tokio::test]
+async fn web_connections_beyond_the_cap_are_closed_at_once() {
+    let node = TestNode::start_with("acme.example", |c| {
+        c.limits.max_api_connections = 2;
+        c.limits.preface_timeout_ms = 60_000;
+    })
+    .await;
+    // Two browsers' connections, each with a request under way.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut tcp = TcpStream::connect(web_addr(&node)).await.unwrap();
+        tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        held.push(tcp);
+    }
+    let mut third = TcpStream::connect(web_addr(&node)).await.unwrap();
+    let third_addr = third.local_addr().unwrap().to_string();
+    closed_within(&mut third, REFUSED_WITHIN).await;
+    logged(
+        &node,
+        &["connection limit is reached", &third_addr, "server=\"web\""],
+    )
+    .await;
+    // The web port's cap is its own: the API port still serves.
+    api_still_serves(&node).await;
+    drop(held);
+    until(CLOSE_WITHIN, "the web port serves again", || async {
+        crate::support::web::http1(node.web_url(), "GET", "/", &[])
+            .await
+            .status
+            == 200
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn web_oversized_request_is_refused() {
+    let node = TestNode::start("acme.example").await;
+    let alice = node.member("alice").await;
+    let bob = node.member("bob").await;
+    let room = alice.direct_room(&bob.id).await;
+    let token = node.web_login(&alice.id, support::PASSWORD).await;
+    let refused = node
+        .web_rooms()
+        .send_message(crate::support::web::bearer(
+            pb::SendMessageRequest {
+                room_id: room.id.clone(),
+                idempotency_key: "huge".into(),
+                text: "x".repeat(5 * 1024 * 1024),
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .unwrap_err();
+    // Over HTTP/1.1 the server answers before it has read the whole body
+    // and closes the connection: the client sees OUT_OF_RANGE, or, when
+    // it is still writing, the connection closed under it.
+    assert!(
+        (refused.code() == Code::OutOfRange
+            && refused
+                .message()
+                .contains("decoded message length too large"))
+            || (refused.code() == Code::Unknown && refused.message().contains("SendRequest")),
+        "{refused:?}"
+    );
+    assert!(
+        alice
+            .history(&room.id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| text(e).is_none()),
+        "the oversized message was stored"
+    );
+    api_still_serves(&node).await;
+}

@@ -28,4 +28,5 @@ mod properties;
 mod relay;
 mod restart;
 mod soak;
+mod web;
 mod web_build;

@@ -68,6 +68,8 @@ pub struct Serving {
     pub child: Child,
     pub pid: u32,
     pub api: SocketAddr,
+    /// The web port, unless the node serves none.
+    pub web: Option<SocketAddr>,
     pub bridge: SocketAddr,
 }
 
@@ -90,20 +92,23 @@ pub async fn serve(mut command: Command, within: Duration) -> anyhow::Result<Ser
         .ok_or_else(|| anyhow::anyhow!("did not start: no stdout from serve"))?;
     let mut lines = BufReader::new(stdout).lines();
     let found = tokio::time::timeout(within, async {
-        let mut api = None;
+        let (mut api, mut web) = (None, None);
         while let Some(line) = lines.next_line().await? {
             if let Some(addr) = line.strip_prefix("api listening on ") {
                 api = Some(addr.parse::<SocketAddr>()?);
             }
+            if let Some(addr) = line.strip_prefix("web listening on ") {
+                web = Some(addr.parse::<SocketAddr>()?);
+            }
             if let Some(addr) = line.strip_prefix("bridge listening on ") {
                 let api = api.ok_or_else(|| anyhow::anyhow!("bridge line before api line"))?;
-                return Ok((api, addr.parse::<SocketAddr>()?));
+                return Ok((api, web, addr.parse::<SocketAddr>()?));
             }
         }
         Err(anyhow::anyhow!("serve exited before listening"))
     })
     .await;
-    let (api, bridge) = match found {
+    let (api, web, bridge) = match found {
         Ok(Ok(addrs)) => addrs,
         Ok(Err(e)) => anyhow::bail!("did not start: {e}"),
         Err(_) => anyhow::bail!("did not start within {within:?}"),
@@ -113,6 +118,7 @@ pub async fn serve(mut command: Command, within: Duration) -> anyhow::Result<Ser
         child,
         pid,
         api,
+        web,
         bridge,
     })
 }

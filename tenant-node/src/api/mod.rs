@@ -1,6 +1,7 @@
 //! The client API's gRPC edge: services, auth metadata, conversions and the
 //! status mapping. Handlers parse requests, call `Tenant`, convert replies.
 
+mod app;
 mod convert;
 mod services;
 mod status;
@@ -10,7 +11,9 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::service::Routes;
 use tonic::transport::Server;
+use tower::Layer;
 use works_bridge::limits::{ServerLimits, accept_plain};
 use works_proto::client::v1 as pb;
 
@@ -130,6 +133,100 @@ pub async fn serve_api(
             pb::rooms_server::RoomsServer::new(services::RoomsApi(tenant))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
+        .serve_with_incoming_shutdown(ReceiverStream::new(incoming), shutdown)
+        .await;
+    acceptor.abort();
+    served?;
+    Ok(())
+}
+
+/// Serves the web port on `listener` until `shutdown` resolves: the
+/// browser app's files and the client API through grpc-web, on one origin
+/// (so no CORS, and no cookies: the app keeps its bearer token). Each
+/// service is wrapped in grpc-web on its own, since a server-wide layer
+/// would answer every plain HTTP/1.1 request (the files) 400; the files
+/// are the router's fallback. Native gRPC over HTTP/2 works here too, but
+/// reflection is only on the API port (browsers cannot stream requests).
+pub async fn serve_web(
+    tenant: Arc<Tenant>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<pb::rooms_server::RoomsServer<services::RoomsApi>>()
+        .await;
+    let web = tonic_web::GrpcWebLayer::new();
+    let routes = Routes::new(web.layer(health_service))
+        .add_service(
+            web.layer(
+                pb::auth_server::AuthServer::new(services::AuthApi(tenant.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            ),
+        )
+        .add_service(
+            web.layer(
+                pb::admin_server::AdminServer::new(services::AdminApi(tenant.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            ),
+        )
+        .add_service(
+            web.layer(
+                pb::profiles_server::ProfilesServer::new(services::ProfilesApi(tenant.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            ),
+        )
+        .add_service(
+            web.layer(
+                pb::peering_server::PeeringServer::new(services::PeeringApi(tenant.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            ),
+        )
+        .add_service(
+            web.layer(
+                pb::external_policy_server::ExternalPolicyServer::new(services::ExternalPolicyApi(
+                    tenant.clone(),
+                ))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            ),
+        )
+        .add_service(
+            web.layer(
+                pb::audit_server::AuditServer::new(services::AuditApi(tenant.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            ),
+        )
+        .add_service(
+            web.layer(
+                pb::contacts_server::ContactsServer::new(services::ContactsApi(tenant.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            ),
+        )
+        .add_service(
+            web.layer(
+                pb::rooms_server::RoomsServer::new(services::RoomsApi(tenant.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            ),
+        );
+    let router = routes.into_axum_router().fallback(app::fallback);
+    let tenant_id = tenant.id.to_string();
+    let limits = server_limits(&tenant);
+    let (conns, incoming) = tokio::sync::mpsc::channel(64);
+    let acceptor = tokio::spawn(accept_plain(listener, "web", limits.clone(), conns));
+    let served = Server::builder()
+        .accept_http1(true)
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .trace_fn(move |req| {
+            tracing::info_span!(
+                "web",
+                tenant = %tenant_id,
+                path = %req.uri().path(),
+                request_id = %ulid::Ulid::new(),
+            )
+        })
+        .add_routes(Routes::from(router))
         .serve_with_incoming_shutdown(ReceiverStream::new(incoming), shutdown)
         .await;
     acceptor.abort();

@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::live::watch::WatchRequest;
 use crate::model::MemberState;
 use crate::policy::SettingsChange;
+use crate::rooms::uploads::{Part, UploadTarget};
 use crate::rooms::{Content, HistoryQuery};
 use crate::tenant::Tenant;
 
@@ -438,6 +439,53 @@ impl pb::rooms_server::Rooms for RoomsApi {
             .upload_attachment(&who, &room, &first.name, &first.content_type, data)
             .await?;
         Ok(Response::new(meta.into()))
+    }
+
+    async fn upload_part(
+        &self,
+        request: Request<pb::UploadPartRequest>,
+    ) -> Reply<pb::UploadPartResponse> {
+        let who = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let room;
+        let target = if r.upload_id.is_empty() {
+            room = room_id(&r.room_id)?;
+            UploadTarget::New {
+                room: &room,
+                name: &r.name,
+                content_type: &r.content_type,
+                size: r.size,
+            }
+        } else {
+            for (field, set) in [
+                ("room_id", !r.room_id.is_empty()),
+                ("name", !r.name.is_empty()),
+                ("content_type", !r.content_type.is_empty()),
+                ("size", r.size != 0),
+            ] {
+                if set {
+                    return Err(Error::invalid(field, "set on the first part only").into());
+                }
+            }
+            UploadTarget::Existing(&r.upload_id)
+        };
+        let outcome = self
+            .0
+            .upload_part(
+                &who,
+                Part {
+                    target,
+                    offset: r.offset,
+                    data: r.data,
+                    last: r.last,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::UploadPartResponse {
+            upload_id: outcome.upload_id,
+            received: outcome.received,
+            attachment: outcome.stored.map(Into::into),
+        }))
     }
 
     type DownloadAttachmentStream = AttachmentStream;

@@ -44,6 +44,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             company,
             api,
             bridge,
+            web,
             admin_password,
             database_url,
         } => {
@@ -53,6 +54,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 company,
                 api,
                 bridge,
+                web,
                 admin_password,
                 database_url,
             })
@@ -71,7 +73,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve { data } => serve(&data).await,
-        Command::Demo => crate::cli::demo::run().await,
+        Command::Demo { web } => crate::cli::demo::run(web).await,
         Command::Login {
             user,
             password,
@@ -156,9 +158,21 @@ async fn serve(data: &std::path::Path) -> anyhow::Result<()> {
     let node = Node::open(config, data).await?;
     let api = listeners.api.local_addr()?;
     let bridge = listeners.bridge.local_addr()?;
-    tracing::info!(tenant = %node.tenant.id, %api, %bridge, "node started");
-    // Scripts and tests read these lines to find ephemeral ports.
+    let web = listeners.web.as_ref().map(|w| w.local_addr()).transpose()?;
+    match web {
+        Some(web) => {
+            tracing::info!(tenant = %node.tenant.id, %api, %bridge, %web, "node started")
+        }
+        None => {
+            tracing::info!(tenant = %node.tenant.id, %api, %bridge, "node started; no web port")
+        }
+    }
+    // Scripts and tests read these lines to find ephemeral ports; the
+    // bridge's comes last.
     println!("api listening on {api}");
+    if let Some(web) = web {
+        println!("web listening on {web}");
+    }
     println!("bridge listening on {bridge}");
     node.serve(listeners, shutdown_signal()).await?;
     tracing::info!("node stopped");

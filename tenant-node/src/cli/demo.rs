@@ -1,6 +1,8 @@
-//! `tenant-node demo`: a node on a temporary data directory and two members
-//! talking through the client API, printing what each of them sees. It exits
-//! by itself; nothing is left behind.
+//! `tenant-node demo`: two nodes on a temporary data directory and their
+//! members talking through the client API, printing what each of them sees.
+//! It exits by itself; nothing is left behind. With `--web` both nodes stay
+//! up afterwards, with their web ports, until Ctrl-C, and the sign-in
+//! details of every member the story made are printed.
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,7 +13,7 @@ use works_proto::client::v1 as pb;
 
 use crate::cli::status_error;
 use crate::client::Client;
-use crate::config::Config;
+use crate::config::{Config, WebListen};
 use crate::init::{InitOptions, init};
 use crate::node::{Listeners, Node};
 
@@ -26,13 +28,20 @@ fn say(who: &str, line: impl AsRef<str>) {
 struct DemoNode {
     tenant: &'static str,
     url: String,
+    /// The browser app's address, when the demo serves it.
+    web: Option<String>,
     admin_id: String,
     admin_password: String,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-async fn start_node(root: &Path, tenant: &'static str, company: &str) -> anyhow::Result<DemoNode> {
+async fn start_node(
+    root: &Path,
+    tenant: &'static str,
+    company: &str,
+    web: bool,
+) -> anyhow::Result<DemoNode> {
     let data = root.join(tenant);
     let done = init(InitOptions {
         data_dir: data.clone(),
@@ -40,6 +49,7 @@ async fn start_node(root: &Path, tenant: &'static str, company: &str) -> anyhow:
         company: company.into(),
         api: Some(([127, 0, 0, 1], 0).into()),
         bridge: Some(([127, 0, 0, 1], 0).into()),
+        web: Some(WebListen(web.then(|| ([127, 0, 0, 1], 0).into()))),
         admin_password: None,
         database_url: None,
     })
@@ -48,18 +58,28 @@ async fn start_node(root: &Path, tenant: &'static str, company: &str) -> anyhow:
     let listeners = Listeners::bind(&config).await?;
     let api = listeners.api.local_addr()?;
     let bridge = listeners.bridge.local_addr()?;
+    let web = listeners
+        .web
+        .as_ref()
+        .map(|w| w.local_addr())
+        .transpose()?
+        .map(|addr| format!("http://{addr}/"));
     let node = Node::open(config, &data).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(node.serve(listeners, async {
         let _ = stopped.await;
     }));
     println!(
-        "   {tenant} ({company}): client API {api}, bridge {bridge}, CA sha256 {}…",
+        "   {tenant} ({company}): client API {api}, bridge {bridge}{}, CA sha256 {}…",
+        web.as_deref()
+            .map(|w| format!(", web {w}"))
+            .unwrap_or_default(),
         &done.ca_fingerprint[..16]
     );
     Ok(DemoNode {
         tenant,
         url: format!("http://{api}"),
+        web,
         admin_id: done.admin.to_string(),
         admin_password: done.admin_password,
         stop,
@@ -82,11 +102,12 @@ impl DemoNode {
     }
 }
 
-pub async fn run() -> anyhow::Result<()> {
+/// Plays the story; with `web`, then keeps both nodes up until Ctrl-C.
+pub async fn run(web: bool) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     println!("== two companies, each with its own node and CA, on this machine");
-    let acme = start_node(dir.path(), TENANT, "Acme Corp").await?;
-    let globex = start_node(dir.path(), "globex.example", "Globex Inc.").await?;
+    let acme = start_node(dir.path(), TENANT, "Acme Corp", web).await?;
+    let globex = start_node(dir.path(), "globex.example", "Globex Inc.", web).await?;
 
     println!("\n== inside {}: two members chat", acme.tenant);
     let story = async {
@@ -100,11 +121,36 @@ pub async fn run() -> anyhow::Result<()> {
         allow_external(&acme, &globex).await
     }
     .await;
+    if web && story.is_ok() {
+        sign_in_details(&acme, &["alice@acme.example", "bob@acme.example"]);
+        sign_in_details(&globex, &["carol@globex.example"]);
+        println!("\n== both nodes stay up: press Ctrl-C to stop them");
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            eprintln!("cannot wait for Ctrl-C ({e}); stopping now");
+        }
+    }
     acme.stop().await?;
     globex.stop().await?;
     story?;
     println!("\n== done: both nodes stopped and their temporary directories are removed");
     Ok(())
+}
+
+/// Where a company's browser app is and who can sign in to it.
+fn sign_in_details(node: &DemoNode, members: &[&str]) {
+    println!(
+        "\n== {}: open {} in a browser",
+        node.tenant,
+        node.web.as_deref().unwrap_or("(no web port)")
+    );
+    println!("   client API (gRPC) {}", node.url);
+    println!(
+        "   admin   {}  password {}",
+        node.admin_id, node.admin_password
+    );
+    for member in members {
+        println!("   member  {member}  password {PASSWORD}");
+    }
 }
 
 async fn allow_external(acme: &DemoNode, globex: &DemoNode) -> anyhow::Result<()> {

@@ -19,6 +19,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::WebListen;
+
 #[derive(Parser)]
 #[command(
     name = "tenant-node",
@@ -66,6 +68,9 @@ enum Command {
         /// Bridge address for peering (default 127.0.0.1:4781).
         #[arg(long)]
         bridge: Option<SocketAddr>,
+        /// Web address for the browser app (default 127.0.0.1:4782; "" for none).
+        #[arg(long, value_name = "ADDR")]
+        web: Option<WebListen>,
         /// The first admin's password; generated and printed once when absent.
         #[arg(long, env = "WORKS_ADMIN_PASSWORD", hide_env_values = true)]
         admin_password: Option<String>,
@@ -78,8 +83,12 @@ enum Command {
         #[arg(long)]
         data: PathBuf,
     },
-    /// Start a node on a temporary directory and play a conversation.
-    Demo,
+    /// Start two nodes on a temporary directory and play a conversation.
+    Demo {
+        /// Then keep both nodes up, with their web ports, until Ctrl-C.
+        #[arg(long)]
+        web: bool,
+    },
     /// Log in and print a token (use it as WORKS_TOKEN).
     Login {
         #[arg(long)]

@@ -41,13 +41,7 @@ impl Tenant {
             sha256: works_certs::sha256_hex(&data),
         };
         let mut w = self.store.begin_write().await?;
-        rooms::room(&mut w.tx, room)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("room {room}")))?;
-        require_member(&mut w.tx, room, &caller.member).await?;
-        let members = rooms::member_ids(&mut w.tx, room).await?;
-        self.files_allowed(&mut w.tx, &caller.member, &members)
-            .await?;
+        self.upload_allowed(&mut w.tx, caller, room).await?;
         store::insert(
             &mut w.tx,
             &meta,
@@ -61,6 +55,30 @@ impl Tenant {
         w.commit().await?;
         tracing::info!(room = %room, by = %caller.member, size = meta.size, "attachment uploaded");
         Ok(meta)
+    }
+
+    /// Whether the caller may upload a file for `room` now, checked before
+    /// an upload in parts holds any byte (`upload_attachment` checks again
+    /// when it stores the file).
+    pub(crate) async fn check_upload_allowed(&self, caller: &Caller, room: &RoomId) -> Result<()> {
+        let mut conn = self.store.pool().acquire().await?;
+        self.upload_allowed(&mut conn, caller, room).await
+    }
+
+    /// The room exists, the caller is in it, and file transfer is allowed
+    /// with whoever else is in it.
+    async fn upload_allowed(
+        &self,
+        conn: &mut AnyConnection,
+        caller: &Caller,
+        room: &RoomId,
+    ) -> Result<()> {
+        rooms::room(conn, room)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("room {room}")))?;
+        require_member(conn, room, &caller.member).await?;
+        let members = rooms::member_ids(conn, room).await?;
+        self.files_allowed(conn, &caller.member, &members).await
     }
 
     /// Refuses a size over the configured limit, as soon as it is known.

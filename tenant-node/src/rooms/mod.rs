@@ -12,6 +12,7 @@ pub mod attachments;
 pub mod content;
 pub mod leave;
 pub mod send;
+pub mod uploads;
 
 use std::collections::{BTreeSet, HashMap};
 

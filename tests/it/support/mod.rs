@@ -3,12 +3,14 @@
 //! the public gRPC API (and the CLI in `cli.rs`).
 #![allow(dead_code)]
 
+pub mod web;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use tempfile::TempDir;
 use tenant_node::client::Client;
-use tenant_node::config::{CONFIG_FILE, Config};
+use tenant_node::config::{CONFIG_FILE, Config, WebListen};
 use tenant_node::ids::TenantId;
 use tenant_node::init::{InitOptions, init};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -32,6 +34,9 @@ pub struct TestNode {
     pub url: String,
     /// host:port of the bridge (mutual TLS).
     pub bridge: String,
+    /// `http://host:port` of the web port (the browser app and grpc-web),
+    /// or `None` when the node serves none.
+    pub web: Option<String>,
     pub admin_id: String,
     dir: TempDir,
     child: Option<Child>,
@@ -55,6 +60,7 @@ impl TestNode {
             company: format!("{tenant} Inc."),
             api: Some(([127, 0, 0, 1], 0).into()),
             bridge: Some(([127, 0, 0, 1], 0).into()),
+            web: Some(WebListen(Some(([127, 0, 0, 1], 0).into()))),
             admin_password: Some(ADMIN_PASSWORD.into()),
             database_url: Some(wanted.storage.url.clone()),
         })
@@ -67,6 +73,7 @@ impl TestNode {
             tenant: tenant.into(),
             url: String::new(),
             bridge: String::new(),
+            web: None,
             admin_id: done.admin.to_string(),
             dir,
             child: None,
@@ -77,9 +84,14 @@ impl TestNode {
             node.url.trim_start_matches("http://").parse().unwrap(),
             node.bridge.parse().unwrap(),
         );
+        let web = node
+            .web
+            .as_ref()
+            .map(|w| w.trim_start_matches("http://").parse().unwrap());
         node.edit_config(|c| {
             c.api.listen = api;
             c.bridge.listen = bridge;
+            c.web.listen = WebListen(web);
         });
         node
     }
@@ -105,6 +117,7 @@ impl TestNode {
             .await
             .unwrap_or_else(|e| panic!("node {e:#}; log:\n{}", self.log()));
         self.bridge = serving.bridge.to_string();
+        self.web = serving.web.map(|w| format!("http://{w}"));
         self.url = format!("http://{}", serving.api);
         self.child = Some(serving.child);
     }

@@ -79,7 +79,14 @@ impl BenchNode {
             .arg("--data")
             .arg(&data)
             .args(["--tenant", tenant, "--company", &format!("{tenant} Inc.")])
-            .args(["--api", "127.0.0.1:0", "--bridge", "127.0.0.1:0"])
+            .args([
+                "--api",
+                "127.0.0.1:0",
+                "--bridge",
+                "127.0.0.1:0",
+                "--web",
+                "",
+            ])
             .args(["--admin-password", ADMIN_PASSWORD]);
         for var in NODE_ENV {
             init.env_remove(var);
