@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Runs e2e.test.mjs against two fresh local nodes (acme.example and
-# globex.example), each behind grpc-web-proxy.mjs as its web port, for
-# nodes whose binary serves only the native gRPC client API.
+# globex.example) on their web ports, with an admin and one member each.
 #
 #   WORKS_NODE_BINARY=target/debug/tenant-node web/tests/e2e-local.sh
 set -euo pipefail
@@ -19,10 +18,10 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 start() { # tenant company member
-  local tenant=$1 company=$2 member=$3 api bridge
-  api=$(free_port); bridge=$(free_port)
+  local tenant=$1 company=$2 member=$3 api bridge web
+  api=$(free_port); bridge=$(free_port); web=$(free_port)
   WORKS_ADMIN_PASSWORD="admin password" "$node_bin" init --data "$work/$tenant" --tenant "$tenant" \
-    --company "$company" --api "127.0.0.1:$api" --bridge "127.0.0.1:$bridge" >/dev/null
+    --company "$company" --api "127.0.0.1:$api" --bridge "127.0.0.1:$bridge" --web "127.0.0.1:$web" >/dev/null
   "$node_bin" serve --data "$work/$tenant" >"$work/$tenant.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do
@@ -32,10 +31,7 @@ start() { # tenant company member
   done
   WORKS_TOKEN=$(cat "$work/$tenant.token") "$node_bin" admin member add "$member" --node "http://127.0.0.1:$api" \
     --display-name "${member^}" --password "$member password" >/dev/null
-  node "$here/grpc-web-proxy.mjs" --node "http://127.0.0.1:$api" >"$work/$tenant.web" &
-  pids+=($!)
-  for _ in $(seq 100); do grep -q listening "$work/$tenant.web" && break; sleep 0.1; done
-  sed -n 's/^listening //p' "$work/$tenant.web"
+  echo "http://127.0.0.1:$web/"
 }
 
 url_a=$(start acme.example "Acme Corp" alice)

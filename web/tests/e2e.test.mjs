@@ -172,6 +172,25 @@ test("markup in a message is shown as text", async () => {
   await screenshot(pages.carol, "e2e-06-markup-as-text");
 });
 
+test("alice's live stream resumes after a drop with nothing lost or twice", async () => {
+  const context = pages.alice.context();
+  await context.setOffline(true);
+  // A stream cut by the network shows as not connected; then carol writes.
+  await pages.alice.locator('[data-state="live"]').waitFor({ state: "detached", timeout: TIMEOUT }).catch(() => {});
+  await say(pages.carol, "While you were away");
+  await say(pages.carol, "And one more");
+  await context.setOffline(false);
+  await pages.alice.locator('[data-state="live"]').waitFor({ timeout: TIMEOUT * 2 });
+  for (const text of ["While you were away", "And one more"]) {
+    await textEvent(pages.alice, text).waitFor({ timeout: TIMEOUT });
+  }
+  await pages.alice.waitForTimeout(500);
+  for (const text of ["While you were away", "And one more", "Hello from Globex"]) {
+    assert.equal(await textEvent(pages.alice, text).count(), 1, `"${text}" is shown once`);
+  }
+  await screenshot(pages.alice, "e2e-06b-resumed");
+});
+
 test("a file crosses from alice to carol", async () => {
   const dir = await mkdtemp(join(tmpdir(), "works-e2e-"));
   const path = join(dir, "report.txt");
