@@ -12,6 +12,7 @@ mod support;
 
 mod access;
 mod authz;
+mod browser;
 mod chat;
 mod cli;
 mod contacts;
