@@ -270,7 +270,9 @@ function PeeringAdmin() {
               <input readOnly value={invitation.token} />
             </label>
             <CopyButton text={invitation.token} />
-            <p class="muted">{time(invitation.expiresAtMs)}</p>
+            <p class="muted">
+              {t("Expires")}: {time(invitation.expiresAtMs)}
+            </p>
           </div>
         )}
       </Section>

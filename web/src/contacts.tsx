@@ -268,7 +268,9 @@ function Invitation() {
             <input readOnly value={invitation.link} onFocus={(e) => (e.target as HTMLInputElement).select()} />
           </label>
           <CopyButton text={invitation.link} />
-          <p class="muted">{time(invitation.expiresAtMs)}</p>
+          <p class="muted">
+            {t("Expires")}: {time(invitation.expiresAtMs)}
+          </p>
           {qr ? (
             <img class="qr" src={qr} alt={t("QR code")} />
           ) : (

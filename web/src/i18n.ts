@@ -142,6 +142,7 @@ const ja: Record<string, string> = {
   Settings: "設定",
   Apply: "適用",
   Close: "閉じる",
+  Expires: "有効期限",
   Refresh: "更新",
   Info: "情報",
   "File upload is not available on this node": "このノードではファイルをアップロードできません",

@@ -25,6 +25,7 @@ export class LiveStream {
   private abort: AbortController | null = null;
   private stopped = false;
   private retryMs = 100;
+  private wake: (() => void) | null = null;
 
   constructor(
     private readonly watch: WatchCall,
@@ -53,9 +54,16 @@ export class LiveStream {
     store.set({ connection: "offline" });
   }
 
-  /** Drops the stream now (as a network failure would) and lets it resume. */
+  /**
+   * Drops the stream and opens it again at once. The app calls it when the
+   * browser goes offline or online: a connection cut by the network can
+   * stall without an error, and a retry waiting out its back-off should not
+   * keep the user waiting once the network is back.
+   */
   reconnect() {
+    this.retryMs = 100;
     this.abort?.abort();
+    this.wake?.();
   }
 
   private async loop() {
@@ -92,7 +100,14 @@ export class LiveStream {
       }
       if (this.stopped) break;
       store.set({ connection: "offline" });
-      await new Promise((resolve) => setTimeout(resolve, this.retryMs));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.retryMs);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wake = null;
       this.retryMs = Math.min(this.retryMs * 2, this.maxRetryMs);
     }
   }

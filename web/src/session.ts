@@ -15,6 +15,11 @@ export function liveStream(): LiveStream | null {
   return live;
 }
 
+if (typeof window !== "undefined") {
+  window.addEventListener("offline", () => live?.reconnect());
+  window.addEventListener("online", () => live?.reconnect());
+}
+
 export async function signIn(memberId: string, password: string) {
   const response = await api.auth.login({ memberId, password });
   saveToken(response.token);

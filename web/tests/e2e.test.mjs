@@ -230,6 +230,26 @@ test("a member's token is refused by the admin console", async () => {
   await screenshot(pages.alice, "e2e-09-console-refused");
 });
 
+test("the signed-in app fits a phone and switches to Japanese", async () => {
+  // Alice: carol has left the room since her company withdrew her.
+  const page = pages.alice;
+  await page.setViewportSize({ width: 375, height: 740 });
+  await page.getByRole("link", { name: "Messages" }).first().click();
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(width <= 375, `the room list is ${width}px wide at a 375px viewport`);
+  await page.locator("a.room").first().click();
+  await page.getByRole("textbox", { name: "Message" }).waitFor();
+  const roomWidth = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(roomWidth <= 375, `the room is ${roomWidth}px wide at a 375px viewport`);
+  await screenshot(page, "e2e-10-phone-room");
+  await page.getByRole("combobox", { name: "Language" }).selectOption("ja");
+  await page.getByRole("textbox", { name: "メッセージ" }).waitFor();
+  await page.getByRole("button", { name: "ログアウト" }).waitFor();
+  await screenshot(page, "e2e-11-japanese");
+  await page.getByRole("combobox", { name: "言語" }).selectOption("en");
+  await page.setViewportSize({ width: 1200, height: 800 });
+});
+
 test("no page broke the Content-Security-Policy or threw", () => {
   for (const [name, page] of Object.entries(pages)) {
     assert.deepEqual(page.problems.csp, [], `${name}: CSP violations`);
