@@ -350,7 +350,12 @@ function Composer(props: { room: Room }) {
     e?.preventDefault();
     const message = text.trim();
     if (!message) return;
-    if (await send(props.room.id, { text: message })) setText("");
+    // Cleared at once, so what is typed while this one is on its way stays;
+    // given back only if the send failed and nothing new was typed.
+    setText("");
+    if (!(await send(props.room.id, { text: message }))) {
+      setText((current) => (current === "" ? message : current));
+    }
   };
   const onKeyDown = (e: KeyboardEvent) => {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
