@@ -65,7 +65,8 @@ export async function attempt<T>(call: () => Promise<T>): Promise<T | undefined>
     if (isUnauthenticated(error)) {
       saveToken(null);
     }
-    store.set({ error: describe(error) });
+    // Offline, the connection state already says why calls fail.
+    if (navigator.onLine) store.set({ error: describe(error) });
     return undefined;
   }
 }

@@ -17,6 +17,7 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# Not run in $(...): the node's pid must reach the cleanup. Sets $url.
 start() { # tenant company member
   local tenant=$1 company=$2 member=$3 api bridge web
   api=$(free_port); bridge=$(free_port); web=$(free_port)
@@ -31,11 +32,13 @@ start() { # tenant company member
   done
   WORKS_TOKEN=$(cat "$work/$tenant.token") "$node_bin" admin member add "$member" --node "http://127.0.0.1:$api" \
     --display-name "${member^}" --password "$member password" >/dev/null
-  echo "http://127.0.0.1:$web/"
+  url="http://127.0.0.1:$web/"
 }
 
-url_a=$(start acme.example "Acme Corp" alice)
-url_b=$(start globex.example "Globex Inc" carol)
+start acme.example "Acme Corp" alice
+url_a=$url
+start globex.example "Globex Inc" carol
+url_b=$url
 export WORKS_A_URL=$url_a WORKS_A_ADMIN_ID=admin@acme.example WORKS_A_ADMIN_PASSWORD="admin password"
 export WORKS_A_MEMBERS="alice@acme.example:alice password"
 export WORKS_B_URL=$url_b WORKS_B_ADMIN_ID=admin@globex.example WORKS_B_ADMIN_PASSWORD="admin password"
