@@ -346,9 +346,12 @@ function Composer(props: { room: Room }) {
   const [text, setText] = useState("");
   const [stickers, setStickers] = useState(false);
   const [progress, setProgress] = useState<string | null>(null);
+  const area = useRef<HTMLTextAreaElement>(null);
   const submit = async (e?: Event) => {
     e?.preventDefault();
-    const message = text.trim();
+    // The field's own value: a key press can come before the render that
+    // would give the handler the latest state.
+    const message = (area.current?.value ?? text).trim();
     if (!message) return;
     // Cleared at once, so what is typed while this one is on its way stays;
     // given back only if the send failed and nothing new was typed.
@@ -412,6 +415,7 @@ function Composer(props: { room: Room }) {
         <label class="grow">
           <span class="visually-hidden">{t("Message")}</span>
           <textarea
+            ref={area}
             aria-label={t("Message")}
             rows={1}
             value={text}
