@@ -72,6 +72,8 @@ async function say(page, text) {
   const composer = page.getByRole("textbox", { name: "Message" });
   await composer.fill(text);
   await composer.press("Enter");
+  // The composer empties once the message is on its way.
+  await eventually(async () => (await composer.inputValue()) === "", `the composer to empty after "${text}"`);
 }
 
 function textEvent(page, text) {
@@ -179,6 +181,9 @@ test("alice's live stream resumes after a drop with nothing lost or twice", asyn
   await pages.alice.locator('[data-state="live"]').waitFor({ state: "detached", timeout: TIMEOUT }).catch(() => {});
   await say(pages.carol, "While you were away");
   await say(pages.carol, "And one more");
+  for (const text of ["While you were away", "And one more"]) {
+    await textEvent(pages.carol, text).waitFor({ timeout: TIMEOUT });
+  }
   await context.setOffline(false);
   await pages.alice.locator('[data-state="live"]').waitFor({ timeout: TIMEOUT * 2 });
   for (const text of ["While you were away", "And one more"]) {
