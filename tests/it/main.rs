@@ -12,6 +12,7 @@ mod support;
 
 mod access;
 mod authz;
+mod browser;
 mod chat;
 mod cli;
 mod contacts;
@@ -30,3 +31,4 @@ mod restart;
 mod room_policy;
 mod soak;
 mod web;
+mod web_build;

@@ -1,0 +1,263 @@
+// The scenario across two companies, each in its own browser contexts,
+// against two running nodes (their web ports). Every URL and credential
+// comes from the environment; see README.md in this folder.
+//
+// Company A (e.g. Acme) and B (e.g. Globex): the admins peer the nodes if
+// they are not peered yet, allow external messaging and connect a member
+// each through the console; alice (A) and carol (B) become contacts by an
+// invitation link and chat; carol's message turns "delivered"; a file
+// crosses; markup is shown as text; carol's admin turns external messaging
+// off and alice sees carol become unknown; alice's token is refused by the
+// admin console.
+import assert from "node:assert/strict";
+import { readFile, writeFile, mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { company, launch, screenshot, signIn, watchedPage } from "./lib.mjs";
+
+const TIMEOUT = Number(process.env.WORKS_E2E_TIMEOUT_MS ?? 20_000);
+const A = company("A");
+const B = company("B");
+const alice = A.members[0];
+const carol = B.members[0];
+assert.ok(alice && carol, "WORKS_A_MEMBERS and WORKS_B_MEMBERS each name at least one member");
+
+let browser;
+const pages = {};
+
+before(async () => {
+  browser = await launch();
+  for (const name of ["adminA", "adminB", "alice", "carol"]) {
+    pages[name] = await watchedPage(await browser.context({ locale: "en-US" }));
+  }
+});
+
+after(async () => {
+  for (const [name, page] of Object.entries(pages)) {
+    await screenshot(page, `e2e-end-${name}`).catch(() => {});
+  }
+  await browser?.close();
+});
+
+async function openAdmin(page, section) {
+  await page.getByRole("link", { name: "Admin" }).click();
+  await page.getByRole("link", { name: section, exact: true }).click();
+}
+
+async function setExternal(page, on) {
+  const box = page.getByRole("checkbox", { name: "Chat with WORKS users from other companies" });
+  await box.waitFor({ timeout: TIMEOUT });
+  if ((await box.isChecked()) !== on) await box.click();
+  // The box shows what the node answered, so this waits for the node.
+  await eventually(async () => (await box.isChecked()) === on, "external messaging " + (on ? "on" : "off"));
+}
+
+async function eventually(check, what) {
+  const deadline = Date.now() + TIMEOUT;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+async function openRoomWith(page, otherId) {
+  await page.getByRole("link", { name: "Contacts" }).click();
+  await page.getByRole("button", { name: `Message ${otherId}` }).click({ timeout: TIMEOUT });
+  await page.getByRole("textbox", { name: "Message" }).waitFor({ timeout: TIMEOUT });
+}
+
+async function say(page, text) {
+  const composer = page.getByRole("textbox", { name: "Message" });
+  await composer.fill(text);
+  await composer.press("Enter");
+  // The composer empties once the message is on its way.
+  await eventually(async () => (await composer.inputValue()) === "", `the composer to empty after "${text}"`);
+}
+
+function textEvent(page, text) {
+  return page.locator("li.event .text").filter({ hasText: text });
+}
+
+test("admins sign in, peer their nodes and connect a member each", async () => {
+  await signIn(pages.adminA, A.url, A.admin.id, A.admin.password);
+  await signIn(pages.adminB, B.url, B.admin.id, B.admin.password);
+
+  await openAdmin(pages.adminA, "Peering");
+  await openAdmin(pages.adminB, "Peering");
+  const peered = pages.adminA.locator(`tr[data-peer="${B.tenant}"]`);
+  await pages.adminA.getByRole("heading", { name: "Peers" }).waitFor();
+  if ((await peered.count()) === 0) {
+    await pages.adminA.getByLabel("Peer tenant").fill(B.tenant);
+    await pages.adminA.getByRole("button", { name: "Create invitation token" }).click();
+    const token = await pages.adminA.getByLabel("Invitation token", { exact: true }).inputValue({ timeout: TIMEOUT });
+    assert.ok(token.length > 0, "an invitation token is shown");
+    await pages.adminB.getByLabel("Token", { exact: true }).fill(token);
+    await pages.adminB.getByRole("button", { name: "Accept", exact: true }).click();
+    await pages.adminB.locator(`tr[data-peer="${A.tenant}"]`).waitFor({ timeout: TIMEOUT });
+    await pages.adminA.reload();
+    await peered.waitFor({ timeout: TIMEOUT });
+  }
+  await screenshot(pages.adminA, "e2e-01-peers");
+
+  for (const [page, member] of [
+    [pages.adminA, alice],
+    [pages.adminB, carol],
+  ]) {
+    await openAdmin(page, "External messaging");
+    await setExternal(page, true);
+    if ((await page.locator(`li[data-member="${member.id}"]`).count()) === 0) {
+      await page.getByLabel("ID", { exact: true }).fill(member.id);
+      await page.getByRole("button", { name: "Connect", exact: true }).click();
+    }
+    await page.locator(`li[data-member="${member.id}"]`).waitFor({ timeout: TIMEOUT });
+  }
+  await screenshot(pages.adminB, "e2e-02-external-settings");
+});
+
+test("alice and carol become contacts by an invitation link", async () => {
+  await signIn(pages.alice, A.url, alice.id, alice.password);
+  await signIn(pages.carol, B.url, carol.id, carol.password);
+  for (const page of [pages.alice, pages.carol]) {
+    await page.locator('[data-state="live"]').waitFor({ timeout: TIMEOUT });
+  }
+
+  await pages.alice.getByRole("link", { name: "Contacts" }).click();
+  await pages.alice.getByRole("button", { name: "Create invitation link" }).click();
+  const link = await pages.alice.getByLabel("Invitation link", { exact: true }).inputValue({ timeout: TIMEOUT });
+  assert.ok(link.length > 0, "an invitation link is shown");
+  await pages.alice.getByRole("img", { name: "QR code" }).waitFor({ timeout: TIMEOUT });
+  await pages.alice.getByRole("button", { name: "Copy" }).first().waitFor();
+  await screenshot(pages.alice, "e2e-03-invitation");
+
+  await pages.carol.getByRole("link", { name: "Contacts" }).click();
+  await pages.carol.getByLabel("Paste an invitation link").fill(link);
+  await pages.carol.getByRole("button", { name: "Redeem" }).click();
+  await pages.carol.locator(`li.contact[data-user="${alice.id}"]`).waitFor({ timeout: TIMEOUT });
+  await pages.alice.reload();
+  await pages.alice.locator(`li.contact[data-user="${carol.id}"]`).waitFor({ timeout: TIMEOUT });
+  await screenshot(pages.carol, "e2e-04-contacts");
+});
+
+test("carol's message reaches alice and turns delivered", async () => {
+  await openRoomWith(pages.carol, alice.id);
+  await say(pages.carol, "Hello from Globex");
+  const mine = pages.carol.locator("li.event.mine").filter({ hasText: "Hello from Globex" });
+  await mine.locator('[data-delivery="DELIVERED"]').waitFor({ timeout: TIMEOUT });
+  assert.match(await mine.locator(".delivery").innerText(), /delivered/);
+
+  // Alice sees the room marked external, with carol's company, then the message.
+  await pages.alice.getByRole("link", { name: "Messages" }).first().click();
+  const room = pages.alice.locator("a.room").filter({ hasText: carol.id });
+  await room.waitFor({ timeout: TIMEOUT });
+  assert.match(await room.locator(".room-external").innerText(), new RegExp(B.tenant.replaceAll(".", "\\.")));
+  await room.click();
+  await textEvent(pages.alice, "Hello from Globex").waitFor({ timeout: TIMEOUT });
+
+  await say(pages.alice, "Hello from Acme");
+  await textEvent(pages.carol, "Hello from Acme").waitFor({ timeout: TIMEOUT });
+  await screenshot(pages.alice, "e2e-05-chat-alice");
+  await screenshot(pages.carol, "e2e-05-chat-carol");
+});
+
+test("markup in a message is shown as text", async () => {
+  const markup = "<img src=x onerror=alert(1)>";
+  await say(pages.alice, markup);
+  const shown = textEvent(pages.carol, markup);
+  await shown.waitFor({ timeout: TIMEOUT });
+  assert.equal(await shown.innerText(), markup);
+  assert.equal(await pages.carol.locator('li.event img[src="x"]').count(), 0, "no img element was made");
+  await pages.carol.waitForTimeout(500);
+  assert.deepEqual(pages.carol.problems.dialogs, [], "no dialog fired");
+  assert.deepEqual(pages.alice.problems.dialogs, [], "no dialog fired");
+  await screenshot(pages.carol, "e2e-06-markup-as-text");
+});
+
+test("alice's live stream resumes after a drop with nothing lost or twice", async () => {
+  const context = pages.alice.context();
+  await context.setOffline(true);
+  // A stream cut by the network shows as not connected; then carol writes.
+  await pages.alice.locator('[data-state="live"]').waitFor({ state: "detached", timeout: TIMEOUT }).catch(() => {});
+  await say(pages.carol, "While you were away");
+  await say(pages.carol, "And one more");
+  for (const text of ["While you were away", "And one more"]) {
+    await textEvent(pages.carol, text).waitFor({ timeout: TIMEOUT });
+  }
+  await context.setOffline(false);
+  await pages.alice.locator('[data-state="live"]').waitFor({ timeout: TIMEOUT * 2 });
+  for (const text of ["While you were away", "And one more"]) {
+    await textEvent(pages.alice, text).waitFor({ timeout: TIMEOUT });
+  }
+  await pages.alice.waitForTimeout(500);
+  for (const text of ["While you were away", "And one more", "Hello from Globex"]) {
+    assert.equal(await textEvent(pages.alice, text).count(), 1, `"${text}" is shown once`);
+  }
+  await screenshot(pages.alice, "e2e-06b-resumed");
+});
+
+test("a file crosses from alice to carol", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "works-e2e-"));
+  const path = join(dir, "report.txt");
+  const content = `quarterly report ${Date.now()}\n`;
+  await writeFile(path, content);
+  await pages.alice.getByLabel("Attach file").setInputFiles(path);
+  const file = pages.carol.locator('li.event[data-kind="attachment"]').filter({ hasText: "report.txt" });
+  await file.waitFor({ timeout: TIMEOUT }).catch(async (error) => {
+    const alert = await pages.alice.getByRole("alert").innerText().catch(() => "");
+    throw new Error(`the file did not reach carol${alert ? ` (alice sees: ${alert})` : ""}: ${error.message}`);
+  });
+  const [download] = await Promise.all([
+    pages.carol.waitForEvent("download", { timeout: TIMEOUT }),
+    file.getByRole("button", { name: "Download report.txt" }).click(),
+  ]);
+  assert.equal(download.suggestedFilename(), "report.txt");
+  assert.equal(await readFile(await download.path(), "utf8"), content);
+  await screenshot(pages.carol, "e2e-07-file");
+});
+
+test("carol's admin turns external messaging off and alice sees carol become unknown", async () => {
+  await openAdmin(pages.adminB, "External messaging");
+  await setExternal(pages.adminB, false);
+  const unknown = pages.alice.locator('li.event[data-kind="unknown"]').filter({ hasText: carol.id });
+  await unknown.waitFor({ timeout: TIMEOUT });
+  assert.match(await unknown.innerText(), /became unknown/);
+  await screenshot(pages.alice, "e2e-08-unknown");
+});
+
+test("a member's token is refused by the admin console", async () => {
+  assert.equal(await pages.alice.getByRole("link", { name: "Admin" }).count(), 0, "no Admin tab for a member");
+  await pages.alice.goto(`${A.url}#/admin/members`);
+  const refused = pages.alice.locator('[data-refused="true"]').first();
+  await refused.waitFor({ timeout: TIMEOUT });
+  assert.match(await refused.innerText(), /PermissionDenied/);
+  assert.equal(await pages.alice.locator("tr[data-member]").count(), 0, "no member is listed");
+  await screenshot(pages.alice, "e2e-09-console-refused");
+});
+
+test("the signed-in app fits a phone and switches to Japanese", async () => {
+  // Alice: carol has left the room since her company withdrew her.
+  const page = pages.alice;
+  await page.setViewportSize({ width: 375, height: 740 });
+  await page.getByRole("link", { name: "Messages" }).first().click();
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(width <= 375, `the room list is ${width}px wide at a 375px viewport`);
+  await page.locator("a.room").first().click();
+  await page.getByRole("textbox", { name: "Message" }).waitFor();
+  const roomWidth = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(roomWidth <= 375, `the room is ${roomWidth}px wide at a 375px viewport`);
+  await screenshot(page, "e2e-10-phone-room");
+  await page.getByRole("combobox", { name: "Language" }).selectOption("ja");
+  await page.getByRole("textbox", { name: "メッセージ" }).waitFor();
+  await page.getByRole("button", { name: "ログアウト" }).waitFor();
+  await screenshot(page, "e2e-11-japanese");
+  await page.getByRole("combobox", { name: "言語" }).selectOption("en");
+  await page.setViewportSize({ width: 1200, height: 800 });
+});
+
+test("no page broke the Content-Security-Policy or threw", () => {
+  for (const [name, page] of Object.entries(pages)) {
+    assert.deepEqual(page.problems.csp, [], `${name}: CSP violations`);
+    assert.deepEqual(page.problems.errors, [], `${name}: uncaught errors`);
+  }
+});
