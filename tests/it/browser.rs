@@ -53,10 +53,16 @@ async fn two_companies_chat_in_their_browsers() {
         .kill_on_drop(true);
     for (key, node, member) in [("A", &acme, &alice.id), ("B", &globex, &carol.id)] {
         command
-            .env(format!("WORKS_{key}_URL"), node.web.as_deref().expect("a web port"))
+            .env(
+                format!("WORKS_{key}_URL"),
+                node.web.as_deref().expect("a web port"),
+            )
             .env(format!("WORKS_{key}_ADMIN_ID"), &node.admin_id)
             .env(format!("WORKS_{key}_ADMIN_PASSWORD"), ADMIN_PASSWORD)
-            .env(format!("WORKS_{key}_MEMBERS"), format!("{member}:{PASSWORD}"));
+            .env(
+                format!("WORKS_{key}_MEMBERS"),
+                format!("{member}:{PASSWORD}"),
+            );
     }
     let run = tokio::time::timeout(std::time::Duration::from_secs(300), command.output())
         .await

@@ -70,7 +70,8 @@ fn listing(root: &Path) -> String {
     paths
         .iter()
         .map(|path| {
-            let bytes = std::fs::read(root.join(path)).unwrap_or_else(|e| panic!("read {path}: {e}"));
+            let bytes =
+                std::fs::read(root.join(path)).unwrap_or_else(|e| panic!("read {path}: {e}"));
             format!("{}  {path}\n", hash_normalised(&bytes))
         })
         .collect()
@@ -82,7 +83,11 @@ fn differing(expected: &str, actual: &str) -> Vec<String> {
     expected
         .lines()
         .filter(|line| !actual.lines().any(|other| other == *line))
-        .map(|line| line.split_once("  ").map_or(line, |(_, path)| path).to_string())
+        .map(|line| {
+            line.split_once("  ")
+                .map_or(line, |(_, path)| path)
+                .to_string()
+        })
         .collect()
 }
 
