@@ -351,10 +351,15 @@ function Composer(props: { room: Room }) {
     e?.preventDefault();
     // The field's own value: a key press can come before the render that
     // would give the handler the latest state.
-    const message = (area.current?.value ?? text).trim();
+    const field = area.current;
+    const message = (field?.value ?? text).trim();
     if (!message) return;
-    // Cleared at once, so what is typed while this one is on its way stays;
-    // given back only if the send failed and nothing new was typed.
+    // Cleared at once, the field itself too: setting the state to "" when it
+    // already is "" renders nothing, which would leave the sent text in the
+    // field to be sent again. What is typed while this one is on its way
+    // stays; the text is given back only if the send failed and nothing new
+    // was typed.
+    if (field) field.value = "";
     setText("");
     if (!(await send(props.room.id, { text: message }))) {
       setText((current) => (current === "" ? message : current));

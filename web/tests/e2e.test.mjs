@@ -72,8 +72,37 @@ async function say(page, text) {
   const composer = page.getByRole("textbox", { name: "Message" });
   await composer.fill(text);
   await composer.press("Enter");
-  // The composer empties once the message is on its way.
-  await eventually(async () => (await composer.inputValue()) === "", `the composer to empty after "${text}"`);
+}
+
+/** The texts of a room's messages, in the order shown, that are one of `texts`. */
+async function shownInOrder(page, texts) {
+  const all = await page.locator("li.event .text").allInnerTexts();
+  return all.filter((text) => texts.includes(text));
+}
+
+/**
+ * Nothing in the room view is wider than the viewport. The shell's main area
+ * scrolls, so an element too wide inside it would not widen the document:
+ * each element of the room is measured itself.
+ */
+async function assertFits(page, what) {
+  const overflow = await page.evaluate(() => {
+    const main = document.querySelector(".shell > main");
+    const wide = [];
+    if (main.scrollWidth > main.clientWidth) wide.push(`main scrolls ${main.scrollWidth - main.clientWidth}px sideways`);
+    for (const element of document.querySelectorAll(".rooms, .rooms *")) {
+      const box = element.getBoundingClientRect();
+      if (box.width === 0 || element.closest(".visually-hidden, .attach")) continue;
+      const name = `${element.tagName.toLowerCase()}${element.className ? `.${String(element.className).split(" ").join(".")}` : ""}`;
+      if (box.left < -0.5 || box.right > innerWidth + 0.5) {
+        wide.push(`${name} spans ${Math.round(box.left)}..${Math.round(box.right)}px`);
+      } else if (element.scrollWidth > element.clientWidth + 1 && getComputedStyle(element).overflowX !== "visible") {
+        wide.push(`${name} holds ${element.scrollWidth}px in ${element.clientWidth}px`);
+      }
+    }
+    return wide;
+  });
+  assert.deepEqual(overflow, [], `${what} at a ${await page.evaluate(() => innerWidth)}px viewport: ${overflow.join("; ")}`);
 }
 
 function textEvent(page, text) {
@@ -161,6 +190,39 @@ test("carol's message reaches alice and turns delivered", async () => {
   await screenshot(pages.carol, "e2e-05-chat-carol");
 });
 
+test("two messages typed back to back both arrive, once each, in order", async () => {
+  const texts = ["First of two", "Second of two"];
+  const composer = pages.alice.getByRole("textbox", { name: "Message" });
+  // No wait between them: the second is typed while the first is on its way.
+  await composer.fill(texts[0]);
+  await composer.press("Enter");
+  await composer.fill(texts[1]);
+  await composer.press("Enter");
+  for (const page of [pages.alice, pages.carol]) {
+    for (const text of texts) await textEvent(page, text).waitFor({ timeout: TIMEOUT });
+  }
+  await pages.alice.waitForTimeout(500);
+  for (const [name, page] of [
+    ["alice", pages.alice],
+    ["carol", pages.carol],
+  ]) {
+    assert.deepEqual(await shownInOrder(page, texts), texts, `${name} sees both messages once, in order`);
+  }
+  assert.equal(await composer.inputValue(), "", "the composer is empty after both");
+});
+
+test("the open external room fits a phone for both", async () => {
+  for (const [name, page] of [
+    ["alice", pages.alice],
+    ["carol", pages.carol],
+  ]) {
+    await page.setViewportSize({ width: 375, height: 740 });
+    await assertFits(page, `${name}'s room with carol's company`);
+    await screenshot(page, `e2e-05b-phone-${name}`);
+    await page.setViewportSize({ width: 1200, height: 800 });
+  }
+});
+
 test("markup in a message is shown as text", async () => {
   const markup = "<img src=x onerror=alert(1)>";
   await say(pages.alice, markup);
@@ -244,11 +306,14 @@ test("the signed-in app fits a phone and switches to Japanese", async () => {
   assert.ok(width <= 375, `the room list is ${width}px wide at a 375px viewport`);
   await page.locator("a.room").first().click();
   await page.getByRole("textbox", { name: "Message" }).waitFor();
-  const roomWidth = await page.evaluate(() => document.documentElement.scrollWidth);
-  assert.ok(roomWidth <= 375, `the room is ${roomWidth}px wide at a 375px viewport`);
+  await assertFits(page, "alice's room");
+  await page.getByRole("button", { name: "Info" }).click();
+  await assertFits(page, "alice's room with its info");
+  await page.getByRole("button", { name: "Info" }).click();
   await screenshot(page, "e2e-10-phone-room");
   await page.getByRole("combobox", { name: "Language" }).selectOption("ja");
   await page.getByRole("textbox", { name: "メッセージ" }).waitFor();
+  await assertFits(page, "alice's room in Japanese");
   await page.getByRole("button", { name: "ログアウト" }).waitFor();
   await screenshot(page, "e2e-11-japanese");
   await page.getByRole("combobox", { name: "言語" }).selectOption("en");
