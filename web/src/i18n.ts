@@ -48,6 +48,7 @@ const ja: Record<string, string> = {
   unread: "未読",
   stored: "保存済み",
   "queued for": "送信待ち:",
+  "waiting for the room's host": "ホストの応答待ち",
   delivered: "配信済み",
   refused: "拒否されました",
   sending: "送信中",

@@ -148,6 +148,9 @@ function deliveryLabel(delivery: Delivery | undefined): string {
       return t("stored");
     case DeliveryState.QUEUED: {
       const waiting = delivery.peers.filter((p) => p.state !== DeliveryState.DELIVERED).map((p) => p.tenant);
+      // Every node named has it: the room's host has yet to say how the
+      // others took it.
+      if (waiting.length === 0) return t("waiting for the room's host");
       return `${t("queued for")} ${waiting.join(", ")}`;
     }
     case DeliveryState.DELIVERED:
