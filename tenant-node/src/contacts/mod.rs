@@ -567,34 +567,8 @@ impl Tenant {
         member: &MemberId,
         checks: &[(Scope, u32, String)],
     ) -> Result<()> {
-        let now = now_ms();
         let mut w = self.store.begin_write().await?;
-        for (scope, limit, what) in checks {
-            let filter = ArrivalFilter {
-                kind,
-                since_ms: now - HOUR_MS,
-                peer: Some(peer.as_str()),
-                external_user: match scope {
-                    Scope::Member => Some(member.as_str()),
-                    Scope::Peer => None,
-                },
-                local_member: None,
-            };
-            let counted = limits::count_arrivals(&mut w.tx, filter).await?;
-            if let Some(wait) = crate::quota::wait_ms(*limit, counted, HOUR_MS, now) {
-                return Err(crate::quota::exceeded(what.clone(), wait));
-            }
-        }
-        limits::record_arrival(
-            &mut w.tx,
-            kind,
-            peer.as_str(),
-            member.as_str(),
-            "",
-            now,
-            now - HOUR_MS,
-        )
-        .await?;
+        count_arrival_in(&mut w.tx, kind, peer, member, checks).await?;
         w.commit().await
     }
 
@@ -1374,37 +1348,22 @@ impl Tenant {
             ));
         }
         let limit = self.limits.profile_syncs_per_member_hour;
-        let at = now_ms();
-        let counted = limits::count_arrivals(
+        count_arrival_in(
             &mut *conn,
-            ArrivalFilter {
-                kind: ARRIVAL_PROFILE,
-                since_ms: at - HOUR_MS,
-                peer: Some(peer.as_str()),
-                external_user: Some(user.as_str()),
-                local_member: None,
-            },
-        )
-        .await?;
-        if let Some(wait) = crate::quota::wait_ms(limit, counted, HOUR_MS, at) {
-            return Err(crate::quota::exceeded(
+            ARRIVAL_PROFILE,
+            peer,
+            &user,
+            &[(
+                Scope::Member,
+                limit,
                 format!(
                     "{user}'s profile was already synced {limit} times this hour, the most {} accepts",
                     self.id
                 ),
-                wait,
-            ));
-        }
-        limits::record_arrival(
-            &mut *conn,
-            ARRIVAL_PROFILE,
-            peer.as_str(),
-            user.as_str(),
-            "",
-            at,
-            at - HOUR_MS,
+            )],
         )
         .await?;
+        let at = now_ms();
         let display_name = crate::tenant::clean_name("display_name", &profile.display_name, 100)?;
         let company = crate::tenant::clean_name("company", &profile.company, 100)?;
         let photo = if profile.photo.is_empty() {
@@ -1450,4 +1409,42 @@ impl Tenant {
         }
         Ok(())
     }
+}
+
+/// `Tenant::count_arrival` in the caller's transaction.
+async fn count_arrival_in(
+    conn: &mut sqlx::AnyConnection,
+    kind: &'static str,
+    peer: &TenantId,
+    member: &MemberId,
+    checks: &[(Scope, u32, String)],
+) -> Result<()> {
+    let now = now_ms();
+    for (scope, limit, what) in checks {
+        let filter = ArrivalFilter {
+            kind,
+            since_ms: now - HOUR_MS,
+            peer: Some(peer.as_str()),
+            external_user: match scope {
+                Scope::Member => Some(member.as_str()),
+                Scope::Peer => None,
+            },
+            local_member: None,
+        };
+        let counted = limits::count_arrivals(&mut *conn, filter).await?;
+        if let Some(wait) = crate::quota::wait_ms(*limit, counted, HOUR_MS, now) {
+            return Err(crate::quota::exceeded(what.clone(), wait));
+        }
+    }
+    limits::record_arrival(
+        &mut *conn,
+        kind,
+        peer.as_str(),
+        member.as_str(),
+        "",
+        now,
+        now - HOUR_MS,
+    )
+    .await?;
+    Ok(())
 }
