@@ -96,48 +96,66 @@ pub async fn serve_api(
                 request_id = %ulid::Ulid::new(),
             )
         })
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(
-            pb::auth_server::AuthServer::new(services::AuthApi(tenant.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            pb::admin_server::AdminServer::new(services::AdminApi(tenant.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            pb::profiles_server::ProfilesServer::new(services::ProfilesApi(tenant.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            pb::peering_server::PeeringServer::new(services::PeeringApi(tenant.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            pb::external_policy_server::ExternalPolicyServer::new(services::ExternalPolicyApi(
-                tenant.clone(),
-            ))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            pb::audit_server::AuditServer::new(services::AuditApi(tenant.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            pb::contacts_server::ContactsServer::new(services::ContactsApi(tenant.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            pb::rooms_server::RoomsServer::new(services::RoomsApi(tenant))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
+        .add_routes(client_services(
+            Routes::new(health_service)
+                .add_service(reflection_v1)
+                .add_service(reflection_v1alpha),
+            &tenant,
+            Protocol::Grpc,
+        ))
         .serve_with_incoming_shutdown(ReceiverStream::new(incoming), shutdown)
         .await;
     acceptor.abort();
     served?;
     Ok(())
+}
+
+/// How a port carries the client API's services.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// Native gRPC (the API port).
+    Grpc,
+    /// Each service wrapped in grpc-web (the web port).
+    GrpcWeb,
+}
+
+/// `routes` with every client API service added, the same on both ports.
+fn client_services(mut routes: Routes, tenant: &Arc<Tenant>, protocol: Protocol) -> Routes {
+    let web = tonic_web::GrpcWebLayer::new();
+    macro_rules! add {
+        ($service:expr) => {{
+            let service = $service.max_decoding_message_size(MAX_MESSAGE_BYTES);
+            routes = match protocol {
+                Protocol::Grpc => routes.add_service(service),
+                Protocol::GrpcWeb => routes.add_service(web.layer(service)),
+            };
+        }};
+    }
+    add!(pb::auth_server::AuthServer::new(services::AuthApi(
+        tenant.clone()
+    )));
+    add!(pb::admin_server::AdminServer::new(services::AdminApi(
+        tenant.clone()
+    )));
+    add!(pb::profiles_server::ProfilesServer::new(
+        services::ProfilesApi(tenant.clone())
+    ));
+    add!(pb::peering_server::PeeringServer::new(
+        services::PeeringApi(tenant.clone())
+    ));
+    add!(pb::external_policy_server::ExternalPolicyServer::new(
+        services::ExternalPolicyApi(tenant.clone())
+    ));
+    add!(pb::audit_server::AuditServer::new(services::AuditApi(
+        tenant.clone()
+    )));
+    add!(pb::contacts_server::ContactsServer::new(
+        services::ContactsApi(tenant.clone())
+    ));
+    add!(pb::rooms_server::RoomsServer::new(services::RoomsApi(
+        tenant.clone()
+    )));
+    routes
 }
 
 /// Serves the web port on `listener` until `shutdown` resolves: the
@@ -156,58 +174,11 @@ pub async fn serve_web(
     health_reporter
         .set_serving::<pb::rooms_server::RoomsServer<services::RoomsApi>>()
         .await;
-    let web = tonic_web::GrpcWebLayer::new();
-    let routes = Routes::new(web.layer(health_service))
-        .add_service(
-            web.layer(
-                pb::auth_server::AuthServer::new(services::AuthApi(tenant.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            ),
-        )
-        .add_service(
-            web.layer(
-                pb::admin_server::AdminServer::new(services::AdminApi(tenant.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            ),
-        )
-        .add_service(
-            web.layer(
-                pb::profiles_server::ProfilesServer::new(services::ProfilesApi(tenant.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            ),
-        )
-        .add_service(
-            web.layer(
-                pb::peering_server::PeeringServer::new(services::PeeringApi(tenant.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            ),
-        )
-        .add_service(
-            web.layer(
-                pb::external_policy_server::ExternalPolicyServer::new(services::ExternalPolicyApi(
-                    tenant.clone(),
-                ))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            ),
-        )
-        .add_service(
-            web.layer(
-                pb::audit_server::AuditServer::new(services::AuditApi(tenant.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            ),
-        )
-        .add_service(
-            web.layer(
-                pb::contacts_server::ContactsServer::new(services::ContactsApi(tenant.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            ),
-        )
-        .add_service(
-            web.layer(
-                pb::rooms_server::RoomsServer::new(services::RoomsApi(tenant.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            ),
-        );
+    let routes = client_services(
+        Routes::new(tonic_web::GrpcWebLayer::new().layer(health_service)),
+        &tenant,
+        Protocol::GrpcWeb,
+    );
     let router = routes.into_axum_router().fallback(app::fallback);
     let tenant_id = tenant.id.to_string();
     let limits = server_limits(&tenant);
