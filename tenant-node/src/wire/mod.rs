@@ -116,18 +116,6 @@ impl From<works_bridge::PublicProfile> for Profile {
     }
 }
 
-impl From<Profile> for works_bridge::PublicProfile {
-    fn from(p: Profile) -> Self {
-        works_bridge::PublicProfile {
-            user: p.user,
-            display_name: p.display_name,
-            photo: p.photo,
-            photo_content_type: p.photo_content_type,
-            company: p.company,
-        }
-    }
-}
-
 /// Bytes as base64 in stored JSON.
 mod base64_bytes {
     use base64::Engine;
