@@ -119,6 +119,11 @@ macro_rules! ulid_id {
                 $name(Ulid::new())
             }
 
+            /// The id's 128 bits.
+            pub fn as_u128(&self) -> u128 {
+                self.0.0
+            }
+
             pub fn parse(input: &str) -> Result<Self, IdError> {
                 let trimmed = input.trim();
                 if trimmed.is_empty() {

@@ -114,6 +114,9 @@ pub enum Unchecked {
     Departure,
     /// A rename changes only what the room's current members see of it.
     Rename,
+    /// A LINE user takes back their own message: it only stops being shown
+    /// here (the rooms area checks it is theirs).
+    Unsend,
     /// A change our member proposes to a room hosted elsewhere, other than
     /// a message: the host checks it, and what it brings back passes our
     /// receiving gate (our members join only as our half admits them).
@@ -254,6 +257,9 @@ impl Denied {
 
     /// `colleague`: the local member refused, when it is not the asker.
     fn to_asker(self, colleague: Option<&MemberId>, external: &MemberId) -> Error {
+        if crate::ids::is_line(external) {
+            return self.to_asker_about_line(colleague);
+        }
         match (self, colleague) {
             (Denied::ExternalDisabled, _) => Error::FailedPrecondition(
                 "your company has not enabled messaging with other companies".into(),
@@ -278,6 +284,32 @@ impl Denied {
             )),
             (Denied::Deleted, Some(local)) => {
                 Error::FailedPrecondition(format!("{local} moved {external} to the trash"))
+            }
+        }
+    }
+
+    /// The same, when the other side is a LINE user: LINE's own switch and
+    /// connected-members list.
+    fn to_asker_about_line(self, colleague: Option<&MemberId>) -> Error {
+        match (self, colleague) {
+            (Denied::ExternalDisabled | Denied::NotPeered, _) => Error::FailedPrecondition(
+                "your company has not enabled chat with LINE users".into(),
+            ),
+            (Denied::NotConnected, None) => Error::PermissionDenied(
+                "you are not on your company's connected-members list for LINE users".into(),
+            ),
+            (Denied::NotConnected, Some(local)) => Error::PermissionDenied(format!(
+                "{local} is not on {}'s connected-members list for LINE users",
+                local.tenant()
+            )),
+            (Denied::Blocked, None) => {
+                Error::FailedPrecondition("you blocked this LINE user".into())
+            }
+            (Denied::Blocked, Some(local)) => {
+                Error::FailedPrecondition(format!("{local} blocked this LINE user"))
+            }
+            (Denied::Deleted, _) => {
+                Error::Internal("a deleted LINE contact does not stop a conversation".into())
             }
         }
     }

@@ -32,6 +32,79 @@ pub struct Config {
     /// Peers declared here rather than by invitation (deployments as code).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<DeclaredPeer>,
+    /// The company's LINE Official Account (a Messaging API channel): where
+    /// and how to reach LINE. The admin's LINE use status switches it on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<LineConfig>,
+}
+
+/// How the node reaches LINE's Messaging API for the company's account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineConfig {
+    #[serde(default = "default_line_api")]
+    pub api_base_url: String,
+    /// Where message content (images, files) is fetched.
+    #[serde(default = "default_line_data_api")]
+    pub data_api_base_url: String,
+    pub channel_id: String,
+    /// Files holding the channel secret and the channel access token
+    /// (absolute or relative to the data directory; mode 0600; surrounding
+    /// whitespace is trimmed). Never logged.
+    pub channel_secret_file: PathBuf,
+    pub access_token_file: PathBuf,
+    /// The account's basic id, e.g. `@123abcde`: the "add me" links.
+    pub basic_id: String,
+    /// Where LINE posts webhooks when there is no web port (`POST
+    /// /line/webhook`); with a web port it is served there too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_listen: Option<SocketAddr>,
+}
+
+impl LineConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, url) in [
+            ("line.api_base_url", &self.api_base_url),
+            ("line.data_api_base_url", &self.data_api_base_url),
+        ] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: format!("{url:?} must start with https:// (or http://)"),
+                });
+            }
+        }
+        if self.channel_id.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "line.channel_id",
+                reason: "is empty: copy the channel id from the LINE Developers console".into(),
+            });
+        }
+        let basic = self.basic_id.trim();
+        if !basic.starts_with('@') || basic.len() < 2 || basic.contains(char::is_whitespace) {
+            return Err(ConfigError::Invalid {
+                key: "line.basic_id",
+                reason: format!("{basic:?} must be the account's basic id, like @123abcde"),
+            });
+        }
+        Ok(())
+    }
+
+    /// A file the config names: absolute, or under the data directory.
+    pub fn path(data_dir: &Path, file: &Path) -> PathBuf {
+        if file.is_absolute() {
+            file.to_path_buf()
+        } else {
+            data_dir.join(file)
+        }
+    }
+}
+
+fn default_line_api() -> String {
+    "https://api.line.me".into()
+}
+fn default_line_data_api() -> String {
+    "https://api-data.line.me".into()
 }
 
 /// An SMTP relay (plain SMTP, as to a local MTA that relays onwards).
@@ -90,6 +163,11 @@ pub struct WebConfig {
     /// (plain HTTP/1.1 and HTTP/2); an empty string serves no web port.
     #[serde(default = "default_web_listen")]
     pub listen: WebListen,
+    /// The address the outside world reaches the web port at (e.g.
+    /// `https://chat.acme.example`): where LINE fetches members' icons and
+    /// the files members share with LINE users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
 /// The web port's address, or none: written as `host:port` or `""`.
@@ -338,6 +416,7 @@ impl Default for ApiConfig {
 impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
+            public_url: None,
             listen: default_web_listen(),
         }
     }
@@ -433,6 +512,7 @@ impl Config {
             limits: Limits::default(),
             smtp: None,
             peers: Vec::new(),
+            line: None,
         }
     }
 
@@ -498,6 +578,17 @@ impl Config {
                 key: "limits.max_text_bytes",
                 reason: "must be at least 1".into(),
             });
+        }
+        if let Some(line) = &self.line {
+            line.validate()?;
+        }
+        if let Some(url) = &self.web.public_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError::Invalid {
+                    key: "web.public_url",
+                    reason: format!("{url:?} must start with https:// (or http://)"),
+                });
+            }
         }
         for peer in &self.peers {
             TenantId::parse(&peer.tenant).map_err(|e| ConfigError::Invalid {

@@ -71,6 +71,8 @@ pub struct Room {
     pub host: Option<TenantId>,
     /// Members of other companies are in the room.
     pub external: bool,
+    /// The room of a LINE chat: LINE users are in it.
+    pub line: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +128,11 @@ pub enum EventBody {
     /// The sender stopped being reachable from the room's other companies
     /// and left the room.
     Unknown,
+    /// A LINE user took back their message at `seq`: it is no longer shown
+    /// (the audit keeps it).
+    Unsent {
+        seq: u64,
+    },
     /// An event this node stored to keep the room's sequence whole but does
     /// not show: the host sequenced it, and this node's half refused it (a
     /// member here blocked its sender).
@@ -145,6 +152,7 @@ impl EventBody {
             EventBody::Sticker { .. } => "sticker",
             EventBody::Attachment(_) => "attachment",
             EventBody::Unknown => "unknown",
+            EventBody::Unsent { .. } => "unsent",
             EventBody::Withheld => "withheld",
         }
     }

@@ -76,6 +76,16 @@ impl Node {
             server_cert,
         );
         tenant.smtp = config.smtp.clone();
+        tenant.public_url = config
+            .web
+            .public_url
+            .as_ref()
+            .map(|u| u.trim_end_matches('/').to_string());
+        if let Some(line) = &config.line {
+            let channel = crate::messaging_api::Channel::open(line, data_dir)
+                .with_context(|| format!("cannot open the LINE channel of {}", tenant.id))?;
+            tenant.line = Some(Arc::new(channel));
+        }
         // During a CA change-over the previous certificate is still shown
         // to peers that have not acknowledged the new CA.
         if let Some(previous) = tenant.tls_files.load_previous_node().with_context(|| {

@@ -53,6 +53,12 @@ pub struct Tenant {
     pub(crate) sends: crate::rooms::send::Sends,
     /// Uploads in parts in progress.
     pub(crate) uploads: crate::rooms::uploads::Uploads,
+    /// The company's LINE Official Account, when `[line]` is configured.
+    pub(crate) line: Option<Arc<crate::messaging_api::Channel>>,
+    /// Where the outside world reaches the web port (`[web] public_url`).
+    pub(crate) public_url: Option<String>,
+    /// Wakes the processor of the LINE webhook inbox.
+    pub(crate) line_inbox: tokio::sync::Notify,
 }
 
 impl Tenant {
@@ -82,6 +88,9 @@ impl Tenant {
             outbox: crate::outbox::Relay::default(),
             sends: crate::rooms::send::Sends::default(),
             uploads: crate::rooms::uploads::Uploads::default(),
+            line: None,
+            public_url: None,
+            line_inbox: tokio::sync::Notify::new(),
         }
     }
 

@@ -153,6 +153,8 @@ impl Tenant {
             .create_member(name, display_name, password, role)
             .await?;
         self.auto_grant(&member.id, caller.member.as_str()).await?;
+        self.line_auto_grant(&member.id, caller.member.as_str())
+            .await?;
         Ok(member)
     }
 

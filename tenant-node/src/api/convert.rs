@@ -121,6 +121,7 @@ pub fn room_to_pb(r: Room, tenant: &crate::ids::TenantId) -> pb::Room {
                 .map(|h| h.to_string())
                 .unwrap_or_else(|| tenant.to_string()),
             external: r.external,
+            line: r.line,
         }
     }
 }
@@ -151,6 +152,7 @@ impl From<RoomEvent> for pb::RoomEvent {
             EventBody::Renamed { name } => Body::Renamed(pb::RoomRenamed { name }),
             EventBody::Sticker { name } => Body::Sticker(pb::Sticker { name }),
             EventBody::Attachment(meta) => Body::Attachment(meta.into()),
+            EventBody::Unsent { seq } => Body::Unsent(pb::MessageUnsent { seq }),
             EventBody::Unknown => Body::Unknown(pb::MemberUnknown {}),
             // Never shown: history and streams skip it.
             EventBody::Withheld => Body::Unknown(pb::MemberUnknown {}),

@@ -284,6 +284,7 @@ pub fn event_json(e: &pb::RoomEvent) -> Value {
             json!({"id": a.id, "name": a.name, "content_type": a.content_type, "size": a.size, "sha256": a.sha256}),
         ),
         Some(Body::Unknown(_)) => ("unknown", Value::Null),
+        Some(Body::Unsent(u)) => ("unsent", json!({"seq": u.seq})),
         None => ("unrecognised", Value::Null),
     };
     json!({
@@ -317,6 +318,7 @@ pub fn event_line(e: &pb::RoomEvent) -> String {
             );
         }
         Some(Body::Unknown(_)) => "became unknown and left the room".to_string(),
+        Some(Body::Unsent(u)) => format!("took back message #{}", u.seq),
         Some(Body::Created(c)) if c.name.is_empty() => {
             format!("started a 1:1 room with {}", safe_list(&c.members))
         }

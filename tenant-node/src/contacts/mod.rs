@@ -3,6 +3,7 @@
 //! `admission`, on the way out and on the way in.
 
 pub mod invitations;
+pub mod line;
 pub mod mail;
 
 use works_bridge::error::clip;
@@ -950,7 +951,9 @@ impl Tenant {
 
     async fn contact_view(&self, row: ContactRow) -> Result<ContactView> {
         let user = MemberId::parse(&row.user_id).map_err(|e| Error::Internal(e.to_string()))?;
-        let status = if self.is_unknown(&user).await? {
+        let status = if crate::ids::is_line(&user) {
+            "LINE".to_string()
+        } else if self.is_unknown(&user).await? {
             "unknown".to_string()
         } else {
             self.peer_company(user.tenant()).await?

@@ -698,7 +698,7 @@ impl Tenant {
                     }
                 }
             }
-            EventBody::Withheld => {
+            EventBody::Withheld | EventBody::Unsent { .. } => {
                 return Ok((
                     Verdict::Withhold {
                         reason: Error::invalid("body", "a withheld event"),
@@ -1015,6 +1015,7 @@ pub(crate) fn room_after(view: &RoomView, sender: &MemberId, body: &EventBody) -
         EventBody::Text { .. }
         | EventBody::Sticker { .. }
         | EventBody::Attachment(_)
+        | EventBody::Unsent { .. }
         | EventBody::Withheld => {}
     }
     after

@@ -102,6 +102,7 @@ fn replica_row(last_seq: u64) -> rooms::RoomRow {
         created_at_ms: 1,
         last_event_at_ms: 1,
         host: Some(host()),
+        line_chat: None,
     }
 }
 

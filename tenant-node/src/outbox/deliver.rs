@@ -50,7 +50,11 @@ pub async fn run(tenant: Arc<Tenant>) {
             Signal::Queued => {
                 let signals = deliverers.entry(peer.clone()).or_insert_with(|| {
                     let signals = Arc::new(Signals::default());
-                    tasks.spawn(deliver(tenant.clone(), peer, signals.clone()));
+                    if peer.as_str() == crate::ids::LINE_TENANT {
+                        tasks.spawn(super::line::deliver(tenant.clone(), signals.clone()));
+                    } else {
+                        tasks.spawn(deliver(tenant.clone(), peer, signals.clone()));
+                    }
                     signals
                 });
                 signals.queued.notify_one();

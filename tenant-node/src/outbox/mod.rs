@@ -26,6 +26,7 @@
 //! reordered.
 
 mod deliver;
+pub(crate) mod line;
 pub mod receipts;
 mod signal;
 
@@ -63,6 +64,10 @@ impl Tenant {
             room: snapshot,
         })?;
         for peer in peers {
+            if peer.as_str() == crate::ids::LINE_TENANT {
+                self.queue_for_line(conn, permit, event).await?;
+                continue;
+            }
             outbox::enqueue(
                 conn,
                 peer,

@@ -2,6 +2,7 @@
 //! auto-grant, file restriction, company name; and members' notices.
 
 pub mod audit;
+pub mod line;
 
 use crate::admission::{self, Announcement};
 use crate::error::{Error, Result};

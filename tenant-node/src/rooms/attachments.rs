@@ -132,7 +132,23 @@ impl Tenant {
         if !actor.belongs_to(&self.id) {
             return Ok(());
         }
-        let external = members.iter().any(|m| !m.belongs_to(&self.id));
+        if members.iter().any(crate::ids::is_line) {
+            // Files reach LINE users as links to this node (bots have no
+            // file message), under LINE's own restriction.
+            if crate::store::policy::flag(conn, crate::store::line::LINE_RESTRICT_FILES).await? {
+                return Err(Error::FailedPrecondition(
+                    "your company restricts file transfer in rooms with LINE users".to_string(),
+                ));
+            }
+            if self.public_url.is_none() {
+                return Err(Error::FailedPrecondition(
+                    "files cannot reach LINE users: this node has no [web] public_url for LINE to link to".to_string(),
+                ));
+            }
+        }
+        let external = members
+            .iter()
+            .any(|m| !m.belongs_to(&self.id) && !crate::ids::is_line(m));
         if external && policy::flag(conn, policy::EXTERNAL_RESTRICT_FILES).await? {
             return Err(Error::FailedPrecondition(
                 "your company restricts file transfer with other companies, and this room has members of other companies".to_string(),
@@ -310,5 +326,42 @@ impl Tenant {
             .into_iter()
             .find(|m| m.belongs_to(&self.id))
             .ok_or_else(|| Error::NotFound(format!("attachment of room {room}")))
+    }
+
+    /// A file a member posted in a room with LINE users, for the link it
+    /// went to LINE as: `tag` must be the one this node signed for it.
+    pub async fn line_file(
+        &self,
+        id: &str,
+        tag: &str,
+    ) -> Result<Option<(crate::model::AttachmentMeta, Vec<u8>)>> {
+        let Some(channel) = &self.line else {
+            return Ok(None);
+        };
+        let expected = channel.link_tag(id);
+        let same = expected.len() == tag.len()
+            && expected
+                .bytes()
+                .zip(tag.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if !same {
+            return Ok(None);
+        }
+        let mut conn = self.store.pool().acquire().await?;
+        let Some(row) = store::get(&mut conn, id)
+            .await?
+            .filter(|r| r.event_id.is_some())
+        else {
+            return Ok(None);
+        };
+        let in_line_room = rooms::room(&mut conn, &row.room)
+            .await?
+            .is_some_and(|r| r.line_chat.is_some());
+        if !in_line_room || !row.uploader.belongs_to(&self.id) {
+            return Ok(None);
+        }
+        let data = store::data(&mut conn, id).await?;
+        Ok(data.map(|d| (row.meta, d)))
     }
 }

@@ -141,7 +141,7 @@ pub fn event(body: &EventBody, limits: &Limits) -> Result<()> {
         }
         EventBody::Joined { members } => members_within(members, limits),
         EventBody::Removed { .. } | EventBody::Left { .. } => Ok(()),
-        EventBody::Unknown | EventBody::Withheld => Ok(()),
+        EventBody::Unknown | EventBody::Withheld | EventBody::Unsent { .. } => Ok(()),
     }
 }
 

@@ -333,8 +333,14 @@ impl Tenant {
         let mut conn = self.store.pool().acquire().await?;
         let listed = rooms::rooms_of(&mut conn, &caller.member).await?;
         let unread = rooms::unread_counts(&mut conn, &caller.member).await?;
+        // Rooms with LINE users leave the list while the member may not
+        // chat with LINE users (LINE switched off, or not on its list).
+        let line_usable = crate::store::line::usable_by(&mut conn, &caller.member).await?;
         let mut out = Vec::with_capacity(listed.len());
         for (row, membership) in listed {
+            if row.line_chat.is_some() && !line_usable {
+                continue;
+            }
             let members = rooms::member_ids(&mut conn, &row.id).await?;
             let unread = unread.get(&row.id).copied().unwrap_or(0);
             out.push(self.room_view(row, membership, members, unread));
@@ -350,7 +356,10 @@ impl Tenant {
         unread: u64,
     ) -> Room {
         Room {
-            external: members.iter().any(|m| !m.belongs_to(&self.id)),
+            external: members
+                .iter()
+                .any(|m| !m.belongs_to(&self.id) && !crate::ids::is_line(m)),
+            line: row.line_chat.is_some(),
             id: row.id,
             kind: row.kind,
             name: row.name,
@@ -770,6 +779,18 @@ impl Tenant {
             EventBody::Renamed { .. } => {
                 permit = Some(admission::unchecked(&room, actor, Unchecked::Rename));
             }
+            EventBody::Unsent { seq } => {
+                let target = events::range(conn, &room, seq.saturating_sub(1), *seq, 1).await?;
+                match target.first() {
+                    Some(e) if &e.sender == actor && e.body.is_message() => {}
+                    _ => {
+                        return Err(Error::NotFound(format!(
+                            "a message of {actor} at {seq} in room {room}"
+                        )));
+                    }
+                }
+                permit = Some(admission::unchecked(&room, actor, Unchecked::Unsend));
+            }
             EventBody::Created { .. } | EventBody::Withheld => {
                 return Err(Error::invalid("body", "not a change to an existing room"));
             }
@@ -791,6 +812,15 @@ impl Tenant {
             .map(|p| p.unseen_by().to_vec())
             .unwrap_or_default();
         events::hide_from(conn, &room, event.seq, &unseen_by).await?;
+        if let EventBody::Unsent { seq } = &event.body {
+            // Taken back: no one here sees it any more; the audit keeps it.
+            let ours: Vec<MemberId> = before
+                .iter()
+                .filter(|m| m.belongs_to(&self.id))
+                .cloned()
+                .collect();
+            events::hide_from(conn, &room, *seq, &ours).await?;
+        }
         for m in &joined {
             rooms::insert_membership(conn, &room, m, event.seq, event.at_ms).await?;
         }

@@ -10,6 +10,7 @@ pub mod contacts;
 pub mod events;
 pub mod invitations;
 pub mod limits;
+pub mod line;
 pub mod members;
 pub mod outbox;
 pub mod peers;

@@ -78,6 +78,19 @@ pub async fn pair_facts(
     external: &MemberId,
     peer: &TenantId,
 ) -> Result<PairFacts> {
+    if crate::ids::is_line(external) {
+        // A LINE user: LINE's own use status and connected list; the
+        // company's LINE account stands where the peering would; a deleted
+        // LINE contact keeps the conversation (the contacts guide).
+        let facts = super::line::facts(conn, local, external).await?;
+        return Ok(PairFacts {
+            enabled: facts.enabled,
+            connected: facts.connected,
+            peered: true,
+            blocked: facts.blocked,
+            trashed: false,
+        });
+    }
     let row = sqlx::query(
         "SELECT (SELECT value FROM settings WHERE key = $1) AS enabled, \
          (SELECT COUNT(*) FROM connected_members c JOIN members m ON m.id = c.member_id \

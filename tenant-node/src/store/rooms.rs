@@ -21,6 +21,8 @@ pub struct RoomRow {
     pub last_event_at_ms: i64,
     /// The tenant whose node hosts the room; `None` when this node does.
     pub host: Option<TenantId>,
+    /// The LINE chat (a user id or a group id) of a room with LINE users.
+    pub line_chat: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -29,8 +31,7 @@ pub struct Membership {
     pub last_read_seq: u64,
 }
 
-const ROOM_COLUMNS: &str =
-    "r.id, r.kind, r.name, r.master, r.last_seq, r.created_at, r.last_event_at, r.host";
+const ROOM_COLUMNS: &str = "r.id, r.kind, r.name, r.master, r.last_seq, r.created_at, r.last_event_at, r.host, r.line_chat";
 
 pub(crate) fn stored<T, E: std::fmt::Display>(what: &str, parsed: Result<T, E>) -> Result<T> {
     parsed.map_err(|e| Error::Internal(format!("stored {what} is invalid: {e}")))
@@ -58,7 +59,18 @@ fn room_from_row(row: &AnyRow) -> Result<RoomRow> {
         host: host
             .map(|h| stored("room host", TenantId::parse(&h)))
             .transpose()?,
+        line_chat: row.try_get("line_chat")?,
     })
+}
+
+/// Marks a room hosted here as the room of a LINE chat.
+pub async fn set_line_chat(conn: &mut AnyConnection, id: &RoomId, chat: &str) -> Result<()> {
+    sqlx::query("UPDATE rooms SET line_chat = $1 WHERE id = $2")
+        .bind(chat)
+        .bind(id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// The `member_id` column of a row.
@@ -113,7 +125,8 @@ pub async fn insert_room(
     Ok(())
 }
 
-/// Rooms with at least one member of another tenant that `member` is in.
+/// Rooms with at least one member of another tenant that `member` is in
+/// (rooms with LINE users are LINE's business, not another company's).
 pub async fn external_rooms_of(
     conn: &mut AnyConnection,
     member: &MemberId,
@@ -122,7 +135,9 @@ pub async fn external_rooms_of(
     let rows = sqlx::query(
         "SELECT DISTINCT m.room_id FROM room_members m \
          JOIN room_members o ON o.room_id = m.room_id \
-         WHERE m.member_id = $1 AND o.member_id NOT LIKE $2 ORDER BY m.room_id",
+         JOIN rooms r ON r.id = m.room_id \
+         WHERE m.member_id = $1 AND o.member_id NOT LIKE $2 AND r.line_chat IS NULL \
+         ORDER BY m.room_id",
     )
     .bind(member.as_str())
     .bind(format!("%@{own}"))

@@ -280,6 +280,9 @@ impl TryFrom<&Payload> for PbPayload {
             }),
             EventBody::Unknown => PbPayload::BecameUnknown(pb::BecameUnknownEvent { sender, room }),
             EventBody::Withheld => return Err(invalid("body", "a withheld event is not relayed")),
+            EventBody::Unsent { .. } => {
+                return Err(invalid("body", "a LINE user's unsend is not relayed"));
+            }
         })
     }
 }
