@@ -591,10 +591,16 @@ impl Config {
             }
         }
         for peer in &self.peers {
-            TenantId::parse(&peer.tenant).map_err(|e| ConfigError::Invalid {
+            let tenant = TenantId::parse(&peer.tenant).map_err(|e| ConfigError::Invalid {
                 key: "peers.tenant",
                 reason: e.to_string(),
             })?;
+            if tenant.as_str() == crate::ids::LINE_TENANT {
+                return Err(ConfigError::Invalid {
+                    key: "peers.tenant",
+                    reason: "line.invalid is reserved for LINE users".into(),
+                });
+            }
             if peer.ca_files.is_empty() || peer.ca_files.len() > 2 {
                 return Err(ConfigError::Invalid {
                     key: "peers.ca_files",
@@ -705,10 +711,17 @@ impl Config {
     }
 
     pub fn tenant_id(&self) -> Result<TenantId, ConfigError> {
-        TenantId::parse(&self.tenant).map_err(|e| ConfigError::Invalid {
+        let id = TenantId::parse(&self.tenant).map_err(|e| ConfigError::Invalid {
             key: "tenant",
             reason: e.to_string(),
-        })
+        })?;
+        if id.as_str() == crate::ids::LINE_TENANT {
+            return Err(ConfigError::Invalid {
+                key: "tenant",
+                reason: "line.invalid is reserved for LINE users".into(),
+            });
+        }
+        Ok(id)
     }
 
     /// The database URL with a relative SQLite path resolved under `data_dir`.

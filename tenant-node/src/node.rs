@@ -28,6 +28,8 @@ pub struct Listeners {
     pub api: TcpListener,
     pub bridge: TcpListener,
     pub web: Option<TcpListener>,
+    /// LINE's webhook, when `[line] webhook_listen` gives it a port.
+    pub line: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -46,7 +48,20 @@ impl Listeners {
                     .with_context(|| format!("cannot listen on {addr} (web)"))?,
             ),
         };
-        Ok(Listeners { api, bridge, web })
+        let line = match config.line.as_ref().and_then(|l| l.webhook_listen) {
+            None => None,
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (LINE webhook)"))?,
+            ),
+        };
+        Ok(Listeners {
+            api,
+            bridge,
+            web,
+            line,
+        })
     }
 }
 
@@ -157,6 +172,15 @@ impl Node {
         let relay = tokio::spawn(crate::outbox::run(self.tenant.clone()));
         let refused = tokio::spawn(crate::rooms::leave::take_refused(self.tenant.clone()));
         let sends = tokio::spawn(crate::rooms::send::run(self.tenant.clone()));
+        let line_inbox = tokio::spawn(crate::line::inbox::run(self.tenant.clone()));
+        // LINE's webhook on a port of its own (`[line] webhook_listen`).
+        let line_port = listeners.line.map(|listener| {
+            tokio::spawn(crate::line::webhook::serve(
+                self.tenant.clone(),
+                listener,
+                stopped(&stop),
+            ))
+        });
         let greet = tokio::spawn({
             let tenant = self.tenant.clone();
             async move { tenant.greet_peers().await }
@@ -230,6 +254,10 @@ impl Node {
             }
         };
         purge.abort();
+        line_inbox.abort();
+        if let Some(port) = line_port {
+            port.abort();
+        }
         relay.abort();
         refused.abort();
         sends.abort();

@@ -208,6 +208,12 @@ impl Tenant {
                 "this invitation is from this node's own tenant",
             ));
         }
+        if peer.as_str() == crate::ids::LINE_TENANT {
+            return Err(Error::invalid(
+                "token",
+                "no company can be line.invalid, where LINE users live in rooms",
+            ));
+        }
         if self.store.peer(&peer).await?.is_some() {
             return Err(Error::AlreadyExists(format!(
                 "already peered with {peer}; remove that peering first"
@@ -780,6 +786,11 @@ impl Tenant {
     }
 
     fn pinnable(&self, peer: &TenantId, cas: &[CertificateDer<'static>]) -> Result<()> {
+        if peer.as_str() == crate::ids::LINE_TENANT {
+            return Err(Error::PermissionDenied(format!(
+                "{peer} is where LINE users live in rooms; no company can peer as it"
+            )));
+        }
         let own = [self.tls_files.load_ca().ok().map(|ca| ca.der().clone())];
         if cas.iter().any(|ca| own.iter().flatten().any(|o| o == ca)) {
             return Err(Error::PermissionDenied(format!(

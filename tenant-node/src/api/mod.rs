@@ -179,7 +179,10 @@ pub async fn serve_web(
         &tenant,
         Protocol::GrpcWeb,
     );
-    let router = routes.into_axum_router().fallback(app::fallback);
+    let router = routes
+        .into_axum_router()
+        .merge(crate::line::webhook::routes(tenant.clone()))
+        .fallback(app::fallback);
     let tenant_id = tenant.id.to_string();
     let limits = server_limits(&tenant);
     let (conns, incoming) = tokio::sync::mpsc::channel(64);

@@ -33,6 +33,19 @@ pub fn routes(tenant: Arc<Tenant>) -> axum::Router {
         .with_state(tenant)
 }
 
+/// Serves the LINE routes alone on `listener` until `shutdown` resolves.
+pub async fn serve(
+    tenant: Arc<Tenant>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    tracing::info!(addr = %listener.local_addr()?, "serving the LINE webhook");
+    axum::serve(listener, routes(tenant))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
 fn answer(status: StatusCode, text: &'static str) -> Response {
     (
         status,

@@ -83,6 +83,33 @@ impl Tenant {
         Ok(true)
     }
 
+    /// Queues a message of the account's own (a greeting, a choice of whom
+    /// to write to) for a LINE chat, in the caller's transaction; wake the
+    /// LINE deliverer after the commit.
+    pub(crate) async fn queue_line_notice(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        to: &str,
+        text: &str,
+        quick_reply: Option<Value>,
+    ) -> Result<()> {
+        let mut message = json!({ "type": "text", "text": text });
+        if let Some(quick_reply) = quick_reply {
+            message["quickReply"] = quick_reply;
+        }
+        let payload = json!({ "to": to, "messages": [message] });
+        outbox::enqueue_control(
+            conn,
+            &ids::line_tenant(),
+            &crate::ids::EventId::generate(),
+            None,
+            &payload.to_string(),
+            now_ms(),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// LINE's `sender` for our member: their name, so the LINE user sees
     /// who speaks, and their photo when this node is reachable from LINE.
     async fn line_sender(

@@ -34,6 +34,9 @@ pub fn text(text: &str, limits: &Limits) -> Result<()> {
 
 /// A sticker's name: a short token, never a path or markup.
 pub fn sticker(name: &str) -> Result<()> {
+    if crate::outbox::line::line_sticker(name).is_some() {
+        return Ok(());
+    }
     if name.is_empty()
         || name.chars().count() > MAX_STICKER_CHARS
         || !name

@@ -95,7 +95,7 @@ pub(crate) struct Change {
 }
 
 impl Change {
-    fn new(actor: &MemberId, body: EventBody, idempotency_key: Option<&str>) -> Change {
+    pub(crate) fn new(actor: &MemberId, body: EventBody, idempotency_key: Option<&str>) -> Change {
         Change {
             id: EventId::generate(),
             actor: actor.clone(),
@@ -251,24 +251,47 @@ impl Tenant {
         name: &str,
         members: Vec<MemberId>,
     ) -> Result<RoomId> {
+        let id = RoomId::generate();
+        let mut w = self.store.begin_write().await?;
+        let applied = self
+            .host_new_room_in(&mut w.tx, &id, creator, kind, name, members, None)
+            .await?;
+        w.commit().await?;
+        tracing::info!(room = %id, by = %creator, ?kind, "room created");
+        self.announce(applied);
+        Ok(id)
+    }
+
+    /// `host_new_room` in the caller's transaction, as room `id`, for a
+    /// LINE chat when `line_chat` names one; announce after the commit.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn host_new_room_in(
+        &self,
+        conn: &mut AnyConnection,
+        id: &RoomId,
+        creator: &MemberId,
+        kind: RoomKind,
+        name: &str,
+        members: Vec<MemberId>,
+        line_chat: Option<&str>,
+    ) -> Result<Applied> {
         if members.len() > self.limits.max_room_members {
             return Err(Error::ResourceExhausted(format!(
                 "a room holds at most {} members",
                 self.limits.max_room_members
             )));
         }
-        let id = RoomId::generate();
+        let id = *id;
         let at = now_ms();
-        let mut w = self.store.begin_write().await?;
         let permit = self
-            .may_enter(&mut w.tx, &id, kind, None, creator, creator, &members)
+            .may_enter(conn, &id, kind, None, creator, creator, &members)
             .await?;
         if kind == RoomKind::Group {
             // Everyone the creator brings in, as an invitation checks them:
             // a colleague not permitted to talk across cannot be put in a
             // room with another company.
             for m in members.iter().filter(|m| *m != creator) {
-                self.may_enter(&mut w.tx, &id, kind, None, creator, m, &members)
+                self.may_enter(conn, &id, kind, None, creator, m, &members)
                     .await?;
             }
         }
@@ -276,20 +299,9 @@ impl Tenant {
             RoomKind::Direct => (None, Some(rooms::direct_key(&members[0], &members[1]))),
             RoomKind::Group => (Some(creator), None),
         };
-        rooms::insert_room(
-            &mut w.tx,
-            &id,
-            kind,
-            name,
-            master,
-            key.as_deref(),
-            None,
-            0,
-            at,
-        )
-        .await?;
+        rooms::insert_room(conn, &id, kind, name, master, key.as_deref(), None, 0, at).await?;
         let event = events::append(
-            &mut w.tx,
+            conn,
             &id,
             creator,
             EventBody::Created {
@@ -302,15 +314,12 @@ impl Tenant {
         )
         .await?;
         for member in &members {
-            rooms::insert_membership(&mut w.tx, &id, member, event.seq, at).await?;
+            rooms::insert_membership(conn, &id, member, event.seq, at).await?;
         }
-        let applied = self
-            .after_change(&mut w.tx, &permit, event, None, &[])
-            .await?;
-        w.commit().await?;
-        tracing::info!(room = %id, by = %creator, ?kind, members = members.len(), "room created");
-        self.announce(applied);
-        Ok(id)
+        if let Some(chat) = line_chat {
+            rooms::set_line_chat(conn, &id, chat).await?;
+        }
+        self.after_change(conn, &permit, event, None, &[]).await
     }
 
     /// A room as the caller sees it; only members may look.
@@ -1117,6 +1126,9 @@ pub(crate) async fn check_rules(
         return Ok(());
     }
     require_among(members, &room, actor)?;
+    if row.line_chat.is_some() {
+        line_room_rules(actor, body)?;
+    }
     match body {
         EventBody::Joined { .. } | EventBody::Removed { .. } => {
             let action = if matches!(body, EventBody::Joined { .. }) {
@@ -1165,6 +1177,32 @@ pub(crate) async fn check_rules(
         _ => {}
     }
     Ok(())
+}
+
+/// What a room with LINE users takes besides the rules of every room: our
+/// members send LINE stickers only (LINE lets accounts send no others), and
+/// only the company's members and LINE users are in it.
+fn line_room_rules(actor: &MemberId, body: &EventBody) -> Result<()> {
+    match body {
+        EventBody::Sticker { name }
+            if !crate::ids::is_line(actor) && crate::outbox::line::line_sticker(name).is_none() =>
+        {
+            Err(Error::invalid(
+                "sticker",
+                "a room with LINE users takes LINE stickers: line:PACKAGE_ID:STICKER_ID",
+            ))
+        }
+        EventBody::Joined { members }
+            if members
+                .iter()
+                .any(|m| !crate::ids::is_line(m) && m.tenant() != actor.tenant()) =>
+        {
+            Err(Error::FailedPrecondition(
+                "a room with LINE users takes only your company's members and LINE users".into(),
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 async fn require_active(conn: &mut AnyConnection, id: &MemberId) -> Result<()> {
@@ -1239,10 +1277,12 @@ fn default_group_name(creator: &MemberId, others: &[MemberId]) -> String {
 
 /// Whether `members` belong to more than one company: an external room.
 /// Every node that holds the room reads the same answer from it.
+/// LINE users do not count: a room's name is ours alone, LINE never sees it.
 fn spans_companies(members: &[MemberId]) -> bool {
-    members
-        .split_first()
-        .is_some_and(|(first, rest)| rest.iter().any(|m| m.tenant() != first.tenant()))
+    let mut companies = members.iter().filter(|m| !crate::ids::is_line(m));
+    companies
+        .next()
+        .is_some_and(|first| companies.any(|m| m.tenant() != first.tenant()))
 }
 
 /// `require_member` against members already read.
