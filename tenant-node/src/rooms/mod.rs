@@ -131,6 +131,13 @@ impl Tenant {
             .collect();
         let mut conn = self.store.pool().acquire().await?;
         for id in &ids {
+            if crate::ids::is_line(id) {
+                // LINE has no way for an account to start a chat or a
+                // group: rooms with LINE users begin on LINE.
+                return Err(Error::FailedPrecondition(format!(
+                    "{id} is a LINE user: a room with LINE users starts on LINE, when they add you or add your company's account to a LINE group"
+                )));
+            }
             if id.belongs_to(&self.id) {
                 require_active(&mut conn, id).await?;
             } else {
