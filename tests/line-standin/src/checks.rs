@@ -384,7 +384,9 @@ mod tests {
     #[test]
     fn message_count_is_one_to_five() {
         assert_eq!(props(json!([])), ["messages"]);
-        let six: Vec<Value> = (0..6).map(|_| json!({"type": "text", "text": "x"})).collect();
+        let six: Vec<Value> = (0..6)
+            .map(|_| json!({"type": "text", "text": "x"}))
+            .collect();
         let details = check_messages(Some(&Value::Array(six)));
         assert_eq!(details[0].message, "Size must be between 1 and 5");
         assert_eq!(details[0].property, "messages");
@@ -441,7 +443,9 @@ mod tests {
     fn urls_are_absolute_http_and_short() {
         let long = format!("https://example.com/{}", "a".repeat(2000));
         assert_eq!(
-            props(json!([{"type": "image", "originalContentUrl": "/a.jpg", "previewImageUrl": long}])),
+            props(
+                json!([{"type": "image", "originalContentUrl": "/a.jpg", "previewImageUrl": long}])
+            ),
             [
                 "messages[0].originalContentUrl",
                 "messages[0].previewImageUrl"
@@ -481,9 +485,11 @@ mod tests {
 
     #[test]
     fn quick_reply_rules() {
-        let item = json!({"type": "action", "action": {"type": "postback", "label": "OK", "data": "ok"}});
+        let item =
+            json!({"type": "action", "action": {"type": "postback", "label": "OK", "data": "ok"}});
         let items = |n: usize| Value::Array(vec![item.clone(); n]);
-        let with = |quick: Value| props(json!([{"type": "text", "text": "a", "quickReply": quick}]));
+        let with =
+            |quick: Value| props(json!([{"type": "text", "text": "a", "quickReply": quick}]));
         assert!(with(json!({"items": items(13)})).is_empty());
         assert_eq!(
             with(json!({"items": items(14)})),

@@ -957,3 +957,6 @@ mod tests {
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     }
 }
+
+#[cfg(test)]
+mod http_tests;

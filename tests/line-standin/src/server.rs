@@ -17,8 +17,7 @@ use crate::{
     picture_for, random_hex,
 };
 
-pub(crate) const AUTH_FAILED: &str =
-    "Authentication failed. Confirm that the access token in the authorization HTTP header is valid.";
+pub(crate) const AUTH_FAILED: &str = "Authentication failed. Confirm that the access token in the authorization HTTP header is valid.";
 
 pub(crate) fn spawn(
     listener: tokio::net::TcpListener,
@@ -196,7 +195,10 @@ async fn handle(
             return fault_answer(&fault).into_response(&id);
         }
         let answer = fault_answer(&fault);
-        state.lock().requests.push(log(answer.status, answer.error.clone()));
+        state
+            .lock()
+            .requests
+            .push(log(answer.status, answer.error.clone()));
         return answer.into_response(&id);
     }
 
@@ -205,9 +207,20 @@ async fn handle(
     } else if !authorized(&state, &headers) {
         Answer::error(401, AUTH_FAILED)
     } else {
-        route(&state, &method, &segments, &headers, &body, &id, retry_key.as_deref())
+        route(
+            &state,
+            &method,
+            &segments,
+            &headers,
+            &body,
+            &id,
+            retry_key.as_deref(),
+        )
     };
-    state.lock().requests.push(log(answer.status, answer.error.clone()));
+    state
+        .lock()
+        .requests
+        .push(log(answer.status, answer.error.clone()));
     answer.into_response(&id)
 }
 
@@ -276,8 +289,9 @@ fn route(
         }
         ["v2", "bot", "group", group, "leave"] if post => leave_group(state, group),
         ["v2", "bot", "info"] if get => bot_info(state),
-        ["v2", "bot", "message", "push" | "reply"]
-        | ["v2", "bot", "group", _, "leave"] => Answer::error(405, "Method Not Allowed"),
+        ["v2", "bot", "message", "push" | "reply"] | ["v2", "bot", "group", _, "leave"] => {
+            Answer::error(405, "Method Not Allowed")
+        }
         _ if post || get => Answer::not_found(),
         _ => Answer::error(405, "Method Not Allowed"),
     }
@@ -385,9 +399,7 @@ fn push(state: &State, raw: &[u8], request_id: &str, retry_key: Option<&str>) ->
         if !reachable {
             return Answer::error(
                 400,
-                &format!(
-                    "The property, 'to', in the request body is invalid (line-user-id: {to})"
-                ),
+                &format!("The property, 'to', in the request body is invalid (line-user-id: {to})"),
             );
         }
         if let Some(key) = retry_key {
