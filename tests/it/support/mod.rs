@@ -3,6 +3,7 @@
 //! the public gRPC API (and the CLI in `cli.rs`).
 #![allow(dead_code)]
 
+pub mod line_sdk;
 pub mod web;
 
 use std::path::PathBuf;

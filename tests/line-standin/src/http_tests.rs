@@ -384,6 +384,10 @@ async fn webhooks_are_signed_and_redelivered_with_the_same_event_ids() {
     let message = &sent[3].json()["events"][0];
     let again = &sent[4].json()["events"][0];
     assert_eq!(message["source"]["userId"], dave.id);
+    assert!(
+        message.get("replyToken").is_none(),
+        "no reply token in standby"
+    );
     assert_eq!(message["message"]["id"], id);
     assert_eq!(message["deliveryContext"]["isRedelivery"], false);
     assert_eq!(again["deliveryContext"]["isRedelivery"], true);

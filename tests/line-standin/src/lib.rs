@@ -806,7 +806,10 @@ impl LinePlatform {
             if let Some(bytes) = bytes {
                 inner.contents.insert(id.clone(), bytes);
             }
-            let mut event = self.event(&mut inner, "message", source, true);
+            // A standby channel may not answer: message events (whose
+            // replyToken is optional in LINE's spec) carry none then.
+            let replyable = inner.mode != Some(Mode::Standby);
+            let mut event = self.event(&mut inner, "message", source, replyable);
             event["message"] = content;
             (event, id)
         };
