@@ -398,3 +398,82 @@ async fn webhooks_are_signed_and_redelivered_with_the_same_event_ids() {
     assert!(unsend.get("replyToken").is_none());
     assert_eq!(sent[6].signature, "bad");
 }
+
+#[tokio::test]
+async fn a_webhook_answered_after_two_seconds_counts_as_a_timeout() {
+    let app = Router::new().route(
+        "/slow",
+        post(|| async {
+            tokio::time::sleep(Duration::from_millis(2300)).await;
+            "late"
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let url = format!("http://{}/slow", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let line = LinePlatform::start(Config::generate()).await.unwrap();
+    line.set_webhook(&url);
+    // The caller still gets the late answer; the record says LINE gave up.
+    assert_eq!(line.verify().await.unwrap(), 200);
+    let sent = line.sent_webhooks();
+    assert_eq!(sent[0].status, None);
+    assert_eq!(sent[0].late_status, Some(200));
+    assert!(sent[0].elapsed >= Duration::from_secs(2));
+
+    // Nothing listening: an error, recorded without a status.
+    line.set_webhook("http://127.0.0.1:9/none");
+    assert!(line.verify().await.is_err());
+    assert_eq!(line.sent_webhooks()[1].status, None);
+    assert_eq!(line.sent_webhooks()[1].late_status, None);
+}
+
+#[tokio::test]
+async fn stopping_or_dropping_the_platform_ends_serving_and_hung_requests() {
+    let line = LinePlatform::start(Config::generate()).await.unwrap();
+    let url = line.url();
+    line.fail_next(Endpoint::Info, Fault::Hang, 1);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let hung = tokio::spawn({
+        let client = client.clone();
+        let url = url.clone();
+        async move { client.get(format!("{url}/v2/bot/info")).send().await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(line.requests()[0].status, 0);
+    line.stop();
+    let ended = tokio::time::timeout(Duration::from_secs(5), hung).await;
+    assert!(
+        ended.is_ok(),
+        "the hung request ends when the platform stops"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let fresh = reqwest::Client::builder().no_proxy().build().unwrap();
+    assert!(
+        fresh
+            .get(format!("{url}/v2/bot/info"))
+            .send()
+            .await
+            .is_err()
+    );
+
+    let other = LinePlatform::start(Config::generate()).await.unwrap();
+    let url = other.url();
+    let clone = other.clone();
+    drop(other);
+    let fresh = reqwest::Client::builder().no_proxy().build().unwrap();
+    assert!(
+        fresh.get(format!("{url}/v2/bot/info")).send().await.is_ok(),
+        "a clone keeps it serving"
+    );
+    drop(clone);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        fresh
+            .get(format!("{url}/v2/bot/info"))
+            .send()
+            .await
+            .is_err()
+    );
+}
