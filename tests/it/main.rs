@@ -22,6 +22,8 @@ mod hostile;
 mod hostile_output;
 mod hostile_requests;
 mod limits;
+mod line;
+mod line_sdk;
 mod peering;
 mod policy;
 mod postgres;

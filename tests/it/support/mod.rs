@@ -3,6 +3,8 @@
 //! the public gRPC API (and the CLI in `cli.rs`).
 #![allow(dead_code)]
 
+pub mod line;
+pub mod line_sdk;
 pub mod web;
 
 use std::path::PathBuf;
