@@ -20,14 +20,22 @@ fn sticker_name(event: &pb::RoomEvent) -> Option<&str> {
     }
 }
 
-async fn until_history(member: &Member, room: &str, what: &str, check: impl Fn(&[pb::RoomEvent]) -> bool) -> Vec<pb::RoomEvent> {
+async fn until_history(
+    member: &Member,
+    room: &str,
+    what: &str,
+    check: impl Fn(&[pb::RoomEvent]) -> bool,
+) -> Vec<pb::RoomEvent> {
     let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
     loop {
         let events = member.history(room).await.expect("history");
         if check(&events) {
             return events;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}: {events:#?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}: {events:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -59,7 +67,10 @@ async fn until_delivered(member: &Member, room: &str, event: &str) -> pb::Delive
         if d.state != pb::DeliveryState::Queued as i32 {
             return d;
         }
-        assert!(tokio::time::Instant::now() < deadline, "still queued: {d:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still queued: {d:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -93,7 +104,12 @@ async fn the_whole_story_of_the_guides() {
     assert!(invite.qr_png.starts_with(b"\x89PNG"));
     // carol is not permitted for LINE.
     check(
-        carol.client.line.clone().get_line_invite(pb::GetLineInviteRequest {}).await,
+        carol
+            .client
+            .line
+            .clone()
+            .get_line_invite(pb::GetLineInviteRequest {})
+            .await,
         Code::PermissionDenied,
         "not allowed you to chat with LINE users",
     );
@@ -115,20 +131,29 @@ async fn the_whole_story_of_the_guides() {
         texts(e).contains(&"Hello alice@a.example")
     })
     .await;
-    assert_eq!(events.last().map(|e| e.sender.as_str()), Some(taro_id.as_str()));
+    assert_eq!(
+        events.last().map(|e| e.sender.as_str()),
+        Some(taro_id.as_str())
+    );
     let contact = alice.contact(&taro_id).await;
     assert_eq!(contact.display_name, "Taro Yamada");
     assert_eq!(contact.status, "LINE");
     assert!(!contact.photo.is_empty(), "LINE's picture is synced");
 
     // alice answers: text and a LINE sticker, each showing her as sender.
-    let hi = alice.send(&room.id, "Hi Taro, how can I help?").await.unwrap();
+    let hi = alice
+        .send(&room.id, "Hi Taro, how can I help?")
+        .await
+        .unwrap();
     let sticker = alice.send_sticker(&room.id, "line:446:1988").await.unwrap();
     let sent = a.until_sent(&taro.id, 3).await;
     assert_eq!(line_text(&sent[1]), Some("Hi Taro, how can I help?"));
     assert_eq!(sent[1]["sender"]["name"], "Alice");
     assert_eq!(sent[2]["type"], "sticker");
-    assert_eq!((sent[2]["packageId"].as_str(), sent[2]["stickerId"].as_str()), (Some("446"), Some("1988")));
+    assert_eq!(
+        (sent[2]["packageId"].as_str(), sent[2]["stickerId"].as_str()),
+        (Some("446"), Some("1988"))
+    );
     let d = until_delivered(&alice, &room.id, &hi.event_id).await;
     assert_eq!(d.state, pb::DeliveryState::Delivered as i32, "{d:?}");
     let d = until_delivered(&alice, &room.id, &sticker.event.unwrap().event_id).await;
@@ -149,12 +174,19 @@ async fn the_whole_story_of_the_guides() {
     // stored here.
     a.line.sticker(&taro, "11537", "52002734").await.unwrap();
     let photo = png(40, 30);
-    a.line.image(&taro, photo.clone(), "image/png").await.unwrap();
+    a.line
+        .image(&taro, photo.clone(), "image/png")
+        .await
+        .unwrap();
     let events = until_history(&alice, &room.id, "Taro's sticker and photo", |e| {
         e.iter().any(|e| attachment(e).is_some())
     })
     .await;
-    assert!(events.iter().any(|e| sticker_name(e) == Some("line:11537:52002734")));
+    assert!(
+        events
+            .iter()
+            .any(|e| sticker_name(e) == Some("line:11537:52002734"))
+    );
     let image = events.iter().find_map(attachment).unwrap().clone();
     assert_eq!(image.content_type, "image/png");
     let (_, bytes) = alice.download(&image.id).await.expect("download");
@@ -162,13 +194,18 @@ async fn the_whole_story_of_the_guides() {
 
     // A file from alice reaches Taro as a link to this node.
     let report = b"quarterly figures".to_vec();
-    alice.send_file(&room.id, "report.txt", &report).await.unwrap();
-    let sent = a.until_sent(&taro.id, 5).await;
+    alice
+        .send_file(&room.id, "report.txt", &report)
+        .await
+        .unwrap();
+    let sent = a.until_sent(&taro.id, 4).await;
     let link = line_text(sent.last().unwrap()).unwrap().to_string();
     assert!(link.starts_with("report.txt ("), "{link}");
     let url = link.rsplit(' ').next().unwrap();
     let web = a.node.web.clone().unwrap();
-    let path = url.strip_prefix(&web).expect("a link to the node's web port");
+    let path = url
+        .strip_prefix(&web)
+        .expect("a link to the node's web port");
     let answer = http1(&web, "GET", path, &[]).await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.body, report);
@@ -181,19 +218,31 @@ async fn the_whole_story_of_the_guides() {
     let hanako = a.line.add_user("Hanako");
     let group = a.line.create_group("Project Sakura", &[&taro, &hanako]);
     assert_eq!(a.line.add_bot_to_group(&group).await.unwrap(), 200);
-    a.line.group_text(&group, &taro, "Let's ask alice@a.example").await.unwrap();
+    a.line
+        .group_text(&group, &taro, "Let's ask alice@a.example")
+        .await
+        .unwrap();
     let hanako_id = line_member_id(&hanako.id);
     let group_room = loop {
         let rooms = alice.rooms().await;
-        if let Some(r) = rooms.into_iter().find(|r| r.line && r.kind == pb::RoomKind::Group as i32) {
+        if let Some(r) = rooms
+            .into_iter()
+            .find(|r| r.line && r.kind == pb::RoomKind::Group as i32)
+        {
             break r;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(group_room.name, "Project Sakura");
     assert_eq!(group_room.master, alice.id);
-    a.line.group_text(&group, &hanako, "Hello everyone").await.unwrap();
-    until_history(&alice, &group_room.id, "Hanako in the room", |e| texts(e).contains(&"Hello everyone")).await;
+    a.line
+        .group_text(&group, &hanako, "Hello everyone")
+        .await
+        .unwrap();
+    until_history(&alice, &group_room.id, "Hanako in the room", |e| {
+        texts(e).contains(&"Hello everyone")
+    })
+    .await;
     // alice brings bob in; carol is not permitted for LINE.
     let invite_bob = alice
         .client
@@ -207,7 +256,11 @@ async fn the_whole_story_of_the_guides() {
         .expect("invite bob")
         .into_inner();
     for m in [&alice.id, &bob.id, &taro_id, &hanako_id] {
-        assert!(invite_bob.members.contains(m), "{m} in {:?}", invite_bob.members);
+        assert!(
+            invite_bob.members.contains(m),
+            "{m} in {:?}",
+            invite_bob.members
+        );
     }
     check(
         alice
@@ -222,7 +275,9 @@ async fn the_whole_story_of_the_guides() {
         Code::PermissionDenied,
         "carol@a.example is not on a.example's connected-members list for LINE users",
     );
-    bob.send(&group_room.id, "Bob here, from sales").await.unwrap();
+    bob.send(&group_room.id, "Bob here, from sales")
+        .await
+        .unwrap();
     let group_sent = a.until_sent(&group, 1).await;
     assert_eq!(line_text(&group_sent[0]), Some("Bob here, from sales"));
     assert_eq!(group_sent[0]["sender"]["name"], "Bob");
@@ -245,10 +300,23 @@ async fn the_whole_story_of_the_guides() {
     assert_eq!(group_sent.len(), 2, "{group_sent:?}");
 
     // Taro takes a message back: gone here, kept in the audit.
-    let (_, oops) = a.line.group_text(&group, &taro, "oops, wrong group").await.unwrap();
-    until_history(&alice, &group_room.id, "the message", |e| texts(e).contains(&"oops, wrong group")).await;
-    assert_eq!(a.line.group_unsend(&group, &taro, &oops).await.unwrap(), 200);
-    until_history(&alice, &group_room.id, "the unsend", |e| !texts(e).contains(&"oops, wrong group")).await;
+    let (_, oops) = a
+        .line
+        .group_text(&group, &taro, "oops, wrong group")
+        .await
+        .unwrap();
+    until_history(&alice, &group_room.id, "the message", |e| {
+        texts(e).contains(&"oops, wrong group")
+    })
+    .await;
+    assert_eq!(
+        a.line.group_unsend(&group, &taro, &oops).await.unwrap(),
+        200
+    );
+    until_history(&alice, &group_room.id, "the unsend", |e| {
+        !texts(e).contains(&"oops, wrong group")
+    })
+    .await;
     assert!(!texts(&bob.history(&group_room.id).await.unwrap()).contains(&"oops, wrong group"));
     assert!(audit_has(&a.admin, "oops, wrong group").await);
 
@@ -263,10 +331,14 @@ async fn the_whole_story_of_the_guides() {
     );
     a.line.text(&taro, "hello? anyone?").await.unwrap();
     let admin = a.admin.clone();
-    until(EVENT_DEADLINE, "the audit records the refused message", || {
-        let admin = admin.clone();
-        async move { audit_has(&admin, "hello? anyone?").await }
-    })
+    until(
+        EVENT_DEADLINE,
+        "the audit records the refused message",
+        || {
+            let admin = admin.clone();
+            async move { audit_has(&admin, "hello? anyone?").await }
+        },
+    )
     .await;
     assert!(!texts(&alice.history(&room.id).await.unwrap()).contains(&"hello? anyone?"));
     assert!(audit_has(&a.admin, "Hello alice@a.example").await);
@@ -283,24 +355,47 @@ async fn a_line_user_bound_to_two_members_chooses_whom_to_write_to() {
     let bob = a.line_member("bob").await;
     let taro = a.line.add_user("Taro");
     let alice_room = a.bound(&taro, &alice).await;
-    a.line.text(&taro, "bob@a.example, a question for you").await.unwrap();
+    a.line
+        .text(&taro, "bob@a.example, a question for you")
+        .await
+        .unwrap();
     let bob_room = line_room_with(&bob, &line_member_id(&taro.id)).await;
-    until_history(&bob, &bob_room.id, "the question", |e| texts(e).contains(&"bob@a.example, a question for you")).await;
+    until_history(&bob, &bob_room.id, "the question", |e| {
+        texts(e).contains(&"bob@a.example, a question for you")
+    })
+    .await;
     let sent = a.until_sent(&taro.id, 2).await;
     let choice = sent.last().unwrap();
-    let items = choice["quickReply"]["items"].as_array().expect("quick replies");
-    let labels: Vec<&str> = items.iter().filter_map(|i| i["action"]["label"].as_str()).collect();
+    let items = choice["quickReply"]["items"]
+        .as_array()
+        .expect("quick replies");
+    let labels: Vec<&str> = items
+        .iter()
+        .filter_map(|i| i["action"]["label"].as_str())
+        .collect();
     assert_eq!(labels, ["Alice", "Bob"]);
     // Later messages go to bob until Taro picks alice.
     a.line.text(&taro, "for bob again").await.unwrap();
-    until_history(&bob, &bob_room.id, "for bob", |e| texts(e).contains(&"for bob again")).await;
+    until_history(&bob, &bob_room.id, "for bob", |e| {
+        texts(e).contains(&"for bob again")
+    })
+    .await;
     let pick = items[0]["action"]["text"].as_str().unwrap();
     a.line.text(&taro, pick).await.unwrap();
     let sent = a.until_sent(&taro.id, 3).await;
-    assert_eq!(line_text(sent.last().unwrap()), Some("You are now writing to Alice."));
+    assert_eq!(
+        line_text(sent.last().unwrap()),
+        Some("You are now writing to Alice.")
+    );
     a.line.text(&taro, "for alice").await.unwrap();
-    let events = until_history(&alice, &alice_room.id, "for alice", |e| texts(e).contains(&"for alice")).await;
-    assert!(texts(&events).contains(&pick), "the choice shows in the room");
+    let events = until_history(&alice, &alice_room.id, "for alice", |e| {
+        texts(e).contains(&"for alice")
+    })
+    .await;
+    assert!(
+        texts(&events).contains(&pick),
+        "the choice shows in the room"
+    );
     assert!(!texts(&bob.history(&bob_room.id).await.unwrap()).contains(&"for alice"));
 }
 
@@ -312,11 +407,23 @@ async fn delivery_goes_through_a_line_outage_once_and_in_order() {
     let alice = a.line_member("alice").await;
     let taro = a.line.add_user("Taro");
     let room = a.bound(&taro, &alice).await;
-    a.line.fail_next(Endpoint::Push, Fault::TooManyRequests { retry_after_secs: Some(1) }, 2);
+    a.line.fail_next(
+        Endpoint::Push,
+        Fault::TooManyRequests {
+            retry_after_secs: Some(1),
+        },
+        2,
+    );
     a.line.fail_next(Endpoint::Push, Fault::ServerError, 3);
     let mut ids = Vec::new();
     for i in 0..20 {
-        ids.push(alice.send(&room.id, &format!("message {i}")).await.unwrap().event_id);
+        ids.push(
+            alice
+                .send(&room.id, &format!("message {i}"))
+                .await
+                .unwrap()
+                .event_id,
+        );
     }
     let d = alice.delivery(&room.id, &ids[0]).await.unwrap();
     assert_ne!(d.state, pb::DeliveryState::Refused as i32, "{d:?}");
@@ -356,7 +463,11 @@ async fn a_restart_mid_queue_loses_and_doubles_nothing() {
     let sent = a.until_sent(&taro.id, 10).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sent_after = a.line.conversation(&taro.id);
-    assert_eq!(sent.len(), sent_after.len(), "nothing more after all arrived");
+    assert_eq!(
+        sent.len(),
+        sent_after.len(),
+        "nothing more after all arrived"
+    );
     let got: Vec<&str> = sent_after.iter().filter_map(line_text).collect();
     let want: Vec<String> = (0..10).map(|i| format!("queued {i}")).collect();
     assert_eq!(got, want);
@@ -374,18 +485,33 @@ async fn bad_and_replayed_webhooks() {
     assert_eq!(a.line.verify().await.unwrap(), 200);
     let body = br#"{"destination":"Uxxx","events":[{"type":"message","mode":"active","timestamp":1,"webhookEventId":"01FORGED","deliveryContext":{"isRedelivery":false},"source":{"type":"user","userId":"U00000000000000000000000000000000"},"message":{"type":"text","id":"1","text":"forged"}}]}"#;
     assert_eq!(a.line.post_raw(body, None).await.unwrap(), 401);
-    assert_eq!(a.line.post_raw(body, Some("bm90IGEgc2lnbmF0dXJl")).await.unwrap(), 401);
+    assert_eq!(
+        a.line
+            .post_raw(body, Some("bm90IGEgc2lnbmF0dXJl"))
+            .await
+            .unwrap(),
+        401
+    );
     // Our member's message, replayed: stored once.
     a.line.text(&taro, "just once").await.unwrap();
     assert_eq!(a.line.redeliver_last().await.unwrap(), 200);
     a.line.text(&taro, "after the replay").await.unwrap();
-    let events = until_history(&alice, &room.id, "after the replay", |e| texts(e).contains(&"after the replay")).await;
-    assert_eq!(texts(&events).iter().filter(|t| **t == "just once").count(), 1);
+    let events = until_history(&alice, &room.id, "after the replay", |e| {
+        texts(e).contains(&"after the replay")
+    })
+    .await;
+    assert_eq!(
+        texts(&events).iter().filter(|t| **t == "just once").count(),
+        1
+    );
     assert!(!texts(&events).contains(&"forged"));
     assert!(!audit_has(&a.admin, "forged").await);
     let log = a.node.log();
     assert!(log.contains("LINE webhook refused: bad signature"), "{log}");
-    assert!(log.contains("LINE webhook refused: no x-line-signature"), "{log}");
+    assert!(
+        log.contains("LINE webhook refused: no x-line-signature"),
+        "{log}"
+    );
     // Standby: recorded, not answered (no greeting).
     a.line.set_mode(Mode::Standby);
     let jiro = a.line.add_user("Jiro");
@@ -422,8 +548,14 @@ async fn restricted_files_in_rooms_with_line_users() {
         "restricts file transfer in rooms with LINE users",
     );
     let photo = png(8, 8);
-    a.line.image(&taro, photo.clone(), "image/png").await.unwrap();
-    let events = until_history(&alice, &room.id, "Taro's photo", |e| e.iter().any(|e| attachment(e).is_some())).await;
+    a.line
+        .image(&taro, photo.clone(), "image/png")
+        .await
+        .unwrap();
+    let events = until_history(&alice, &room.id, "Taro's photo", |e| {
+        e.iter().any(|e| attachment(e).is_some())
+    })
+    .await;
     let image = events.iter().find_map(attachment).unwrap();
     assert_eq!(alice.download(&image.id).await.unwrap().1, photo);
 }
@@ -454,7 +586,11 @@ async fn line_contacts_follow_the_contacts_guide() {
         .expect("edit")
         .into_inner();
     assert_eq!(edited.display_name, "Taro", "LINE's name stays read-only");
-    assert!(edited.fields_json.contains("Taro (Sakura Ltd.)"), "{}", edited.fields_json);
+    assert!(
+        edited.fields_json.contains("Taro (Sakura Ltd.)"),
+        "{}",
+        edited.fields_json
+    );
     // LINE's new name syncs; the member's own fields stay.
     a.line.rename_user(&taro, "Taro Y.");
     a.line.follow(&taro).await.unwrap();
@@ -462,7 +598,11 @@ async fn line_contacts_follow_the_contacts_guide() {
         let c = alice.client.contacts.clone();
         let id = taro_id.clone();
         async move {
-            c.clone().get_contact(pb::ContactRef { user_id: id }).await.map(|r| r.into_inner().display_name == "Taro Y.").unwrap_or(false)
+            c.clone()
+                .get_contact(pb::ContactRef { user_id: id })
+                .await
+                .map(|r| r.into_inner().display_name == "Taro Y.")
+                .unwrap_or(false)
         }
     })
     .await;
@@ -471,26 +611,46 @@ async fn line_contacts_follow_the_contacts_guide() {
         .client
         .contacts
         .clone()
-        .delete_contact(pb::ContactRef { user_id: taro_id.clone() })
+        .delete_contact(pb::ContactRef {
+            user_id: taro_id.clone(),
+        })
         .await
         .expect("delete")
         .into_inner();
     assert!(trashed.trashed);
-    alice.send(&room.id, "still talking").await.expect("a deleted LINE contact keeps the conversation");
+    alice
+        .send(&room.id, "still talking")
+        .await
+        .expect("a deleted LINE contact keeps the conversation");
     a.line.text(&taro, "me too").await.unwrap();
-    until_history(&alice, &room.id, "Taro's answer", |e| texts(e).contains(&"me too")).await;
+    until_history(&alice, &room.id, "Taro's answer", |e| {
+        texts(e).contains(&"me too")
+    })
+    .await;
     alice
         .client
         .contacts
         .clone()
-        .restore_contact(pb::ContactRef { user_id: taro_id.clone() })
+        .restore_contact(pb::ContactRef {
+            user_id: taro_id.clone(),
+        })
         .await
         .expect("restore");
     // bob chats with Taro too: alice cannot delete him now.
-    a.line.text(&taro, &format!("Hello {}", bob.id)).await.unwrap();
+    a.line
+        .text(&taro, &format!("Hello {}", bob.id))
+        .await
+        .unwrap();
     line_room_with(&bob, &taro_id).await;
     check(
-        alice.client.contacts.clone().delete_contact(pb::ContactRef { user_id: taro_id.clone() }).await,
+        alice
+            .client
+            .contacts
+            .clone()
+            .delete_contact(pb::ContactRef {
+                user_id: taro_id.clone(),
+            })
+            .await,
         Code::FailedPrecondition,
         "bob@a.example",
     );
@@ -499,16 +659,27 @@ async fn line_contacts_follow_the_contacts_guide() {
         .client
         .contacts
         .clone()
-        .block_user(pb::ContactRef { user_id: taro_id.clone() })
+        .block_user(pb::ContactRef {
+            user_id: taro_id.clone(),
+        })
         .await
         .expect("block");
-    check(alice.send(&room.id, "blocked?").await, Code::FailedPrecondition, "you blocked this LINE user");
+    check(
+        alice.send(&room.id, "blocked?").await,
+        Code::FailedPrecondition,
+        "you blocked this LINE user",
+    );
     alice
         .client
         .contacts
         .clone()
-        .unblock_user(pb::ContactRef { user_id: taro_id.clone() })
+        .unblock_user(pb::ContactRef {
+            user_id: taro_id.clone(),
+        })
         .await
         .expect("unblock");
-    alice.send(&room.id, "unblocked").await.expect("send after unblock");
+    alice
+        .send(&room.id, "unblocked")
+        .await
+        .expect("send after unblock");
 }

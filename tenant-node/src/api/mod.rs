@@ -3,6 +3,7 @@
 
 mod app;
 mod convert;
+mod line_service;
 mod services;
 mod status;
 
@@ -153,6 +154,9 @@ fn client_services(mut routes: Routes, tenant: &Arc<Tenant>, protocol: Protocol)
         services::ContactsApi(tenant.clone())
     ));
     add!(pb::rooms_server::RoomsServer::new(services::RoomsApi(
+        tenant.clone()
+    )));
+    add!(pb::line_server::LineServer::new(line_service::LineApi(
         tenant.clone()
     )));
     routes

@@ -66,7 +66,11 @@ fn write_secret(path: &std::path::Path, text: &str) {
     }
 }
 
-pub async fn set_line(admin: &Client, enabled: Option<bool>, greeting: Option<&str>) -> pb::LineSettings {
+pub async fn set_line(
+    admin: &Client,
+    enabled: Option<bool>,
+    greeting: Option<&str>,
+) -> pb::LineSettings {
     admin
         .line
         .clone()
@@ -100,11 +104,15 @@ impl LineCompany {
     pub async fn until_sent(&self, chat: &str, count: usize) -> Vec<Value> {
         let line = self.line.clone();
         let chat = chat.to_string();
-        until(EVENT_DEADLINE, &format!("{count} messages reached LINE chat {chat}"), || {
-            let line = line.clone();
-            let chat = chat.clone();
-            async move { line.conversation(&chat).len() >= count }
-        })
+        until(
+            EVENT_DEADLINE,
+            &format!("{count} messages reached LINE chat {chat}"),
+            || {
+                let line = line.clone();
+                let chat = chat.clone();
+                async move { line.conversation(&chat).len() >= count }
+            },
+        )
         .await;
         self.line.conversation(chat.as_str())
     }
@@ -151,5 +159,7 @@ pub async fn line_room_with(member: &Member, user: &str) -> pb::Room {
 
 /// The text of a LINE message object, if it is a text.
 pub fn line_text(message: &Value) -> Option<&str> {
-    (message["type"] == "text").then(|| message["text"].as_str()).flatten()
+    (message["type"] == "text")
+        .then(|| message["text"].as_str())
+        .flatten()
 }
