@@ -13,9 +13,10 @@ use works_proto::client::v1 as pb;
 
 use crate::cli::status_error;
 use crate::client::Client;
-use crate::config::{Config, WebListen};
+use crate::config::{Config, LineConfig, WebListen};
 use crate::init::{InitOptions, init};
 use crate::node::{Listeners, Node};
+use works_line_standin::{Config as LineStandinConfig, LinePlatform};
 
 const TENANT: &str = "acme.example";
 const PASSWORD: &str = "correct horse battery";
@@ -41,6 +42,7 @@ async fn start_node(
     tenant: &'static str,
     company: &str,
     web: bool,
+    line: Option<&LinePlatform>,
 ) -> anyhow::Result<DemoNode> {
     let data = root.join(tenant);
     let done = init(InitOptions {
@@ -54,8 +56,24 @@ async fn start_node(
         database_url: None,
     })
     .await?;
-    let config = Config::load(&data)?;
+    let mut config = Config::load(&data)?;
+    if let Some(line) = line {
+        config.line = Some(demo_line_channel(&data, line)?);
+        if !web {
+            // No web port: LINE's webhook gets a port of its own.
+            if let Some(l) = config.line.as_mut() {
+                l.webhook_listen = Some(([127, 0, 0, 1], 0).into());
+            }
+        }
+    }
     let listeners = Listeners::bind(&config).await?;
+    if let (Some(line), Some(listener)) = (line, listeners.web.as_ref().or(listeners.line.as_ref()))
+    {
+        let addr = listener.local_addr()?;
+        line.set_webhook(&format!("http://{addr}/line/webhook"));
+        config.web.public_url = listeners.web.as_ref().map(|_| format!("http://{addr}"));
+    }
+
     let api = listeners.api.local_addr()?;
     let bridge = listeners.bridge.local_addr()?;
     let web = listeners
@@ -102,12 +120,41 @@ impl DemoNode {
     }
 }
 
+/// The acme node's LINE channel on the stand-in platform: its secret and
+/// token written as files, as an admin would from LINE's console.
+fn demo_line_channel(data: &Path, line: &LinePlatform) -> anyhow::Result<LineConfig> {
+    let write = |name: &str, text: &str| -> anyhow::Result<std::path::PathBuf> {
+        let path = data.join(name);
+        std::fs::write(&path, text)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
+        Ok(std::path::PathBuf::from(name))
+    };
+    Ok(LineConfig {
+        api_base_url: line.url(),
+        data_api_base_url: line.url(),
+        channel_id: "2000000001".into(),
+        channel_secret_file: write("line-channel-secret", &line.config().channel_secret)?,
+        access_token_file: write("line-access-token", &line.config().access_token)?,
+        basic_id: line.config().basic_id.clone(),
+        webhook_listen: None,
+    })
+}
+
 /// Plays the story; with `web`, then keeps both nodes up until Ctrl-C.
 pub async fn run(web: bool) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     println!("== two companies, each with its own node and CA, on this machine");
-    let acme = start_node(dir.path(), TENANT, "Acme Corp", web).await?;
-    let globex = start_node(dir.path(), "globex.example", "Globex Inc.", web).await?;
+    // A stand-in for LINE's platform, where acme's LINE Official Account
+    // lives and a customer uses the LINE app.
+    let line = LinePlatform::start(LineStandinConfig::generate())
+        .await
+        .context("cannot start the stand-in LINE platform")?;
+    let acme = start_node(dir.path(), TENANT, "Acme Corp", web, Some(&line)).await?;
+    let globex = start_node(dir.path(), "globex.example", "Globex Inc.", web, None).await?;
 
     println!("\n== inside {}: two members chat", acme.tenant);
     let story = async {
@@ -118,7 +165,9 @@ pub async fn run(web: bool) -> anyhow::Result<()> {
         );
         peer(&acme, &globex).await?;
         println!("\n== both admins allow one member each to talk with the other company");
-        allow_external(&acme, &globex).await
+        allow_external(&acme, &globex).await?;
+        println!("\n== a customer on LINE adds alice and they exchange a message");
+        line_scene(&acme, &line).await
     }
     .await;
     if web && story.is_ok() {
@@ -613,6 +662,133 @@ fn sent_line(sent: &pb::SendMessageResponse) -> String {
         "room send → {what} [{}]",
         crate::cli::delivery_line(&sent.delivery.clone().unwrap_or_default())
     )
+}
+
+/// The admin switches LINE on for alice; a customer follows the account,
+/// is greeted, sends alice's code with a question, and alice answers.
+async fn line_scene(acme: &DemoNode, line: &LinePlatform) -> anyhow::Result<()> {
+    let admin = acme.admin().await?;
+    let who = format!("{} admin", acme.tenant);
+    admin
+        .line
+        .clone()
+        .set_line_settings(pb::SetLineSettingsRequest {
+            enabled: Some(true),
+            greeting: Some("Thank you for adding Acme Corp! Send us your question.".into()),
+            ..Default::default()
+        })
+        .await
+        .map_err(status_error)?;
+    say(
+        &who,
+        "admin line set --enabled on --greeting \"Thank you for adding Acme Corp! …\"",
+    );
+    admin
+        .line
+        .clone()
+        .add_line_connected(pb::AddConnectedRequest {
+            member_id: "alice@acme.example".into(),
+        })
+        .await
+        .map_err(status_error)?;
+    say(&who, "admin line connected add alice@acme.example");
+    let alice = Client::connect(&acme.url, None)
+        .await?
+        .login("alice@acme.example", PASSWORD)
+        .await
+        .map_err(status_error)?;
+    let invite = alice
+        .line
+        .clone()
+        .get_line_invite(pb::GetLineInviteRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    say(
+        "alice",
+        format!(
+            "line invite → message ID {}, link {}",
+            invite.message_id, invite.link
+        ),
+    );
+    let yuki = line.add_user("Yuki Tanaka");
+    line.follow(&yuki).await?;
+    let greeting = wait_line(line, &yuki.id, 1).await?;
+    say(
+        "Yuki",
+        format!(
+            "(on LINE) adds Acme Corp as a friend; the account says: {}",
+            greeting[0]["text"].as_str().unwrap_or_default()
+        ),
+    );
+    let question = format!(
+        "Hello {} — is my order #1042 on its way?",
+        invite.message_id
+    );
+    line.text(&yuki, &question).await?;
+    say("Yuki", format!("(on LINE) {question}"));
+    let customer = crate::ids::line_member(&yuki.id)
+        .ok_or_else(|| anyhow!("the stand-in made an id LINE would not: {}", yuki.id))?;
+    let room = wait_for_room(&alice, customer.as_str()).await?;
+    say(
+        "alice",
+        format!("a LINE room appears: {} (line: {})", room.id, room.line),
+    );
+    let answer = send(
+        &alice,
+        &room.id,
+        "Yes, Yuki: it ships today and arrives tomorrow.",
+        "",
+        "",
+    )
+    .await?;
+    say("alice", sent_line(&answer));
+    let sent = wait_line(line, &yuki.id, 2).await?;
+    let last = &sent[sent.len() - 1];
+    say(
+        "Yuki",
+        format!(
+            "(on LINE) {}: {}",
+            last["sender"]["name"].as_str().unwrap_or_default(),
+            last["text"].as_str().unwrap_or_default()
+        ),
+    );
+    let d = wait_delivered(
+        &alice,
+        &room.id,
+        &answer
+            .event
+            .as_ref()
+            .map(|e| e.event_id.clone())
+            .unwrap_or_default(),
+    )
+    .await?;
+    say(
+        "alice",
+        format!(
+            "delivery: {:?}",
+            pb::DeliveryState::try_from(d.state).unwrap_or_default()
+        ),
+    );
+    Ok(())
+}
+
+/// What the account sent to a LINE chat, once there are `count` messages.
+async fn wait_line(
+    line: &LinePlatform,
+    chat: &str,
+    count: usize,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    for _ in 0..200 {
+        let sent = line.conversation(chat);
+        if sent.len() >= count {
+            return Ok(sent);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(anyhow!(
+        "LINE chat {chat} did not get {count} messages within 10 s"
+    ))
 }
 
 /// A room of `who`'s with `member` in it, once the relay brought it.

@@ -627,7 +627,13 @@ pub fn delivery_line(d: &pb::Delivery) -> String {
             .peers
             .iter()
             .filter(|p| p.state == pb::DeliveryState::Queued as i32)
-            .map(|p| safe(&p.tenant))
+            .map(|p| {
+                if p.tenant == crate::ids::LINE_TENANT {
+                    Cow::Borrowed("LINE")
+                } else {
+                    safe(&p.tenant)
+                }
+            })
             .collect();
         format!("queued for {}", waiting.join(", "))
     } else if !d.reason.is_empty() {
