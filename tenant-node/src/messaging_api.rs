@@ -365,6 +365,36 @@ pub fn retry_key(event_id: &crate::ids::EventId) -> String {
 mod tests {
     use super::*;
 
+    fn channel(secret: &str) -> Channel {
+        Channel {
+            channel_id: "1".into(),
+            basic_id: "@a".into(),
+            api: String::new(),
+            data_api: String::new(),
+            secret: Secret(secret.into()),
+            token: Secret("t".into()),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    #[test]
+    fn only_the_channel_secrets_signature_passes() {
+        use base64::Engine;
+        let body = br#"{"destination":"U1","events":[]}"#;
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"secret").unwrap();
+        mac.update(body);
+        let good = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        let c = channel("secret");
+        assert!(c.signed(body, &good));
+        assert!(!channel("other").signed(body, &good));
+        assert!(!c.signed(b"{}", &good));
+        assert!(!c.signed(body, "not base64 !"));
+        assert!(!c.signed(body, ""));
+        assert!(!c.signed(body, &good[..good.len() - 4]));
+        // The secret never shows in debug output.
+        assert!(!format!("{c:?}").contains("secret"));
+    }
+
     #[test]
     fn a_retry_key_is_a_uuid_of_the_event_id() {
         let id = crate::ids::EventId::generate();

@@ -170,9 +170,18 @@ impl Tenant {
 }
 
 /// The name LINE shows for our member: at most 20 characters, and without
-/// the word LINE, which LINE does not let accounts use in a sender's name.
+/// the word LINE (any case, as a word), which LINE does not let accounts
+/// use in a sender's name.
 fn sender_name(display_name: &str, member: &MemberId) -> String {
-    let cleaned = display_name.replace("LINE", "").replace("ライン", "");
+    let kept: Vec<&str> = display_name
+        .split(' ')
+        .filter(|word| {
+            !word
+                .split(|c: char| !c.is_alphanumeric())
+                .any(|w| w.eq_ignore_ascii_case("line"))
+        })
+        .collect();
+    let cleaned = kept.join(" ").replace("ライン", "");
     let cleaned = cleaned.trim();
     let name = if cleaned.is_empty() {
         member.name()
@@ -292,6 +301,8 @@ mod tests {
         let m = MemberId::parse("alice@a.example").unwrap();
         assert_eq!(sender_name("Alice Example", &m), "Alice Example");
         assert_eq!(sender_name("LINE", &m), "alice");
+        assert_eq!(sender_name("Alice (LINE desk)", &m), "Alice desk)");
+        assert_eq!(sender_name("Caroline", &m), "Caroline");
         assert_eq!(sender_name(&"x".repeat(30), &m).chars().count(), 20);
     }
 }

@@ -276,7 +276,11 @@ fn check_sender(sender: &Value, at: &str, out: &mut Vec<Detail>) {
                         format!("Length must be between 1 and {MAX_SENDER_NAME}"),
                         property,
                     ));
-                } else if name.to_lowercase().contains("line") || name.contains("ライン") {
+                } else if name
+                    .split(|c: char| !c.is_alphanumeric())
+                    .any(|word| word.eq_ignore_ascii_case("line"))
+                    || name.contains("ライン")
+                {
                     out.push(Detail::new("Must not contain the word LINE", property));
                 }
             }
@@ -473,6 +477,7 @@ mod tests {
             with(json!({"name": "Line support"})),
             ["messages[0].sender.name"]
         );
+        assert!(with(json!({"name": "Caroline"})).is_empty());
         assert_eq!(
             with(json!({"name": "ラインの人"})),
             ["messages[0].sender.name"]
