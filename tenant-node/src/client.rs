@@ -36,6 +36,7 @@ pub struct Client {
     pub external: pb::external_policy_client::ExternalPolicyClient<Svc>,
     pub audit: pb::audit_client::AuditClient<Svc>,
     pub contacts: pb::contacts_client::ContactsClient<Svc>,
+    pub line: pb::line_client::LineClient<Svc>,
     channel: Channel,
 }
 
@@ -93,7 +94,11 @@ impl Client {
                 auth.clone(),
             ),
             audit: pb::audit_client::AuditClient::with_interceptor(channel.clone(), auth.clone()),
-            contacts: pb::contacts_client::ContactsClient::with_interceptor(channel.clone(), auth),
+            contacts: pb::contacts_client::ContactsClient::with_interceptor(
+                channel.clone(),
+                auth.clone(),
+            ),
+            line: pb::line_client::LineClient::with_interceptor(channel.clone(), auth),
             channel,
         })
     }

@@ -22,6 +22,7 @@ mod hostile;
 mod hostile_output;
 mod hostile_requests;
 mod limits;
+mod line_admin;
 mod peering;
 mod policy;
 mod postgres;

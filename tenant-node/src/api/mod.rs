@@ -155,6 +155,9 @@ fn client_services(mut routes: Routes, tenant: &Arc<Tenant>, protocol: Protocol)
     add!(pb::rooms_server::RoomsServer::new(services::RoomsApi(
         tenant.clone()
     )));
+    add!(pb::line_server::LineServer::new(services::LineApi(
+        tenant.clone()
+    )));
     routes
 }
 
