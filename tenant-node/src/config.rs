@@ -582,13 +582,13 @@ impl Config {
         if let Some(line) = &self.line {
             line.validate()?;
         }
-        if let Some(url) = &self.web.public_url {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(ConfigError::Invalid {
-                    key: "web.public_url",
-                    reason: format!("{url:?} must start with https:// (or http://)"),
-                });
-            }
+        if let Some(url) = &self.web.public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ConfigError::Invalid {
+                key: "web.public_url",
+                reason: format!("{url:?} must start with https:// (or http://)"),
+            });
         }
         for peer in &self.peers {
             TenantId::parse(&peer.tenant).map_err(|e| ConfigError::Invalid {

@@ -115,9 +115,15 @@ async fn the_admin_sets_line_up_through_the_cli_and_the_api() {
         all
     };
     let after = json(&set(&["--enabled", "on"]), url, &admin_token).await;
-    assert_eq!((&after["enabled"], &after["auto_grant"]), (&json!(true), &json!(false)));
+    assert_eq!(
+        (&after["enabled"], &after["auto_grant"]),
+        (&json!(true), &json!(false))
+    );
     let after = json(&set(&["--auto-grant", "on"]), url, &admin_token).await;
-    assert_eq!((&after["enabled"], &after["auto_grant"]), (&json!(true), &json!(true)));
+    assert_eq!(
+        (&after["enabled"], &after["auto_grant"]),
+        (&json!(true), &json!(true))
+    );
     let after = json(&set(&["--restrict-files", "on"]), url, &admin_token).await;
     assert_eq!(after["restrict_files"], json!(true));
     let after = json(
@@ -214,15 +220,20 @@ async fn the_admin_sets_line_up_through_the_cli_and_the_api() {
     )
     .await;
     assert!(!refused.ok);
-    assert!(refused.stderr.contains("permission denied"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("permission denied"),
+        "{}",
+        refused.stderr
+    );
 
     let changes = audit(&admin, "line.policy.changed").await;
     let details: Vec<&str> = changes.iter().map(|e| e.detail.as_str()).collect();
     assert!(
         details.contains(&"LINE use status on")
             && details.contains(&"LINE greeting changed")
-            && changes.iter().all(|e| e.kind == "line.policy.changed"
-                && e.actor == node.admin_id),
+            && changes
+                .iter()
+                .all(|e| e.kind == "line.policy.changed" && e.actor == node.admin_id),
         "{details:?}"
     );
     assert!(
@@ -282,7 +293,11 @@ async fn the_admin_keeps_the_line_connected_members_list() {
     assert_eq!(
         listed
             .iter()
-            .map(|m| (m.member_id.as_str(), m.display_name.as_str(), m.granted_by.as_str()))
+            .map(|m| (
+                m.member_id.as_str(),
+                m.display_name.as_str(),
+                m.granted_by.as_str()
+            ))
             .collect::<Vec<_>>(),
         [(alice.id.as_str(), "Alice", node.admin_id.as_str())]
     );
@@ -313,7 +328,11 @@ async fn the_admin_keeps_the_line_connected_members_list() {
         Some(&admin_token),
     )
     .await;
-    assert!(!again.ok && again.stderr.contains("not found"), "{}", again.stderr);
+    assert!(
+        !again.ok && again.stderr.contains("not found"),
+        "{}",
+        again.stderr
+    );
     let added = run(
         &["admin", "line", "connected", "add", &alice.id],
         Some(url),
@@ -366,8 +385,16 @@ async fn the_admin_keeps_the_line_connected_members_list() {
             .map(|e| (e.kind.as_str(), e.member.as_str(), e.actor.as_str()))
             .collect::<Vec<_>>(),
         [
-            ("line.connected.added", alice.id.as_str(), node.admin_id.as_str()),
-            ("line.connected.added", alice.id.as_str(), node.admin_id.as_str()),
+            (
+                "line.connected.added",
+                alice.id.as_str(),
+                node.admin_id.as_str()
+            ),
+            (
+                "line.connected.added",
+                alice.id.as_str(),
+                node.admin_id.as_str()
+            ),
         ]
     );
     let removed = audit(&admin, "line.connected.removed").await;
@@ -525,7 +552,9 @@ async fn without_a_line_section_line_cannot_be_switched_on() {
     )
     .await;
     assert!(
-        shown.stdout.contains("none (add a [line] section to node.toml)"),
+        shown
+            .stdout
+            .contains("none (add a [line] section to node.toml)"),
         "{}",
         shown.stdout
     );

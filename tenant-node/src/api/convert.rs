@@ -2,6 +2,7 @@
 
 use works_proto::client::v1 as pb;
 
+use crate::contacts::line::LineInvite;
 use crate::error::{Error, Result};
 use crate::ids::{EventId, MemberId, RoomId, TenantId};
 use crate::live::watch::WatchItem;
@@ -9,7 +10,6 @@ use crate::model::Notice;
 use crate::model::{EventBody, Member, MemberState, Profile, Role, Room, RoomEvent, RoomKind};
 use crate::outbox::{Delivery, DeliveryState};
 use crate::peers::{CaStatus, PeerNotice, PeerStatus, PeerTest};
-use crate::contacts::line::LineInvite;
 use crate::policy::line::LineSettings;
 use crate::policy::{Connected, ExternalSettings};
 use crate::store::audit::{Entry, Filter};

@@ -7,9 +7,9 @@ use works_proto::client::v1 as pb;
 
 use super::output::{self, print, safe};
 use super::{
-    AdminCommand, AdminLineCommand, AuditCommand, AuditFilter, CaCommand, ClientOpts, Command, CompanyCommand,
-    ConnectedCommand, ContactCommand, ExportFormat, ExternalCommand, LineCommand, MemberCommand, NoticeCommand,
-    PeerCommand, ProfileCommand, RequestCommand, RoomCommand,
+    AdminCommand, AdminLineCommand, AuditCommand, AuditFilter, CaCommand, ClientOpts, Command,
+    CompanyCommand, ConnectedCommand, ContactCommand, ExportFormat, ExternalCommand, LineCommand,
+    MemberCommand, NoticeCommand, PeerCommand, ProfileCommand, RequestCommand, RoomCommand,
 };
 use crate::client::Client;
 use crate::config::Config;
@@ -401,12 +401,14 @@ async fn admin(command: AdminCommand, opts: &ClientOpts) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn admin_line(command: AdminLineCommand, c: &Client, opts: &ClientOpts) -> anyhow::Result<()> {
+async fn admin_line(
+    command: AdminLineCommand,
+    c: &Client,
+    opts: &ClientOpts,
+) -> anyhow::Result<()> {
     let mut line = c.line.clone();
     let settings = match command {
-        AdminLineCommand::Show => rpc(line
-            .get_line_settings(pb::GetLineSettingsRequest {})
-            .await)?,
+        AdminLineCommand::Show => rpc(line.get_line_settings(pb::GetLineSettingsRequest {}).await)?,
         AdminLineCommand::Set {
             enabled,
             auto_grant,
@@ -443,9 +445,7 @@ async fn admin_line(command: AdminLineCommand, c: &Client, opts: &ClientOpts) ->
                     });
                 }
                 ConnectedCommand::List => {
-                    let list = rpc(line
-                        .list_line_connected(pb::ListConnectedRequest {})
-                        .await)?;
+                    let list = rpc(line.list_line_connected(pb::ListConnectedRequest {}).await)?;
                     print(opts.json, output::connected_json(&list.members), || {
                         output::connected_text(&list.members)
                     });

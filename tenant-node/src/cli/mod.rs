@@ -652,9 +652,30 @@ mod tests {
                 "--greeting",
                 "Hello",
             ],
-            &["tenant-node", "admin", "line", "connected", "add", "bob@a.example"],
-            &["tenant-node", "admin", "line", "connected", "remove", "bob@a.example"],
-            &["tenant-node", "admin", "line", "connected", "list", "--json"],
+            &[
+                "tenant-node",
+                "admin",
+                "line",
+                "connected",
+                "add",
+                "bob@a.example",
+            ],
+            &[
+                "tenant-node",
+                "admin",
+                "line",
+                "connected",
+                "remove",
+                "bob@a.example",
+            ],
+            &[
+                "tenant-node",
+                "admin",
+                "line",
+                "connected",
+                "list",
+                "--json",
+            ],
             &["tenant-node", "line", "invite", "--qr-png", "qr.png"],
         ] {
             if let Err(e) = super::Cli::try_parse_from(args) {

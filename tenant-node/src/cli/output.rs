@@ -815,7 +815,13 @@ mod tests {
         assert!(!line.contains(EXTERNAL_MARK), "{line}");
         assert!(room_text(&room).contains("(with LINE users)"));
         assert_eq!(room_json(&room)["line"], json!(true));
-        let plain = room_line(&pb::Room { line: false, ..room }, None);
+        let plain = room_line(
+            &pb::Room {
+                line: false,
+                ..room
+            },
+            None,
+        );
         assert!(!plain.contains(LINE_MARK), "{plain}");
     }
 
