@@ -222,6 +222,35 @@ const CLIENT_MATRIX: &[(&str, [Code; 5])] = &[
         [UNAUTH, DENIED, DENIED, OK, UNAUTH],
     ),
     (
+        "/works.client.v1.Line/AddLineConnected",
+        [UNAUTH, DENIED, DENIED, INVALID, UNAUTH],
+    ),
+    // A signed-in member's own; this node has no `[line]` section, so
+    // there is no LINE account to reach them at (`line_admin` has the
+    // refusal of a member not permitted on a node with one).
+    (
+        "/works.client.v1.Line/GetLineInvite",
+        [UNAUTH, PRECOND, DENIED, PRECOND, UNAUTH],
+    ),
+    (
+        "/works.client.v1.Line/GetLineSettings",
+        [UNAUTH, DENIED, DENIED, OK, UNAUTH],
+    ),
+    (
+        "/works.client.v1.Line/ListLineConnected",
+        [UNAUTH, DENIED, DENIED, OK, UNAUTH],
+    ),
+    (
+        "/works.client.v1.Line/RemoveLineConnected",
+        [UNAUTH, DENIED, DENIED, INVALID, UNAUTH],
+    ),
+    // An empty change changes nothing; switching LINE on without `[line]`
+    // is FAILED_PRECONDITION (`line_admin`).
+    (
+        "/works.client.v1.Line/SetLineSettings",
+        [UNAUTH, DENIED, DENIED, OK, UNAUTH],
+    ),
+    (
         "/works.client.v1.Peering/AcceptPeer",
         [UNAUTH, DENIED, DENIED, INVALID, UNAUTH],
     ),

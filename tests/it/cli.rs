@@ -9,13 +9,13 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
 }
 
-async fn run(args: &[&str], node: Option<&str>, token: Option<&str>) -> Run {
+pub(crate) async fn run(args: &[&str], node: Option<&str>, token: Option<&str>) -> Run {
     let mut cmd = Command::new(support::binary());
     cmd.args(args)
         .env_remove("WORKS_TOKEN")
@@ -34,7 +34,7 @@ async fn run(args: &[&str], node: Option<&str>, token: Option<&str>) -> Run {
     }
 }
 
-async fn json(args: &[&str], node: &str, token: &str) -> Value {
+pub(crate) async fn json(args: &[&str], node: &str, token: &str) -> Value {
     let mut all = args.to_vec();
     all.push("--json");
     let out = run(&all, Some(node), Some(token)).await;

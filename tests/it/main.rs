@@ -23,6 +23,7 @@ mod hostile_output;
 mod hostile_requests;
 mod limits;
 mod line;
+mod line_admin;
 mod line_sdk;
 mod peering;
 mod policy;

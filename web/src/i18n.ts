@@ -58,6 +58,8 @@ const ja: Record<string, string> = {
   removed: "が削除しました:",
   "renamed the room to": "がトークルーム名を変更しました:",
   "became unknown": "は不明なユーザーになりました",
+  "message taken back": "メッセージの送信が取り消されました",
+  "Chat with LINE users": "LINEユーザーとのトーク",
   "External contacts": "社外の連絡先",
   Trash: "ゴミ箱",
   Restore: "元に戻す",

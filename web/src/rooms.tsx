@@ -77,6 +77,7 @@ export function RoomsView(props: { roomId?: string }) {
                 >
                   <span class="room-name">
                     {r.external && <span class="badge external" aria-hidden="true">⇄</span>}
+                    {r.line && <span class="badge line" title={t("Chat with LINE users")}>LINE</span>}
                     {roomTitle(r, state)}
                   </span>
                   {external && <span class="room-external">{external}</span>}
@@ -179,6 +180,8 @@ function systemText(event: RoomEvent): string | null {
       return `${event.sender} ${t("renamed the room to")} ${body.value.name}`;
     case "unknown":
       return `${event.sender} ${t("became unknown")}`;
+    case "unsent":
+      return `${event.sender}: ${t("message taken back")}`;
     default:
       return null;
   }

@@ -2,6 +2,7 @@
 
 use works_proto::client::v1 as pb;
 
+use crate::contacts::line::LineInvite;
 use crate::error::{Error, Result};
 use crate::ids::{EventId, MemberId, RoomId, TenantId};
 use crate::live::watch::WatchItem;
@@ -9,6 +10,7 @@ use crate::model::Notice;
 use crate::model::{EventBody, Member, MemberState, Profile, Role, Room, RoomEvent, RoomKind};
 use crate::outbox::{Delivery, DeliveryState};
 use crate::peers::{CaStatus, PeerNotice, PeerStatus, PeerTest};
+use crate::policy::line::LineSettings;
 use crate::policy::{Connected, ExternalSettings};
 use crate::store::audit::{Entry, Filter};
 use crate::store::outbox::OutboxState;
@@ -263,6 +265,33 @@ impl From<ExternalSettings> for pb::ExternalSettings {
             auto_grant: s.auto_grant,
             restrict_files: s.restrict_files,
             company: s.company,
+        }
+    }
+}
+
+impl From<LineSettings> for pb::LineSettings {
+    fn from(s: LineSettings) -> Self {
+        let (channel_id, basic_id) = s.channel.unwrap_or_default();
+        pb::LineSettings {
+            enabled: s.enabled,
+            auto_grant: s.auto_grant,
+            restrict_files: s.restrict_files,
+            greeting: s.greeting,
+            channel_id,
+            basic_id,
+        }
+    }
+}
+
+impl From<LineInvite> for pb::LineInvite {
+    fn from(i: LineInvite) -> Self {
+        pb::LineInvite {
+            message_id: i.message_id,
+            basic_id: i.basic_id,
+            link: i.link,
+            qr_svg: i.qr_svg,
+            qr_png: i.qr_png,
+            qr_terminal: i.qr_terminal,
         }
     }
 }

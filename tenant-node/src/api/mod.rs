@@ -3,7 +3,6 @@
 
 mod app;
 mod convert;
-mod line_service;
 mod services;
 mod status;
 
@@ -156,7 +155,7 @@ fn client_services(mut routes: Routes, tenant: &Arc<Tenant>, protocol: Protocol)
     add!(pb::rooms_server::RoomsServer::new(services::RoomsApi(
         tenant.clone()
     )));
-    add!(pb::line_server::LineServer::new(line_service::LineApi(
+    add!(pb::line_server::LineServer::new(services::LineApi(
         tenant.clone()
     )));
     routes

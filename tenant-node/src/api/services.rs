@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::live::watch::WatchRequest;
 use crate::model::MemberState;
 use crate::policy::SettingsChange;
+use crate::policy::line::LineSettingsChange;
 use crate::rooms::uploads::{Part, UploadTarget};
 use crate::rooms::{Content, HistoryQuery};
 use crate::tenant::Tenant;
@@ -30,6 +31,7 @@ pub struct PeeringApi(pub Arc<Tenant>);
 pub struct ExternalPolicyApi(pub Arc<Tenant>);
 pub struct AuditApi(pub Arc<Tenant>);
 pub struct ContactsApi(pub Arc<Tenant>);
+pub struct LineApi(pub Arc<Tenant>);
 
 #[tonic::async_trait]
 impl pb::auth_server::Auth for AuthApi {
@@ -594,6 +596,79 @@ impl pb::external_policy_server::ExternalPolicy for ExternalPolicyApi {
             .local_member_id("member_id", &request.into_inner().member_id)?;
         self.0.remove_connected(&who, &member).await?;
         Ok(Response::new(pb::RemoveConnectedResponse {}))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::line_server::Line for LineApi {
+    async fn get_line_settings(
+        &self,
+        request: Request<pb::GetLineSettingsRequest>,
+    ) -> Reply<pb::LineSettings> {
+        let who = caller(&self.0, &request).await?;
+        Ok(Response::new(self.0.line_settings(&who).await?.into()))
+    }
+
+    async fn set_line_settings(
+        &self,
+        request: Request<pb::SetLineSettingsRequest>,
+    ) -> Reply<pb::LineSettings> {
+        let who = caller(&self.0, &request).await?;
+        let r = request.into_inner();
+        let change = LineSettingsChange {
+            enabled: r.enabled,
+            auto_grant: r.auto_grant,
+            restrict_files: r.restrict_files,
+            greeting: r.greeting,
+        };
+        Ok(Response::new(
+            self.0.set_line_settings(&who, change).await?.into(),
+        ))
+    }
+
+    async fn list_line_connected(
+        &self,
+        request: Request<pb::ListConnectedRequest>,
+    ) -> Reply<pb::ListConnectedResponse> {
+        let who = caller(&self.0, &request).await?;
+        let members = self.0.line_connected(&who).await?;
+        Ok(Response::new(pb::ListConnectedResponse {
+            members: members.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn add_line_connected(
+        &self,
+        request: Request<pb::AddConnectedRequest>,
+    ) -> Reply<pb::AddConnectedResponse> {
+        let who = caller(&self.0, &request).await?;
+        who.require_admin()?;
+        let member = self
+            .0
+            .local_member_id("member_id", &request.into_inner().member_id)?;
+        self.0.add_line_connected(&who, &member).await?;
+        Ok(Response::new(pb::AddConnectedResponse {}))
+    }
+
+    async fn remove_line_connected(
+        &self,
+        request: Request<pb::RemoveConnectedRequest>,
+    ) -> Reply<pb::RemoveConnectedResponse> {
+        let who = caller(&self.0, &request).await?;
+        who.require_admin()?;
+        let member = self
+            .0
+            .local_member_id("member_id", &request.into_inner().member_id)?;
+        self.0.remove_line_connected(&who, &member).await?;
+        Ok(Response::new(pb::RemoveConnectedResponse {}))
+    }
+
+    async fn get_line_invite(
+        &self,
+        request: Request<pb::GetLineInviteRequest>,
+    ) -> Reply<pb::LineInvite> {
+        let who = caller(&self.0, &request).await?;
+        Ok(Response::new(self.0.line_invite(&who).await?.into()))
     }
 }
 

@@ -7,9 +7,9 @@ use works_proto::client::v1 as pb;
 
 use super::output::{self, print, safe};
 use super::{
-    AdminCommand, AuditCommand, AuditFilter, CaCommand, ClientOpts, Command, CompanyCommand,
-    ConnectedCommand, ContactCommand, ExportFormat, ExternalCommand, MemberCommand, NoticeCommand,
-    PeerCommand, ProfileCommand, RequestCommand, RoomCommand,
+    AdminCommand, AdminLineCommand, AuditCommand, AuditFilter, CaCommand, ClientOpts, Command,
+    CompanyCommand, ConnectedCommand, ContactCommand, ExportFormat, ExternalCommand, LineCommand,
+    MemberCommand, NoticeCommand, PeerCommand, ProfileCommand, RequestCommand, RoomCommand,
 };
 use crate::client::Client;
 use crate::config::Config;
@@ -117,6 +117,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Contact { command, client } => contact(command, &client).await,
         Command::Request { command, client } => friend_request(command, &client).await,
         Command::Notice { command, client } => notice(command, &client).await,
+        Command::Line { command, client } => line(command, &client).await,
     }
 }
 
@@ -365,28 +366,13 @@ async fn admin(command: AdminCommand, opts: &ClientOpts) -> anyhow::Result<()> {
                 }
                 ConnectedCommand::List => {
                     let list = rpc(external.list_connected(pb::ListConnectedRequest {}).await)?;
-                    print(
-                        opts.json,
-                        json!({"members": list.members.iter().map(|m| json!({"member_id": m.member_id, "display_name": m.display_name,
-                            "granted_by": m.granted_by, "granted_at_ms": m.granted_at_ms})).collect::<Vec<_>>()}),
-                        || {
-                            list.members
-                                .iter()
-                                .map(|m| {
-                                    format!(
-                                        "{:<32} {:<24} granted by {}",
-                                        safe(&m.member_id),
-                                        safe(&m.display_name),
-                                        safe(&m.granted_by)
-                                    )
-                                })
-                                .collect::<Vec<_>>()
-                                .join("\n")
-                        },
-                    );
+                    print(opts.json, output::connected_json(&list.members), || {
+                        output::connected_text(&list.members)
+                    });
                 }
             }
         }
+        AdminCommand::Line { command } => admin_line(command, &c, opts).await?,
         AdminCommand::Audit { command } => audit(command, &c, opts).await?,
         AdminCommand::Ca { command } => {
             let mut peering = c.peering.clone();
@@ -410,6 +396,101 @@ async fn admin(command: AdminCommand, opts: &ClientOpts) -> anyhow::Result<()> {
             print(opts.json, output::ca_json(&ca, &notices), || {
                 output::ca_text(&ca, &notices)
             });
+        }
+    }
+    Ok(())
+}
+
+async fn admin_line(
+    command: AdminLineCommand,
+    c: &Client,
+    opts: &ClientOpts,
+) -> anyhow::Result<()> {
+    let mut line = c.line.clone();
+    let settings = match command {
+        AdminLineCommand::Show => rpc(line.get_line_settings(pb::GetLineSettingsRequest {}).await)?,
+        AdminLineCommand::Set {
+            enabled,
+            auto_grant,
+            restrict_files,
+            greeting,
+        } => rpc(line
+            .set_line_settings(pb::SetLineSettingsRequest {
+                enabled: enabled.map(|v| v.is_on()),
+                auto_grant: auto_grant.map(|v| v.is_on()),
+                restrict_files: restrict_files.map(|v| v.is_on()),
+                greeting,
+            })
+            .await)?,
+        AdminLineCommand::Connected { command } => {
+            match command {
+                ConnectedCommand::Add { id } => {
+                    rpc(line
+                        .add_line_connected(pb::AddConnectedRequest {
+                            member_id: id.clone(),
+                        })
+                        .await)?;
+                    print(opts.json, json!({"connected": id}), || {
+                        format!("{id} may now chat with LINE users")
+                    });
+                }
+                ConnectedCommand::Remove { id } => {
+                    rpc(line
+                        .remove_line_connected(pb::RemoveConnectedRequest {
+                            member_id: id.clone(),
+                        })
+                        .await)?;
+                    print(opts.json, json!({"disconnected": id}), || {
+                        format!("{id} may no longer chat with LINE users")
+                    });
+                }
+                ConnectedCommand::List => {
+                    let list = rpc(line.list_line_connected(pb::ListConnectedRequest {}).await)?;
+                    print(opts.json, output::connected_json(&list.members), || {
+                        output::connected_text(&list.members)
+                    });
+                }
+            }
+            return Ok(());
+        }
+    };
+    print(opts.json, output::line_settings_json(&settings), || {
+        output::line_settings_text(&settings)
+    });
+    Ok(())
+}
+
+/// A member's LINE entry points: what they give LINE users to reach them.
+async fn line(command: LineCommand, opts: &ClientOpts) -> anyhow::Result<()> {
+    let c = connect(opts).await?;
+    match command {
+        LineCommand::Invite { qr_png } => {
+            let invite = rpc(c
+                .line
+                .clone()
+                .get_line_invite(pb::GetLineInviteRequest {})
+                .await)?;
+            if let Some(path) = &qr_png {
+                std::fs::write(path, &invite.qr_png)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            print(
+                opts.json,
+                json!({"message_id": invite.message_id, "basic_id": invite.basic_id,
+                       "link": invite.link, "qr_svg": invite.qr_svg}),
+                || {
+                    // The code is drawn in lines of block characters: each
+                    // line is checked, the line breaks are kept.
+                    let qr: Vec<_> = invite.qr_terminal.lines().map(safe).collect();
+                    format!(
+                        "message ID: {}\nLINE account: {}\nlink: {}\n{}",
+                        safe(&invite.message_id),
+                        safe(&invite.basic_id),
+                        safe(&invite.link),
+                        qr.join("\n")
+                    )
+                },
+            );
         }
     }
     Ok(())

@@ -151,6 +151,24 @@ enum Command {
         #[command(flatten)]
         client: ClientOpts,
     },
+    /// Chat with LINE users through the company's LINE Official Account.
+    Line {
+        #[command(subcommand)]
+        command: LineCommand,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum LineCommand {
+    /// Your message ID, the link that opens the company's LINE account with
+    /// it typed in, and its QR code, for LINE users to reach you.
+    Invite {
+        /// Also write the QR code as PNG to this file.
+        #[arg(long)]
+        qr_png: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -304,6 +322,11 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: ConnectedCommand,
     },
+    /// "Chat with LINE users": the settings and the members allowed.
+    Line {
+        #[command(subcommand)]
+        command: AdminLineCommand,
+    },
     /// The audit log of external events.
     Audit {
         #[command(subcommand)]
@@ -351,6 +374,33 @@ pub enum ExternalCommand {
         /// The company name other companies see as the fixed status.
         #[arg(long)]
         company: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AdminLineCommand {
+    /// The settings, and the channel the node's `[line]` configures.
+    Show,
+    /// Change the settings given; the others stay as they are.
+    Set {
+        /// Use status (needs a `[line]` section in node.toml).
+        #[arg(long)]
+        enabled: Option<OnOff>,
+        /// Allow new members to chat with LINE users automatically.
+        #[arg(long)]
+        auto_grant: Option<OnOff>,
+        /// Stop members sharing files in rooms with LINE users.
+        #[arg(long)]
+        restrict_files: Option<OnOff>,
+        /// Sent to a LINE user who adds the account as a friend (at most
+        /// 1000 characters).
+        #[arg(long)]
+        greeting: Option<String>,
+    },
+    /// Members allowed to chat with LINE users.
+    Connected {
+        #[command(subcommand)]
+        command: ConnectedCommand,
     },
 }
 
@@ -581,8 +631,60 @@ pub fn main() -> ExitCode {
 mod tests {
     use clap::CommandFactory;
 
+    use clap::Parser;
+
     #[test]
     fn the_command_line_is_well_formed() {
         super::Cli::command().debug_assert();
+        for args in [
+            &["tenant-node", "admin", "line", "show"][..],
+            &[
+                "tenant-node",
+                "admin",
+                "line",
+                "set",
+                "--enabled",
+                "on",
+                "--auto-grant",
+                "off",
+                "--restrict-files",
+                "on",
+                "--greeting",
+                "Hello",
+            ],
+            &[
+                "tenant-node",
+                "admin",
+                "line",
+                "connected",
+                "add",
+                "bob@a.example",
+            ],
+            &[
+                "tenant-node",
+                "admin",
+                "line",
+                "connected",
+                "remove",
+                "bob@a.example",
+            ],
+            &[
+                "tenant-node",
+                "admin",
+                "line",
+                "connected",
+                "list",
+                "--json",
+            ],
+            &["tenant-node", "line", "invite", "--qr-png", "qr.png"],
+        ] {
+            if let Err(e) = super::Cli::try_parse_from(args) {
+                panic!("{args:?}: {e}");
+            }
+        }
+        assert!(
+            super::Cli::try_parse_from(["tenant-node", "admin", "line", "set", "--enabled", "yes"])
+                .is_err()
+        );
     }
 }

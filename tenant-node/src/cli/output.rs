@@ -100,6 +100,49 @@ pub fn print(json_mode: bool, value: Value, text: impl FnOnce() -> String) {
     }
 }
 
+/// A connected-members list (other companies' or LINE's).
+pub fn connected_json(members: &[pb::ConnectedMember]) -> Value {
+    json!({"members": members.iter().map(|m| json!({"member_id": m.member_id, "display_name": m.display_name,
+        "granted_by": m.granted_by, "granted_at_ms": m.granted_at_ms})).collect::<Vec<_>>()})
+}
+
+pub fn connected_text(members: &[pb::ConnectedMember]) -> String {
+    members
+        .iter()
+        .map(|m| {
+            format!(
+                "{:<32} {:<24} granted by {}",
+                safe(&m.member_id),
+                safe(&m.display_name),
+                safe(&m.granted_by)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn line_settings_json(s: &pb::LineSettings) -> Value {
+    json!({"enabled": s.enabled, "auto_grant": s.auto_grant, "restrict_files": s.restrict_files,
+           "greeting": s.greeting, "channel_id": s.channel_id, "basic_id": s.basic_id})
+}
+
+pub fn line_settings_text(s: &pb::LineSettings) -> String {
+    let on = |b: bool| if b { "on" } else { "off" };
+    let channel = if s.channel_id.is_empty() {
+        "none (add a [line] section to node.toml)".to_string()
+    } else {
+        format!("{} ({})", safe(&s.channel_id), safe(&s.basic_id))
+    };
+    format!(
+        "chat with LINE users:    {}\nauto-grant new members:  {}\nrestrict files:          {}\nchannel:                 {}\ngreeting:                {}",
+        on(s.enabled),
+        on(s.auto_grant),
+        on(s.restrict_files),
+        channel,
+        safe(&s.greeting)
+    )
+}
+
 pub fn member_json(m: &pb::Member) -> Value {
     json!({
         "id": m.id,
@@ -182,6 +225,7 @@ pub fn room_json(r: &pb::Room) -> Value {
         "last_event_at_ms": r.last_event_at_ms,
         "host": r.host,
         "external": r.external,
+        "line": r.line,
     })
 }
 
@@ -199,15 +243,19 @@ pub fn room_title(r: &pb::Room, me: Option<&str>) -> String {
 
 /// What marks a room with members of other companies, in front of its name.
 pub const EXTERNAL_MARK: &str = "[external]";
+/// A LINE chat's room: LINE users are in it.
+pub const LINE_MARK: &str = "[LINE]";
 
 /// `ID  [external] NAME  N members  host TENANT  N unread`: the mark and
 /// the host only for a room with members of other companies.
 pub fn room_line(r: &pb::Room, me: Option<&str>) -> String {
-    let title = if r.external {
-        format!("{EXTERNAL_MARK} {}", room_title(r, me))
-    } else {
-        room_title(r, me)
-    };
+    let mut title = room_title(r, me);
+    if r.external {
+        title = format!("{EXTERNAL_MARK} {title}");
+    }
+    if r.line {
+        title = format!("{LINE_MARK} {title}");
+    }
     let mut line = format!(
         "{}  {:<40} {:>3} members",
         safe(&r.id),
@@ -229,10 +277,11 @@ pub fn room_text(r: &pb::Room) -> String {
     } else {
         format!("\nmaster:   {}", safe(&r.master))
     };
-    let external = if r.external {
-        " (with members of other companies)"
-    } else {
-        ""
+    let external = match (r.external, r.line) {
+        (true, true) => " (with members of other companies and LINE users)",
+        (true, false) => " (with members of other companies)",
+        (false, true) => " (with LINE users)",
+        (false, false) => "",
     };
     format!(
         "room:     {}\nkind:     {}{}\nname:     {}{}\nhost:     {}\nmembers:  {}\nlast seq: {}\nunread:   {}",
@@ -752,6 +801,34 @@ mod tests {
             (&json["external"], &json["host"]),
             (&json!(true), &json!("b.example\u{202e}"))
         );
+    }
+
+    #[test]
+    fn a_line_room_is_marked() {
+        let room = pb::Room {
+            id: "01ROOM".into(),
+            kind: pb::RoomKind::Direct as i32,
+            members: vec!["alice@a.example".into(), "uabc@line.invalid".into()],
+            host: "a.example".into(),
+            line: true,
+            ..Default::default()
+        };
+        let line = room_line(&room, Some("alice@a.example"));
+        assert!(
+            line.starts_with("01ROOM  [LINE] 1:1 with uabc@line.invalid "),
+            "{line}"
+        );
+        assert!(!line.contains(EXTERNAL_MARK), "{line}");
+        assert!(room_text(&room).contains("(with LINE users)"));
+        assert_eq!(room_json(&room)["line"], json!(true));
+        let plain = room_line(
+            &pb::Room {
+                line: false,
+                ..room
+            },
+            None,
+        );
+        assert!(!plain.contains(LINE_MARK), "{plain}");
     }
 
     #[test]
