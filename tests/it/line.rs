@@ -683,3 +683,144 @@ async fn line_contacts_follow_the_contacts_guide() {
         .await
         .expect("send after unblock");
 }
+
+/// A LINE group's members come and go with the group; files and videos
+/// from LINE users are kept here under their names; our member's photo is
+/// the icon LINE shows beside their messages.
+#[tokio::test]
+async fn line_groups_follow_their_members_and_files_arrive_whole() {
+    let a = line_company("a.example", "").await;
+    let alice = a.line_member("alice").await;
+    alice
+        .client
+        .profiles
+        .clone()
+        .set_profile(pb::SetProfileRequest {
+            photo: Some(png(64, 64)),
+            ..Default::default()
+        })
+        .await
+        .expect("set a photo");
+    let taro = a.line.add_user("Taro");
+    let hanako = a.line.add_user("Hanako");
+    let jiro = a.line.add_user("Jiro");
+    let group = a.line.create_group("Sakura", &[&taro, &hanako]);
+    a.line.add_bot_to_group(&group).await.unwrap();
+    a.line
+        .group_text(&group, &taro, "alice@a.example, welcome")
+        .await
+        .unwrap();
+    let room = loop {
+        if let Some(r) = alice.rooms().await.into_iter().find(|r| r.line) {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (taro_id, hanako_id, jiro_id) = (
+        line_member_id(&taro.id),
+        line_member_id(&hanako.id),
+        line_member_id(&jiro.id),
+    );
+    // Jiro is added to the group: he is in the room before he speaks.
+    a.line.group_member_joined(&group, &jiro).await.unwrap();
+    // Hanako was never in the room (she has not spoken): her leaving
+    // changes nothing; Taro leaves and is out.
+    a.line.group_member_left(&group, &taro).await.unwrap();
+    let mut members = Vec::new();
+    let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
+    while tokio::time::Instant::now() < deadline {
+        members = alice
+            .rooms()
+            .await
+            .into_iter()
+            .find(|r| r.id == room.id)
+            .unwrap()
+            .members;
+        if members.contains(&jiro_id) && !members.contains(&taro_id) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        members.contains(&jiro_id) && !members.contains(&taro_id),
+        "{members:?}"
+    );
+    assert!(!members.contains(&hanako_id), "{members:?}");
+    // alice answers in the group: her photo is the icon LINE shows.
+    alice.send(&room.id, "Hello Jiro").await.unwrap();
+    let sent = a.until_sent(&group, 1).await;
+    let icon = sent[0]["sender"]["iconUrl"]
+        .as_str()
+        .expect("an icon")
+        .to_string();
+    let web = a.node.web.clone().unwrap();
+    let answer = http1(&web, "GET", icon.strip_prefix(&web).unwrap(), &[]).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("content-type"), Some("image/png"));
+    // Jiro writes to alice directly and sends a video and a file.
+    a.line.follow(&jiro).await.unwrap();
+    a.line.group_text(&group, &jiro, "a clip").await.unwrap();
+    a.line
+        .text(&jiro, "alice@a.example, the invoice")
+        .await
+        .unwrap();
+    let direct = line_room_with(&alice, &jiro_id).await;
+    let clip = vec![7u8; 5000];
+    a.line
+        .video(&jiro, clip.clone(), "video/mp4", 1500)
+        .await
+        .unwrap();
+    let invoice = b"%PDF-1.4 invoice".to_vec();
+    a.line
+        .file(&jiro, "invoice 2026-11.pdf", invoice.clone())
+        .await
+        .unwrap();
+    let events = until_history(&alice, &direct.id, "Jiro's files", |e| {
+        e.iter().filter(|e| attachment(e).is_some()).count() == 2
+    })
+    .await;
+    let files: Vec<_> = events.iter().filter_map(attachment).collect();
+    assert_eq!(files[0].content_type, "video/mp4");
+    assert_eq!(alice.download(&files[0].id).await.unwrap().1, clip);
+    assert_eq!(files[1].name, "invoice 2026-11.pdf");
+    assert_eq!(alice.download(&files[1].id).await.unwrap().1, invoice);
+}
+
+/// What LINE was answered 200 for is in the inbox: a node killed while
+/// LINE's profile endpoint fails processes it after its restart, once.
+#[tokio::test]
+async fn a_webhook_answered_is_processed_after_a_restart() {
+    let mut a = line_company("a.example", "Welcome back!").await;
+    a.line.set_outage(Some(Fault::ServerError));
+    let taro = a.line.add_user("Taro");
+    assert_eq!(a.line.follow(&taro).await.unwrap(), 200);
+    let line = a.line.clone();
+    until(
+        EVENT_DEADLINE,
+        "the node asked LINE for Taro's profile",
+        || {
+            let line = line.clone();
+            async move {
+                line.requests()
+                    .iter()
+                    .any(|r| r.path.starts_with("/v2/bot/profile/") && r.status == 500)
+            }
+        },
+    )
+    .await;
+    a.node.kill().await;
+    a.line.set_outage(None);
+    a.node.restart().await;
+    let sent = a.until_sent(&taro.id, 1).await;
+    assert_eq!(line_text(&sent[0]), Some("Welcome back!"));
+    // Another start processes it no more: Taro's next follow is greeted
+    // once, and the queue to LINE is in order, so a greeting sent again
+    // would have come before it.
+    a.node.restart().await;
+    assert_eq!(a.line.follow(&taro).await.unwrap(), 200);
+    let sent = a.until_sent(&taro.id, 2).await;
+    assert_eq!(
+        sent.iter().filter_map(line_text).collect::<Vec<_>>(),
+        ["Welcome back!", "Welcome back!"]
+    );
+}

@@ -136,16 +136,13 @@ pub fn line_member_id(user_id: &str) -> String {
     format!("{}@line.invalid", user_id.to_ascii_lowercase())
 }
 
-/// Waits for `member`'s LINE room that has `user` in it.
+/// Waits for `member`'s 1:1 LINE room with `user`.
 pub async fn line_room_with(member: &Member, user: &str) -> pb::Room {
     let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
     loop {
-        if let Some(room) = member
-            .rooms()
-            .await
-            .into_iter()
-            .find(|r| r.line && r.members.iter().any(|m| m == user))
-        {
+        if let Some(room) = member.rooms().await.into_iter().find(|r| {
+            r.line && r.kind == pb::RoomKind::Direct as i32 && r.members.iter().any(|m| m == user)
+        }) {
             return room;
         }
         assert!(
