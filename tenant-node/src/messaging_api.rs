@@ -215,56 +215,13 @@ impl Channel {
             .send()
             .await
             .map_err(unreachable)?;
-        let response = checked(response).await?;
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/octet-stream")
-            .to_string();
-        if response
-            .content_length()
-            .is_some_and(|n| n > max_bytes as u64)
-        {
-            return Err(CallError::Refused {
-                status: 413,
-                message: format!("the content is larger than {max_bytes} bytes"),
-            });
-        }
-        let bytes = response.bytes().await.map_err(unreachable)?;
-        if bytes.len() > max_bytes {
-            return Err(CallError::Refused {
-                status: 413,
-                message: format!("the content is larger than {max_bytes} bytes"),
-            });
-        }
-        Ok(Content {
-            bytes: bytes.to_vec(),
-            content_type,
-        })
+        read_content(checked(response).await?, max_bytes).await
     }
 
     /// Any URL LINE gave (a profile picture), fetched without credentials.
     pub async fn fetch_public(&self, url: &str, max_bytes: usize) -> Result<Content, CallError> {
         let response = self.http.get(url).send().await.map_err(unreachable)?;
-        let response = checked(response).await?;
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/octet-stream")
-            .to_string();
-        let bytes = response.bytes().await.map_err(unreachable)?;
-        if bytes.len() > max_bytes {
-            return Err(CallError::Refused {
-                status: 413,
-                message: format!("larger than {max_bytes} bytes"),
-            });
-        }
-        Ok(Content {
-            bytes: bytes.to_vec(),
-            content_type,
-        })
+        read_content(checked(response).await?, max_bytes).await
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, CallError> {
@@ -281,6 +238,34 @@ impl Channel {
             message: format!("an answer of an unexpected shape: {e}"),
         })
     }
+}
+
+/// A successful answer's bytes and type, refused when over `max_bytes`.
+async fn read_content(response: reqwest::Response, max_bytes: usize) -> Result<Content, CallError> {
+    let too_large = || CallError::Refused {
+        status: 413,
+        message: format!("the content is larger than {max_bytes} bytes"),
+    };
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    if response
+        .content_length()
+        .is_some_and(|n| n > max_bytes as u64)
+    {
+        return Err(too_large());
+    }
+    let bytes = response.bytes().await.map_err(unreachable)?;
+    if bytes.len() > max_bytes {
+        return Err(too_large());
+    }
+    Ok(Content {
+        bytes: bytes.to_vec(),
+        content_type,
+    })
 }
 
 fn unreachable(e: reqwest::Error) -> CallError {

@@ -131,6 +131,15 @@ struct Done {
 }
 
 impl Done {
+    /// A LINE user's message stored in `room` (or not kept at all).
+    fn stored(&mut self, applied: Option<Applied>, room: &RoomId) {
+        self.outcome = match &applied {
+            Some(a) => format!("stored as #{} in room {room}", a.event.seq),
+            None => "ignored: a kind of message the product does not keep".into(),
+        };
+        self.applied.extend(applied);
+    }
+
     fn just(outcome: impl Into<String>) -> Done {
         Done {
             outcome: outcome.into(),
@@ -327,8 +336,7 @@ impl Tenant {
                 let (name, photo) = fetched
                     .profile
                     .unwrap_or_else(|| ("LINE user".into(), None));
-                let lu = self
-                    .record_line_user(conn, user, &name, photo.as_ref(), Some(true))
+                self.record_line_user(conn, user, &name, photo.as_ref(), Some(true))
                     .await?;
                 let mut done = Done::just("followed");
                 let settings = self.read_line_settings_in(conn).await?;
@@ -338,7 +346,6 @@ impl Tenant {
                     done.pushed = true;
                     done.outcome = "followed; greeted".into();
                 }
-                let _ = lu;
                 Ok(done)
             }
             ("unfollow", Source::User(user)) => {
@@ -346,17 +353,9 @@ impl Tenant {
                 Ok(Done::just("unfollowed"))
             }
             ("message", Source::User(user)) => {
-                let lu = match line::user(conn, user).await? {
-                    Some(lu) => lu,
-                    None => {
-                        let (name, photo) = fetched
-                            .profile
-                            .clone()
-                            .unwrap_or_else(|| ("LINE user".into(), None));
-                        self.record_line_user(conn, user, &name, photo.as_ref(), Some(true))
-                            .await?
-                    }
-                };
+                let lu = self
+                    .known_line_user(conn, user, &fetched, Some(true))
+                    .await?;
                 self.line_direct_message(w, &lu, event, fetched).await
             }
             (
@@ -432,17 +431,7 @@ impl Tenant {
                     user: Some(user),
                 },
             ) => {
-                let lu = match line::user(conn, user).await? {
-                    Some(lu) => lu,
-                    None => {
-                        let (name, photo) = fetched
-                            .profile
-                            .clone()
-                            .unwrap_or_else(|| ("LINE user".into(), None));
-                        self.record_line_user(conn, user, &name, photo.as_ref(), None)
-                            .await?
-                    }
-                };
+                let lu = self.known_line_user(conn, user, &fetched, None).await?;
                 self.line_group_message(w, group, &lu, event, fetched).await
             }
             _ => Ok(Done::just(format!("ignored: {kind} event"))),
@@ -459,6 +448,26 @@ impl Tenant {
             .await?
             .unwrap_or_else(|| crate::policy::line::DEFAULT_GREETING.to_string());
         Ok((enabled, greeting))
+    }
+
+    /// The LINE user who wrote, recorded now (with the profile fetched for
+    /// them) if they are new here.
+    async fn known_line_user(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        user: &str,
+        fetched: &Fetched,
+        following: Option<bool>,
+    ) -> Result<line::LineUserRow> {
+        if let Some(lu) = line::user(conn, user).await? {
+            return Ok(lu);
+        }
+        let (name, photo) = fetched
+            .profile
+            .clone()
+            .unwrap_or_else(|| ("LINE user".into(), None));
+        self.record_line_user(conn, user, &name, photo.as_ref(), following)
+            .await
     }
 
     /// Records a LINE user with LINE's profile; the contacts of members
@@ -499,13 +508,7 @@ impl Tenant {
     ) -> Result<Done> {
         let conn = &mut w.tx;
         let message = &event["message"];
-        let code = match message["type"].as_str() {
-            Some("text") => {
-                self.member_code(conn, message["text"].as_str().unwrap_or_default())
-                    .await?
-            }
-            _ => None,
-        };
+        let code = self.member_code(conn, message).await?;
         let mut done = Done::just("");
         let bound = line::bindings(conn, &lu.user_id).await?;
         let target = match code {
@@ -575,11 +578,7 @@ impl Tenant {
         let applied = self
             .store_line_message(conn, &room, &lu.member, message, fetched)
             .await?;
-        done.outcome = match &applied {
-            Some(a) => format!("stored as #{} in room {room} of {member}", a.event.seq),
-            None => "ignored: a kind of message the product does not keep".into(),
-        };
-        done.applied.extend(applied);
+        done.stored(applied, &room);
         Ok(done)
     }
 
@@ -649,13 +648,17 @@ impl Tenant {
             .unwrap_or_else(|| member.name().to_string()))
     }
 
-    /// The first member of ours a text names by their code (member id) who
-    /// may chat with LINE users now.
+    /// The first member of ours a text message names by their code (member
+    /// id) who may chat with LINE users now.
     async fn member_code(
         &self,
         conn: &mut sqlx::AnyConnection,
-        text: &str,
+        message: &Value,
     ) -> Result<Option<MemberId>> {
+        if message["type"].as_str() != Some("text") {
+            return Ok(None);
+        }
+        let text = message["text"].as_str().unwrap_or_default();
         let suffix = format!("@{}", self.id);
         for word in text.split(|c: char| c.is_whitespace() || ",;:()[]<>\"'「」、。".contains(c))
         {
@@ -804,13 +807,7 @@ impl Tenant {
     ) -> Result<Done> {
         let conn = &mut w.tx;
         let message = &event["message"];
-        let code = match message["type"].as_str() {
-            Some("text") => {
-                self.member_code(conn, message["text"].as_str().unwrap_or_default())
-                    .await?
-            }
-            _ => None,
-        };
+        let code = self.member_code(conn, message).await?;
         let mut done = Done::just("");
         let linked = match line::group(conn, group).await? {
             Some(g) if g.left => return Ok(Done::just("ignored: the account left the group")),
@@ -858,11 +855,7 @@ impl Tenant {
         let applied = self
             .store_line_message(conn, &room, &lu.member, message, fetched)
             .await?;
-        done.outcome = match &applied {
-            Some(a) => format!("stored as #{} in room {room}", a.event.seq),
-            None => "ignored: a kind of message the product does not keep".into(),
-        };
-        done.applied.extend(applied);
+        done.stored(applied, &room);
         Ok(done)
     }
 

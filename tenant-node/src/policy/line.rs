@@ -7,8 +7,9 @@
 
 use crate::error::{Error, Result};
 use crate::ids::MemberId;
-use crate::model::{Caller, MemberState, Notice};
+use crate::model::{Caller, Notice};
 use crate::store::audit::{self as audit_log, NewEntry};
+use crate::store::policy::List;
 use crate::store::{line, now_ms, policy};
 use crate::tenant::Tenant;
 
@@ -149,7 +150,7 @@ impl Tenant {
     pub async fn line_connected(&self, caller: &Caller) -> Result<Vec<Connected>> {
         caller.require_admin()?;
         let mut conn = self.store.pool().acquire().await?;
-        Ok(line::connected(&mut conn)
+        Ok(policy::connected_on(&mut conn, List::Line)
             .await?
             .into_iter()
             .map(|r| Connected {
@@ -163,17 +164,9 @@ impl Tenant {
 
     pub async fn add_line_connected(&self, caller: &Caller, id: &MemberId) -> Result<()> {
         caller.require_admin()?;
-        match self.store.member(id).await? {
-            None => return Err(Error::NotFound(format!("member {id}"))),
-            Some(m) if m.state == MemberState::Suspended => {
-                return Err(Error::FailedPrecondition(format!(
-                    "member {id} is suspended"
-                )));
-            }
-            Some(_) => {}
-        }
+        self.require_grantable(id).await?;
         let mut w = self.store.begin_write().await?;
-        if !line::connect(&mut w.tx, id, caller.member.as_str(), now_ms()).await? {
+        if !policy::connect_to(&mut w.tx, List::Line, id, caller.member.as_str(), now_ms()).await? {
             return Err(Error::AlreadyExists(format!(
                 "{id} is already on the LINE connected-members list"
             )));
@@ -211,7 +204,7 @@ impl Tenant {
     pub async fn remove_line_connected(&self, caller: &Caller, id: &MemberId) -> Result<()> {
         caller.require_admin()?;
         let mut w = self.store.begin_write().await?;
-        if !line::disconnect(&mut w.tx, id).await? {
+        if !policy::disconnect_from(&mut w.tx, List::Line, id).await? {
             return Err(Error::NotFound(format!("LINE connected member {id}")));
         }
         audit_log::append(
@@ -241,7 +234,7 @@ impl Tenant {
         {
             return Ok(());
         }
-        if !line::connect(&mut w.tx, id, by, now_ms()).await? {
+        if !policy::connect_to(&mut w.tx, List::Line, id, by, now_ms()).await? {
             return Ok(());
         }
         let notice = self.line_grant(&mut w.tx, id, by).await?;

@@ -330,15 +330,7 @@ impl Tenant {
 
     pub async fn add_connected(&self, caller: &Caller, id: &MemberId) -> Result<()> {
         caller.require_admin()?;
-        match self.store.member(id).await? {
-            None => return Err(Error::NotFound(format!("member {id}"))),
-            Some(m) if m.state == MemberState::Suspended => {
-                return Err(Error::FailedPrecondition(format!(
-                    "member {id} is suspended"
-                )));
-            }
-            Some(_) => {}
-        }
+        self.require_grantable(id).await?;
         let mut w = self.store.begin_write().await?;
         if !policy::connect(&mut w.tx, id, caller.member.as_str(), now_ms()).await? {
             return Err(Error::AlreadyExists(format!(
@@ -359,6 +351,18 @@ impl Tenant {
         self.hub.notice(notice);
         // Contacts elsewhere see the member as they are now.
         self.push_profile(id).await
+    }
+
+    /// A member an admin may put on a connected-members list: one who
+    /// exists and is not suspended.
+    pub(crate) async fn require_grantable(&self, id: &MemberId) -> Result<()> {
+        match self.store.member(id).await? {
+            None => Err(Error::NotFound(format!("member {id}"))),
+            Some(m) if m.state == MemberState::Suspended => Err(Error::FailedPrecondition(
+                format!("member {id} is suspended"),
+            )),
+            Some(_) => Ok(()),
+        }
     }
 
     /// Records a grant and the member's notice, inside the caller's transaction.

@@ -14,64 +14,6 @@ pub const LINE_AUTO_GRANT: &str = "line.auto_grant";
 pub const LINE_RESTRICT_FILES: &str = "line.restrict_files";
 pub const LINE_GREETING: &str = "line.greeting";
 
-/// Adds a member to the LINE connected list; false when already there.
-pub async fn connect(
-    conn: &mut AnyConnection,
-    member: &MemberId,
-    by: &str,
-    at_ms: i64,
-) -> Result<bool> {
-    let n = sqlx::query(
-        "INSERT INTO line_connected_members (member_id, granted_by, granted_at) \
-         VALUES ($1, $2, $3) ON CONFLICT (member_id) DO NOTHING",
-    )
-    .bind(member.as_str())
-    .bind(by)
-    .bind(at_ms)
-    .execute(conn)
-    .await?
-    .rows_affected();
-    Ok(n == 1)
-}
-
-pub async fn disconnect(conn: &mut AnyConnection, member: &MemberId) -> Result<bool> {
-    let n = sqlx::query("DELETE FROM line_connected_members WHERE member_id = $1")
-        .bind(member.as_str())
-        .execute(conn)
-        .await?
-        .rows_affected();
-    Ok(n == 1)
-}
-
-pub struct ConnectedRow {
-    pub member: MemberId,
-    pub display_name: String,
-    pub granted_by: String,
-    pub granted_at_ms: i64,
-}
-
-pub async fn connected(conn: &mut AnyConnection) -> Result<Vec<ConnectedRow>> {
-    let rows = sqlx::query(
-        "SELECT c.member_id, m.display_name, c.granted_by, c.granted_at \
-         FROM line_connected_members c JOIN members m ON m.id = c.member_id ORDER BY c.member_id",
-    )
-    .fetch_all(conn)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(ConnectedRow {
-                member: stored(
-                    "member id",
-                    MemberId::parse(&r.try_get::<String, _>("member_id")?),
-                )?,
-                display_name: r.try_get("display_name")?,
-                granted_by: r.try_get("granted_by")?,
-                granted_at_ms: r.try_get("granted_at")?,
-            })
-        })
-        .collect()
-}
-
 /// What admission needs of our member and a LINE user, in one statement:
 /// LINE is switched on, the member is on the LINE list (and active), and
 /// the member blocked the LINE user.

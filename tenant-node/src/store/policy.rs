@@ -115,6 +115,22 @@ pub async fn pair_facts(
     })
 }
 
+/// A connected-members list: for other companies, or for LINE users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum List {
+    External,
+    Line,
+}
+
+impl List {
+    fn table(self) -> &'static str {
+        match self {
+            List::External => "connected_members",
+            List::Line => "line_connected_members",
+        }
+    }
+}
+
 /// Adds a member to the connected list; false when already there.
 pub async fn connect(
     conn: &mut AnyConnection,
@@ -122,10 +138,22 @@ pub async fn connect(
     by: &str,
     at_ms: i64,
 ) -> Result<bool> {
-    let n = sqlx::query(
-        "INSERT INTO connected_members (member_id, granted_by, granted_at) VALUES ($1, $2, $3) \
+    connect_to(conn, List::External, member, by, at_ms).await
+}
+
+/// Adds a member to `list`; false when already there.
+pub async fn connect_to(
+    conn: &mut AnyConnection,
+    list: List,
+    member: &MemberId,
+    by: &str,
+    at_ms: i64,
+) -> Result<bool> {
+    let n = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {} (member_id, granted_by, granted_at) VALUES ($1, $2, $3) \
          ON CONFLICT (member_id) DO NOTHING",
-    )
+        list.table()
+    )))
     .bind(member.as_str())
     .bind(by)
     .bind(at_ms)
@@ -137,11 +165,23 @@ pub async fn connect(
 
 /// Removes a member from the connected list; false when not there.
 pub async fn disconnect(conn: &mut AnyConnection, member: &MemberId) -> Result<bool> {
-    let n = sqlx::query("DELETE FROM connected_members WHERE member_id = $1")
-        .bind(member.as_str())
-        .execute(conn)
-        .await?
-        .rows_affected();
+    disconnect_from(conn, List::External, member).await
+}
+
+/// Removes a member from `list`; false when not there.
+pub async fn disconnect_from(
+    conn: &mut AnyConnection,
+    list: List,
+    member: &MemberId,
+) -> Result<bool> {
+    let n = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {} WHERE member_id = $1",
+        list.table()
+    )))
+    .bind(member.as_str())
+    .execute(conn)
+    .await?
+    .rows_affected();
     Ok(n == 1)
 }
 
@@ -153,10 +193,16 @@ pub struct ConnectedRow {
 }
 
 pub async fn connected(conn: &mut AnyConnection) -> Result<Vec<ConnectedRow>> {
-    let rows = sqlx::query(
-        "SELECT c.member_id, m.display_name, c.granted_by, c.granted_at FROM connected_members c \
+    connected_on(conn, List::External).await
+}
+
+/// Everyone on `list`, by member id.
+pub async fn connected_on(conn: &mut AnyConnection, list: List) -> Result<Vec<ConnectedRow>> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT c.member_id, m.display_name, c.granted_by, c.granted_at FROM {} c \
          JOIN members m ON m.id = c.member_id ORDER BY c.member_id",
-    )
+        list.table()
+    )))
     .fetch_all(conn)
     .await?;
     rows.iter()
