@@ -114,6 +114,17 @@ impl Channel {
             let text = std::fs::read_to_string(&path).map_err(|e| {
                 anyhow::anyhow!("cannot read the LINE {what} file {}: {e}", path.display())
             })?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    anyhow::bail!(
+                        "the LINE {what} file {} can be read by others (mode {mode:03o}): chmod 600 it",
+                        path.display()
+                    );
+                }
+            }
             let text = text.trim().to_string();
             if text.is_empty() {
                 anyhow::bail!("the LINE {what} file {} is empty", path.display());

@@ -417,16 +417,16 @@ async fn delivery_goes_through_a_line_outage_once_and_in_order() {
     a.line.fail_next(Endpoint::Push, Fault::ServerError, 3);
     let mut ids = Vec::new();
     for i in 0..20 {
-        ids.push(
-            alice
-                .send(&room.id, &format!("message {i}"))
-                .await
-                .unwrap()
-                .event_id,
+        let sent = alice
+            .send_keyed(&room.id, &format!("key-{i}"), &format!("message {i}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            sent.delivery.unwrap().state,
+            pb::DeliveryState::Queued as i32
         );
+        ids.push(sent.event.unwrap().event_id);
     }
-    let d = alice.delivery(&room.id, &ids[0]).await.unwrap();
-    assert_ne!(d.state, pb::DeliveryState::Refused as i32, "{d:?}");
     let sent = a.until_sent(&taro.id, 20).await;
     let got: Vec<&str> = sent.iter().filter_map(line_text).collect();
     let want: Vec<String> = (0..20).map(|i| format!("message {i}")).collect();
@@ -435,6 +435,18 @@ async fn delivery_goes_through_a_line_outage_once_and_in_order() {
         let d = until_delivered(&alice, &room.id, id).await;
         assert_eq!(d.state, pb::DeliveryState::Delivered as i32, "{d:?}");
     }
+    // A resend with the same key stores nothing and reports where the
+    // message stands now.
+    let again = alice
+        .send_keyed(&room.id, "key-0", "message 0")
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(
+        again.delivery.unwrap().state,
+        pb::DeliveryState::Delivered as i32
+    );
+    assert_eq!(a.line.conversation(&taro.id).len(), 20);
     let refused: Vec<_> = a
         .line
         .requests()

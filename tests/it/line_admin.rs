@@ -617,3 +617,32 @@ async fn a_node_whose_line_secret_file_is_missing_does_not_start() {
         "it must not listen"
     );
 }
+
+/// A channel secret others on the machine could read is refused at start,
+/// naming the file and the fix.
+#[tokio::test]
+async fn a_line_secret_readable_by_others_stops_the_node() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = tenant_node::config::LineConfig {
+        api_base_url: "http://127.0.0.1:9".into(),
+        data_api_base_url: "http://127.0.0.1:9".into(),
+        channel_id: "1".into(),
+        channel_secret_file: secret.clone(),
+        access_token_file: token,
+        basic_id: "@123abcde".into(),
+        webhook_listen: None,
+    };
+    let err = tenant_node::messaging_api::Channel::open(&config, dir.path()).unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains(&secret.display().to_string()) && text.contains("chmod 600"),
+        "{text}"
+    );
+}
