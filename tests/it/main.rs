@@ -24,6 +24,7 @@ mod hostile_requests;
 mod limits;
 mod line;
 mod line_sdk;
+mod ops;
 mod peering;
 mod policy;
 mod postgres;

@@ -97,6 +97,7 @@ pub async fn serve_api(
                 request_id = %ulid::Ulid::new(),
             )
         })
+        .layer(crate::ops::MetricsLayer::new(tenant.metrics.clone()))
         .add_routes(client_services(
             Routes::new(health_service)
                 .add_service(reflection_v1)
@@ -183,6 +184,7 @@ pub async fn serve_web(
         &tenant,
         Protocol::GrpcWeb,
     );
+    let metrics = tenant.metrics.clone();
     let router = routes
         .into_axum_router()
         .merge(crate::line::webhook::routes(tenant.clone()))
@@ -204,6 +206,7 @@ pub async fn serve_web(
                 request_id = %ulid::Ulid::new(),
             )
         })
+        .layer(crate::ops::MetricsLayer::new(metrics))
         .add_routes(Routes::from(router))
         .serve_with_incoming_shutdown(ReceiverStream::new(incoming), shutdown)
         .await;
