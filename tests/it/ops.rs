@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::postgres::Database;
 use crate::support::prometheus::{self, Sample, find, value};
 use crate::support::web::{Answer, http1};
 use crate::support::{RELAY_DEADLINE, TestNode, pair, room_with, until};
@@ -49,6 +50,37 @@ async fn a_running_node_is_healthy_and_ready() {
     // The ops port reads only.
     let posted = http1(node.ops.as_deref().unwrap(), "POST", "/readyz", &[]).await;
     assert_eq!(posted.status, 405);
+}
+
+#[tokio::test]
+async fn a_node_whose_postgresql_database_is_gone_is_not_ready() {
+    let db = Database::create().await;
+    let url = db.url();
+    let node = TestNode::start_with("acme.example", |c| c.storage.url = url.clone()).await;
+    let ready = get(&node, "/readyz").await;
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    let samples = scrape(&node).await;
+    assert_eq!(
+        find(&samples, "works_build_info", &[("backend", "postgres")]).len(),
+        1,
+        "{samples:#?}"
+    );
+    // The database disappears under the running node (its connections are
+    // closed, and new ones find no database).
+    db.drop_it().await;
+    until(Duration::from_secs(20), "readyz answers 503", || async {
+        get(&node, "/readyz").await.status == 503
+    })
+    .await;
+    let ready = get(&node, "/readyz").await;
+    assert!(
+        ready.text().starts_with("database: "),
+        "one line per failing check: {}",
+        ready.text()
+    );
+    assert!(ready.text().contains("migrations: "), "{}", ready.text());
+    // Alive all the same: the process still serves.
+    assert_eq!(get(&node, "/healthz").await.status, 200);
 }
 
 #[tokio::test]

@@ -170,14 +170,15 @@ async fn serve(data: &std::path::Path) -> anyhow::Result<()> {
     let web = listeners.web.as_ref().map(|w| w.local_addr()).transpose()?;
     let ops = listeners.ops.as_ref().map(|o| o.local_addr()).transpose()?;
     let shown = |addr: Option<std::net::SocketAddr>| addr.map_or("none".into(), |a| a.to_string());
-    tracing::info!(
-        tenant = %node.tenant.id,
-        %api,
-        %bridge,
-        web = %shown(web),
-        ops = %shown(ops),
-        "node started"
-    );
+    let ops_shown = shown(ops);
+    match web {
+        Some(web) => {
+            tracing::info!(tenant = %node.tenant.id, %api, %bridge, %web, ops = %ops_shown, "node started")
+        }
+        None => {
+            tracing::info!(tenant = %node.tenant.id, %api, %bridge, ops = %ops_shown, "node started; no web port")
+        }
+    }
     // Scripts and tests read these lines to find ephemeral ports; the
     // bridge's comes last.
     println!("api listening on {api}");
