@@ -231,7 +231,7 @@ pub struct OpsConfig {
 }
 
 /// How the node writes its log (to stderr).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// `text` (the default, for people) or `json` (one object a line, for
@@ -481,13 +481,6 @@ impl Default for OpsConfig {
         }
     }
 }
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            format: LogFormat::default(),
-        }
-    }
-}
 impl Default for BridgeConfig {
     fn default() -> Self {
         BridgeConfig {
@@ -663,13 +656,13 @@ impl Config {
         if let Some(line) = &self.line {
             line.validate()?;
         }
-        if let Some(url) = &self.web.public_url {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(ConfigError::Invalid {
-                    key: "web.public_url",
-                    reason: format!("{url:?} must start with https:// (or http://)"),
-                });
-            }
+        if let Some(url) = &self.web.public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ConfigError::Invalid {
+                key: "web.public_url",
+                reason: format!("{url:?} must start with https:// (or http://)"),
+            });
         }
         for peer in &self.peers {
             let tenant = TenantId::parse(&peer.tenant).map_err(|e| ConfigError::Invalid {

@@ -183,20 +183,24 @@ impl Node {
             ))
         });
         let tls = works_bridge::tls::server_config(self.tenant.server_cert.clone())?;
-        let bridge = tokio::spawn(tracked(servers.clone(), "bridge", works_bridge::serve(
-            listeners.bridge,
-            tls,
-            self.tenant.trust.clone(),
-            Arc::new(NodeBridge(self.tenant.clone())),
-            works_bridge::ServerLimits {
-                max_connections: self.config.limits.max_bridge_connections,
-                preface_timeout: self.config.limits.preface_timeout(),
-                keepalive_interval: self.config.limits.keepalive_interval(),
-                keepalive_timeout: self.config.limits.keepalive_timeout(),
-                ..works_bridge::ServerLimits::default()
-            },
-            stopped(&stop),
-        )));
+        let bridge = tokio::spawn(tracked(
+            servers.clone(),
+            "bridge",
+            works_bridge::serve(
+                listeners.bridge,
+                tls,
+                self.tenant.trust.clone(),
+                Arc::new(NodeBridge(self.tenant.clone())),
+                works_bridge::ServerLimits {
+                    max_connections: self.config.limits.max_bridge_connections,
+                    preface_timeout: self.config.limits.preface_timeout(),
+                    keepalive_interval: self.config.limits.keepalive_interval(),
+                    keepalive_timeout: self.config.limits.keepalive_timeout(),
+                    ..works_bridge::ServerLimits::default()
+                },
+                stopped(&stop),
+            ),
+        ));
         let purge = tokio::spawn(purge_sessions(self.tenant.clone()));
         let mut relay = tokio::spawn(crate::outbox::run(self.tenant.clone(), stop.subscribe()));
         let refused = tokio::spawn(crate::rooms::leave::take_refused(self.tenant.clone()));

@@ -31,7 +31,11 @@ async fn scrape(node: &TestNode) -> Vec<Sample> {
 }
 
 async fn queued_for(node: &TestNode, peer: &str) -> Option<f64> {
-    value(&scrape(node).await, "works_outbox_queued", &[("peer", peer)])
+    value(
+        &scrape(node).await,
+        "works_outbox_queued",
+        &[("peer", peer)],
+    )
 }
 
 #[tokio::test]
@@ -144,9 +148,11 @@ async fn metrics_show_calls_streams_storage_and_the_build() {
     assert_eq!(build[0].value, 1.0);
     assert!(build[0].label("version").is_some_and(|v| !v.is_empty()));
     drop(_watching);
-    until(Duration::from_secs(10), "the stream is counted closed", || async {
-        value(&scrape(&node).await, "works_live_streams", &[]) == Some(0.0)
-    })
+    until(
+        Duration::from_secs(10),
+        "the stream is counted closed",
+        || async { value(&scrape(&node).await, "works_live_streams", &[]) == Some(0.0) },
+    )
     .await;
 }
 
@@ -166,9 +172,11 @@ async fn the_queue_for_a_peer_that_is_down_grows_and_drains_when_it_is_back() {
             .await
             .unwrap();
     }
-    until(RELAY_DEADLINE, "five envelopes are queued for b", || async {
-        queued_for(&a, "b.example").await == Some(5.0)
-    })
+    until(
+        RELAY_DEADLINE,
+        "five envelopes are queued for b",
+        || async { queued_for(&a, "b.example").await == Some(5.0) },
+    )
     .await;
     let samples = scrape(&a).await;
     assert!(

@@ -89,7 +89,10 @@ impl Metrics {
     /// A delivery attempt that failed (no stream, no answer, or the peer
     /// asked to retry later).
     pub fn delivery_failed(&self, peer: &str) {
-        lock(&self.peers).entry(peer.to_string()).or_default().failed += 1;
+        lock(&self.peers)
+            .entry(peer.to_string())
+            .or_default()
+            .failed += 1;
     }
 
     pub fn set_delivering(&self, peer: &str, delivering: bool) {
@@ -379,7 +382,11 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
         metrics.live_stream_closed();
-        assert!(metrics.render(&snapshot()).contains("works_live_streams 0\n"));
+        assert!(
+            metrics
+                .render(&snapshot())
+                .contains("works_live_streams 0\n")
+        );
     }
 
     #[test]

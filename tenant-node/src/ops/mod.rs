@@ -90,7 +90,11 @@ async fn readyz(State(ops): State<Ops>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text)
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text,
+    )
 }
 
 async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
@@ -134,7 +138,10 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
         connections_idle: idle,
     };
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         tenant.metrics.render(&snapshot),
     )
 }

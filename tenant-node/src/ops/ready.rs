@@ -123,7 +123,10 @@ mod tests {
         );
         let (ready, text) = verdict(&[
             check("database", Some("the database does not answer: closed")),
-            check("migrations", Some("unknown while the database does not answer")),
+            check(
+                "migrations",
+                Some("unknown while the database does not answer"),
+            ),
             check("api", None),
             check("web", Some("not listening")),
         ]);
@@ -146,7 +149,10 @@ mod tests {
         let servers = Servers::new(&["api", "bridge"]);
         servers.set_up("api", true);
         servers.set_up("bridge", true);
-        assert_eq!(verdict(&checks(&store, &servers).await), (true, "ok\n".into()));
+        assert_eq!(
+            verdict(&checks(&store, &servers).await),
+            (true, "ok\n".into())
+        );
         servers.set_up("bridge", false);
         let (ready, text) = verdict(&checks(&store, &servers).await);
         assert!(!ready);
@@ -158,7 +164,11 @@ mod tests {
         assert!(text.starts_with("database: "), "{text}");
         assert!(text.contains("migrations: unknown"), "{text}");
         servers.set_draining();
-        assert!(verdict(&checks(&store, &servers).await).1.contains("draining"));
+        assert!(
+            verdict(&checks(&store, &servers).await)
+                .1
+                .contains("draining")
+        );
     }
 
     #[tokio::test]
@@ -168,7 +178,10 @@ mod tests {
         let store = Store::open(&url, Some(2), crate::config::Synchronous::Normal)
             .await
             .unwrap();
-        assert_eq!(store.unapplied_migrations().await.unwrap(), Vec::<i64>::new());
+        assert_eq!(
+            store.unapplied_migrations().await.unwrap(),
+            Vec::<i64>::new()
+        );
         sqlx::query("DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)")
             .execute(store.pool())
             .await
