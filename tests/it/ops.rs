@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use crate::postgres::Database;
 use crate::support::prometheus::{self, Sample, find, value};
 use crate::support::web::{Answer, http1};
-use crate::support::{RELAY_DEADLINE, TestNode, pair, room_with, until};
+use crate::support::{PASSWORD, RELAY_DEADLINE, TestNode, pair, room_with, until};
 use tenant_node::config::LogFormat;
 use tonic::Code;
+use works_proto::client::v1 as pb;
 
 async fn get(node: &TestNode, path: &str) -> Answer {
     let ops = node.ops.as_deref().expect("the node serves an ops port");
@@ -147,6 +148,34 @@ async fn metrics_show_calls_streams_storage_and_the_build() {
     assert_eq!(build.len(), 1, "{samples:#?}");
     assert_eq!(build[0].value, 1.0);
     assert!(build[0].label("version").is_some_and(|v| !v.is_empty()));
+
+    // The web port's grpc-web calls count too: the status of a success is
+    // in the body's trailer frame, that of a refusal in the headers.
+    let logins = |samples: &[Sample], code: &str| {
+        value(
+            samples,
+            "works_api_requests_total",
+            &[("method", "Login"), ("code", code)],
+        )
+        .unwrap_or(0.0)
+    };
+    let before = scrape(&node).await;
+    node.web_login(&alice.id, PASSWORD).await;
+    let refused = node
+        .web_auth()
+        .login(pb::LoginRequest {
+            member_id: alice.id.clone(),
+            password: "not the password".into(),
+        })
+        .await;
+    assert_eq!(refused.unwrap_err().code(), Code::Unauthenticated);
+    let after = scrape(&node).await;
+    assert_eq!(logins(&after, "OK"), logins(&before, "OK") + 1.0);
+    assert_eq!(
+        logins(&after, "UNAUTHENTICATED"),
+        logins(&before, "UNAUTHENTICATED") + 1.0
+    );
+
     drop(_watching);
     until(
         Duration::from_secs(10),
