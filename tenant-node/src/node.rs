@@ -173,14 +173,21 @@ impl Node {
         let servers = Arc::new(crate::ops::Servers::new(&names));
         // The ops port stops last, so probes see the node drain.
         let (ops_stop, _) = tokio::sync::watch::channel(false);
+        // It serves the team that watches the node, not its members: when it
+        // fails, the node goes on without it (and says so).
         let ops = listeners.ops.map(|listener| {
-            tokio::spawn(crate::ops::serve_ops(
+            let serving = crate::ops::serve_ops(
                 self.tenant.clone(),
                 servers.clone(),
                 crate::ops::replica_id(self.config.ops.replica_id.as_deref()),
                 listener,
                 stopped(&ops_stop),
-            ))
+            );
+            tokio::spawn(async move {
+                if let Err(e) = serving.await {
+                    tracing::error!(error = %e, "the ops port stopped; the node serves on without it");
+                }
+            })
         });
         let tls = works_bridge::tls::server_config(self.tenant.server_cert.clone())?;
         let bridge = tokio::spawn(tracked(
@@ -309,12 +316,10 @@ impl Node {
         store.close().await;
         tracing::info!("draining: storage closed");
         let _ = ops_stop.send(true);
-        if let Some(ops) = ops {
-            match tokio::time::timeout(GRACE, ops).await {
-                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the ops port failed"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "the ops port failed"),
-                Ok(Ok(Ok(()))) | Err(_) => {}
-            }
+        if let Some(mut ops) = ops
+            && tokio::time::timeout(GRACE, &mut ops).await.is_err()
+        {
+            ops.abort();
         }
         api_result.context("api task")??;
         bridge_result.context("bridge task")??;
