@@ -23,6 +23,10 @@ pub struct Config {
     #[serde(default)]
     pub web: WebConfig,
     #[serde(default)]
+    pub ops: OpsConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
     pub storage: StorageConfig,
     #[serde(default)]
     pub limits: Limits,
@@ -211,6 +215,51 @@ impl std::fmt::Display for WebListen {
     }
 }
 
+/// The operations port: health, readiness and metrics for the platform team.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsConfig {
+    /// Where `/healthz`, `/readyz` and `/metrics` are served (plain
+    /// HTTP/1.1, no authentication: keep it on a private interface); an
+    /// empty string serves no ops port.
+    #[serde(default = "default_ops_listen")]
+    pub listen: WebListen,
+    /// How this replica names itself in `works_outbox_deliverer`; the
+    /// host name and process id when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_id: Option<String>,
+}
+
+/// How the node writes its log (to stderr).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (the default, for people) or `json` (one object a line, for
+    /// log collectors).
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("{other:?} is neither text nor json")),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
@@ -330,6 +379,9 @@ fn default_bridge_listen() -> SocketAddr {
 fn default_web_listen() -> WebListen {
     WebListen(Some(SocketAddr::from(([127, 0, 0, 1], 4782))))
 }
+fn default_ops_listen() -> WebListen {
+    WebListen(Some(SocketAddr::from(([127, 0, 0, 1], 4783))))
+}
 fn default_tls_dir() -> PathBuf {
     PathBuf::from("tls")
 }
@@ -421,6 +473,14 @@ impl Default for WebConfig {
         }
     }
 }
+impl Default for OpsConfig {
+    fn default() -> Self {
+        OpsConfig {
+            listen: default_ops_listen(),
+            replica_id: None,
+        }
+    }
+}
 impl Default for BridgeConfig {
     fn default() -> Self {
         BridgeConfig {
@@ -508,6 +568,8 @@ impl Config {
             api: ApiConfig::default(),
             bridge: BridgeConfig::default(),
             web: WebConfig::default(),
+            ops: OpsConfig::default(),
+            log: LogConfig::default(),
             storage: StorageConfig::default(),
             limits: Limits::default(),
             smtp: None,
@@ -518,7 +580,7 @@ impl Config {
 
     /// Reads `node.toml` from the data directory, then applies the environment
     /// overlay (`WORKS_API_LISTEN`, `WORKS_BRIDGE_LISTEN`, `WORKS_WEB_LISTEN`,
-    /// `WORKS_DATABASE_URL`).
+    /// `WORKS_OPS_LISTEN`, `WORKS_LOG_FORMAT`, `WORKS_DATABASE_URL`).
     pub fn load(data_dir: &Path) -> Result<Self, ConfigError> {
         let path = data_dir.join(CONFIG_FILE);
         let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
@@ -563,6 +625,18 @@ impl Config {
             self.web.listen = v.parse().map_err(|e| ConfigError::Invalid {
                 key: "WORKS_WEB_LISTEN",
                 reason: format!("{v:?} is neither host:port nor empty: {e}"),
+            })?;
+        }
+        if let Some(v) = var("WORKS_OPS_LISTEN") {
+            self.ops.listen = v.parse().map_err(|e| ConfigError::Invalid {
+                key: "WORKS_OPS_LISTEN",
+                reason: format!("{v:?} is neither host:port nor empty: {e}"),
+            })?;
+        }
+        if let Some(v) = var("WORKS_LOG_FORMAT") {
+            self.log.format = v.parse().map_err(|reason| ConfigError::Invalid {
+                key: "WORKS_LOG_FORMAT",
+                reason,
             })?;
         }
         if let Some(v) = var("WORKS_DATABASE_URL") {
@@ -691,6 +765,35 @@ impl Config {
                     });
                 }
             }
+        }
+        if let Some(ops) = self.ops.listen.0 {
+            let web = self.web.listen.0.map(|w| ("web.listen", w));
+            for (other, addr) in [
+                Some(("api.listen", self.api.listen)),
+                Some(("bridge.listen", self.bridge.listen)),
+                web,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if ops.port() != 0 && ops == addr {
+                    return Err(ConfigError::Invalid {
+                        key: "ops.listen",
+                        reason: format!("{ops} is {other} already"),
+                    });
+                }
+            }
+        }
+        if self
+            .ops
+            .replica_id
+            .as_deref()
+            .is_some_and(|id| id.trim().is_empty())
+        {
+            return Err(ConfigError::Invalid {
+                key: "ops.replica_id",
+                reason: "is empty: leave it out for host name and process id".into(),
+            });
         }
         if self.limits.max_room_members < 2 {
             return Err(ConfigError::Invalid {
@@ -832,6 +935,36 @@ mod tests {
         config.web.listen = WebListen(Some(config.api.listen));
         let err = config.validate().unwrap_err();
         assert!(err.to_string().contains("web.listen"), "{err}");
+    }
+
+    #[test]
+    fn the_ops_port_and_the_log_format() {
+        let config = Config::parse("tenant = \"acme.example\"\n").unwrap();
+        assert_eq!(config.ops.listen.0.map(|a| a.port()), Some(4783));
+        assert_eq!(config.log.format, LogFormat::Text);
+        let off = Config::parse(
+            "tenant = \"acme.example\"\n[ops]\nlisten = \"\"\n[log]\nformat = \"json\"\n",
+        )
+        .unwrap();
+        assert_eq!(off.ops.listen, WebListen(None));
+        assert_eq!(off.log.format, LogFormat::Json);
+        let mut config = config;
+        config
+            .apply_env(|k| match k {
+                "WORKS_OPS_LISTEN" => Some("127.0.0.1:9100".into()),
+                "WORKS_LOG_FORMAT" => Some("json".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(config.ops.listen.0.map(|a| a.port()), Some(9100));
+        assert_eq!(config.log.format, LogFormat::Json);
+        let err = config
+            .apply_env(|k| (k == "WORKS_LOG_FORMAT").then(|| "xml".to_string()))
+            .unwrap_err();
+        assert!(err.to_string().contains("WORKS_LOG_FORMAT"), "{err}");
+        config.ops.listen = WebListen(Some(config.api.listen));
+        let err = config.validate().unwrap_err();
+        assert!(err.to_string().contains("ops.listen"), "{err}");
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct InitOptions {
     pub bridge: Option<SocketAddr>,
     /// The web port's address, or none; the default when absent.
     pub web: Option<WebListen>,
+    /// The ops port's address, or none; the default when absent.
+    pub ops: Option<WebListen>,
     pub admin_password: Option<String>,
     /// Where the data lives; the embedded SQLite file when absent.
     pub database_url: Option<String>,
@@ -56,6 +58,9 @@ pub async fn init(options: InitOptions) -> anyhow::Result<Initialized> {
     }
     if let Some(web) = options.web {
         config.web.listen = web;
+    }
+    if let Some(ops) = options.ops {
+        config.ops.listen = ops;
     }
     if let Some(url) = options.database_url {
         config.storage.url = url;

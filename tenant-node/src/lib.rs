@@ -5,6 +5,8 @@
 //! - `cli` (with `demo`), `client`: the `tenant-node` command line and the
 //!   client library it and the tests use.
 //! - `node`, `init`, `config`: start-up, the data directory, configuration.
+//! - `ops`: the operations port (health, readiness, Prometheus metrics) and
+//!   the API layer that counts calls; it reads, never writes.
 //! - `api`: the client API edge (gRPC); `federation`: the bridge edge
 //!   (answers to peers, the receiving gate). The only areas, with `cli` and
 //!   `client`, that see protobuf types.
@@ -35,6 +37,7 @@ pub mod live;
 pub mod messaging_api;
 pub mod model;
 pub mod node;
+pub mod ops;
 pub mod outbox;
 pub mod peers;
 pub mod policy;

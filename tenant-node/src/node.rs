@@ -30,6 +30,8 @@ pub struct Listeners {
     pub web: Option<TcpListener>,
     /// LINE's webhook, when `[line] webhook_listen` gives it a port.
     pub line: Option<TcpListener>,
+    /// Health, readiness and metrics, unless `[ops] listen` is empty.
+    pub ops: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -56,11 +58,20 @@ impl Listeners {
                     .with_context(|| format!("cannot listen on {addr} (LINE webhook)"))?,
             ),
         };
+        let ops = match config.ops.listen.0 {
+            None => None,
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (ops)"))?,
+            ),
+        };
         Ok(Listeners {
             api,
             bridge,
             web,
             line,
+            ops,
         })
     }
 }
@@ -131,7 +142,9 @@ impl Node {
     }
 
     /// Serves the client API and the bridge until `shutdown` resolves, then
-    /// closes storage.
+    /// drains in stages, a log line each: no new connections, calls in
+    /// flight finish (within `GRACE`), the deliverers finish their current
+    /// batch, storage closes. The ops port answers (not ready) until the end.
     pub async fn serve(
         self,
         listeners: Listeners,
@@ -153,23 +166,50 @@ impl Node {
                 let _ = rx.wait_for(|s| *s).await;
             }
         };
+        let mut names = vec!["api", "bridge"];
+        if listeners.web.is_some() {
+            names.push("web");
+        }
+        let servers = Arc::new(crate::ops::Servers::new(&names));
+        // The ops port stops last, so probes see the node drain.
+        let (ops_stop, _) = tokio::sync::watch::channel(false);
+        // It serves the team that watches the node, not its members: when it
+        // fails, the node goes on without it (and says so).
+        let ops = listeners.ops.map(|listener| {
+            let serving = crate::ops::serve_ops(
+                self.tenant.clone(),
+                servers.clone(),
+                crate::ops::replica_id(self.config.ops.replica_id.as_deref()),
+                listener,
+                stopped(&ops_stop),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = serving.await {
+                    tracing::error!(error = %e, "the ops port stopped; the node serves on without it");
+                }
+            })
+        });
         let tls = works_bridge::tls::server_config(self.tenant.server_cert.clone())?;
-        let bridge = tokio::spawn(works_bridge::serve(
-            listeners.bridge,
-            tls,
-            self.tenant.trust.clone(),
-            Arc::new(NodeBridge(self.tenant.clone())),
-            works_bridge::ServerLimits {
-                max_connections: self.config.limits.max_bridge_connections,
-                preface_timeout: self.config.limits.preface_timeout(),
-                keepalive_interval: self.config.limits.keepalive_interval(),
-                keepalive_timeout: self.config.limits.keepalive_timeout(),
-                ..works_bridge::ServerLimits::default()
-            },
-            stopped(&stop),
+        let bridge = tokio::spawn(tracked(
+            servers.clone(),
+            "bridge",
+            works_bridge::serve(
+                listeners.bridge,
+                tls,
+                self.tenant.trust.clone(),
+                Arc::new(NodeBridge(self.tenant.clone())),
+                works_bridge::ServerLimits {
+                    max_connections: self.config.limits.max_bridge_connections,
+                    preface_timeout: self.config.limits.preface_timeout(),
+                    keepalive_interval: self.config.limits.keepalive_interval(),
+                    keepalive_timeout: self.config.limits.keepalive_timeout(),
+                    ..works_bridge::ServerLimits::default()
+                },
+                stopped(&stop),
+            ),
         ));
         let purge = tokio::spawn(purge_sessions(self.tenant.clone()));
-        let relay = tokio::spawn(crate::outbox::run(self.tenant.clone()));
+        let mut relay = tokio::spawn(crate::outbox::run(self.tenant.clone(), stop.subscribe()));
         let refused = tokio::spawn(crate::rooms::leave::take_refused(self.tenant.clone()));
         let sends = tokio::spawn(crate::rooms::send::run(self.tenant.clone()));
         let line_inbox = tokio::spawn(crate::line::inbox::run(self.tenant.clone()));
@@ -187,10 +227,10 @@ impl Node {
         });
         // Without a web port, a task that only waits for the node to stop.
         let mut web = match listeners.web {
-            Some(listener) => tokio::spawn(crate::api::serve_web(
-                self.tenant.clone(),
-                listener,
-                stopped(&stop),
+            Some(listener) => tokio::spawn(tracked(
+                servers.clone(),
+                "web",
+                crate::api::serve_web(self.tenant.clone(), listener, stopped(&stop)),
             )),
             None => {
                 let stopped = stopped(&stop);
@@ -200,28 +240,31 @@ impl Node {
                 })
             }
         };
-        let api = tokio::spawn(crate::api::serve_api(
-            self.tenant,
-            listeners.api,
-            stopped(&stop),
+        let api = tokio::spawn(tracked(
+            servers.clone(),
+            "api",
+            crate::api::serve_api(self.tenant.clone(), listeners.api, stopped(&stop)),
         ));
         let (mut api, mut bridge) = (api, bridge);
         // A server that stops on its own (it failed) stops the node too.
         let (api_result, bridge_result, web_result) = tokio::select! {
             _ = shutdown => {
+                servers.set_draining();
                 let _ = stop.send(true);
-                // Our outbound relay streams end now; open streams into
-                // the servers (peers' relays, members' live streams) get a
-                // moment to finish, then close.
-                relay.abort();
+                tracing::info!("draining: no new connections accepted");
+                // The deliverers finish the batch they are sending, then
+                // stop; open streams into the servers (peers' relays,
+                // members' live streams) get a moment to finish, then
+                // close.
                 refused.abort();
-                sends.abort();
                 greet.abort();
-                (
+                let results = (
                     within_grace(api).await,
                     within_grace(bridge).await,
                     within_grace(web).await,
-                )
+                );
+                tracing::info!("draining: calls in flight finished");
+                results
             }
             finished = &mut api => {
                 tracing::error!("the client API stopped; stopping the node");
@@ -253,20 +296,49 @@ impl Node {
                 )
             }
         };
+        servers.set_draining();
+        let _ = stop.send(true);
         purge.abort();
         line_inbox.abort();
         if let Some(port) = line_port {
             port.abort();
         }
-        relay.abort();
         refused.abort();
-        sends.abort();
         greet.abort();
+        // The deliverer task bounds its own wait for the current batches.
+        if tokio::time::timeout(GRACE * 2, &mut relay).await.is_err() {
+            relay.abort();
+        }
+        tracing::info!("draining: outbox deliverers stopped");
+        // Sends waiting for the group commit are answered by now (their
+        // calls have finished or been dropped).
+        sends.abort();
         store.close().await;
+        tracing::info!("draining: storage closed");
+        let _ = ops_stop.send(true);
+        if let Some(mut ops) = ops
+            && tokio::time::timeout(GRACE, &mut ops).await.is_err()
+        {
+            ops.abort();
+        }
         api_result.context("api task")??;
         bridge_result.context("bridge task")??;
         web_result.context("web task")??;
         Ok(())
+    }
+}
+
+/// A server counts as up (`/readyz`) from its start until it ends.
+fn tracked<F: Future>(
+    servers: Arc<crate::ops::Servers>,
+    name: &'static str,
+    server: F,
+) -> impl Future<Output = F::Output> {
+    servers.set_up(name, true);
+    async move {
+        let result = server.await;
+        servers.set_up(name, false);
+        result
     }
 }
 

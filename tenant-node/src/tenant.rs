@@ -59,6 +59,8 @@ pub struct Tenant {
     pub(crate) public_url: Option<String>,
     /// Wakes the processor of the LINE webhook inbox.
     pub(crate) line_inbox: tokio::sync::Notify,
+    /// What the ops port's `/metrics` shows: API calls, deliveries, streams.
+    pub(crate) metrics: Arc<crate::ops::Metrics>,
 }
 
 impl Tenant {
@@ -91,6 +93,7 @@ impl Tenant {
             line: None,
             public_url: None,
             line_inbox: tokio::sync::Notify::new(),
+            metrics: Arc::default(),
         }
     }
 

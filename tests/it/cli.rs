@@ -58,6 +58,8 @@ async fn init_serve_and_chat_from_the_command_line() {
         "Acme Corp",
         "--web",
         "127.0.0.1:0",
+        "--ops",
+        "127.0.0.1:0",
         "--api",
         "127.0.0.1:0",
     ];

@@ -25,6 +25,7 @@ mod limits;
 mod line;
 mod line_admin;
 mod line_sdk;
+mod ops;
 mod peering;
 mod policy;
 mod postgres;

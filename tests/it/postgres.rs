@@ -11,12 +11,13 @@ use works_proto::client::v1 as pb;
 
 const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 
-struct Database {
+/// A database of its own on the local PostgreSQL (also for `ops`).
+pub(crate) struct Database {
     name: String,
 }
 
 impl Database {
-    async fn create() -> Database {
+    pub(crate) async fn create() -> Database {
         let name = format!(
             "works_test_{}",
             ulid::Ulid::new().to_string().to_lowercase()
@@ -31,11 +32,11 @@ impl Database {
         Database { name }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("{SERVER}/{}", self.name)
     }
 
-    async fn drop_it(self) {
+    pub(crate) async fn drop_it(self) {
         let mut conn = PgConnection::connect(&format!("{SERVER}/postgres"))
             .await
             .unwrap();

@@ -70,6 +70,8 @@ pub struct Serving {
     pub api: SocketAddr,
     /// The web port, unless the node serves none.
     pub web: Option<SocketAddr>,
+    /// The ops port (health, readiness, metrics), unless the node serves none.
+    pub ops: Option<SocketAddr>,
     pub bridge: SocketAddr,
 }
 
@@ -92,7 +94,7 @@ pub async fn serve(mut command: Command, within: Duration) -> anyhow::Result<Ser
         .ok_or_else(|| anyhow::anyhow!("did not start: no stdout from serve"))?;
     let mut lines = BufReader::new(stdout).lines();
     let found = tokio::time::timeout(within, async {
-        let (mut api, mut web) = (None, None);
+        let (mut api, mut web, mut ops) = (None, None, None);
         while let Some(line) = lines.next_line().await? {
             if let Some(addr) = line.strip_prefix("api listening on ") {
                 api = Some(addr.parse::<SocketAddr>()?);
@@ -100,15 +102,18 @@ pub async fn serve(mut command: Command, within: Duration) -> anyhow::Result<Ser
             if let Some(addr) = line.strip_prefix("web listening on ") {
                 web = Some(addr.parse::<SocketAddr>()?);
             }
+            if let Some(addr) = line.strip_prefix("ops listening on ") {
+                ops = Some(addr.parse::<SocketAddr>()?);
+            }
             if let Some(addr) = line.strip_prefix("bridge listening on ") {
                 let api = api.ok_or_else(|| anyhow::anyhow!("bridge line before api line"))?;
-                return Ok((api, web, addr.parse::<SocketAddr>()?));
+                return Ok((api, web, ops, addr.parse::<SocketAddr>()?));
             }
         }
         Err(anyhow::anyhow!("serve exited before listening"))
     })
     .await;
-    let (api, web, bridge) = match found {
+    let (api, web, ops, bridge) = match found {
         Ok(Ok(addrs)) => addrs,
         Ok(Err(e)) => anyhow::bail!("did not start: {e}"),
         Err(_) => anyhow::bail!("did not start within {within:?}"),
@@ -119,6 +124,7 @@ pub async fn serve(mut command: Command, within: Duration) -> anyhow::Result<Ser
         pid,
         api,
         web,
+        ops,
         bridge,
     })
 }

@@ -96,6 +96,7 @@ pub async fn serve_api(
                 request_id = %ulid::Ulid::new(),
             )
         })
+        .layer(crate::ops::MetricsLayer::new(tenant.metrics.clone()))
         .add_routes(client_services(
             Routes::new(health_service)
                 .add_service(reflection_v1)
@@ -182,6 +183,7 @@ pub async fn serve_web(
         &tenant,
         Protocol::GrpcWeb,
     );
+    let metrics = tenant.metrics.clone();
     let router = routes
         .into_axum_router()
         .merge(crate::line::webhook::routes(tenant.clone()))
@@ -203,6 +205,7 @@ pub async fn serve_web(
                 request_id = %ulid::Ulid::new(),
             )
         })
+        .layer(crate::ops::MetricsLayer::new(metrics))
         .add_routes(Routes::from(router))
         .serve_with_incoming_shutdown(ReceiverStream::new(incoming), shutdown)
         .await;

@@ -12,7 +12,7 @@ use super::{
     MemberCommand, NoticeCommand, PeerCommand, ProfileCommand, RequestCommand, RoomCommand,
 };
 use crate::client::Client;
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use crate::init::{InitOptions, init};
 use crate::node::{Listeners, Node};
 
@@ -45,6 +45,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             api,
             bridge,
             web,
+            ops,
             admin_password,
             database_url,
         } => {
@@ -55,6 +56,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 api,
                 bridge,
                 web,
+                ops,
                 admin_password,
                 database_url,
             })
@@ -147,25 +149,35 @@ async fn notice(command: NoticeCommand, opts: &ClientOpts) -> anyhow::Result<()>
 }
 
 async fn serve(data: &std::path::Path) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,h2=warn,tower=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let config = Config::load(data)?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn,h2=warn,tower=warn".into());
+    match config.log.format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+    }
     let listeners = Listeners::bind(&config).await?;
     let node = Node::open(config, data).await?;
     let api = listeners.api.local_addr()?;
     let bridge = listeners.bridge.local_addr()?;
     let web = listeners.web.as_ref().map(|w| w.local_addr()).transpose()?;
+    let ops = listeners.ops.as_ref().map(|o| o.local_addr()).transpose()?;
+    let shown = |addr: Option<std::net::SocketAddr>| addr.map_or("none".into(), |a| a.to_string());
+    let ops_shown = shown(ops);
     match web {
         Some(web) => {
-            tracing::info!(tenant = %node.tenant.id, %api, %bridge, %web, "node started")
+            tracing::info!(tenant = %node.tenant.id, %api, %bridge, %web, ops = %ops_shown, "node started")
         }
         None => {
-            tracing::info!(tenant = %node.tenant.id, %api, %bridge, "node started; no web port")
+            tracing::info!(tenant = %node.tenant.id, %api, %bridge, ops = %ops_shown, "node started; no web port")
         }
     }
     // Scripts and tests read these lines to find ephemeral ports; the
@@ -173,6 +185,9 @@ async fn serve(data: &std::path::Path) -> anyhow::Result<()> {
     println!("api listening on {api}");
     if let Some(web) = web {
         println!("web listening on {web}");
+    }
+    if let Some(ops) = ops {
+        println!("ops listening on {ops}");
     }
     println!("bridge listening on {bridge}");
     node.serve(listeners, shutdown_signal()).await?;
@@ -200,7 +215,7 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
-    tracing::info!("shutting down: finishing calls in flight");
+    tracing::info!("draining: shutdown signal received");
 }
 
 async fn profile(command: ProfileCommand, opts: &ClientOpts) -> anyhow::Result<()> {

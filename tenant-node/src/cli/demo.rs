@@ -52,6 +52,8 @@ async fn start_node(
         api: Some(([127, 0, 0, 1], 0).into()),
         bridge: Some(([127, 0, 0, 1], 0).into()),
         web: Some(WebListen(web.then(|| ([127, 0, 0, 1], 0).into()))),
+        // Two nodes on one machine: no ops port for either.
+        ops: Some(WebListen(None)),
         admin_password: None,
         database_url: None,
     })

@@ -71,6 +71,10 @@ enum Command {
         /// Web address for the browser app (default 127.0.0.1:4782; "" for none).
         #[arg(long, value_name = "ADDR")]
         web: Option<WebListen>,
+        /// Ops address for health, readiness and metrics (default
+        /// 127.0.0.1:4783; "" for none). No authentication: keep it private.
+        #[arg(long, value_name = "ADDR")]
+        ops: Option<WebListen>,
         /// The first admin's password; generated and printed once when absent.
         #[arg(long, env = "WORKS_ADMIN_PASSWORD", hide_env_values = true)]
         admin_password: Option<String>,

@@ -30,14 +30,22 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// A deliverer with nothing to do looks at its queue this often anyway.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
 
-/// Runs the deliverers: one task per peer with something queued.
-pub async fn run(tenant: Arc<Tenant>) {
+/// How long the deliverers may take to finish their current batch when
+/// the node stops; then they are dropped (what they sent and was not
+/// acknowledged stays queued, and receivers drop duplicates).
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs the deliverers: one task per peer with something queued, until
+/// `stop` turns true; then each finishes its current batch.
+pub async fn run(tenant: Arc<Tenant>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let Some(mut woken) = tenant.outbox.woken.lock().ok().and_then(|mut w| w.take()) else {
         return;
     };
     let mut deliverers: HashMap<TenantId, Arc<Signals>> = HashMap::new();
     // Dropped, with every deliverer in it, when this task is aborted.
     let mut tasks = tokio::task::JoinSet::new();
+    // LINE's deliverer has no stop signal of its own: it is dropped at stop.
+    let mut line_tasks = tokio::task::JoinSet::new();
     match tenant.store.pool().acquire().await {
         Ok(mut conn) => match outbox::peers_with_queued(&mut conn).await {
             Ok(peers) => peers.iter().for_each(|p| tenant.outbox.wake(p)),
@@ -45,15 +53,23 @@ pub async fn run(tenant: Arc<Tenant>) {
         },
         Err(e) => tracing::warn!(error = %e, "cannot read the outbox"),
     }
-    while let Some((peer, signal)) = woken.recv().await {
+    loop {
+        let (peer, signal) = tokio::select! {
+            woke = woken.recv() => match woke {
+                Some(woke) => woke,
+                None => break,
+            },
+            _ = stop.wait_for(|s| *s) => break,
+        };
         match signal {
             Signal::Queued => {
                 let signals = deliverers.entry(peer.clone()).or_insert_with(|| {
                     let signals = Arc::new(Signals::default());
+                    tenant.metrics.set_delivering(peer.as_str(), true);
                     if peer.as_str() == crate::ids::LINE_TENANT {
-                        tasks.spawn(super::line::deliver(tenant.clone(), signals.clone()));
+                        line_tasks.spawn(super::line::deliver(tenant.clone(), signals.clone()));
                     } else {
-                        tasks.spawn(deliver(tenant.clone(), peer, signals.clone()));
+                        tasks.spawn(deliver(tenant.clone(), peer, signals.clone(), stop.clone()));
                     }
                     signals
                 });
@@ -67,24 +83,44 @@ pub async fn run(tenant: Arc<Tenant>) {
             }
         }
     }
+    line_tasks.abort_all();
+    let finished = tokio::time::timeout(STOP_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        tracing::info!("deliverers still waiting for acknowledgements at stop were dropped");
+    }
+    for peer in deliverers.keys() {
+        tenant.metrics.set_delivering(peer.as_str(), false);
+    }
 }
 
-/// Delivers one peer's queue, in order, for as long as the node runs.
-async fn deliver(tenant: Arc<Tenant>, peer: TenantId, signals: Arc<Signals>) {
+/// Delivers one peer's queue, in order, until `stop` turns true: then it
+/// returns between batches (a batch on its way is finished first).
+async fn deliver(
+    tenant: Arc<Tenant>,
+    peer: TenantId,
+    signals: Arc<Signals>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut stream: Option<(RelayStream, u64)> = None;
     let mut backoff = MIN_BACKOFF;
     let mut failing = false;
-    loop {
+    while !*stop.borrow() {
         let rows = match queued(&tenant, &peer).await {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::warn!(peer = %peer, error = %e, "cannot read the outbox");
-                tokio::time::sleep(backoff).await;
+                let _ = tokio::time::timeout(backoff, stop.wait_for(|s| *s)).await;
                 continue;
             }
         };
         if rows.is_empty() {
-            let _ = tokio::time::timeout(IDLE_CHECK, signals.queued.notified()).await;
+            tokio::select! {
+                _ = tokio::time::timeout(IDLE_CHECK, signals.queued.notified()) => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
             continue;
         }
         // The peer's state in `peer list` follows the relay: failing (with
@@ -98,12 +134,14 @@ async fn deliver(tenant: Arc<Tenant>, peer: TenantId, signals: Arc<Signals>) {
             }
             Ok(Some(reason)) => {
                 failing = true;
+                tenant.metrics.delivery_failed(peer.as_str());
                 let _ = tenant.store.peer_failed(&peer, &reason).await;
-                backoff = retry_after(backoff, &signals.back).await;
+                backoff = retry_after(backoff, &signals.back, &mut stop).await;
             }
             Err(e) => {
                 stream = None;
                 failing = true;
+                tenant.metrics.delivery_failed(peer.as_str());
                 let _ = tenant.store.peer_failed(&peer, &e.to_string()).await;
                 tracing::info!(peer = %peer, queued = rows.len(), error = %e, "relay to peer failed; will retry");
                 let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
@@ -111,18 +149,24 @@ async fn deliver(tenant: Arc<Tenant>, peer: TenantId, signals: Arc<Signals>) {
                     let _ = outbox::attempted(&mut w.tx, &ids, &e.to_string()).await;
                     let _ = w.commit().await;
                 }
-                backoff = retry_after(backoff, &signals.back).await;
+                backoff = retry_after(backoff, &signals.back, &mut stop).await;
             }
         }
     }
 }
 
 /// Waits `backoff` before a retry, or less when the peer says it is back;
-/// the next wait: doubled up to `MAX_BACKOFF`, or the shortest again.
-async fn retry_after(backoff: Duration, back: &Notify) -> Duration {
+/// the next wait: doubled up to `MAX_BACKOFF`, or the shortest again. The
+/// node stopping ends the wait too.
+async fn retry_after(
+    backoff: Duration,
+    back: &Notify,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Duration {
     tokio::select! {
         _ = tokio::time::sleep(backoff) => (backoff * 2).min(MAX_BACKOFF),
         _ = back.notified() => MIN_BACKOFF,
+        _ = stop.wait_for(|s| *s) => backoff,
     }
 }
 
@@ -225,6 +269,10 @@ async fn send(
     }
     outbox::delivered(&mut w.tx, &delivered, at).await?;
     w.commit().await?;
+    let refused = answered.iter().filter(|(_, refused)| *refused).count() as u64;
+    tenant
+        .metrics
+        .delivered(peer.as_str(), delivered.len() as u64, refused);
     for (row, refused) in answered {
         if refused && let Some(refusal) = refusal(peer, &row) {
             tenant.outbox.refused(refusal);

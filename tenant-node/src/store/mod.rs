@@ -165,6 +165,38 @@ impl Store {
         })
     }
 
+    /// Answers when the database answers a query.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The migrations of this binary the database has not applied
+    /// successfully (their versions); none when the schema is current.
+    pub async fn unapplied_migrations(&self) -> Result<Vec<i64>> {
+        let migrator = match self.backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        let rows = sqlx::query("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&self.pool)
+            .await?;
+        let applied = rows
+            .iter()
+            .map(|r| sqlx::Row::try_get::<i64, _>(r, "version"))
+            .collect::<std::result::Result<std::collections::HashSet<i64>, _>>()?;
+        Ok(migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+            .map(|m| m.version)
+            .collect())
+    }
+
+    /// The pool's open connections, and how many of them are idle.
+    pub fn connections(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
     /// Closes every connection; pending writes have committed or rolled back.
     pub async fn close(&self) {
         self.pool.close().await;

@@ -283,6 +283,42 @@ pub async fn depth(conn: &mut AnyConnection, peer: &TenantId) -> Result<QueueDep
     })
 }
 
+/// What is queued for every peer, and for every peered company with
+/// nothing queued (zero), in peer order.
+pub async fn queues(conn: &mut AnyConnection) -> Result<Vec<(TenantId, QueueDepth)>> {
+    let rows = sqlx::query(
+        "SELECT peer, COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox \
+         WHERE state = 'queued' GROUP BY peer",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut queues = std::collections::BTreeMap::new();
+    for r in &rows {
+        let peer = stored(
+            "outbox peer",
+            TenantId::parse(&r.try_get::<String, _>("peer")?),
+        )?;
+        queues.insert(
+            peer,
+            QueueDepth {
+                queued: r.try_get::<i64, _>("n")? as u64,
+                oldest_at_ms: r.try_get("oldest")?,
+            },
+        );
+    }
+    let peered = sqlx::query("SELECT tenant FROM peers")
+        .fetch_all(&mut *conn)
+        .await?;
+    for r in &peered {
+        let peer = stored(
+            "peer tenant",
+            TenantId::parse(&r.try_get::<String, _>("tenant")?),
+        )?;
+        queues.entry(peer).or_default();
+    }
+    Ok(queues.into_iter().collect())
+}
+
 /// Where an event stands with every peer it was queued for.
 pub async fn deliveries(conn: &mut AnyConnection, event: &EventId) -> Result<Vec<PeerDelivery>> {
     let rows = sqlx::query(

@@ -5,6 +5,7 @@
 
 pub mod line;
 pub mod line_sdk;
+pub mod prometheus;
 pub mod web;
 
 use std::path::PathBuf;
@@ -39,6 +40,9 @@ pub struct TestNode {
     /// `http://host:port` of the web port (the browser app and grpc-web),
     /// or `None` when the node serves none.
     pub web: Option<String>,
+    /// `http://host:port` of the ops port (health, readiness, metrics), or
+    /// `None` when the node serves none.
+    pub ops: Option<String>,
     pub admin_id: String,
     dir: TempDir,
     child: Option<Child>,
@@ -63,6 +67,7 @@ impl TestNode {
             api: Some(([127, 0, 0, 1], 0).into()),
             bridge: Some(([127, 0, 0, 1], 0).into()),
             web: Some(WebListen(Some(([127, 0, 0, 1], 0).into()))),
+            ops: Some(WebListen(Some(([127, 0, 0, 1], 0).into()))),
             admin_password: Some(ADMIN_PASSWORD.into()),
             database_url: Some(wanted.storage.url.clone()),
         })
@@ -76,6 +81,7 @@ impl TestNode {
             url: String::new(),
             bridge: String::new(),
             web: None,
+            ops: None,
             admin_id: done.admin.to_string(),
             dir,
             child: None,
@@ -90,10 +96,15 @@ impl TestNode {
             .web
             .as_ref()
             .map(|w| w.trim_start_matches("http://").parse().unwrap());
+        let ops = node
+            .ops
+            .as_ref()
+            .map(|o| o.trim_start_matches("http://").parse().unwrap());
         node.edit_config(|c| {
             c.api.listen = api;
             c.bridge.listen = bridge;
             c.web.listen = WebListen(web);
+            c.ops.listen = WebListen(ops);
         });
         node
     }
@@ -120,6 +131,7 @@ impl TestNode {
             .unwrap_or_else(|e| panic!("node {e:#}; log:\n{}", self.log()));
         self.bridge = serving.bridge.to_string();
         self.web = serving.web.map(|w| format!("http://{w}"));
+        self.ops = serving.ops.map(|o| format!("http://{o}"));
         self.url = format!("http://{}", serving.api);
         self.child = Some(serving.child);
     }

@@ -63,10 +63,12 @@ const BACKLOG_MESSAGES: usize = 100_000;
 /// Connections opened at once by the idle-clients variant.
 const CONNECT_CONCURRENCY: usize = 64;
 /// Environment variables that would override the nodes' generated config.
-const NODE_ENV: [&str; 5] = [
+const NODE_ENV: [&str; 7] = [
     "WORKS_API_LISTEN",
     "WORKS_BRIDGE_LISTEN",
     "WORKS_WEB_LISTEN",
+    "WORKS_OPS_LISTEN",
+    "WORKS_LOG_FORMAT",
     "WORKS_DATABASE_URL",
     "WORKS_ADMIN_PASSWORD",
 ];

@@ -86,6 +86,8 @@ impl BenchNode {
                 "127.0.0.1:0",
                 "--web",
                 "",
+                "--ops",
+                "",
             ])
             .args(["--admin-password", ADMIN_PASSWORD]);
         for var in NODE_ENV {
