@@ -242,12 +242,14 @@ pub(super) async fn deliver(tenant: Arc<Tenant>, signals: Arc<Signals>) {
             match channel.push(&body, &key).await {
                 Ok(()) | Err(CallError::AlreadyAccepted) => {
                     backoff = MIN_BACKOFF;
+                    tenant.metrics.delivered(line.as_str(), 1, 0);
                     finish(&tenant, row.id, OutboxState::Delivered, None).await;
                     tracing::debug!(event = %row.event_id, "pushed to LINE");
                 }
                 Err(CallError::Refused { status, message }) => {
                     let reason = format!("LINE refused it ({status}): {message}");
                     tracing::warn!(event = %row.event_id, %reason, "a push to LINE was refused");
+                    tenant.metrics.delivered(line.as_str(), 0, 1);
                     finish(&tenant, row.id, OutboxState::Refused, Some(&reason)).await;
                 }
                 Err(CallError::Later {
@@ -255,6 +257,7 @@ pub(super) async fn deliver(tenant: Arc<Tenant>, signals: Arc<Signals>) {
                     retry_after,
                 }) => {
                     tracing::info!(event = %row.event_id, %reason, "LINE is unavailable; will retry");
+                    tenant.metrics.delivery_failed(line.as_str());
                     if let Ok(mut w) = tenant.store.begin_write().await {
                         let _ = outbox::attempted(&mut w.tx, &[row.id], &reason).await;
                         let _ = w.commit().await;
