@@ -102,6 +102,12 @@ impl Node {
             server_cert,
         );
         tenant.smtp = config.smtp.clone();
+        tenant.replica = format!(
+            "{}/{}",
+            crate::ops::replica_id(config.ops.replica_id.as_deref()),
+            ulid::Ulid::new()
+        );
+        tenant.database_url = url.clone();
         tenant.public_url = config
             .web
             .public_url
@@ -213,6 +219,7 @@ impl Node {
         let refused = tokio::spawn(crate::rooms::leave::take_refused(self.tenant.clone()));
         let sends = tokio::spawn(crate::rooms::send::run(self.tenant.clone()));
         let line_inbox = tokio::spawn(crate::line::inbox::run(self.tenant.clone()));
+        let doorbell = tokio::spawn(crate::live::doorbell::run(self.tenant.clone()));
         // LINE's webhook on a port of its own (`[line] webhook_listen`).
         let line_port = listeners.line.map(|listener| {
             tokio::spawn(crate::line::webhook::serve(
@@ -300,6 +307,7 @@ impl Node {
         let _ = stop.send(true);
         purge.abort();
         line_inbox.abort();
+        doorbell.abort();
         if let Some(port) = line_port {
             port.abort();
         }

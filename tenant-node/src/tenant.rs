@@ -59,6 +59,11 @@ pub struct Tenant {
     pub(crate) public_url: Option<String>,
     /// Wakes the processor of the LINE webhook inbox.
     pub(crate) line_inbox: tokio::sync::Notify,
+    /// This replica, among the node's replicas sharing one database: its
+    /// name and this process's start, as the holder of queue leases.
+    pub(crate) replica: String,
+    /// The database's URL, for the replicas' doorbell (PostgreSQL).
+    pub(crate) database_url: String,
     /// What the ops port's `/metrics` shows: API calls, deliveries, streams.
     pub(crate) metrics: Arc<crate::ops::Metrics>,
 }
@@ -93,6 +98,8 @@ impl Tenant {
             line: None,
             public_url: None,
             line_inbox: tokio::sync::Notify::new(),
+            replica: format!("{}-{}", std::process::id(), ulid::Ulid::new()),
+            database_url: String::new(),
             metrics: Arc::default(),
         }
     }

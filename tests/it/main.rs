@@ -31,6 +31,7 @@ mod policy;
 mod postgres;
 mod properties;
 mod relay;
+mod replicas;
 mod restart;
 mod room_policy;
 mod soak;

@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::ids::{self, MemberId, RoomId};
 use crate::messaging_api::{CallError, Channel, LineProfile};
 use crate::model::{AttachmentMeta, EventBody, Photo};
+use crate::outbox::lease::Lease;
 use crate::rooms::{Applied, Change};
 use crate::store::audit::{self, NewEntry};
 use crate::store::{WriteTx, attachments, line, now_ms, rooms};
@@ -45,7 +46,21 @@ pub async fn run(tenant: Arc<Tenant>) {
         return;
     };
     let mut backoff = MIN_BACKOFF;
+    // Among replicas, the lease's holder alone processes the inbox, in order.
+    let mut lease = Lease::new("line.inbox");
     loop {
+        match lease.hold(&tenant).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                tokio::time::sleep(crate::outbox::lease::TERM / 3).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot take the LINE inbox's lease");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        }
         let next = match tenant.store.pool().acquire().await {
             Ok(mut conn) => line::inbox_next(&mut conn, BATCH).await,
             Err(e) => Err(e.into()),
@@ -63,7 +78,10 @@ pub async fn run(tenant: Arc<Tenant>) {
             continue;
         }
         for (id, text) in batch {
-            match tenant.process_line_event(&channel, id, &text).await {
+            match tenant
+                .process_line_event(&channel, &mut lease, id, &text)
+                .await
+            {
                 Ok(()) => backoff = MIN_BACKOFF,
                 Err(e) => {
                     tracing::info!(error = %e, "a LINE event waits; will retry");
@@ -165,7 +183,13 @@ fn later_or_none<T>(result: std::result::Result<T, CallError>) -> Result<Option<
 }
 
 impl Tenant {
-    async fn process_line_event(&self, channel: &Channel, id: i64, text: &str) -> Result<()> {
+    async fn process_line_event(
+        &self,
+        channel: &Channel,
+        lease: &mut Lease,
+        id: i64,
+        text: &str,
+    ) -> Result<()> {
         let event: Value = match serde_json::from_str(text) {
             Ok(event) => event,
             Err(e) => {
@@ -199,6 +223,11 @@ impl Tenant {
         }
         if let Some(member) = &done.member {
             entry = entry.member(member);
+        }
+        if !lease.fence(self, &mut w.tx).await? {
+            return Err(Error::Unavailable(
+                "another replica processes the LINE inbox now".into(),
+            ));
         }
         audit::append(&mut w.tx, &entry, now_ms()).await?;
         line::inbox_done(&mut w.tx, id, &done.outcome, now_ms()).await?;

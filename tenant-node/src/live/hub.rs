@@ -27,12 +27,18 @@ pub enum Live {
     Suspended(MemberId),
     /// A notice for one member (already stored).
     Notice(Arc<Notice>),
+    /// Events may have been missed (another replica's doorbell was out of
+    /// reach): read what is new from storage.
+    Resync,
 }
 
 pub struct Hub {
     /// Events a member's streams have not taken yet, at most.
     capacity: usize,
     members: Mutex<Members>,
+    /// Tells the node's other replicas of each event published here
+    /// (`live::doorbell`, PostgreSQL only).
+    doorbell: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<(crate::ids::RoomId, u64)>>,
 }
 
 #[derive(Default)]
@@ -48,6 +54,7 @@ impl Hub {
         Hub {
             capacity,
             members: Mutex::default(),
+            doorbell: std::sync::OnceLock::new(),
         }
     }
 
@@ -78,7 +85,22 @@ impl Hub {
         }
     }
 
+    /// Rings the other replicas' doorbell for every event published here.
+    pub fn ring_others(&self, bell: tokio::sync::mpsc::UnboundedSender<(crate::ids::RoomId, u64)>) {
+        let _ = self.doorbell.set(bell);
+    }
+
+    /// An event this replica committed: shown here, and rung to the others.
     pub fn publish(&self, event: RoomEvent, recipients: Vec<MemberId>) {
+        if let Some(bell) = self.doorbell.get() {
+            let _ = bell.send((event.room, event.seq));
+        }
+        self.publish_here(event, recipients);
+    }
+
+    /// An event shown on this replica's streams only (another replica
+    /// committed it and rang).
+    pub fn publish_here(&self, event: RoomEvent, recipients: Vec<MemberId>) {
         let event = Arc::new(event);
         let recipients: Arc<[MemberId]> = recipients.into();
         let members = self.members();
@@ -95,6 +117,14 @@ impl Hub {
     pub fn notice(&self, notice: Notice) {
         let member = notice.member.clone();
         self.send(member.as_str(), Live::Notice(Arc::new(notice)));
+    }
+
+    /// Every stream reads back what it may have missed.
+    pub fn resync_all(&self) {
+        let members = self.members();
+        for tx in members.channels.values() {
+            let _ = tx.send(Live::Resync);
+        }
     }
 
     pub fn suspended(&self, member: MemberId) {

@@ -141,6 +141,10 @@ impl Watcher {
                         ))));
                     }
                     Ok(Live::Suspended(_)) => {}
+                    Ok(Live::Resync) => {
+                        self.refresh_rooms().await?;
+                        self.replay_all().await?;
+                    }
                     Ok(Live::Notice(notice)) => {
                         if notice.member == self.caller.member {
                             let item = WatchItem::Notice((*notice).clone());

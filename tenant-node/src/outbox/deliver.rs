@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use works_bridge::Outcome;
 use works_bridge::client::RelayStream;
 
+use super::lease::{self, Lease};
 use super::signal::{Refused, Signal, Signals};
 use crate::error::{Error, Result};
 use crate::ids::TenantId;
@@ -65,7 +66,6 @@ pub async fn run(tenant: Arc<Tenant>, mut stop: tokio::sync::watch::Receiver<boo
             Signal::Queued => {
                 let signals = deliverers.entry(peer.clone()).or_insert_with(|| {
                     let signals = Arc::new(Signals::default());
-                    tenant.metrics.set_delivering(peer.as_str(), true);
                     if peer.as_str() == crate::ids::LINE_TENANT {
                         line_tasks.spawn(super::line::deliver(tenant.clone(), signals.clone()));
                     } else {
@@ -107,7 +107,26 @@ async fn deliver(
     let mut stream: Option<(RelayStream, u64)> = None;
     let mut backoff = MIN_BACKOFF;
     let mut failing = false;
+    let mut lease = Lease::new(peer.as_str());
     while !*stop.borrow() {
+        // Among replicas sharing the database, only the lease's holder
+        // delivers; the others stand by until it lapses.
+        match lease.hold(&tenant).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                stream = None;
+                tokio::select! {
+                    _ = tokio::time::sleep(lease::TERM / 3) => {}
+                    _ = stop.wait_for(|s| *s) => {}
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(peer = %peer, error = %e, "cannot take the queue's lease");
+                let _ = tokio::time::timeout(backoff, stop.wait_for(|s| *s)).await;
+                continue;
+            }
+        }
         let rows = match queued(&tenant, &peer).await {
             Ok(rows) => rows,
             Err(e) => {
@@ -125,7 +144,7 @@ async fn deliver(
         }
         // The peer's state in `peer list` follows the relay: failing (with
         // the reason) until a batch goes through again.
-        match send(&tenant, &peer, &mut stream, &rows).await {
+        match send(&tenant, &peer, &mut stream, &rows, &mut lease).await {
             Ok(None) => {
                 backoff = MIN_BACKOFF;
                 if std::mem::take(&mut failing) {
@@ -153,6 +172,8 @@ async fn deliver(
             }
         }
     }
+    // Stopping: the next replica takes the queue over at once.
+    lease.release(&tenant).await;
 }
 
 /// Waits `backoff` before a retry, or less when the peer says it is back;
@@ -195,6 +216,7 @@ async fn send(
     peer: &TenantId,
     stream: &mut Option<(RelayStream, u64)>,
     rows: &[OutboxRow],
+    lease: &mut Lease,
 ) -> Result<Option<String>> {
     let Some(row) = tenant.store.peer(peer).await? else {
         // Unpeered: nothing queued for it can ever be delivered.
@@ -246,6 +268,15 @@ async fn send(
     let at = now_ms();
     let mut retry = None;
     let mut w = tenant.store.begin_write().await?;
+    // A replica that lost the lease while the batch was out records
+    // nothing: the new holder sends it again, and the peer drops what it
+    // already stored.
+    if !lease.fence(tenant, &mut w.tx).await? {
+        *stream = None;
+        return Err(Error::Unavailable(format!(
+            "this replica no longer holds {peer}'s queue"
+        )));
+    }
     let mut answered = Vec::new();
     let mut delivered = Vec::new();
     for (row, outcome) in rows.iter().zip(outcomes) {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::lease::{self, Lease};
 use super::signal::Signals;
 use crate::admission::RoomPermit;
 use crate::error::{Error, Result};
@@ -207,7 +208,21 @@ pub(super) async fn deliver(tenant: Arc<Tenant>, signals: Arc<Signals>) {
         return;
     };
     let mut backoff = MIN_BACKOFF;
+    // Among replicas, the lease's holder alone pushes to LINE.
+    let mut lease = Lease::new(line.as_str());
     loop {
+        match lease.hold(&tenant).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                tokio::time::sleep(lease::TERM / 3).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot take the LINE queue's lease");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        }
         let rows = match tenant.store.pool().acquire().await {
             Ok(mut conn) => outbox::queued(&mut conn, &line, BATCH).await,
             Err(e) => Err(e.into()),
@@ -228,13 +243,18 @@ pub(super) async fn deliver(tenant: Arc<Tenant>, signals: Arc<Signals>) {
             let body: Value = match serde_json::from_str(&row.payload) {
                 Ok(body) => body,
                 Err(e) => {
-                    finish(
+                    let reason = format!("unreadable: {e}");
+                    if !finish(
                         &tenant,
+                        &mut lease,
                         row.id,
                         OutboxState::Refused,
-                        Some(&format!("unreadable: {e}")),
+                        Some(&reason),
                     )
-                    .await;
+                    .await
+                    {
+                        break;
+                    }
                     continue;
                 }
             };
@@ -243,14 +263,26 @@ pub(super) async fn deliver(tenant: Arc<Tenant>, signals: Arc<Signals>) {
                 Ok(()) | Err(CallError::AlreadyAccepted) => {
                     backoff = MIN_BACKOFF;
                     tenant.metrics.delivered(line.as_str(), 1, 0);
-                    finish(&tenant, row.id, OutboxState::Delivered, None).await;
                     tracing::debug!(event = %row.event_id, "pushed to LINE");
+                    if !finish(&tenant, &mut lease, row.id, OutboxState::Delivered, None).await {
+                        break;
+                    }
                 }
                 Err(CallError::Refused { status, message }) => {
                     let reason = format!("LINE refused it ({status}): {message}");
                     tracing::warn!(event = %row.event_id, %reason, "a push to LINE was refused");
                     tenant.metrics.delivered(line.as_str(), 0, 1);
-                    finish(&tenant, row.id, OutboxState::Refused, Some(&reason)).await;
+                    if !finish(
+                        &tenant,
+                        &mut lease,
+                        row.id,
+                        OutboxState::Refused,
+                        Some(&reason),
+                    )
+                    .await
+                    {
+                        break;
+                    }
                 }
                 Err(CallError::Later {
                     reason,
@@ -275,15 +307,31 @@ pub(super) async fn deliver(tenant: Arc<Tenant>, signals: Arc<Signals>) {
     }
 }
 
-async fn finish(tenant: &Tenant, id: i64, state: OutboxState, reason: Option<&str>) {
-    match tenant.store.begin_write().await {
-        Ok(mut w) => {
-            let done = outbox::finish(&mut w.tx, id, state, reason, now_ms()).await;
-            if let Err(e) = done.and(w.commit().await) {
-                tracing::warn!(error = %e, "cannot record a push to LINE");
-            }
+/// Records LINE's answer for a row while this replica holds the queue;
+/// false when it does not (the row stays queued for the holder, whose push
+/// LINE answers 409 by the retry key) or the record failed.
+async fn finish(
+    tenant: &Tenant,
+    lease: &mut Lease,
+    id: i64,
+    state: OutboxState,
+    reason: Option<&str>,
+) -> bool {
+    let recorded = async {
+        let mut w = tenant.store.begin_write().await?;
+        if !lease.fence(tenant, &mut w.tx).await? {
+            return Ok(false);
         }
-        Err(e) => tracing::warn!(error = %e, "cannot record a push to LINE"),
+        outbox::finish(&mut w.tx, id, state, reason, now_ms()).await?;
+        w.commit().await?;
+        Ok::<bool, Error>(true)
+    };
+    match recorded.await {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot record a push to LINE");
+            false
+        }
     }
 }
 

@@ -26,6 +26,7 @@
 //! reordered.
 
 mod deliver;
+pub(crate) mod lease;
 pub(crate) mod line;
 pub mod receipts;
 mod signal;

@@ -13,6 +13,8 @@ pub struct Relay {
     pub(super) woken: Mutex<Option<mpsc::UnboundedReceiver<(TenantId, Signal)>>>,
     refused: mpsc::UnboundedSender<Refused>,
     refusals: Mutex<Option<mpsc::UnboundedReceiver<Refused>>>,
+    /// The other replicas' doorbell (`live::doorbell`, PostgreSQL only).
+    doorbell: std::sync::OnceLock<mpsc::UnboundedSender<TenantId>>,
 }
 
 /// A peer refused for good a hosted room's change that brings its own
@@ -52,13 +54,30 @@ impl Default for Relay {
             woken: Mutex::new(Some(woken)),
             refused,
             refusals: Mutex::new(Some(refusals)),
+            doorbell: std::sync::OnceLock::new(),
         }
     }
 }
 
 impl Relay {
+    /// Something was committed for `peer`: its deliverer here wakes, and
+    /// the other replicas' too (their doorbell), since whichever holds the
+    /// peer's lease delivers.
     pub fn wake(&self, peer: &TenantId) {
+        if let Some(bell) = self.doorbell.get() {
+            let _ = bell.send(peer.clone());
+        }
+        self.wake_here(peer);
+    }
+
+    /// Wakes this replica's deliverer of `peer` only (another replica rang).
+    pub fn wake_here(&self, peer: &TenantId) {
         let _ = self.wake.send((peer.clone(), Signal::Queued));
+    }
+
+    /// Rings the other replicas for every wake-up here.
+    pub fn ring_others(&self, bell: mpsc::UnboundedSender<TenantId>) {
+        let _ = self.doorbell.set(bell);
     }
 
     /// The peer is reachable again: retry what waits for it now rather

@@ -232,6 +232,23 @@ pub async fn unseen(
         .collect()
 }
 
+/// The members kept from seeing `room`'s event at `seq`.
+pub async fn unseen_at(conn: &mut AnyConnection, room: &RoomId, seq: u64) -> Result<Vec<MemberId>> {
+    let rows = sqlx::query("SELECT member_id FROM unseen_events WHERE room_id = $1 AND seq = $2")
+        .bind(room.to_string())
+        .bind(seq.min(i64::MAX as u64) as i64)
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            super::rooms::stored(
+                "member id",
+                MemberId::parse(&row.try_get::<String, _>("member_id")?),
+            )
+        })
+        .collect()
+}
+
 /// Drops from `events` (of one room) those kept out of `member`'s sight.
 pub async fn retain_seen(
     conn: &mut AnyConnection,

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod contacts;
 pub mod events;
 pub mod invitations;
+pub mod leases;
 pub mod limits;
 pub mod line;
 pub mod members;

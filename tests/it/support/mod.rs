@@ -87,7 +87,46 @@ impl TestNode {
             child: None,
         };
         node.spawn().await;
-        // Restarts come back on the same ports, as a real node would.
+        node.pin_ports();
+        node
+    }
+
+    /// Another replica of this node, as a second machine would run it: the
+    /// same configuration (its database, its TLS files), ports of its own.
+    /// Only for a database replicas share (PostgreSQL).
+    pub async fn replica(&self) -> TestNode {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(data.join("tls")).expect("data dir");
+        for entry in std::fs::read_dir(self.data_dir().join("tls")).expect("tls dir") {
+            let entry = entry.expect("tls file");
+            std::fs::copy(entry.path(), data.join("tls").join(entry.file_name())).expect("copy");
+        }
+        let mut config = Config::load(&self.data_dir()).expect("config");
+        let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        config.api.listen = any;
+        config.bridge.listen = any;
+        config.web.listen = WebListen(Some(any));
+        config.ops.listen = WebListen(Some(any));
+        std::fs::write(data.join(CONFIG_FILE), config.to_toml()).expect("write config");
+        let mut node = TestNode {
+            tenant: self.tenant.clone(),
+            url: String::new(),
+            bridge: String::new(),
+            web: None,
+            ops: None,
+            admin_id: self.admin_id.clone(),
+            dir,
+            child: None,
+        };
+        node.spawn().await;
+        node.pin_ports();
+        node
+    }
+
+    /// Restarts come back on the same ports, as a real node would.
+    fn pin_ports(&self) {
+        let node = self;
         let (api, bridge) = (
             node.url.trim_start_matches("http://").parse().unwrap(),
             node.bridge.parse().unwrap(),
@@ -106,7 +145,6 @@ impl TestNode {
             c.web.listen = WebListen(web);
             c.ops.listen = WebListen(ops);
         });
-        node
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -149,6 +187,11 @@ impl TestNode {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("node.log")).unwrap_or_default()
+    }
+
+    /// The node's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
     }
 
     /// SIGKILL: no shutdown code runs, as in a crash or a power cut of the process.

@@ -1,0 +1,219 @@
+//! One company on several replicas sharing the local PostgreSQL, peered
+//! with a company on SQLite: live events reach a member's stream on every
+//! replica, and each peer's queue is delivered by the one replica holding
+//! its lease, taken over when that replica dies or stalls.
+
+use std::time::Duration;
+
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+
+use crate::postgres::Database;
+use crate::support::web::http1;
+use crate::support::{
+    Member, RELAY_DEADLINE, TestNode, pair_of, prometheus, room_with, text, until, until_texts,
+};
+
+/// a.example on three replicas of one PostgreSQL database, b.example on
+/// SQLite, alice (on the first replica) and carol introduced.
+async fn three_replicas() -> (Database, [TestNode; 3], TestNode, Member, Member) {
+    let db = Database::create().await;
+    let url = db.url();
+    let a1 = TestNode::start_with("a.example", |c| c.storage.url = url.clone()).await;
+    let b = TestNode::start("b.example").await;
+    let (a1, b, alice, carol) = pair_of(a1, b).await;
+    let a2 = a1.replica().await;
+    let a3 = a1.replica().await;
+    (db, [a1, a2, a3], b, alice, carol)
+}
+
+/// The replica (by index) holding `queue`'s lease now.
+async fn holder(db: &Database, replicas: &[TestNode], queue: &str) -> Option<usize> {
+    let mut conn = PgConnection::connect(&db.url()).await.expect("connect");
+    let row: Option<(String, i64)> =
+        sqlx::query_as("SELECT holder, expires_at FROM deliverer_leases WHERE queue = $1")
+            .bind(queue)
+            .fetch_optional(&mut conn)
+            .await
+            .expect("read the lease");
+    let (holder, expires_at) = row?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    if expires_at <= now {
+        return None;
+    }
+    // The holder is "<host>-<pid>/<start>".
+    let pid: u32 = holder.split('/').next()?.rsplit('-').next()?.parse().ok()?;
+    replicas.iter().position(|r| r.pid() == Some(pid))
+}
+
+async fn until_held(
+    db: &Database,
+    replicas: &[TestNode],
+    queue: &str,
+    not: Option<usize>,
+) -> usize {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(i) = holder(db, replicas, queue).await
+            && Some(i) != not
+        {
+            return i;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no replica took {queue}'s lease"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What `replica` delivered to `peer`, as its `/metrics` says (read with
+/// the Prometheus client library's parser).
+async fn delivered_to(replica: &TestNode, peer: &str) -> f64 {
+    let text = http1(
+        replica.ops.as_deref().expect("an ops port"),
+        "GET",
+        "/metrics",
+        &[],
+    )
+    .await
+    .text();
+    let samples = prometheus::parse(&text);
+    prometheus::value(
+        &samples,
+        "works_outbox_delivered_total",
+        &[("peer", peer), ("outcome", "stored")],
+    )
+    .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_member_watching_on_one_replica_sees_what_the_others_commit() {
+    let (db, replicas, _b, alice, carol) = three_replicas().await;
+    let room = room_with(&alice, &carol.id).await;
+    let on2 = replicas[1].login(&alice.id).await;
+    let on3 = replicas[2].login(&alice.id).await;
+    let mut watch = on3
+        .watch(&[(&room.id, room.last_seq)])
+        .await
+        .expect("watch");
+    for i in 0..10 {
+        on2.send(&room.id, &format!("from replica 2: {i}"))
+            .await
+            .expect("send");
+        carol
+            .send(&room.id, &format!("from carol: {i}"))
+            .await
+            .expect("send");
+    }
+    let events = watch.take(20).await;
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "in order, no gap, once: {seqs:?}"
+    );
+    let texts: Vec<&str> = events.iter().filter_map(text).collect();
+    for i in 0..10 {
+        assert!(
+            texts.contains(&format!("from replica 2: {i}").as_str()),
+            "{texts:?}"
+        );
+        assert!(
+            texts.contains(&format!("from carol: {i}").as_str()),
+            "{texts:?}"
+        );
+    }
+    watch.assert_quiet(Duration::from_millis(500)).await;
+    // Carol got everything sent through replica 2, once, and one replica
+    // alone delivered to her company: the one holding its lease.
+    let got = until_texts(&carol, &room.id, 20).await;
+    assert_eq!(got.len(), 20, "{got:?}");
+    let holder = until_held(&db, &replicas, "b.example", None).await;
+    for (i, replica) in replicas.iter().enumerate() {
+        let delivered = delivered_to(replica, "b.example").await;
+        if i == holder {
+            assert!(
+                delivered >= 10.0,
+                "replica {i} holds the lease: {delivered}"
+            );
+        } else {
+            assert_eq!(delivered, 0.0, "replica {i} does not hold the lease");
+        }
+    }
+    drop(replicas);
+    db.drop_it().await;
+}
+
+#[tokio::test]
+async fn a_peers_queue_moves_to_another_replica_when_its_holder_dies() {
+    let (db, mut replicas, _b, alice, carol) = three_replicas().await;
+    let room = room_with(&alice, &carol.id).await;
+    alice.send(&room.id, "warm-up").await.expect("send");
+    let first = until_held(&db, &replicas, "b.example", None).await;
+    // Send from a replica that does not deliver, and kill the one that does
+    // mid-burst.
+    let sender_at = (first + 1) % 3;
+    let sender = replicas[sender_at].login(&alice.id).await;
+    let mut sent = Vec::new();
+    for i in 0..150 {
+        if i == 50 {
+            replicas[first].kill().await;
+        }
+        sender
+            .send(&room.id, &format!("burst {i}"))
+            .await
+            .expect("send");
+        sent.push(format!("burst {i}"));
+    }
+    let next = until_held(&db, &replicas, "b.example", Some(first)).await;
+    assert_ne!(next, first);
+    let got = until_texts(&carol, &room.id, 151).await;
+    let want: Vec<String> = std::iter::once("warm-up".to_string()).chain(sent).collect();
+    assert_eq!(got, want, "every acknowledged message once, in room order");
+    drop(replicas);
+    db.drop_it().await;
+}
+
+#[tokio::test]
+async fn a_stalled_holder_loses_its_lease_and_cannot_acknowledge() {
+    let (db, replicas, _b, alice, carol) = three_replicas().await;
+    let room = room_with(&alice, &carol.id).await;
+    alice.send(&room.id, "before").await.expect("send");
+    let first = until_held(&db, &replicas, "b.example", None).await;
+    replicas[first].set_running(false);
+    let sender = replicas[(first + 1) % 3].login(&alice.id).await;
+    for i in 0..20 {
+        sender
+            .send(&room.id, &format!("while stalled {i}"))
+            .await
+            .expect("send");
+    }
+    let next = until_held(&db, &replicas, "b.example", Some(first)).await;
+    until_texts(&carol, &room.id, 21).await;
+    // Woken, the old holder finds its lease gone and delivers nothing twice.
+    replicas[first].set_running(true);
+    for i in 0..5 {
+        sender
+            .send(&room.id, &format!("after {i}"))
+            .await
+            .expect("send");
+    }
+    let got = until_texts(&carol, &room.id, 26).await;
+    assert_eq!(got.len(), 26, "{got:?}");
+    let mut unique = got.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), 26, "nothing doubled: {got:?}");
+    assert_eq!(holder(&db, &replicas, "b.example").await, Some(next));
+    until(RELAY_DEADLINE, "the old holder stands by", || async {
+        replicas[first]
+            .log()
+            .contains("another replica holds the queue now")
+            || replicas[first].log().contains("the lease was lost")
+    })
+    .await;
+    drop(replicas);
+    db.drop_it().await;
+}
