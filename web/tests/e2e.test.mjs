@@ -8,7 +8,10 @@
 // invitation link and chat; carol's message turns "delivered"; a file
 // crosses; markup is shown as text; carol's admin turns external messaging
 // off and alice sees carol become unknown; alice's token is refused by the
-// admin console.
+// admin console. On A, which has no LINE channel, the admin's "Chat with
+// LINE users" is refused switching on and says why, while the greeting and
+// the LINE connected members are kept; alice's profile says why she cannot
+// add LINE users.
 import assert from "node:assert/strict";
 import { readFile, writeFile, mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -143,6 +146,52 @@ test("admins sign in, peer their nodes and connect a member each", async () => {
     await page.locator(`li[data-member="${member.id}"]`).waitFor({ timeout: TIMEOUT });
   }
   await screenshot(pages.adminB, "e2e-02-external-settings");
+});
+
+test("without a LINE channel the admin is refused LINE but keeps its greeting and members", async () => {
+  const page = pages.adminA;
+  await openAdmin(page, "Chat with LINE users");
+  const hint = page.locator('[data-line-channel="none"]');
+  await hint.waitFor({ timeout: TIMEOUT });
+  assert.match(await hint.innerText(), /No LINE channel on this node: add \[line\] to node\.toml/);
+
+  const use = page.getByRole("checkbox", { name: "Use status" });
+  assert.equal(await use.isChecked(), false, "LINE starts off");
+  await use.click();
+  const alert = page.locator('.error[role="alert"]');
+  await alert.waitFor({ timeout: TIMEOUT });
+  assert.match(await alert.innerText(), /FailedPrecondition: this node has no LINE channel/);
+  await eventually(async () => !(await use.isChecked()), "the box to show LINE still off");
+  await alert.getByRole("button", { name: "Close" }).click();
+
+  const auto = page.getByRole("checkbox", { name: "Permit new members automatically" });
+  await auto.click();
+  await eventually(() => auto.isChecked(), "automatic grants on");
+  await auto.click();
+  await eventually(async () => !(await auto.isChecked()), "automatic grants off");
+
+  const greeting = `Welcome to Acme on LINE <b>${Date.now()}</b>\nSend us a message ID.`;
+  const area = page.getByRole("textbox", { name: "Greeting message" });
+  await area.fill(greeting);
+  await page.getByRole("button", { name: "Save greeting" }).click();
+  await page.getByRole("status").filter({ hasText: "Saved" }).waitFor({ timeout: TIMEOUT });
+  await page.reload();
+  await eventually(async () => (await area.inputValue()) === greeting, "the saved greeting after a reload");
+  assert.equal(await page.locator(".admin b").count(), 0, "the greeting's markup is text");
+
+  const listed = page.locator(`li[data-line-member="${alice.id}"]`);
+  if ((await listed.count()) > 0) await page.getByRole("button", { name: `Remove ${alice.id}` }).click();
+  await listed.waitFor({ state: "detached", timeout: TIMEOUT });
+  await page.getByLabel("ID", { exact: true }).fill(alice.id);
+  await page.getByRole("button", { name: "Add", exact: true }).click();
+  await listed.waitFor({ timeout: TIMEOUT });
+  assert.match(await listed.innerText(), new RegExp(A.admin.id.replaceAll(".", "\\.")), "granted by the admin");
+  await page.getByLabel("ID", { exact: true }).fill("nobody@" + A.tenant);
+  await page.getByRole("button", { name: "Add", exact: true }).click();
+  await alert.waitFor({ timeout: TIMEOUT });
+  assert.match(await alert.innerText(), /NotFound/);
+  await alert.getByRole("button", { name: "Close" }).click();
+  await screenshot(page, "e2e-02b-line-settings");
 });
 
 test("alice and carol become contacts by an invitation link", async () => {
@@ -295,6 +344,17 @@ test("a member's token is refused by the admin console", async () => {
   assert.match(await refused.innerText(), /PermissionDenied/);
   assert.equal(await pages.alice.locator("tr[data-member]").count(), 0, "no member is listed");
   await screenshot(pages.alice, "e2e-09-console-refused");
+});
+
+test("alice's profile says why she cannot add LINE users", async () => {
+  const page = pages.alice;
+  await page.getByRole("link", { name: "Profile" }).click();
+  const section = page.locator("section").filter({ has: page.getByRole("heading", { name: "Add LINE user" }) });
+  await section.waitFor({ timeout: TIMEOUT });
+  const refused = section.locator('[data-refused="true"]');
+  assert.match(await refused.innerText(), /FailedPrecondition: your company has no LINE account on this node/);
+  assert.equal(await section.getByRole("img").count(), 0, "no QR code without a LINE account");
+  await screenshot(page, "e2e-09b-profile-line");
 });
 
 test("the signed-in app fits a phone and switches to Japanese", async () => {
