@@ -22,6 +22,10 @@ import { company, launch, screenshot, signIn, watchedPage } from "./lib.mjs";
 const TIMEOUT = Number(process.env.WORKS_E2E_TIMEOUT_MS ?? 20_000);
 const A = company("A");
 const B = company("B");
+// B's LINE user bound to carol (who sent a LINE sticker and took a text
+// back), when B's node has a LINE account: WORKS_B_LINE_USER (the room
+// member id) and WORKS_B_LINE_NAME.
+const lineUser = process.env.WORKS_B_LINE_USER ? { id: process.env.WORKS_B_LINE_USER, name: process.env.WORKS_B_LINE_NAME ?? "" } : null;
 const alice = A.members[0];
 const carol = B.members[0];
 assert.ok(alice && carol, "WORKS_A_MEMBERS and WORKS_B_MEMBERS each name at least one member");
@@ -325,6 +329,40 @@ test("a file crosses from alice to carol", async () => {
   assert.equal(download.suggestedFilename(), "report.txt");
   assert.equal(await readFile(await download.path(), "utf8"), content);
   await screenshot(pages.carol, "e2e-07-file");
+});
+
+test("carol adds LINE users by her message ID, link or QR code, and chats with one by name", { skip: !lineUser }, async () => {
+  const page = pages.carol;
+  await page.getByRole("link", { name: "Profile" }).click();
+  const section = page.locator("section").filter({ has: page.getByRole("heading", { name: "Add LINE user" }) });
+  await section.waitFor({ timeout: TIMEOUT });
+  assert.equal(await section.getByLabel("Message ID", { exact: true }).inputValue({ timeout: TIMEOUT }), carol.id);
+  const link = await section.getByLabel("Add me on LINE link", { exact: true }).inputValue();
+  assert.match(link, /^https:\/\/line\.me\/R\/oaMessage\/[^/]+\/\?Hello%20/);
+  assert.ok(link.includes(encodeURIComponent(carol.id)), `the link carries carol's id: ${link}`);
+  await section.getByRole("button", { name: "Copy Add me on LINE link" }).waitFor();
+  const qr = section.getByRole("img", { name: "LINE QR code" });
+  await qr.waitFor({ timeout: TIMEOUT });
+  await eventually(() => qr.evaluate((img) => img.complete && img.naturalWidth > 0), "the QR code to load");
+  await screenshot(page, "e2e-07b-line-invite");
+
+  await page.getByRole("link", { name: "Messages" }).first().click();
+  const room = page.locator("a.room").filter({ has: page.locator(".badge.line") }).filter({ hasText: lineUser.name });
+  await room.waitFor({ timeout: TIMEOUT });
+  await room.click();
+  const sticker = page.locator('li.event[data-kind="sticker"]');
+  await sticker.waitFor({ timeout: TIMEOUT });
+  assert.equal(await sticker.locator(".sticker").innerText(), "LINE sticker 446/1988");
+  assert.equal(await sticker.locator(".sender").innerText(), lineUser.name);
+  const unsent = page.locator('li.event[data-kind="unsent"]');
+  await unsent.waitFor({ timeout: TIMEOUT });
+  assert.equal(await unsent.innerText(), `${lineUser.name}: message taken back`);
+  await page.getByRole("button", { name: "Info" }).click();
+  const member = page.locator(`.room-info li[data-member="${lineUser.id}"]`);
+  await member.waitFor({ timeout: TIMEOUT });
+  assert.match(await member.innerText(), new RegExp(`LINE\\s+${lineUser.name}`));
+  await screenshot(page, "e2e-07c-line-room");
+  await page.getByRole("button", { name: "Info" }).click();
 });
 
 test("carol's admin turns external messaging off and alice sees carol become unknown", async () => {
