@@ -54,11 +54,22 @@ async fn two_companies_chat_in_their_browsers() {
     // A LINE user binds to carol, sends a LINE sticker, and takes a text back.
     let kenji = globex.line.add_user("Kenji Sato");
     globex.bound(&kenji, &carol).await;
-    let (status, _) = globex.line.sticker(&kenji, "446", "1988").await.expect("sticker");
+    let (status, _) = globex
+        .line
+        .sticker(&kenji, "446", "1988")
+        .await
+        .expect("sticker");
     assert_eq!(status, 200);
-    let (status, oops) = globex.line.text(&kenji, "oops, wrong chat").await.expect("text");
+    let (status, oops) = globex
+        .line
+        .text(&kenji, "oops, wrong chat")
+        .await
+        .expect("text");
     assert_eq!(status, 200);
-    assert_eq!(globex.line.unsend(&kenji, &oops).await.expect("unsend"), 200);
+    assert_eq!(
+        globex.line.unsend(&kenji, &oops).await.expect("unsend"),
+        200
+    );
 
     let mut command = tokio::process::Command::new("node");
     command

@@ -190,6 +190,11 @@ test("without a LINE channel the admin is refused LINE but keeps its greeting an
   await page.getByRole("button", { name: "Add", exact: true }).click();
   await listed.waitFor({ timeout: TIMEOUT });
   assert.match(await listed.innerText(), new RegExp(A.admin.id.replaceAll(".", "\\.")), "granted by the admin");
+  await page.getByRole("button", { name: `Remove ${alice.id}` }).click();
+  await listed.waitFor({ state: "detached", timeout: TIMEOUT });
+  await page.getByLabel("ID", { exact: true }).fill(alice.id);
+  await page.getByRole("button", { name: "Add", exact: true }).click();
+  await listed.waitFor({ timeout: TIMEOUT });
   await page.getByLabel("ID", { exact: true }).fill("nobody@" + A.tenant);
   await page.getByRole("button", { name: "Add", exact: true }).click();
   await alert.waitFor({ timeout: TIMEOUT });
