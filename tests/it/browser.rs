@@ -5,11 +5,18 @@
 //! external messaging and connect a member each in the console; alice and
 //! carol befriend by invitation link and chat; delivery, a cut stream, a
 //! file, markup shown as text, carol becoming unknown, and the console
-//! refusing a member's token. Screenshots land in `target/browser/`.
+//! refusing a member's token. Acme has no LINE channel: its admin is
+//! refused switching "Chat with LINE users" on but keeps the greeting and
+//! the LINE connected members, and alice's profile says why she cannot add
+//! LINE users. Globex has its LINE account on the stand-in LINE platform:
+//! a LINE user bound to carol sends a LINE sticker and takes a message
+//! back, and carol sees her invite (message ID, link, QR code) and the LINE
+//! room with the user by name. Screenshots land in `target/browser/`.
 //!
 //! Needs Node.js, `npm ci` in `web/` and `/usr/bin/chromium` (or
 //! `WORKS_CHROMIUM`); missing, the test fails and says how to install them.
 
+use crate::support::line::{line_company, line_member_id};
 use crate::support::{ADMIN_PASSWORD, PASSWORD, TestNode};
 use std::path::{Path, PathBuf};
 
@@ -41,9 +48,28 @@ async fn two_companies_chat_in_their_browsers() {
     let web = root.join("web");
     check_prerequisites(&web);
     let acme = TestNode::start("acme.example").await;
-    let globex = TestNode::start("globex.example").await;
+    let globex = line_company("globex.example", "Welcome to Globex on LINE").await;
     let alice = acme.member("alice").await;
-    let carol = globex.member("carol").await;
+    let carol = globex.line_member("carol").await;
+    // A LINE user binds to carol, sends a LINE sticker, and takes a text back.
+    let kenji = globex.line.add_user("Kenji Sato");
+    globex.bound(&kenji, &carol).await;
+    let (status, _) = globex
+        .line
+        .sticker(&kenji, "446", "1988")
+        .await
+        .expect("sticker");
+    assert_eq!(status, 200);
+    let (status, oops) = globex
+        .line
+        .text(&kenji, "oops, wrong chat")
+        .await
+        .expect("text");
+    assert_eq!(status, 200);
+    assert_eq!(
+        globex.line.unsend(&kenji, &oops).await.expect("unsend"),
+        200
+    );
 
     let mut command = tokio::process::Command::new("node");
     command
@@ -51,7 +77,10 @@ async fn two_companies_chat_in_their_browsers() {
         .current_dir(&web)
         .env("WORKS_SCREENSHOTS", root.join("target/browser"))
         .kill_on_drop(true);
-    for (key, node, member) in [("A", &acme, &alice.id), ("B", &globex, &carol.id)] {
+    command
+        .env("WORKS_B_LINE_USER", line_member_id(&kenji.id))
+        .env("WORKS_B_LINE_NAME", &kenji.display_name);
+    for (key, node, member) in [("A", &acme, &alice.id), ("B", &globex.node, &carol.id)] {
         command
             .env(
                 format!("WORKS_{key}_URL"),

@@ -11,6 +11,7 @@ import {
   type AuditSearchRequestSchema,
   type ConnectedMember,
   type ExternalSettings,
+  type LineSettings,
   type Member,
   type Peer,
   type PeerInvitation,
@@ -24,6 +25,7 @@ import { Check, CopyButton, Field, Section, saveBlob, time } from "./ui";
 const SECTIONS: [string, string][] = [
   ["members", "Members"],
   ["external", "External messaging"],
+  ["line", "Chat with LINE users"],
   ["peering", "Peering"],
   ["audit", "Audit"],
 ];
@@ -40,6 +42,7 @@ export function AdminConsole(props: { section: string }) {
       </nav>
       {props.section === "members" && <MembersAdmin />}
       {props.section === "external" && <ExternalAdmin />}
+      {props.section === "line" && <LineAdmin />}
       {props.section === "peering" && <PeeringAdmin />}
       {props.section === "audit" && <AuditAdmin />}
     </div>
@@ -223,6 +226,140 @@ function ExternalAdmin() {
                 }}
               >
                 {t("Disconnect")}
+              </button>
+            </li>
+          ))}
+        </ul>
+      </Section>
+    </>
+  );
+}
+
+/** The longest greeting the node takes: one LINE text message. */
+const MAX_GREETING = 1000;
+
+function LineAdmin() {
+  const [settings, setSettings] = useState<LineSettings | null>(null);
+  const [connected, setConnected] = useState<ConnectedMember[]>([]);
+  const [refused, setRefused] = useState<string | null>(null);
+  const [greeting, setGreeting] = useState("");
+  const [saved, setSaved] = useState(false);
+  const [member, setMember] = useState("");
+  const reload = async () => {
+    try {
+      const [s, c] = await Promise.all([api.line.getLineSettings({}), api.line.listLineConnected({})]);
+      setSettings(s);
+      setGreeting(s.greeting);
+      setConnected(c.members);
+      setRefused(null);
+    } catch (error) {
+      setRefused(describe(error));
+    }
+  };
+  useEffect(() => {
+    void reload();
+  }, []);
+  const change = async (patch: { enabled?: boolean; autoGrant?: boolean; restrictFiles?: boolean; greeting?: string }) => {
+    const next = await attempt(() => api.line.setLineSettings(patch));
+    if (next) {
+      setSettings(next);
+      setGreeting(next.greeting);
+      return true;
+    }
+    // Refused: show the boxes as the node has them, not as clicked.
+    if (settings) setSettings({ ...settings });
+    return false;
+  };
+  const length = [...greeting].length;
+  return (
+    <>
+      <Refused message={refused} />
+      {settings && (
+        <Section title={t("Chat with LINE users")}>
+          {settings.channelId ? (
+            <dl class="line-channel" data-line-channel={settings.channelId}>
+              <dt>{t("Channel ID")}</dt>
+              <dd>{settings.channelId}</dd>
+              <dt>{t("Basic ID")}</dt>
+              <dd>{settings.basicId}</dd>
+            </dl>
+          ) : (
+            <p class="muted" data-line-channel="none">
+              {t("No LINE channel on this node: add [line] to node.toml")}
+            </p>
+          )}
+          <Check label={t("Use status")} checked={settings.enabled} onChange={(enabled) => change({ enabled })} />
+          <Check
+            label={t("Permit new members automatically")}
+            checked={settings.autoGrant}
+            onChange={(autoGrant) => change({ autoGrant })}
+          />
+          <Check
+            label={t("Restrict files in rooms with LINE users")}
+            checked={settings.restrictFiles}
+            onChange={(restrictFiles) => change({ restrictFiles })}
+          />
+          <form
+            onSubmit={async (e) => {
+              e.preventDefault();
+              setSaved(false);
+              setSaved(await change({ greeting }));
+            }}
+          >
+            <label class="field">
+              <span>{t("Greeting message")}</span>
+              <textarea
+                rows={4}
+                maxLength={MAX_GREETING}
+                value={greeting}
+                onInput={(e) => {
+                  setGreeting((e.target as HTMLTextAreaElement).value);
+                  setSaved(false);
+                }}
+              />
+            </label>
+            <p class="muted">
+              {length} / {MAX_GREETING}
+            </p>
+            <div class="row">
+              <button type="submit" disabled={greeting === settings.greeting}>
+                {t("Save greeting")}
+              </button>
+              {saved && (
+                <span role="status" class="ok">
+                  {t("Saved")}
+                </span>
+              )}
+            </div>
+          </form>
+        </Section>
+      )}
+      <Section title={t("LINE connected members")}>
+        <form
+          onSubmit={async (e) => {
+            e.preventDefault();
+            if ((await attempt(() => api.line.addLineConnected({ memberId: member.trim() }))) !== undefined) {
+              setMember("");
+              await reload();
+            }
+          }}
+        >
+          <Field label={t("ID")} value={member} onInput={setMember} />
+          <button type="submit">{t("Add")}</button>
+        </form>
+        {connected.length === 0 && <p class="muted">{t("No members yet")}</p>}
+        <ul>
+          {connected.map((c) => (
+            <li key={c.memberId} data-line-member={c.memberId}>
+              {c.memberId} · {c.displayName} · {c.grantedBy} · {time(c.grantedAtMs)}{" "}
+              <button
+                type="button"
+                aria-label={`${t("Remove")} ${c.memberId}`}
+                onClick={async () => {
+                  if ((await attempt(() => api.line.removeLineConnected({ memberId: c.memberId }))) !== undefined) await reload();
+                }}
+              >
+                {t("Remove")}
               </button>
             </li>
           ))}

@@ -10,7 +10,7 @@ import {
 import { t } from "./i18n";
 import { go } from "./route";
 import { followDelivery, refreshRooms, setOpenRoom } from "./session";
-import { mergeEvents, store, tenantOf, useStore, type State } from "./store";
+import { LINE_TENANT, isLineUser, lineSticker, mergeEvents, store, tenantOf, useStore, type State } from "./store";
 import { uploadAttachment } from "./upload";
 import { Field, saveBlob, time } from "./ui";
 
@@ -27,6 +27,34 @@ export const STICKERS: Record<string, string> = {
   heart: "❤️",
 };
 
+/**
+ * LINE stickers an account may send (from LINE's published list), offered in
+ * rooms with LINE users, which take no others.
+ */
+export const LINE_STICKERS: string[] = [1988, 1989, 1990, 1991, 1992, 1993, 1994, 1995].map((id) => `line:446:${id}`);
+
+/** "LINE sticker 446/1988" for `line:446:1988`; null for the app's own stickers. */
+export function lineStickerLabel(name: string): string | null {
+  const sticker = lineSticker(name);
+  return sticker ? `${t("LINE sticker")} ${sticker.packageId}/${sticker.stickerId}` : null;
+}
+
+/**
+ * How a room member is shown: a LINE user by the member's name for them as a
+ * contact (their LINE name unless the member gave one), else as "LINE user";
+ * everyone else by id.
+ */
+export function memberName(member: string, state: State): string {
+  if (!isLineUser(member)) return member;
+  return state.contactNames.get(member) || t("LINE user");
+}
+
+/** The picker's stickers for a room: [name, what the button shows, its label]. */
+function stickerChoices(room: Room): [string, string, string][] {
+  if (room.line) return LINE_STICKERS.map((name) => [name, lineSticker(name)?.stickerId ?? name, lineStickerLabel(name) ?? name]);
+  return Object.entries(STICKERS).map(([name, glyph]) => [name, glyph, `${t("Sticker")} ${name}`]);
+}
+
 function splitIds(text: string): string[] {
   return text.split(/[\s,]+/).map((s) => s.trim()).filter(Boolean);
 }
@@ -34,14 +62,15 @@ function splitIds(text: string): string[] {
 export function roomTitle(room: Room, state: State): string {
   if (room.name) return room.name;
   const others = room.members.filter((m) => m !== state.me?.id);
-  return others.join(", ") || room.id;
+  return others.map((m) => memberName(m, state)).join(", ") || room.id;
 }
 
 /** "External · Globex (globex.example) · host acme.example" for rooms with other companies. */
 export function externalLabel(room: Room, state: State): string | null {
   if (!room.external) return null;
   const mine = tenantOf(state.me?.id ?? "");
-  const tenants = [...new Set(room.members.map(tenantOf))].filter((x) => x && x !== mine);
+  const tenants = [...new Set(room.members.map(tenantOf))].filter((x) => x && x !== mine && x !== LINE_TENANT);
+  if (tenants.length === 0) return null;
   const names = tenants.map((tenant) => {
     const company = state.companies.get(tenant);
     return company ? `${company} (${tenant})` : tenant;
@@ -148,7 +177,9 @@ function deliveryLabel(delivery: Delivery | undefined): string {
     case DeliveryState.STORED:
       return t("stored");
     case DeliveryState.QUEUED: {
-      const waiting = delivery.peers.filter((p) => p.state !== DeliveryState.DELIVERED).map((p) => p.tenant);
+      const waiting = delivery.peers
+        .filter((p) => p.state !== DeliveryState.DELIVERED)
+        .map((p) => (p.tenant === LINE_TENANT ? "LINE" : p.tenant));
       // Every node named has it: the room's host has yet to say how the
       // others took it.
       if (waiting.length === 0) return t("waiting for the room's host");
@@ -165,23 +196,24 @@ function deliveryLabel(delivery: Delivery | undefined): string {
   }
 }
 
-function systemText(event: RoomEvent): string | null {
+function systemText(event: RoomEvent, state: State): string | null {
   const body = event.body;
+  const name = (member: string) => memberName(member, state);
   switch (body.case) {
     case "created":
-      return `${event.sender} ${t("created the room")}`;
+      return `${name(event.sender)} ${t("created the room")}`;
     case "joined":
-      return `${body.value.members.join(", ")} ${t("joined")}`;
+      return `${body.value.members.map(name).join(", ")} ${t("joined")}`;
     case "left":
-      return `${event.sender} ${t("left")}${body.value.newMaster ? ` · ${t("Group master")}: ${body.value.newMaster}` : ""}`;
+      return `${name(event.sender)} ${t("left")}${body.value.newMaster ? ` · ${t("Group master")}: ${name(body.value.newMaster)}` : ""}`;
     case "removed":
-      return `${event.sender} ${t("removed")} ${body.value.member}`;
+      return `${name(event.sender)} ${t("removed")} ${name(body.value.member)}`;
     case "renamed":
-      return `${event.sender} ${t("renamed the room to")} ${body.value.name}`;
+      return `${name(event.sender)} ${t("renamed the room to")} ${body.value.name}`;
     case "unknown":
-      return `${event.sender} ${t("became unknown")}`;
+      return `${name(event.sender)} ${t("became unknown")}`;
     case "unsent":
-      return `${event.sender}: ${t("message taken back")}`;
+      return `${name(event.sender)}: ${t("message taken back")}`;
     default:
       return null;
   }
@@ -205,9 +237,9 @@ async function download(attachmentId: string, fallbackName: string) {
   }
 }
 
-function EventItem(props: { event: RoomEvent; mine: boolean; delivery?: Delivery }) {
-  const { event, mine } = props;
-  const system = systemText(event);
+function EventItem(props: { event: RoomEvent; mine: boolean; delivery?: Delivery; state: State }) {
+  const { event, mine, state } = props;
+  const system = systemText(event, state);
   useEffect(() => {
     if (mine && !system && props.delivery?.state !== DeliveryState.DELIVERED) {
       followDelivery(event.roomId, event.eventId);
@@ -224,14 +256,22 @@ function EventItem(props: { event: RoomEvent; mine: boolean; delivery?: Delivery
   return (
     <li class={mine ? "event mine" : "event"} data-seq={String(event.seq)} data-kind={body.case} data-event={event.eventId}>
       <div class="meta">
-        <span class="sender">{event.sender}</span> <time>{time(event.atMs)}</time>
+        <span class="sender" title={event.sender}>
+          {memberName(event.sender, state)}
+        </span>{" "}
+        <time>{time(event.atMs)}</time>
       </div>
       {body.case === "text" && <p class="text">{body.value.text}</p>}
-      {body.case === "sticker" && (
-        <p class="sticker" role="img" aria-label={`${t("Sticker")} ${body.value.name}`}>
-          {STICKERS[body.value.name] ?? body.value.name}
-        </p>
-      )}
+      {body.case === "sticker" &&
+        (lineStickerLabel(body.value.name) ? (
+          <p class="sticker line-sticker" data-sticker={body.value.name}>
+            {lineStickerLabel(body.value.name)}
+          </p>
+        ) : (
+          <p class="sticker" role="img" aria-label={`${t("Sticker")} ${body.value.name}`}>
+            {STICKERS[body.value.name] ?? body.value.name}
+          </p>
+        ))}
       {body.case === "attachment" && (
         <p class="file">
           <span>
@@ -317,6 +357,7 @@ function RoomPane(props: { room: Room }) {
             event={event}
             mine={event.sender === state.me?.id}
             delivery={state.deliveries.get(event.eventId)}
+            state={state}
           />
         ))}
       </ol>
@@ -398,17 +439,17 @@ function Composer(props: { room: Room }) {
     <form class="composer" onSubmit={submit} aria-label={t("Message")}>
       {stickers && (
         <div class="stickers" role="group" aria-label={t("Stickers")}>
-          {Object.entries(STICKERS).map(([name, glyph]) => (
+          {stickerChoices(props.room).map(([name, face, label]) => (
             <button
               type="button"
               key={name}
-              aria-label={`${t("Sticker")} ${name}`}
+              aria-label={label}
               onClick={async () => {
                 setStickers(false);
                 await send(props.room.id, { sticker: name });
               }}
             >
-              {glyph}
+              {face}
             </button>
           ))}
         </div>
@@ -455,8 +496,14 @@ function RoomInfo(props: { room: Room }) {
       <h3>{t("Members")}</h3>
       <ul>
         {room.members.map((member) => (
-          <li key={member}>
-            {member}
+          <li key={member} data-member={member}>
+            {isLineUser(member) ? (
+              <>
+                <span class="badge line">LINE</span> <span title={member}>{memberName(member, state)}</span>
+              </>
+            ) : (
+              member
+            )}
             {member === room.master && ` · ${t("Group master")}`}
             {isGroup && isMaster && member !== state.me?.id && (
               <button

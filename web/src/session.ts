@@ -88,6 +88,7 @@ export async function refreshRooms(initial = false) {
 /** Company names by tenant, from contacts and friend requests. */
 export async function refreshCompanies() {
   const companies = new Map(store.state.companies);
+  let contactNames = store.state.contactNames;
   try {
     const [contacts, requests] = await Promise.all([
       api.contacts.listContacts({}),
@@ -96,7 +97,10 @@ export async function refreshCompanies() {
     for (const request of requests.requests) {
       if (request.tenant && request.company) companies.set(request.tenant, request.company);
     }
+    contactNames = new Map();
     for (const contact of contacts.contacts) {
+      const name = ownName(contact.fieldsJson) || contact.displayName;
+      if (name) contactNames.set(contact.userId, name);
       if (contact.tenant && contact.status && contact.status !== "unknown") {
         companies.set(contact.tenant, contact.status);
       }
@@ -104,7 +108,21 @@ export async function refreshCompanies() {
   } catch {
     // Members without external messaging have no contacts to name.
   }
-  store.set({ companies });
+  store.set({ companies, contactNames });
+}
+
+/** The name the member gave a contact in their own fields, if any. */
+function ownName(fieldsJson: string): string {
+  try {
+    const fields: unknown = JSON.parse(fieldsJson || "{}");
+    if (typeof fields === "object" && fields !== null && "name" in fields) {
+      const name = (fields as { name: unknown }).name;
+      return typeof name === "string" ? name.trim() : "";
+    }
+  } catch {
+    // Not JSON: no own name.
+  }
+  return "";
 }
 
 function refreshRoomsSoon() {

@@ -19,6 +19,8 @@ export interface State {
   notices: Notice[];
   /** Company names by tenant, as their nodes publish them. */
   companies: Map<string, string>;
+  /** What the member calls their contacts (their own name, else the synced one), by user id. */
+  contactNames: Map<string, string>;
   error: string | null;
 }
 
@@ -36,6 +38,7 @@ class Store {
     deliveries: new Map(),
     notices: [],
     companies: new Map(),
+    contactNames: new Map(),
     error: null,
   };
   private listeners = new Set<Listener>();
@@ -83,6 +86,19 @@ export function mergeEvents(roomId: string, incoming: RoomEvent[]) {
   const events = new Map(store.state.events);
   events.set(roomId, merged);
   store.set({ events });
+}
+
+/** Where LINE users live in rooms: `u<LINE user id>@line.invalid`. */
+export const LINE_TENANT = "line.invalid";
+
+export function isLineUser(memberId: string): boolean {
+  return tenantOf(memberId) === LINE_TENANT;
+}
+
+/** A LINE sticker as the product addresses it: `line:PACKAGE_ID:STICKER_ID`. */
+export function lineSticker(name: string): { packageId: string; stickerId: string } | null {
+  const match = /^line:(\d+):(\d+)$/.exec(name);
+  return match ? { packageId: match[1]!, stickerId: match[2]! } : null;
 }
 
 export function tenantOf(memberId: string): string {

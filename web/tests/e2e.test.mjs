@@ -8,7 +8,10 @@
 // invitation link and chat; carol's message turns "delivered"; a file
 // crosses; markup is shown as text; carol's admin turns external messaging
 // off and alice sees carol become unknown; alice's token is refused by the
-// admin console.
+// admin console. On A, which has no LINE channel, the admin's "Chat with
+// LINE users" is refused switching on and says why, while the greeting and
+// the LINE connected members are kept; alice's profile says why she cannot
+// add LINE users.
 import assert from "node:assert/strict";
 import { readFile, writeFile, mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -19,6 +22,10 @@ import { company, launch, screenshot, signIn, watchedPage } from "./lib.mjs";
 const TIMEOUT = Number(process.env.WORKS_E2E_TIMEOUT_MS ?? 20_000);
 const A = company("A");
 const B = company("B");
+// B's LINE user bound to carol (who sent a LINE sticker and took a text
+// back), when B's node has a LINE account: WORKS_B_LINE_USER (the room
+// member id) and WORKS_B_LINE_NAME.
+const lineUser = process.env.WORKS_B_LINE_USER ? { id: process.env.WORKS_B_LINE_USER, name: process.env.WORKS_B_LINE_NAME ?? "" } : null;
 const alice = A.members[0];
 const carol = B.members[0];
 assert.ok(alice && carol, "WORKS_A_MEMBERS and WORKS_B_MEMBERS each name at least one member");
@@ -143,6 +150,57 @@ test("admins sign in, peer their nodes and connect a member each", async () => {
     await page.locator(`li[data-member="${member.id}"]`).waitFor({ timeout: TIMEOUT });
   }
   await screenshot(pages.adminB, "e2e-02-external-settings");
+});
+
+test("without a LINE channel the admin is refused LINE but keeps its greeting and members", async () => {
+  const page = pages.adminA;
+  await openAdmin(page, "Chat with LINE users");
+  const hint = page.locator('[data-line-channel="none"]');
+  await hint.waitFor({ timeout: TIMEOUT });
+  assert.match(await hint.innerText(), /No LINE channel on this node: add \[line\] to node\.toml/);
+
+  const use = page.getByRole("checkbox", { name: "Use status" });
+  assert.equal(await use.isChecked(), false, "LINE starts off");
+  await use.click();
+  const alert = page.locator('.error[role="alert"]');
+  await alert.waitFor({ timeout: TIMEOUT });
+  assert.match(await alert.innerText(), /FailedPrecondition: this node has no LINE channel/);
+  await eventually(async () => !(await use.isChecked()), "the box to show LINE still off");
+  await alert.getByRole("button", { name: "Close" }).click();
+
+  const auto = page.getByRole("checkbox", { name: "Permit new members automatically" });
+  await auto.click();
+  await eventually(() => auto.isChecked(), "automatic grants on");
+  await auto.click();
+  await eventually(async () => !(await auto.isChecked()), "automatic grants off");
+
+  const greeting = `Welcome to Acme on LINE <b>${Date.now()}</b>\nSend us a message ID.`;
+  const area = page.getByRole("textbox", { name: "Greeting message" });
+  await area.fill(greeting);
+  await page.getByRole("button", { name: "Save greeting" }).click();
+  await page.getByRole("status").filter({ hasText: "Saved" }).waitFor({ timeout: TIMEOUT });
+  await page.reload();
+  await eventually(async () => (await area.inputValue()) === greeting, "the saved greeting after a reload");
+  assert.equal(await page.locator(".admin b").count(), 0, "the greeting's markup is text");
+
+  const listed = page.locator(`li[data-line-member="${alice.id}"]`);
+  if ((await listed.count()) > 0) await page.getByRole("button", { name: `Remove ${alice.id}` }).click();
+  await listed.waitFor({ state: "detached", timeout: TIMEOUT });
+  await page.getByLabel("ID", { exact: true }).fill(alice.id);
+  await page.getByRole("button", { name: "Add", exact: true }).click();
+  await listed.waitFor({ timeout: TIMEOUT });
+  assert.match(await listed.innerText(), new RegExp(A.admin.id.replaceAll(".", "\\.")), "granted by the admin");
+  await page.getByRole("button", { name: `Remove ${alice.id}` }).click();
+  await listed.waitFor({ state: "detached", timeout: TIMEOUT });
+  await page.getByLabel("ID", { exact: true }).fill(alice.id);
+  await page.getByRole("button", { name: "Add", exact: true }).click();
+  await listed.waitFor({ timeout: TIMEOUT });
+  await page.getByLabel("ID", { exact: true }).fill("nobody@" + A.tenant);
+  await page.getByRole("button", { name: "Add", exact: true }).click();
+  await alert.waitFor({ timeout: TIMEOUT });
+  assert.match(await alert.innerText(), /NotFound/);
+  await alert.getByRole("button", { name: "Close" }).click();
+  await screenshot(page, "e2e-02b-line-settings");
 });
 
 test("alice and carol become contacts by an invitation link", async () => {
@@ -278,6 +336,40 @@ test("a file crosses from alice to carol", async () => {
   await screenshot(pages.carol, "e2e-07-file");
 });
 
+test("carol adds LINE users by her message ID, link or QR code, and chats with one by name", { skip: !lineUser }, async () => {
+  const page = pages.carol;
+  await page.getByRole("link", { name: "Profile" }).click();
+  const section = page.locator("section").filter({ has: page.getByRole("heading", { name: "Add LINE user" }) });
+  await section.waitFor({ timeout: TIMEOUT });
+  assert.equal(await section.getByLabel("Message ID", { exact: true }).inputValue({ timeout: TIMEOUT }), carol.id);
+  const link = await section.getByLabel("Add me on LINE link", { exact: true }).inputValue();
+  assert.match(link, /^https:\/\/line\.me\/R\/oaMessage\/[^/]+\/\?Hello%20/);
+  assert.ok(link.includes(encodeURIComponent(carol.id)), `the link carries carol's id: ${link}`);
+  await section.getByRole("button", { name: "Copy Add me on LINE link" }).waitFor();
+  const qr = section.getByRole("img", { name: "LINE QR code" });
+  await qr.waitFor({ timeout: TIMEOUT });
+  await eventually(() => qr.evaluate((img) => img.complete && img.naturalWidth > 0), "the QR code to load");
+  await screenshot(page, "e2e-07b-line-invite");
+
+  await page.getByRole("link", { name: "Messages" }).first().click();
+  const room = page.locator("a.room").filter({ has: page.locator(".badge.line") }).filter({ hasText: lineUser.name });
+  await room.waitFor({ timeout: TIMEOUT });
+  await room.click();
+  const sticker = page.locator('li.event[data-kind="sticker"]');
+  await sticker.waitFor({ timeout: TIMEOUT });
+  assert.equal(await sticker.locator(".sticker").innerText(), "LINE sticker 446/1988");
+  assert.equal(await sticker.locator(".sender").innerText(), lineUser.name);
+  const unsent = page.locator('li.event[data-kind="unsent"]');
+  await unsent.waitFor({ timeout: TIMEOUT });
+  assert.equal(await unsent.innerText(), `${lineUser.name}: message taken back`);
+  await page.getByRole("button", { name: "Info" }).click();
+  const member = page.locator(`.room-info li[data-member="${lineUser.id}"]`);
+  await member.waitFor({ timeout: TIMEOUT });
+  assert.match(await member.innerText(), new RegExp(`LINE\\s+${lineUser.name}`));
+  await screenshot(page, "e2e-07c-line-room");
+  await page.getByRole("button", { name: "Info" }).click();
+});
+
 test("carol's admin turns external messaging off and alice sees carol become unknown", async () => {
   await openAdmin(pages.adminB, "External messaging");
   await setExternal(pages.adminB, false);
@@ -295,6 +387,17 @@ test("a member's token is refused by the admin console", async () => {
   assert.match(await refused.innerText(), /PermissionDenied/);
   assert.equal(await pages.alice.locator("tr[data-member]").count(), 0, "no member is listed");
   await screenshot(pages.alice, "e2e-09-console-refused");
+});
+
+test("alice's profile says why she cannot add LINE users", async () => {
+  const page = pages.alice;
+  await page.getByRole("link", { name: "Profile" }).click();
+  const section = page.locator("section").filter({ has: page.getByRole("heading", { name: "Add LINE user" }) });
+  await section.waitFor({ timeout: TIMEOUT });
+  const refused = section.locator('[data-refused="true"]');
+  assert.match(await refused.innerText(), /FailedPrecondition: your company has no LINE account on this node/);
+  assert.equal(await section.getByRole("img").count(), 0, "no QR code without a LINE account");
+  await screenshot(page, "e2e-09b-profile-line");
 });
 
 test("the signed-in app fits a phone and switches to Japanese", async () => {
