@@ -234,6 +234,14 @@ impl TestNode {
         self.spawn().await;
     }
 
+    /// SIGTERM, a clean exit, and a start again on the same ports: one step
+    /// of a rolling restart.
+    pub async fn restart_gracefully(&mut self) {
+        let status = self.terminate().await;
+        assert!(status.success(), "the node exited with {status}");
+        self.spawn().await;
+    }
+
     pub async fn anonymous(&self) -> Client {
         Client::connect(&self.url, None).await.expect("connect")
     }
