@@ -264,3 +264,46 @@ async fn a_rolling_restart_under_load_loses_and_doubles_nothing() {
     drop(replicas);
     db.drop_it().await;
 }
+
+/// A notice stored through one replica reaches the member's stream on
+/// another, and a suspension made through one ends their streams on all.
+#[tokio::test]
+async fn notices_and_suspensions_reach_streams_on_every_replica() {
+    let (db, replicas, _b, _alice, _carol) = three_replicas().await;
+    let bob = replicas[0].member("bob").await;
+    let bob_on3 = replicas[2].login(&bob.id).await;
+    let mut watch = bob_on3.watch(&[]).await.expect("watch");
+    let admin_on2 = replicas[1].admin().await;
+    admin_on2
+        .external
+        .clone()
+        .add_connected(works_proto::client::v1::AddConnectedRequest {
+            member_id: bob.id.clone(),
+        })
+        .await
+        .expect("connect bob");
+    let notice = watch.next_notice().await;
+    assert_eq!(notice.kind, "external_granted");
+    admin_on2
+        .admin
+        .clone()
+        .suspend_member(works_proto::client::v1::SuspendMemberRequest {
+            member_id: bob.id.clone(),
+        })
+        .await
+        .expect("suspend bob");
+    let ended = tokio::time::timeout(crate::support::EVENT_DEADLINE, async {
+        loop {
+            match watch.0.message().await {
+                Ok(Some(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the stream ends");
+    let status = ended.expect_err("ended with a status");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    drop(replicas);
+    db.drop_it().await;
+}

@@ -1,8 +1,8 @@
 //! The replicas' doorbell: several replicas of one node share a PostgreSQL
 //! database, and each has its own hub and deliverers. After each commit a
 //! replica rings the others with `pg_notify`, outside the data transaction:
-//! on `works_events` the rooms and seqs it committed, on `works_outbox` the
-//! peers it queued for. A replica that hears a ring reads the events from
+//! on `works_events` the rooms and seqs it committed (and members' notices
+//! and suspensions), on `works_outbox` the peers it queued for. A replica that hears a ring reads the events from
 //! the database and shows them on its own streams (the watchers' cursors
 //! drop what they saw and fill any gap), and wakes its deliverer of each
 //! peer (whichever replica holds a peer's lease delivers). When the
@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::error::Result;
 use crate::ids::{MemberId, RoomId, TenantId};
+use crate::live::hub::Ring;
 use crate::model::EventBody;
 use crate::store::{Backend, events, outbox, rooms};
 use crate::tenant::Tenant;
@@ -50,7 +51,7 @@ pub async fn run(tenant: Arc<Tenant>) {
 /// Sends what this replica committed to the others, a batch at a time.
 async fn ring(
     tenant: Arc<Tenant>,
-    mut events_rung: mpsc::UnboundedReceiver<(RoomId, u64)>,
+    mut events_rung: mpsc::UnboundedReceiver<Ring>,
     mut outbox_rung: mpsc::UnboundedReceiver<TenantId>,
 ) {
     let origin = tenant.replica.clone();
@@ -60,7 +61,11 @@ async fn ring(
         tokio::select! {
             n = events_rung.recv_many(&mut rooms_seqs, BATCH) => {
                 if n == 0 { return; }
-                let items: Vec<String> = rooms_seqs.drain(..).map(|(r, s)| format!("{r}:{s}")).collect();
+                let items: Vec<String> = rooms_seqs.drain(..).map(|ring| match ring {
+                    Ring::Event(room, seq) => format!("e:{room}:{seq}"),
+                    Ring::Notice(id) => format!("n:{id}"),
+                    Ring::Suspended(member) => format!("s:{member}"),
+                }).collect();
                 send(&tenant, EVENTS, &origin, items).await;
             }
             n = outbox_rung.recv_many(&mut peers, BATCH) => {
@@ -170,6 +175,21 @@ async fn heard(tenant: &Tenant, channel: &str, payload: &str) -> Result<()> {
         EVENTS => {
             let mut conn = tenant.store.pool().acquire().await?;
             for item in items {
+                if let Some(id) = item.strip_prefix("n:") {
+                    if let Some(notice) = crate::store::policy::notice(&mut conn, id).await? {
+                        tenant.hub.notice_here(notice);
+                    }
+                    continue;
+                }
+                if let Some(member) = item.strip_prefix("s:") {
+                    if let Ok(member) = MemberId::parse(member) {
+                        tenant.hub.suspended_here(member);
+                    }
+                    continue;
+                }
+                let Some(item) = item.strip_prefix("e:") else {
+                    continue;
+                };
                 let Some((room, seq)) = item.split_once(':') else {
                     continue;
                 };

@@ -38,7 +38,18 @@ pub struct Hub {
     members: Mutex<Members>,
     /// Tells the node's other replicas of each event published here
     /// (`live::doorbell`, PostgreSQL only).
-    doorbell: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<(crate::ids::RoomId, u64)>>,
+    doorbell: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Ring>>,
+}
+
+/// What a replica rings the others about: where to look, never the data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ring {
+    /// A room's event at a seq was committed.
+    Event(crate::ids::RoomId, u64),
+    /// A notice (by id) was stored for a member.
+    Notice(String),
+    /// A member was suspended: their streams end.
+    Suspended(MemberId),
 }
 
 #[derive(Default)]
@@ -86,15 +97,19 @@ impl Hub {
     }
 
     /// Rings the other replicas' doorbell for every event published here.
-    pub fn ring_others(&self, bell: tokio::sync::mpsc::UnboundedSender<(crate::ids::RoomId, u64)>) {
+    pub fn ring_others(&self, bell: tokio::sync::mpsc::UnboundedSender<Ring>) {
         let _ = self.doorbell.set(bell);
+    }
+
+    fn ring(&self, ring: Ring) {
+        if let Some(bell) = self.doorbell.get() {
+            let _ = bell.send(ring);
+        }
     }
 
     /// An event this replica committed: shown here, and rung to the others.
     pub fn publish(&self, event: RoomEvent, recipients: Vec<MemberId>) {
-        if let Some(bell) = self.doorbell.get() {
-            let _ = bell.send((event.room, event.seq));
-        }
+        self.ring(Ring::Event(event.room, event.seq));
         self.publish_here(event, recipients);
     }
 
@@ -114,7 +129,13 @@ impl Hub {
         }
     }
 
+    /// A notice stored here: shown on the member's streams, on every replica.
     pub fn notice(&self, notice: Notice) {
+        self.ring(Ring::Notice(notice.id.clone()));
+        self.notice_here(notice);
+    }
+
+    pub fn notice_here(&self, notice: Notice) {
         let member = notice.member.clone();
         self.send(member.as_str(), Live::Notice(Arc::new(notice)));
     }
@@ -127,7 +148,13 @@ impl Hub {
         }
     }
 
+    /// A member suspended: their streams end, on every replica.
     pub fn suspended(&self, member: MemberId) {
+        self.ring(Ring::Suspended(member.clone()));
+        self.suspended_here(member);
+    }
+
+    pub fn suspended_here(&self, member: MemberId) {
         self.send(member.as_str(), Live::Suspended(member.clone()));
     }
 }

@@ -232,6 +232,27 @@ pub async fn insert_notice(conn: &mut AnyConnection, notice: &Notice) -> Result<
     Ok(())
 }
 
+/// One notice, by its id.
+pub async fn notice(conn: &mut AnyConnection, id: &str) -> Result<Option<Notice>> {
+    let row = sqlx::query("SELECT id, member_id, kind, text, at FROM notices WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.map(|r| {
+        Ok(Notice {
+            id: r.try_get("id")?,
+            member: stored(
+                "notice member",
+                MemberId::parse(&r.try_get::<String, _>("member_id")?),
+            )?,
+            kind: r.try_get("kind")?,
+            text: r.try_get("text")?,
+            at_ms: r.try_get("at")?,
+        })
+    })
+    .transpose()
+}
+
 /// A member's notices, newest last, at most `limit`.
 pub async fn notices(
     conn: &mut AnyConnection,
