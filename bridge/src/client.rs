@@ -44,10 +44,42 @@ struct Handshake {
     server_chain: Vec<CertificateDer<'static>>,
 }
 
+/// The endpoints of a list `host:port, host:port` in order, empty ones
+/// skipped.
+pub fn endpoint_list(endpoints: &str) -> impl Iterator<Item = &str> {
+    endpoints
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+}
+
 impl PeerClient {
     /// Connects to `endpoint` (`host:port`) expecting a server certificate
     /// that `config` accepts for the name `server_tenant`.
+    /// Dials a peer at `endpoints`: one `host:port`, or several separated
+    /// by commas (a company on several replicas), tried in order until one
+    /// answers; the last one's error when none does.
     pub async fn connect(
+        endpoints: &str,
+        server_tenant: &TenantId,
+        config: Arc<ClientConfig>,
+    ) -> Result<PeerClient, BridgeError> {
+        let mut last = None;
+        for endpoint in endpoint_list(endpoints) {
+            match Self::connect_one(endpoint, server_tenant, config.clone()).await {
+                Ok(client) => return Ok(client),
+                Err(e) => {
+                    tracing::debug!(%endpoint, error = %e, "peer endpoint failed; trying the next");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            BridgeError::Endpoint(endpoints.to_string(), "no endpoint given".into())
+        }))
+    }
+
+    async fn connect_one(
         endpoint: &str,
         server_tenant: &TenantId,
         config: Arc<ClientConfig>,

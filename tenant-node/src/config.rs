@@ -122,6 +122,20 @@ pub struct SmtpConfig {
     pub from: String,
 }
 
+impl DeclaredPeer {
+    /// Every endpoint given, in order, as the dialer takes them.
+    pub fn endpoint_list(&self) -> String {
+        let mut all: Vec<&str> = works_bridge::client::endpoint_list(&self.endpoint).collect();
+        all.extend(
+            self.endpoints
+                .iter()
+                .map(|e| e.trim())
+                .filter(|e| !e.is_empty()),
+        );
+        all.join(",")
+    }
+}
+
 fn default_smtp_port() -> u16 {
     25
 }
@@ -130,8 +144,13 @@ fn default_smtp_port() -> u16 {
 #[serde(deny_unknown_fields)]
 pub struct DeclaredPeer {
     pub tenant: String,
-    /// host:port of the peer's bridge.
+    /// host:port of the peer's bridge (or several, separated by commas).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub endpoint: String,
+    /// The peer's bridge endpoints, tried in order, for a company on several
+    /// replicas (instead of `endpoint`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
     /// The peer's CA certificate files (PEM; relative paths are under the
     /// data directory). Two during a CA change-over.
     pub ca_files: Vec<PathBuf>,
@@ -673,6 +692,12 @@ impl Config {
                 return Err(ConfigError::Invalid {
                     key: "peers.tenant",
                     reason: "line.invalid is reserved for LINE users".into(),
+                });
+            }
+            if peer.endpoint_list().is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "peers.endpoint",
+                    reason: format!("{} needs an endpoint (host:port)", peer.tenant),
                 });
             }
             if peer.ca_files.is_empty() || peer.ca_files.len() > 2 {

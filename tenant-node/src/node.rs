@@ -141,7 +141,7 @@ impl Node {
             }
             works_certs::certificates(&pem)
                 .with_context(|| format!("CA files of peer {}", peer.tenant))?;
-            declared.push((TenantId::parse(&peer.tenant)?, peer.endpoint.clone(), pem));
+            declared.push((TenantId::parse(&peer.tenant)?, peer.endpoint_list(), pem));
         }
         tenant.load_peers(&declared).await?;
         Ok(Node { tenant, config })

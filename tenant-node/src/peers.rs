@@ -70,8 +70,15 @@ impl InvitationToken {
         if token.ca_sha256.len() != 64 || !token.ca_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad("the CA fingerprint is not a SHA-256 hex digest"));
         }
-        if token.endpoint.trim().is_empty() {
+        // One `host:port`, or several separated by commas (replicas).
+        if works_bridge::client::endpoint_list(&token.endpoint)
+            .next()
+            .is_none()
+        {
             return Err(bad("the endpoint is empty"));
+        }
+        if works_bridge::client::endpoint_list(&token.endpoint).count() > 16 {
+            return Err(bad("it names more than 16 endpoints"));
         }
         Ok(token)
     }
@@ -495,6 +502,7 @@ impl Tenant {
         };
         self.store.delete_peer(tenant).await?;
         self.trust.unpin(tenant);
+        self.hub.ring_peers_changed();
         // Its deliverer closes the queue: nothing more can reach it.
         self.outbox.wake(tenant);
         let detail = match &told {
@@ -521,10 +529,36 @@ impl Tenant {
     pub async fn peer_ended(&self, peer: &TenantId) -> Result<()> {
         self.store.delete_peer(peer).await?;
         self.trust.unpin(peer);
+        self.hub.ring_peers_changed();
         self.outbox.wake(peer);
         self.record(NewEntry::new("peer.ended", format!("peer:{peer}")).peer(peer))
             .await?;
         tracing::info!(peer = %peer, "peer ended the peering");
+        Ok(())
+    }
+
+    /// The trust store as the `peers` table has it now: another replica of
+    /// this node peered, unpeered or took a CA change-over (it rang).
+    pub(crate) async fn reload_trust(&self) -> Result<()> {
+        let stored = self.store.peers().await?;
+        for pinned in self.trust.tenants() {
+            if !stored.iter().any(|p| p.tenant == pinned) {
+                self.trust.unpin(&pinned);
+            }
+        }
+        for peer in stored {
+            match works_certs::certificates(&peer.ca_pem) {
+                Ok(cas) if self.trust.anchors(&peer.tenant).as_ref() != Some(&cas) => {
+                    if let Err(e) = self.trust.pin(peer.tenant.clone(), cas) {
+                        tracing::error!(peer = %peer.tenant, error = %e, "peer CA not trusted");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(peer = %peer.tenant, error = %e, "stored peer CA is unreadable; peer not trusted")
+                }
+            }
+        }
         Ok(())
     }
 
@@ -807,6 +841,7 @@ impl Tenant {
     /// Trusts `cas` for `peer` in the trust store; a refusal (a race with
     /// another pin of the same CA) leaves the peer untrusted and is logged.
     fn pin(&self, peer: &TenantId, cas: Vec<CertificateDer<'static>>) {
+        self.hub.ring_peers_changed();
         if let Err(e) = self.trust.pin(peer.clone(), cas) {
             tracing::error!(peer = %peer, error = %e, "peer CA not trusted");
         }

@@ -547,6 +547,7 @@ async fn peers_declared_in_the_config_file_trust_each_other() {
             c.peers = vec![tenant_node::config::DeclaredPeer {
                 tenant,
                 endpoint,
+                endpoints: Vec::new(),
                 ca_files: vec![file.clone()],
             }];
         });

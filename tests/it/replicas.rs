@@ -307,3 +307,48 @@ async fn notices_and_suspensions_reach_streams_on_every_replica() {
     drop(replicas);
     db.drop_it().await;
 }
+
+/// A peer knows the company at several bridge endpoints (its invitation
+/// carries the list): with the first replica gone, it relays in through
+/// the third, and a member watching on the second sees it live.
+#[tokio::test]
+async fn a_peer_fails_over_to_another_replicas_bridge() {
+    let db = Database::create().await;
+    let url = db.url();
+    let mut a1 = TestNode::start_with("a.example", |c| c.storage.url = url.clone()).await;
+    let a2 = a1.replica().await;
+    let a3 = a1.replica().await;
+    let endpoints = format!("{}, {}", a1.bridge, a3.bridge);
+    a1.edit_config(|c| c.bridge.advertise = Some(endpoints.clone()));
+    a1.restart().await;
+    let b = TestNode::start("b.example").await;
+    let (mut a1, _b, alice, carol) = pair_of(a1, b).await;
+    let room = room_with(&alice, &carol.id).await;
+    carol
+        .send(&room.id, "through the first")
+        .await
+        .expect("send");
+    let seen = until_texts(&alice, &room.id, 1).await;
+    assert_eq!(seen, ["through the first"]);
+    let on2 = a2.login(&alice.id).await;
+    let last = on2
+        .history(&room.id)
+        .await
+        .expect("history")
+        .last()
+        .map_or(0, |e| e.seq);
+    let mut watch = on2.watch(&[(&room.id, last)]).await.expect("watch");
+    a1.kill().await;
+    for i in 0..5 {
+        carol
+            .send(&room.id, &format!("through the third {i}"))
+            .await
+            .expect("send");
+    }
+    let events = watch.take(5).await;
+    let texts: Vec<&str> = events.iter().filter_map(text).collect();
+    let want: Vec<String> = (0..5).map(|i| format!("through the third {i}")).collect();
+    assert_eq!(texts, want);
+    drop((a2, a3));
+    db.drop_it().await;
+}

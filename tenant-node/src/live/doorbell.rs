@@ -65,6 +65,7 @@ async fn ring(
                     Ring::Event(room, seq) => format!("e:{room}:{seq}"),
                     Ring::Notice(id) => format!("n:{id}"),
                     Ring::Suspended(member) => format!("s:{member}"),
+                    Ring::Peers => "p".to_string(),
                 }).collect();
                 send(&tenant, EVENTS, &origin, items).await;
             }
@@ -149,9 +150,13 @@ async fn listen(tenant: Arc<Tenant>) {
 }
 
 /// After rings may have been missed: every stream reads back from its
-/// cursors, every deliverer with a queue looks at it.
+/// cursors, every deliverer with a queue looks at it, and the trust store
+/// follows the peers table.
 async fn catch_up(tenant: &Tenant) {
     tenant.hub.resync_all();
+    if let Err(e) = tenant.reload_trust().await {
+        tracing::warn!(error = %e, "cannot reload the peers' CAs");
+    }
     if let Ok(mut conn) = tenant.store.pool().acquire().await
         && let Ok(peers) = outbox::peers_with_queued(&mut conn).await
     {
@@ -179,6 +184,10 @@ async fn heard(tenant: &Tenant, channel: &str, payload: &str) -> Result<()> {
                     if let Some(notice) = crate::store::policy::notice(&mut conn, id).await? {
                         tenant.hub.notice_here(notice);
                     }
+                    continue;
+                }
+                if item == "p" {
+                    tenant.reload_trust().await?;
                     continue;
                 }
                 if let Some(member) = item.strip_prefix("s:") {

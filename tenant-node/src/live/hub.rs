@@ -50,6 +50,8 @@ pub enum Ring {
     Notice(String),
     /// A member was suspended: their streams end.
     Suspended(MemberId),
+    /// The peers or their CAs changed: the trust store follows the table.
+    Peers,
 }
 
 #[derive(Default)]
@@ -138,6 +140,11 @@ impl Hub {
     pub fn notice_here(&self, notice: Notice) {
         let member = notice.member.clone();
         self.send(member.as_str(), Live::Notice(Arc::new(notice)));
+    }
+
+    /// The other replicas reload their trust store from the `peers` table.
+    pub fn ring_peers_changed(&self) {
+        self.ring(Ring::Peers);
     }
 
     /// Every stream reads back what it may have missed.
