@@ -9,7 +9,7 @@ use sqlx::postgres::PgConnection;
 use tonic::Code;
 use works_proto::client::v1 as pb;
 
-const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+pub(crate) const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 
 /// A database of its own on the local PostgreSQL (also for `ops`).
 pub(crate) struct Database {
@@ -30,6 +30,10 @@ impl Database {
             .await
             .expect("create database");
         Database { name }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
     }
 
     pub(crate) fn url(&self) -> String {

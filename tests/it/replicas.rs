@@ -352,3 +352,62 @@ async fn a_peer_fails_over_to_another_replicas_bridge() {
     drop((a2, a3));
     db.drop_it().await;
 }
+
+/// Every connection of the replicas to PostgreSQL cut, twice, while a
+/// member sends (as when the database restarts): they reconnect by
+/// themselves, and every message arrives once, in order, at the peer and
+/// on a stream on another replica.
+#[tokio::test]
+async fn the_replicas_recover_when_their_database_connections_are_cut() {
+    let (db, replicas, _b, alice, carol) = three_replicas().await;
+    let room = room_with(&alice, &carol.id).await;
+    let on2 = replicas[1].login(&alice.id).await;
+    let on3 = replicas[2].login(&alice.id).await;
+    let mut watch = on3
+        .watch(&[(&room.id, room.last_seq)])
+        .await
+        .expect("watch");
+    let cut = || async {
+        let mut conn = PgConnection::connect(&format!("{}/postgres", crate::postgres::SERVER))
+            .await
+            .expect("connect");
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(db.name())
+        .execute(&mut conn)
+        .await
+        .expect("cut the connections");
+    };
+    let total = 60;
+    for i in 0..total {
+        if i == 20 || i == 40 {
+            cut().await;
+        }
+        let key = format!("cut-{i}");
+        let text = format!("cut {i}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        // A call that met a cut connection is sent again by its key.
+        while on2.send_keyed(&room.id, &key, &text).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "message {i} never went through"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let want: Vec<String> = (0..total).map(|i| format!("cut {i}")).collect();
+    let got = until_texts(&carol, &room.id, total).await;
+    assert_eq!(got, want);
+    let mut seen = Vec::new();
+    while seen.len() < total {
+        let event = watch.next().await;
+        if let Some(t) = text(&event) {
+            seen.push(t.to_string());
+        }
+    }
+    assert_eq!(seen, want, "live on another replica, once each, in order");
+    drop(replicas);
+    db.drop_it().await;
+}
