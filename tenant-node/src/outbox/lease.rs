@@ -1,13 +1,14 @@
 //! A replica's hold on a shared work queue (a peer's outbox, LINE's, the
 //! LINE inbox): taken when free or expired, renewed a third of the way
 //! through its term, fenced at every acknowledgement, given up at stop.
-//! With one replica it is always held, at the cost of one statement per
-//! renewal.
+//! On SQLite, which one process owns, there is nothing to share: the lease
+//! is always held and never written (a node restarted after `kill -9`
+//! delivers at once, rather than waiting out its previous life's lease).
 
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::store::{leases, now_ms};
+use crate::store::{Backend, leases, now_ms};
 use crate::tenant::Tenant;
 
 /// How long a lease lasts unrenewed: a replica killed while holding one
@@ -32,6 +33,13 @@ impl Lease {
     /// The epoch this replica holds the queue under now, renewing or taking
     /// the lease as needed; `None` while another replica holds it.
     pub async fn hold(&mut self, tenant: &Tenant) -> Result<Option<i64>> {
+        if tenant.store.backend() == Backend::Sqlite {
+            if self.epoch.is_none() {
+                self.epoch = Some(0);
+                tenant.metrics.set_delivering(&self.queue, true);
+            }
+            return Ok(self.epoch);
+        }
         if self.epoch.is_some() && self.renewed.elapsed() < TERM / 3 {
             return Ok(self.epoch);
         }
@@ -69,6 +77,9 @@ impl Lease {
         let Some(epoch) = self.epoch else {
             return Ok(false);
         };
+        if tenant.store.backend() == Backend::Sqlite {
+            return Ok(true);
+        }
         let held = leases::fence(conn, &self.queue, &tenant.replica, epoch, now_ms()).await?;
         if !held {
             tracing::warn!(queue = %self.queue, epoch, "the lease was lost; what was sent stays queued");
@@ -84,6 +95,9 @@ impl Lease {
             return;
         }
         tenant.metrics.set_delivering(&self.queue, false);
+        if tenant.store.backend() == Backend::Sqlite {
+            return;
+        }
         if let Ok(mut w) = tenant.store.begin_write().await {
             let _ = leases::release(&mut w.tx, &self.queue, &tenant.replica).await;
             let _ = w.commit().await;
