@@ -82,14 +82,20 @@ impl Store {
         };
         let options: AnyConnectOptions = url.parse()?;
         let max_connections = max_connections.unwrap_or_else(|| default_connections(backend));
+        // `temp_store = MEMORY`: a savepoint (one per send in a group
+        // commit, one per envelope in a relayed batch) keeps copies of the
+        // pages it changes in a statement journal, by default a temporary
+        // file; in memory it costs no file I/O (BENCHMARKS.md, 2026-12-01).
         let pragmas = match synchronous {
             crate::config::Synchronous::Normal => {
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;"
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                 PRAGMA temp_store = MEMORY;"
             }
             crate::config::Synchronous::Full => {
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;"
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                 PRAGMA temp_store = MEMORY;"
             }
         };
         let pool = AnyPoolOptions::new()
