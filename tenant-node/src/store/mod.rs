@@ -16,6 +16,7 @@ pub mod outbox;
 pub mod peers;
 pub mod policy;
 pub mod rooms;
+pub mod session_cache;
 pub mod sessions;
 pub mod settings;
 
@@ -42,6 +43,8 @@ pub struct Store {
     /// SQLite's busy handler keeps write latency flat and avoids upgrade
     /// deadlocks between deferred transactions. PostgreSQL needs none.
     write_lock: Option<Arc<Mutex<()>>>,
+    /// The sessions behind recent tokens (SQLite only: `session_cache`).
+    sessions: Option<Arc<session_cache::SessionCache>>,
 }
 
 /// A write transaction; holds the SQLite writer slot until commit or drop.
@@ -148,6 +151,9 @@ impl Store {
             pool,
             backend,
             write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+            sessions: (backend == Backend::Sqlite).then(|| {
+                Arc::new(session_cache::SessionCache::new(session_cache::CAPACITY))
+            }),
         })
     }
 
