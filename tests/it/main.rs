@@ -32,6 +32,7 @@ mod properties;
 mod relay;
 mod restart;
 mod room_policy;
+mod send_stream;
 mod soak;
 mod web;
 mod web_build;
