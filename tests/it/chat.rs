@@ -520,7 +520,11 @@ async fn sends_committed_together_keep_exactly_the_admitted_ones() {
                     Some(format!("m{i}").as_str())
                 );
             }
-            60..80 => check(answer, Code::NotFound, &format!("room {} not found", room.id)),
+            60..80 => check(
+                answer,
+                Code::PermissionDenied,
+                &format!("carol@acme.example is not a member of room {}", room.id),
+            ),
             80..90 => check(
                 answer,
                 Code::ResourceExhausted,

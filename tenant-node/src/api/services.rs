@@ -386,7 +386,9 @@ impl pb::rooms_server::Rooms for RoomsApi {
         request: Request<pb::SendMessageRequest>,
     ) -> Reply<pb::SendMessageResponse> {
         let who = caller(&self.0, &request).await?;
-        Ok(Response::new(send(&self.0, &who, request.into_inner()).await?))
+        Ok(Response::new(
+            send(&self.0, &who, request.into_inner()).await?,
+        ))
     }
 
     type SendStreamStream = SendResponseStream;
@@ -402,27 +404,27 @@ impl pb::rooms_server::Rooms for RoomsApi {
         // the same names and no `buffered`.
         use futures_util::StreamExt as Futures;
         let answers = Futures::map(request.into_inner(), move |item| {
-                let tenant = tenant.clone();
-                let token = token.clone();
-                async move {
-                    let request = item?;
-                    // From memory (the session cache): a logout or a
-                    // suspension since the stream opened ends it.
-                    let who = tenant.authenticate(&token).await?;
-                    Ok(match send(&tenant, &who, request).await {
-                        Ok(sent) => sent,
-                        Err(refused) => {
-                            let status = Status::from(refused);
-                            pb::SendMessageResponse {
-                                refused: Some(pb::SendRefusal {
-                                    code: status.code() as i32,
-                                    message: status.message().to_string(),
-                                }),
-                                ..Default::default()
-                            }
+            let tenant = tenant.clone();
+            let token = token.clone();
+            async move {
+                let request = item?;
+                // From memory (the session cache): a logout or a
+                // suspension since the stream opened ends it.
+                let who = tenant.authenticate(&token).await?;
+                Ok(match send(&tenant, &who, request).await {
+                    Ok(sent) => sent,
+                    Err(refused) => {
+                        let status = Status::from(refused);
+                        pb::SendMessageResponse {
+                            refused: Some(pb::SendRefusal {
+                                code: status.code() as i32,
+                                message: status.message().to_string(),
+                            }),
+                            ..Default::default()
                         }
-                    })
-                }
+                    }
+                })
+            }
         });
         // In request order; each send enters the group commit queue when
         // first polled, which `buffered` does in request order.

@@ -151,9 +151,8 @@ impl Store {
             pool,
             backend,
             write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
-            sessions: (backend == Backend::Sqlite).then(|| {
-                Arc::new(session_cache::SessionCache::new(session_cache::CAPACITY))
-            }),
+            sessions: (backend == Backend::Sqlite)
+                .then(|| Arc::new(session_cache::SessionCache::new(session_cache::CAPACITY))),
         })
     }
 

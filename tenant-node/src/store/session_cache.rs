@@ -97,14 +97,18 @@ impl SessionCache {
     pub fn forget_member(&self, member_id: &str) {
         let mut inner = self.lock();
         inner.generation += 1;
-        inner.entries.retain(|_, s| s.session.member_id != member_id);
+        inner
+            .entries
+            .retain(|_, s| s.session.member_id != member_id);
     }
 
     /// After a commit that deleted the sessions expired at `now_ms`.
     pub fn forget_expired(&self, now_ms: i64) {
         let mut inner = self.lock();
         inner.generation += 1;
-        inner.entries.retain(|_, s| s.session.expires_at_ms > now_ms);
+        inner
+            .entries
+            .retain(|_, s| s.session.expires_at_ms > now_ms);
     }
 
     #[cfg(test)]
@@ -117,9 +121,9 @@ impl SessionCache {
 mod tests {
     use super::*;
     use crate::model::{MemberState, Role};
+    use crate::store::now_ms;
     use crate::store::sessions::Session;
     use crate::store::testing::temp_store;
-    use crate::store::now_ms;
 
     fn session(member: &str, expires_at_ms: i64) -> SessionCaller {
         SessionCaller {
