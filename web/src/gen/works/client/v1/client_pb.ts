@@ -3828,8 +3828,10 @@ export const Rooms: GenService<{
    * request, from memory, so a logout or a suspension ends the stream with
    * its status). Each request is answered in request order with what
    * SendMessage would answer; one the node refuses is answered with
-   * `refused` set and the stream goes on. Text and sticker messages are
-   * stored in request order. A request that cannot be read ends the stream
+   * `refused` set and the stream goes on. On a node with SQLite (one
+   * writer, group commit), text and sticker messages are also stored in
+   * request order; on PostgreSQL, whose writers run in parallel, only the
+   * answers are ordered. A request that cannot be read ends the stream
    * with its status. After a reset, resend what was not answered with the
    * same idempotency keys: those stored already come back with `duplicate`.
    * Browsers cannot stream requests; they use SendMessage.
