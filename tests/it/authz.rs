@@ -346,6 +346,11 @@ const CLIENT_MATRIX: &[(&str, [Code; 5])] = &[
         "/works.client.v1.Rooms/SendMessage",
         [UNAUTH, INVALID, DENIED, INVALID, UNAUTH],
     ),
+    // An empty request is answered with its refusal; the stream goes on.
+    (
+        "/works.client.v1.Rooms/SendStream",
+        [UNAUTH, OK, DENIED, OK, UNAUTH],
+    ),
     (
         "/works.client.v1.Rooms/UploadAttachment",
         [UNAUTH, INVALID, DENIED, INVALID, UNAUTH],

@@ -471,3 +471,88 @@ async fn profiles_and_company_name() {
     .into_inner();
     assert!(cleared.photo.is_empty());
 }
+
+/// Many sends into one room at once, so the node commits them in groups,
+/// some of them refused: inside a group (a sender not in the room, a key
+/// sent twice) and before one (a text too long). History holds exactly the
+/// admitted ones, each once, and each refused one got its own error.
+#[tokio::test]
+async fn sends_committed_together_keep_exactly_the_admitted_ones() {
+    let node = TestNode::start("acme.example").await;
+    let alice = node.member("alice").await;
+    let bob = node.member("bob").await;
+    let carol = node.member("carol").await;
+    let room = alice.direct_room(&bob.id).await;
+    let too_long = "x".repeat(16 * 1024 + 1);
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..120 {
+        // 0..60 admitted, 60..80 from carol (not in the room), 80..90 too
+        // long, 90..120 alice's 15 keys each sent twice.
+        let (who, key, body) = match i {
+            0..60 => (&alice, format!("k{i}"), format!("m{i}")),
+            60..80 => (&carol, format!("k{i}"), format!("m{i}")),
+            80..90 => (&alice, format!("k{i}"), too_long.clone()),
+            _ => (&alice, format!("twice{}", i / 2), format!("t{}", i / 2)),
+        };
+        let mut rooms = who.client.rooms.clone();
+        let room_id = room.id.clone();
+        calls.spawn(async move {
+            let answer = rooms
+                .send_message(pb::SendMessageRequest {
+                    room_id,
+                    idempotency_key: key,
+                    text: body,
+                    ..Default::default()
+                })
+                .await
+                .map(tonic::Response::into_inner);
+            (i, answer)
+        });
+    }
+    let mut twice: std::collections::BTreeMap<usize, Vec<(String, bool)>> = Default::default();
+    for (i, answer) in calls.join_all().await {
+        match i {
+            0..60 => {
+                let answer = answer.unwrap();
+                assert!(!answer.duplicate);
+                assert_eq!(
+                    answer.event.as_ref().and_then(text),
+                    Some(format!("m{i}").as_str())
+                );
+            }
+            60..80 => check(
+                answer,
+                Code::PermissionDenied,
+                &format!("carol@acme.example is not a member of room {}", room.id),
+            ),
+            80..90 => check(
+                answer,
+                Code::ResourceExhausted,
+                "message is 16385 bytes; the limit is 16384",
+            ),
+            _ => {
+                let answer = answer.unwrap();
+                let event = answer.event.expect("event");
+                twice
+                    .entry(i / 2)
+                    .or_default()
+                    .push((event.event_id, answer.duplicate));
+            }
+        }
+    }
+    // Each key sent twice: one stored, the other answered with it.
+    for (n, answers) in &twice {
+        assert_eq!(answers.len(), 2);
+        assert_eq!(answers[0].0, answers[1].0, "key twice{n}: one event");
+        let duplicates = answers.iter().filter(|(_, d)| *d).count();
+        assert_eq!(duplicates, 1, "key twice{n}: one answer is the duplicate");
+    }
+    let mut stored = support::history_texts(&bob, &room.id).await;
+    stored.sort();
+    let mut expected: Vec<String> = (0..60)
+        .map(|i| format!("m{i}"))
+        .chain((45..60).map(|n| format!("t{n}")))
+        .collect();
+    expected.sort();
+    assert_eq!(stored, expected);
+}

@@ -34,6 +34,7 @@ mod relay;
 mod replicas;
 mod restart;
 mod room_policy;
+mod send_stream;
 mod soak;
 mod web;
 mod web_build;

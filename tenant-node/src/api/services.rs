@@ -14,7 +14,7 @@ use super::convert::{
 use super::{bearer, caller};
 use crate::error::Error;
 use crate::live::watch::WatchRequest;
-use crate::model::MemberState;
+use crate::model::{Caller, MemberState};
 use crate::policy::SettingsChange;
 use crate::policy::line::LineSettingsChange;
 use crate::rooms::uploads::{Part, UploadTarget};
@@ -264,11 +264,52 @@ impl pb::peering_server::Peering for PeeringApi {
     }
 }
 
+type SendResponseStream =
+    Pin<Box<dyn Stream<Item = Result<pb::SendMessageResponse, Status>> + Send>>;
 type WatchResponseStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
 type AttachmentStream = Pin<Box<dyn Stream<Item = Result<pb::AttachmentData, Status>> + Send>>;
 
 /// Bytes per chunk of a download.
 const DOWNLOAD_CHUNK: usize = 64 * 1024;
+/// Most sends of one `SendStream` in flight; past it the stream reads no
+/// further request until the oldest is answered (HTTP/2 flow control then
+/// holds the client back). Twice a group commit's largest group.
+const SEND_STREAM_IN_FLIGHT: usize = 256;
+
+/// A send as both `SendMessage` and `SendStream` take it: parse, store,
+/// convert.
+async fn send(
+    tenant: &Tenant,
+    who: &Caller,
+    r: pb::SendMessageRequest,
+) -> Result<pb::SendMessageResponse, Error> {
+    let given = [&r.text, &r.sticker, &r.attachment_id]
+        .iter()
+        .filter(|f| !f.is_empty())
+        .count();
+    let content = match given {
+        0 => return Err(Error::invalid("text", "message is empty")),
+        1 if !r.text.is_empty() => Content::Text(r.text),
+        1 if !r.sticker.is_empty() => Content::Sticker(r.sticker),
+        1 => Content::Attachment(r.attachment_id),
+        _ => {
+            return Err(Error::invalid(
+                "text",
+                "send one of text, sticker or attachment_id",
+            ));
+        }
+    };
+    let room = room_id(&r.room_id)?;
+    let sent = tenant
+        .send_message(who, &room, &r.idempotency_key, content)
+        .await?;
+    Ok(pb::SendMessageResponse {
+        event: Some(sent.event.into()),
+        duplicate: sent.duplicate,
+        delivery: Some(sent.delivery.into()),
+        refused: None,
+    })
+}
 
 #[tonic::async_trait]
 impl pb::rooms_server::Rooms for RoomsApi {
@@ -345,32 +386,58 @@ impl pb::rooms_server::Rooms for RoomsApi {
         request: Request<pb::SendMessageRequest>,
     ) -> Reply<pb::SendMessageResponse> {
         let who = caller(&self.0, &request).await?;
-        let r = request.into_inner();
-        let given = [&r.text, &r.sticker, &r.attachment_id]
-            .iter()
-            .filter(|f| !f.is_empty())
-            .count();
-        let content = match given {
-            0 => return Err(Error::invalid("text", "message is empty").into()),
-            1 if !r.text.is_empty() => Content::Text(r.text),
-            1 if !r.sticker.is_empty() => Content::Sticker(r.sticker),
-            1 => Content::Attachment(r.attachment_id),
-            _ => {
-                return Err(
-                    Error::invalid("text", "send one of text, sticker or attachment_id").into(),
-                );
+        Ok(Response::new(
+            send(&self.0, &who, request.into_inner()).await?,
+        ))
+    }
+
+    type SendStreamStream = SendResponseStream;
+
+    async fn send_stream(
+        &self,
+        request: Request<tonic::Streaming<pb::SendMessageRequest>>,
+    ) -> Reply<Self::SendStreamStream> {
+        caller(&self.0, &request).await?;
+        let token = bearer(&request)?.to_string();
+        let tenant = self.0.clone();
+        // futures' combinators, by path: tokio-stream's `StreamExt` has
+        // the same names and no `buffered`.
+        use futures_util::StreamExt as Futures;
+        let answers = Futures::map(request.into_inner(), move |item| {
+            let tenant = tenant.clone();
+            let token = token.clone();
+            async move {
+                let request = item?;
+                // From memory (the session cache): a logout or a
+                // suspension since the stream opened ends it.
+                let who = tenant.authenticate(&token).await?;
+                Ok(match send(&tenant, &who, request).await {
+                    Ok(sent) => sent,
+                    Err(refused) => {
+                        let status = Status::from(refused);
+                        pb::SendMessageResponse {
+                            refused: Some(pb::SendRefusal {
+                                code: status.code() as i32,
+                                message: status.message().to_string(),
+                            }),
+                            ..Default::default()
+                        }
+                    }
+                })
             }
-        };
-        let room = room_id(&r.room_id)?;
-        let sent = self
-            .0
-            .send_message(&who, &room, &r.idempotency_key, content)
-            .await?;
-        Ok(Response::new(pb::SendMessageResponse {
-            event: Some(sent.event.into()),
-            duplicate: sent.duplicate,
-            delivery: Some(sent.delivery.into()),
-        }))
+        });
+        // In request order; each send enters the group commit queue when
+        // first polled, which `buffered` does in request order.
+        let answers = Futures::buffered(answers, SEND_STREAM_IN_FLIGHT);
+        // The first status ends the stream.
+        let answers = Futures::scan(answers, false, |ended, answer: Result<_, Status>| {
+            let item = (!*ended).then(|| {
+                *ended = answer.is_err();
+                answer
+            });
+            futures_util::future::ready(item)
+        });
+        Ok(Response::new(Box::pin(answers)))
     }
 
     async fn get_delivery(&self, request: Request<pb::GetDeliveryRequest>) -> Reply<pb::Delivery> {

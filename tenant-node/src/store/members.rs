@@ -147,7 +147,10 @@ impl Store {
                 .execute(&mut *w.tx)
                 .await?;
         }
-        w.commit().await?;
+        let committed = w.commit().await;
+        // The next call with one of their tokens reads the new state.
+        self.forget_member_sessions(id);
+        committed?;
         self.member(id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("member {id}")))

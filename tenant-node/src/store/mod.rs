@@ -17,6 +17,7 @@ pub mod outbox;
 pub mod peers;
 pub mod policy;
 pub mod rooms;
+pub mod session_cache;
 pub mod sessions;
 pub mod settings;
 
@@ -43,6 +44,8 @@ pub struct Store {
     /// SQLite's busy handler keeps write latency flat and avoids upgrade
     /// deadlocks between deferred transactions. PostgreSQL needs none.
     write_lock: Option<Arc<Mutex<()>>>,
+    /// The sessions behind recent tokens (SQLite only: `session_cache`).
+    sessions: Option<Arc<session_cache::SessionCache>>,
 }
 
 /// A write transaction; holds the SQLite writer slot until commit or drop.
@@ -83,14 +86,20 @@ impl Store {
         };
         let options: AnyConnectOptions = url.parse()?;
         let max_connections = max_connections.unwrap_or_else(|| default_connections(backend));
+        // `temp_store = MEMORY`: a savepoint (one per send in a group
+        // commit, one per envelope in a relayed batch) keeps copies of the
+        // pages it changes in a statement journal, by default a temporary
+        // file; in memory it costs no file I/O (BENCHMARKS.md, 2026-12-01).
         let pragmas = match synchronous {
             crate::config::Synchronous::Normal => {
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;"
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                 PRAGMA temp_store = MEMORY;"
             }
             crate::config::Synchronous::Full => {
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;"
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                 PRAGMA temp_store = MEMORY;"
             }
         };
         let pool = AnyPoolOptions::new()
@@ -143,6 +152,8 @@ impl Store {
             pool,
             backend,
             write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+            sessions: (backend == Backend::Sqlite)
+                .then(|| Arc::new(session_cache::SessionCache::new(session_cache::CAPACITY))),
         })
     }
 

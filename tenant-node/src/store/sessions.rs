@@ -9,12 +9,14 @@ use crate::error::Result;
 use crate::ids::MemberId;
 use crate::model::{MemberState, Role};
 
+#[derive(Clone)]
 pub struct Session {
     pub member_id: String,
     pub expires_at_ms: i64,
 }
 
 /// What checking a token needs: the session and its member's role and state.
+#[derive(Clone)]
 pub struct SessionCaller {
     pub session: Session,
     pub member: Option<(Role, MemberState)>,
@@ -44,6 +46,21 @@ impl Store {
     /// A session and its member's role and state, in one statement; the
     /// role and state are `None` when the member is gone.
     pub async fn session_caller(&self, token_hash: &str) -> Result<Option<SessionCaller>> {
+        let Some(cache) = &self.sessions else {
+            return self.read_session_caller(token_hash).await;
+        };
+        if let Some(found) = cache.get(token_hash, now_ms()) {
+            return Ok(Some(found));
+        }
+        let ticket = cache.ticket();
+        let found = self.read_session_caller(token_hash).await?;
+        if let Some(found) = &found {
+            cache.fill(ticket, token_hash, found);
+        }
+        Ok(found)
+    }
+
+    async fn read_session_caller(&self, token_hash: &str) -> Result<Option<SessionCaller>> {
         let row = sqlx::query(
             "SELECT s.member_id, s.expires_at, m.role, m.state FROM sessions s \
              LEFT JOIN members m ON m.id = s.member_id WHERE s.token_hash = $1",
@@ -74,19 +91,37 @@ impl Store {
             .execute(&mut *w.tx)
             .await?
             .rows_affected();
-        w.commit().await?;
+        let committed = w.commit().await;
+        // Dropped even when the commit's outcome is in doubt: read again.
+        if let Some(cache) = &self.sessions {
+            cache.forget_token(token_hash);
+        }
+        committed?;
         Ok(deleted > 0)
+    }
+
+    /// The session cache forgets a member's sessions: call it after the
+    /// commit of any change to their role or state or their sessions.
+    pub(super) fn forget_member_sessions(&self, member: &MemberId) {
+        if let Some(cache) = &self.sessions {
+            cache.forget_member(member.as_str());
+        }
     }
 
     /// Drops expired sessions; returns how many.
     pub async fn purge_expired_sessions(&self) -> Result<u64> {
         let mut w = self.begin_write().await?;
+        let now = now_ms();
         let n = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
-            .bind(now_ms())
+            .bind(now)
             .execute(&mut *w.tx)
             .await?
             .rows_affected();
-        w.commit().await?;
+        let committed = w.commit().await;
+        if let Some(cache) = &self.sessions {
+            cache.forget_expired(now);
+        }
+        committed?;
         Ok(n)
     }
 

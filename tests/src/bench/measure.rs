@@ -323,6 +323,79 @@ pub(super) async fn drive(
     Ok(t0)
 }
 
+/// `drive` over one `SendStream` per sender: the same window, the same
+/// messages; each answer is checked in order.
+pub(super) async fn drive_stream(
+    phase: &Arc<Phase>,
+    senders: &[(Client, String)],
+    body_bytes: usize,
+) -> anyhow::Result<Instant> {
+    let t0 = Instant::now();
+    let mut streams = Vec::new();
+    let mut readers: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    for (s, (client, _)) in senders.iter().enumerate() {
+        let (requests, queued) = tokio::sync::mpsc::channel(phase.window_size.max(1));
+        let mut answers = client
+            .rooms
+            .clone()
+            .send_stream(tokio_stream::wrappers::ReceiverStream::new(queued))
+            .await
+            .map_err(|s| anyhow!("opening a send stream: {}", status_error(s)))?
+            .into_inner();
+        streams.push(requests);
+        let expected = (s..phase.n).step_by(senders.len()).count();
+        let phase = phase.clone();
+        readers.spawn(async move {
+            for _ in 0..expected {
+                let answer = answers
+                    .message()
+                    .await
+                    .map_err(|s| anyhow!("send stream of {}: {}", phase.name, status_error(s)))?
+                    .ok_or_else(|| anyhow!("send stream of {} ended early", phase.name))?;
+                if let Some(refused) = answer.refused {
+                    bail!("a message of {} refused: {}", phase.name, refused.message);
+                }
+                if phase.release == Release::OnAck {
+                    phase.lock().acked_last_at = Some(Instant::now());
+                    phase.window.add_permits(1);
+                }
+            }
+            Ok(())
+        });
+    }
+    for i in 0..phase.n {
+        phase
+            .window
+            .acquire()
+            .await
+            .context("window closed")?
+            .forget();
+        if let Some(done) = readers.try_join_next() {
+            done.context("send stream reader")??;
+        }
+        let (_, room) = &senders[i % senders.len()];
+        let request = pb::SendMessageRequest {
+            room_id: room.clone(),
+            idempotency_key: format!("{}{i}", phase.tag),
+            text: phase.text(i, body_bytes),
+            ..Default::default()
+        };
+        phase.lock().sent[i] = Some(Instant::now());
+        streams[i % senders.len()]
+            .send(request)
+            .await
+            .map_err(|_| anyhow!("send stream of {} closed", phase.name))?;
+    }
+    drop(streams);
+    while let Some(done) = readers.join_next().await {
+        done.context("send stream reader")??;
+    }
+    if phase.release == Release::OnReceipt {
+        wait_complete(phase).await?;
+    }
+    Ok(t0)
+}
+
 pub(super) async fn wait_complete(phase: &Phase) -> anyhow::Result<()> {
     // Generous: slow machines and debug builds must finish, a lost message must not hang.
     let within = Duration::from_secs(120) + Duration::from_millis(20 * phase.n as u64);
@@ -464,7 +537,11 @@ pub(super) async fn measure(
             Release::OnReceipt,
         );
         phases.add(&load);
-        let t0 = drive(&load, &scenario.senders, args.body_bytes).await?;
+        let t0 = if args.stream {
+            drive_stream(&load, &scenario.senders, args.body_bytes).await?
+        } else {
+            drive(&load, &scenario.senders, args.body_bytes).await?
+        };
         reports.push(load.report(t0));
         // The sender's node finishes its outbox rows after the peers'
         // acknowledgements; count that work too.

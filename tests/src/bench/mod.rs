@@ -120,6 +120,11 @@ pub struct BenchArgs {
     /// machine; the bench's client is not bound. Uses `taskset`.
     #[arg(long)]
     pub pin_cores: bool,
+    /// Sends the load phase on one `Rooms.SendStream` per sender instead of
+    /// one unary `SendMessage` call per message (the warm-up and the idle
+    /// phase stay unary).
+    #[arg(long)]
+    pub stream: bool,
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
