@@ -156,6 +156,8 @@ impl Node {
         listeners: Listeners,
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
+        // Replicas on PostgreSQL: everything committed from here on rings.
+        let bells = crate::live::doorbell::install(&self.tenant);
         let bridge_addr = listeners.bridge.local_addr()?;
         self.tenant.set_bridge_endpoint(
             self.config
@@ -219,7 +221,8 @@ impl Node {
         let refused = tokio::spawn(crate::rooms::leave::take_refused(self.tenant.clone()));
         let sends = tokio::spawn(crate::rooms::send::run(self.tenant.clone()));
         let line_inbox = tokio::spawn(crate::line::inbox::run(self.tenant.clone()));
-        let doorbell = tokio::spawn(crate::live::doorbell::run(self.tenant.clone()));
+        let doorbell =
+            bells.map(|bells| tokio::spawn(crate::live::doorbell::run(self.tenant.clone(), bells)));
         // LINE's webhook on a port of its own (`[line] webhook_listen`).
         let line_port = listeners.line.map(|listener| {
             tokio::spawn(crate::line::webhook::serve(
@@ -307,7 +310,9 @@ impl Node {
         let _ = stop.send(true);
         purge.abort();
         line_inbox.abort();
-        doorbell.abort();
+        if let Some(doorbell) = doorbell {
+            doorbell.abort();
+        }
         if let Some(port) = line_port {
             port.abort();
         }

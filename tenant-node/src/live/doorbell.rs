@@ -34,16 +34,29 @@ const MAX_PAYLOAD: usize = 7000;
 /// Rings sent in one go, at most.
 const BATCH: usize = 512;
 
-/// Rings and listens for as long as the node runs (PostgreSQL only).
-pub async fn run(tenant: Arc<Tenant>) {
+/// What this replica rang, waiting to go out.
+pub struct Bells {
+    events: mpsc::UnboundedReceiver<Ring>,
+    outbox: mpsc::UnboundedReceiver<TenantId>,
+}
+
+/// Connects the hub and the deliverers' wake-ups to the doorbell
+/// (PostgreSQL only), before the node serves anything: every commit from
+/// then on rings.
+pub fn install(tenant: &Tenant) -> Option<Bells> {
     if tenant.store.backend() != Backend::Postgres {
-        return;
+        return None;
     }
-    let (events_bell, events_rung) = mpsc::unbounded_channel();
-    let (outbox_bell, outbox_rung) = mpsc::unbounded_channel();
+    let (events_bell, events) = mpsc::unbounded_channel();
+    let (outbox_bell, outbox) = mpsc::unbounded_channel();
     tenant.hub.ring_others(events_bell);
     tenant.outbox.ring_others(outbox_bell);
-    let ringing = tokio::spawn(ring(tenant.clone(), events_rung, outbox_rung));
+    Some(Bells { events, outbox })
+}
+
+/// Rings and listens for as long as the node runs.
+pub async fn run(tenant: Arc<Tenant>, bells: Bells) {
+    let ringing = tokio::spawn(ring(tenant.clone(), bells.events, bells.outbox));
     listen(tenant).await;
     ringing.abort();
 }

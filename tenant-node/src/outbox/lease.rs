@@ -45,6 +45,9 @@ impl Lease {
         }
         let now = now_ms();
         let mut w = tenant.store.begin_write().await?;
+        // A holder inside its acknowledging transaction locks the lease's
+        // row: wait for it briefly, not for as long as it stalls.
+        leases::short_lock_wait(&mut w.tx).await?;
         let epoch = leases::take(
             &mut w.tx,
             &self.queue,

@@ -34,6 +34,15 @@ pub async fn take(
     Ok(row.map(|r| r.try_get::<i64, _>("epoch")).transpose()?)
 }
 
+/// Makes this transaction (PostgreSQL) give up within a second when a row
+/// it needs is locked, rather than wait.
+pub async fn short_lock_wait(conn: &mut AnyConnection) -> Result<()> {
+    sqlx::query("SET LOCAL lock_timeout = '1s'")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Whether `holder` still holds `queue` under `epoch`, checked inside the
 /// caller's transaction: the row stays locked (PostgreSQL) until it ends,
 /// so the lease cannot change hands before the caller's commit.

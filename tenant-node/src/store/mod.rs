@@ -134,6 +134,14 @@ impl Store {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         conn.execute(pragmas).await?;
+                    } else {
+                        // A replica that stalls inside a transaction (a
+                        // SIGSTOP, a frozen VM) must not hold its locks, a
+                        // queue's lease among them, for ever: the server
+                        // ends such a transaction, and the stalled replica's
+                        // commit then fails.
+                        conn.execute("SET idle_in_transaction_session_timeout = 5000")
+                            .await?;
                     }
                     Ok(())
                 })
