@@ -179,6 +179,13 @@ impl Node {
             names.push("web");
         }
         let servers = Arc::new(crate::ops::Servers::new(&names));
+        // Every listener is bound by now and takes connections (they wait in
+        // the kernel until its server runs): up from the start, so the ops
+        // port never answers "not listening" for a port that is; each goes
+        // down when its server stops.
+        for name in &names {
+            servers.set_up(name, true);
+        }
         // The ops port stops last, so probes see the node drain.
         let (ops_stop, _) = tokio::sync::watch::channel(false);
         // It serves the team that watches the node, not its members: when it

@@ -6,6 +6,7 @@
 pub mod line;
 pub mod line_sdk;
 pub mod prometheus;
+pub mod python;
 pub mod web;
 
 use std::path::PathBuf;

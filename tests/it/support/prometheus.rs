@@ -3,11 +3,10 @@
 //! environment the tests make themselves under `<workspace>/target/ops-py`
 //! with `prometheus-client` from PyPI, and `py/metrics_parse.py`.
 
-use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -47,80 +46,11 @@ pub fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<
     }
 }
 
-fn installed_version(python: &Path) -> Option<String> {
-    let out = Command::new(python)
-        .args([
-            "-c",
-            "import importlib.metadata as m; print(m.version('prometheus-client'))",
-        ])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-fn make_venv(venv: &Path) -> Result<PathBuf, String> {
-    let python = venv.join("bin/python");
-    if installed_version(&python).as_deref() == Some(CLIENT_VERSION) {
-        return Ok(python);
-    }
-    if !python.exists() {
-        let out = Command::new("python3")
-            .arg("-m")
-            .arg("venv")
-            .arg(venv)
-            .output()
-            .map_err(|e| format!("cannot run python3 -m venv: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "`python3 -m venv {}` failed: {}",
-                venv.display(),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-    }
-    let requirement = format!("prometheus-client=={CLIENT_VERSION}");
-    let out = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--quiet",
-            &requirement,
-        ])
-        .output()
-        .map_err(|e| format!("cannot run pip: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`pip install {requirement}` failed (it needs PyPI once): {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(python)
-}
-
-/// The venv's interpreter; tests in this process share one attempt, other
-/// processes wait on a lock file.
+/// The venv's interpreter, made once per test process.
 fn python() -> PathBuf {
     static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    static MAKING: Mutex<()> = Mutex::new(());
-    let _one = MAKING.lock().unwrap_or_else(|e| e.into_inner());
-    let made = PYTHON.get_or_init(|| {
-        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
-        std::fs::create_dir_all(&target)
-            .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
-        let lock_path = target.join("ops-py.lock");
-        let lock = File::create(&lock_path)
-            .map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
-        lock.lock()
-            .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
-        let made = make_venv(&target.join("ops-py"));
-        let _ = lock.unlock();
-        made
-    });
-    match made {
+    match PYTHON.get_or_init(|| super::python::venv("ops-py", "prometheus-client", CLIENT_VERSION))
+    {
         Ok(python) => python.clone(),
         Err(e) => panic!("the Prometheus client library is not available: {e}"),
     }
