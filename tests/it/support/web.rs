@@ -89,19 +89,50 @@ impl Answer {
 /// Sends `method path` over a new HTTP/1.1 connection with `headers`
 /// (`Connection: close`, so the answer ends with the connection).
 pub async fn http1(url: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+    let raw = exchange(url, method, path, headers)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    parse_answer(raw)
+}
+
+/// `http1`, where the node refusing the connection (a reset, a close
+/// before any answer) is an `Err` rather than a failed test: for polls.
+pub async fn try_http1(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Answer> {
+    let raw = exchange(url, method, path, headers).await?;
+    if !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        return Err(std::io::Error::other("closed before an answer"));
+    }
+    Ok(parse_answer(raw))
+}
+
+/// Sends the request and reads the whole answer.
+async fn exchange(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Vec<u8>> {
     let addr = url.trim_start_matches("http://");
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await?;
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
-    tcp.write_all(request.as_bytes()).await.expect("write");
+    tcp.write_all(request.as_bytes()).await?;
     let mut raw = Vec::new();
     tokio::time::timeout(super::EVENT_DEADLINE, tcp.read_to_end(&mut raw))
         .await
-        .expect("an answer in time")
-        .expect("read");
+        .map_err(|_| std::io::Error::other("no answer in time"))??;
+    Ok(raw)
+}
+
+fn parse_answer(raw: Vec<u8>) -> Answer {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
