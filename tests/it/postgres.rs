@@ -2,6 +2,7 @@
 //! (127.0.0.1:5432), each test in a database of its own, dropped at the end.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use crate::support::{self, TestNode, check, text};
 use sqlx::Connection;
@@ -32,10 +33,6 @@ impl Database {
         Database { name }
     }
 
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-
     pub(crate) fn url(&self) -> String {
         format!("{SERVER}/{}", self.name)
     }
@@ -51,6 +48,136 @@ impl Database {
         .execute(&mut conn)
         .await
         .unwrap();
+    }
+}
+
+/// A PostgreSQL server of the test's own, for what the shared one must not
+/// suffer (a restart): Debian's server binaries on a fresh cluster in a
+/// temporary directory, listening on an ephemeral loopback port. As root it
+/// runs as the `postgres` user, as PostgreSQL requires.
+pub(crate) struct OwnServer {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    port: u16,
+    server: Option<std::process::Child>,
+}
+
+impl OwnServer {
+    pub(crate) async fn start() -> OwnServer {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL's server binaries under /usr/lib/postgresql")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .filter(|bin| bin.join("initdb").exists())
+            .max()
+            .expect("an initdb under /usr/lib/postgresql/*/bin");
+        let dir = tempfile::tempdir().expect("temp dir");
+        if let Some((uid, gid)) = Self::postgres_user() {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown");
+        }
+        let out = Self::as_server_user(std::process::Command::new(bin.join("initdb")))
+            .current_dir(dir.path())
+            .args(["--username", "postgres", "--auth", "trust", "--no-sync"])
+            .arg("--pgdata")
+            .arg(dir.path().join("data"))
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut server = OwnServer {
+            dir,
+            bin,
+            port,
+            server: None,
+        };
+        server.run().await;
+        server
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// A fast shutdown (every connection closed, as at a server's
+    /// restart), then the server starts again on the same port.
+    pub(crate) async fn restart(&mut self) {
+        self.stop();
+        self.run().await;
+    }
+
+    async fn run(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log");
+        let server = Self::as_server_user(std::process::Command::new(self.bin.join("postgres")))
+            .current_dir(self.dir.path())
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+            ])
+            .arg("-k")
+            .arg(self.dir.path())
+            .args(["-c", "fsync=off", "-c", "max_connections=300"])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start postgres");
+        self.server = Some(server);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while PgConnection::connect(&self.url()).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the test's PostgreSQL did not start: {}",
+                std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            // SIGINT: PostgreSQL's fast shutdown.
+            let _ = std::process::Command::new("kill")
+                .args(["-INT", &server.id().to_string()])
+                .status();
+            let _ = server.wait();
+        }
+    }
+
+    /// The `postgres` user's ids, when this runs as root.
+    fn postgres_user() -> Option<(u32, u32)> {
+        use std::os::unix::fs::MetadataExt;
+        if std::fs::metadata("/proc/self").ok()?.uid() != 0 {
+            return None;
+        }
+        let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+        let line = passwd.lines().find(|l| l.starts_with("postgres:"))?;
+        let mut fields = line.split(':').skip(2);
+        Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+    }
+
+    fn as_server_user(mut command: std::process::Command) -> std::process::Command {
+        use std::os::unix::process::CommandExt;
+        if let Some((uid, gid)) = Self::postgres_user() {
+            command.uid(uid).gid(gid);
+        }
+        command
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

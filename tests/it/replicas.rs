@@ -8,7 +8,7 @@ use std::time::Duration;
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
-use crate::postgres::Database;
+use crate::postgres::{Database, OwnServer};
 use crate::support::web::http1;
 use crate::support::{
     Member, RELAY_DEADLINE, TestNode, pair_of, prometheus, room_with, text, until, until_texts,
@@ -18,13 +18,18 @@ use crate::support::{
 /// SQLite, alice (on the first replica) and carol introduced.
 async fn three_replicas() -> (Database, [TestNode; 3], TestNode, Member, Member) {
     let db = Database::create().await;
-    let url = db.url();
+    let (replicas, b, alice, carol) = three_replicas_on(db.url()).await;
+    (db, replicas, b, alice, carol)
+}
+
+/// The same on the database at `url`.
+async fn three_replicas_on(url: String) -> ([TestNode; 3], TestNode, Member, Member) {
     let a1 = TestNode::start_with("a.example", |c| c.storage.url = url.clone()).await;
     let b = TestNode::start("b.example").await;
     let (a1, b, alice, carol) = pair_of(a1, b).await;
     let a2 = a1.replica().await;
     let a3 = a1.replica().await;
-    (db, [a1, a2, a3], b, alice, carol)
+    ([a1, a2, a3], b, alice, carol)
 }
 
 /// The replica (by index) holding `queue`'s lease now.
@@ -142,6 +147,85 @@ async fn a_member_watching_on_one_replica_sees_what_the_others_commit() {
         } else {
             assert_eq!(delivered, 0.0, "replica {i} does not hold the lease");
         }
+    }
+    drop(replicas);
+    db.drop_it().await;
+}
+
+/// How many of `queues` each replica holds, once every queue is held and
+/// the counts are `want` (in any order of replicas).
+async fn until_spread(db: &Database, replicas: &[TestNode], queues: &[&str], want: &[usize]) {
+    let mut want = want.to_vec();
+    want.sort_unstable();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut counts = vec![0; replicas.len()];
+        let mut all_held = true;
+        for queue in queues {
+            match holder(db, replicas, queue).await {
+                Some(i) => counts[i] += 1,
+                None => all_held = false,
+            }
+        }
+        let mut sorted = counts.clone();
+        sorted.sort_unstable();
+        if all_held && sorted == want {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let mut conn = PgConnection::connect(&db.url()).await.expect("connect");
+            let leases: Vec<(String, String, i64, i64)> =
+                sqlx::query_as("SELECT queue, holder, epoch, expires_at FROM deliverer_leases")
+                    .fetch_all(&mut conn)
+                    .await
+                    .expect("read the leases");
+            let pids: Vec<_> = replicas.iter().map(|r| r.pid()).collect();
+            panic!(
+                "the queues' leases never spread as {want:?}: {counts:?} (all held: \
+                 {all_held}); replicas {pids:?}, leases {leases:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Three peers' queues over three replicas: one each. When one replica
+/// dies, the two left share its queue; when it comes back, one of them
+/// gives a queue up to it.
+#[tokio::test]
+async fn the_peers_queues_spread_over_the_replicas() {
+    let (db, mut replicas, _b, alice, carol) = three_replicas().await;
+    let room = room_with(&alice, &carol.id).await;
+    alice.send(&room.id, "to b").await.expect("send");
+    let mut others = Vec::new();
+    for (tenant, name) in [("c.example", "dan"), ("d.example", "erin")] {
+        let node = TestNode::start(tenant).await;
+        let member = node.member(name).await;
+        works_tests::scenario::introduce(
+            &alice.side(&replicas[0].admin().await),
+            &member.side(&node.admin().await),
+        )
+        .await
+        .expect("introduce");
+        let room = room_with(&alice, &member.id).await;
+        alice
+            .send(&room.id, &format!("to {tenant}"))
+            .await
+            .expect("send");
+        others.push((node, member));
+    }
+    let queues = ["b.example", "c.example", "d.example"];
+    until_spread(&db, &replicas, &queues, &[1, 1, 1]).await;
+    replicas[0].kill().await;
+    until_spread(&db, &replicas, &queues, &[0, 1, 2]).await;
+    replicas[0].restart().await;
+    until_spread(&db, &replicas, &queues, &[1, 1, 1]).await;
+    // Delivery goes on wherever each queue went.
+    for (node, member) in &others {
+        let room = room_with(&alice, &member.id).await;
+        alice.send(&room.id, "after").await.expect("send");
+        let got = until_texts(member, &room.id, 2).await;
+        assert_eq!(got[1], "after", "{} got it", node.tenant);
     }
     drop(replicas);
     db.drop_it().await;
@@ -353,13 +437,14 @@ async fn a_peer_fails_over_to_another_replicas_bridge() {
     db.drop_it().await;
 }
 
-/// Every connection of the replicas to PostgreSQL cut, twice, while a
-/// member sends (as when the database restarts): they reconnect by
-/// themselves, and every message arrives once, in order, at the peer and
-/// on a stream on another replica.
+/// PostgreSQL restarted twice while a member sends (a server of the
+/// test's own): the replicas reconnect by themselves, report ready again,
+/// and every message arrives once, in order, at the peer and on a stream
+/// on another replica.
 #[tokio::test]
-async fn the_replicas_recover_when_their_database_connections_are_cut() {
-    let (db, replicas, _b, alice, carol) = three_replicas().await;
+async fn the_replicas_recover_when_postgresql_restarts() {
+    let mut server = OwnServer::start().await;
+    let (replicas, _b, alice, carol) = three_replicas_on(server.url()).await;
     let room = room_with(&alice, &carol.id).await;
     let on2 = replicas[1].login(&alice.id).await;
     let on3 = replicas[2].login(&alice.id).await;
@@ -367,28 +452,15 @@ async fn the_replicas_recover_when_their_database_connections_are_cut() {
         .watch(&[(&room.id, room.last_seq)])
         .await
         .expect("watch");
-    let cut = || async {
-        let mut conn = PgConnection::connect(&format!("{}/postgres", crate::postgres::SERVER))
-            .await
-            .expect("connect");
-        sqlx::query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = $1 AND pid <> pg_backend_pid()",
-        )
-        .bind(db.name())
-        .execute(&mut conn)
-        .await
-        .expect("cut the connections");
-    };
     let total = 60;
     for i in 0..total {
         if i == 20 || i == 40 {
-            cut().await;
+            server.restart().await;
         }
-        let key = format!("cut-{i}");
-        let text = format!("cut {i}");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        // A call that met a cut connection is sent again by its key.
+        let key = format!("restart-{i}");
+        let text = format!("restart {i}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        // A call that met the restart is sent again by its key.
         while on2.send_keyed(&room.id, &key, &text).await.is_err() {
             assert!(
                 tokio::time::Instant::now() < deadline,
@@ -397,7 +469,7 @@ async fn the_replicas_recover_when_their_database_connections_are_cut() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    let want: Vec<String> = (0..total).map(|i| format!("cut {i}")).collect();
+    let want: Vec<String> = (0..total).map(|i| format!("restart {i}")).collect();
     let got = until_texts(&carol, &room.id, total).await;
     assert_eq!(got, want);
     let mut seen = Vec::new();
@@ -408,6 +480,12 @@ async fn the_replicas_recover_when_their_database_connections_are_cut() {
         }
     }
     assert_eq!(seen, want, "live on another replica, once each, in order");
+    for replica in &replicas {
+        let ops = replica.ops.as_deref().expect("an ops port");
+        until(RELAY_DEADLINE, "every replica ready again", || async {
+            http1(ops, "GET", "/readyz", &[]).await.status == 200
+        })
+        .await;
+    }
     drop(replicas);
-    db.drop_it().await;
 }

@@ -34,7 +34,6 @@ use crate::tenant::Tenant;
 const BATCH: u32 = 32;
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-const IDLE_CHECK: Duration = Duration::from_secs(5);
 /// A LINE user's picture is kept as a photo at most this large.
 const MAX_PICTURE_BYTES: usize = 4 * 1024 * 1024;
 /// Quick-reply labels are at most 20 characters.
@@ -52,7 +51,7 @@ pub async fn run(tenant: Arc<Tenant>) {
         match lease.hold(&tenant).await {
             Ok(Some(_)) => {}
             Ok(None) => {
-                tokio::time::sleep(crate::outbox::lease::TERM / 3).await;
+                tokio::time::sleep(crate::outbox::lease::RENEWAL).await;
                 continue;
             }
             Err(e) => {
@@ -74,7 +73,9 @@ pub async fn run(tenant: Arc<Tenant>) {
             }
         };
         if batch.is_empty() {
-            let _ = tokio::time::timeout(IDLE_CHECK, tenant.line_inbox.notified()).await;
+            let _ =
+                tokio::time::timeout(crate::outbox::lease::RENEWAL, tenant.line_inbox.notified())
+                    .await;
             continue;
         }
         for (id, text) in batch {

@@ -171,7 +171,7 @@ async fn catch_up(tenant: &Tenant) {
         tracing::warn!(error = %e, "cannot reload the peers' CAs");
     }
     if let Ok(mut conn) = tenant.store.pool().acquire().await
-        && let Ok(peers) = outbox::peers_with_queued(&mut conn).await
+        && let Ok(peers) = outbox::queues_to_deliver(&mut conn).await
     {
         for peer in peers {
             tenant.outbox.wake_here(&peer);

@@ -28,8 +28,6 @@ const BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// First retry delay after a failed delivery; doubles up to `MAX_BACKOFF`.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
-/// A deliverer with nothing to do looks at its queue this often anyway.
-const IDLE_CHECK: Duration = Duration::from_secs(5);
 
 /// How long the deliverers may take to finish their current batch when
 /// the node stops; then they are dropped (what they sent and was not
@@ -47,8 +45,10 @@ pub async fn run(tenant: Arc<Tenant>, mut stop: tokio::sync::watch::Receiver<boo
     let mut tasks = tokio::task::JoinSet::new();
     // LINE's deliverer has no stop signal of its own: it is dropped at stop.
     let mut line_tasks = tokio::task::JoinSet::new();
+    // Among replicas, the heartbeat that tells the others' shares.
+    tasks.spawn(lease::attend(tenant.clone(), stop.clone()));
     match tenant.store.pool().acquire().await {
-        Ok(mut conn) => match outbox::peers_with_queued(&mut conn).await {
+        Ok(mut conn) => match outbox::queues_to_deliver(&mut conn).await {
             Ok(peers) => peers.iter().for_each(|p| tenant.outbox.wake(p)),
             Err(e) => tracing::warn!(error = %e, "cannot read the outbox"),
         },
@@ -116,7 +116,7 @@ async fn deliver(
             Ok(None) => {
                 stream = None;
                 tokio::select! {
-                    _ = tokio::time::sleep(lease::TERM / 3) => {}
+                    _ = tokio::time::sleep(lease::RENEWAL) => {}
                     _ = stop.wait_for(|s| *s) => {}
                 }
                 continue;
@@ -137,7 +137,7 @@ async fn deliver(
         };
         if rows.is_empty() {
             tokio::select! {
-                _ = tokio::time::timeout(IDLE_CHECK, signals.queued.notified()) => {}
+                _ = tokio::time::timeout(lease::RENEWAL, signals.queued.notified()) => {}
                 _ = stop.wait_for(|s| *s) => {}
             }
             continue;

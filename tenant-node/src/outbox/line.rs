@@ -30,7 +30,6 @@ const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
-const IDLE_CHECK: Duration = Duration::from_secs(5);
 /// LINE shows at most 20 characters of a sender's name.
 const SENDER_NAME_CHARS: usize = 20;
 
@@ -214,7 +213,7 @@ pub(super) async fn deliver(tenant: Arc<Tenant>, signals: Arc<Signals>) {
         match lease.hold(&tenant).await {
             Ok(Some(_)) => {}
             Ok(None) => {
-                tokio::time::sleep(lease::TERM / 3).await;
+                tokio::time::sleep(lease::RENEWAL).await;
                 continue;
             }
             Err(e) => {
@@ -236,7 +235,7 @@ pub(super) async fn deliver(tenant: Arc<Tenant>, signals: Arc<Signals>) {
             }
         };
         if rows.is_empty() {
-            let _ = tokio::time::timeout(IDLE_CHECK, signals.queued.notified()).await;
+            let _ = tokio::time::timeout(lease::RENEWAL, signals.queued.notified()).await;
             continue;
         }
         for row in rows {

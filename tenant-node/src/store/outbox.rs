@@ -254,11 +254,19 @@ pub async fn attempted(conn: &mut AnyConnection, ids: &[i64], reason: &str) -> R
     Ok(())
 }
 
-/// Peers with something queued (to wake their deliverers at start).
-pub async fn peers_with_queued(conn: &mut AnyConnection) -> Result<Vec<TenantId>> {
-    let rows = sqlx::query("SELECT DISTINCT peer FROM outbox WHERE state = 'queued'")
-        .fetch_all(conn)
-        .await?;
+/// The queues a replica works or stands by for, to start their deliverers
+/// at start: peers with something queued, and every queue (a peer's or
+/// LINE's) whose lease the node's replicas have ever taken, so that this
+/// replica can take its share of them.
+pub async fn queues_to_deliver(conn: &mut AnyConnection) -> Result<Vec<TenantId>> {
+    let rows = sqlx::query(
+        "SELECT peer FROM outbox WHERE state = 'queued' \
+         UNION SELECT queue FROM deliverer_leases \
+         WHERE queue = $1 OR queue IN (SELECT tenant FROM peers)",
+    )
+    .bind(crate::ids::LINE_TENANT)
+    .fetch_all(conn)
+    .await?;
     rows.iter()
         .map(|r| {
             stored(
