@@ -916,6 +916,58 @@ mod tests {
     }
 
     #[test]
+    fn a_line_section_is_refused_with_the_key_and_how_to_mend_it() {
+        let line = |extra: &str| {
+            format!(
+                "tenant = \"acme.example\"\n[line]\n\
+                 channel_secret_file = \"line/secret\"\n\
+                 access_token_file = \"line/token\"\n{extra}"
+            )
+        };
+        let good = "channel_id = \"1656\"\nbasic_id = \"@123abcde\"\n";
+        Config::parse(&line(good)).unwrap().validate().unwrap();
+        for (extra, key, fragment) in [
+            (
+                "channel_id = \" \"\nbasic_id = \"@123abcde\"\n",
+                "line.channel_id",
+                "LINE Developers console",
+            ),
+            (
+                "channel_id = \"1656\"\nbasic_id = \"123abcde\"\n",
+                "line.basic_id",
+                "like @123abcde",
+            ),
+            (
+                "channel_id = \"1656\"\nbasic_id = \"@ 12\"\n",
+                "line.basic_id",
+                "like @123abcde",
+            ),
+            (
+                "channel_id = \"1656\"\nbasic_id = \"@1\"\napi_base_url = \"api.line.me\"\n",
+                "line.api_base_url",
+                "must start with https://",
+            ),
+            (
+                "channel_id = \"1656\"\nbasic_id = \"@1\"\ndata_api_base_url = \"ftp://x\"\n",
+                "line.data_api_base_url",
+                "must start with https://",
+            ),
+        ] {
+            let err = Config::parse(&line(extra))
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(key) && err.contains(fragment),
+                "{extra}: {err}"
+            );
+        }
+        let err = Config::parse(&line(&format!("{good}channel_secret = \"x\"\n"))).unwrap_err();
+        assert!(err.to_string().contains("channel_secret"), "{err}");
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let err = Config::parse("tenant = \"a.b\"\nlistne = 1\n").unwrap_err();
         assert!(err.to_string().contains("listne"), "{err}");

@@ -9,7 +9,9 @@ use tonic::Code;
 use works_line_standin::{Endpoint, Fault, Mode};
 use works_proto::client::v1 as pb;
 
-use crate::support::line::{line_company, line_member_id, line_room_with, line_text, set_line};
+use crate::support::line::{
+    line_company, line_company_without_web, line_member_id, line_room_with, line_text, set_line,
+};
 use crate::support::web::http1;
 use crate::support::{EVENT_DEADLINE, Member, attachment, check, png, until};
 
@@ -400,6 +402,41 @@ async fn a_line_user_bound_to_two_members_chooses_whom_to_write_to() {
     assert!(!texts(&bob.history(&bob_room.id).await.unwrap()).contains(&"for alice"));
 }
 
+/// A push LINE never answers is given up after the request timeout and
+/// sent again by the same retry key: the LINE user gets it once.
+#[tokio::test]
+async fn a_push_line_never_answers_is_sent_again_by_its_retry_key() {
+    let a = line_company("a.example", "").await;
+    let alice = a.line_member("alice").await;
+    let taro = a.line.add_user("Taro");
+    let room = a.bound(&taro, &alice).await;
+    a.line.fail_next(Endpoint::Push, Fault::Hang, 1);
+    let sent = alice.send(&room.id, "after the hang").await.unwrap();
+    let id = sent.event_id;
+    // The node gives a request up after 10 s.
+    until(Duration::from_secs(30), "the push sent again", || async {
+        !a.line.conversation(&taro.id).is_empty()
+    })
+    .await;
+    let got = a.line.conversation(&taro.id);
+    assert_eq!(line_text(&got[0]), Some("after the hang"));
+    let d = until_delivered(&alice, &room.id, &id).await;
+    assert_eq!(d.state, pb::DeliveryState::Delivered as i32, "{d:?}");
+    let pushes: Vec<_> = a
+        .line
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/v2/bot/message/push")
+        .collect();
+    assert_eq!(
+        pushes.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [0, 200],
+        "the hung push, then the one answered"
+    );
+    assert_eq!(pushes[0].retry_key, pushes[1].retry_key);
+    assert_eq!(a.line.conversation(&taro.id).len(), 1);
+}
+
 /// Through LINE answering 429 (with Retry-After) and 500, then recovering,
 /// every message reaches the LINE user once, in order.
 #[tokio::test]
@@ -489,6 +526,35 @@ async fn a_restart_mid_queue_loses_and_doubles_nothing() {
 /// Webhooks that do not carry the channel's signature are refused and
 /// change nothing; LINE's redelivery and standby events are recorded once
 /// and never answered twice; the console's URL check gets its 200.
+/// A node with no web port serves LINE's webhook on `[line]
+/// webhook_listen`: signed webhooks are applied, unsigned ones refused.
+#[tokio::test]
+async fn the_webhook_is_served_on_a_port_of_its_own_without_a_web_port() {
+    let a = line_company_without_web("a.example", "Welcome from the webhook port!").await;
+    assert!(a.node.web.is_none());
+    let alice = a.line_member("alice").await;
+    let taro = a.line.add_user("Taro");
+    assert_eq!(a.line.follow(&taro).await.unwrap(), 200);
+    let sent = a.until_sent(&taro.id, 1).await;
+    assert_eq!(line_text(&sent[0]), Some("Welcome from the webhook port!"));
+    let room = a.bound(&taro, &alice).await;
+    a.line
+        .text(&taro, "through the webhook port")
+        .await
+        .unwrap();
+    until_history(&alice, &room.id, "Taro's message", |e| {
+        texts(e).contains(&"through the webhook port")
+    })
+    .await;
+    let body = br#"{"destination":"Uxxx","events":[]}"#;
+    assert_eq!(a.line.post_raw(body, None).await.unwrap(), 401);
+    let log = a.node.log();
+    assert!(
+        log.contains("LINE's webhook served on a port of its own"),
+        "{log}"
+    );
+}
+
 #[tokio::test]
 async fn bad_and_replayed_webhooks() {
     let a = line_company("a.example", "Welcome!").await;

@@ -72,6 +72,8 @@ pub struct Serving {
     pub web: Option<SocketAddr>,
     /// The ops port (health, readiness, metrics), unless the node serves none.
     pub ops: Option<SocketAddr>,
+    /// LINE's webhook port, when `[line] webhook_listen` gives it one.
+    pub line: Option<SocketAddr>,
     pub bridge: SocketAddr,
 }
 
@@ -94,7 +96,7 @@ pub async fn serve(mut command: Command, within: Duration) -> anyhow::Result<Ser
         .ok_or_else(|| anyhow::anyhow!("did not start: no stdout from serve"))?;
     let mut lines = BufReader::new(stdout).lines();
     let found = tokio::time::timeout(within, async {
-        let (mut api, mut web, mut ops) = (None, None, None);
+        let (mut api, mut web, mut ops, mut line_port) = (None, None, None, None);
         while let Some(line) = lines.next_line().await? {
             if let Some(addr) = line.strip_prefix("api listening on ") {
                 api = Some(addr.parse::<SocketAddr>()?);
@@ -105,15 +107,18 @@ pub async fn serve(mut command: Command, within: Duration) -> anyhow::Result<Ser
             if let Some(addr) = line.strip_prefix("ops listening on ") {
                 ops = Some(addr.parse::<SocketAddr>()?);
             }
+            if let Some(addr) = line.strip_prefix("line webhook listening on ") {
+                line_port = Some(addr.parse::<SocketAddr>()?);
+            }
             if let Some(addr) = line.strip_prefix("bridge listening on ") {
                 let api = api.ok_or_else(|| anyhow::anyhow!("bridge line before api line"))?;
-                return Ok((api, web, ops, addr.parse::<SocketAddr>()?));
+                return Ok((api, web, ops, line_port, addr.parse::<SocketAddr>()?));
             }
         }
         Err(anyhow::anyhow!("serve exited before listening"))
     })
     .await;
-    let (api, web, ops, bridge) = match found {
+    let (api, web, ops, line, bridge) = match found {
         Ok(Ok(addrs)) => addrs,
         Ok(Err(e)) => anyhow::bail!("did not start: {e}"),
         Err(_) => anyhow::bail!("did not start within {within:?}"),
@@ -125,6 +130,7 @@ pub async fn serve(mut command: Command, within: Duration) -> anyhow::Result<Ser
         api,
         web,
         ops,
+        line,
         bridge,
     })
 }

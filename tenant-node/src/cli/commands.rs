@@ -189,6 +189,15 @@ async fn serve(data: &std::path::Path) -> anyhow::Result<()> {
     if let Some(ops) = ops {
         println!("ops listening on {ops}");
     }
+    if let Some(line) = listeners
+        .line
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()?
+    {
+        tracing::info!(%line, "LINE's webhook served on a port of its own");
+        println!("line webhook listening on {line}");
+    }
     println!("bridge listening on {bridge}");
     node.serve(listeners, shutdown_signal()).await?;
     tracing::info!("node stopped");

@@ -195,7 +195,7 @@ impl Tenant {
             Ok(event) => event,
             Err(e) => {
                 return self
-                    .line_event_done(id, None, &format!("unreadable: {e}"))
+                    .unreadable_line_event(lease, id, &format!("unreadable: {e}"))
                     .await;
             }
         };
@@ -242,8 +242,15 @@ impl Tenant {
         Ok(())
     }
 
-    async fn line_event_done(&self, id: i64, _user: Option<&str>, outcome: &str) -> Result<()> {
+    /// Closes an event that cannot be read, with its audit entry, while this
+    /// replica holds the inbox.
+    async fn unreadable_line_event(&self, lease: &mut Lease, id: i64, outcome: &str) -> Result<()> {
         let mut w = self.store.begin_write().await?;
+        if !lease.fence(self, &mut w.tx).await? {
+            return Err(Error::Unavailable(
+                "another replica processes the LINE inbox now".into(),
+            ));
+        }
         audit::append(
             &mut w.tx,
             &NewEntry::new("line.unreadable", "line").detail(outcome.to_string()),
@@ -370,8 +377,8 @@ impl Tenant {
                     .await?;
                 let mut done = Done::just("followed");
                 let settings = self.read_line_settings_in(conn).await?;
-                if settings.0 && !settings.1.is_empty() {
-                    self.queue_line_notice(conn, user, &settings.1, None)
+                if settings.enabled && !settings.greeting.is_empty() {
+                    self.queue_line_notice(conn, user, &settings.greeting, None)
                         .await?;
                     done.pushed = true;
                     done.outcome = "followed; greeted".into();
@@ -466,18 +473,6 @@ impl Tenant {
             }
             _ => Ok(Done::just(format!("ignored: {kind} event"))),
         }
-    }
-
-    /// (use status, greeting) read in the transaction.
-    async fn read_line_settings_in(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-    ) -> Result<(bool, String)> {
-        let enabled = crate::store::policy::flag(conn, line::LINE_ENABLED).await?;
-        let greeting = crate::store::policy::setting(conn, line::LINE_GREETING)
-            .await?
-            .unwrap_or_else(|| crate::policy::line::DEFAULT_GREETING.to_string());
-        Ok((enabled, greeting))
     }
 
     /// The LINE user who wrote, recorded now (with the profile fetched for
@@ -586,8 +581,7 @@ impl Tenant {
                 match chosen {
                     Some((member, room)) => (member.clone(), *room),
                     None => {
-                        let (enabled, _) = self.read_line_settings_in(conn).await?;
-                        if enabled {
+                        if self.read_line_settings_in(conn).await?.enabled {
                             self.queue_line_notice(
                                 conn,
                                 &lu.user_id,

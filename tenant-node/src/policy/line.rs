@@ -51,11 +51,19 @@ impl Tenant {
 
     pub(crate) async fn read_line_settings(&self) -> Result<LineSettings> {
         let mut conn = self.store.pool().acquire().await?;
+        self.read_line_settings_in(&mut conn).await
+    }
+
+    /// The settings as `conn` (a transaction, say) sees them.
+    pub(crate) async fn read_line_settings_in(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+    ) -> Result<LineSettings> {
         Ok(LineSettings {
-            enabled: policy::flag(&mut conn, line::LINE_ENABLED).await?,
-            auto_grant: policy::flag(&mut conn, line::LINE_AUTO_GRANT).await?,
-            restrict_files: policy::flag(&mut conn, line::LINE_RESTRICT_FILES).await?,
-            greeting: policy::setting(&mut conn, line::LINE_GREETING)
+            enabled: policy::flag(conn, line::LINE_ENABLED).await?,
+            auto_grant: policy::flag(conn, line::LINE_AUTO_GRANT).await?,
+            restrict_files: policy::flag(conn, line::LINE_RESTRICT_FILES).await?,
+            greeting: policy::setting(conn, line::LINE_GREETING)
                 .await?
                 .unwrap_or_else(|| DEFAULT_GREETING.to_string()),
             channel: self
@@ -153,12 +161,7 @@ impl Tenant {
         Ok(policy::connected_on(&mut conn, List::Line)
             .await?
             .into_iter()
-            .map(|r| Connected {
-                member: r.member,
-                display_name: r.display_name,
-                granted_by: r.granted_by,
-                granted_at_ms: r.granted_at_ms,
-            })
+            .map(Connected::from)
             .collect())
     }
 

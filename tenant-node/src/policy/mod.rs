@@ -45,6 +45,17 @@ pub struct Connected {
     pub granted_at_ms: i64,
 }
 
+impl From<policy::ConnectedRow> for Connected {
+    fn from(r: policy::ConnectedRow) -> Connected {
+        Connected {
+            member: r.member,
+            display_name: r.display_name,
+            granted_by: r.granted_by,
+            granted_at_ms: r.granted_at_ms,
+        }
+    }
+}
+
 /// The reachability rows a notice about `members` of `peer` sets: one per
 /// member, or the peer's "all members" row.
 fn reachability_keys(peer: &TenantId, members: &[MemberId]) -> Vec<String> {
@@ -319,12 +330,7 @@ impl Tenant {
         Ok(policy::connected(&mut conn)
             .await?
             .into_iter()
-            .map(|r| Connected {
-                member: r.member,
-                display_name: r.display_name,
-                granted_by: r.granted_by,
-                granted_at_ms: r.granted_at_ms,
-            })
+            .map(Connected::from)
             .collect())
     }
 

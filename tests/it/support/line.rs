@@ -1,13 +1,14 @@
 //! A company's node with its LINE Official Account on the stand-in LINE
 //! platform: the node's `[line]` points at the stand-in, the stand-in's
-//! webhooks go to the node's web port, and the admin has LINE switched on.
+//! webhooks go to the node's web port (or LINE's own port, on a node with
+//! none), and the admin has LINE switched on.
 
 use std::time::Duration;
 
 use serde_json::Value;
 use tempfile::TempDir;
 use tenant_node::client::Client;
-use tenant_node::config::LineConfig;
+use tenant_node::config::{LineConfig, WebListen};
 use works_line_standin::{LinePlatform, LineUser};
 use works_proto::client::v1 as pb;
 
@@ -24,6 +25,16 @@ pub struct LineCompany {
 /// platform, with `[web] public_url` set to its web port, and switches
 /// LINE on with `greeting`.
 pub async fn line_company(tenant: &str, greeting: &str) -> LineCompany {
+    start_line_company(tenant, greeting, false).await
+}
+
+/// The same on a node with no web port: LINE's webhook is served on a port
+/// of its own (`[line] webhook_listen`).
+pub async fn line_company_without_web(tenant: &str, greeting: &str) -> LineCompany {
+    start_line_company(tenant, greeting, true).await
+}
+
+async fn start_line_company(tenant: &str, greeting: &str, own_port: bool) -> LineCompany {
     let line = LinePlatform::start(works_line_standin::Config::generate())
         .await
         .expect("start the LINE stand-in");
@@ -40,13 +51,24 @@ pub async fn line_company(tenant: &str, greeting: &str) -> LineCompany {
         channel_secret_file: secret_file,
         access_token_file: token_file,
         basic_id: line.config().basic_id.clone(),
-        webhook_listen: None,
+        webhook_listen: own_port.then(|| ([127, 0, 0, 1], 0).into()),
     };
-    let mut node = TestNode::start_with(tenant, |c| c.line = Some(config.clone())).await;
-    let web = node.web.clone().expect("a web port");
-    node.edit_config(|c| c.web.public_url = Some(web.clone()));
-    node.restart().await;
-    line.set_webhook(&format!("{web}/line/webhook"));
+    let mut node = TestNode::start_with(tenant, |c| {
+        c.line = Some(config.clone());
+        if own_port {
+            c.web.listen = WebListen(None);
+        }
+    })
+    .await;
+    let webhook = if own_port {
+        node.line_webhook.clone().expect("LINE's webhook port")
+    } else {
+        let web = node.web.clone().expect("a web port");
+        node.edit_config(|c| c.web.public_url = Some(web.clone()));
+        node.restart().await;
+        web
+    };
+    line.set_webhook(&format!("{webhook}/line/webhook"));
     let admin = node.admin().await;
     set_line(&admin, Some(true), Some(greeting)).await;
     LineCompany {

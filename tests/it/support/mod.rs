@@ -44,6 +44,9 @@ pub struct TestNode {
     /// `http://host:port` of the ops port (health, readiness, metrics), or
     /// `None` when the node serves none.
     pub ops: Option<String>,
+    /// `http://host:port` of LINE's webhook port (`[line] webhook_listen`),
+    /// or `None` when it is served on the web port or not at all.
+    pub line_webhook: Option<String>,
     pub admin_id: String,
     dir: TempDir,
     child: Option<Child>,
@@ -83,6 +86,7 @@ impl TestNode {
             bridge: String::new(),
             web: None,
             ops: None,
+            line_webhook: None,
             admin_id: done.admin.to_string(),
             dir,
             child: None,
@@ -116,6 +120,7 @@ impl TestNode {
             bridge: String::new(),
             web: None,
             ops: None,
+            line_webhook: None,
             admin_id: self.admin_id.clone(),
             dir,
             child: None,
@@ -171,6 +176,7 @@ impl TestNode {
         self.bridge = serving.bridge.to_string();
         self.web = serving.web.map(|w| format!("http://{w}"));
         self.ops = serving.ops.map(|o| format!("http://{o}"));
+        self.line_webhook = serving.line.map(|l| format!("http://{l}"));
         self.url = format!("http://{}", serving.api);
         self.child = Some(serving.child);
     }
