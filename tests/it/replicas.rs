@@ -9,6 +9,11 @@ use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
 use crate::postgres::{Database, OwnServer};
+use tenant_node::config::Config;
+use tonic::Code;
+use works_proto::federation::v1 as fed;
+
+use crate::support::bridge_client;
 use crate::support::web::http1;
 use crate::support::{
     Member, RELAY_DEADLINE, TestNode, pair_of, prometheus, room_with, text, until, until_texts,
@@ -18,13 +23,20 @@ use crate::support::{
 /// SQLite, alice (on the first replica) and carol introduced.
 async fn three_replicas() -> (Database, [TestNode; 3], TestNode, Member, Member) {
     let db = Database::create().await;
-    let (replicas, b, alice, carol) = three_replicas_on(db.url()).await;
+    let (replicas, b, alice, carol) = three_replicas_on(db.url(), |_| {}).await;
     (db, replicas, b, alice, carol)
 }
 
-/// The same on the database at `url`.
-async fn three_replicas_on(url: String) -> ([TestNode; 3], TestNode, Member, Member) {
-    let a1 = TestNode::start_with("a.example", |c| c.storage.url = url.clone()).await;
+/// The same on the database at `url`, a.example's config adjusted.
+async fn three_replicas_on(
+    url: String,
+    adjust: impl Fn(&mut Config),
+) -> ([TestNode; 3], TestNode, Member, Member) {
+    let a1 = TestNode::start_with("a.example", |c| {
+        c.storage.url = url.clone();
+        adjust(c);
+    })
+    .await;
     let b = TestNode::start("b.example").await;
     let (a1, b, alice, carol) = pair_of(a1, b).await;
     let a2 = a1.replica().await;
@@ -444,7 +456,7 @@ async fn a_peer_fails_over_to_another_replicas_bridge() {
 #[tokio::test]
 async fn the_replicas_recover_when_postgresql_restarts() {
     let mut server = OwnServer::start().await;
-    let (replicas, _b, alice, carol) = three_replicas_on(server.url()).await;
+    let (replicas, _b, alice, carol) = three_replicas_on(server.url(), |_| {}).await;
     let room = room_with(&alice, &carol.id).await;
     let on2 = replicas[1].login(&alice.id).await;
     let on3 = replicas[2].login(&alice.id).await;
@@ -488,4 +500,49 @@ async fn the_replicas_recover_when_postgresql_restarts() {
         .await;
     }
     drop(replicas);
+}
+
+/// A peer's lookups sent at once to all three replicas' bridges: the
+/// company's limit holds exactly (the count and the record go one at a
+/// time across replicas), and every refusal says why.
+#[tokio::test]
+async fn a_peers_arrivals_are_limited_exactly_across_replicas() {
+    let db = Database::create().await;
+    let (replicas, b, alice, _carol) = three_replicas_on(db.url(), |c| {
+        c.limits.incoming_lookups_per_peer_hour = 10;
+        c.limits.incoming_lookups_per_member_hour = 100;
+    })
+    .await;
+    let cert = b.tls_files().load_node().unwrap();
+    let mut calls = Vec::new();
+    for (r, replica) in replicas.iter().enumerate() {
+        let mut client = bridge_client(replica, &cert).await;
+        for i in 0..10 {
+            let mut raw = client.raw().clone();
+            let request = fed::LookupUserRequest {
+                requester: format!("fake{r}-{i}@b.example"),
+                user: alice.id.clone(),
+            };
+            calls.push(tokio::spawn(async move { raw.lookup_user(request).await }));
+        }
+    }
+    let (mut answered, mut refused) = (0, 0);
+    for call in calls {
+        match call.await.expect("a call") {
+            Ok(_) => answered += 1,
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                assert!(
+                    status
+                        .message()
+                        .contains("members of b.example already looked up 10 users this hour"),
+                    "{status:?}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((answered, refused), (10, 20));
+    drop(replicas);
+    db.drop_it().await;
 }

@@ -31,7 +31,19 @@ pub struct ArrivalFilter<'a> {
     pub local_member: Option<&'a str>,
 }
 
+/// Counts arrivals in the caller's transaction. On PostgreSQL, where
+/// replicas count at once, it first takes a lock on the kind that is held
+/// until the transaction ends, so that counting and recording arrivals of
+/// one kind go one at a time across replicas and no limit is overrun
+/// (SQLite has one writer anyway). Arrivals are rare: friend requests,
+/// lookups, notices, profile syncs.
 pub async fn count_arrivals(conn: &mut AnyConnection, f: ArrivalFilter<'_>) -> Result<Counted> {
+    if conn.backend_name() == "PostgreSQL" {
+        sqlx::query("SELECT 1 AS locked FROM pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("peer_arrivals:{}", f.kind))
+            .fetch_one(&mut *conn)
+            .await?;
+    }
     let row = sqlx::query(
         "SELECT COUNT(*) AS n, MIN(at) AS oldest FROM peer_arrivals WHERE kind = $1 AND at >= $2 \
          AND ($3 IS NULL OR peer = $3) AND ($4 IS NULL OR external_user = $4) \
