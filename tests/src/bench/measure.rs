@@ -13,8 +13,11 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use works_proto::client::v1 as pb;
 
+use super::database::BenchDatabase;
 use super::node::{BenchNode, clock_ticks_per_second, own_cpu_seconds};
-use super::report::{BacklogReport, IdleClientsReport, NodeReport, PhaseReport, Report};
+use super::report::{
+    BacklogReport, DatabaseReport, IdleClientsReport, NodeReport, PhaseReport, Report,
+};
 use super::scenarios::{Member, Scenario, WatchStream, open_watch, room_where};
 use super::{
     BenchArgs, CONNECT_CONCURRENCY, MEMBER_PASSWORD, SETUP_DEADLINE, Variant, WARMUP_IN_FLIGHT,
@@ -414,8 +417,8 @@ pub(super) async fn wait_complete(phase: &Phase) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Each node's CPU clock ticks at the start, when the load began and at
-/// the end.
+/// Each node process's CPU clock ticks at the start, when the load began
+/// and at the end, in the order of [`Scenario::processes`].
 pub(super) struct Ticks<'a> {
     pub(super) start: &'a [u64],
     pub(super) load: &'a [u64],
@@ -424,7 +427,9 @@ pub(super) struct Ticks<'a> {
 
 /// What each node cost: CPU per message over the whole run and over the
 /// load (`messages`: all of them, and those of the load), and memory
-/// (`load_rss`: each node's RSS when the load began).
+/// (`load_rss`: each process's RSS when the load began, in the order of
+/// [`Scenario::processes`]). The first node on several replicas costs what
+/// they cost together, and each one's figures are listed with it.
 pub(super) fn node_reports(
     scenario: &Scenario,
     hz: f64,
@@ -432,31 +437,80 @@ pub(super) fn node_reports(
     (all_messages, load_messages): (usize, usize),
     load_rss: &[u64],
 ) -> Vec<NodeReport> {
-    scenario
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, node)| {
-            let all = ticks.end[i].saturating_sub(ticks.start[i]) as f64 / hz;
-            let load = ticks.end[i].saturating_sub(ticks.load[i]) as f64 / hz;
-            NodeReport {
-                tenant: node.tenant.clone(),
-                role: scenario.roles.get(i).cloned().unwrap_or_default(),
-                cpu_us_per_msg: all * 1e6 / all_messages.max(1) as f64,
-                load_cpu_us_per_msg: load * 1e6 / load_messages.max(1) as f64,
-                cpu_s: all,
-                peak_rss_kib: node.peak_rss_kib(),
-                rss_before_load_kib: load_rss[i],
-                rss_kib: node.rss_kib(),
+    let processes: Vec<&BenchNode> = scenario.processes().collect();
+    let cost = |p: usize, role: String| {
+        let all = ticks.end[p].saturating_sub(ticks.start[p]) as f64 / hz;
+        let load = ticks.end[p].saturating_sub(ticks.load[p]) as f64 / hz;
+        NodeReport {
+            tenant: processes[p].tenant.clone(),
+            role,
+            cpu_us_per_msg: all * 1e6 / all_messages.max(1) as f64,
+            load_cpu_us_per_msg: load * 1e6 / load_messages.max(1) as f64,
+            cpu_s: all,
+            peak_rss_kib: processes[p].peak_rss_kib(),
+            rss_before_load_kib: load_rss[p],
+            rss_kib: processes[p].rss_kib(),
+            replicas: Vec::new(),
+        }
+    };
+    (0..scenario.nodes.len())
+        .map(|i| {
+            let role = scenario.roles.get(i).cloned().unwrap_or_default();
+            if i != 0 || scenario.replicas.is_empty() {
+                return cost(i, role);
             }
+            let replicas = std::iter::once(i)
+                .chain(scenario.nodes.len()..processes.len())
+                .enumerate()
+                .map(|(k, p)| cost(p, format!("replica {}", k + 1)))
+                .collect();
+            NodeReport::of_replicas(role, replicas)
         })
         .collect()
 }
 
+/// The server processes' CPU ticks now (see
+/// [`BenchDatabase::backend_ticks`]); none without a database.
+async fn database_ticks(database: Option<&BenchDatabase>) -> anyhow::Result<HashMap<u32, u64>> {
+    match database {
+        Some(db) => db.backend_ticks().await,
+        None => Ok(HashMap::new()),
+    }
+}
+
+/// What the database server's processes cost, as [`node_reports`] counts
+/// a node's: those gone by `ticks.end` are not counted.
+fn database_report(
+    database: Option<&BenchDatabase>,
+    hz: f64,
+    ticks: [&HashMap<u32, u64>; 3],
+    (all_messages, load_messages): (usize, usize),
+) -> Option<DatabaseReport> {
+    let [start, load, end] = ticks;
+    let since = |from: &HashMap<u32, u64>| {
+        let ticks: u64 = end
+            .iter()
+            .map(|(pid, now)| now.saturating_sub(from.get(pid).copied().unwrap_or(0)))
+            .sum();
+        ticks as f64 / hz
+    };
+    let (all, load) = (since(start), since(load));
+    database.map(|db| DatabaseReport {
+        name: db.name().to_string(),
+        backends: end.len(),
+        cpu_us_per_msg: all * 1e6 / all_messages.max(1) as f64,
+        load_cpu_us_per_msg: load * 1e6 / load_messages.max(1) as f64,
+        cpu_s: all,
+    })
+}
+
+/// The run of every variant but the soak. `database`: the first node's,
+/// whose server processes' CPU is reported beside the nodes'.
 pub(super) async fn measure(
     scenario: &mut Scenario,
     args: &BenchArgs,
     messages: usize,
+    database: Option<&BenchDatabase>,
 ) -> anyhow::Result<Report> {
     let hz = clock_ticks_per_second();
     let phases = Phases::default();
@@ -473,9 +527,8 @@ pub(super) async fn measure(
         idle_clients = Some(report);
         _idle_streams = streams;
     }
-    let ticks = |s: &Scenario| s.nodes.iter().map(BenchNode::cpu_ticks).collect::<Vec<_>>();
-    let rss = |s: &Scenario| s.nodes.iter().map(BenchNode::rss_kib).collect::<Vec<_>>();
-    let start_ticks = ticks(scenario);
+    let start_ticks = scenario.cpu_ticks();
+    let start_db = database_ticks(database).await?;
     let mut reports = Vec::new();
     let expected = scenario.expected;
     let mut measured = 0usize;
@@ -503,27 +556,28 @@ pub(super) async fn measure(
         measured += args.idle;
     }
     let mut backlog = None;
-    let load_ticks;
-    let load_rss;
-    let end_ticks;
+    let (load_ticks, load_db, load_rss, end_ticks, end_db);
     if args.variant == Variant::Backlog {
         scenario.nodes[scenario.sender_node]
             .settle(&sender_admin, SETUP_DEADLINE)
             .await?;
-        load_ticks = ticks(scenario);
-        load_rss = rss(scenario);
+        load_ticks = scenario.cpu_ticks();
+        load_db = database_ticks(database).await?;
+        load_rss = scenario.rss_kib();
         // A node does not stop while a live stream is open: close them first.
         for l in listeners.drain(..) {
             l.abort();
         }
         let (phase, t0, figures) =
             run_backlog(scenario, &phases, &sender_admin, args, messages).await?;
-        end_ticks = ticks(scenario);
+        end_ticks = scenario.cpu_ticks();
+        end_db = database_ticks(database).await?;
         reports.push(phase.report(t0));
         backlog = Some(figures);
     } else {
-        load_ticks = ticks(scenario);
-        load_rss = rss(scenario);
+        load_ticks = scenario.cpu_ticks();
+        load_db = database_ticks(database).await?;
+        load_rss = scenario.rss_kib();
         progress(format!(
             "load: {messages} messages, {} in flight",
             args.in_flight
@@ -548,7 +602,8 @@ pub(super) async fn measure(
         scenario.nodes[scenario.sender_node]
             .settle(&sender_admin, SETUP_DEADLINE)
             .await?;
-        end_ticks = ticks(scenario);
+        end_ticks = scenario.cpu_ticks();
+        end_db = database_ticks(database).await?;
     }
     measured += messages;
     for l in listeners {
@@ -565,9 +620,17 @@ pub(super) async fn measure(
         (measured, messages),
         &load_rss,
     );
+    let database = database_report(
+        database,
+        hz,
+        [&start_db, &load_db, &end_db],
+        (measured, messages),
+    );
     Ok(Report {
         variant: args.variant,
         sender: args.sender,
+        storage: args.storage,
+        replicas: args.replicas,
         synchronous: args.synchronous,
         pin_cores: args.pin_cores,
         direction: scenario.direction.clone(),
@@ -577,6 +640,7 @@ pub(super) async fn measure(
         receipts_per_message: expected,
         phases: reports,
         nodes,
+        database,
         client_cpu_s: own_cpu_seconds(hz),
         backlog,
         idle_clients,

@@ -24,9 +24,18 @@
 //! cost the load) and `soak` (a steady rate both ways across the direct room
 //! for a set time, judged at the end: see [`soak`]).
 //!
+//! Every node keeps its data in embedded SQLite, or, with `--storage
+//! postgres`, the first company's (the one hosting the rooms) in a fresh
+//! database on the local PostgreSQL server; then `--replicas N` runs it on N
+//! `serve` processes sharing the database, the sender logged in on each and
+//! its messages spread round robin over them, as a TCP load balancer in
+//! front of the API would. (These replicas are processes of one company's
+//! node; a room's replica is the copy of a room on another company's node.)
+//!
 //! # Layout
 //!
 //! - `node`: a node as a child process, its CPU and memory from `/proc`.
+//! - `database`: the PostgreSQL database of `--storage postgres`.
 //! - `scenarios`: the nodes, members and rooms of each variant.
 //! - `measure`: phases of tagged messages, the window, latencies, the
 //!   backlog and idle-clients runs.
@@ -41,11 +50,13 @@ use clap::{Parser, ValueEnum};
 use serde::Serialize;
 use tenant_node::config::Config;
 
+use database::BenchDatabase;
 use measure::measure;
 use report::print_report;
 use scenarios::{group, pair, peers};
 use soak::{soak, soak_settings};
 
+mod database;
 mod measure;
 mod node;
 mod report;
@@ -100,7 +111,19 @@ pub struct BenchArgs {
     /// to the host to be ordered first.
     #[arg(long, value_enum, default_value_t = SenderSide::Host)]
     pub sender: SenderSide,
-    /// SQLite's synchronous mode on every node.
+    /// Where the first company, which hosts the rooms (and sends unless
+    /// --sender replica), keeps its data: embedded SQLite, or a fresh
+    /// database on the local PostgreSQL (postgres@127.0.0.1:5432), dropped
+    /// at the end of the run (even with --keep). The other companies' nodes
+    /// stay on SQLite.
+    #[arg(long, value_enum, default_value_t = Storage::Sqlite)]
+    pub storage: Storage,
+    /// Processes serving the first company from its one database (needs
+    /// --storage postgres, --variant direct and --sender host): the sender
+    /// logs in on each and its messages go to them in turn.
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
+    /// SQLite's synchronous mode on every node on SQLite.
     #[arg(long, value_enum, default_value_t = Synchronous::Normal)]
     pub synchronous: Synchronous,
     /// Idle live streams for `--variant idle-clients`, one connection each.
@@ -164,6 +187,13 @@ pub enum SenderSide {
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
+pub enum Storage {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Synchronous {
     Normal,
     Full,
@@ -216,6 +246,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.variant == Variant::Soak {
         soak_settings(&args)?;
     }
+    check_replicas(&args)?;
     let messages = args.messages.unwrap_or(match args.variant {
         Variant::Backlog => BACKLOG_MESSAGES,
         _ => 20_000,
@@ -230,16 +261,25 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .context("cannot create a temporary directory")?;
     let dir = root.path().to_path_buf();
     progress(format!("data directories and logs under {}", dir.display()));
+    let database = match args.storage {
+        Storage::Sqlite => None,
+        Storage::Postgres => Some(BenchDatabase::create().await?),
+    };
+    if let Some(db) = &database {
+        progress(format!("the first company stores in {}", db.name()));
+    }
+    let storage = database.as_ref().map(BenchDatabase::url);
+    let storage = storage.as_deref();
     let mut scenario = match args.variant {
         Variant::Direct | Variant::Backlog | Variant::IdleClients | Variant::Soak => {
-            pair(&dir, &args).await
+            pair(&dir, &args, storage).await
         }
-        Variant::Group => group(&dir, &args).await,
-        Variant::Peers => peers(&dir, &args).await,
+        Variant::Group => group(&dir, &args, storage).await,
+        Variant::Peers => peers(&dir, &args, storage).await,
     };
     let outcome = match &mut scenario {
         Ok(scenario) if args.variant == Variant::Soak => soak(scenario, &args).await,
-        Ok(scenario) => measure(scenario, &args, messages).await,
+        Ok(scenario) => measure(scenario, &args, messages, database.as_ref()).await,
         Err(_) => Err(anyhow!("set-up failed")),
     };
     let soak_failed = outcome
@@ -249,9 +289,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .is_some_and(|s| !s.passed);
     let setup_error = scenario.as_ref().err().map(|e| format!("{e:#}"));
     if let Ok(scenario) = scenario {
-        for node in scenario.nodes {
+        for node in scenario.replicas.into_iter().chain(scenario.nodes) {
             node.stop().await;
         }
+    }
+    if let Some(db) = database
+        && let Err(e) = db.drop_it().await
+    {
+        progress(format!("{e:#}"));
     }
     if args.keep || outcome.is_err() || setup_error.is_some() || soak_failed {
         let kept = root.keep();
@@ -271,6 +316,35 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if let Some(soak) = report.soak.as_ref().filter(|s| !s.passed) {
         bail!("soak failed: {}", soak.failures.join("; "));
+    }
+    Ok(())
+}
+
+/// Refuses `--replicas` where the bench cannot run it: more than one needs
+/// a database the replicas share, the direct pair, and the sender on the
+/// replicated (hosting) node.
+fn check_replicas(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.replicas == 0 {
+        bail!("--replicas must be at least 1");
+    }
+    if args.replicas == 1 {
+        return Ok(());
+    }
+    if args.storage != Storage::Postgres {
+        bail!(
+            "--replicas {} needs --storage postgres: replicas share one database, \
+             and an SQLite file belongs to one process",
+            args.replicas
+        );
+    }
+    if args.variant != Variant::Direct {
+        bail!("--replicas above 1 is implemented for --variant direct only");
+    }
+    if args.sender != SenderSide::Host {
+        bail!(
+            "--replicas spreads the sender's messages over the host's replicas: \
+             use it with --sender host"
+        );
     }
     Ok(())
 }
@@ -315,6 +389,26 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         BenchArgs::command().debug_assert();
+    }
+
+    #[test]
+    fn replicas_need_postgres_and_the_direct_pair() {
+        let args = |extra: &[&str]| {
+            BenchArgs::try_parse_from(["works-bench"].iter().chain(extra)).expect("flags")
+        };
+        assert!(check_replicas(&args(&[])).is_ok());
+        assert!(check_replicas(&args(&["--replicas", "3", "--storage", "postgres"])).is_ok());
+        let two_on_postgres = |more: &[&'static str]| {
+            [&["--replicas", "2", "--storage", "postgres"][..], more].concat()
+        };
+        for refused in [
+            vec!["--replicas", "0"],
+            vec!["--replicas", "2"],
+            two_on_postgres(&["--variant", "group"]),
+            two_on_postgres(&["--sender", "replica"]),
+        ] {
+            assert!(check_replicas(&args(&refused)).is_err(), "{refused:?}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use tenant_node::client::Client;
-use tenant_node::config::{CONFIG_FILE, Config};
+use tenant_node::config::{CONFIG_FILE, Config, WebListen};
 use tokio::process::{Child, Command};
 use works_proto::client::v1 as pb;
 
@@ -59,17 +59,17 @@ pub(super) struct BenchNode {
 impl BenchNode {
     /// `init` on a fresh directory, then `serve`; the ports it got are
     /// written back to its config so that a restart keeps them. `index`:
-    /// the node's place in the scenario, which picks its core.
+    /// the node's place in the scenario, which picks its core; `storage`:
+    /// the database URL to keep its data at instead of SQLite.
     pub(super) async fn start(
         root: &Path,
         tenant: &str,
         args: &BenchArgs,
         index: usize,
+        storage: Option<&str>,
     ) -> anyhow::Result<Self> {
         let synchronous = args.synchronous;
-        let core = args
-            .pin_cores
-            .then(|| index % std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let core = core_for(args, index);
         let exe = node_binary()?;
         let node_dir = root.join(tenant);
         let data = node_dir.join("data");
@@ -90,6 +90,10 @@ impl BenchNode {
                 "",
             ])
             .args(["--admin-password", ADMIN_PASSWORD]);
+        // `init` stores the company and its first admin there already.
+        if let Some(url) = storage {
+            init.args(["--database-url", url]);
+        }
         for var in NODE_ENV {
             init.env_remove(var);
         }
@@ -138,17 +142,54 @@ impl BenchNode {
         Ok(node)
     }
 
+    /// Another replica of this node, as a second machine would run it:
+    /// `serve` on a directory of its own holding this node's TLS files and
+    /// config (so its database) with ports of its own, `number` in its
+    /// name. Only for a database replicas share (PostgreSQL). `index`
+    /// picks its core, as for [`BenchNode::start`].
+    pub(super) async fn replica(
+        &self,
+        root: &Path,
+        number: usize,
+        args: &BenchArgs,
+        index: usize,
+    ) -> anyhow::Result<Self> {
+        let node_dir = root.join(format!("{}-replica{number}", self.tenant));
+        let data = node_dir.join("data");
+        copy_dir(&self.data.join("tls"), &data.join("tls"))?;
+        let mut config = read_config(&self.data)?;
+        let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        config.api.listen = any;
+        config.bridge.listen = any;
+        config.web.listen = WebListen(None);
+        config.ops.listen = WebListen(None);
+        let path = data.join(CONFIG_FILE);
+        std::fs::write(&path, config.to_toml())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        let mut replica = BenchNode {
+            tenant: self.tenant.clone(),
+            log: node_dir.join("node.log"),
+            data,
+            url: String::new(),
+            admin_id: self.admin_id.clone(),
+            core: core_for(args, index),
+            child: None,
+            pid: 0,
+            earlier_ticks: 0,
+            earlier_peak_kib: 0,
+        };
+        replica.spawn().await?;
+        Ok(replica)
+    }
+
     /// Edits node.toml as written (no environment overlay).
     pub(super) fn edit_config(
         &self,
         edit: impl FnOnce(&mut Config) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        let path = self.data.join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let mut config = Config::parse(&text)
-            .with_context(|| format!("{} is not a valid config", path.display()))?;
+        let mut config = read_config(&self.data)?;
         edit(&mut config)?;
+        let path = self.data.join(CONFIG_FILE);
         std::fs::write(&path, config.to_toml())
             .with_context(|| format!("cannot write {}", path.display()))
     }
@@ -233,21 +274,7 @@ impl BenchNode {
     }
 
     pub(super) fn cpu_ticks_of_pid(&self) -> u64 {
-        if self.pid == 0 {
-            return 0;
-        }
-        std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
-            .ok()
-            .and_then(|stat| {
-                // Fields after the command name, which may hold spaces;
-                // utime and stime are fields 14 and 15 of the whole line.
-                let rest = stat.rsplit_once(')')?.1;
-                let fields: Vec<&str> = rest.split_whitespace().collect();
-                let utime: u64 = fields.get(11)?.parse().ok()?;
-                let stime: u64 = fields.get(12)?.parse().ok()?;
-                Some(utime + stime)
-            })
-            .unwrap_or(0)
+        proc_cpu_ticks(self.pid)
     }
 
     pub(super) fn peak_rss_kib(&self) -> u64 {
@@ -321,6 +348,54 @@ impl BenchNode {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// node.toml in the data directory `data`, as written (no environment
+/// overlay).
+fn read_config(data: &Path) -> anyhow::Result<Config> {
+    let path = data.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Config::parse(&text).with_context(|| format!("{} is not a valid config", path.display()))
+}
+
+/// The CPU core the node at `index` is bound to with `--pin-cores`: the
+/// machine's cores in turn.
+fn core_for(args: &BenchArgs, index: usize) -> Option<usize> {
+    args.pin_cores
+        .then(|| index % std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Copies the files of the directory `from` into a new directory `to`.
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    let entries =
+        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot read {}", from.display()))?;
+        std::fs::copy(entry.path(), to.join(entry.file_name()))
+            .with_context(|| format!("cannot copy {}", entry.path().display()))?;
+    }
+    Ok(())
+}
+
+/// CPU ticks (user + system) of process `pid` so far; 0 if it is gone.
+pub(super) fn proc_cpu_ticks(pid: u32) -> u64 {
+    if pid == 0 {
+        return 0;
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // Fields after the command name, which may hold spaces;
+            // utime and stime are fields 14 and 15 of the whole line.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: u64 = fields.get(11)?.parse().ok()?;
+            let stime: u64 = fields.get(12)?.parse().ok()?;
+            Some(utime + stime)
+        })
+        .unwrap_or(0)
 }
 
 pub(super) fn proc_status_kib(pid: u32, key: &str) -> u64 {

@@ -5,13 +5,18 @@ use serde::Serialize;
 
 use super::measure::StreamOrder;
 use super::soak::{SOAK_DRAIN_DEADLINE, SOAK_RATE_HELD, SOAK_RSS_GROWTH, SoakReport};
-use super::{SenderSide, Synchronous, Variant};
+use super::{SenderSide, Storage, Synchronous, Variant};
 
 /// What a run measured, printed as text or JSON.
 #[derive(Debug, Serialize)]
 pub(super) struct Report {
     pub(super) variant: Variant,
     pub(super) sender: SenderSide,
+    /// Where the first company (hosting the rooms) keeps its data (the
+    /// others: SQLite).
+    pub(super) storage: Storage,
+    /// Processes serving the first company from its database.
+    pub(super) replicas: usize,
     pub(super) synchronous: Synchronous,
     /// Each node bound to a core of its own (`--pin-cores`).
     pub(super) pin_cores: bool,
@@ -23,6 +28,9 @@ pub(super) struct Report {
     pub(super) receipts_per_message: u32,
     pub(super) phases: Vec<PhaseReport>,
     pub(super) nodes: Vec<NodeReport>,
+    /// The PostgreSQL server's work for the first node (not in the soak).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) database: Option<DatabaseReport>,
     pub(super) client_cpu_s: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) backlog: Option<BacklogReport>,
@@ -70,6 +78,44 @@ pub(super) struct NodeReport {
     /// Memory just before the load phase and at the end.
     pub(super) rss_before_load_kib: u64,
     pub(super) rss_kib: u64,
+    /// A node on several replicas: each one's figures; the node's are their
+    /// sums (its peak memory the sum of their peaks).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(super) replicas: Vec<NodeReport>,
+}
+
+impl NodeReport {
+    /// One company's node on `replicas`: what they cost together.
+    pub(super) fn of_replicas(role: String, replicas: Vec<NodeReport>) -> NodeReport {
+        let sum = |figure: fn(&NodeReport) -> f64| replicas.iter().map(figure).sum::<f64>();
+        let sum_kib = |figure: fn(&NodeReport) -> u64| replicas.iter().map(figure).sum::<u64>();
+        NodeReport {
+            tenant: replicas
+                .first()
+                .map(|r| r.tenant.clone())
+                .unwrap_or_default(),
+            role,
+            cpu_us_per_msg: sum(|r| r.cpu_us_per_msg),
+            load_cpu_us_per_msg: sum(|r| r.load_cpu_us_per_msg),
+            cpu_s: sum(|r| r.cpu_s),
+            peak_rss_kib: sum_kib(|r| r.peak_rss_kib),
+            rss_before_load_kib: sum_kib(|r| r.rss_before_load_kib),
+            rss_kib: sum_kib(|r| r.rss_kib),
+            replicas,
+        }
+    }
+}
+
+/// The CPU time of the PostgreSQL server processes connected to the first
+/// node's database at the end of the run (those that ended sooner
+/// are not counted), per message as for a node.
+#[derive(Debug, Serialize)]
+pub(super) struct DatabaseReport {
+    pub(super) name: String,
+    pub(super) backends: usize,
+    pub(super) cpu_us_per_msg: f64,
+    pub(super) load_cpu_us_per_msg: f64,
+    pub(super) cpu_s: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -103,9 +149,11 @@ pub(super) struct IdleClientsReport {
 
 pub(super) fn print_report(r: &Report) {
     println!(
-        "variant={:?} sender={:?} synchronous={:?} pin_cores={} messages={} in_flight={} body_bytes={} receipts_per_message={}",
+        "variant={:?} sender={:?} storage={:?} replicas={} synchronous={:?} pin_cores={} messages={} in_flight={} body_bytes={} receipts_per_message={}",
         r.variant,
         r.sender,
+        r.storage,
+        r.replicas,
         r.synchronous,
         r.pin_cores,
         r.messages,
@@ -167,6 +215,25 @@ pub(super) fn print_report(r: &Report) {
             n.peak_rss_kib,
             n.rss_before_load_kib,
             n.rss_kib
+        );
+        for replica in &n.replicas {
+            println!(
+                "  {} of {}: cpu_us_per_msg={:.0} load_cpu_us_per_msg={:.0} cpu_s={:.2} peak_rss_kib={} rss_before_load_kib={} rss_kib={}",
+                replica.role,
+                replica.tenant,
+                replica.cpu_us_per_msg,
+                replica.load_cpu_us_per_msg,
+                replica.cpu_s,
+                replica.peak_rss_kib,
+                replica.rss_before_load_kib,
+                replica.rss_kib
+            );
+        }
+    }
+    if let Some(d) = &r.database {
+        println!(
+            "database {}: backends={} cpu_us_per_msg={:.0} load_cpu_us_per_msg={:.0} cpu_s={:.2}",
+            d.name, d.backends, d.cpu_us_per_msg, d.load_cpu_us_per_msg, d.cpu_s
         );
     }
     println!("client: cpu_s={:.2}", r.client_cpu_s);

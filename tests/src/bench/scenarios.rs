@@ -8,7 +8,9 @@ use tenant_node::client::Client;
 use works_proto::client::v1 as pb;
 
 use super::node::BenchNode;
-use super::{BenchArgs, SETUP_DEADLINE, SenderSide, Variant, progress, status_error};
+use super::{
+    BenchArgs, MEMBER_PASSWORD, SETUP_DEADLINE, SenderSide, Variant, progress, status_error,
+};
 use crate::scenario::{self, Side};
 
 pub(super) struct Member {
@@ -69,7 +71,12 @@ pub(super) type WatchStream = tonic::Streaming<pb::WatchEvent>;
 
 /// Nodes, who sends where, and the recipients' open streams.
 pub(super) struct Scenario {
+    /// One node per company (with `--replicas`, the first is its first
+    /// replica).
     pub(super) nodes: Vec<BenchNode>,
+    /// The first node's further replicas (`--replicas`), serving from its
+    /// database; their costs count into its figures.
+    pub(super) replicas: Vec<BenchNode>,
     /// What each node is for, printed with its figures.
     pub(super) roles: Vec<String>,
     /// (client, room) pairs; message i goes out through pair i % len (in
@@ -85,11 +92,36 @@ pub(super) struct Scenario {
     pub(super) direction: String,
 }
 
+impl Scenario {
+    /// Every node process: the companies' nodes in order, then the first
+    /// node's further replicas.
+    pub(super) fn processes(&self) -> impl Iterator<Item = &BenchNode> {
+        self.nodes.iter().chain(&self.replicas)
+    }
+
+    /// Each process's CPU ticks so far, in the order of [`Scenario::processes`].
+    pub(super) fn cpu_ticks(&self) -> Vec<u64> {
+        self.processes().map(BenchNode::cpu_ticks).collect()
+    }
+
+    /// Each process's memory now, in the order of [`Scenario::processes`].
+    pub(super) fn rss_kib(&self) -> Vec<u64> {
+        self.processes().map(BenchNode::rss_kib).collect()
+    }
+}
+
 /// Two companies; alice@a.example asked bob@b.example, so a.example hosts.
-pub(super) async fn pair(root: &Path, args: &BenchArgs) -> anyhow::Result<Scenario> {
+/// `storage`: where a.example keeps its data instead of SQLite; with
+/// `--replicas`, a.example runs that many processes on it and alice sends
+/// through each in turn.
+pub(super) async fn pair(
+    root: &Path,
+    args: &BenchArgs,
+    storage: Option<&str>,
+) -> anyhow::Result<Scenario> {
     progress("starting a.example and b.example");
-    let a = BenchNode::start(root, "a.example", args, 0).await?;
-    let b = BenchNode::start(root, "b.example", args, 1).await?;
+    let a = BenchNode::start(root, "a.example", args, 0, storage).await?;
+    let b = BenchNode::start(root, "b.example", args, 1, None).await?;
     let alice = a.members(&["alice".into()], false).await?.remove(0);
     let bob = b.members(&["bob".into()], false).await?.remove(0);
     let (a_admin, b_admin) = (a.admin().await?, b.admin().await?);
@@ -122,6 +154,7 @@ pub(super) async fn pair(root: &Path, args: &BenchArgs) -> anyhow::Result<Scenar
                 "replica, sends and receives".into(),
             ],
             nodes: vec![a, b],
+            replicas: Vec::new(),
             senders: vec![(alice.client, at_alice.id), (bob.client, at_bob.id)],
             sender_node: 0,
             recipient_node: 1,
@@ -135,7 +168,7 @@ pub(super) async fn pair(root: &Path, args: &BenchArgs) -> anyhow::Result<Scenar
         SenderSide::Host => (alice, bob, at_bob, 0, 1),
         SenderSide::Replica => (bob, alice, at_alice, 1, 0),
     };
-    let direction = format!(
+    let mut direction = format!(
         "{} → {} in a direct room hosted by {} (sender on the {})",
         sender.id,
         recipient.id,
@@ -145,6 +178,24 @@ pub(super) async fn pair(root: &Path, args: &BenchArgs) -> anyhow::Result<Scenar
             SenderSide::Replica => "replica's node; the host orders it first",
         }
     );
+    let replicas = start_replicas(root, &a, args).await?;
+    let mut senders = vec![(sender.client, room.id.clone())];
+    for replica in &replicas {
+        let client = replica
+            .connect()
+            .await?
+            .login(&sender.id, MEMBER_PASSWORD)
+            .await
+            .map_err(status_error)?;
+        senders.push((client, room.id.clone()));
+    }
+    if !replicas.is_empty() {
+        direction.push_str(&format!(
+            ", sent through {} replicas of {} in turn",
+            senders.len(),
+            a.tenant
+        ));
+    }
     let watch = open_watch(&recipient, &[&room]).await?;
     Ok(Scenario {
         roles: vec![
@@ -162,7 +213,8 @@ pub(super) async fn pair(root: &Path, args: &BenchArgs) -> anyhow::Result<Scenar
             .into(),
         ],
         nodes: vec![a, b],
-        senders: vec![(sender.client, room.id)],
+        replicas,
+        senders,
         sender_node,
         recipient_node,
         recipient: Some(recipient),
@@ -172,9 +224,29 @@ pub(super) async fn pair(root: &Path, args: &BenchArgs) -> anyhow::Result<Scenar
     })
 }
 
+/// Replicas 2 to `--replicas` of `node`, on its database.
+async fn start_replicas(
+    root: &Path,
+    node: &BenchNode,
+    args: &BenchArgs,
+) -> anyhow::Result<Vec<BenchNode>> {
+    let mut replicas = Vec::new();
+    for number in 2..=args.replicas {
+        progress(format!("starting replica {number} of {}", node.tenant));
+        // After the pair's two nodes, for the choice of core.
+        replicas.push(node.replica(root, number, args, number).await?);
+    }
+    Ok(replicas)
+}
+
 /// Three companies and one group room of `--group-members` members hosted
-/// by the master's node; every other member watches.
-pub(super) async fn group(root: &Path, args: &BenchArgs) -> anyhow::Result<Scenario> {
+/// by the master's node; every other member watches. `storage`: where the
+/// master's company keeps its data instead of SQLite.
+pub(super) async fn group(
+    root: &Path,
+    args: &BenchArgs,
+    storage: Option<&str>,
+) -> anyhow::Result<Scenario> {
     let tenants = ["a.example", "b.example", "c.example"];
     progress(format!(
         "starting {} with a group of {}",
@@ -183,7 +255,8 @@ pub(super) async fn group(root: &Path, args: &BenchArgs) -> anyhow::Result<Scena
     ));
     let mut nodes = Vec::new();
     for (i, t) in tenants.iter().enumerate() {
-        nodes.push(BenchNode::start(root, t, args, i).await?);
+        let storage = storage.filter(|_| i == 0);
+        nodes.push(BenchNode::start(root, t, args, i, storage).await?);
     }
     let admins = [
         nodes[0].admin().await?,
@@ -252,6 +325,7 @@ pub(super) async fn group(root: &Path, args: &BenchArgs) -> anyhow::Result<Scena
             nodes[0].tenant
         ),
         nodes,
+        replicas: Vec::new(),
         senders: vec![(client, room)],
         sender_node: sender_at.0,
         recipient_node: 1,
@@ -262,10 +336,15 @@ pub(super) async fn group(root: &Path, args: &BenchArgs) -> anyhow::Result<Scena
 }
 
 /// One node and `--peers` peers, a direct room with one member of each,
-/// hosted by the central node; messages go round the rooms.
-pub(super) async fn peers(root: &Path, args: &BenchArgs) -> anyhow::Result<Scenario> {
+/// hosted by the central node; messages go round the rooms. `storage`:
+/// where the central node keeps its data instead of SQLite.
+pub(super) async fn peers(
+    root: &Path,
+    args: &BenchArgs,
+    storage: Option<&str>,
+) -> anyhow::Result<Scenario> {
     progress(format!("starting hub.example and {} peers", args.peers));
-    let hub = BenchNode::start(root, "hub.example", args, 0).await?;
+    let hub = BenchNode::start(root, "hub.example", args, 0, storage).await?;
     let hub_admin = hub.admin().await?;
     scenario::set_external(&hub_admin, true).await?;
     let alice = hub.members(&["alice".into()], true).await?.remove(0);
@@ -273,7 +352,7 @@ pub(super) async fn peers(root: &Path, args: &BenchArgs) -> anyhow::Result<Scena
     let mut roles = vec!["hub, host of every room".to_string()];
     let mut pairs = Vec::new();
     for i in 1..=args.peers {
-        let node = BenchNode::start(root, &format!("peer{i:02}.example"), args, i).await?;
+        let node = BenchNode::start(root, &format!("peer{i:02}.example"), args, i, None).await?;
         let member = node.members(&["bob".into()], false).await?.remove(0);
         let admin = node.admin().await?;
         scenario::introduce(&alice.side(&hub_admin), &member.side(&admin)).await?;
@@ -314,6 +393,7 @@ pub(super) async fn peers(root: &Path, args: &BenchArgs) -> anyhow::Result<Scena
     };
     Ok(Scenario {
         nodes,
+        replicas: Vec::new(),
         roles,
         senders,
         sender_node,

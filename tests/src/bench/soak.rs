@@ -283,12 +283,11 @@ pub(super) async fn soak(scenario: &mut Scenario, args: &BenchArgs) -> anyhow::R
             first_error: Mutex::new(None),
         }));
     }
-    let ticks = |s: &Scenario| s.nodes.iter().map(BenchNode::cpu_ticks).collect::<Vec<_>>();
     progress(format!(
         "soak: {:.0} msgs/s both ways for {:?} (warm-up {:?}), sampling every {:?}",
         args.rate, args.duration, settings.warmup, args.sample_every
     ));
-    let start_ticks = ticks(scenario);
+    let start_ticks = scenario.cpu_ticks();
     let start = Instant::now();
     let warm_end = start + settings.warmup;
     let load_end = start + args.duration;
@@ -334,7 +333,7 @@ pub(super) async fn soak(scenario: &mut Scenario, args: &BenchArgs) -> anyhow::R
         if warm && baseline.is_none() {
             baseline = Some((
                 sample.rss_kib.clone(),
-                ticks(scenario),
+                scenario.cpu_ticks(),
                 sample.sent.iter().sum(),
             ));
         }
@@ -370,7 +369,7 @@ pub(super) async fn soak(scenario: &mut Scenario, args: &BenchArgs) -> anyhow::R
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let end_ticks = ticks(scenario);
+    let end_ticks = scenario.cpu_ticks();
     for l in &listeners {
         l.abort();
     }
@@ -484,6 +483,8 @@ pub(super) async fn soak(scenario: &mut Scenario, args: &BenchArgs) -> anyhow::R
     Ok(Report {
         variant: args.variant,
         sender: args.sender,
+        storage: args.storage,
+        replicas: args.replicas,
         synchronous: args.synchronous,
         pin_cores: args.pin_cores,
         direction: scenario.direction.clone(),
@@ -493,6 +494,7 @@ pub(super) async fn soak(scenario: &mut Scenario, args: &BenchArgs) -> anyhow::R
         receipts_per_message: 1,
         phases: ways.iter().map(|w| w.phase.report(start)).collect(),
         nodes,
+        database: None,
         client_cpu_s: own_cpu_seconds(hz),
         backlog: None,
         idle_clients: None,
