@@ -62,6 +62,11 @@ impl Error {
         matches!(self, Error::Storage(e) if crate::store::classify(e) == crate::store::Fault::Full)
     }
 
+    /// Whether the database could not be reached (`store::Fault::Unreachable`).
+    pub fn is_storage_unreachable(&self) -> bool {
+        matches!(self, Error::Storage(e) if crate::store::classify(e) == crate::store::Fault::Unreachable)
+    }
+
     /// Whether a unique constraint refused a row (`store::Fault::Duplicate`).
     pub fn is_duplicate(&self) -> bool {
         matches!(self, Error::Storage(e) if crate::store::classify(e) == crate::store::Fault::Duplicate)

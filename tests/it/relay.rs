@@ -1228,10 +1228,27 @@ async fn killing_the_senders_node_mid_burst_loses_nothing_it_acknowledged() {
 #[tokio::test]
 async fn sends_committed_together_are_each_admitted_on_their_own() {
     let (a, _b, alice, bob) = pair().await;
+    committed_together(&a, &alice, &bob).await;
+}
+
+/// The same with the sender's company on PostgreSQL, which commits sends in
+/// groups too.
+#[tokio::test]
+async fn sends_committed_together_on_postgresql_are_each_admitted_on_their_own() {
+    let db = crate::postgres::Database::create().await;
+    let url = db.url();
+    let a = TestNode::start_with("a.example", |c| c.storage.url = url.clone()).await;
+    let (a, _b, alice, bob) = pair_of(a, TestNode::start("b.example").await).await;
+    committed_together(&a, &alice, &bob).await;
+    drop(a);
+    db.drop_it().await;
+}
+
+async fn committed_together(a: &TestNode, alice: &Member, bob: &Member) {
     let carol = a.member("carol").await;
     allow(&a.admin().await, true, &carol.id, true).await;
-    befriend(&carol, &bob).await;
-    let alice_room = room_with(&alice, &bob.id).await;
+    befriend(&carol, bob).await;
+    let alice_room = room_with(alice, &bob.id).await;
     let carol_room = room_with(&carol, &bob.id).await;
     carol
         .client
@@ -1245,7 +1262,7 @@ async fn sends_committed_together_are_each_admitted_on_their_own() {
     const EACH: usize = 40;
     let mut sends = tokio::task::JoinSet::new();
     for i in 0..EACH {
-        for (who, room) in [(&alice, &alice_room.id), (&carol, &carol_room.id)] {
+        for (who, room) in [(alice, &alice_room.id), (&carol, &carol_room.id)] {
             let mut rooms = who.client.rooms.clone();
             let request = pb::SendMessageRequest {
                 room_id: room.clone(),
@@ -1269,7 +1286,7 @@ async fn sends_committed_together_are_each_admitted_on_their_own() {
         }
     }
     assert_eq!((stored, refused), (EACH, EACH));
-    let seen = until_texts(&bob, &alice_room.id, EACH).await;
+    let seen = until_texts(bob, &alice_room.id, EACH).await;
     let distinct: std::collections::BTreeSet<&String> = seen.iter().collect();
     assert_eq!((seen.len(), distinct.len()), (EACH, EACH), "{seen:?}");
     assert!(history_texts(&carol, &carol_room.id).await.is_empty());

@@ -452,7 +452,7 @@ async fn a_peer_fails_over_to_another_replicas_bridge() {
 /// PostgreSQL restarted twice while a member sends (a server of the
 /// test's own): the replicas reconnect by themselves, report ready again,
 /// and every message arrives once, in order, at the peer and on a stream
-/// on another replica.
+/// on another replica, which waits the restarts out rather than ending.
 #[tokio::test]
 async fn the_replicas_recover_when_postgresql_restarts() {
     let mut server = OwnServer::start().await;

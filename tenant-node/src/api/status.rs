@@ -10,11 +10,20 @@ use crate::error::Error;
 /// What a caller sees when the node's disk (or database quota) is full.
 pub const STORAGE_FULL: &str = "the node's storage is full: nothing was stored; try again once its administrator has freed space";
 
+/// What a caller sees while the node's database cannot be reached (it is
+/// restarting, say).
+pub const STORAGE_UNREACHABLE: &str =
+    "the node's storage cannot be reached just now: nothing was stored; try again in a moment";
+
 impl From<Error> for Status {
     fn from(error: Error) -> Status {
         if error.is_storage_full() {
             tracing::error!(error = %error, "storage full: a write was refused and rolled back");
             return Status::resource_exhausted(STORAGE_FULL);
+        }
+        if error.is_storage_unreachable() {
+            tracing::warn!(error = %error, "storage unreachable: the call was not carried out");
+            return Status::unavailable(STORAGE_UNREACHABLE);
         }
         let code = match &error {
             Error::Invalid { .. } => Code::InvalidArgument,
@@ -84,6 +93,17 @@ mod tests {
             Code::ResourceExhausted,
             "big",
         );
+    }
+
+    #[test]
+    fn an_unreachable_database_is_unavailable_and_says_to_try_again() {
+        for error in [sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed] {
+            check(
+                Error::Storage(error),
+                Code::Unavailable,
+                STORAGE_UNREACHABLE,
+            );
+        }
     }
 
     #[test]

@@ -212,6 +212,11 @@ async fn heard(tenant: &Tenant, channel: &str, payload: &str) -> Result<()> {
                 let Some(item) = item.strip_prefix("e:") else {
                     continue;
                 };
+                // Nobody watching here: nothing to read for this replica (a
+                // stream opened later reads from its cursors).
+                if !tenant.hub.any_watching() {
+                    continue;
+                }
                 let Some((room, seq)) = item.split_once(':') else {
                     continue;
                 };
@@ -238,6 +243,10 @@ async fn heard(tenant: &Tenant, channel: &str, payload: &str) -> Result<()> {
                 };
                 if let Some(gone) = departed.filter(|m| m.belongs_to(&tenant.id)) {
                     recipients.push(gone);
+                }
+                recipients.retain(|m| tenant.hub.watching(m));
+                if recipients.is_empty() {
+                    continue;
                 }
                 let unseen = events::unseen_at(&mut conn, &room, seq).await?;
                 recipients.retain(|m| !unseen.contains(m));

@@ -91,6 +91,22 @@ impl Hub {
             .subscribe()
     }
 
+    /// Whether `member` has a stream open on this replica now.
+    pub fn watching(&self, member: &MemberId) -> bool {
+        self.members()
+            .channels
+            .get(member.as_str())
+            .is_some_and(|tx| tx.receiver_count() > 0)
+    }
+
+    /// Whether any member has a stream open on this replica now.
+    pub fn any_watching(&self) -> bool {
+        self.members()
+            .channels
+            .values()
+            .any(|tx| tx.receiver_count() > 0)
+    }
+
     fn send(&self, member: &str, live: Live) {
         if let Some(tx) = self.members().channels.get(member) {
             // No receiver is not an error: the member's streams just closed.

@@ -20,6 +20,10 @@ use crate::tenant::Tenant;
 
 const REPLAY_PAGE: u32 = 500;
 const STREAM_BUFFER: usize = 128;
+/// How long a stream waits out a database it cannot reach (a restart, say)
+/// before it ends with UNAVAILABLE; how often it tries again meanwhile.
+const STORAGE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+const STORAGE_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
 
 pub struct WatchRequest {
     /// (room, last seq the client has) pairs, as given by the client.
@@ -132,7 +136,12 @@ impl Watcher {
                 received = live.recv() => match received {
                     Ok(Live::Event { event, recipients }) => {
                         if recipients.contains(&self.caller.member) {
-                            self.deliver(&event).await?;
+                            match self.deliver(&event).await {
+                                Err(Stop::Failed(e)) if e.is_storage_unreachable() => {
+                                    self.resync_patiently().await?;
+                                }
+                                other => other?,
+                            }
                         }
                     }
                     Ok(Live::Suspended(member)) if member == self.caller.member => {
@@ -141,10 +150,7 @@ impl Watcher {
                         ))));
                     }
                     Ok(Live::Suspended(_)) => {}
-                    Ok(Live::Resync) => {
-                        self.refresh_rooms().await?;
-                        self.replay_all().await?;
-                    }
+                    Ok(Live::Resync) => self.resync_patiently().await?,
                     Ok(Live::Notice(notice)) => {
                         if notice.member == self.caller.member {
                             let item = WatchItem::Notice((*notice).clone());
@@ -153,11 +159,36 @@ impl Watcher {
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::debug!(member = %self.caller.member, missed, "watcher lagged; resyncing from storage");
-                        self.refresh_rooms().await?;
-                        self.replay_all().await?;
+                        self.resync_patiently().await?;
                     }
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),
                 },
+            }
+        }
+    }
+
+    /// Reads the member's rooms and every room from its cursor again,
+    /// waiting out a database that cannot be reached for a moment rather
+    /// than ending the member's stream (what was sent stays sent: the
+    /// cursors only move forward).
+    async fn resync_patiently(&mut self) -> Result<(), Stop> {
+        let deadline = tokio::time::Instant::now() + STORAGE_PATIENCE;
+        loop {
+            let result = match self.refresh_rooms().await {
+                Ok(()) => self.replay_all().await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(Stop::Failed(e))
+                    if e.is_storage_unreachable() && tokio::time::Instant::now() < deadline =>
+                {
+                    tracing::debug!(member = %self.caller.member, error = %e, "the stream waits for the database");
+                    tokio::select! {
+                        _ = self.out.closed() => return Err(Stop::Gone),
+                        _ = tokio::time::sleep(STORAGE_RETRY) => {}
+                    }
+                }
+                other => return other,
             }
         }
     }

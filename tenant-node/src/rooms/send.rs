@@ -1,9 +1,11 @@
-//! The send path's own end: group commit of messages on SQLite, and the
+//! The send path's own end: group commit of messages, and the
 //! after-commit step of every stored message (`Stored`, `committed`).
 //!
 //! SQLite has one writer at a time, so concurrent sends queue for the write
-//! lock anyway. Instead of one transaction each, a writer task takes every
-//! send waiting at that moment (up to `MAX_GROUP`) into one transaction,
+//! lock anyway; on PostgreSQL a transaction per send costs the server more
+//! than the sends share. Instead of one transaction each, a writer task
+//! takes every send waiting at that moment (up to `MAX_GROUP`) into one
+//! transaction,
 //! each in a savepoint of its own: a send refused by the room's rules or by
 //! admission undoes only its own savepoint and gets its own error, and the
 //! others commit together (a group of one, as at a low rate, needs no
@@ -13,8 +15,11 @@
 //! When the group as a whole cannot commit (a storage error), nothing of it
 //! is kept and every send in it is stored again in a transaction of its own,
 //! which gives each its precise error; the idempotency key makes that safe
-//! even if the commit's outcome were in doubt. PostgreSQL runs writers in
-//! parallel and does not use this.
+//! even if the commit's outcome were in doubt.
+//!
+//! A group takes its rooms' rows in room order (each room's sends keep
+//! their order), so two replicas' groups on PostgreSQL never wait on each
+//! other in a cycle.
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -29,7 +34,7 @@ use crate::ids::{MemberId, RoomId};
 use crate::model::EventBody;
 use crate::model::RoomEvent;
 use crate::rooms::{Applied, SendReads};
-use crate::store::{Backend, WriteTx, savepoint};
+use crate::store::{WriteTx, savepoint};
 use crate::tenant::Tenant;
 
 /// A message stored in a transaction, and what follows its commit.
@@ -164,11 +169,8 @@ impl Sends {
     }
 }
 
-/// The writer task: runs while the node serves (SQLite only).
+/// The writer task: runs while the node serves.
 pub async fn run(tenant: Arc<Tenant>) {
-    if tenant.store.backend() != Backend::Sqlite {
-        return;
-    }
     let Some(mut jobs) = tenant.sends.jobs.lock().ok().and_then(|mut j| j.take()) else {
         return;
     };
@@ -194,6 +196,8 @@ impl Tenant {
         if let [_] = jobs.as_slice() {
             return self.commit_one(w, jobs.remove(0)).await;
         }
+        // Stable: each room's sends stay in the order they came.
+        jobs.sort_by_key(|job| job.room);
         let mut done = Vec::with_capacity(jobs.len());
         // The group's messages share what they read (`SendReads`).
         let mut reads = SendReads::default();

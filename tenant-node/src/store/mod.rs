@@ -277,17 +277,29 @@ pub enum Fault {
     Full,
     /// A unique constraint refused a row.
     Duplicate,
+    /// The database cannot be reached just now: the connection failed or
+    /// was closed, the pool had none to give, or the server is shutting
+    /// down or starting up (PostgreSQL's classes 08 and 57P). What was in
+    /// flight was not committed; a later try may work.
+    Unreachable,
     /// Anything else.
     Other,
 }
 
 pub fn classify(e: &sqlx::Error) -> Fault {
-    let sqlx::Error::Database(e) = e else {
-        return Fault::Other;
+    let e = match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+            return Fault::Unreachable;
+        }
+        sqlx::Error::Database(e) => e,
+        _ => return Fault::Other,
     };
-    if matches!(e.code().as_deref(), Some("13") | Some("53100"))
-        || e.message().contains("database or disk is full")
-    {
+    let code = e.code();
+    let code = code.as_deref().unwrap_or_default();
+    if code.starts_with("08") || code.starts_with("57P") {
+        return Fault::Unreachable;
+    }
+    if matches!(code, "13" | "53100") || e.message().contains("database or disk is full") {
         Fault::Full
     } else if e.is_unique_violation() {
         Fault::Duplicate
