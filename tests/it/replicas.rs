@@ -11,6 +11,7 @@ use sqlx::postgres::PgConnection;
 use crate::postgres::{Database, OwnServer};
 use tenant_node::config::Config;
 use tonic::Code;
+use works_proto::client::v1 as pb;
 use works_proto::federation::v1 as fed;
 
 use crate::support::bridge_client;
@@ -543,6 +544,103 @@ async fn a_peers_arrivals_are_limited_exactly_across_replicas() {
         }
     }
     assert_eq!((answered, refused), (10, 20));
+    drop(replicas);
+    db.drop_it().await;
+}
+
+/// What must hold whichever replica a call reaches, at once: sends through
+/// all three replicas to one room get one dense sequence; retries of one
+/// send by its key, spread over the replicas, store it once; and a peering
+/// invitation accepted by two companies at the same moment peers one.
+#[tokio::test]
+async fn order_keys_and_one_time_invitations_hold_across_replicas() {
+    let (db, replicas, _b, alice, carol) = three_replicas().await;
+    let room = room_with(&alice, &carol.id).await;
+    let mut senders = Vec::new();
+    for replica in &replicas {
+        senders.push(replica.login(&alice.id).await);
+    }
+    let mut sends = tokio::task::JoinSet::new();
+    for (r, sender) in senders.iter().enumerate() {
+        for i in 0..10 {
+            let mut rooms = sender.client.rooms.clone();
+            let request = pb::SendMessageRequest {
+                room_id: room.id.clone(),
+                idempotency_key: format!("r{r}-{i}"),
+                text: format!("r{r}-{i}"),
+                ..Default::default()
+            };
+            sends.spawn(async move { rooms.send_message(request).await });
+        }
+        for _ in 0..4 {
+            let mut rooms = sender.client.rooms.clone();
+            let request = pb::SendMessageRequest {
+                room_id: room.id.clone(),
+                idempotency_key: "the same send".into(),
+                text: "retried".into(),
+                ..Default::default()
+            };
+            sends.spawn(async move { rooms.send_message(request).await });
+        }
+    }
+    let mut retried = std::collections::BTreeSet::new();
+    while let Some(done) = sends.join_next().await {
+        let sent = done.expect("a call").expect("stored").into_inner();
+        let event = sent.event.expect("the event");
+        if text(&event) == Some("retried") {
+            retried.insert(event.event_id);
+        }
+    }
+    assert_eq!(retried.len(), 1, "one event for one key: {retried:?}");
+    let history = alice.history(&room.id).await.expect("history");
+    let seqs: Vec<u64> = history.iter().map(|e| e.seq).collect();
+    let first = seqs[0];
+    assert_eq!(
+        seqs,
+        (first..first + seqs.len() as u64).collect::<Vec<_>>(),
+        "one dense sequence"
+    );
+    let texts: Vec<&str> = history.iter().filter_map(text).collect();
+    assert_eq!(texts.len(), 31, "{texts:?}");
+    assert_eq!(texts.iter().filter(|t| **t == "retried").count(), 1);
+
+    // One invitation, made through replica 1, accepted by two companies at once.
+    let token = replicas[0]
+        .admin()
+        .await
+        .peering
+        .clone()
+        .invite_peer(pb::InvitePeerRequest::default())
+        .await
+        .expect("invite")
+        .into_inner()
+        .token;
+    let c = TestNode::start("c.example").await;
+    let d = TestNode::start("d.example").await;
+    let mut accepts = Vec::new();
+    for node in [&c, &d] {
+        let mut peering = node.admin().await.peering.clone();
+        let token = token.clone();
+        accepts.push(tokio::spawn(async move {
+            peering.accept_peer(pb::AcceptPeerRequest { token }).await
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for accept in accepts {
+        outcomes.push(accept.await.expect("a call"));
+    }
+    let accepted = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(accepted, 1, "{outcomes:?}");
+    let refused = outcomes
+        .iter()
+        .find_map(|o| o.as_ref().err())
+        .expect("one refused");
+    assert!(
+        refused
+            .message()
+            .contains("this invitation was already used"),
+        "{refused:?}"
+    );
     drop(replicas);
     db.drop_it().await;
 }
