@@ -192,6 +192,9 @@ async fn heard(tenant: &Tenant, channel: &str, payload: &str) -> Result<()> {
         }
         EVENTS => {
             let mut conn = tenant.store.pool().acquire().await?;
+            // Nobody watching here: no event to read for this replica (a
+            // stream opened later reads from its cursors).
+            let watched = tenant.hub.any_watching();
             for item in items {
                 if let Some(id) = item.strip_prefix("n:") {
                     if let Some(notice) = crate::store::policy::notice(&mut conn, id).await? {
@@ -212,9 +215,7 @@ async fn heard(tenant: &Tenant, channel: &str, payload: &str) -> Result<()> {
                 let Some(item) = item.strip_prefix("e:") else {
                     continue;
                 };
-                // Nobody watching here: nothing to read for this replica (a
-                // stream opened later reads from its cursors).
-                if !tenant.hub.any_watching() {
+                if !watched {
                     continue;
                 }
                 let Some((room, seq)) = item.split_once(':') else {
