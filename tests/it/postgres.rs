@@ -10,44 +10,25 @@ use sqlx::postgres::PgConnection;
 use tonic::Code;
 use works_proto::client::v1 as pb;
 
-pub(crate) const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
-
-/// A database of its own on the local PostgreSQL (also for `ops`).
-pub(crate) struct Database {
-    name: String,
-}
+/// A database of its own on the local PostgreSQL (also for `ops` and
+/// `replicas`).
+pub(crate) struct Database(works_tests::postgres::Database);
 
 impl Database {
     pub(crate) async fn create() -> Database {
-        let name = format!(
-            "works_test_{}",
-            ulid::Ulid::new().to_string().to_lowercase()
-        );
-        let mut conn = PgConnection::connect(&format!("{SERVER}/postgres"))
-            .await
-            .expect("the local PostgreSQL must run on 127.0.0.1:5432");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .expect("create database");
-        Database { name }
+        Database(
+            works_tests::postgres::Database::create("works_test")
+                .await
+                .expect("the local PostgreSQL must run on 127.0.0.1:5432"),
+        )
     }
 
     pub(crate) fn url(&self) -> String {
-        format!("{SERVER}/{}", self.name)
+        self.0.url()
     }
 
     pub(crate) async fn drop_it(self) {
-        let mut conn = PgConnection::connect(&format!("{SERVER}/postgres"))
-            .await
-            .unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+        self.0.drop_it().await.expect("drop the test database");
     }
 }
 

@@ -7,14 +7,48 @@
 //! reports an error).
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use tenant_node::client::Client;
+use tenant_node::config::{CONFIG_FILE, Config, WebListen};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tonic::Status;
 use works_proto::client::v1 as pb;
+
+/// Makes `to` the data directory of another replica of the node whose data
+/// directory is `from`, as a second machine would run it: the same TLS
+/// files and node.toml (so the same database), with the API and the bridge
+/// on ephemeral loopback ports, and the web and ops ports too or none.
+pub fn replica_data_dir(from: &Path, to: &Path, web_and_ops: bool) -> anyhow::Result<()> {
+    let (tls_from, tls_to) = (from.join("tls"), to.join("tls"));
+    std::fs::create_dir_all(&tls_to)
+        .with_context(|| format!("cannot create {}", tls_to.display()))?;
+    let entries = std::fs::read_dir(&tls_from)
+        .with_context(|| format!("cannot read {}", tls_from.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot read {}", tls_from.display()))?;
+        std::fs::copy(entry.path(), tls_to.join(entry.file_name()))
+            .with_context(|| format!("cannot copy {}", entry.path().display()))?;
+    }
+    let path = from.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut config = Config::parse(&text)
+        .with_context(|| format!("{} is not a valid config", path.display()))?;
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.api.listen = any;
+    config.bridge.listen = any;
+    let other = WebListen(web_and_ops.then_some(any));
+    config.web.listen = other;
+    config.ops.listen = other;
+    let path = to.join(CONFIG_FILE);
+    std::fs::write(&path, config.to_toml())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
 
 /// How often `room_where` asks again.
 const POLL: Duration = Duration::from_millis(20);

@@ -101,19 +101,8 @@ impl TestNode {
     /// Only for a database replicas share (PostgreSQL).
     pub async fn replica(&self) -> TestNode {
         let dir = tempfile::tempdir().expect("temp dir");
-        let data = dir.path().join("data");
-        std::fs::create_dir_all(data.join("tls")).expect("data dir");
-        for entry in std::fs::read_dir(self.data_dir().join("tls")).expect("tls dir") {
-            let entry = entry.expect("tls file");
-            std::fs::copy(entry.path(), data.join("tls").join(entry.file_name())).expect("copy");
-        }
-        let mut config = Config::load(&self.data_dir()).expect("config");
-        let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        config.api.listen = any;
-        config.bridge.listen = any;
-        config.web.listen = WebListen(Some(any));
-        config.ops.listen = WebListen(Some(any));
-        std::fs::write(data.join(CONFIG_FILE), config.to_toml()).expect("write config");
+        scenario::replica_data_dir(&self.data_dir(), &dir.path().join("data"), true)
+            .expect("the replica's data directory");
         let mut node = TestNode {
             tenant: self.tenant.clone(),
             url: String::new(),

@@ -13,7 +13,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use works_proto::client::v1 as pb;
 
-use super::database::BenchDatabase;
+use super::database::backend_ticks;
 use super::node::{BenchNode, clock_ticks_per_second, own_cpu_seconds};
 use super::report::{
     BacklogReport, DatabaseReport, IdleClientsReport, NodeReport, PhaseReport, Report,
@@ -23,6 +23,7 @@ use super::{
     BenchArgs, CONNECT_CONCURRENCY, MEMBER_PASSWORD, SETUP_DEADLINE, Variant, WARMUP_IN_FLIGHT,
     progress, status_error,
 };
+use crate::postgres::Database;
 
 /// When a message leaves the window.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -470,10 +471,10 @@ pub(super) fn node_reports(
 }
 
 /// The server processes' CPU ticks now (see
-/// [`BenchDatabase::backend_ticks`]); none without a database.
-async fn database_ticks(database: Option<&BenchDatabase>) -> anyhow::Result<HashMap<u32, u64>> {
+/// [`backend_ticks`]); none without a database.
+async fn database_ticks(database: Option<&Database>) -> anyhow::Result<HashMap<u32, u64>> {
     match database {
-        Some(db) => db.backend_ticks().await,
+        Some(db) => backend_ticks(db).await,
         None => Ok(HashMap::new()),
     }
 }
@@ -481,7 +482,7 @@ async fn database_ticks(database: Option<&BenchDatabase>) -> anyhow::Result<Hash
 /// What the database server's processes cost, as [`node_reports`] counts
 /// a node's: those gone by `ticks.end` are not counted.
 fn database_report(
-    database: Option<&BenchDatabase>,
+    database: Option<&Database>,
     hz: f64,
     ticks: [&HashMap<u32, u64>; 3],
     (all_messages, load_messages): (usize, usize),
@@ -510,7 +511,7 @@ pub(super) async fn measure(
     scenario: &mut Scenario,
     args: &BenchArgs,
     messages: usize,
-    database: Option<&BenchDatabase>,
+    database: Option<&Database>,
 ) -> anyhow::Result<Report> {
     let hz = clock_ticks_per_second();
     let phases = Phases::default();

@@ -35,7 +35,7 @@
 //! # Layout
 //!
 //! - `node`: a node as a child process, its CPU and memory from `/proc`.
-//! - `database`: the PostgreSQL database of `--storage postgres`.
+//! - `database`: what the PostgreSQL server costs with `--storage postgres`.
 //! - `scenarios`: the nodes, members and rooms of each variant.
 //! - `measure`: phases of tagged messages, the window, latencies, the
 //!   backlog and idle-clients runs.
@@ -50,7 +50,7 @@ use clap::{Parser, ValueEnum};
 use serde::Serialize;
 use tenant_node::config::Config;
 
-use database::BenchDatabase;
+use crate::postgres::Database;
 use measure::measure;
 use report::print_report;
 use scenarios::{group, pair, peers};
@@ -263,12 +263,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     progress(format!("data directories and logs under {}", dir.display()));
     let database = match args.storage {
         Storage::Sqlite => None,
-        Storage::Postgres => Some(BenchDatabase::create().await?),
+        Storage::Postgres => Some(Database::create("works_bench").await?),
     };
     if let Some(db) = &database {
         progress(format!("the first company stores in {}", db.name()));
     }
-    let storage = database.as_ref().map(BenchDatabase::url);
+    let storage = database.as_ref().map(Database::url);
     let storage = storage.as_deref();
     let mut scenario = match args.variant {
         Variant::Direct | Variant::Backlog | Variant::IdleClients | Variant::Soak => {

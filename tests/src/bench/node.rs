@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use tenant_node::client::Client;
-use tenant_node::config::{CONFIG_FILE, Config, WebListen};
+use tenant_node::config::{CONFIG_FILE, Config};
 use tokio::process::{Child, Command};
 use works_proto::client::v1 as pb;
 
@@ -156,16 +156,7 @@ impl BenchNode {
     ) -> anyhow::Result<Self> {
         let node_dir = root.join(format!("{}-replica{number}", self.tenant));
         let data = node_dir.join("data");
-        copy_dir(&self.data.join("tls"), &data.join("tls"))?;
-        let mut config = read_config(&self.data)?;
-        let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        config.api.listen = any;
-        config.bridge.listen = any;
-        config.web.listen = WebListen(None);
-        config.ops.listen = WebListen(None);
-        let path = data.join(CONFIG_FILE);
-        std::fs::write(&path, config.to_toml())
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        crate::scenario::replica_data_dir(&self.data, &data, false)?;
         let mut replica = BenchNode {
             tenant: self.tenant.clone(),
             log: node_dir.join("node.log"),
@@ -364,19 +355,6 @@ fn read_config(data: &Path) -> anyhow::Result<Config> {
 fn core_for(args: &BenchArgs, index: usize) -> Option<usize> {
     args.pin_cores
         .then(|| index % std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
-/// Copies the files of the directory `from` into a new directory `to`.
-fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
-    let entries =
-        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?;
-    for entry in entries {
-        let entry = entry.with_context(|| format!("cannot read {}", from.display()))?;
-        std::fs::copy(entry.path(), to.join(entry.file_name()))
-            .with_context(|| format!("cannot copy {}", entry.path().display()))?;
-    }
-    Ok(())
 }
 
 /// CPU ticks (user + system) of process `pid` so far; 0 if it is gone.
