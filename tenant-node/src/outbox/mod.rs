@@ -55,30 +55,10 @@ impl Tenant {
         snapshot: Option<Snapshot>,
         peers: &[TenantId],
     ) -> Result<()> {
-        if peers.is_empty() {
-            return Ok(());
-        }
-        permitted(permit, &event.room, &event.sender)?;
-        let payload = encode(&Relayed {
-            sender: event.sender.clone(),
-            body: event.body.clone(),
-            room: snapshot,
-        })?;
-        for peer in peers {
-            if peer.as_str() == crate::ids::LINE_TENANT {
-                self.queue_for_line(conn, permit, event).await?;
-                continue;
-            }
-            outbox::enqueue(
-                conn,
-                peer,
-                &event.id,
-                &event.room,
-                event.seq,
-                &payload,
-                event.at_ms,
-            )
-            .await?;
+        let rows = relay_rows(permit, event, snapshot, peers)?;
+        outbox::enqueue_all(conn, &rows).await?;
+        if peers.iter().any(|p| p.as_str() == crate::ids::LINE_TENANT) {
+            self.queue_for_line(conn, permit, event).await?;
         }
         Ok(())
     }
@@ -95,13 +75,67 @@ impl Tenant {
         body: &EventBody,
         at_ms: i64,
     ) -> Result<()> {
-        let payload = encode(&Relayed {
+        let row = host_row(permit, host, event, body, at_ms)?;
+        outbox::enqueue_all(conn, &[row]).await
+    }
+}
+
+/// The outbox rows of a hosted room's event for the participating peers
+/// (LINE's, which `queue_for_line` queues, aside), checked against the
+/// permit admission gave for it.
+pub(crate) fn relay_rows(
+    permit: &RoomPermit,
+    event: &RoomEvent,
+    snapshot: Option<Snapshot>,
+    peers: &[TenantId],
+) -> Result<Vec<outbox::Queued>> {
+    let peers: Vec<&TenantId> = peers
+        .iter()
+        .filter(|p| p.as_str() != crate::ids::LINE_TENANT)
+        .collect();
+    if peers.is_empty() {
+        return Ok(Vec::new());
+    }
+    permitted(permit, &event.room, &event.sender)?;
+    let payload = encode(&Relayed {
+        sender: event.sender.clone(),
+        body: event.body.clone(),
+        room: snapshot,
+    })?;
+    Ok(peers
+        .into_iter()
+        .map(|peer| outbox::Queued {
+            peer: peer.clone(),
+            event_id: event.id,
+            room: event.room,
+            host_seq: event.seq,
+            payload: payload.clone(),
+            at_ms: event.at_ms,
+        })
+        .collect())
+}
+
+/// The outbox row of our member's change for the room's host; the sender
+/// is the permit's.
+pub(crate) fn host_row(
+    permit: &RoomPermit,
+    host: &TenantId,
+    event: &EventId,
+    body: &EventBody,
+    at_ms: i64,
+) -> Result<outbox::Queued> {
+    Ok(outbox::Queued {
+        peer: host.clone(),
+        event_id: *event,
+        room: *permit.room(),
+        host_seq: 0,
+        payload: encode(&Relayed {
             sender: permit.sender().clone(),
             body: body.clone(),
             room: None,
-        })?;
-        outbox::enqueue(conn, host, event, permit.room(), 0, &payload, at_ms).await
-    }
+        })?,
+        at_ms,
+    })
 }
 
 impl Tenant {

@@ -10,11 +10,12 @@
 
 pub mod attachments;
 pub mod content;
+mod group;
 pub mod leave;
 pub mod send;
 pub mod uploads;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use sqlx::AnyConnection;
 
@@ -23,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::ids::{EventId, MemberId, RoomId, TenantId};
 use crate::model::{Caller, EventBody, MemberState, Room, RoomEvent, RoomKind};
 use crate::outbox::Delivery;
-use crate::store::outbox::{self as outbox, Pending};
+use crate::store::outbox;
 use crate::store::{audit, contacts as contact_store, events, now_ms, rooms};
 use crate::tenant::Tenant;
 use crate::wire::Snapshot;
@@ -33,28 +34,6 @@ use send::Stored;
 const MAX_IDEMPOTENCY_KEY: usize = 128;
 pub const DEFAULT_PAGE: u32 = 100;
 pub const MAX_PAGE: u32 = 1000;
-
-/// What the messages of one write transaction have read so far, for the
-/// next message in it to use again: a room's row and members, and which
-/// members' messages to which rooms this node's half of admission (and the
-/// direct room's trash check) let through. Messages write none of these,
-/// and in one SQLite transaction (one writer, one snapshot) a second read
-/// would see the same; only group commit on SQLite shares one between
-/// messages, and it is cleared with the transaction. A room's `last_seq`
-/// in it is stale after the first message: nothing here uses it.
-#[derive(Default)]
-pub(crate) struct SendReads {
-    rooms: HashMap<RoomId, (rooms::RoomRow, Vec<MemberId>)>,
-    admitted: HashMap<(MemberId, RoomId), RoomPermit>,
-}
-
-/// Whether a hosted change still needs its admission check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Admission {
-    Check,
-    /// This transaction admitted the same member's message to the same room.
-    Admitted(RoomPermit),
-}
 
 /// The outcome of a send: the stored event, whether it was stored before,
 /// and where it is on its way to the other nodes.
@@ -574,96 +553,33 @@ impl Tenant {
         }
         let mut w = self.store.begin_write().await?;
         let mut stored = self
-            .store_message_in(&mut w.tx, sender, id, key, body, &mut SendReads::default())
+            .store_message_in(&mut w.tx, sender, id, key, &body)
             .await?;
         w.commit().await?;
         self.committed(&mut stored);
         Ok(stored)
     }
 
-    /// Stores a message in the caller's transaction: in the room, when this
-    /// node hosts it; otherwise in the outbox for the room's host. A retry
-    /// with the same idempotency key returns the stored message and stores
-    /// nothing. Call `committed` once the transaction commits.
-    /// `reads`: what earlier messages in the same transaction read.
+    /// Stores a message in the caller's transaction (`store_messages_in`,
+    /// with one message). Call `committed` once the transaction commits.
     pub(crate) async fn store_message_in(
         &self,
         conn: &mut AnyConnection,
         sender: &MemberId,
-        id: &RoomId,
+        room: &RoomId,
         key: &str,
-        body: EventBody,
-        reads: &mut SendReads,
+        body: &EventBody,
     ) -> Result<Stored> {
-        if !body.is_message() {
-            return Err(Error::Internal(format!(
-                "a {} event is not a message",
-                body.kind()
-            )));
-        }
-        let (row, members) = match reads.rooms.get(id) {
-            Some(known) => known.clone(),
-            None => {
-                let read = rooms::room_with_members(conn, id)
-                    .await?
-                    .ok_or_else(|| Error::NotFound(format!("room {id}")))?;
-                reads.rooms.insert(*id, read.clone());
-                read
-            }
+        let message = group::Message {
+            sender,
+            room: *room,
+            key,
+            body,
         };
-        require_among(&members, id, sender)?;
-        let admission = match reads.admitted.get(&(sender.clone(), *id)) {
-            Some(permit) => Admission::Admitted(permit.clone()),
-            None => Admission::Check,
-        };
-        // Only messages to rooms hosted elsewhere wait in `pending_events`.
-        let earlier = match row.host {
-            None => events::by_idempotency_key(conn, id, sender, key).await?,
-            Some(_) => earlier_send(conn, id, sender, key).await?,
-        };
-        if let Some(earlier) = earlier {
-            return same_message(earlier, key, &body).map(Stored::earlier);
-        }
-        let change = Change::new(sender, body, Some(key));
-        let stored = match row.host.clone() {
-            None => {
-                let (applied, permit) = self
-                    .host_change_checked(conn, &row, members, change, admission)
-                    .await?;
-                reads.admitted.insert((sender.clone(), *id), permit);
-                Stored::hosted(applied)
-            }
-            Some(host) => {
-                let permit = match admission {
-                    Admission::Admitted(permit) => permit,
-                    Admission::Check => {
-                        self.may_message(conn, id, row.kind, Some(&host), sender, &members)
-                            .await?
-                    }
-                };
-                if let EventBody::Attachment(meta) = &change.body {
-                    self.files_allowed(conn, sender, &members).await?;
-                    crate::store::attachments::mark_posted(conn, &meta.id, &change.id).await?;
-                }
-                outbox::insert_pending(
-                    conn,
-                    &Pending {
-                        event_id: change.id,
-                        room: *id,
-                        sender: change.actor.clone(),
-                        idempotency_key: change.idempotency_key.clone(),
-                        body: change.body.clone(),
-                        at_ms: change.at_ms,
-                    },
-                )
-                .await?;
-                self.queue_for_host(conn, &permit, &host, &change.id, &change.body, change.at_ms)
-                    .await?;
-                reads.admitted.insert((sender.clone(), *id), permit);
-                Stored::proposed(pending_event(*id, change), host)
-            }
-        };
-        Ok(stored)
+        self.store_messages_in(conn, &[message])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(Error::Internal("a message went unanswered".into())))
     }
 
     /// Wakes the deliverers of the peers an applied change was queued for and
@@ -698,21 +614,6 @@ impl Tenant {
         before: Vec<MemberId>,
         change: Change,
     ) -> Result<Applied> {
-        self.host_change_checked(conn, row, before, change, Admission::Check)
-            .await
-            .map(|(applied, _)| applied)
-    }
-
-    /// `host_change_among`, where `Admission::Admitted` says this
-    /// transaction admitted the same member's message to the same room.
-    async fn host_change_checked(
-        &self,
-        conn: &mut AnyConnection,
-        row: &rooms::RoomRow,
-        before: Vec<MemberId>,
-        change: Change,
-        admission: Admission,
-    ) -> Result<(Applied, RoomPermit)> {
         let room = row.id;
         let actor = &change.actor;
         check_rules(conn, row, &before, actor, &change.body).await?;
@@ -722,13 +623,10 @@ impl Tenant {
         let permit: Option<RoomPermit>;
         match &mut body {
             EventBody::Text { .. } | EventBody::Sticker { .. } | EventBody::Attachment(_) => {
-                permit = Some(match admission {
-                    Admission::Admitted(permit) => permit,
-                    Admission::Check => {
-                        self.may_message(conn, &room, row.kind, None, actor, &before)
-                            .await?
-                    }
-                });
+                permit = Some(
+                    self.may_message(conn, &room, row.kind, None, actor, &before)
+                        .await?,
+                );
                 if matches!(body, EventBody::Attachment(_)) {
                     self.files_allowed(conn, actor, &before).await?;
                 }
@@ -867,7 +765,7 @@ impl Tenant {
             .after_change(conn, &permit, event, after, &departed)
             .await?;
         applied.local.retain(|m| !unseen_by.contains(m));
-        Ok((applied, permit))
+        Ok(applied)
     }
 
     /// Queues a hosted room's new event for the participating peers (with
@@ -887,13 +785,7 @@ impl Tenant {
             None => rooms::member_ids(conn, room).await?,
         };
         let everyone: Vec<MemberId> = after.iter().chain(departed).cloned().collect();
-        let mut peers: Vec<TenantId> = everyone
-            .iter()
-            .map(|m| m.tenant().clone())
-            .filter(|t| t != &self.id)
-            .collect();
-        peers.sort();
-        peers.dedup();
+        let (local, peers) = self.reach(&everyone);
         let snapshot = if event.body.changes_room() {
             let row = rooms::room(conn, room)
                 .await?
@@ -910,15 +802,30 @@ impl Tenant {
         self.queue_for_peers(conn, permit, &event, snapshot, &peers)
             .await?;
         self.audit_room_event(conn, &event, &everyone).await?;
-        let local = everyone
-            .into_iter()
-            .filter(|m| m.belongs_to(&self.id))
-            .collect();
         Ok(Applied {
             event,
             local,
             peers,
         })
+    }
+
+    /// Who a hosted room's event reaches among `members` (everyone it
+    /// concerns): our members, whose streams show it, and the other
+    /// companies' nodes it is queued for.
+    pub(crate) fn reach(&self, members: &[MemberId]) -> (Vec<MemberId>, Vec<TenantId>) {
+        let local = members
+            .iter()
+            .filter(|m| m.belongs_to(&self.id))
+            .cloned()
+            .collect();
+        let mut peers: Vec<TenantId> = members
+            .iter()
+            .map(|m| m.tenant().clone())
+            .filter(|t| t != &self.id)
+            .collect();
+        peers.sort();
+        peers.dedup();
+        (local, peers)
     }
 
     /// This node's say on whether `actor` may post a message to a room with
@@ -1000,14 +907,24 @@ impl Tenant {
         event: &RoomEvent,
         members: &[MemberId],
     ) -> Result<()> {
+        if let Some(entry) = self.room_event_entry(event, members) {
+            audit::append(conn, &entry, now_ms()).await?;
+        }
+        Ok(())
+    }
+
+    /// The audit entry of a room event, when members of another company
+    /// take part in it (`members`: everyone it concerns).
+    pub(crate) fn room_event_entry(
+        &self,
+        event: &RoomEvent,
+        members: &[MemberId],
+    ) -> Option<audit::NewEntry> {
         let external = if event.sender.belongs_to(&self.id) {
             members.iter().find(|m| !m.belongs_to(&self.id))
         } else {
             Some(&event.sender)
-        };
-        let Some(external) = external else {
-            return Ok(());
-        };
+        }?;
         let summary = match &event.body {
             EventBody::Text { text } => format!("text: {text}"),
             EventBody::Sticker { name } => format!("sticker: {name}"),
@@ -1029,8 +946,7 @@ impl Tenant {
         } else if let Some(local) = members.iter().find(|m| m.belongs_to(&self.id)) {
             entry = entry.member(local);
         }
-        audit::append(conn, &entry, now_ms()).await?;
-        Ok(())
+        Some(entry)
     }
 
     pub async fn history(

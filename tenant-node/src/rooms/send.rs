@@ -5,27 +5,25 @@
 //! lock anyway; on PostgreSQL a transaction per send costs the server more
 //! than the sends share. Instead of one transaction each, a writer task
 //! takes every send waiting at that moment (up to `MAX_GROUP`) into one
-//! transaction,
-//! each in a savepoint of its own: a send refused by the room's rules or by
-//! admission undoes only its own savepoint and gets its own error, and the
-//! others commit together (a group of one, as at a low rate, needs no
-//! savepoint). Each send is answered only after the commit, and
-//! is shown to live streams and woken for the relay in the group's order.
+//! transaction and stores them together (`group`: a few statements for the
+//! whole group). A send refused by the room's rules or by admission wrote
+//! nothing and gets its own error; the others commit together. Each send is
+//! answered only after the commit, and is shown to live streams and woken
+//! for the relay in the group's order.
 //!
 //! When the group as a whole cannot commit (a storage error), nothing of it
 //! is kept and every send in it is stored again in a transaction of its own,
 //! which gives each its precise error; the idempotency key makes that safe
 //! even if the commit's outcome were in doubt.
 //!
-//! A group takes its rooms' rows in room order (each room's sends keep
-//! their order), so two replicas' groups on PostgreSQL never wait on each
-//! other in a cycle.
+//! A group is sorted by room (each room's sends keep their order), so it
+//! takes its rooms' rows in room order and two replicas' groups on
+//! PostgreSQL never wait on each other in a cycle.
 
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Result;
@@ -33,8 +31,8 @@ use crate::ids::TenantId;
 use crate::ids::{MemberId, RoomId};
 use crate::model::EventBody;
 use crate::model::RoomEvent;
-use crate::rooms::{Applied, SendReads};
-use crate::store::{WriteTx, savepoint};
+use crate::rooms::Applied;
+use crate::rooms::group::Message;
 use crate::tenant::Tenant;
 
 /// A message stored in a transaction, and what follows its commit.
@@ -193,121 +191,48 @@ impl Tenant {
                 return;
             }
         };
-        if let [_] = jobs.as_slice() {
-            return self.commit_one(w, jobs.remove(0)).await;
-        }
         // Stable: each room's sends stay in the order they came.
         jobs.sort_by_key(|job| job.room);
-        let mut done = Vec::with_capacity(jobs.len());
-        // The group's messages share what they read (`SendReads`).
-        let mut reads = SendReads::default();
-        let mut jobs = jobs.into_iter();
-        while let Some(job) = jobs.next() {
-            match self.store_in_savepoint(&mut w.tx, &job, &mut reads).await {
-                Ok(result) => done.push((job.reply, result)),
-                Err(e) => {
-                    // The transaction is in doubt: drop all of it.
-                    tracing::warn!(error = %e, "a group of messages failed; storing them one by one");
-                    drop(w);
-                    let replies = done
-                        .into_iter()
-                        .map(|(reply, _)| reply)
-                        .chain([job.reply])
-                        .chain(jobs.map(|j| j.reply));
-                    for reply in replies {
-                        let _ = reply.send(ALONE);
-                    }
-                    return;
+        let messages: Vec<Message<'_>> = jobs
+            .iter()
+            .map(|job| Message {
+                sender: &job.sender,
+                room: job.room,
+                key: &job.key,
+                body: &job.body,
+            })
+            .collect();
+        let outcomes = self.store_messages_in(&mut w.tx, &messages).await;
+        drop(messages);
+        let outcomes = match outcomes {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                // The transaction is in doubt: drop all of it.
+                tracing::warn!(error = %e, sends = jobs.len(), "a group of messages failed; storing them one by one");
+                drop(w);
+                for job in jobs {
+                    let _ = job.reply.send(ALONE);
                 }
+                return;
             }
-        }
+        };
         if let Err(e) = w.commit().await {
-            tracing::warn!(error = %e, "a group of messages did not commit; storing them one by one");
-            for (reply, result) in done {
-                let _ = reply.send(match result {
+            tracing::warn!(error = %e, sends = jobs.len(), "a group of messages did not commit; storing them one by one");
+            for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                let _ = job.reply.send(match outcome {
                     Ok(_) => ALONE,
-                    // Refused on its own merits, and undone.
+                    // Refused on its own merits: nothing of it was written.
                     Err(e) => Some(Err(e)),
                 });
             }
             return;
         }
-        for (reply, mut result) in done {
-            if let Ok(stored) = &mut result {
+        for (job, mut outcome) in jobs.into_iter().zip(outcomes) {
+            if let Ok(stored) = &mut outcome {
                 self.committed(stored);
             }
             // A caller that went away still had its message stored.
-            let _ = reply.send(Some(result));
-        }
-    }
-
-    /// A group of one, as at a low rate, needs no savepoint: a refusal
-    /// rolls the transaction back. It stays with the writer task rather
-    /// than going back to its sender (as `ALONE` would): while the writer
-    /// stores it the next sends queue up into a group; handed back, under
-    /// load each send ran alone, 2,482–2,600 → 1,634–1,692 msgs/s
-    /// (`works-bench --messages 10000 --idle 2000 --pin-cores`).
-    async fn commit_one(&self, mut w: WriteTx, job: Job) {
-        let reply = match self
-            .store_message_in(
-                &mut w.tx,
-                &job.sender,
-                &job.room,
-                &job.key,
-                job.body,
-                &mut SendReads::default(),
-            )
-            .await
-        {
-            Ok(mut stored) => match w.commit().await {
-                Ok(()) => {
-                    self.committed(&mut stored);
-                    Some(Ok(stored))
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "a message did not commit; storing it again");
-                    ALONE
-                }
-            },
-            Err(e) if e.is_fault() => {
-                tracing::warn!(error = %e, "a message failed; storing it again");
-                ALONE
-            }
-            // Dropping the transaction undoes whatever it wrote.
-            Err(refused) => Some(Err(refused)),
-        };
-        let _ = job.reply.send(reply);
-    }
-
-    /// One send in its savepoint. `Ok(Err(_))`: refused and undone, the
-    /// group goes on; `Err(_)`: a storage error, the group cannot.
-    async fn store_in_savepoint(
-        &self,
-        conn: &mut AnyConnection,
-        job: &Job,
-        reads: &mut SendReads,
-    ) -> Result<Result<Stored>> {
-        savepoint::begin(conn).await?;
-        match self
-            .store_message_in(
-                conn,
-                &job.sender,
-                &job.room,
-                &job.key,
-                job.body.clone(),
-                reads,
-            )
-            .await
-        {
-            Ok(stored) => {
-                savepoint::release(conn).await?;
-                Ok(Ok(stored))
-            }
-            Err(e) if e.is_fault() => Err(e),
-            Err(refused) => {
-                savepoint::rollback(conn).await?;
-                Ok(Err(refused))
-            }
+            let _ = job.reply.send(Some(outcome));
         }
     }
 }

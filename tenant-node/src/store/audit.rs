@@ -7,6 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 use unicode_normalization::UnicodeNormalization;
 
+use super::{MAX_ROWS, values};
 use crate::error::Result;
 
 /// An entry to append.
@@ -161,35 +162,51 @@ pub async fn fill_folded(pool: &AnyPool) -> Result<u64> {
 }
 
 /// Appends within the caller's transaction, so the entry commits (or not)
-/// with the change it records.
+/// with the change it records. Returns its seq.
 pub async fn append(conn: &mut AnyConnection, entry: &NewEntry, at_ms: i64) -> Result<i64> {
+    append_all(conn, std::slice::from_ref(entry), at_ms).await
+}
+
+/// Appends entries in order, in the caller's transaction, with one update
+/// of the head and one insert per `MAX_ROWS`. Returns the last one's seq
+/// (the head's, when there are none).
+pub async fn append_all(conn: &mut AnyConnection, entries: &[NewEntry], at_ms: i64) -> Result<i64> {
     // Locks the head row: appends serialise on every backend.
-    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+    let head = sqlx::query("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
+        .bind(entries.len() as i64)
         .fetch_one(&mut *conn)
         .await?;
-    let seq: i64 = head.try_get("seq")?;
-    let prev: String = head.try_get("hash")?;
-    let hash = chain_hash(&prev, seq, at_ms, entry);
-    sqlx::query(
-        "INSERT INTO audit_log (seq, at, kind, actor, member, external_user, peer_tenant, detail, prev_hash, hash, folded) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(seq)
-    .bind(at_ms)
-    .bind(&entry.kind)
-    .bind(&entry.actor)
-    .bind(entry.member.as_deref())
-    .bind(entry.external_user.as_deref())
-    .bind(entry.peer_tenant.as_deref())
-    .bind(&entry.detail)
-    .bind(&prev)
-    .bind(&hash)
-    .bind(fold(&entry.detail))
-    .execute(&mut *conn)
-    .await?;
-    // The head takes the new hash in the insert's trigger
-    // (`audit_log_moves_head`).
-    Ok(seq)
+    let last: i64 = head.try_get("seq")?;
+    let mut prev: String = head.try_get("hash")?;
+    let mut seq = last - entries.len() as i64;
+    for chunk in entries.chunks(MAX_ROWS) {
+        let sql = format!(
+            "INSERT INTO audit_log (seq, at, kind, actor, member, external_user, peer_tenant, detail, prev_hash, hash, folded) \
+             VALUES {}",
+            values(chunk.len(), 11)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for entry in chunk {
+            seq += 1;
+            let hash = chain_hash(&prev, seq, at_ms, entry);
+            query = query
+                .bind(seq)
+                .bind(at_ms)
+                .bind(entry.kind.as_str())
+                .bind(entry.actor.as_str())
+                .bind(entry.member.as_deref())
+                .bind(entry.external_user.as_deref())
+                .bind(entry.peer_tenant.as_deref())
+                .bind(entry.detail.as_str())
+                .bind(std::mem::replace(&mut prev, hash.clone()))
+                .bind(hash)
+                .bind(fold(&entry.detail));
+        }
+        query.execute(&mut *conn).await?;
+    }
+    // The head takes the last hash in the insert's trigger
+    // (`audit_log_moves_head`, which matches only the row at the head's seq).
+    Ok(last)
 }
 
 fn entry_from_row(r: &AnyRow) -> Result<Entry> {
@@ -317,6 +334,39 @@ mod tests {
         assert_eq!(fold("が"), "が");
         assert_ne!(fold("が"), fold("か"));
         assert_eq!(fold("日本語 한국어"), "日本語 한국어");
+    }
+
+    /// Entries appended together chain exactly as appended one by one:
+    /// the log verifies, each links to the one before, and the head holds
+    /// the last one's hash.
+    #[tokio::test]
+    async fn entries_appended_together_chain_as_one_by_one() {
+        let t = crate::store::testing::temp_store().await;
+        let mut conn = t.conn().await;
+        let entry =
+            |n: usize| NewEntry::new("room.text", "alice@a.example").detail(format!("m{n}"));
+        let first = append(&mut conn, &entry(0), 1_000).await.unwrap();
+        let group: Vec<NewEntry> = (1..=300).map(entry).collect();
+        let last = append_all(&mut conn, &group, 2_000).await.unwrap();
+        assert_eq!(last, first + 300);
+        let after = append(&mut conn, &entry(301), 3_000).await.unwrap();
+        assert_eq!(after, last + 1);
+        assert_eq!(verify(&mut conn).await.unwrap(), Ok(after));
+        let all = search(
+            &mut conn,
+            &Filter {
+                limit: 1_000,
+                ..Filter::default()
+            },
+        )
+        .await
+        .unwrap();
+        let details: Vec<&str> = all.iter().map(|e| e.detail.as_str()).collect();
+        let expected: Vec<String> = (0..=301).map(|n| format!("m{n}")).collect();
+        assert_eq!(details, expected);
+        for pair in all.windows(2) {
+            assert_eq!(pair[1].prev_hash, pair[0].hash);
+        }
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use super::rooms::stored;
+use super::{MAX_ROWS, list, values};
 use crate::error::{Error, Result};
 use crate::ids::{EventId, MemberId, RoomId};
 use crate::model::{EventBody, RoomEvent};
@@ -56,15 +57,7 @@ pub async fn append_as(
     idempotency_key: Option<&str>,
     at_ms: i64,
 ) -> Result<RoomEvent> {
-    let row = sqlx::query(
-        "UPDATE rooms SET last_seq = last_seq + 1, last_event_at = $1 WHERE id = $2 RETURNING last_seq",
-    )
-    .bind(at_ms)
-    .bind(room.to_string())
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or_else(|| Error::NotFound(format!("room {room}")))?;
-    let seq = row.try_get::<i64, _>("last_seq")? as u64;
+    let seq = reserve(conn, room, 1, at_ms).await?;
     let event = RoomEvent {
         id,
         room: *room,
@@ -73,8 +66,30 @@ pub async fn append_as(
         at_ms,
         body,
     };
-    insert(conn, &event, idempotency_key).await?;
+    insert_all(conn, &[(&event, idempotency_key)]).await?;
     Ok(event)
+}
+
+/// Takes the room's next `count` sequence numbers (and its row lock, on
+/// PostgreSQL, to the commit); returns the first. `at_ms`: when the last
+/// of them happened.
+pub async fn reserve(
+    conn: &mut AnyConnection,
+    room: &RoomId,
+    count: u64,
+    at_ms: i64,
+) -> Result<u64> {
+    let row = sqlx::query(
+        "UPDATE rooms SET last_seq = last_seq + $1, last_event_at = $2 WHERE id = $3 RETURNING last_seq",
+    )
+    .bind(count as i64)
+    .bind(at_ms)
+    .bind(room.to_string())
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| Error::NotFound(format!("room {room}")))?;
+    let last = row.try_get::<i64, _>("last_seq")? as u64;
+    Ok(last + 1 - count)
 }
 
 /// Stores an event at the sequence number it already has (a replica storing
@@ -85,31 +100,36 @@ pub async fn store_sequenced(
     event: &RoomEvent,
     idempotency_key: Option<&str>,
 ) -> Result<()> {
-    insert(conn, event, idempotency_key).await
+    insert_all(conn, &[(event, idempotency_key)]).await
 }
 
-async fn insert(
+/// Stores events, each with its idempotency key, in one statement per
+/// `MAX_ROWS`.
+pub async fn insert_all(
     conn: &mut AnyConnection,
-    event: &RoomEvent,
-    idempotency_key: Option<&str>,
+    events: &[(&RoomEvent, Option<&str>)],
 ) -> Result<()> {
-    let body = &event.body;
-    let json = serde_json::to_string(&body)
-        .map_err(|e| Error::Internal(format!("cannot encode event body: {e}")))?;
-    sqlx::query(
-        "INSERT INTO events (room_id, seq, event_id, sender, kind, body, at, idempotency_key) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(event.room.to_string())
-    .bind(event.seq as i64)
-    .bind(event.id.to_string())
-    .bind(event.sender.as_str())
-    .bind(body.kind())
-    .bind(json)
-    .bind(event.at_ms)
-    .bind(idempotency_key)
-    .execute(&mut *conn)
-    .await?;
+    for chunk in events.chunks(MAX_ROWS) {
+        let sql = format!(
+            "INSERT INTO events (room_id, seq, event_id, sender, kind, body, at, idempotency_key) VALUES {}",
+            values(chunk.len(), 8)
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (event, key) in chunk {
+            let json = serde_json::to_string(&event.body)
+                .map_err(|e| Error::Internal(format!("cannot encode event body: {e}")))?;
+            query = query
+                .bind(event.room.to_string())
+                .bind(event.seq as i64)
+                .bind(event.id.to_string())
+                .bind(event.sender.as_str())
+                .bind(event.body.kind())
+                .bind(json)
+                .bind(event.at_ms)
+                .bind(*key);
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
@@ -131,15 +151,39 @@ pub async fn by_idempotency_key(
     sender: &MemberId,
     key: &str,
 ) -> Result<Option<RoomEvent>> {
-    let row = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = $1 AND sender = $2 AND idempotency_key = $3"
-    )))
-    .bind(room.to_string())
-    .bind(sender.as_str())
-    .bind(key)
-    .fetch_optional(conn)
-    .await?;
-    row.as_ref().map(event_from_row).transpose()
+    Ok(by_idempotency_keys(conn, room, sender, &[key])
+        .await?
+        .pop()
+        .map(|(_, event)| event))
+}
+
+/// The events a sender stored earlier in a room under any of these
+/// idempotency keys, each with its key, in one statement per `MAX_ROWS`
+/// keys.
+pub async fn by_idempotency_keys(
+    conn: &mut AnyConnection,
+    room: &RoomId,
+    sender: &MemberId,
+    keys: &[&str],
+) -> Result<Vec<(String, RoomEvent)>> {
+    let mut found = Vec::new();
+    for chunk in keys.chunks(MAX_ROWS) {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS}, idempotency_key FROM events \
+             WHERE room_id = $1 AND sender = $2 AND idempotency_key IN ({})",
+            list(chunk.len(), 3)
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql))
+            .bind(room.to_string())
+            .bind(sender.as_str());
+        for key in chunk {
+            query = query.bind(*key);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            found.push((row.try_get("idempotency_key")?, event_from_row(&row)?));
+        }
+    }
+    Ok(found)
 }
 
 /// Events with `after < seq <= upto`, oldest first, at most `limit`.
@@ -195,16 +239,27 @@ pub async fn hide_from(
     seq: u64,
     members: &[MemberId],
 ) -> Result<()> {
-    for member in members {
-        sqlx::query(
-            "INSERT INTO unseen_events (room_id, member_id, seq) VALUES ($1, $2, $3) \
+    let hidden: Vec<(RoomId, u64, &MemberId)> = members.iter().map(|m| (*room, seq, m)).collect();
+    hide_all(conn, &hidden).await
+}
+
+/// Keeps each `(room, seq)` out of its member's sight, in one statement
+/// per `MAX_ROWS`.
+pub async fn hide_all(conn: &mut AnyConnection, hidden: &[(RoomId, u64, &MemberId)]) -> Result<()> {
+    for chunk in hidden.chunks(MAX_ROWS) {
+        let sql = format!(
+            "INSERT INTO unseen_events (room_id, member_id, seq) VALUES {} \
              ON CONFLICT (room_id, member_id, seq) DO NOTHING",
-        )
-        .bind(room.to_string())
-        .bind(member.as_str())
-        .bind(seq as i64)
-        .execute(&mut *conn)
-        .await?;
+            values(chunk.len(), 3)
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (room, seq, member) in chunk {
+            query = query
+                .bind(room.to_string())
+                .bind(member.as_str())
+                .bind(*seq as i64);
+        }
+        query.execute(&mut *conn).await?;
     }
     Ok(())
 }

@@ -223,6 +223,50 @@ impl Store {
     }
 }
 
+/// The rows of a multi-row `VALUES` for `rows` rows of `columns` bound
+/// parameters each, numbered from `$1`: `($1, $2), ($3, $4)`. The same
+/// statement text serves SQLite and PostgreSQL.
+pub(crate) fn values(rows: usize, columns: usize) -> String {
+    values_with(rows, columns, "")
+}
+
+/// `values`, each row ending in the same constants: `tail` `"'queued', 0"`
+/// gives `($1, $2, 'queued', 0), …`.
+pub(crate) fn values_with(rows: usize, columns: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(row * columns + column + 1).to_string());
+        }
+        if !tail.is_empty() {
+            sql.push_str(", ");
+            sql.push_str(tail);
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// `$first, $first+1, …`: `count` parameters for an `IN (…)` list.
+pub(crate) fn list(count: usize, first: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Most rows a multi-row statement takes: 128 rows of 11 parameters stay
+/// far below SQLite's 32,766 and PostgreSQL's 65,535.
+pub(crate) const MAX_ROWS: usize = 128;
+
 /// Savepoints inside a write transaction, by plain statements rather than
 /// sqlx's nested transactions, whose begin and commit wait for a rendezvous
 /// with SQLite's connection thread (no measurable difference under load,
@@ -316,6 +360,20 @@ pub fn now_ms() -> i64 {
 }
 
 /// A store on a fresh SQLite file, for unit tests of the rules above it.
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn multi_row_values_number_their_parameters_row_by_row() {
+        assert_eq!(super::values(1, 1), "($1)");
+        assert_eq!(super::values(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(
+            super::values_with(2, 2, "'queued', 0"),
+            "($1, $2, 'queued', 0), ($3, $4, 'queued', 0)"
+        );
+        assert_eq!(super::list(3, 3), "$3, $4, $5");
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     use super::Store;

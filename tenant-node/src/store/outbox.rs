@@ -2,9 +2,10 @@
 //! hosted elsewhere that are waiting for the host's sequence number.
 
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use super::rooms::stored;
+use super::{MAX_ROWS, list, values, values_with};
 use crate::error::Result;
 use crate::ids::{EventId, MemberId, RoomId, TenantId};
 use crate::model::EventBody;
@@ -79,18 +80,49 @@ pub async fn enqueue(
     payload: &str,
     at_ms: i64,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO outbox (peer, event_id, room_id, host_seq, payload, state, attempts, created_at) \
-         VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6)",
-    )
-    .bind(peer.as_str())
-    .bind(event_id.to_string())
-    .bind(room.to_string())
-    .bind(host_seq as i64)
-    .bind(payload)
-    .bind(at_ms)
-    .execute(conn)
-    .await?;
+    let row = Queued {
+        peer: peer.clone(),
+        event_id: *event_id,
+        room: *room,
+        host_seq,
+        payload: payload.to_string(),
+        at_ms,
+    };
+    enqueue_all(conn, &[row]).await
+}
+
+/// A room event queued for a peer (`host_seq` 0: a change for the
+/// room's host to sequence).
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub peer: TenantId,
+    pub event_id: EventId,
+    pub room: RoomId,
+    pub host_seq: u64,
+    pub payload: String,
+    pub at_ms: i64,
+}
+
+/// Queues room events, in one statement per `MAX_ROWS`.
+pub async fn enqueue_all(conn: &mut AnyConnection, rows: &[Queued]) -> Result<()> {
+    for chunk in rows.chunks(MAX_ROWS) {
+        let sql = format!(
+            "INSERT INTO outbox (peer, event_id, room_id, host_seq, payload, created_at, state, attempts) \
+             VALUES {}",
+            values_with(chunk.len(), 6, "'queued', 0")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for row in chunk {
+            query = query
+                .bind(row.peer.as_str())
+                .bind(row.event_id.to_string())
+                .bind(row.room.to_string())
+                .bind(row.host_seq as i64)
+                .bind(row.payload.as_str())
+                .bind(row.at_ms);
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
@@ -363,20 +395,31 @@ pub struct Pending {
 }
 
 pub async fn insert_pending(conn: &mut AnyConnection, p: &Pending) -> Result<()> {
-    let body = serde_json::to_string(&p.body)
-        .map_err(|e| crate::error::Error::Internal(format!("cannot encode event body: {e}")))?;
-    sqlx::query(
-        "INSERT INTO pending_events (event_id, room_id, sender, idempotency_key, body, at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(p.event_id.to_string())
-    .bind(p.room.to_string())
-    .bind(p.sender.as_str())
-    .bind(p.idempotency_key.as_deref())
-    .bind(body)
-    .bind(p.at_ms)
-    .execute(conn)
-    .await?;
+    insert_pending_all(conn, std::slice::from_ref(p)).await
+}
+
+/// Stores pending events, in one statement per `MAX_ROWS`.
+pub async fn insert_pending_all(conn: &mut AnyConnection, pending: &[Pending]) -> Result<()> {
+    for chunk in pending.chunks(MAX_ROWS) {
+        let sql = format!(
+            "INSERT INTO pending_events (event_id, room_id, sender, idempotency_key, body, at) VALUES {}",
+            values(chunk.len(), 6)
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for p in chunk {
+            let body = serde_json::to_string(&p.body).map_err(|e| {
+                crate::error::Error::Internal(format!("cannot encode event body: {e}"))
+            })?;
+            query = query
+                .bind(p.event_id.to_string())
+                .bind(p.room.to_string())
+                .bind(p.sender.as_str())
+                .bind(p.idempotency_key.as_deref())
+                .bind(body)
+                .bind(p.at_ms);
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
@@ -407,16 +450,35 @@ pub async fn pending_by_key(
     sender: &MemberId,
     key: &str,
 ) -> Result<Option<Pending>> {
-    let row = sqlx::query(
-        "SELECT event_id, room_id, sender, idempotency_key, body, at FROM pending_events \
-         WHERE room_id = $1 AND sender = $2 AND idempotency_key = $3",
-    )
-    .bind(room.to_string())
-    .bind(sender.as_str())
-    .bind(key)
-    .fetch_optional(conn)
-    .await?;
-    row.as_ref().map(pending_from_row).transpose()
+    Ok(pending_by_keys(conn, room, sender, &[key]).await?.pop())
+}
+
+/// The pending events of a sender in a room under any of these
+/// idempotency keys, in one statement per `MAX_ROWS` keys.
+pub async fn pending_by_keys(
+    conn: &mut AnyConnection,
+    room: &RoomId,
+    sender: &MemberId,
+    keys: &[&str],
+) -> Result<Vec<Pending>> {
+    let mut found = Vec::new();
+    for chunk in keys.chunks(MAX_ROWS) {
+        let sql = format!(
+            "SELECT event_id, room_id, sender, idempotency_key, body, at FROM pending_events \
+             WHERE room_id = $1 AND sender = $2 AND idempotency_key IN ({})",
+            list(chunk.len(), 3)
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql))
+            .bind(room.to_string())
+            .bind(sender.as_str());
+        for key in chunk {
+            query = query.bind(*key);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            found.push(pending_from_row(&row)?);
+        }
+    }
+    Ok(found)
 }
 
 /// Removes a pending event of `sender` in `room` once its sequenced copy
