@@ -529,3 +529,90 @@ async fn relayed_events_are_held_to_the_limits_our_members_are() {
         .await
         .expect("the admin's audit search still answers");
 }
+
+// 6. A batch of another company's messages, with a change of the room
+// among them: each envelope is judged on its own, in order, and only what
+// passes is shown.
+#[tokio::test]
+async fn each_message_of_a_relayed_batch_is_judged_on_its_own() {
+    let (a, b, alice, bob) = pair().await;
+    let dave = b.member("dave").await;
+    let room = bob.group_room("Launch", &[&alice.id]).await.id;
+    until_listed(&alice, &room).await;
+    bob.send(&room, "hello").await.unwrap();
+    until_texts(&alice, &room, 1).await;
+    let last = last_seq(&alice, &room).await;
+
+    let mut from_b = bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
+    let at = |id: &str, seq: u64, payload: Payload| {
+        envelope(id, "b.example", &room, last + seq, payload)
+    };
+    let (one, six, seven) = (new_id(), new_id(), new_id());
+    let acks = relay_once(
+        &mut from_b,
+        vec![
+            at(&one, 1, text_from(&bob.id, "one")),
+            // The same event again, in the same batch.
+            at(&one, 1, text_from(&bob.id, "one")),
+            // A change of the room between messages.
+            at(&new_id(), 2, wire::renamed(&bob.id, "Launch 2", None)),
+            at(&new_id(), 3, text_from(&dave.id, "not in the room")),
+            at(&new_id(), 4, text_from(&bob.id, &"x".repeat(16 * 1024 + 1))),
+            at(&new_id(), 5, text_from(&bob.id, "four")),
+            // A seq the batch took already.
+            at(&new_id(), 3, text_from(&bob.id, "again at 3")),
+            // A gap, and what comes after it.
+            at(&seven, 7, text_from(&bob.id, "seven")),
+            at(&six, 6, text_from(&bob.id, "six")),
+        ],
+    )
+    .await;
+    assert_eq!(acks.len(), 9, "{acks:?}");
+    stored(&acks[0]);
+    stored(&acks[1]);
+    stored(&acks[2]);
+    refused(
+        &acks[3],
+        &format!("{} is not a member of room {room}", dave.id),
+    );
+    refused(&acks[4], "the limit is 16384");
+    stored(&acks[5]);
+    refused(&acks[6], "already has seq");
+    assert!(
+        acks[7].retry && acks[7].refused.contains("waiting for"),
+        "{:?}",
+        acks[7]
+    );
+    assert!(acks[8].retry, "waits behind the gap: {:?}", acks[8]);
+    assert_eq!(
+        history_texts(&alice, &room).await,
+        vec!["hello", "one", "four"]
+    );
+    let listed = alice.rooms().await;
+    let listed = listed.iter().find(|r| r.id == room).expect("alice's room");
+    assert_eq!(listed.name, "Launch 2");
+
+    // The rest comes in order: nothing was stored of the two that waited.
+    let acks = relay_once(
+        &mut from_b,
+        vec![
+            at(&six, 6, text_from(&bob.id, "six")),
+            at(&seven, 7, text_from(&bob.id, "seven")),
+        ],
+    )
+    .await;
+    stored(&acks[0]);
+    stored(&acks[1]);
+    assert_eq!(
+        history_texts(&alice, &room).await,
+        vec!["hello", "one", "four", "six", "seven"]
+    );
+    let seqs: Vec<u64> = alice
+        .history(&room)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs.last(), Some(&(last + 7)));
+}

@@ -920,6 +920,69 @@ async fn a_message_is_delivered_in_exactly_one_of_sixteen_policy_combinations() 
     );
 }
 
+/// bob is taken out of a group hosted at alice's node (his admin took him
+/// off the connected list), so bob's node holds the room with none of its
+/// members in it and is relayed nothing while alice writes on. When alice
+/// brings him back in, his node takes the room up again at that seq, and
+/// everything from then on reaches him, none of what was written
+/// without him.
+#[tokio::test]
+async fn a_member_brought_back_after_messages_without_them_receives_what_follows() {
+    let (_a, b, alice, bob) = pair().await;
+    let room = alice.group_room("Deal", &[bob.id.as_str()]).await.id;
+    room_with(&bob, &alice.id).await;
+    alice.send(&room, "before").await.unwrap();
+    assert_eq!(until_texts(&bob, &room, 1).await, vec!["before"]);
+    let admin_b = b.admin().await;
+    allow(&admin_b, true, &bob.id, false).await;
+    until(RELAY_DEADLINE, "alice's node takes bob out", || async {
+        members_of(&alice, &room).await == Some(vec![alice.id.clone()])
+    })
+    .await;
+    alice.send(&room, "while bob was away").await.unwrap();
+
+    allow(&admin_b, true, &bob.id, true).await;
+    let invite = || {
+        let mut rooms = alice.client.rooms.clone();
+        let (room, bob) = (room.clone(), bob.id.clone());
+        async move {
+            rooms
+                .invite_members(pb::InviteMembersRequest {
+                    room_id: room,
+                    members: vec![bob],
+                })
+                .await
+                .is_ok()
+        }
+    };
+    // Until alice's node hears that bob may be reached again.
+    until(RELAY_DEADLINE, "alice brings bob back", invite).await;
+    alice.send(&room, "welcome back").await.unwrap();
+    until(
+        RELAY_DEADLINE,
+        "bob sees what follows his return",
+        || async {
+            history_texts(&bob, &room)
+                .await
+                .contains(&"welcome back".to_string())
+        },
+    )
+    .await;
+    // What bob saw before he left stays his; what was written without him
+    // never reached his node.
+    assert_eq!(
+        history_texts(&bob, &room).await,
+        vec!["before", "welcome back"]
+    );
+    bob.send(&room, "thanks").await.unwrap();
+    until(RELAY_DEADLINE, "alice sees bob's answer", || async {
+        history_texts(&alice, &room)
+            .await
+            .contains(&"thanks".to_string())
+    })
+    .await;
+}
+
 /// Three companies, each with one member, in a group hosted at a.example.
 async fn three_company_group() -> (TestNode, TestNode, TestNode, Member, Member, Member, String) {
     three_company_group_with("Trio", |_| {}).await

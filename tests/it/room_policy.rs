@@ -279,6 +279,8 @@ async fn a_deleted_contacts_messages_in_a_group_stop_for_the_one_who_deleted_the
     // alice still talks to the room; bob's later messages are not hers.
     alice.send(&group, "alice still here").await.unwrap();
     until_text(&bob, &group, "alice still here").await;
+    // Her own message comes back to her node once the host sequenced it.
+    until_text(&alice, &group, "alice still here").await;
     assert_eq!(
         history_texts(&alice, &group).await,
         vec!["before", "alice still here"]

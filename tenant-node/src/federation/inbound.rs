@@ -36,13 +36,14 @@ use crate::model::{EventBody, MemberState, RoomEvent, RoomKind};
 use crate::rooms::content;
 use crate::rooms::{Applied, Change};
 use crate::store::outbox::{self as outbox, OutboxState};
-use crate::store::{WriteTx, events, now_ms, rooms, savepoint};
+use crate::store::{events, now_ms, rooms, savepoint};
 use crate::tenant::Tenant;
 use crate::wire::WireError;
 use crate::wire::status;
 use crate::wire::{Envelope, Message, Payload, ReceiptEntry, Snapshot};
 
 use super::control::Later;
+use super::run::{HostEvent, Run, joins_run};
 
 /// What follows the commit of a relayed envelope: a room event to
 /// announce, or what a control message changes outside the database.
@@ -117,9 +118,10 @@ impl Tenant {
                 return retry_all(&status::not_stored_yet(&e));
             }
         }
-        // One transaction for the batch, a savepoint per envelope: a refusal
-        // undoes only its own envelope, and nothing is acknowledged before
-        // the batch commits.
+        // One transaction for the batch: nothing is acknowledged before it
+        // commits. Other companies' messages are judged as a run and
+        // written together (`run`); every other envelope in a savepoint of
+        // its own, so that a refusal undoes only its own writes.
         let mut w = match self.store.begin_write().await {
             Ok(w) => w,
             Err(e) => {
@@ -127,26 +129,50 @@ impl Tenant {
                 return retry_all(&status::not_stored_yet(&e));
             }
         };
-        if count == 1 {
-            return self.receive_alone(w, peer, chain, envelopes).await;
-        }
+        let batch: Vec<(String, Result<Read>)> = envelopes
+            .into_iter()
+            .map(|envelope| {
+                let id = clip(&envelope.event_id).into_owned();
+                (id, read_envelope(envelope, &self.limits))
+            })
+            .collect();
+        let mut run = match Run::for_batch(&mut w.tx, &self.id, &batch).await {
+            Ok(run) => run,
+            Err(e) => {
+                tracing::warn!(peer = %peer, error = %e, "cannot store relayed events");
+                return retry_all(&status::not_stored_yet(&e));
+            }
+        };
         let mut outcomes = Vec::with_capacity(count);
         let mut announce = Vec::new();
         let mut waiting: Option<String> = None;
-        for envelope in envelopes {
+        for (event_id, read) in batch {
             if let Some(reason) = &waiting {
                 outcomes.push(Outcome::Retry(reason.clone()));
                 continue;
             }
-            let received = match self
-                .receive_in_savepoint(&mut w.tx, peer, chain, envelope)
-                .await
-            {
+            let received = if joins_run(&self.id, &read) {
+                // Writes nothing before the run is written.
+                Ok(self
+                    .receive_read(&mut w.tx, peer, chain, &event_id, read, Some(&mut run))
+                    .await)
+            } else {
+                let received = match self.write_run(&mut w.tx, &mut run).await {
+                    Ok(()) => {
+                        self.receive_in_savepoint(&mut w.tx, peer, chain, &event_id, read)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                run.forget();
+                received
+            };
+            let received = match received {
                 Ok(received) => received,
                 Err(e) => {
-                    // The savepoint did not end as it should: what the
-                    // envelope wrote may still be there, so nothing of the
-                    // batch may commit.
+                    // A write failed, or a savepoint did not end as it
+                    // should: what the envelope wrote may still be there, so
+                    // nothing of the batch may commit.
                     tracing::warn!(peer = %peer, error = %e, "a batch of relayed events failed");
                     return retry_all(&status::not_stored_yet(&e));
                 }
@@ -162,6 +188,10 @@ impl Tenant {
                 waiting = Some(reason.clone());
             }
             outcomes.push(outcome);
+        }
+        if let Err(e) = self.write_run(&mut w.tx, &mut run).await {
+            tracing::warn!(peer = %peer, error = %e, "cannot store relayed events");
+            return retry_all(&status::not_stored_yet(&e));
         }
         if let Err(e) = w.commit().await {
             tracing::warn!(peer = %peer, error = %e, "cannot commit relayed events");
@@ -181,38 +211,7 @@ impl Tenant {
         }
     }
 
-    /// A batch of one, as at a low rate, needs no savepoint: a refusal
-    /// rolls the transaction back.
-    async fn receive_alone(
-        &self,
-        mut w: WriteTx,
-        peer: &TenantId,
-        chain: &[CertificateDer<'static>],
-        envelopes: Vec<pb::Envelope>,
-    ) -> Vec<Outcome> {
-        let Some(envelope) = envelopes.into_iter().next() else {
-            return Vec::new();
-        };
-        let outcome = match self.receive_one(&mut w.tx, peer, chain, envelope).await {
-            Ok((outcome, after)) => match w.commit().await {
-                Ok(()) => {
-                    if let Some(after) = after {
-                        self.after_commit(after).await;
-                    }
-                    outcome
-                }
-                Err(e) => {
-                    tracing::warn!(peer = %peer, error = %e, "cannot commit a relayed event");
-                    Outcome::Retry(status::not_stored_yet(&e))
-                }
-            },
-            // Dropping the transaction undoes whatever it wrote.
-            Err(e) => status::outcome(peer, e),
-        };
-        vec![outcome]
-    }
-
-    /// `receive_one` in a savepoint of its own. `Ok(Err(_))`: refused (or
+    /// `receive_read` in a savepoint of its own. `Ok(Err(_))`: refused (or
     /// not stored) and undone, the batch goes on; `Err(_)`: the savepoint
     /// could not end, the batch cannot.
     async fn receive_in_savepoint(
@@ -220,10 +219,14 @@ impl Tenant {
         conn: &mut sqlx::AnyConnection,
         peer: &TenantId,
         chain: &[CertificateDer<'static>],
-        envelope: pb::Envelope,
+        event_id: &str,
+        read: Result<Read>,
     ) -> Result<Result<(Outcome, Option<After>)>> {
         savepoint::begin(conn).await?;
-        match self.receive_one(conn, peer, chain, envelope).await {
+        match self
+            .receive_read(conn, peer, chain, event_id, read, None)
+            .await
+        {
             Ok(done) => {
                 savepoint::release(conn).await?;
                 Ok(Ok(done))
@@ -308,17 +311,20 @@ impl Tenant {
         .await?;
         Ok(Outcome::Stored)
     }
-    /// Checks and stores one envelope in the batch's transaction; what to
-    /// announce once that commits.
-    async fn receive_one(
+    /// Checks and stores one envelope (read by `read_envelope`) in the
+    /// batch's transaction; what to announce once that commits. With a
+    /// `run`, the envelope joins it (`run::joins_run`) and writes nothing
+    /// yet.
+    async fn receive_read(
         &self,
         conn: &mut AnyConnection,
         peer: &TenantId,
         chain: &[CertificateDer<'static>],
-        envelope: pb::Envelope,
+        event_id: &str,
+        read: Result<Read>,
+        run: Option<&mut Run>,
     ) -> Result<(Outcome, Option<After>)> {
-        let event_id = clip(&envelope.event_id).into_owned();
-        let envelope = match read_envelope(envelope, &self.limits)? {
+        let envelope = match read? {
             Read::Known(Message::Room(envelope)) => envelope,
             Read::Known(Message::Control(message)) => {
                 let later = self.receive_control(conn, peer, chain, message).await?;
@@ -401,7 +407,7 @@ impl Tenant {
             body: relayed.body,
         };
         let (outcome, applied) = self
-            .store_from_host(conn, peer, event, relayed.room)
+            .store_from_host(conn, peer, event, relayed.room, run)
             .await?;
         Ok((outcome, applied.map(After::Room)))
     }
@@ -438,17 +444,23 @@ impl Tenant {
         host: &TenantId,
         event: RoomEvent,
         snapshot: Option<Snapshot>,
+        mut run: Option<&mut Run>,
     ) -> Result<(Outcome, Option<Applied>)> {
         let at = now_ms();
-        if let Some(stored) = events::by_id(&mut *conn, &event.id).await? {
+        let earlier = match &run {
+            Some(run) => run.stored(&event.id).cloned(),
+            None => events::by_id(&mut *conn, &event.id).await?,
+        };
+        if let Some(stored) = earlier {
             return stored_before(&stored, &event).map(|outcome| (outcome, None));
         }
-        let view = match rooms::room_with_members(&mut *conn, &event.room).await? {
-            Some((row, members)) => {
-                if let Some(wait) = in_order(&row, host, &event)? {
-                    return Ok((wait, None));
-                }
-                RoomView {
+        let room = match run.as_deref_mut() {
+            Some(run) => run.room(&mut *conn, &event.room).await?,
+            None => rooms::room_with_members(&mut *conn, &event.room).await?,
+        };
+        let view = match room {
+            Some((row, members)) => match in_order(&row, host, &event)? {
+                None => RoomView {
                     kind: row.kind,
                     name: row.name.clone(),
                     master: row.master.clone(),
@@ -456,11 +468,20 @@ impl Tenant {
                     direct_key: String::new(),
                     opened_with: Vec::new(),
                     row: Some(row),
+                    reopened: false,
+                },
+                Some(wait) => {
+                    match reopened_view(&self.id, &self.limits, row, &members, &event, snapshot) {
+                        Some(view) => view?,
+                        None => return Ok((wait, None)),
+                    }
                 }
-            }
+            },
             None => new_room_view(&self.id, &self.limits, &event, snapshot)?,
         };
-        let (verdict, key) = self.judge(&mut *conn, host, &view, &event).await?;
+        let (verdict, key) = self
+            .judge(&mut *conn, host, &view, &event, run.as_deref_mut())
+            .await?;
         let mut event = event;
         let mut outcome = Outcome::Stored;
         let mut unseen_by = Vec::new();
@@ -480,7 +501,7 @@ impl Tenant {
                 after
             }
             // A room is never opened only to hold what it withholds.
-            Verdict::Withhold { reason, .. } if view.is_new() => return Err(reason),
+            Verdict::Withhold { reason, .. } if view.opens() => return Err(reason),
             Verdict::Withhold { reason, tell_host } => {
                 tracing::info!(room = %event.room, sender = %event.sender, kind = event.body.kind(), reason = %reason, "relayed event withheld");
                 event.body = EventBody::Withheld;
@@ -494,6 +515,35 @@ impl Tenant {
                 }
             }
         };
+        let mut local: Vec<MemberId> = after
+            .members
+            .iter()
+            .chain(view.members.iter().filter(|m| !after.members.contains(m)))
+            .filter(|m| m.belongs_to(&self.id) && !unseen_by.contains(m))
+            .cloned()
+            .collect();
+        local.dedup();
+        let judged = HostEvent {
+            event: event.clone(),
+            key,
+            unseen_by,
+            members: after.members.clone(),
+        };
+        let applied = Applied {
+            event,
+            local,
+            peers: Vec::new(),
+        };
+        if let Some(run) = run {
+            if view.opens() || applied.event.body.changes_room() {
+                return Err(Error::Internal(format!(
+                    "a {} event cannot wait in a run",
+                    applied.event.body.kind()
+                )));
+            }
+            run.keep(judged);
+            return Ok((outcome, Some(applied)));
+        }
         if view.is_new() {
             // Two direct rooms for one pair can exist when both sides
             // opened one at once; only the first holds the key.
@@ -509,50 +559,32 @@ impl Tenant {
             };
             rooms::insert_room(
                 &mut *conn,
-                &event.room,
+                &applied.event.room,
                 view.kind,
                 &view.name,
                 view.master.as_ref(),
                 key,
                 Some(host),
-                event.seq - 1,
+                applied.event.seq - 1,
                 at,
             )
             .await?;
         }
-        events::store_sequenced(&mut *conn, &event, key.as_deref()).await?;
-        events::hide_from(&mut *conn, &event.room, event.seq, &unseen_by).await?;
-        self.record_attachment(&mut *conn, &event).await?;
-        if event.body.changes_room() {
+        self.write_host_events(&mut *conn, std::slice::from_ref(&judged))
+            .await?;
+        if applied.event.body.changes_room() {
             rooms::apply_snapshot(
                 &mut *conn,
-                &event.room,
+                &applied.event.room,
                 &after.name,
                 after.master.as_ref(),
                 &after.members,
-                event.seq,
+                applied.event.seq,
                 at,
             )
             .await?;
         }
-        self.audit_room_event(&mut *conn, &event, &after.members)
-            .await?;
-        let mut local: Vec<MemberId> = after
-            .members
-            .iter()
-            .chain(view.members.iter().filter(|m| !after.members.contains(m)))
-            .filter(|m| m.belongs_to(&self.id) && !unseen_by.contains(m))
-            .cloned()
-            .collect();
-        local.dedup();
-        Ok((
-            outcome,
-            Some(Applied {
-                event,
-                local,
-                peers: Vec::new(),
-            }),
-        ))
+        Ok((outcome, Some(applied)))
     }
 
     /// This node's verdict on an event the room's host sequenced, and the
@@ -563,6 +595,7 @@ impl Tenant {
         host: &TenantId,
         view: &RoomView,
         event: &RoomEvent,
+        run: Option<&mut Run>,
     ) -> Result<(Verdict, Option<String>)> {
         let sender = &event.sender;
         let ours = sender.belongs_to(&self.id);
@@ -691,7 +724,7 @@ impl Tenant {
                     return refused(format!("{sender} is not a member of room {}", event.room));
                 }
                 if !ours {
-                    match self.may_receive(conn, host, view, event).await {
+                    match self.may_receive(conn, host, view, event, run).await {
                         Ok(hidden) => unseen = hidden,
                         Err(refusal) if refusal.is_fault() => return Err(refusal),
                         Err(refusal) => return Ok((withhold(refusal), None)),
@@ -805,7 +838,14 @@ impl Tenant {
         host: &TenantId,
         view: &RoomView,
         event: &RoomEvent,
+        run: Option<&mut Run>,
     ) -> Result<Vec<MemberId>> {
+        if let Some(unseen) = run
+            .as_ref()
+            .and_then(|run| run.admitted(&event.sender, &event.room))
+        {
+            return Ok(unseen.clone());
+        }
         let permit = self
             .may_message(
                 conn,
@@ -816,7 +856,11 @@ impl Tenant {
                 &view.members,
             )
             .await?;
-        Ok(permit.unseen_by().to_vec())
+        let unseen = permit.unseen_by().to_vec();
+        if let Some(run) = run {
+            run.admit(&event.sender, &event.room, unseen.clone());
+        }
+        Ok(unseen)
     }
 }
 
@@ -834,11 +878,19 @@ pub(crate) struct RoomView {
     pub(crate) opened_with: Vec<MemberId>,
     /// This node's row of the room; `None` for a room new here.
     pub(crate) row: Option<rooms::RoomRow>,
+    /// A room this node holds with none of its members in it, taken up
+    /// again at a later seq (`reopened_view`).
+    pub(crate) reopened: bool,
 }
 
 impl RoomView {
     pub(crate) fn is_new(&self) -> bool {
         self.row.is_none()
+    }
+
+    /// Whether the event opens the room here: new here, or taken up again.
+    pub(crate) fn opens(&self) -> bool {
+        self.is_new() || self.reopened
     }
 }
 
@@ -928,7 +980,80 @@ pub(crate) fn new_room_view(
         direct_key,
         opened_with: members,
         row: None,
+        reopened: false,
     })
+}
+
+/// The room as an event after a gap in this node's copy says it is, when
+/// that copy holds none of our members and the event brings one of them
+/// back in, with the host's snapshot of the room after it: `None` when
+/// not. While none of our members was in the room its host relayed us
+/// nothing, so the seqs in between were never ours to hold; the room is
+/// taken up again at this event's seq, as a new room is opened (the
+/// members before it are the snapshot's but those it brings in, and only
+/// what admission lets in comes in).
+pub(crate) fn reopened_view(
+    us: &TenantId,
+    limits: &Limits,
+    mut row: rooms::RoomRow,
+    members: &[MemberId],
+    event: &RoomEvent,
+    snapshot: Option<Snapshot>,
+) -> Option<Result<RoomView>> {
+    let EventBody::Joined { members: joining } = &event.body else {
+        return None;
+    };
+    if members.iter().any(|m| m.belongs_to(us)) || !joining.iter().any(|m| m.belongs_to(us)) {
+        return None;
+    }
+    let snapshot = snapshot?;
+    Some((|| {
+        content::members_within(&snapshot.members, limits)?;
+        if snapshot.kind != row.kind || !joining.iter().all(|m| snapshot.members.contains(m)) {
+            return Err(Error::invalid(
+                "room",
+                "the snapshot does not match the room and the members the event brings in",
+            ));
+        }
+        let name = match row.kind {
+            RoomKind::Direct if snapshot.members.len() == 2 && snapshot.master.is_none() => {
+                String::new()
+            }
+            RoomKind::Direct => {
+                return Err(Error::invalid(
+                    "room",
+                    "a direct room has two members and no master",
+                ));
+            }
+            RoomKind::Group => content::room_name(&snapshot.name)?,
+        };
+        if snapshot
+            .master
+            .as_ref()
+            .is_some_and(|m| !snapshot.members.contains(m))
+        {
+            return Err(Error::invalid("master", "is not a member of the room"));
+        }
+        let before: Vec<MemberId> = snapshot
+            .members
+            .iter()
+            .filter(|m| !joining.contains(m))
+            .cloned()
+            .collect();
+        row.name = name.clone();
+        row.master = snapshot.master.clone();
+        row.last_seq = event.seq - 1;
+        Ok(RoomView {
+            kind: row.kind,
+            name,
+            master: snapshot.master,
+            members: before,
+            direct_key: String::new(),
+            opened_with: snapshot.members,
+            row: Some(row),
+            reopened: true,
+        })
+    })())
 }
 
 /// The answer to an event id stored here before: acknowledged again when

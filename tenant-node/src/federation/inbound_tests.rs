@@ -8,8 +8,8 @@ use works_bridge::Outcome;
 use crate::config::Limits;
 use crate::error::Error;
 use crate::federation::inbound::{
-    RoomAfter, RoomView, in_order, needs_our_proposal, new_room_view, our_proposal, room_after,
-    rules, same_change, stored_before,
+    RoomAfter, RoomView, in_order, needs_our_proposal, new_room_view, our_proposal, reopened_view,
+    room_after, rules, same_change, stored_before,
 };
 use crate::ids::{EventId, MemberId, RoomId, TenantId};
 use crate::model::{EventBody, RoomEvent, RoomKind};
@@ -88,6 +88,7 @@ fn known(name: &str, master: Option<&MemberId>, members: &[&MemberId]) -> RoomVi
         direct_key: String::new(),
         opened_with: Vec::new(),
         row: Some(replica_row(4)),
+        reopened: false,
     }
 }
 
@@ -111,6 +112,95 @@ fn refused(result: Result<RoomView, Error>) -> Error {
     match result {
         Ok(view) => panic!("opened a room with {:?} before the event", view.members),
         Err(e) => e,
+    }
+}
+
+// ---- A room held with none of our members: taken up again after a gap ----
+
+/// `reopened_view` for our copy of a group at seq 4 with `members`, and an
+/// event at seq 9 (after a gap).
+fn reopen(
+    members: &[&MemberId],
+    body: EventBody,
+    snapshot: Option<Snapshot>,
+) -> Option<Result<RoomView, Error>> {
+    let event = event(replica_row(4).id, 9, &id("bob@b.example"), body);
+    reopened_view(
+        &us(),
+        &Limits::default(),
+        replica_row(4),
+        &ids(members),
+        &event,
+        snapshot,
+    )
+}
+
+#[test]
+fn a_room_none_of_ours_is_in_is_taken_up_again_by_our_member_joining() {
+    let (alice, bob, carol) = (
+        id("alice@a.example"),
+        id("bob@b.example"),
+        id("carol@b.example"),
+    );
+    let view = reopen(
+        &[&carol],
+        joined(&[&alice]),
+        snapshot(
+            RoomKind::Group,
+            "planning 2",
+            Some(&bob),
+            &[&bob, &carol, &alice],
+        ),
+    )
+    .expect("taken up again")
+    .expect("a valid snapshot");
+    assert!(view.opens() && !view.is_new());
+    // The members before the event are the host's, not our stale copy's.
+    assert_eq!(view.members, ids(&[&bob, &carol]));
+    assert_eq!(view.name, "planning 2");
+    assert_eq!(view.master, Some(bob));
+    assert_eq!(view.row.expect("our row").last_seq, 8);
+}
+
+#[test]
+fn a_gap_waits_while_one_of_ours_is_in_the_room_or_none_comes_back() {
+    let (alice, bob) = (id("alice@a.example"), id("bob@b.example"));
+    let group = |members: &[&MemberId]| snapshot(RoomKind::Group, "planning", None, members);
+    // Our member is in our copy: the events in between are ours to wait for.
+    assert!(reopen(&[&alice, &bob], joined(&[&alice]), group(&[&alice, &bob])).is_none());
+    // The event brings none of ours in, or is no invitation.
+    let dave = id("dave@b.example");
+    assert!(reopen(&[&bob], joined(&[&dave]), group(&[&bob, &dave])).is_none());
+    let text = EventBody::Text { text: "hi".into() };
+    assert!(reopen(&[&bob], text, group(&[&alice, &bob])).is_none());
+    // No snapshot: nothing to take the room up from.
+    assert!(reopen(&[&bob], joined(&[&alice]), None).is_none());
+}
+
+#[test]
+fn a_snapshot_that_does_not_match_takes_nothing_up() {
+    let (alice, bob) = (id("alice@a.example"), id("bob@b.example"));
+    let wrong = [
+        // Another kind of room than ours.
+        snapshot(RoomKind::Direct, "", None, &[&alice, &bob]),
+        // Without the member the event brings in.
+        snapshot(RoomKind::Group, "planning", None, &[&bob]),
+        // A master who is not in the room.
+        snapshot(
+            RoomKind::Group,
+            "planning",
+            Some(&id("eve@b.example")),
+            &[&alice, &bob],
+        ),
+    ];
+    for snapshot in wrong {
+        let refused = reopen(&[&bob], joined(&[&alice]), snapshot.clone())
+            .expect("applies")
+            .err();
+        assert!(
+            matches!(refused, Some(Error::Invalid { .. })),
+            "{snapshot:?}: {refused:?}"
+        );
     }
 }
 

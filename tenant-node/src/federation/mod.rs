@@ -4,7 +4,8 @@
 //!   established which peer is calling, from its certificate).
 //! - `inbound`: the receiving gate for relayed envelopes, which treats every
 //!   peer as hostile; `control`: the control messages among them
-//!   (reachability, profiles, CAs).
+//!   (reachability, profiles, CAs); `run`: other companies' messages
+//!   judged one by one and written together.
 //! - reading what is relayed goes through `crate::wire`, shared with the
 //!   outbox that sends it.
 //!
@@ -15,6 +16,7 @@
 mod control;
 pub mod handler;
 pub mod inbound;
+mod run;
 
 pub use handler::NodeBridge;
 

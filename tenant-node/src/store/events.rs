@@ -92,19 +92,10 @@ pub async fn reserve(
     Ok(last + 1 - count)
 }
 
-/// Stores an event at the sequence number it already has (a replica storing
-/// what its host sequenced); the insert's trigger (`events_move_room`) moves
-/// the room's `last_seq` to it.
-pub async fn store_sequenced(
-    conn: &mut AnyConnection,
-    event: &RoomEvent,
-    idempotency_key: Option<&str>,
-) -> Result<()> {
-    insert_all(conn, &[(event, idempotency_key)]).await
-}
-
 /// Stores events, each with its idempotency key, in one statement per
-/// `MAX_ROWS`.
+/// `MAX_ROWS`. An event at a seq beyond the room's `last_seq` (a replica
+/// storing what its host sequenced) moves it there in the insert's trigger
+/// (`events_move_room`).
 pub async fn insert_all(
     conn: &mut AnyConnection,
     events: &[(&RoomEvent, Option<&str>)],
@@ -142,6 +133,26 @@ pub async fn by_id(conn: &mut AnyConnection, id: &EventId) -> Result<Option<Room
     .fetch_optional(conn)
     .await?;
     row.as_ref().map(event_from_row).transpose()
+}
+
+/// The events stored under any of these ids, in one statement per
+/// `MAX_ROWS` ids.
+pub async fn by_ids(conn: &mut AnyConnection, ids: &[EventId]) -> Result<Vec<RoomEvent>> {
+    let mut found = Vec::new();
+    for chunk in ids.chunks(MAX_ROWS) {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN ({})",
+            list(chunk.len(), 1)
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for id in chunk {
+            query = query.bind(id.to_string());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            found.push(event_from_row(&row)?);
+        }
+    }
+    Ok(found)
 }
 
 /// The event a sender stored earlier under this idempotency key, if any.
