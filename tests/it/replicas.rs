@@ -421,6 +421,7 @@ async fn a_peer_fails_over_to_another_replicas_bridge() {
     let b = TestNode::start("b.example").await;
     let (mut a1, _b, alice, carol) = pair_of(a1, b).await;
     let room = room_with(&alice, &carol.id).await;
+    room_with(&carol, &alice.id).await;
     carol
         .send(&room.id, "through the first")
         .await

@@ -471,8 +471,19 @@ impl Tenant {
                     reopened: false,
                 },
                 Some(wait) => {
+                    let at_seq = row.last_seq;
                     match reopened_view(&self.id, &self.limits, row, &members, &event, snapshot) {
                         Some(view) => view?,
+                        // The host relays a room to this node only while one of
+                        // our members is in it: with none in our copy, what
+                        // follows a gap never comes, and waiting for it would
+                        // hold up everything queued for us behind it.
+                        None if !members.iter().any(|m| m.belongs_to(&self.id)) => {
+                            return Err(Error::FailedPrecondition(format!(
+                                "no member of {} is in room {} since seq {at_seq}: what came after was not relayed here",
+                                self.id, event.room
+                            )));
+                        }
                         None => return Ok((wait, None)),
                     }
                 }
