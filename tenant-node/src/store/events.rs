@@ -103,7 +103,7 @@ pub async fn insert_all(
     for chunk in events.chunks(MAX_ROWS) {
         let sql = format!(
             "INSERT INTO events (room_id, seq, event_id, sender, kind, body, at, idempotency_key) VALUES {}",
-            values(chunk.len(), 8)
+            values(conn, chunk.len(), 8)
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for (event, key) in chunk {
@@ -261,7 +261,7 @@ pub async fn hide_all(conn: &mut AnyConnection, hidden: &[(RoomId, u64, &MemberI
         let sql = format!(
             "INSERT INTO unseen_events (room_id, member_id, seq) VALUES {} \
              ON CONFLICT (room_id, member_id, seq) DO NOTHING",
-            values(chunk.len(), 3)
+            values(conn, chunk.len(), 3)
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for (room, seq, member) in chunk {

@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use super::rooms::stored;
-use super::{MAX_ROWS, list, values, values_with};
+use super::{MAX_ROWS, Params, list, values, values_with};
 use crate::error::Result;
 use crate::ids::{EventId, MemberId, RoomId, TenantId};
 use crate::model::EventBody;
@@ -109,7 +109,7 @@ pub async fn enqueue_all(conn: &mut AnyConnection, rows: &[Queued]) -> Result<()
         let sql = format!(
             "INSERT INTO outbox (peer, event_id, room_id, host_seq, payload, created_at, state, attempts) \
              VALUES {}",
-            values_with(chunk.len(), 6, "'queued', 0")
+            values_with(Params::of(conn), chunk.len(), 6, "'queued', 0")
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for row in chunk {
@@ -403,7 +403,7 @@ pub async fn insert_pending_all(conn: &mut AnyConnection, pending: &[Pending]) -
     for chunk in pending.chunks(MAX_ROWS) {
         let sql = format!(
             "INSERT INTO pending_events (event_id, room_id, sender, idempotency_key, body, at) VALUES {}",
-            values(chunk.len(), 6)
+            values(conn, chunk.len(), 6)
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for p in chunk {
