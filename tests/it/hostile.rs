@@ -71,18 +71,30 @@ async fn set_restrict_files(admin: &tenant_node::client::Client, on: bool) {
         .unwrap();
 }
 
+/// bob's group "Launch" with alice, hosted at b.example, once alice's node
+/// holds it with bob's "hello": the room, its last seq at alice's node, and
+/// a bridge client as b.example to a.example.
+async fn launch_hosted_by_b(
+    a: &TestNode,
+    b: &TestNode,
+    alice: &support::Member,
+    bob: &support::Member,
+) -> (String, u64, works_bridge::PeerClient) {
+    let room = bob.group_room("Launch", &[&alice.id]).await.id;
+    until_listed(alice, &room).await;
+    bob.send(&room, "hello").await.unwrap();
+    until_texts(alice, &room, 1).await;
+    let last = last_seq(alice, &room).await;
+    let from_b = bridge_client(a, &b.tls_files().load_node().unwrap()).await;
+    (room, last, from_b)
+}
+
 // 1. A host posting as the receiver's own members.
 #[tokio::test]
 async fn a_host_cannot_post_in_the_name_of_our_members() {
     let (a, b, alice, bob) = pair().await;
     let carol = a.member("carol").await;
-    let room = bob.group_room("Launch", &[&alice.id]).await.id;
-    until_listed(&alice, &room).await;
-    bob.send(&room, "hello").await.unwrap();
-    until_texts(&alice, &room, 1).await;
-    let last = last_seq(&alice, &room).await;
-
-    let mut from_b = bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
+    let (room, last, mut from_b) = launch_hosted_by_b(&a, &b, &alice, &bob).await;
     let acks = relay_once(
         &mut from_b,
         vec![
@@ -537,13 +549,7 @@ async fn relayed_events_are_held_to_the_limits_our_members_are() {
 async fn each_message_of_a_relayed_batch_is_judged_on_its_own() {
     let (a, b, alice, bob) = pair().await;
     let dave = b.member("dave").await;
-    let room = bob.group_room("Launch", &[&alice.id]).await.id;
-    until_listed(&alice, &room).await;
-    bob.send(&room, "hello").await.unwrap();
-    until_texts(&alice, &room, 1).await;
-    let last = last_seq(&alice, &room).await;
-
-    let mut from_b = bridge_client(&a, &b.tls_files().load_node().unwrap()).await;
+    let (room, last, mut from_b) = launch_hosted_by_b(&a, &b, &alice, &bob).await;
     let at = |id: &str, seq: u64, payload: Payload| {
         envelope(id, "b.example", &room, last + seq, payload)
     };

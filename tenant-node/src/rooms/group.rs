@@ -358,7 +358,7 @@ fn stored(plan: &Plan) -> Result<Stored> {
 /// A sender's messages stored earlier in a room under any of `keys`:
 /// sequenced, or (`elsewhere`: the room is hosted by another node) still
 /// waiting for its host.
-async fn earlier_sends(
+pub(super) async fn earlier_sends(
     conn: &mut AnyConnection,
     room: &RoomId,
     sender: &MemberId,

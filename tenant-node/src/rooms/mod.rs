@@ -24,7 +24,6 @@ use crate::error::{Error, Result};
 use crate::ids::{EventId, MemberId, RoomId, TenantId};
 use crate::model::{Caller, EventBody, MemberState, Room, RoomEvent, RoomKind};
 use crate::outbox::Delivery;
-use crate::store::outbox;
 use crate::store::{audit, contacts as contact_store, events, now_ms, rooms};
 use crate::tenant::Tenant;
 use crate::wire::Snapshot;
@@ -1146,19 +1145,9 @@ async fn earlier_send(
     sender: &MemberId,
     key: &str,
 ) -> Result<Option<RoomEvent>> {
-    // Pending first: a message only ever moves from pending to stored, so
-    // reading in this order cannot miss it in between.
-    if let Some(p) = outbox::pending_by_key(conn, room, sender, key).await? {
-        return Ok(Some(RoomEvent {
-            id: p.event_id,
-            room: p.room,
-            seq: 0,
-            sender: p.sender,
-            at_ms: p.at_ms,
-            body: p.body,
-        }));
-    }
-    events::by_idempotency_key(conn, room, sender, key).await
+    Ok(group::earlier_sends(conn, room, sender, &[key], true)
+        .await?
+        .remove(key))
 }
 
 fn pending_event(room: RoomId, change: Change) -> RoomEvent {
