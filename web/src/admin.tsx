@@ -263,7 +263,8 @@ function LineAdmin() {
     const next = await attempt(() => api.line.setLineSettings(patch));
     if (next) {
       setSettings(next);
-      setGreeting(next.greeting);
+      // A box ticked while the admin writes a greeting keeps the draft.
+      if (patch.greeting !== undefined) setGreeting(next.greeting);
       return true;
     }
     // Refused: show the boxes as the node has them, not as clicked.
