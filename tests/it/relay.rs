@@ -611,7 +611,10 @@ async fn contact_status(who: &Member, user: &str) -> String {
 async fn turning_external_messaging_off_mid_conversation_takes_members_out() {
     let (a, b, alice, bob) = pair().await;
     let room = room_with(&alice, &bob.id).await.id;
-    room_with(&bob, &alice.id).await;
+    until(RELAY_DEADLINE, "bob's node holds the group", || async {
+        members_of(&bob, &room).await.is_some()
+    })
+    .await;
     alice.send(&room, "before").await.unwrap();
     until_texts(&bob, &room, 1).await;
 
@@ -930,7 +933,10 @@ async fn a_message_is_delivered_in_exactly_one_of_sixteen_policy_combinations() 
 async fn a_member_brought_back_after_messages_without_them_receives_what_follows() {
     let (_a, b, alice, bob) = pair().await;
     let room = alice.group_room("Deal", &[bob.id.as_str()]).await.id;
-    room_with(&bob, &alice.id).await;
+    until(RELAY_DEADLINE, "bob's node holds the group", || async {
+        members_of(&bob, &room).await.is_some()
+    })
+    .await;
     alice.send(&room, "before").await.unwrap();
     assert_eq!(until_texts(&bob, &room, 1).await, vec!["before"]);
     let admin_b = b.admin().await;
